@@ -1,0 +1,85 @@
+// The shape of one built-in detector. Detectors are data: a candidate pattern
+// (RE2 syntax), optional context keywords, an optional validator, and a
+// confidence model. The engine compiles all of them into one RE2.Set.
+
+export const detectorGroups = [
+  'financial',
+  'health',
+  'national-id',
+  'tax-id',
+  'company-id',
+  'contact',
+  'network',
+  'device',
+  'credentials',
+  'crypto',
+] as const;
+
+export type DetectorGroup = (typeof detectorGroups)[number];
+
+/** Which compliance profiles turn a detector on. */
+export const complianceProfiles = ['pci-dss', 'hipaa', 'soc2', 'gdpr-pii', 'secrets'] as const;
+export type ComplianceProfile = (typeof complianceProfiles)[number];
+
+export interface ConfidenceModel {
+  /** Confidence when the pattern matches (and the validator passes, if any). */
+  base: number;
+  /** Added when a context keyword is near the match or names the JSON field. */
+  contextBoost: number;
+  /** Subtracted when a negative keyword (order, invoice, tracking...) is near. */
+  negativePenalty: number;
+}
+
+export interface DetectorDefinition {
+  id: string;
+  group: DetectorGroup;
+  /** What kind of data it is; used in redaction placeholders and flow rules. */
+  dataClass: string;
+  description: string;
+  /** Synthetic examples that the detector reports (checked by the tests). */
+  examples: string[];
+  /**
+   * RE2 pattern for candidates. Absent for keyword-gated detectors that use the
+   * shared identifier shape (national identifiers validated by stdnum).
+   */
+  pattern?: string;
+  /** Case-insensitive pattern (only for the detector's own pattern). */
+  caseInsensitive?: boolean;
+  /** Context words. With requiresContext, a match counts only near one of them. */
+  keywords?: string[];
+  requiresContext?: boolean;
+  /** How many characters after a keyword a candidate may start (default 48). */
+  contextWindow?: number;
+  /** Words that lower confidence when near (order numbers, tracking ids...). */
+  negativeKeywords?: string[];
+  /** Candidate must pass this (checksum / structure). */
+  validate?: (candidate: string) => boolean;
+  /** If true a failed validation lowers confidence instead of discarding (vendor token checksums). */
+  validationBoostsOnly?: boolean;
+  confidence: ConfidenceModel;
+  profiles: ComplianceProfile[];
+  /** Characters kept visible by "mask" unless the policy says otherwise. */
+  maskKeep?: number;
+  /** Run this detector on the whole JSON value when its key matches a keyword (e.g. password fields). */
+  wholeValueWhenKeyMatches?: boolean;
+  /** A match marks the start of a block (PEM key): the whole string value is treated as the secret. */
+  wholeBlock?: boolean;
+}
+
+export interface DetectorInfo {
+  id: string;
+  group: DetectorGroup;
+  dataClass: string;
+  description: string;
+  examples: string[];
+  validation: 'checksum' | 'structure' | 'none';
+  requiresContext: boolean;
+  keywords: string[];
+  confidence: ConfidenceModel;
+  profiles: ComplianceProfile[];
+}
+
+export const strongConfidence: ConfidenceModel = { base: 0.9, contextBoost: 0.08, negativePenalty: 0.3 };
+export const checksumConfidence: ConfidenceModel = { base: 0.8, contextBoost: 0.15, negativePenalty: 0.35 };
+export const contextConfidence: ConfidenceModel = { base: 0.75, contextBoost: 0.15, negativePenalty: 0.3 };
+export const weakConfidence: ConfidenceModel = { base: 0.5, contextBoost: 0.3, negativePenalty: 0.3 };

@@ -1,0 +1,88 @@
+// National, tax and company identifiers of ~90 countries, validated by the
+// stdnum library's check algorithms. These numbers have no distinctive shape
+// (a run of digits), so every one is keyword-gated: it counts only next to its
+// own name (CPF, PESEL, BSN, NINO...) in the text or in the JSON field name.
+import { stdnum } from 'stdnum';
+import type { DetectorDefinition, DetectorGroup } from '../detector.ts';
+import stdnumExamples from './stdnum-examples.json' with { type: 'json' };
+
+interface StdnumValidator {
+  name: string;
+  localName: string;
+  abbreviation?: string;
+  validate(value: string): { isValid: boolean };
+}
+
+/** Validators with a dedicated detector elsewhere (own pattern), so not repeated here. */
+const coveredElsewhere = new Set([
+  'US.ssn', 'GB.nino', 'CA.sin', 'IN.aadhaar', 'IT.codicefiscale', 'ES.dni', 'ES.nie', 'FR.nir', 'CN.ric', 'KR.rrn',
+  'MX.curp', 'SE.personnummer', 'MX.clabe', 'AR.cbu', 'CA.bc_bhn', 'SI.jmbg',
+]);
+
+/** Extra context words where the abbreviation alone is too short or ambiguous. */
+const extraKeywords: Record<string, string[]> = {
+  'BR.cpf': ['cpf'], 'BR.cnpj': ['cnpj'], 'PL.pesel': ['pesel'], 'NL.bsn': ['bsn', 'burgerservicenummer'], 'FI.hetu': ['hetu', 'henkilötunnus'],
+  'DK.cpr': ['cpr', 'cpr-nummer'], 'NO.fodselsnummer': ['fødselsnummer', 'fodselsnummer'], 'BE.nn': ['rijksregisternummer', 'numéro national'],
+  'TR.tckimlik': ['tc kimlik', 'tckimlik', 'kimlik'], 'RO.cnp': ['cnp'], 'BG.egn': ['egn', 'егн'], 'IE.pps': ['pps', 'ppsn'],
+  'ZA.idnr': ['south african id', 'sa id'], 'IL.idnr': ['teudat zehut', 'israeli id'], 'IS.kennitala': ['kennitala'], 'EE.ik': ['isikukood'],
+  'LT.asmens': ['asmens kodas'], 'DE.idnr': ['steuer-id', 'steueridentifikationsnummer', 'idnr'], 'DE.svnr': ['sozialversicherungsnummer', 'rentenversicherungsnummer'],
+  'AU.tfn': ['tfn', 'tax file number'], 'NZ.ird': ['ird'], 'HK.hkid': ['hkid'], 'TW.natid': ['national id'], 'TH.idnr': ['thai id'],
+  'MY.nric': ['nric', 'mykad'], 'PK.cnic': ['cnic'], 'IN.pan': ['pan', 'permanent account number'], 'IN.epic': ['epic', 'voter id'],
+  'CH.ssn': ['ahv', 'avs', 'ahv-nr'], 'AT.vnr': ['versicherungsnummer', 'svnr'], 'GR.amka': ['amka'], 'CZ.rc': ['rodné číslo', 'rodne cislo'],
+  'SK.rc': ['rodné číslo', 'rodne cislo'], 'HR.oib': ['oib'], 'RU.inn': ['inn', 'инн'], 'UA.rntrc': ['rnokpp', 'рнокпп'], 'US.ein': ['ein', 'employer identification'],
+};
+
+function classify(name: string): { group: DetectorGroup; dataClass: string } {
+  if (/health/i.test(name)) return { group: 'health', dataClass: 'patient-id' };
+  if (/bank|account/i.test(name)) return { group: 'financial', dataClass: 'bank-account' };
+  if (/vat|tax|fiscal|revenue|taxpayer|receipt/i.test(name)) return { group: 'tax-id', dataClass: 'tax-id' };
+  if (/compan|business|organi[sz]ation|enterprise|establishment|register|trade|entity|corporate|drugs|memorandum/i.test(name)) {
+    return { group: 'company-id', dataClass: 'company-id' };
+  }
+  return { group: 'national-id', dataClass: 'national-id' };
+}
+
+function keywordsFor(path: string, key: string, v: StdnumValidator): string[] {
+  const words = new Set<string>([key.toLowerCase().replace(/_/g, ' ')]);
+  for (const part of (v.abbreviation ?? '').split(/[,/()]/)) {
+    const word = part.trim().toLowerCase().replace(/\s*(no|nr|nro|kodas|номер)\.?$/i, '').trim();
+    if (word.length >= 2 && word.length <= 24) words.add(word);
+  }
+  const local = v.localName?.trim().toLowerCase();
+  if (local && local.length >= 4 && local.length <= 60 && local !== 'name') words.add(local);
+  for (const extra of extraKeywords[path] ?? []) words.add(extra);
+  return [...words].filter((w) => w.length >= 2 && !/^(id|no|nr|ci|cn|cr)$/.test(w) || extraKeywords[path]?.includes(w));
+}
+
+const examples = stdnumExamples as Record<string, string[]>;
+
+export const nationalDetectors: DetectorDefinition[] = Object.entries(stdnum as unknown as Record<string, Record<string, StdnumValidator>>)
+  .flatMap(([country, validators]) =>
+    Object.entries(validators).map(([key, validator]) => ({ country, key, validator, path: `${country}.${key}` })),
+  )
+  .filter(({ path }) => !coveredElsewhere.has(path))
+  .map(({ country, key, validator, path }): DetectorDefinition => {
+    const { group, dataClass } = classify(validator.name);
+    const keywords = keywordsFor(path, key, validator);
+    const sample = examples[path]?.[0];
+    return {
+      id: `${country.toLowerCase()}-${key.toLowerCase().replace(/_/g, '-')}`,
+      group,
+      dataClass,
+      description: `${validator.name}${validator.abbreviation ? ` (${validator.abbreviation})` : ''}, check digits validated by stdnum; reported next to its name`,
+      examples: sample ? [`${keywords[0]}: ${sample}`] : [],
+      keywords,
+      requiresContext: true,
+      contextWindow: 32,
+      validate: (candidate) => {
+        try {
+          return validator.validate(candidate).isValid;
+        } catch {
+          return false;
+        }
+      },
+      confidence: { base: 0.8, contextBoost: 0.15, negativePenalty: 0.3 },
+      profiles: group === 'health' ? ['hipaa', 'gdpr-pii'] : ['gdpr-pii'],
+      maskKeep: 0,
+    };
+  });
