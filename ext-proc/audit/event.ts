@@ -1,0 +1,194 @@
+// One audit event: what the data path (or an admin) did, in a shape that is safe
+// to keep forever. Arguments are never stored raw: a digest of the canonical
+// arguments plus a masked copy, with values flagged by DLP findings redacted.
+import { createHash } from 'node:crypto';
+import { z } from 'zod';
+import type { DataFinding, Decision } from '../decision/decision.ts';
+
+export const auditEventKindSchema = z.enum(['decision', 'response', 'admin', 'alert']);
+export type AuditEventKind = z.infer<typeof auditEventKindSchema>;
+
+export const auditReasonSchema = z.object({
+  stage: z.string(),
+  code: z.string(),
+  message: z.string(),
+});
+
+export const adminActionSchema = z.object({
+  /** Who made the change: an admin user or service identity. */
+  actor: z.string().min(1),
+  /** What was done, e.g. "persona.update", "credential.revoke". */
+  action: z.string().min(1),
+  /** What it was done to, e.g. "persona/code-assistant". */
+  target: z.string(),
+  beforeVersion: z.number().int().nullable(),
+  afterVersion: z.number().int().nullable(),
+  /** Free-form, never secrets: e.g. a summary of the diff. */
+  detail: z.string().default(''),
+});
+export type AdminAction = z.infer<typeof adminActionSchema>;
+
+export const alertSchema = z.object({
+  name: z.string().min(1),
+  severity: z.enum(['info', 'warning', 'critical']),
+  message: z.string(),
+});
+export type AuditAlert = z.infer<typeof alertSchema>;
+
+/** What a caller hands to `AuditLog.append`. Time and sequence are assigned by the log. */
+export const auditEventInputSchema = z.object({
+  kind: auditEventKindSchema,
+  requestId: z.string().nullable().default(null),
+  traceId: z.string().nullable().default(null),
+  agent: z.string().nullable().default(null),
+  user: z.string().nullable().default(null),
+  credentialId: z.string().nullable().default(null),
+  persona: z.string().nullable().default(null),
+  configVersion: z.number().int().nullable().default(null),
+  sessionId: z.string().nullable().default(null),
+  sourceAddress: z.string().nullable().default(null),
+  upstream: z.string().nullable().default(null),
+  /** JSON-RPC method for MCP ("tools/call"), HTTP method for REST. */
+  operation: z.string().nullable().default(null),
+  /** MCP tool name, or "METHOD /path" for REST. */
+  tool: z.string().nullable().default(null),
+  argumentsDigest: z.string().nullable().default(null),
+  maskedArguments: z.unknown().default(null),
+  verdict: z.enum(['allow', 'deny']).nullable().default(null),
+  enforced: z.boolean().nullable().default(null),
+  reasons: z.array(auditReasonSchema).default([]),
+  riskScore: z.number().nullable().default(null),
+  /** "detector/group" of each DLP finding, never the matched value. */
+  findingTypes: z.array(z.string()).default([]),
+  latencyMs: z.number().nullable().default(null),
+  upstreamStatus: z.number().int().nullable().default(null),
+  admin: adminActionSchema.nullable().default(null),
+  alert: alertSchema.nullable().default(null),
+});
+export type AuditEventInput = z.input<typeof auditEventInputSchema>;
+export type AuditEventFields = z.output<typeof auditEventInputSchema>;
+
+/** An event as stored: the input plus what the log assigned. `seq` is its place in the chain. */
+export interface AuditEvent extends AuditEventFields {
+  seq: number;
+  /** Milliseconds since the epoch, from the log's clock at append time. */
+  at: number;
+}
+
+export interface DecisionEventExtra {
+  kind?: 'decision' | 'response';
+  latencyMs?: number | null;
+  upstreamStatus?: number | null;
+  user?: string | null;
+  traceId?: string | null;
+  /** Findings on the response, for a response event. Added to the decision's own. */
+  responseFindings?: DataFinding[];
+}
+
+/** The audit event for a decision (kind "decision") or for the upstream's answer to it (kind "response"). */
+export function auditEventFromDecision(decision: Decision, extra: DecisionEventExtra = {}): AuditEventFields {
+  const { call, context } = decision;
+  const findings = [...decision.findings, ...(extra.responseFindings ?? [])];
+  const rawArguments = call.kind === 'mcp' ? call.arguments : { query: call.query, body: call.body };
+  const hasArguments = rawArguments !== undefined;
+  return {
+    kind: extra.kind ?? 'decision',
+    requestId: context.requestId,
+    traceId: extra.traceId ?? null,
+    agent: context.agent,
+    user: extra.user ?? null,
+    credentialId: context.credentialId,
+    persona: context.persona,
+    configVersion: decision.configVersion,
+    sessionId: context.sessionId,
+    sourceAddress: context.sourceAddress,
+    upstream: context.upstream,
+    operation: call.method,
+    tool: call.kind === 'mcp' ? (call.tool ?? null) : `${call.method} ${call.path}`,
+    argumentsDigest: hasArguments ? argumentsDigest(rawArguments) : null,
+    maskedArguments: hasArguments ? maskArguments(rawArguments, findings.filter((f) => f.direction === 'request')) : null,
+    verdict: decision.verdict,
+    enforced: decision.enforced,
+    reasons: decision.reasons.map((r) => ({ stage: r.stage, code: r.code, message: r.message })),
+    riskScore: decision.riskScore,
+    findingTypes: [...new Set(findings.map((f) => `${f.detector}/${f.group}`))],
+    latencyMs: extra.latencyMs ?? null,
+    upstreamStatus: extra.upstreamStatus ?? null,
+    admin: null,
+    alert: null,
+  };
+}
+
+/** JSON with object keys sorted, so equal values always give equal bytes. */
+export function canonicalJson(value: unknown): string {
+  if (value === null || typeof value !== 'object') return JSON.stringify(value ?? null);
+  if (Array.isArray(value)) return `[${value.map((v) => canonicalJson(v === undefined ? null : v)).join(',')}]`;
+  const entries = Object.entries(value as Record<string, unknown>)
+    .filter(([, v]) => v !== undefined)
+    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(',')}}`;
+}
+
+export function argumentsDigest(value: unknown): string {
+  return `sha256:${createHash('sha256').update(canonicalJson(value)).digest('hex')}`;
+}
+
+/** Strings up to this length are kept; longer ones keep this many characters and their length. */
+export const maskedStringKeep = 8;
+const maxMaskDepth = 6;
+const maxMaskItems = 32;
+
+/**
+ * A copy of the arguments safe to store: strings longer than a few characters
+ * are truncated, values at a location flagged by a finding are replaced by the
+ * finding's type, and very deep or wide structures are cut.
+ */
+export function maskArguments(value: unknown, findings: readonly DataFinding[] = []): unknown {
+  const flagged = findings.map((f) => ({ path: normaliseLocation(f.location), type: `${f.detector}/${f.group}` }));
+  const wholeBody = flagged.find((f) => f.path.length === 1 && f.path[0] === 'body');
+  const redactionFor = (path: string[]): string | null => {
+    if (wholeBody) return wholeBody.type;
+    for (const f of flagged) if (endsWith(f.path, path) || endsWith(path, f.path)) return f.type;
+    return null;
+  };
+  const walk = (v: unknown, path: string[], depth: number): unknown => {
+    if (v === null || typeof v === 'boolean' || typeof v === 'number') return v;
+    if (typeof v === 'string') {
+      const redaction = redactionFor(path);
+      if (redaction) return `[redacted:${redaction}]`;
+      return v.length <= maskedStringKeep ? v : `${v.slice(0, maskedStringKeep)}…(${v.length})`;
+    }
+    if (typeof v !== 'object') return null;
+    if (depth >= maxMaskDepth) return '[truncated]';
+    if (Array.isArray(v)) {
+      const out = v.slice(0, maxMaskItems).map((item, i) => walk(item, [...path, String(i)], depth + 1));
+      if (v.length > maxMaskItems) out.push(`[+${v.length - maxMaskItems} more]`);
+      return out;
+    }
+    const out: Record<string, unknown> = {};
+    const entries = Object.entries(v as Record<string, unknown>);
+    for (const [k, item] of entries.slice(0, maxMaskItems)) {
+      const redaction = redactionFor([...path, k]);
+      out[k] = redaction && (item === null || typeof item !== 'object') ? `[redacted:${redaction}]` : walk(item, [...path, k], depth + 1);
+    }
+    if (entries.length > maxMaskItems) out['…'] = `[+${entries.length - maxMaskItems} more keys]`;
+    return out;
+  };
+  return walk(value, [], 0);
+}
+
+/** "$.arguments.path[0]", "arguments.path.0" and "/arguments/path/0" all become ["arguments","path","0"]. */
+function normaliseLocation(location: string): string[] {
+  return location
+    .replace(/^\$\.?/, '')
+    .replace(/\[(\d+|'[^']*'|"[^"]*")\]/g, (_, key: string) => `.${key.replace(/^['"]|['"]$/g, '')}`)
+    .split(/[./]/)
+    .filter((segment) => segment.length > 0);
+}
+
+/** True if `path` ends with `suffix` (and suffix is not empty). */
+function endsWith(path: string[], suffix: string[]): boolean {
+  if (suffix.length === 0 || suffix.length > path.length) return false;
+  const offset = path.length - suffix.length;
+  return suffix.every((segment, i) => path[offset + i] === segment);
+}

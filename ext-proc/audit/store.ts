@@ -1,0 +1,193 @@
+// The SQLite side of the audit trail: tables, append-only triggers, and the
+// chained bulk insert. Statements are prepared once per open store.
+import Database from 'better-sqlite3';
+import { drizzle, type BetterSQLite3Database } from 'drizzle-orm/better-sqlite3';
+import { chainHash, genesisHash, reasonCodesOf, type ChainPosition, type ChainRecord } from './chain.ts';
+import type { Checkpoint } from './checkpoint.ts';
+import type { AuditEvent } from './event.ts';
+
+export const databaseFile = 'audit.sqlite';
+
+// Mirrors schema.ts (store.test.ts compares them); the triggers make the store
+// itself refuse to rewrite history, whoever holds a connection.
+const ddl = `
+CREATE TABLE IF NOT EXISTS audit_events (
+  seq INTEGER PRIMARY KEY,
+  at_ms INTEGER NOT NULL,
+  kind TEXT NOT NULL,
+  agent TEXT,
+  user TEXT,
+  persona TEXT,
+  tool TEXT,
+  verdict TEXT,
+  session_id TEXT,
+  request_id TEXT,
+  reason_codes TEXT NOT NULL,
+  arguments_digest TEXT,
+  latency_ms REAL,
+  body TEXT NOT NULL,
+  prev_hash TEXT NOT NULL,
+  hash TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS audit_events_at ON audit_events (at_ms);
+CREATE INDEX IF NOT EXISTS audit_events_agent ON audit_events (agent, at_ms);
+CREATE INDEX IF NOT EXISTS audit_events_user ON audit_events (user, at_ms);
+CREATE INDEX IF NOT EXISTS audit_events_persona ON audit_events (persona, at_ms);
+CREATE INDEX IF NOT EXISTS audit_events_tool ON audit_events (tool, at_ms);
+CREATE INDEX IF NOT EXISTS audit_events_verdict ON audit_events (verdict, at_ms);
+CREATE INDEX IF NOT EXISTS audit_events_request ON audit_events (request_id);
+CREATE TABLE IF NOT EXISTS audit_checkpoints (
+  id INTEGER PRIMARY KEY,
+  seq INTEGER NOT NULL,
+  hash TEXT NOT NULL,
+  created_at_ms INTEGER NOT NULL,
+  key_id TEXT NOT NULL,
+  signature TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS audit_archives (
+  id INTEGER PRIMARY KEY,
+  from_seq INTEGER NOT NULL,
+  to_seq INTEGER NOT NULL,
+  last_hash TEXT NOT NULL,
+  file TEXT NOT NULL,
+  file_sha256 TEXT NOT NULL,
+  archived_at_ms INTEGER NOT NULL
+);
+CREATE TRIGGER IF NOT EXISTS audit_events_no_update BEFORE UPDATE ON audit_events
+BEGIN SELECT RAISE(ABORT, 'audit_events is append-only: updates are refused'); END;
+CREATE TRIGGER IF NOT EXISTS audit_events_no_delete BEFORE DELETE ON audit_events
+WHEN OLD.seq > (SELECT COALESCE(MAX(to_seq), 0) FROM audit_archives)
+BEGIN SELECT RAISE(ABORT, 'audit_events is append-only: only archived records may be removed'); END;
+CREATE TRIGGER IF NOT EXISTS audit_checkpoints_no_update BEFORE UPDATE ON audit_checkpoints
+BEGIN SELECT RAISE(ABORT, 'audit_checkpoints is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS audit_checkpoints_no_delete BEFORE DELETE ON audit_checkpoints
+BEGIN SELECT RAISE(ABORT, 'audit_checkpoints is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS audit_archives_no_update BEFORE UPDATE ON audit_archives
+BEGIN SELECT RAISE(ABORT, 'audit_archives is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS audit_archives_no_delete BEFORE DELETE ON audit_archives
+BEGIN SELECT RAISE(ABORT, 'audit_archives is append-only'); END;
+`;
+
+/** An event already encoded: `body` is exactly what was journaled and will be hashed. */
+export interface EncodedEvent {
+  event: AuditEvent;
+  body: string;
+}
+
+export interface ArchiveRow {
+  fromSeq: number;
+  toSeq: number;
+  lastHash: string;
+  file: string;
+  fileSha256: string;
+  archivedAtMs: number;
+}
+
+export interface StoreOptions {
+  readonly?: boolean;
+  /** Refuse to grow the database beyond this many bytes (SQLITE_FULL), e.g. a disk quota for audit. */
+  maxStorageBytes?: number;
+}
+
+export type AuditStore = ReturnType<typeof openAuditStore>;
+
+export function openAuditStore(path: string, options: StoreOptions = {}) {
+  const sqlite = new Database(path, { readonly: options.readonly ?? false, fileMustExist: options.readonly ?? false });
+  // Every statement stays referenced for the life of the connection: with
+  // better-sqlite3 12 on Node 24, a Statement finalized by the garbage collector
+  // can abort the process (RemoveEnvironmentCleanupHook assertion). exec() makes none.
+  const statements = new Map<string, Database.Statement>();
+  const prepare = (sql: string): Database.Statement => {
+    let statement = statements.get(sql);
+    if (!statement) statements.set(sql, (statement = sqlite.prepare(sql)));
+    return statement;
+  };
+  sqlite.exec('PRAGMA busy_timeout = 5000');
+  if (!options.readonly) {
+    // FULL: a commit is on disk when it returns, so the journal can be trimmed behind it.
+    sqlite.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL');
+    sqlite.exec(ddl);
+    if (options.maxStorageBytes !== undefined) {
+      const pageSize = (prepare('PRAGMA page_size').get() as { page_size: number }).page_size;
+      sqlite.exec(`PRAGMA max_page_count = ${Math.max(1, Math.floor(options.maxStorageBytes / pageSize))}`);
+    }
+  }
+  const db: BetterSQLite3Database = drizzle({ client: sqlite });
+
+  const insertEvent = options.readonly
+    ? null
+    : prepare(
+        `INSERT INTO audit_events (seq, at_ms, kind, agent, user, persona, tool, verdict, session_id, request_id, reason_codes, arguments_digest, latency_ms, body, prev_hash, hash)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      );
+  const insertCheckpoint = options.readonly
+    ? null
+    : prepare('INSERT INTO audit_checkpoints (seq, hash, created_at_ms, key_id, signature) VALUES (?, ?, ?, ?, ?)');
+  const lastEvent = prepare('SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1');
+  const lastArchive = prepare('SELECT to_seq AS toSeq, last_hash AS lastHash FROM audit_archives ORDER BY to_seq DESC LIMIT 1');
+
+  const appendChained = sqlite.transaction((events: readonly EncodedEvent[], start: ChainPosition): ChainPosition => {
+    let { seq, hash } = start;
+    for (const { event, body } of events) {
+      if (event.seq !== seq + 1) throw new Error(`audit chain out of order: appending seq ${event.seq} after ${seq}`);
+      const next = chainHash(hash, body);
+      insertEvent!.run(
+        event.seq, event.at, event.kind, event.agent, event.user, event.persona, event.tool, event.verdict,
+        event.sessionId, event.requestId, reasonCodesOf(event.reasons), event.argumentsDigest, event.latencyMs,
+        body, hash, next,
+      );
+      seq = event.seq;
+      hash = next;
+    }
+    return { seq, hash };
+  });
+
+  return {
+    sqlite,
+    /** For building SQL with the schema (`.toSQL()`); run it with `prepare`, never through drizzle's own execution. */
+    db,
+    prepare,
+    /** Where the chain ends now: the last record, else the end of the last archive, else genesis. */
+    head(): ChainPosition {
+      const row = lastEvent.get() as { seq: number; hash: string } | undefined;
+      if (row) return { seq: row.seq, hash: row.hash };
+      const archive = lastArchive.get() as { toSeq: number; lastHash: string } | undefined;
+      return archive ? { seq: archive.toSeq, hash: archive.lastHash } : { seq: 0, hash: genesisHash };
+    },
+    /** Hash-chains and inserts the events in one transaction; returns the new head. */
+    appendChained(events: readonly EncodedEvent[], start: ChainPosition): ChainPosition {
+      return appendChained.immediate(events, start);
+    },
+    addCheckpoint(checkpoint: Checkpoint): void {
+      insertCheckpoint!.run(checkpoint.seq, checkpoint.hash, checkpoint.createdAtMs, checkpoint.keyId, checkpoint.signature);
+    },
+    checkpoints(): Checkpoint[] {
+      return prepare('SELECT seq, hash, created_at_ms AS createdAtMs, key_id AS keyId, signature FROM audit_checkpoints ORDER BY seq')
+        .all() as Checkpoint[];
+    },
+    lastCheckpoint(): Checkpoint | null {
+      return (prepare('SELECT seq, hash, created_at_ms AS createdAtMs, key_id AS keyId, signature FROM audit_checkpoints ORDER BY seq DESC LIMIT 1')
+        .get() as Checkpoint | undefined) ?? null;
+    },
+    archives(): ArchiveRow[] {
+      return prepare('SELECT from_seq AS fromSeq, to_seq AS toSeq, last_hash AS lastHash, file, file_sha256 AS fileSha256, archived_at_ms AS archivedAtMs FROM audit_archives ORDER BY from_seq')
+        .all() as ArchiveRow[];
+    },
+    /** Every stored record in seq order, with its indexed columns, streamed. */
+    *records(fromSeq = 0, toSeq = Number.MAX_SAFE_INTEGER): IterableIterator<ChainRecord> {
+      const rows = prepare(
+          `SELECT seq, at_ms AS atMs, kind, agent, user, persona, tool, verdict, session_id AS sessionId, request_id AS requestId,
+                  reason_codes AS reasonCodes, arguments_digest AS argumentsDigest, latency_ms AS latencyMs, body, prev_hash AS prevHash, hash
+           FROM audit_events WHERE seq >= ? AND seq <= ? ORDER BY seq`,
+        )
+        .iterate(fromSeq, toSeq) as IterableIterator<Record<string, unknown> & { seq: number; body: string; prevHash: string; hash: string }>;
+      for (const row of rows) {
+        const { seq, body, prevHash, hash, ...columns } = row;
+        yield { seq, body, prevHash, hash, columns };
+      }
+    },
+    close(): void {
+      sqlite.close();
+    },
+  };
+}
