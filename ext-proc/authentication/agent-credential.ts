@@ -1,0 +1,38 @@
+// Agent credentials: "Bearer mnd_<id>_<secret>". Only the SHA-256 of the secret
+// is known to the data path; comparison is constant-time.
+import { createHash, timingSafeEqual } from 'node:crypto';
+import type { AgentCredentialRecord } from '../../config/bundle.ts';
+import type { DecisionReason } from '../decision/decision.ts';
+
+const tokenPattern = /^mnd_([0-9a-f]{12})_([A-Za-z0-9_-]{43})$/;
+
+export type AuthenticationResult =
+  | { ok: true; credential: AgentCredentialRecord }
+  | { ok: false; reason: DecisionReason; challenge: string };
+
+export function authenticateAgent(
+  authorization: string | undefined,
+  credentials: ReadonlyMap<string, AgentCredentialRecord>,
+  persona: string,
+  now: number,
+): AuthenticationResult {
+  const fail = (code: string, message: string, error: 'invalid_request' | 'invalid_token'): AuthenticationResult => ({
+    ok: false,
+    reason: { stage: 'authentication', code, message },
+    challenge: `Bearer realm="mandate", error="${error}", error_description="${message.replace(/"/g, "'")}"`,
+  });
+  if (!authorization) return fail('credential_missing', 'an agent credential is required: send "Authorization: Bearer mnd_..."', 'invalid_request');
+  const match = /^Bearer\s+(\S+)$/i.exec(authorization.trim());
+  const token = match?.[1];
+  const parts = token ? tokenPattern.exec(token) : null;
+  if (!parts) return fail('credential_malformed', 'the credential is not a Mandate agent token', 'invalid_token');
+  const record = credentials.get(parts[1]!);
+  const presentedHash = createHash('sha256').update(parts[2]!).digest();
+  // Hash even when the id is unknown, so timing does not reveal which ids exist.
+  const expected = record ? Buffer.from(record.secretHash, 'hex') : Buffer.alloc(32);
+  const matches = expected.length === presentedHash.length && timingSafeEqual(expected, presentedHash);
+  if (!record || !matches) return fail('credential_invalid', 'the credential is unknown or revoked', 'invalid_token');
+  if (record.expiresAt !== null && Date.parse(record.expiresAt) <= now) return fail('credential_expired', 'the credential has expired', 'invalid_token');
+  if (record.persona !== persona) return fail('credential_wrong_persona', 'the credential is not valid for this Persona endpoint', 'invalid_token');
+  return { ok: true, credential: record };
+}

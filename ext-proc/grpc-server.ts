@@ -1,0 +1,59 @@
+// The gRPC shell around the processor: one ExternalProcessor/Process stream per
+// HTTP request. Nothing throws across this boundary; every failure becomes the
+// processor's fail-closed answer, and a cancelled stream is never written to.
+import * as grpc from '@grpc/grpc-js';
+import { routeIdentityFromMetadata } from '../config/route-identity.ts';
+import { createStreamProcessor, type ProcessorDependencies } from './processor.ts';
+import type { ProcessingRequest, ProcessingResponse } from './envoy-messages.ts';
+
+export interface ExtProcServerOptions extends ProcessorDependencies {
+  service: grpc.ServiceDefinition;
+  log: (event: string, fields: Record<string, unknown>) => void;
+}
+
+export function createExtProcServer(options: ExtProcServerOptions): grpc.Server {
+  const server = new grpc.Server({
+    // BUFFERED bodies arrive in one message; the Persona limit (default 4 MiB) plus framing must fit.
+    'grpc.max_receive_message_length': 80 * 1024 * 1024,
+    'grpc.max_send_message_length': 80 * 1024 * 1024,
+    'grpc.max_concurrent_streams': 100_000,
+    'grpc.keepalive_permit_without_calls': 1,
+    'grpc-node.max_session_memory': 256,
+  });
+  server.addService(options.service, {
+    Process(call: grpc.ServerDuplexStream<ProcessingRequest, ProcessingResponse>) {
+      const route = routeIdentityFromMetadata((key) => {
+        const value = call.metadata.get(key)[0];
+        return value === undefined ? undefined : String(value);
+      });
+      const processor = createStreamProcessor(route, options);
+      let open = true;
+      const close = () => {
+        if (!open) return;
+        open = false;
+        processor.finish();
+      };
+      call.on('data', (request: ProcessingRequest) => {
+        if (!open) return;
+        let response: ProcessingResponse | null;
+        try {
+          response = processor.handle(request);
+        } catch (error) {
+          options.log('ext_proc_internal_error', { error: (error as Error)?.stack ?? String(error), phase: request.request });
+          response = processor.internalError(request, error);
+        }
+        if (response && open && !call.cancelled) call.write(response);
+      });
+      call.on('end', () => {
+        close();
+        if (!call.cancelled) call.end();
+      });
+      call.on('cancelled', close);
+      call.on('error', (error) => {
+        options.log('ext_proc_stream_error', { error: error.message });
+        close();
+      });
+    },
+  });
+  return server;
+}

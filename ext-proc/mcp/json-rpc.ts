@@ -1,0 +1,79 @@
+// JSON-RPC 2.0 as MCP uses it over Streamable HTTP: parsing a POST body into
+// messages (a batch is allowed in protocol 2025-03-26), and building the
+// error responses Mandate answers with. Error codes are documented in docs/errors.md.
+
+export type JsonRpcId = string | number | null;
+
+export type JsonRpcMessage =
+  | { type: 'request'; id: string | number; method: string; params: unknown }
+  | { type: 'notification'; method: string; params: unknown }
+  | { type: 'response'; id: JsonRpcId };
+
+export type ParsedBody =
+  | { ok: true; batch: boolean; messages: JsonRpcMessage[] }
+  | { ok: false; code: number; mandateCode: string; message: string };
+
+/** JSON-RPC codes Mandate uses: the standard ones, and -32001 for a policy refusal. */
+export const jsonRpcCodes = {
+  parseError: -32700,
+  invalidRequest: -32600,
+  invalidParams: -32602,
+  policyDenied: -32001,
+  unauthenticated: -32002,
+  unavailable: -32003,
+} as const;
+
+export function parseJsonRpcBody(body: Buffer, allowBatch: boolean): ParsedBody {
+  let value: unknown;
+  try {
+    value = JSON.parse(body.toString('utf8'));
+  } catch (error) {
+    return { ok: false, code: jsonRpcCodes.parseError, mandateCode: 'invalid_json', message: `the body is not valid JSON: ${(error as Error).message}` };
+  }
+  if (Array.isArray(value)) {
+    if (!allowBatch) return { ok: false, code: jsonRpcCodes.invalidRequest, mandateCode: 'batch_not_supported', message: 'JSON-RPC batches are only allowed in MCP protocol version 2025-03-26' };
+    if (value.length === 0) return { ok: false, code: jsonRpcCodes.invalidRequest, mandateCode: 'empty_batch', message: 'a JSON-RPC batch must not be empty' };
+    const messages: JsonRpcMessage[] = [];
+    for (const [index, item] of value.entries()) {
+      const parsed = parseMessage(item);
+      if (typeof parsed === 'string') return { ok: false, code: jsonRpcCodes.invalidRequest, mandateCode: 'invalid_json_rpc', message: `batch item ${index}: ${parsed}` };
+      messages.push(parsed);
+    }
+    return { ok: true, batch: true, messages };
+  }
+  const parsed = parseMessage(value);
+  if (typeof parsed === 'string') return { ok: false, code: jsonRpcCodes.invalidRequest, mandateCode: 'invalid_json_rpc', message: parsed };
+  return { ok: true, batch: false, messages: [parsed] };
+}
+
+function parseMessage(value: unknown): JsonRpcMessage | string {
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) return 'a JSON-RPC message must be an object';
+  const m = value as Record<string, unknown>;
+  if (m.jsonrpc !== '2.0') return 'jsonrpc must be "2.0"';
+  const hasId = 'id' in m;
+  if (hasId && !(typeof m.id === 'string' || typeof m.id === 'number' || m.id === null)) return 'id must be a string, a number or null';
+  if ('method' in m) {
+    if (typeof m.method !== 'string' || m.method.length === 0) return 'method must be a non-empty string';
+    if ('params' in m && (m.params === null || typeof m.params !== 'object')) return 'params must be an object or an array';
+    if (!hasId) return { type: 'notification', method: m.method, params: m.params };
+    if (m.id === null) return 'a request id must not be null';
+    return { type: 'request', id: m.id as string | number, method: m.method, params: m.params };
+  }
+  if (hasId && ('result' in m || 'error' in m)) return { type: 'response', id: m.id as JsonRpcId };
+  return 'not a JSON-RPC request, notification or response';
+}
+
+export function jsonRpcError(id: JsonRpcId, code: number, message: string, data: Record<string, unknown>): Record<string, unknown> {
+  return { jsonrpc: '2.0', id, error: { code, message, data } };
+}
+
+/** The tool name of a tools/call, or undefined. */
+export function toolNameOf(params: unknown): string | undefined {
+  const name = (params as { name?: unknown } | undefined)?.name;
+  return typeof name === 'string' ? name : undefined;
+}
+
+export function toolArgumentsOf(params: unknown): Record<string, unknown> {
+  const args = (params as { arguments?: unknown } | undefined)?.arguments;
+  return args !== null && typeof args === 'object' && !Array.isArray(args) ? (args as Record<string, unknown>) : {};
+}

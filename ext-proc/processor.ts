@@ -1,0 +1,535 @@
+// What happens to one request, in order. Envoy opens one ext_proc stream per
+// HTTP request; this processor answers each ProcessingRequest with exactly one
+// ProcessingResponse:
+//   1. request headers  - route identity (from the route, not the client), policy version,
+//                         agent credential, content type; strip the agent's credential
+//                         and inject the upstream's.
+//   2. request body     - MCP: parse JSON-RPC, authorize every message (tools/call against
+//                         grants and CEL conditions). REST: authorize method + path template.
+//   3. response headers - ask for the body only when it must be filtered (tools/list).
+//   4. response body    - filter tools/list to the granted tools, JSON or SSE.
+//   5. stream end       - one audit record per decision.
+// Every decision is made by pure functions of (compiled policy, call); this file
+// only translates Envoy messages in and ProcessingResponses out.
+import type { AgentCredentialRecord } from '../config/bundle.ts';
+import type { RouteIdentity } from '../config/route-identity.ts';
+import { authenticateAgent } from './authentication/agent-credential.ts';
+import { authorizeMcpMethod, authorizeOperation, isToolVisible } from './authorization/authorize.ts';
+import { blocks, type AgentCall, type CallContext, type Decision, type DecisionReason } from './decision/decision.ts';
+import {
+  jsonRpcCodes,
+  jsonRpcError,
+  parseJsonRpcBody,
+  toolArgumentsOf,
+  toolNameOf,
+  type JsonRpcId,
+  type JsonRpcMessage,
+} from './mcp/json-rpc.ts';
+import { createSseSplitter, withData, type SseSplitter } from './mcp/sse.ts';
+import type { CompiledPersona, CompiledPolicy } from './policy/compile-policy.ts';
+import { normaliseRequestPath } from './rest/path-template.ts';
+import type { HeaderMutation, HttpHeaderEntry, ProcessingRequest, ProcessingResponse } from './envoy-messages.ts';
+
+export interface DecisionOutcome {
+  /** Time from request headers to the final answer on this stream, ms. */
+  latencyMs: number;
+  /** Time spent deciding (parse + authorize) for this request, µs. */
+  decisionMicros: number;
+  upstreamStatus: number | null;
+}
+
+export interface ProcessorDependencies {
+  currentPolicy: () => CompiledPolicy | null;
+  recordDecision: (decision: Decision, outcome: DecisionOutcome) => void;
+  /** Monotonic milliseconds (performance.now in production). */
+  now: () => number;
+  /** Wall-clock milliseconds, for credential expiry. */
+  wallClock: () => number;
+}
+
+const mcpBatchProtocol = '2025-03-26';
+const statelessProtocols = new Set(['2026-07-28']);
+
+export interface StreamProcessor {
+  handle(request: ProcessingRequest): ProcessingResponse | null;
+  /** The stream ended (normally or not): write audit records. Idempotent. */
+  finish(): void;
+  /** An unexpected error while handling a message: the fail-closed (or fail-open) answer. */
+  internalError(request: ProcessingRequest, error: unknown): ProcessingResponse | null;
+}
+
+export function createStreamProcessor(route: RouteIdentity | null, deps: ProcessorDependencies): StreamProcessor {
+  const startedAt = deps.now();
+  let decisionMicros = 0;
+  let policy: CompiledPolicy | null = null;
+  let persona: CompiledPersona | null = null;
+  let credential: AgentCredentialRecord | null = null;
+  let context: CallContext | null = null;
+  let requestHeaders = new Map<string, string>();
+  let decisions: Decision[] = [];
+  let toolsListIds = new Set<string | number>();
+  let responseFilter: 'none' | 'json' | 'sse' = 'none';
+  let sse: SseSplitter | null = null;
+  let upstreamStatus: number | null = null;
+  let finished = false;
+  let answered = false;
+
+  const timed = <T>(work: () => T): T => {
+    const t0 = deps.now();
+    try {
+      return work();
+    } finally {
+      decisionMicros += (deps.now() - t0) * 1000;
+    }
+  };
+
+  function handle(request: ProcessingRequest): ProcessingResponse | null {
+    if (request.observability_mode) return null;
+    if (answered) return null;
+    switch (request.request) {
+      case 'request_headers':
+        return timed(() => onRequestHeaders(request));
+      case 'request_body':
+        return timed(() => onRequestBody(request.request_body?.body ?? Buffer.alloc(0)));
+      case 'response_headers':
+        return onResponseHeaders(request);
+      case 'response_body':
+        return onResponseBody(request.response_body?.body ?? Buffer.alloc(0), request.response_body?.end_of_stream === true);
+      case 'request_trailers':
+        return { request_trailers: {} };
+      case 'response_trailers':
+        return { response_trailers: {} };
+      default:
+        return null;
+    }
+  }
+
+  function onRequestHeaders(request: ProcessingRequest): ProcessingResponse {
+    requestHeaders = headerMap(request.request_headers?.headers?.headers);
+    const method = requestHeaders.get(':method') ?? '';
+    const path = requestHeaders.get(':path') ?? '/';
+    if (!route) return refuse(500, 'route_unknown', 'this route carries no Mandate identity; the gateway is misconfigured', 'protocol');
+    policy = deps.currentPolicy();
+    context = {
+      persona: route.persona,
+      upstream: route.upstream,
+      agent: null,
+      credentialId: null,
+      sessionId: requestHeaders.get('mcp-session-id') ?? null,
+      sourceAddress: sourceAddressOf(request),
+      requestId: requestHeaders.get('x-request-id') ?? null,
+    };
+    if (!policy) return refuse(503, 'policy_unavailable', 'the policy service has no configuration yet; refusing (fail closed)', 'availability');
+    persona = policy.personas.get(route.persona) ?? null;
+    if (!persona) return refuse(404, 'persona_unknown', `persona "${route.persona}" does not exist at config version ${policy.version}`, 'authorization');
+    if (!policy.upstreams.has(route.upstream)) return refuse(404, 'upstream_unknown', `upstream "${route.upstream}" does not exist at config version ${policy.version}`, 'authorization');
+
+    const authentication = authenticateAgent(requestHeaders.get('authorization'), policy.credentials, route.persona, deps.wallClock());
+    if (!authentication.ok) {
+      return refuse(401, authentication.reason.code, authentication.reason.message, 'authentication', [['www-authenticate', authentication.challenge]]);
+    }
+    credential = authentication.credential;
+    context.agent = credential.agent;
+    context.credentialId = credential.id;
+
+    const endOfStream = request.request_headers?.end_of_stream === true;
+    if (route.kind === 'rest') return onRestRequestHeaders(method, path, endOfStream);
+    return onMcpRequestHeaders(method, endOfStream);
+  }
+
+  function onMcpRequestHeaders(method: string, endOfStream: boolean): ProcessingResponse {
+    if (method === 'GET' || method === 'DELETE') {
+      // The server-to-client event stream and session termination: the session's own plumbing.
+      recordNow(mcpCall(`http/${method}`), null);
+      return continueRequestHeaders();
+    }
+    if (method !== 'POST') return refuse(405, 'method_not_allowed', `MCP endpoints accept POST, GET and DELETE, not ${method}`, 'protocol', [['allow', 'GET, POST, DELETE']]);
+    const contentType = (requestHeaders.get('content-type') ?? '').toLowerCase();
+    if (!contentType.startsWith('application/json')) {
+      return refuse(415, 'unsupported_media_type', `an MCP POST must carry application/json, not "${contentType || 'no content type'}"`, 'protocol');
+    }
+    if (endOfStream) return refuse(400, 'empty_body', 'an MCP POST needs a JSON-RPC body', 'protocol');
+    return continueRequestHeaders();
+  }
+
+  function onRestRequestHeaders(method: string, rawPath: string, endOfStream: boolean): ProcessingResponse {
+    const relative = relativePath(rawPath, route!.pathPrefix);
+    const normalised = relative === null ? null : normaliseRequestPath(relative);
+    if (normalised === null) return refuse(400, 'invalid_path', 'the request path contains dot segments, backslashes or bad percent-encoding', 'protocol');
+    const call: AgentCall = { kind: 'rest', method, path: normalised, query: parseQuery(rawPath) };
+    // A body is only sent to us when a grant's condition reads it; then decide on the body.
+    if (!endOfStream && restConditionsReadBody()) {
+      pendingRestCall = call;
+      return continueRequestHeaders();
+    }
+    return decideRest(call, undefined, 'request_headers');
+  }
+
+  let pendingRestCall: (AgentCall & { kind: 'rest' }) | null = null;
+
+  function restConditionsReadBody(): boolean {
+    return (persona!.grants.get(route!.upstream)?.operations ?? []).some((op) => op.whenSource !== null && /\bbody\b/.test(op.whenSource));
+  }
+
+  function decideRest(call: AgentCall & { kind: 'rest' }, body: unknown, phase: 'request_headers' | 'request_body'): ProcessingResponse {
+    const result = authorizeOperation(persona!.grants.get(route!.upstream), call.method, call.path, {
+      query: call.query,
+      body: body ?? null,
+      agent: credential!.agent,
+      persona: route!.persona,
+    });
+    const decision = makeDecision({ ...call, body }, result.allowed ? null : result.reason);
+    decisions.push(decision);
+    if (blocks(decision)) {
+      answered = true;
+      finishDenied();
+      return immediate(403, problem(403, decision.reasons[0]!), [['content-type', 'application/problem+json']], decision.reasons[0]!.code);
+    }
+    return phase === 'request_headers' ? continueRequestHeaders() : { request_body: { response: { status: 'CONTINUE' } } };
+  }
+
+  function onRequestBody(body: Buffer): ProcessingResponse {
+    if (!route || !persona || !policy) return refuse(500, 'internal_error', 'request body before request headers', 'protocol');
+    if (body.length > persona.persona.maxBodyBytes) {
+      return refuse(413, 'payload_too_large', `the body is ${body.length} bytes; this Persona accepts at most ${persona.persona.maxBodyBytes}`, 'protocol');
+    }
+    if (route.kind === 'rest') {
+      if (!pendingRestCall) return { request_body: { response: { status: 'CONTINUE' } } };
+      let parsed: unknown = null;
+      if (body.length > 0) {
+        try {
+          parsed = JSON.parse(body.toString('utf8'));
+        } catch {
+          return refuse(400, 'invalid_json', 'this operation is granted under a condition on its JSON body, and the body is not valid JSON', 'protocol');
+        }
+      }
+      return decideRest(pendingRestCall, parsed, 'request_body');
+    }
+    return onMcpBody(body);
+  }
+
+  function onMcpBody(body: Buffer): ProcessingResponse {
+    const protocolVersion = requestHeaders.get('mcp-protocol-version');
+    const parsed = parseJsonRpcBody(body, protocolVersion === undefined || protocolVersion === mcpBatchProtocol);
+    if (!parsed.ok) {
+      recordNow(mcpCall('invalid'), { stage: 'protocol', code: parsed.mandateCode, message: parsed.message });
+      answered = true;
+      return immediate(400, JSON.stringify(jsonRpcError(null, parsed.code, parsed.message, { mandate: { code: parsed.mandateCode } })), [['content-type', 'application/json']], parsed.mandateCode);
+    }
+    const headerMismatch = checkStatelessHeaders(parsed.messages, protocolVersion);
+    if (headerMismatch) {
+      recordNow(mcpCall('invalid'), headerMismatch);
+      answered = true;
+      const id = parsed.messages[0]?.type === 'request' ? parsed.messages[0].id : null;
+      return immediate(400, JSON.stringify(jsonRpcError(id, jsonRpcCodes.invalidRequest, headerMismatch.message, { mandate: { code: headerMismatch.code } })), [['content-type', 'application/json']], headerMismatch.code);
+    }
+    const grants = persona!.grants.get(route!.upstream);
+    const perMessage: { message: JsonRpcMessage; decision: Decision }[] = [];
+    for (const message of parsed.messages) {
+      if (message.type === 'response') {
+        // The client answering a server request (sampling, elicitation): passed through, never dropped.
+        perMessage.push({ message, decision: makeDecision(mcpCall('response', undefined, undefined, message.id), null) });
+        continue;
+      }
+      const tool = message.method === 'tools/call' ? toolNameOf(message.params) : undefined;
+      const args = message.method === 'tools/call' ? toolArgumentsOf(message.params) : undefined;
+      const result = authorizeMcpMethod(grants, message.method, tool, { args: args ?? {}, agent: credential!.agent, persona: route!.persona });
+      const id = message.type === 'request' ? message.id : undefined;
+      perMessage.push({ message, decision: makeDecision(mcpCall(message.method, tool, args, id), result.allowed ? null : result.reason) });
+      if (message.type === 'request' && message.method === 'tools/list') toolsListIds.add(message.id);
+    }
+    decisions = perMessage.map((m) => m.decision);
+    if (!decisions.some(blocks)) return { request_body: { response: { status: 'CONTINUE' } } };
+
+    // Refuse the whole body: a batch is not half-forwarded.
+    answered = true;
+    finishDenied();
+    const errors = perMessage
+      .filter((m) => m.message.type === 'request')
+      .map(({ message, decision }) => {
+        const id = (message as { id: JsonRpcId }).id;
+        if (!blocks(decision)) {
+          return jsonRpcError(id, jsonRpcCodes.policyDenied, 'refused because another request in the same batch was denied', { mandate: { code: 'batch_refused', configVersion: policy!.version } });
+        }
+        const reason = decision.reasons[0]!;
+        const code = reason.stage === 'protocol' ? jsonRpcCodes.invalidParams : jsonRpcCodes.policyDenied;
+        return jsonRpcError(id, code, `Mandate: ${reason.message}`, { mandate: { code: reason.code, persona: route!.persona, configVersion: policy!.version } });
+      });
+    const payload = parsed.batch ? errors : errors[0];
+    const firstDenied = decisions.find(blocks)!.reasons[0]!.code;
+    if (payload === undefined) return immediate(202, '', [], firstDenied);
+    return immediate(200, JSON.stringify(payload), [['content-type', 'application/json'], ['cache-control', 'no-store']], firstDenied);
+  }
+
+  /** Protocol 2026-07-28 puts the method and name in headers; they must agree with the body. */
+  function checkStatelessHeaders(messages: JsonRpcMessage[], protocolVersion: string | undefined): DecisionReason | null {
+    const headerMethod = requestHeaders.get('mcp-method');
+    const headerName = requestHeaders.get('mcp-name');
+    if (headerMethod === undefined && headerName === undefined) {
+      return protocolVersion !== undefined && statelessProtocols.has(protocolVersion) && messages[0]?.type !== 'response'
+        ? { stage: 'protocol', code: 'mcp_headers_missing', message: `protocol ${protocolVersion} requires the Mcp-Method header` }
+        : null;
+    }
+    const first = messages[0];
+    if (messages.length !== 1 || !first || first.type === 'response') {
+      return { stage: 'protocol', code: 'header_body_mismatch', message: 'Mcp-Method/Mcp-Name headers were sent with a body that is not a single request' };
+    }
+    if (headerMethod !== first.method) {
+      return { stage: 'protocol', code: 'header_body_mismatch', message: `the Mcp-Method header says "${headerMethod}" but the body calls "${first.method}"` };
+    }
+    const bodyName = first.method === 'tools/call' ? toolNameOf(first.params) : undefined;
+    if (headerName !== undefined && headerName !== bodyName) {
+      return { stage: 'protocol', code: 'header_body_mismatch', message: `the Mcp-Name header says "${headerName}" but the body names "${bodyName ?? ''}"` };
+    }
+    return null;
+  }
+
+  function onResponseHeaders(request: ProcessingRequest): ProcessingResponse {
+    const headers = headerMap(request.response_headers?.headers?.headers);
+    upstreamStatus = Number(headers.get(':status') ?? 0) || null;
+    const setHeaders: [string, string][] = [];
+    if (policy) setHeaders.push(['x-mandate-config-version', String(policy.version)]);
+    const contentType = (headers.get('content-type') ?? '').toLowerCase();
+    let mode_override: ProcessingResponse['mode_override'];
+    if (toolsListIds.size > 0 && upstreamStatus === 200 && request.response_headers?.end_of_stream !== true) {
+      // The tool list differs per Persona: no shared cache may keep it.
+      setHeaders.push(['cache-control', 'private, no-store']);
+      if (contentType.startsWith('text/event-stream')) {
+        responseFilter = 'sse';
+        sse = createSseSplitter();
+        mode_override = processingModeWithResponseBody('STREAMED');
+      } else if (contentType.startsWith('application/json')) {
+        responseFilter = 'json';
+        mode_override = processingModeWithResponseBody('BUFFERED');
+      }
+    }
+    return {
+      response_headers: { response: { status: 'CONTINUE', header_mutation: headerMutation(setHeaders, []) } },
+      ...(mode_override ? { mode_override } : {}),
+    };
+  }
+
+  function onResponseBody(chunk: Buffer, endOfStream: boolean): ProcessingResponse {
+    if (responseFilter === 'json') {
+      const filtered = filterJsonResponse(chunk);
+      return {
+        response_body: {
+          response: {
+            status: 'CONTINUE',
+            header_mutation: headerMutation([['content-length', String(filtered.length)]], []),
+            body_mutation: { body: filtered },
+          },
+        },
+      };
+    }
+    if (responseFilter === 'sse' && sse) {
+      const out: string[] = [];
+      for (const event of sse.push(chunk)) out.push(`${filterSseEvent(event)}\n\n`);
+      if (endOfStream) {
+        const rest = sse.rest();
+        if (rest.trim() !== '') out.push(rest);
+      } else if (sse.heldBytes() > (persona?.persona.maxBodyBytes ?? 4 * 1024 * 1024)) {
+        // One event larger than the Persona's body limit: cut it rather than hold unbounded memory.
+        sse.rest();
+        out.push(`event: message\ndata: ${JSON.stringify(jsonRpcError(null, jsonRpcCodes.unavailable, 'Mandate: an event exceeded the size limit and was dropped', { mandate: { code: 'event_too_large' } }))}\n\n`);
+      }
+      const body = Buffer.from(out.join(''), 'utf8');
+      return { response_body: { response: { status: 'CONTINUE', body_mutation: body.length > 0 ? { body } : { clear_body: true } } } };
+    }
+    return { response_body: { response: { status: 'CONTINUE' } } };
+  }
+
+  function filterJsonResponse(body: Buffer): Buffer {
+    let value: unknown;
+    try {
+      value = JSON.parse(body.toString('utf8'));
+    } catch {
+      // A tool list we cannot read is a tool list we cannot filter: replace it (fail closed).
+      return Buffer.from(JSON.stringify(jsonRpcError(null, jsonRpcCodes.unavailable, 'Mandate: the upstream answered with invalid JSON', { mandate: { code: 'upstream_invalid_response' } })));
+    }
+    const filtered = Array.isArray(value) ? value.map(filterToolsListMessage) : filterToolsListMessage(value);
+    return Buffer.from(JSON.stringify(filtered), 'utf8');
+  }
+
+  function filterSseEvent(event: { raw: string; data: string | null }): string {
+    if (event.data === null) return event.raw;
+    let value: unknown;
+    try {
+      value = JSON.parse(event.data);
+    } catch {
+      return event.raw;
+    }
+    const filtered = filterToolsListMessage(value);
+    return filtered === value ? event.raw : withData(event, JSON.stringify(filtered));
+  }
+
+  function filterToolsListMessage(message: unknown): unknown {
+    const m = message as { id?: string | number; result?: { tools?: unknown } } | null;
+    if (!m || typeof m !== 'object' || m.id === undefined || !toolsListIds.has(m.id) || !m.result || !Array.isArray(m.result.tools)) return message;
+    const grants = persona?.grants.get(route!.upstream);
+    const tools = m.result.tools.filter((tool) => typeof (tool as { name?: unknown })?.name === 'string' && isToolVisible(grants, (tool as { name: string }).name));
+    return { ...m, result: { ...m.result, tools } };
+  }
+
+  function makeDecision(call: AgentCall, denial: DecisionReason | null): Decision {
+    const monitor = persona?.persona.mode === 'monitor';
+    return {
+      verdict: denial ? 'deny' : 'allow',
+      // Protocol errors are refused even in monitor mode: the message cannot be forwarded meaningfully.
+      enforced: denial ? !monitor || denial.stage === 'protocol' || denial.stage === 'authentication' : true,
+      reasons: denial ? [denial] : [],
+      findings: [],
+      riskScore: null,
+      configVersion: policy?.version ?? 0,
+      call,
+      context: context ?? { persona: route?.persona ?? '', upstream: route?.upstream ?? '', agent: null, credentialId: null, sessionId: null, sourceAddress: null, requestId: null },
+    };
+  }
+
+  function recordNow(call: AgentCall, denial: DecisionReason | null): void {
+    decisions.push(makeDecision(call, denial));
+  }
+
+  function refuse(status: number, code: string, message: string, stage: DecisionReason['stage'], extraHeaders: [string, string][] = []): ProcessingResponse {
+    const reason: DecisionReason = { stage, code, message };
+    decisions.push({ ...makeDecision(route?.kind === 'rest' ? restCallFromHeaders() : mcpCall('http'), reason), enforced: true });
+    answered = true;
+    finishDenied();
+    return immediate(status, problem(status, reason), [['content-type', 'application/problem+json'], ...extraHeaders], code);
+  }
+
+  function restCallFromHeaders(): AgentCall {
+    return { kind: 'rest', method: requestHeaders.get(':method') ?? '', path: (requestHeaders.get(':path') ?? '').split('?')[0] ?? '', query: {} };
+  }
+
+  function continueRequestHeaders(): ProcessingResponse {
+    const set: [string, string][] = [];
+    const injected = policy?.upstreamCredentials[route!.upstream];
+    if (injected) set.push([injected.header, injected.value]);
+    // The agent's Mandate credential is valid only at the gateway; it never reaches the upstream.
+    const remove = injected?.header === 'authorization' ? [] : ['authorization'];
+    return { request_headers: { response: { status: 'CONTINUE', header_mutation: headerMutation(set, remove) } } };
+  }
+
+  function finishDenied(): void {
+    finish();
+  }
+
+  function finish(): void {
+    if (finished) return;
+    finished = true;
+    const outcome: DecisionOutcome = { latencyMs: deps.now() - startedAt, decisionMicros, upstreamStatus };
+    for (const decision of decisions) deps.recordDecision(decision, outcome);
+  }
+
+  function internalError(request: ProcessingRequest, error: unknown): ProcessingResponse | null {
+    const failOpen = persona?.persona.failOpen === true;
+    const message = `internal error while processing ${request.request ?? 'a message'}: ${(error as Error)?.message ?? String(error)}`;
+    decisions.push({ ...makeDecision(mcpCall('internal-error'), { stage: 'availability', code: 'internal_error', message }), enforced: !failOpen });
+    if (failOpen) return passThrough(request);
+    answered = true;
+    finish();
+    return immediate(500, problem(500, { stage: 'availability', code: 'internal_error', message: 'the policy service failed while processing this request; refused (fail closed)' }), [['content-type', 'application/problem+json']], 'internal_error');
+  }
+
+  return { handle, finish, internalError };
+}
+
+function mcpCall(method: string, tool?: string, args?: unknown, id?: JsonRpcId): AgentCall {
+  return { kind: 'mcp', method, ...(tool !== undefined ? { tool } : {}), ...(args !== undefined ? { arguments: args } : {}), ...(id !== undefined ? { jsonRpcId: id } : {}) };
+}
+
+function passThrough(request: ProcessingRequest): ProcessingResponse | null {
+  switch (request.request) {
+    case 'request_headers':
+      return { request_headers: { response: { status: 'CONTINUE' } } };
+    case 'request_body':
+      return { request_body: { response: { status: 'CONTINUE' } } };
+    case 'response_headers':
+      return { response_headers: { response: { status: 'CONTINUE' } } };
+    case 'response_body':
+      return { response_body: { response: { status: 'CONTINUE' } } };
+    default:
+      return null;
+  }
+}
+
+function processingModeWithResponseBody(mode: 'STREAMED' | 'BUFFERED'): NonNullable<ProcessingResponse['mode_override']> {
+  return {
+    request_header_mode: 'SEND',
+    response_header_mode: 'SEND',
+    request_body_mode: 'NONE',
+    response_body_mode: mode,
+    request_trailer_mode: 'SKIP',
+    response_trailer_mode: 'SKIP',
+  };
+}
+
+function headerMap(entries: HttpHeaderEntry[] | undefined): Map<string, string> {
+  const map = new Map<string, string>();
+  for (const entry of entries ?? []) {
+    const value = entry.raw_value && entry.raw_value.length > 0 ? Buffer.from(entry.raw_value).toString('latin1') : (entry.value ?? '');
+    const existing = map.get(entry.key);
+    map.set(entry.key, existing === undefined ? value : `${existing}, ${value}`);
+  }
+  return map;
+}
+
+function headerMutation(set: [string, string][], remove: string[]): HeaderMutation {
+  return {
+    set_headers: set.map(([key, value]) => ({ header: { key, raw_value: Buffer.from(value, 'latin1') } })),
+    remove_headers: remove,
+  };
+}
+
+function immediate(status: number, body: string, headers: [string, string][], details: string): ProcessingResponse {
+  return {
+    immediate_response: {
+      status: { code: status },
+      headers: headerMutation(headers, []),
+      body: Buffer.from(body, 'utf8'),
+      details: `mandate_${details}`,
+    },
+  };
+}
+
+/** RFC 9457 problem details. */
+function problem(status: number, reason: DecisionReason): string {
+  return JSON.stringify({
+    type: `https://mandate.dev/errors/${reason.code}`,
+    title: reason.message,
+    status,
+    code: reason.code,
+    stage: reason.stage,
+  });
+}
+
+function relativePath(rawPath: string, prefix: string): string | null {
+  const path = rawPath.split('?')[0] ?? '';
+  if (path !== prefix && !path.startsWith(`${prefix}/`)) return null;
+  const rest = path.slice(prefix.length);
+  return rest === '' ? '/' : rest;
+}
+
+function parseQuery(rawPath: string): Record<string, string | string[]> {
+  const index = rawPath.indexOf('?');
+  if (index < 0) return {};
+  const query: Record<string, string | string[]> = {};
+  for (const [key, value] of new URLSearchParams(rawPath.slice(index + 1))) {
+    const existing = query[key];
+    query[key] = existing === undefined ? value : Array.isArray(existing) ? [...existing, value] : [existing, value];
+  }
+  return query;
+}
+
+function sourceAddressOf(request: ProcessingRequest): string | null {
+  const attributes = request.attributes;
+  if (!attributes) return null;
+  const entries = Array.isArray(attributes) ? attributes : Object.entries(attributes).map(([key, value]) => ({ key, value }));
+  const extProc = entries.find((e) => e.key === 'envoy.filters.http.ext_proc')?.value;
+  const fields = extProc?.fields;
+  if (!fields) return null;
+  const fieldEntries = Array.isArray(fields) ? fields : Object.entries(fields).map(([key, value]) => ({ key, value }));
+  const address = fieldEntries.find((f) => f.key === 'source.address')?.value;
+  return address?.string_value ?? null;
+}

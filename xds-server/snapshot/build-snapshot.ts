@@ -1,0 +1,337 @@
+// Builds the Envoy configuration for one node group as a pure function of the
+// stored config: the same PolicySnapshot and settings always give the same
+// resources. Nothing here does I/O or knows about xDS streams.
+import { effectiveGrants, type PolicySnapshot } from '../../config/bundle.ts';
+import { reservedRequestHeaders, routeMetadataKeys } from '../../config/route-identity.ts';
+import { personaPathPrefix, type Grant, type Persona, type Upstream } from '../../config/schema.ts';
+
+export interface GatewaySettings {
+  /** Where Envoy accepts agent traffic. */
+  listener: { address: string; port: number };
+  /** ext_proc replicas Envoy calls, as host:port pairs. */
+  extProcEndpoints: { address: string; port: number }[];
+  /** Per-message ext_proc timeout; generous because a Node process can pause for GC. */
+  messageTimeoutMs: number;
+  /** Number of trusted proxies in front of Envoy that append to X-Forwarded-For (0: the peer address is the source). */
+  trustedProxyHops: number;
+}
+
+export const defaultGatewaySettings: GatewaySettings = {
+  listener: { address: '127.0.0.1', port: 10000 },
+  extProcEndpoints: [{ address: '127.0.0.1', port: 9002 }],
+  messageTimeoutMs: 2000,
+  trustedProxyHops: 0,
+};
+
+export const typeUrls = {
+  clusters: 'type.googleapis.com/envoy.config.cluster.v3.Cluster',
+  endpoints: 'type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment',
+  listeners: 'type.googleapis.com/envoy.config.listener.v3.Listener',
+  routes: 'type.googleapis.com/envoy.config.route.v3.RouteConfiguration',
+} as const;
+
+export type ResourceType = keyof typeof typeUrls;
+/** CDS, EDS, LDS, RDS: make before break. */
+export const pushOrder: ResourceType[] = ['clusters', 'endpoints', 'listeners', 'routes'];
+
+/** A resource as a protobuf-JSON-like object; nested Any values carry "@type". */
+export type ResourceObject = { name?: string; cluster_name?: string } & Record<string, unknown>;
+
+export interface XdsSnapshot {
+  configVersion: number;
+  resources: Record<ResourceType, ResourceObject[]>;
+}
+
+export const extProcClusterName = 'mandate-ext-proc';
+export const listenerName = 'mandate-gateway';
+export const routeConfigName = 'mandate-routes';
+export const extProcFilterName = 'envoy.filters.http.ext_proc';
+export const rbacFilterName = 'envoy.filters.http.rbac';
+
+export function upstreamClusterName(upstream: string): string {
+  return `mandate-upstream-${upstream}`;
+}
+
+export function buildSnapshot(policy: PolicySnapshot, settings: GatewaySettings): XdsSnapshot {
+  const upstreams = [...policy.bundle.upstreams].sort((a, b) => a.name.localeCompare(b.name));
+  const personas = [...policy.bundle.personas].sort((a, b) => a.name.localeCompare(b.name));
+  const clusters: ResourceObject[] = [extProcCluster(), ...upstreams.map(upstreamCluster)];
+  const endpoints: ResourceObject[] = [
+    loadAssignment(extProcClusterName, settings.extProcEndpoints),
+    ...upstreams.filter((u) => isIpLiteral(parseUpstreamUrl(u).host)).map((u) => loadAssignment(upstreamClusterName(u.name), [endpointOf(u)])),
+  ];
+  return {
+    configVersion: policy.version,
+    resources: {
+      clusters,
+      endpoints,
+      listeners: [gatewayListener(settings)],
+      routes: [routeConfiguration(policy, personas, upstreams)],
+    },
+  };
+}
+
+function extProcCluster(): ResourceObject {
+  return {
+    name: extProcClusterName,
+    type: 'EDS',
+    eds_cluster_config: { eds_config: { ads: {}, resource_api_version: 'V3' } },
+    connect_timeout: duration(1000),
+    typed_extension_protocol_options: {
+      'envoy.extensions.upstreams.http.v3.HttpProtocolOptions': {
+        '@type': 'type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions',
+        explicit_http_config: {
+          http2_protocol_options: { connection_keepalive: { interval: duration(30_000), timeout: duration(5_000) } },
+        },
+      },
+    },
+    // Every in-flight request holds one ext_proc stream; the default of 1024 overflows under load.
+    circuit_breakers: { thresholds: [{ max_connections: 100_000, max_pending_requests: 1_000_000, max_requests: 1_000_000 }] },
+  };
+}
+
+function upstreamCluster(upstream: Upstream): ResourceObject {
+  const url = parseUpstreamUrl(upstream);
+  const common: ResourceObject = {
+    name: upstreamClusterName(upstream.name),
+    connect_timeout: duration(5_000),
+    circuit_breakers: { thresholds: [{ max_connections: 100_000, max_pending_requests: 100_000, max_requests: 100_000 }] },
+  };
+  if (url.tls) {
+    common.transport_socket = {
+      name: 'envoy.transport_sockets.tls',
+      typed_config: {
+        '@type': 'type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext',
+        sni: url.host,
+      },
+    };
+  }
+  if (isIpLiteral(url.host)) {
+    return { ...common, type: 'EDS', eds_cluster_config: { eds_config: { ads: {}, resource_api_version: 'V3' } } };
+  }
+  return {
+    ...common,
+    type: 'STRICT_DNS',
+    dns_lookup_family: 'V4_PREFERRED',
+    load_assignment: loadAssignment(common.name as string, [endpointOf(upstream)]),
+  };
+}
+
+function loadAssignment(clusterName: string, addresses: { address: string; port: number }[]): ResourceObject {
+  return {
+    cluster_name: clusterName,
+    endpoints: [
+      {
+        lb_endpoints: addresses.map(({ address, port }) => ({
+          endpoint: { address: { socket_address: { address, port_value: port } } },
+        })),
+      },
+    ],
+  };
+}
+
+function gatewayListener(settings: GatewaySettings): ResourceObject {
+  return {
+    name: listenerName,
+    address: { socket_address: { address: settings.listener.address, port_value: settings.listener.port } },
+    filter_chains: [
+      {
+        filters: [
+          {
+            name: 'envoy.filters.network.http_connection_manager',
+            typed_config: {
+              '@type': 'type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager',
+              stat_prefix: 'mandate_gateway',
+              codec_type: 'AUTO',
+              use_remote_address: true,
+              xff_num_trusted_hops: settings.trustedProxyHops,
+              generate_request_id: true,
+              rds: { route_config_name: routeConfigName, config_source: { ads: {}, resource_api_version: 'V3' } },
+              http_filters: [
+                // No rules at filter level: enforcement comes only from per-route RBAC (Persona CIDR rules).
+                { name: rbacFilterName, typed_config: { '@type': 'type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC' } },
+                { name: extProcFilterName, typed_config: extProcFilterConfig(settings) },
+                { name: 'envoy.filters.http.router', typed_config: { '@type': 'type.googleapis.com/envoy.extensions.filters.http.router.v3.Router' } },
+              ],
+              access_log: [
+                {
+                  name: 'envoy.access_loggers.stdout',
+                  typed_config: { '@type': 'type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog' },
+                },
+              ],
+            },
+          },
+        ],
+      },
+    ],
+  };
+}
+
+/** Filter-wide defaults: fail closed, headers only; each route asks for the body phases it needs. */
+function extProcFilterConfig(settings: GatewaySettings): Record<string, unknown> {
+  return {
+    '@type': 'type.googleapis.com/envoy.extensions.filters.http.ext_proc.v3.ExternalProcessor',
+    grpc_service: { envoy_grpc: { cluster_name: extProcClusterName } },
+    failure_mode_allow: false,
+    // 503 rather than 500 when the policy service fails: the request may be retried, it was not the agent's fault.
+    status_on_error: { code: 'ServiceUnavailable' },
+    message_timeout: duration(settings.messageTimeoutMs),
+    max_message_timeout: duration(30_000),
+    processing_mode: processingMode('NONE', 'NONE'),
+    allow_mode_override: true,
+    request_attributes: ['source.address'],
+    stat_prefix: 'mandate',
+  };
+}
+
+function processingMode(requestBody: 'NONE' | 'BUFFERED', responseBody: 'NONE' | 'BUFFERED' | 'STREAMED'): Record<string, unknown> {
+  return {
+    request_header_mode: 'SEND',
+    response_header_mode: 'SEND',
+    request_body_mode: requestBody,
+    response_body_mode: responseBody,
+    request_trailer_mode: 'SKIP',
+    response_trailer_mode: 'SKIP',
+  };
+}
+
+function routeConfiguration(policy: PolicySnapshot, personas: Persona[], upstreams: Upstream[]): ResourceObject {
+  const upstreamByName = new Map(upstreams.map((u) => [u.name, u]));
+  const routes: ResourceObject[] = [];
+  for (const persona of personas) {
+    const grants = effectiveGrants(persona, policy.bundle);
+    for (const upstreamName of [...new Set(grants.map((g) => g.upstream))].sort()) {
+      const upstream = upstreamByName.get(upstreamName);
+      if (upstream) routes.push(personaRoute(persona, upstream, grants, policy.version));
+    }
+  }
+  routes.push(notFoundRoute());
+  return {
+    name: routeConfigName,
+    virtual_hosts: [
+      {
+        name: 'mandate',
+        domains: ['*'],
+        routes,
+      },
+    ],
+    request_headers_to_remove: reservedRequestHeaders,
+  };
+}
+
+function personaRoute(persona: Persona, upstream: Upstream, grants: Grant[], configVersion: number): ResourceObject {
+  const url = parseUpstreamUrl(upstream);
+  const prefix = `${personaPathPrefix(persona)}/${upstream.name}`;
+  const perFilter: Record<string, unknown> = {
+    [extProcFilterName]: {
+      '@type': 'type.googleapis.com/envoy.extensions.filters.http.ext_proc.v3.ExtProcPerRoute',
+      overrides: {
+        // MCP: the JSON-RPC body decides everything. REST: method and path decide; bodies only for CEL conditions.
+        processing_mode: processingMode(upstream.protocol === 'mcp' || restNeedsBody(grants, upstream) ? 'BUFFERED' : 'NONE', 'NONE'),
+        grpc_initial_metadata: [
+          { key: routeMetadataKeys.persona, value: persona.name },
+          { key: routeMetadataKeys.upstream, value: upstream.name },
+          { key: routeMetadataKeys.kind, value: upstream.protocol },
+          { key: routeMetadataKeys.pathPrefix, value: prefix },
+          { key: routeMetadataKeys.configVersion, value: String(configVersion) },
+        ],
+        failure_mode_allow: persona.failOpen,
+      },
+    },
+  };
+  const rbac = networkRbac(persona);
+  if (rbac) perFilter[rbacFilterName] = rbac;
+  return {
+    name: `${persona.name}/${upstream.name}`,
+    match: { path_separated_prefix: prefix },
+    route: {
+      cluster: upstreamClusterName(upstream.name),
+      prefix_rewrite: url.path,
+      ...(isIpLiteral(url.host) ? { host_rewrite_literal: url.authority } : { auto_host_rewrite: true }),
+      // MCP GET streams (server-sent events) stay open: no overall timeout, an idle timeout instead.
+      timeout: duration(upstream.protocol === 'mcp' ? 0 : upstream.timeoutMs),
+      idle_timeout: duration(upstream.timeoutMs),
+    },
+    // The whole body is buffered for inspection; beyond this Envoy answers 413.
+    per_request_buffer_limit_bytes: persona.maxBodyBytes,
+    typed_per_filter_config: perFilter,
+  };
+}
+
+function notFoundRoute(): ResourceObject {
+  return {
+    name: 'not-found',
+    match: { prefix: '/' },
+    direct_response: {
+      status: 404,
+      body: {
+        inline_string: JSON.stringify({
+          type: 'https://mandate.dev/errors/unknown_endpoint',
+          title: 'No Persona endpoint at this path',
+          status: 404,
+          code: 'unknown_endpoint',
+        }),
+      },
+    },
+    response_headers_to_add: [{ header: { key: 'content-type', value: 'application/problem+json' }, append_action: 'OVERWRITE_IF_EXISTS_OR_ADD' }],
+    typed_per_filter_config: {
+      [extProcFilterName]: { '@type': 'type.googleapis.com/envoy.extensions.filters.http.ext_proc.v3.ExtProcPerRoute', disabled: true },
+    },
+  };
+}
+
+/** Persona CIDR rules as Envoy RBAC on the route: enforced before ext_proc is consulted. */
+function networkRbac(persona: Persona): Record<string, unknown> | null {
+  const { allow, deny } = persona.network;
+  if (allow.length === 0 && deny.length === 0) return null;
+  const cidr = (value: string) => {
+    const [address, prefix] = value.split('/');
+    return { remote_ip: { address_prefix: address, prefix_len: Number(prefix) } };
+  };
+  const ids: Record<string, unknown>[] = [];
+  if (allow.length > 0) ids.push({ or_ids: { ids: allow.map(cidr) } });
+  if (deny.length > 0) ids.push({ not_id: { or_ids: { ids: deny.map(cidr) } } });
+  return {
+    '@type': 'type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBACPerRoute',
+    rbac: {
+      rules: {
+        action: 'ALLOW',
+        policies: { [`persona-network-${persona.name}`]: { permissions: [{ any: true }], principals: [{ and_ids: { ids } }] } },
+      },
+    },
+  };
+}
+
+/** A REST route buffers request bodies only if a grant's CEL condition reads `body`. */
+function restNeedsBody(grants: Grant[], upstream: Upstream): boolean {
+  return grants.some((g) => g.upstream === upstream.name && g.operations.some((op) => op.when !== undefined && /\bbody\b/.test(op.when)));
+}
+
+interface ParsedUpstreamUrl {
+  host: string;
+  port: number;
+  path: string;
+  authority: string;
+  tls: boolean;
+}
+
+export function parseUpstreamUrl(upstream: Upstream): ParsedUpstreamUrl {
+  const url = new URL(upstream.url);
+  const tls = url.protocol === 'https:';
+  const host = url.hostname.replace(/^\[|\]$/g, '');
+  const port = url.port ? Number(url.port) : tls ? 443 : 80;
+  return { host, port, path: url.pathname || '/', authority: url.host, tls };
+}
+
+function endpointOf(upstream: Upstream): { address: string; port: number } {
+  const url = parseUpstreamUrl(upstream);
+  return { address: url.host, port: url.port };
+}
+
+function isIpLiteral(host: string): boolean {
+  return /^\d{1,3}(\.\d{1,3}){3}$/.test(host) || host.includes(':');
+}
+
+export function duration(ms: number): { seconds: number; nanos: number } {
+  return { seconds: Math.floor(ms / 1000), nanos: (ms % 1000) * 1_000_000 };
+}
