@@ -56,7 +56,8 @@ export function toolWords(text: string): string[] {
 
 function classFromWords(words: readonly string[]): ToolClass | null {
   for (const [toolClass, vocabulary] of WORD_CLASSES) {
-    if (words.some((w) => vocabulary.has(w))) return toolClass;
+    // "lists", "deletes": descriptions use the third person.
+    if (words.some((w) => vocabulary.has(w) || (w.length > 3 && w.endsWith('s') && vocabulary.has(w.slice(0, -1))))) return toolClass;
   }
   return null;
 }
