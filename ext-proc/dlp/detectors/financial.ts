@@ -30,17 +30,21 @@ function card(id: string, brand: string, pattern: string, example: string): Dete
   };
 }
 
-const sep = '[ -]?';
+/** Groups of digits with one consistent separator (none, space or dash), so UUID pieces do not look like cards. */
+function grouped(first: string, groups: number[]): string {
+  const rest = (sep: string) => groups.map((n) => `${sep}\\d{${n}}`).join('');
+  return `${first}(?:${rest('')}|${rest(' ')}|${rest('-')})`;
+}
 export const financialDetectors: DetectorDefinition[] = [
-  card('payment-card-visa', 'Visa', `4\\d{3}${sep}\\d{4}${sep}\\d{4}${sep}\\d{4}(?:\\d{3})?`, '4111 1111 1111 1111'),
-  card('payment-card-mastercard', 'Mastercard', `(?:5[1-5]\\d{2}|222[1-9]|22[3-9]\\d|2[3-6]\\d{2}|27[01]\\d|2720)${sep}\\d{4}${sep}\\d{4}${sep}\\d{4}`, '5555-5555-5555-4444'),
-  card('payment-card-amex', 'American Express', `3[47]\\d{2}${sep}\\d{6}${sep}\\d{5}`, '378282246310005'),
-  card('payment-card-discover', 'Discover', `6(?:011|5\\d{2}|4[4-9]\\d)${sep}\\d{4}${sep}\\d{4}${sep}\\d{4}`, '6011111111111117'),
-  card('payment-card-jcb', 'JCB', `35(?:2[89]|[3-8]\\d)${sep}\\d{4}${sep}\\d{4}${sep}\\d{4}`, '3530111333300000'),
-  card('payment-card-diners', 'Diners Club', `3(?:0[0-5]|[68]\\d)\\d${sep}\\d{6}${sep}\\d{4}`, '30569309025904'),
-  card('payment-card-unionpay', 'UnionPay', `62\\d{2}${sep}\\d{4}${sep}\\d{4}${sep}\\d{4}(?:\\d{3})?`, '6200000000000005'),
+  card('payment-card-visa', 'Visa', `${grouped('4\\d{3}', [4, 4, 4])}(?:\\d{3})?`, '4111 1111 1111 1111'),
+  card('payment-card-mastercard', 'Mastercard', grouped('(?:5[1-5]\\d{2}|222[1-9]|22[3-9]\\d|2[3-6]\\d{2}|27[01]\\d|2720)', [4, 4, 4]), '5555-5555-5555-4444'),
+  card('payment-card-amex', 'American Express', grouped('3[47]\\d{2}', [6, 5]), '378282246310005'),
+  card('payment-card-discover', 'Discover', grouped('6(?:011|5\\d{2}|4[4-9]\\d)', [4, 4, 4]), '6011111111111117'),
+  card('payment-card-jcb', 'JCB', grouped('35(?:2[89]|[3-8]\\d)', [4, 4, 4]), '3530111333300000'),
+  card('payment-card-diners', 'Diners Club', grouped('3(?:0[0-5]|[68]\\d)\\d', [6, 4]), '30569309025904'),
+  card('payment-card-unionpay', 'UnionPay', `${grouped('62\\d{2}', [4, 4, 4])}(?:\\d{3})?`, '6200000000000005'),
   card('payment-card-maestro', 'Maestro', `(?:5018|5020|5038|5893|6304|6759|676[1-3])\\d{8,15}`, '6759649826438453'),
-  card('payment-card-mir', 'Mir', `220[0-4]${sep}\\d{4}${sep}\\d{4}${sep}\\d{4}`, '2200 0000 0000 0004'),
+  card('payment-card-mir', 'Mir', grouped('220[0-4]', [4, 4, 4]), '2200 0000 0000 0004'),
   {
     id: 'payment-card-track-data',
     group: 'financial',

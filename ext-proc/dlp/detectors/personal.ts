@@ -58,7 +58,7 @@ export const personalDetectors: DetectorDefinition[] = [
     dataClass: 'national-id',
     description: 'Indian Aadhaar number (12 digits, Verhoeff check digit)',
     examples: ['2345 6789 0124'],
-    pattern: '\\b[2-9]\\d{3}[ -]?\\d{4}[ -]?\\d{4}\\b',
+    pattern: '\\b[2-9]\\d{3}(?:\\d{8}| \\d{4} \\d{4}|-\\d{4}-\\d{4})\\b',
     keywords: ['aadhaar', 'aadhar', 'uid', 'uidai'],
     negativeKeywords: ['order', 'invoice', 'tracking', 'phone'],
     validate: aadhaarValid,

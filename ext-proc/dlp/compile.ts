@@ -1,0 +1,214 @@
+// Compiles a Persona's dataProtection block once per config version: picks the
+// active detectors, resolves actions, and builds the one RE2.Set the engine
+// runs over every body. Bad config comes back as ConfigIssue values.
+import RE2 from 're2';
+import type { ConfigIssue } from '../../config/bundle.ts';
+import { dataProtectionSchema, type DataProtection, type DataProtectionAction, type ExternalDlp } from '../../config/data-protection-schema.ts';
+import { builtInDetectors } from './catalogue.ts';
+import { detectorGroups, type DetectorDefinition } from './detector.ts';
+
+/** Candidate shape for keyword-gated identifiers without a pattern of their own. */
+const identifierShape = '[A-Za-z0-9](?:[A-Za-z0-9]|[ ./-][A-Za-z0-9]){3,26}';
+
+/** RE2.Set memory budget. The default (8 MiB) makes a few-hundred-pattern Set fall back to a slow path. */
+export const setMaxMemBytes = 256 * 1024 * 1024;
+
+export interface CompiledDetector {
+  def: DetectorDefinition;
+  /** Global regex for candidate positions (run only when the Set says it hit). */
+  shape: RE2;
+  /** Global case-insensitive regex for context words; null when the detector has none. */
+  keyword: RE2 | null;
+  keywordsLower: string[];
+  negativesLower: string[];
+  requiresContext: boolean;
+  contextWindow: number;
+  minConfidence: number;
+  maskKeep: number;
+  /** Fixed action from a per-detector override, else resolved by rules. */
+  overrideAction: DataProtectionAction | null;
+}
+
+export type SetEntry =
+  | { kind: 'pattern'; detector: number }
+  | { kind: 'keyword'; detector: number }
+  | { kind: 'decoder'; decoder: 'base64' | 'hex' | 'url'; regex: RE2 }
+  | { kind: 'escape' };
+
+interface CompiledRule {
+  groups: Set<string> | null;
+  detectors: Set<string> | null;
+  direction: 'request' | 'response' | 'both';
+  upstreams: Set<string> | null;
+  tools: Set<string> | null;
+  action: DataProtectionAction;
+}
+
+export interface CompiledDataProtectionOk {
+  ok: true;
+  /** False when the Persona has no dataProtection block: nothing is scanned. */
+  active: boolean;
+  /** Monitor mode: findings say what would have happened; nothing is changed or blocked. */
+  monitor: boolean;
+  policy: DataProtection;
+  detectors: CompiledDetector[];
+  set: RE2.Set | null;
+  setEntries: SetEntry[];
+  rules: CompiledRule[];
+  external: ExternalDlp[];
+  fingerprintKey: Buffer | null;
+}
+
+export type CompiledDataProtection = CompiledDataProtectionOk | { ok: false; issues: ConfigIssue[] };
+
+export interface CompileOptions {
+  /** Persona mode is "monitor". */
+  monitor?: boolean;
+  /** Secret key for data-flow fingerprints; without it no fingerprints are produced. */
+  fingerprintKey?: Buffer;
+  /** Path of the dataProtection block inside the submitted document, prefixed to issue paths. */
+  basePath?: (string | number)[];
+}
+
+const knownIds = new Map(builtInDetectors.map((d) => [d.id, d]));
+const knownGroups = new Set<string>(detectorGroups);
+
+export function compileDataProtection(policy: DataProtection | undefined, options: CompileOptions = {}): CompiledDataProtection {
+  const base = options.basePath ?? [];
+  if (policy === undefined) {
+    return {
+      ok: true, active: false, monitor: options.monitor ?? false, policy: dataProtectionSchema.parse({}), detectors: [], set: null,
+      setEntries: [], rules: [], external: [], fingerprintKey: options.fingerprintKey ?? null,
+    };
+  }
+  const parsed = dataProtectionSchema.safeParse(policy);
+  if (!parsed.success) {
+    return { ok: false, issues: parsed.error.issues.map((i) => ({ path: [...base, ...i.path.map((p) => (typeof p === 'symbol' ? String(p) : p))], code: 'invalid_data_protection', message: i.message })) };
+  }
+  const p = parsed.data;
+  const issues: ConfigIssue[] = [];
+  p.detectors.forEach((o, i) => {
+    if (!knownIds.has(o.id)) issues.push({ path: [...base, 'detectors', i, 'id'], code: 'unknown_detector', message: `no built-in detector "${o.id}" (see \`mandate dlp catalogue\`)` });
+  });
+  p.rules.forEach((r, i) => {
+    r.detectors?.forEach((id, j) => {
+      if (!knownIds.has(id)) issues.push({ path: [...base, 'rules', i, 'detectors', j], code: 'unknown_detector', message: `no built-in detector "${id}"` });
+    });
+    r.groups?.forEach((g, j) => {
+      if (!knownGroups.has(g)) issues.push({ path: [...base, 'rules', i, 'groups', j], code: 'unknown_detector_group', message: `no detector group "${g}"; groups are ${[...knownGroups].join(', ')}` });
+    });
+  });
+  p.external.forEach((e, i) => {
+    const scheme = e.url.split(':')[0];
+    if ((e.type === 'icap') !== (scheme === 'icap')) {
+      issues.push({ path: [...base, 'external', i, 'url'], code: 'external_url_scheme', message: `a ${e.type} integration needs an ${e.type === 'icap' ? 'icap://' : 'http(s)://'} URL` });
+    }
+  });
+  if (issues.length > 0) return { ok: false, issues };
+
+  const overrides = new Map(p.detectors.map((o) => [o.id, o]));
+  const selected = selectDetectors(p);
+  const detectors: CompiledDetector[] = selected.map((def) => {
+    const o = overrides.get(def.id);
+    const keywords = def.keywords ?? [];
+    return {
+      def,
+      shape: new RE2(def.pattern ?? `\\b${identifierShape}\\b`, def.caseInsensitive ? 'gi' : 'g'),
+      keyword: keywords.length > 0 ? new RE2(keywordPattern(keywords), 'gi') : null,
+      keywordsLower: keywords.map((k) => k.toLowerCase()),
+      negativesLower: (def.negativeKeywords ?? []).map((k) => k.toLowerCase()),
+      requiresContext: def.requiresContext ?? false,
+      contextWindow: def.contextWindow ?? 48,
+      minConfidence: o?.minConfidence ?? p.minConfidence,
+      maskKeep: o?.maskKeep ?? def.maskKeep ?? 0,
+      overrideAction: o?.action ?? null,
+    };
+  });
+
+  const setEntries: SetEntry[] = [];
+  const sources: string[] = [];
+  detectors.forEach((d, index) => {
+    if (d.requiresContext) {
+      if (!d.keyword) return;
+      setEntries.push({ kind: 'keyword', detector: index });
+      sources.push(`(?i)${keywordPattern(d.def.keywords ?? [])}`);
+    } else {
+      setEntries.push({ kind: 'pattern', detector: index });
+      sources.push(d.def.caseInsensitive ? `(?i)${d.shape.source}` : d.shape.source);
+    }
+  });
+  if (p.decodeEncoded) {
+    const decoders: { decoder: 'base64' | 'hex' | 'url'; source: string }[] = [
+      { decoder: 'base64', source: '[A-Za-z0-9+]{16,}[A-Za-z0-9+/]{8,}={0,2}' },
+      { decoder: 'hex', source: '\\b(?:[0-9a-fA-F]{2}){16,}\\b' },
+      { decoder: 'url', source: '(?:%[0-9A-Fa-f]{2}[^%\\s"]{0,2}){6,}' },
+    ];
+    for (const d of decoders) {
+      setEntries.push({ kind: 'decoder', decoder: d.decoder, regex: new RE2(d.source, 'g') });
+      sources.push(d.source);
+    }
+  }
+  setEntries.push({ kind: 'escape' });
+  sources.push('\\\\u[0-9a-fA-F]{4}');
+
+  return {
+    ok: true,
+    active: true,
+    monitor: options.monitor ?? false,
+    policy: p,
+    detectors,
+    set: new RE2.Set(sources, { anchor: 'unanchored', maxMem: setMaxMemBytes }),
+    setEntries,
+    rules: p.rules.map((r) => ({
+      groups: r.groups ? new Set(r.groups) : null,
+      detectors: r.detectors ? new Set(r.detectors) : null,
+      direction: r.direction,
+      upstreams: r.upstreams ? new Set(r.upstreams) : null,
+      tools: r.tools ? new Set(r.tools) : null,
+      action: r.action,
+    })),
+    external: p.external,
+    fingerprintKey: options.fingerprintKey ?? null,
+  };
+}
+
+/** Profiles, rule selectors and enabled overrides pick detectors; with none of them, all detectors run. */
+function selectDetectors(p: DataProtection): DetectorDefinition[] {
+  const disabled = new Set(p.detectors.filter((o) => !o.enabled).map((o) => o.id));
+  const ids = new Set<string>(p.detectors.filter((o) => o.enabled).map((o) => o.id));
+  const groups = new Set<string>();
+  for (const r of p.rules) {
+    r.detectors?.forEach((id) => ids.add(id));
+    r.groups?.forEach((g) => groups.add(g));
+  }
+  const profiles = new Set<string>(p.profiles);
+  const everything = ids.size === 0 && groups.size === 0 && profiles.size === 0;
+  return builtInDetectors.filter(
+    (d) => !disabled.has(d.id) && (everything || ids.has(d.id) || groups.has(d.group) || d.profiles.some((x) => profiles.has(x))),
+  );
+}
+
+/** Keywords match when not glued to other letters or digits (so "customer_ssn" matches "ssn", "lesson" does not). */
+function keywordPattern(keywords: string[]): string {
+  const escaped = keywords.map((k) => k.replace(/[.*+?^${}()|[\]\\]/g, '\\$&').replace(/ /g, '[ _-]?'));
+  return `(?:^|[^A-Za-z0-9])(?:${escaped.join('|')})(?:[^A-Za-z0-9]|$)`;
+}
+
+export function resolveAction(
+  compiled: CompiledDataProtectionOk,
+  detector: CompiledDetector,
+  direction: 'request' | 'response',
+  upstream: string,
+  tool: string | undefined,
+): DataProtectionAction {
+  if (detector.overrideAction) return detector.overrideAction;
+  for (const r of compiled.rules) {
+    if (r.direction !== 'both' && r.direction !== direction) continue;
+    if (r.upstreams && !r.upstreams.has(upstream)) continue;
+    if (r.tools && (tool === undefined || !r.tools.has(tool))) continue;
+    const bySelector = (r.detectors?.has(detector.def.id) ?? false) || (r.groups?.has(detector.def.group) ?? false);
+    if ((r.detectors || r.groups) && !bySelector) continue;
+    return r.action;
+  }
+  return compiled.policy.defaultAction;
+}

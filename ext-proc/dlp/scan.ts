@@ -1,0 +1,294 @@
+// The scanning core: one RE2.Set pass over all text of a body (as one UTF-8
+// Buffer), then only the detectors whose pattern or keywords hit are re-run for
+// positions. Pure: text in, candidate matches out. Never returns matched text.
+import type { CompiledDataProtectionOk, CompiledDetector } from './compile.ts';
+
+/** One piece of text to scan: a JSON string value with the name of its field (the context). */
+export interface TextSegment {
+  key: string;
+  value: string;
+}
+
+export interface Match {
+  segment: number;
+  /** UTF-16 offsets inside the segment value. */
+  start: number;
+  end: number;
+  detector: CompiledDetector;
+  confidence: number;
+  /** Set when the value was found inside a base64, hex or URL-encoded run; start/end cover that run. */
+  encoding: 'base64' | 'hex' | 'url' | null;
+}
+
+/** How deep encoded-inside-encoded segments are followed. */
+const maxDecodeDepth = 2;
+/** Characters before a match searched for context and negative words. */
+const contextLookback = 64;
+/** Longest keyword-gated region scanned after a keyword. */
+const keywordRegionLimit = 320;
+
+interface Layout {
+  buffer: Buffer;
+  ascii: boolean;
+  /** Per segment: byte offset of the key, of the value, and of the end of the value. */
+  keyStart: Int32Array;
+  valueStart: Int32Array;
+  valueEnd: Int32Array;
+}
+
+function layout(segments: TextSegment[]): Layout {
+  const n = segments.length;
+  const keyStart = new Int32Array(n);
+  const valueStart = new Int32Array(n);
+  const valueEnd = new Int32Array(n);
+  const parts: string[] = new Array(n);
+  let offset = 0;
+  for (let i = 0; i < n; i++) {
+    const s = segments[i]!;
+    keyStart[i] = offset;
+    valueStart[i] = offset + s.key.length + 1;
+    valueEnd[i] = valueStart[i]! + s.value.length;
+    offset = valueEnd[i]! + 1;
+    parts[i] = `${s.key}\t${s.value}`;
+  }
+  const text = parts.join('\n');
+  const buffer = Buffer.from(text, 'utf8');
+  const ascii = buffer.length === text.length;
+  if (!ascii) {
+    offset = 0;
+    for (let i = 0; i < n; i++) {
+      const s = segments[i]!;
+      keyStart[i] = offset;
+      valueStart[i] = offset + Buffer.byteLength(s.key) + 1;
+      valueEnd[i] = valueStart[i]! + Buffer.byteLength(s.value);
+      offset = valueEnd[i]! + 1;
+    }
+  }
+  return { buffer, ascii, keyStart, valueStart, valueEnd };
+}
+
+function segmentAt(l: Layout, byteOffset: number): number {
+  let lo = 0;
+  let hi = l.keyStart.length - 1;
+  while (lo < hi) {
+    const mid = (lo + hi + 1) >> 1;
+    if (l.keyStart[mid]! <= byteOffset) lo = mid;
+    else hi = mid - 1;
+  }
+  return lo;
+}
+
+function charOffset(l: Layout, segments: TextSegment[], seg: number, byteOffset: number): number {
+  const rel = byteOffset - l.valueStart[seg]!;
+  if (l.ascii) return rel;
+  return l.buffer.toString('utf8', l.valueStart[seg]!, byteOffset).length;
+}
+
+export function scanSegments(compiled: CompiledDataProtectionOk, segments: TextSegment[], depth = 0): Match[] {
+  if (!compiled.set || segments.length === 0) return [];
+  const l = layout(segments);
+  const hits = compiled.set.match(l.buffer);
+  if (hits.length === 0) return [];
+  const out: Match[] = [];
+  for (const hit of hits) {
+    const entry = compiled.setEntries[hit];
+    if (!entry) continue;
+    if (entry.kind === 'pattern') scanPattern(compiled.detectors[entry.detector]!, l, segments, out);
+    else if (entry.kind === 'keyword') scanKeyword(compiled.detectors[entry.detector]!, l, segments, out);
+    else if (entry.kind === 'decoder' && depth < maxDecodeDepth) scanEncoded(compiled, entry.decoder, entry.regex, l, segments, out, depth);
+  }
+  return resolveOverlaps(out);
+}
+
+function scanPattern(d: CompiledDetector, l: Layout, segments: TextSegment[], out: Match[]): void {
+  const re = d.shape;
+  re.lastIndex = 0;
+  for (let m = re.exec(l.buffer); m !== null; m = re.exec(l.buffer)) {
+    const byteStart = m.index;
+    const byteEnd = byteStart + (m[0] as unknown as Buffer).length;
+    if (byteEnd === byteStart) re.lastIndex++;
+    const seg = segmentAt(l, byteStart);
+    if (byteStart < l.valueStart[seg]! || byteEnd > l.valueEnd[seg]!) continue;
+    const value = segments[seg]!.value;
+    const start = charOffset(l, segments, seg, byteStart);
+    let end = l.ascii ? byteEnd - l.valueStart[seg]! : start + (m[0] as unknown as Buffer).toString('utf8').length;
+    if (numericGroups.has(d.def.group) && gluedToToken(value, start, end)) continue;
+    if (d.def.wholeBlock) end = blockEnd(value, end);
+    const candidate = value.slice(start, end);
+    let confidence = d.def.confidence.base;
+    if (d.def.validate && !d.def.validate(candidate)) {
+      if (!d.def.validationBoostsOnly) continue;
+      confidence -= 0.25;
+    }
+    confidence = adjustForContext(d, segments[seg]!, start, confidence, false);
+    if (confidence >= d.minConfidence) out.push({ segment: seg, start, end, detector: d, confidence, encoding: null });
+  }
+}
+
+/** PEM blocks: the secret runs to the END line (or the end of the value). */
+function blockEnd(value: string, from: number): number {
+  const endMarker = value.indexOf('-----END', from);
+  if (endMarker < 0) return value.length;
+  const close = value.indexOf('-----', endMarker + 8);
+  return close < 0 ? value.length : close + 5;
+}
+
+/** Groups whose numbers must stand alone: a UUID piece or version string is not a card or an id. */
+const numericGroups = new Set(['financial', 'national-id', 'tax-id', 'company-id', 'health', 'device']);
+
+function isAlnum(c: number): boolean {
+  return (c >= 48 && c <= 57) || (c >= 65 && c <= 90) || (c >= 97 && c <= 122);
+}
+
+/** True if "-" or "." joins the match to more letters or digits on either side (e.g. 1234-5678-...-a927). */
+function gluedToToken(value: string, start: number, end: number): boolean {
+  const before = value.charCodeAt(start - 1);
+  const after = value.charCodeAt(end);
+  const joiner = (c: number) => c === 45 || c === 46;
+  return (joiner(before) && isAlnum(value.charCodeAt(start - 2))) || (joiner(after) && isAlnum(value.charCodeAt(end + 1)));
+}
+
+function scanKeyword(d: CompiledDetector, l: Layout, segments: TextSegment[], out: Match[]): void {
+  const kw = d.keyword!;
+  kw.lastIndex = 0;
+  const seen = new Set<string>();
+  for (let m = kw.exec(l.buffer); m !== null; m = kw.exec(l.buffer)) {
+    const kwStart = m.index;
+    const kwEnd = kwStart + (m[0] as unknown as Buffer).length;
+    // the trailing boundary character may be the first character of the value
+    kw.lastIndex = Math.max(kwEnd - 1, kwStart + 1);
+    // the match may begin with the boundary character that ends the previous segment
+    const seg = segmentAt(l, kwEnd - 1);
+    const segment = segments[seg]!;
+    const inKey = kwEnd - 1 < l.valueStart[seg]!;
+    if (inKey && d.def.wholeValueWhenKeyMatches) {
+      const trimmed = segment.value.trim();
+      if (trimmed.length > 0 && trimmed.length <= 512 && (!d.def.validate || d.def.validate(trimmed))) {
+        const start = segment.value.indexOf(trimmed);
+        pushContextMatch(d, segments, seg, start, start + trimmed.length, out, seen);
+      }
+      continue;
+    }
+    const regionStart = inKey ? l.valueStart[seg]! : Math.min(kwEnd - 1, l.valueEnd[seg]!);
+    const regionEnd = Math.min(l.valueEnd[seg]!, regionStart + (inKey ? keywordRegionLimit * 4 : d.contextWindow + keywordRegionLimit));
+    if (regionEnd <= regionStart) continue;
+    const region = l.buffer.subarray(regionStart, regionEnd);
+    const shape = d.shape;
+    shape.lastIndex = 0;
+    for (let c = shape.exec(region); c !== null; c = shape.exec(region)) {
+      const rel = c.index;
+      if (!inKey && rel > d.contextWindow) break;
+      const byteStart = regionStart + rel;
+      const text = (c[0] as unknown as Buffer).toString('utf8');
+      if (text.length === 0) {
+        shape.lastIndex++;
+        continue;
+      }
+      const start = charOffset(l, segments, seg, byteStart);
+      const accepted = acceptCandidate(d, text);
+      if (accepted) pushContextMatch(d, segments, seg, start + accepted.offset, start + accepted.offset + accepted.length, out, seen);
+    }
+  }
+}
+
+/** Tries the candidate, then its space-separated sub-runs (longest first), against the validator. */
+function acceptCandidate(d: CompiledDetector, text: string): { offset: number; length: number } | null {
+  if (!d.def.validate) return { offset: 0, length: text.length };
+  if (d.def.validate(text)) return { offset: 0, length: text.length };
+  if (!text.includes(' ')) return null;
+  const words = text.split(' ');
+  if (words.length > 8) return null;
+  const offsets: number[] = [];
+  let o = 0;
+  for (const w of words) {
+    offsets.push(o);
+    o += w.length + 1;
+  }
+  for (let span = words.length - 1; span >= 1; span--) {
+    for (let i = 0; i + span <= words.length; i++) {
+      const piece = words.slice(i, i + span).join(' ');
+      if (piece.length >= 4 && d.def.validate(piece)) return { offset: offsets[i]!, length: piece.length };
+    }
+  }
+  return null;
+}
+
+function pushContextMatch(d: CompiledDetector, segments: TextSegment[], seg: number, start: number, end: number, out: Match[], seen: Set<string>): void {
+  const key = `${seg}:${start}`;
+  if (seen.has(key)) return;
+  seen.add(key);
+  const confidence = adjustForContext(d, segments[seg]!, start, d.def.confidence.base, true);
+  if (confidence >= d.minConfidence) out.push({ segment: seg, start, end, detector: d, confidence, encoding: null });
+}
+
+function adjustForContext(d: CompiledDetector, segment: TextSegment, start: number, confidence: number, contextKnown: boolean): number {
+  const before = (segment.key + ' ' + segment.value.slice(Math.max(0, start - contextLookback), start)).toLowerCase();
+  let c = confidence;
+  if (contextKnown || d.keywordsLower.some((k) => before.includes(k))) c += d.def.confidence.contextBoost;
+  if (d.negativesLower.length > 0 && d.negativesLower.some((k) => before.includes(k))) c -= d.def.confidence.negativePenalty;
+  return Math.min(0.99, Math.max(0, Math.round(c * 100) / 100));
+}
+
+function scanEncoded(
+  compiled: CompiledDataProtectionOk,
+  decoder: 'base64' | 'hex' | 'url',
+  regex: import('re2').default,
+  l: Layout,
+  segments: TextSegment[],
+  out: Match[],
+  depth: number,
+): void {
+  regex.lastIndex = 0;
+  for (let m = regex.exec(l.buffer); m !== null; m = regex.exec(l.buffer)) {
+    const raw = (m[0] as unknown as Buffer).toString('latin1');
+    const byteStart = m.index;
+    if (decoder === 'base64' && !(/[A-Z]/.test(raw) && /[a-z]/.test(raw) && raw.length % 4 !== 1)) continue;
+    const seg = segmentAt(l, byteStart);
+    if (byteStart < l.valueStart[seg]! || byteStart + raw.length > l.valueEnd[seg]!) continue;
+    const decoded = decode(decoder, raw);
+    if (decoded === null) continue;
+    const inner = scanSegments(compiled, [{ key: segments[seg]!.key, value: decoded }], depth + 1);
+    if (inner.length === 0) continue;
+    const start = charOffset(l, segments, seg, byteStart);
+    const best = inner.reduce((a, b) => (b.confidence > a.confidence ? b : a));
+    out.push({ segment: seg, start, end: start + raw.length, detector: best.detector, confidence: best.confidence, encoding: decoder });
+  }
+}
+
+function decode(decoder: 'base64' | 'hex' | 'url', raw: string): string | null {
+  let bytes: Buffer;
+  if (decoder === 'hex') bytes = Buffer.from(raw, 'hex');
+  else if (decoder === 'base64') bytes = Buffer.from(raw.replace(/-/g, '+').replace(/_/g, '/'), 'base64');
+  else {
+    try {
+      return decodeURIComponent(raw);
+    } catch {
+      return null;
+    }
+  }
+  if (bytes.length < 8) return null;
+  const text = bytes.toString('utf8');
+  let printable = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if ((c >= 32 && c < 127) || c === 10 || c === 13 || c === 9 || (c > 160 && c !== 0xfffd)) printable++;
+  }
+  return printable / text.length >= 0.9 ? text : null;
+}
+
+/** Keeps the strongest match where matches overlap in the same segment. */
+function resolveOverlaps(matches: Match[]): Match[] {
+  if (matches.length < 2) return matches;
+  matches.sort((a, b) => a.segment - b.segment || a.start - b.start || b.end - a.end);
+  const kept: Match[] = [];
+  for (const m of matches) {
+    const last = kept[kept.length - 1];
+    if (last && last.segment === m.segment && m.start < last.end) {
+      const better = m.confidence > last.confidence || (m.confidence === last.confidence && m.end - m.start > last.end - last.start);
+      if (better) kept[kept.length - 1] = m;
+      continue;
+    }
+    kept.push(m);
+  }
+  return kept;
+}

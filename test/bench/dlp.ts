@@ -1,0 +1,40 @@
+// Sensitive-data engine throughput. Prints a markdown table.
+// Run: sh deploy/bootstrap.sh node test/bench/dlp.ts
+import { compileDataProtection } from '../../ext-proc/dlp/compile.ts';
+import { inspectBody, inspectJson } from '../../ext-proc/dlp/inspect.ts';
+import { cleanToolResult, denseToolResult } from '../dlp-corpus/generate.ts';
+import { listDetectors } from '../../ext-proc/dlp/catalogue.ts';
+
+const compiled = compileDataProtection({} as never);
+if (!compiled.ok || !compiled.active) throw new Error('compile failed');
+const ctx = { direction: 'response' as const, upstream: 'tracker' };
+
+function measure(name: string, bytes: number, fn: () => void, minMs = 1500): { name: string; mbps: number; iterations: number } {
+  for (let i = 0; i < 3; i++) fn();
+  let iterations = 0;
+  const start = performance.now();
+  while (performance.now() - start < minMs) {
+    fn();
+    iterations++;
+  }
+  const seconds = (performance.now() - start) / 1000;
+  return { name, mbps: (bytes * iterations) / seconds / 1e6, iterations };
+}
+
+const clean = cleanToolResult(1, 2000);
+const cleanBuf = Buffer.from(JSON.stringify(clean));
+const dense = denseToolResult(2, 2000);
+const denseBuf = Buffer.from(JSON.stringify(dense));
+
+const rows = [
+  measure(`clean JSON, raw body (inspectBody), ${(cleanBuf.length / 1e6).toFixed(1)} MB`, cleanBuf.length, () => inspectBody(compiled, cleanBuf, ctx)),
+  measure('clean JSON, parsed (JSON.parse + inspectJson)', cleanBuf.length, () => inspectJson(compiled, JSON.parse(cleanBuf.toString()), ctx)),
+  measure('clean JSON, inspectJson on an already-parsed value', cleanBuf.length, () => inspectJson(compiled, clean, ctx)),
+  measure(`dense JSON, raw body (inspectBody), ${(denseBuf.length / 1e6).toFixed(1)} MB`, denseBuf.length, () => inspectBody(compiled, denseBuf, ctx)),
+  measure('dense JSON, inspectJson on an already-parsed value', denseBuf.length, () => inspectJson(compiled, dense, ctx)),
+];
+const findings = inspectJson(compiled, dense, ctx).findings.length;
+console.log(`${listDetectors().length} detectors, ${compiled.detectors.length} active, RE2.Set of ${compiled.setEntries.length} entries; dense body: ${findings} findings\n`);
+console.log('| case | MB/s | iterations |');
+console.log('|---|---:|---:|');
+for (const r of rows) console.log(`| ${r.name} | ${r.mbps.toFixed(0)} | ${r.iterations} |`);

@@ -1,0 +1,219 @@
+// Deterministic, seeded generator for the DLP evaluation corpus and the
+// benchmark bodies. True positives carry valid checksums; hard negatives are
+// look-alikes (order numbers, UUIDs, timestamps, digit runs failing the
+// checksum, phone-like numbers). Run: sh deploy/bootstrap.sh node test/dlp-corpus/generate.ts
+import { writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import {
+  abaRoutingValid, base58CheckPayload, base58Encode, ibanCheckDigits, luhnCheckDigit, luhnValid, nhsCheckDigit, npiValid, verhoeffCheckDigit,
+} from '../../ext-proc/dlp/checksums.ts';
+import { checksummedToken } from '../../ext-proc/dlp/detectors/secrets.ts';
+
+export function createRandom(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+export interface LabelledSample {
+  /** Detector that must report it, or null for a hard negative. */
+  detector: string | null;
+  /** A JSON tool result holding the value. */
+  body: unknown;
+  note: string;
+}
+
+const alnum = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789';
+
+export function generateCorpus(seed = 20240601, perDetector = 40): LabelledSample[] {
+  const rnd = createRandom(seed);
+  const digits = (n: number) => Array.from({ length: n }, () => Math.floor(rnd() * 10)).join('');
+  const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rnd() * xs.length)]!;
+  const chars = (n: number, set = alnum) => Array.from({ length: n }, () => set[Math.floor(rnd() * set.length)]).join('');
+  const samples: LabelledSample[] = [];
+  const tp = (detector: string, make: () => unknown, note: string) => {
+    for (let i = 0; i < perDetector; i++) samples.push({ detector, body: make(), note });
+  };
+  const neg = (make: () => unknown, note: string, n = perDetector) => {
+    for (let i = 0; i < n; i++) samples.push({ detector: null, body: make(), note });
+  };
+  const card = (prefix: string, length: number) => {
+    const partial = prefix + digits(length - prefix.length - 1);
+    return partial + luhnCheckDigit(partial);
+  };
+  const spaced = (s: string) => s.replace(/(\d{4})(?=\d)/g, '$1 ');
+
+  tp('payment-card-visa', () => ({ customer: 'C-' + digits(6), payment: { card_number: rnd() < 0.5 ? card('4', 16) : spaced(card('4', 16)), brand: 'visa' } }), 'visa');
+  tp('payment-card-mastercard', () => ({ invoice: { paid_with: `card ${card(pick(['51', '52', '55', '2221']), 16)}` } }), 'mastercard');
+  tp('payment-card-amex', () => ({ note: `Customer read out ${card(pick(['34', '37']), 15)} on the call` }), 'amex');
+  tp('iban', () => {
+    const bban = digits(18);
+    return { payout: { iban: `DE${ibanCheckDigits('DE', bban)}${bban}`, holder: 'Jane Roe' } };
+  }, 'german iban');
+  tp('iban', () => {
+    const bban = 'WEST' + digits(14);
+    return { payout: { iban: `GB${ibanCheckDigits('GB', bban)}${bban}` } };
+  }, 'uk iban');
+  tp('us-aba-routing-number', () => {
+    for (;;) {
+      const r = pick(['01', '02', '11', '21', '26', '31', '06']) + digits(7);
+      if (abaRoutingValid(r)) return { bank: { routing_number: r, account: 'checking' } };
+    }
+  }, 'aba');
+  tp('us-npi', () => {
+    for (;;) {
+      const n = '1' + digits(9);
+      if (npiValid(n)) return { provider: { npi: n, name: 'Dr. Who' } };
+    }
+  }, 'npi');
+  tp('uk-nhs-number', () => {
+    for (;;) {
+      const nine = digits(9);
+      const c = nhsCheckDigit(nine);
+      if (c !== null) return { patient: { nhs_number: `${nine.slice(0, 3)} ${nine.slice(3, 6)} ${nine.slice(6)}${c}` } };
+    }
+  }, 'nhs');
+  tp('us-ssn', () => ({ applicant: { ssn: `${100 + Math.floor(rnd() * 565)}-${10 + Math.floor(rnd() * 89)}-${1000 + Math.floor(rnd() * 8999)}` } }), 'ssn dashed');
+  tp('in-aadhaar', () => {
+    const partial = String(2 + Math.floor(rnd() * 8)) + digits(10);
+    const a = partial + verhoeffCheckDigit(partial);
+    return { kyc: { aadhaar: `${a.slice(0, 4)} ${a.slice(4, 8)} ${a.slice(8)}` } };
+  }, 'aadhaar');
+  tp('imei', () => ({ device: { imei: card('35', 15) } }), 'imei');
+  tp('ca-sin', () => {
+    const s = card(String(1 + Math.floor(rnd() * 7)), 9);
+    return { employee: { sin: `${s.slice(0, 3)} ${s.slice(3, 6)} ${s.slice(6)}` } };
+  }, 'sin');
+  tp('github-personal-access-token', () => ({ config: { note: `token ${checksummedToken('ghp', chars(30))} leaked` } }), 'github pat');
+  tp('bitcoin-address', () => ({ wallet: base58Encode(base58CheckPayload(Buffer.concat([Buffer.from([0]), Buffer.from(chars(20), 'latin1')]))) }), 'btc');
+  tp('json-web-token', () => ({ headers: { authorization: `Bearer ${Buffer.from(JSON.stringify({ alg: 'RS256', kid: chars(8) })).toString('base64url')}.${Buffer.from(JSON.stringify({ sub: chars(12), exp: 1700000000 })).toString('base64url')}.${chars(86, alnum + '-_')}` } }), 'jwt');
+  tp('br-cpf-formatted', () => {
+    const base = digits(9);
+    const d1 = cpfDigit(base, 10);
+    const d2 = cpfDigit(base + d1, 11);
+    const c = base + d1 + d2;
+    return { cliente: { documento: `${c.slice(0, 3)}.${c.slice(3, 6)}.${c.slice(6, 9)}-${c.slice(9)}` } };
+  }, 'cpf');
+
+  // Hard negatives.
+  neg(() => ({ order: { order_number: digits(16), total: Number((rnd() * 500).toFixed(2)) } }), 'order number 16 digits (Luhn fails half the time: we keep only failing ones)', 0);
+  for (let i = 0; i < perDetector * 2; i++) {
+    let n = '4' + digits(15);
+    while (luhnValid(n)) n = '4' + digits(15);
+    samples.push({ detector: null, body: { order: { order_number: n, status: 'shipped' } }, note: 'visa-shaped order number failing Luhn' });
+  }
+  neg(() => ({ id: crypto.randomUUID ? uuid(rnd) : uuid(rnd), created_at: new Date(1.6e12 + rnd() * 1e11).toISOString(), ts: 1_600_000_000_000 + Math.floor(rnd() * 1e11) }), 'uuid and timestamps', perDetector * 2);
+  neg(() => ({ tracking: { tracking_number: '1Z' + chars(16, 'ABCDEFGHJKLMNPQRSTUVWXYZ0123456789'), carrier: 'ups' } }), 'tracking number');
+  neg(() => ({ phone_like: `${digits(3)}-${digits(3)}-${digits(4)}`.replace(/^./, '0'), ref: 'ticket' }), 'phone-like with leading zero');
+  neg(() => ({ invoice_id: 'INV-' + digits(9), amount_cents: Math.floor(rnd() * 1e6), sku: digits(12) }), 'invoice / sku');
+  neg(() => {
+    for (;;) {
+      const s = digits(9);
+      if (!abaRoutingValid(s)) return { bank: { routing_number: s } };
+    }
+  }, 'routing-labelled digits failing ABA');
+  neg(() => {
+    let s = '1' + digits(9);
+    while (npiValid(s)) s = '1' + digits(9);
+    return { npi: s };
+  }, 'npi-labelled digits failing Luhn');
+  neg(() => ({ iban: 'DE00' + digits(18) }), 'iban failing mod-97');
+  neg(() => ({ ssn_like: `000-${digits(2)}-${digits(4)}`, other: `666-${digits(2)}-${digits(4)}` }), 'invalid SSN areas');
+  neg(() => ({ version: `${1 + Math.floor(rnd() * 9)}.${Math.floor(rnd() * 20)}.${Math.floor(rnd() * 50)}`, build: digits(8), sha: chars(40, '0123456789abcdef') }), 'versions and git shas');
+  neg(() => ({ description: 'Quarterly report with 1234 5678 entries, see page 12 of 400', count: 123456789012 }), 'numbers in prose');
+  return samples;
+}
+
+function cpfDigit(base: string, weight: number): string {
+  let sum = 0;
+  for (let i = 0; i < base.length; i++) sum += Number(base[i]) * (weight - i);
+  const r = (sum * 10) % 11;
+  return String(r === 10 ? 0 : r);
+}
+
+function uuid(rnd: () => number): string {
+  const h = () => Math.floor(rnd() * 16).toString(16);
+  const part = (n: number) => Array.from({ length: n }, h).join('');
+  return `${part(8)}-${part(4)}-4${part(3)}-a${part(3)}-${part(12)}`;
+}
+
+/** A realistic tool result with no sensitive data: an issue tracker page. */
+export function cleanToolResult(seed: number, items: number): unknown {
+  const rnd = createRandom(seed);
+  const words = ['deploy', 'pipeline', 'latency', 'regression', 'cache', 'index', 'timeout', 'retry', 'schema', 'migration', 'dashboard', 'alert', 'query', 'release', 'rollback', 'config', 'the', 'a', 'when', 'after', 'with', 'fails', 'slow', 'fixed', 'users', 'report', 'service'];
+  const sentence = (n: number) => Array.from({ length: n }, () => words[Math.floor(rnd() * words.length)]).join(' ');
+  return {
+    jsonrpc: '2.0',
+    id: 7,
+    result: {
+      content: [
+        {
+          type: 'text',
+          text: JSON.stringify({
+            total: items,
+            issues: Array.from({ length: items }, (_, i) => ({
+              id: uuid(rnd),
+              number: 1000 + i,
+              title: sentence(6),
+              state: rnd() < 0.7 ? 'open' : 'closed',
+              labels: ['bug', 'p2'].slice(0, 1 + Math.floor(rnd() * 2)),
+              created_at: new Date(1.6e12 + rnd() * 1e11).toISOString(),
+              updated_ms: 1_600_000_000_000 + Math.floor(rnd() * 1e11),
+              comments: Math.floor(rnd() * 40),
+              body: sentence(40),
+              url: `https://tracker.internal/projects/core/issues/${1000 + i}`,
+              assignee: { login: 'user' + Math.floor(rnd() * 500), team: 'platform' },
+              estimate_hours: Number((rnd() * 12).toFixed(1)),
+            })),
+          }),
+        },
+      ],
+    },
+  };
+}
+
+/** The same shape, dense with sensitive values: customer records. */
+export function denseToolResult(seed: number, items: number): unknown {
+  const rnd = createRandom(seed);
+  const digits = (n: number) => Array.from({ length: n }, () => Math.floor(rnd() * 10)).join('');
+  return {
+    jsonrpc: '2.0',
+    id: 8,
+    result: {
+      content: [
+        {
+          type: 'text',
+          text: JSON.stringify({
+            customers: Array.from({ length: items }, (_, i) => {
+              const partial = '4' + digits(14);
+              const bban = digits(18);
+              return {
+                id: 10_000 + i,
+                name: `Customer ${i}`,
+                email: `customer${i}@example.com`,
+                phone: `+1 415 555 ${digits(4)}`,
+                card: partial + luhnCheckDigit(partial),
+                iban: `DE${ibanCheckDigits('DE', bban)}${bban}`,
+                ssn: `${100 + (i % 500)}-${10 + (i % 80)}-${1000 + (i % 8000)}`,
+                note: `Called about order ${digits(8)}; prefers email.`,
+              };
+            }),
+          }),
+        },
+      ],
+    },
+  };
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  const here = dirname(fileURLToPath(import.meta.url));
+  const corpus = generateCorpus();
+  writeFileSync(join(here, 'corpus.json'), JSON.stringify(corpus) + '\n');
+  console.log(`wrote ${corpus.length} labelled samples to test/dlp-corpus/corpus.json`);
+}
