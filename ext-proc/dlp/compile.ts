@@ -52,7 +52,7 @@ export interface CompiledDataProtectionOk {
   monitor: boolean;
   policy: DataProtection;
   detectors: CompiledDetector[];
-  set: RE2.Set | null;
+  set: InstanceType<typeof RE2.Set> | null;
   setEntries: SetEntry[];
   rules: CompiledRule[];
   external: ExternalDlp[];

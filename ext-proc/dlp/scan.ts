@@ -1,6 +1,7 @@
 // The scanning core: one RE2.Set pass over all text of a body (as one UTF-8
 // Buffer), then only the detectors whose pattern or keywords hit are re-run for
 // positions. Pure: text in, candidate matches out. Never returns matched text.
+import type RE2 from 're2';
 import type { CompiledDataProtectionOk, CompiledDetector } from './compile.ts';
 
 /** One piece of text to scan: a JSON string value with the name of its field (the context). */
@@ -232,7 +233,7 @@ function adjustForContext(d: CompiledDetector, segment: TextSegment, start: numb
 function scanEncoded(
   compiled: CompiledDataProtectionOk,
   decoder: 'base64' | 'hex' | 'url',
-  regex: import('re2').default,
+  regex: RE2,
   l: Layout,
   segments: TextSegment[],
   out: Match[],

@@ -1,5 +1,5 @@
 // Payment cards (PCI-DSS), bank identifiers and crypto wallets.
-import { stdnum } from 'stdnum';
+import { stdnumCheck } from './stdnum-check.ts';
 import {
   abaRoutingValid, bech32AddressValid, bicValid, bitcoinBase58Valid, cardExpiryValid, digitsOf, ibanValid, luhnValid,
 } from '../checksums.ts';
@@ -151,7 +151,7 @@ export const financialDetectors: DetectorDefinition[] = [
     pattern: '\\b\\d{18}\\b',
     keywords: ['clabe'],
     requiresContext: true,
-    validate: (c) => stdnum.MX.clabe.validate(c).isValid,
+    validate: stdnumCheck('MX.clabe'),
     confidence: checksumConfidence,
     profiles: ['pci-dss', 'gdpr-pii'],
     maskKeep: 4,
@@ -165,7 +165,7 @@ export const financialDetectors: DetectorDefinition[] = [
     pattern: '\\b\\d{22}\\b',
     keywords: ['cbu'],
     requiresContext: true,
-    validate: (c) => stdnum.AR.cbu.validate(c).isValid,
+    validate: stdnumCheck('AR.cbu'),
     confidence: checksumConfidence,
     profiles: ['pci-dss', 'gdpr-pii'],
     maskKeep: 4,

@@ -1,5 +1,5 @@
 // Health identifiers (HIPAA PHI and national health services).
-import { stdnum } from 'stdnum';
+import { stdnumCheck } from './stdnum-check.ts';
 import { auMedicareValid, deaValid, digitsOf, luhnValid, mbiValid, nhsValid, npiValid } from '../checksums.ts';
 import { checksumConfidence, contextConfidence, weakConfidence, type DetectorDefinition } from '../detector.ts';
 
@@ -110,7 +110,7 @@ export const healthDetectors: DetectorDefinition[] = [
     pattern: '\\b9\\d{3} ?\\d{3} ?\\d{3}\\b',
     keywords: ['phn', 'personal health number', 'care card'],
     requiresContext: true,
-    validate: (c) => stdnum.CA.bc_bhn.validate(c).isValid,
+    validate: stdnumCheck('CA.bc_bhn'),
     confidence: checksumConfidence,
     profiles: ['hipaa', 'gdpr-pii'],
     maskKeep: 0,

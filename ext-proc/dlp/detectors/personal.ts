@@ -1,13 +1,11 @@
 // Personal identifiers with a strong format of their own, contact details,
 // network and device identifiers. National numbers without a distinctive
 // format live in national.ts (keyword-gated, validated by stdnum).
-import { stdnum } from 'stdnum';
+import { stdnumCheck } from './stdnum-check.ts';
 import {
   aadhaarValid, canadianSinValid, iccidValid, imeiValid, ipv4Valid, itinValid, ssnValid, vinValid,
 } from '../checksums.ts';
 import { checksumConfidence, contextConfidence, strongConfidence, weakConfidence, type DetectorDefinition } from '../detector.ts';
-
-const valid = (v: { validate(s: string): { isValid: boolean } }) => (c: string) => v.validate(c).isValid;
 
 export const personalDetectors: DetectorDefinition[] = [
   {
@@ -88,7 +86,7 @@ export const personalDetectors: DetectorDefinition[] = [
     examples: ['AB 12 34 56 C'],
     pattern: '\\b[A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z] ?\\d{2} ?\\d{2} ?\\d{2} ?[A-D]\\b',
     keywords: ['nino', 'national insurance', 'ni number'],
-    validate: valid(stdnum.GB.nino),
+    validate: stdnumCheck('GB.nino'),
     confidence: strongConfidence,
     profiles: ['gdpr-pii'],
     maskKeep: 0,
@@ -101,7 +99,7 @@ export const personalDetectors: DetectorDefinition[] = [
     examples: ['390.533.447-05'],
     pattern: '\\b\\d{3}\\.\\d{3}\\.\\d{3}-\\d{2}\\b',
     keywords: ['cpf'],
-    validate: valid(stdnum.BR.cpf),
+    validate: stdnumCheck('BR.cpf'),
     confidence: strongConfidence,
     profiles: ['gdpr-pii'],
     maskKeep: 2,
@@ -114,7 +112,7 @@ export const personalDetectors: DetectorDefinition[] = [
     examples: ['11.222.333/0001-81'],
     pattern: '\\b\\d{2}\\.\\d{3}\\.\\d{3}/\\d{4}-\\d{2}\\b',
     keywords: ['cnpj'],
-    validate: valid(stdnum.BR.cnpj),
+    validate: stdnumCheck('BR.cnpj'),
     confidence: strongConfidence,
     profiles: ['gdpr-pii'],
     maskKeep: 2,
@@ -127,7 +125,7 @@ export const personalDetectors: DetectorDefinition[] = [
     examples: ['RCCMNL83S18D969H'],
     pattern: '\\b[A-Za-z]{6}\\d{2}[A-EHLMPR-Ta-ehlmpr-t]\\d{2}[A-Za-z]\\d{3}[A-Za-z]\\b',
     keywords: ['codice fiscale', 'codice_fiscale', 'cf'],
-    validate: valid(stdnum.IT.codicefiscale),
+    validate: stdnumCheck('IT.codicefiscale'),
     confidence: strongConfidence,
     profiles: ['gdpr-pii'],
     maskKeep: 0,
@@ -140,7 +138,7 @@ export const personalDetectors: DetectorDefinition[] = [
     examples: ['54362315K'],
     pattern: '\\b\\d{8}-?[A-HJ-NP-TV-Z]\\b',
     keywords: ['dni', 'documento nacional', 'nif'],
-    validate: valid(stdnum.ES.dni),
+    validate: stdnumCheck('ES.dni'),
     confidence: { base: 0.7, contextBoost: 0.25, negativePenalty: 0.3 },
     profiles: ['gdpr-pii'],
     maskKeep: 0,
@@ -153,7 +151,7 @@ export const personalDetectors: DetectorDefinition[] = [
     examples: ['X2482300W'],
     pattern: '\\b[XYZ]-?\\d{7}-?[A-HJ-NP-TV-Z]\\b',
     keywords: ['nie', 'extranjero'],
-    validate: valid(stdnum.ES.nie),
+    validate: stdnumCheck('ES.nie'),
     confidence: strongConfidence,
     profiles: ['gdpr-pii'],
     maskKeep: 0,
@@ -166,7 +164,7 @@ export const personalDetectors: DetectorDefinition[] = [
     examples: ['2 95 10 99 126 111 93'],
     pattern: '\\b[12] ?\\d{2} ?(?:0[1-9]|1[0-2]|[2-9]\\d) ?(?:\\d{2}|2[AB]) ?\\d{3} ?\\d{3} ?\\d{2}\\b',
     keywords: ['nir', 'sécurité sociale', 'securite sociale', 'insee', 'numéro de sécu'],
-    validate: valid(stdnum.FR.nir),
+    validate: stdnumCheck('FR.nir'),
     confidence: { base: 0.85, contextBoost: 0.1, negativePenalty: 0.3 },
     profiles: ['gdpr-pii', 'hipaa'],
     maskKeep: 0,
@@ -179,7 +177,7 @@ export const personalDetectors: DetectorDefinition[] = [
     examples: ['360426199101010071'],
     pattern: '\\b[1-9]\\d{5}(?:19|20)\\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\\d|3[01])\\d{3}[\\dXx]\\b',
     keywords: ['身份证', 'resident id', 'id card'],
-    validate: valid(stdnum.CN.ric),
+    validate: stdnumCheck('CN.ric'),
     confidence: { base: 0.85, contextBoost: 0.1, negativePenalty: 0.3 },
     profiles: ['gdpr-pii'],
     maskKeep: 0,
@@ -192,7 +190,7 @@ export const personalDetectors: DetectorDefinition[] = [
     examples: ['971013-9019902'],
     pattern: '\\b\\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\\d|3[01])-\\d{7}\\b',
     keywords: ['rrn', '주민등록번호', 'resident registration'],
-    validate: valid(stdnum.KR.rrn),
+    validate: stdnumCheck('KR.rrn'),
     confidence: strongConfidence,
     profiles: ['gdpr-pii'],
     maskKeep: 0,
@@ -205,7 +203,7 @@ export const personalDetectors: DetectorDefinition[] = [
     examples: ['BOXW310820HNERXN09'],
     pattern: '\\b[A-Z][AEIOUX][A-Z]{2}\\d{6}[HM][A-Z]{5}[A-Z\\d]\\d\\b',
     keywords: ['curp'],
-    validate: valid(stdnum.MX.curp),
+    validate: stdnumCheck('MX.curp'),
     confidence: strongConfidence,
     profiles: ['gdpr-pii'],
     maskKeep: 0,
@@ -218,7 +216,7 @@ export const personalDetectors: DetectorDefinition[] = [
     examples: ['880320-0016'],
     pattern: '\\b(?:19|20)?\\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\\d|3[01]|[6-9]\\d)[-+]\\d{4}\\b',
     keywords: ['personnummer', 'personal identity'],
-    validate: valid(stdnum.SE.personnummer),
+    validate: stdnumCheck('SE.personnummer'),
     confidence: { base: 0.8, contextBoost: 0.15, negativePenalty: 0.3 },
     profiles: ['gdpr-pii'],
     maskKeep: 0,

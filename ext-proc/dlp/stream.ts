@@ -1,0 +1,116 @@
+// Streaming responses: SSE events are inspected one whole event at a time
+// (their data: lines carry JSON-RPC messages); raw text streams keep a short
+// tail back so a value split across chunks is still seen whole. Memory is
+// bounded by the policy's maxStreamHoldBytes.
+import { StringDecoder } from 'node:string_decoder';
+import type { DataFinding } from '../decision/decision.ts';
+import type { CompiledDataProtection } from './compile.ts';
+import { inspectJson, inspectText, type BlockedBy, type InspectContext } from './inspect.ts';
+
+export interface StreamInspector {
+  /** Returns the bytes that may be sent now (possibly empty while an event is incomplete). */
+  push(chunk: Buffer): Buffer;
+  /** Flushes what is held back at the end of the stream. */
+  end(): Buffer;
+  findings(): DataFinding[];
+  /** First block decision; the data path ends the stream with an error event when set. */
+  blocked(): BlockedBy | null;
+}
+
+/** Characters held back from a raw text stream so a split value is seen whole; longer than any detector match we mask. */
+export const rawStreamTail = 256;
+
+export function createStreamInspector(
+  compiled: CompiledDataProtection,
+  context: InspectContext & { contentType: string },
+): StreamInspector {
+  const isSse = /^text\/event-stream/i.test(context.contentType);
+  const maxHold = compiled.ok ? compiled.policy.maxStreamHoldBytes : 65_536;
+  const decoder = new StringDecoder('utf8');
+  const found: DataFinding[] = [];
+  let blocked: BlockedBy | null = null;
+  let pending = '';
+
+  const note = (r: { findings: DataFinding[]; blocked: BlockedBy | null }) => {
+    found.push(...r.findings);
+    blocked ??= r.blocked;
+  };
+
+  const inspectEvent = (event: string): string => {
+    const lines = event.split(/\r?\n/);
+    const data = lines.filter((l) => l.startsWith('data:')).map((l) => l.slice(l.startsWith('data: ') ? 6 : 5));
+    if (data.length === 0) return event;
+    const payload = data.join('\n');
+    let parsed: unknown;
+    let json = true;
+    try {
+      parsed = JSON.parse(payload);
+    } catch {
+      json = false;
+    }
+    if (json) {
+      const r = inspectJson(compiled, parsed, context);
+      note(r);
+      if (!r.changed) return event;
+      const others = lines.filter((l) => !l.startsWith('data:'));
+      return [...others, `data: ${JSON.stringify(r.value)}`].join('\n');
+    }
+    const r = inspectText(compiled, payload, context);
+    note(r);
+    if (!r.changed) return event;
+    const others = lines.filter((l) => !l.startsWith('data:'));
+    return [...others, ...r.value.split('\n').map((l) => `data: ${l}`)].join('\n');
+  };
+
+  const sseFlush = (final: boolean): string => {
+    let out = '';
+    for (;;) {
+      const m = /\r?\n\r?\n/.exec(pending);
+      if (!m) break;
+      const event = pending.slice(0, m.index);
+      out += inspectEvent(event) + m[0];
+      pending = pending.slice(m.index + m[0].length);
+    }
+    if (final || Buffer.byteLength(pending) > maxHold) {
+      // An oversized or unterminated event is inspected as text, so nothing passes unscanned.
+      const r = inspectText(compiled, pending, context);
+      note(r);
+      out += r.value;
+      pending = '';
+    }
+    return out;
+  };
+
+  const rawFlush = (final: boolean): string => {
+    if (!final && pending.length <= rawStreamTail && Buffer.byteLength(pending) <= maxHold) return '';
+    // Emit everything except the tail; findings inside the tail are seen again with the next chunk.
+    let cut = final ? pending.length : Math.max(0, pending.length - rawStreamTail);
+    if (!final) {
+      // never cut through whitespace-free runs (a token may continue): back up to the last whitespace
+      const ws = pending.lastIndexOf(' ', cut);
+      const nl = pending.lastIndexOf('\n', cut);
+      const boundary = Math.max(ws, nl);
+      if (boundary > 0) cut = boundary + 1;
+    }
+    const head = pending.slice(0, cut);
+    pending = pending.slice(cut);
+    const rh = inspectText(compiled, head, context);
+    note(rh);
+    return rh.value;
+  };
+
+  return {
+    push(chunk) {
+      pending += decoder.write(chunk);
+      const out = isSse ? sseFlush(false) : rawFlush(false);
+      return Buffer.from(out, 'utf8');
+    },
+    end() {
+      pending += decoder.end();
+      const out = isSse ? sseFlush(true) : rawFlush(true);
+      return Buffer.from(out, 'utf8');
+    },
+    findings: () => [...found],
+    blocked: () => blocked,
+  };
+}
