@@ -51,7 +51,7 @@ export const healthDetectors: DetectorDefinition[] = [
     group: 'health',
     dataClass: 'patient-id',
     description: 'Scottish Community Health Index number (DDMMYY + 4, mod-11) next to its label',
-    examples: ['CHI 0101011235'],
+    examples: ['CHI 0101011008'],
     pattern: '\\b(?:0[1-9]|[12]\\d|3[01])(?:0[1-9]|1[0-2])\\d{6}\\b',
     keywords: ['chi', 'community health index'],
     requiresContext: true,

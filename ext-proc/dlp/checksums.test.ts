@@ -1,0 +1,89 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import {
+  aadhaarValid, abaRoutingValid, bech32AddressValid, bitcoinBase58Valid, canadianSinValid, deaValid, ibanValid, imeiValid,
+  jwtValid, luhnValid, nhsValid, npiValid, prefixedCrc32TokenValid, ssnValid, verhoeffCheckDigit, vinValid,
+} from './checksums.ts';
+import { checksummedToken } from './detectors/secrets.ts';
+
+test('Luhn accepts published test card numbers and rejects a changed digit', () => {
+  assert.ok(luhnValid('4111111111111111'));
+  assert.ok(luhnValid('378282246310005'));
+  assert.equal(luhnValid('4111111111111112'), false);
+});
+
+test('IBAN mod-97 and per-country length', () => {
+  assert.ok(ibanValid('GB82 WEST 1234 5698 7654 32'));
+  assert.ok(ibanValid('DE89370400440532013000'));
+  assert.equal(ibanValid('DE89370400440532013001'), false);
+  assert.equal(ibanValid('DE8937040044053201300'), false, 'wrong length for DE');
+});
+
+test('ABA routing 3-7-1 checksum', () => {
+  assert.ok(abaRoutingValid('021000021'));
+  assert.ok(abaRoutingValid('011000015'));
+  assert.equal(abaRoutingValid('021000022'), false);
+});
+
+test('NPI uses Luhn over the 80840 prefix', () => {
+  assert.ok(npiValid('1234567893'));
+  assert.equal(npiValid('1234567890'), false);
+});
+
+test('DEA check digit', () => {
+  assert.ok(deaValid('AB1234563'));
+  assert.equal(deaValid('AB1234564'), false);
+});
+
+test('NHS mod-11', () => {
+  assert.ok(nhsValid('943 476 5919'));
+  assert.equal(nhsValid('943 476 5918'), false);
+});
+
+test('Verhoeff / Aadhaar', () => {
+  const partial = '23456789012';
+  const full = partial + verhoeffCheckDigit(partial);
+  assert.ok(aadhaarValid(full));
+  const wrong = partial + String((Number(full.at(-1)) + 1) % 10);
+  assert.equal(aadhaarValid(wrong), false);
+  assert.equal(aadhaarValid('1' + full.slice(1)), false, 'Aadhaar never starts with 0 or 1');
+});
+
+test('SSN area, group and serial rules', () => {
+  assert.ok(ssnValid('123-45-6788'));
+  for (const bad of ['000-12-3456', '666-12-3456', '900-12-3456', '123-00-4567', '123-45-0000', '078-05-1120']) assert.equal(ssnValid(bad), false, bad);
+});
+
+test('IMEI and Canadian SIN use Luhn', () => {
+  assert.ok(imeiValid('490154203237518'));
+  assert.equal(imeiValid('490154203237519'), false);
+  assert.ok(canadianSinValid('130 692 544'));
+  assert.equal(canadianSinValid('130 692 545'), false);
+  assert.equal(canadianSinValid('046 454 286'), false, 'SINs starting with 0 are not issued');
+});
+
+test('GitHub token CRC32 checksum', () => {
+  const token = checksummedToken('ghp', 'abcdefghijklmnopqrstuvwxyz0123');
+  assert.ok(prefixedCrc32TokenValid(token));
+  assert.equal(prefixedCrc32TokenValid(token.slice(0, -1) + (token.endsWith('a') ? 'b' : 'a')), false);
+});
+
+test('JWT is decoded, not just shape-matched', () => {
+  const head = Buffer.from('{"alg":"HS256"}').toString('base64url');
+  const body = Buffer.from('{"sub":"x"}').toString('base64url');
+  assert.ok(jwtValid(`${head}.${body}.sig`));
+  assert.equal(jwtValid(`${body}.${body}.sig`), false, 'header without alg');
+  assert.equal(jwtValid('eyJhbGciOi.eyJzdWIi.sig'), false, 'not decodable JSON');
+});
+
+test('crypto addresses: base58check and bech32', () => {
+  assert.ok(bitcoinBase58Valid('1BvBMSEYstWetqTFn5Au4m4GFg7xJaNVN2'));
+  assert.equal(bitcoinBase58Valid('1BvBMSEYstWetqTFn5Au4m4GFg7xJaNVN3'), false);
+  assert.ok(bech32AddressValid('bc1qar0srrr7xfkvy5l643lydnw9re59gtzzwf5mdq'));
+  assert.equal(bech32AddressValid('bc1qar0srrr7xfkvy5l643lydnw9re59gtzzwf5mdp'), false);
+});
+
+test('VIN check digit', () => {
+  assert.ok(vinValid('1M8GDM9AXKP042788'));
+  assert.equal(vinValid('1M8GDM9A1KP042788'), false);
+});

@@ -1,0 +1,178 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { compileDataProtection, type CompiledDataProtection } from './compile.ts';
+import { inspectBody, inspectJson, inspectText } from './inspect.ts';
+
+const response = { direction: 'response' as const, upstream: 'billing' };
+const request = { direction: 'request' as const, upstream: 'mailer', tool: 'send_email' };
+
+function compile(policy: object, options = {}): CompiledDataProtection & { ok: true } {
+  const c = compileDataProtection(policy as never, options);
+  assert.ok(c.ok, JSON.stringify(!c.ok && c.issues));
+  return c;
+}
+
+const all = compile({ defaultAction: 'mask' });
+
+test('no dataProtection block: nothing is scanned or changed', () => {
+  const c = compileDataProtection(undefined);
+  assert.ok(c.ok);
+  const r = inspectJson(c, { card: '4111111111111111' }, response);
+  assert.equal(r.changed, false);
+  assert.deepEqual(r.findings, []);
+});
+
+test('bad config is returned as issues with the field path, not thrown', () => {
+  const c = compileDataProtection({ detectors: [{ id: 'no-such-detector' }], rules: [{ groups: ['nope'], action: 'block' }] } as never, { basePath: ['personas', 0, 'dataProtection'] });
+  assert.equal(c.ok, false);
+  assert.ok(!c.ok);
+  assert.deepEqual(c.issues.map((i) => [i.path.join('.'), i.code]), [
+    ['personas.0.dataProtection.detectors.0.id', 'unknown_detector'],
+    ['personas.0.dataProtection.rules.0.groups.0', 'unknown_detector_group'],
+  ]);
+  const typeError = compileDataProtection({ defaultAction: 'explode' } as never);
+  assert.ok(!typeError.ok && typeError.issues[0]!.path.includes('defaultAction'));
+});
+
+test('mask keeps the last 4 card digits and separators; JSON stays valid; input is not mutated', () => {
+  const input = { payment: { card: '4111 1111 1111 1111', amount: 12.5 } };
+  const r = inspectJson(all, input, response);
+  assert.equal(r.changed, true);
+  assert.deepEqual(r.value, { payment: { card: '**** **** **** 1111', amount: 12.5 } });
+  assert.equal(input.payment.card, '4111 1111 1111 1111');
+  assert.deepEqual(r.findings, [{ detector: 'payment-card-visa', group: 'financial', location: '$.payment.card', confidence: 0.95, action: 'mask', direction: 'response' }]);
+});
+
+test('findings never carry the matched value', () => {
+  const r = inspectJson(all, { note: 'ssn 123-45-6788, token ghp_abc' }, response);
+  assert.ok(r.findings.length > 0);
+  assert.ok(!JSON.stringify(r.findings).includes('6788'));
+});
+
+test('redact uses a typed placeholder; block names the group and detector, not the data', () => {
+  const c = compile({ rules: [{ groups: ['credentials'], action: 'block' }, { groups: ['financial'], action: 'redact' }] });
+  const redacted = inspectJson(c, { iban: 'DE89 3704 0044 0532 0130 00' }, response);
+  assert.deepEqual(redacted.value, { iban: '[REDACTED:bank-account]' });
+  const blocked = inspectJson(c, { headers: { auth: 'token sk_live_' + 'a1B2c3D4e5F6g7H8i9J0k1L2' } }, request);
+  assert.deepEqual(blocked.blocked, { group: 'credentials', detector: 'stripe-secret-key' });
+  assert.equal(blocked.changed, false);
+});
+
+test('rules apply per direction and per upstream; per-detector overrides win', () => {
+  const c = compile({
+    defaultAction: 'detect',
+    rules: [
+      { groups: ['contact'], direction: 'request', upstreams: ['mailer'], action: 'block' },
+      { groups: ['contact'], direction: 'response', action: 'redact' },
+    ],
+    detectors: [{ id: 'phone-number-e164', action: 'detect' }],
+  });
+  const body = { to: 'jane.doe@example.org', phone: '+44 20 7946 0958' };
+  assert.equal(inspectJson(c, body, request).blocked?.detector, 'email-address');
+  assert.equal(inspectJson(c, body, { ...request, upstream: 'crm' }).blocked, null);
+  const out = inspectJson(c, body, response);
+  assert.deepEqual(out.value, { to: '[REDACTED:email]', phone: '+44 20 7946 0958' });
+});
+
+test('a disabled detector is not run even when its profile is on', () => {
+  const c = compile({ profiles: ['pci-dss'], detectors: [{ id: 'payment-card-visa', enabled: false }] });
+  assert.equal(inspectJson(c, { c: '4111111111111111' }, response).findings.length, 0);
+  assert.equal(inspectJson(c, { c: '5555555555554444' }, response).findings[0]?.detector, 'payment-card-mastercard');
+});
+
+test('monitor mode records what would happen and changes nothing', () => {
+  const c = compile({ defaultAction: 'block' }, { monitor: true });
+  const r = inspectJson(c, { card: '4111111111111111' }, response);
+  assert.equal(r.blocked, null);
+  assert.deepEqual(r.wouldBlock, { group: 'financial', detector: 'payment-card-visa' });
+  assert.equal(r.changed, false);
+  assert.equal(r.findings[0]?.action, 'block');
+});
+
+test('JSON nested in a string (MCP text content) is scanned and re-serialised validly', () => {
+  const message = { jsonrpc: '2.0', id: 1, result: { content: [{ type: 'text', text: JSON.stringify({ customer: { ssn: '123-45-6788', name: 'Jo' } }) }] } };
+  const r = inspectJson(all, message, response);
+  assert.equal(r.findings[0]?.location, '$.result.content[0].text<json>.customer.ssn');
+  const inner = JSON.parse((r.value as typeof message).result.content[0]!.text);
+  assert.deepEqual(inner, { customer: { ssn: '***-**-6788', name: 'Jo' } });
+});
+
+test('keyword context: a 9-digit number is an SSN only next to its label', () => {
+  assert.equal(inspectJson(all, { ssn: '123456788' }, response).findings[0]?.detector, 'us-ssn-unformatted');
+  assert.equal(inspectJson(all, { order_id: '123456788' }, response).findings.length, 0);
+  assert.equal(inspectJson(all, { note: 'customer SSN: 123456788 on file' }, response).findings[0]?.detector, 'us-ssn-unformatted');
+});
+
+test('negative context lowers confidence below the bar', () => {
+  const plain = inspectJson(all, { note: 'call 415-555-2671 today' }, response).findings;
+  assert.equal(plain[0]?.detector, 'phone-number-nanp');
+  assert.equal(inspectJson(all, { note: 'order 415-555-2671 shipped' }, response).findings.length, 0);
+});
+
+test('stdnum-backed national identifiers: CPF, PESEL, BSN by field name, check digits enforced', () => {
+  const r = inspectJson(all, { cpf: '39053344705', pesel: '44051401359', bsn: '111222333' }, response);
+  assert.deepEqual(r.findings.map((f) => f.detector).sort(), ['br-cpf', 'nl-bsn', 'pl-pesel']);
+  assert.equal(inspectJson(all, { cpf: '39053344706', pesel: '44051401358' }, response).findings.length, 0);
+});
+
+test('encoded exfiltration: base64, hex and URL-encoded values are decoded and redacted whole', () => {
+  const b64 = Buffer.from('card 4111111111111111').toString('base64');
+  const hex = Buffer.from('ssn 123-45-6788 for you').toString('hex');
+  const url = encodeURIComponent('key=ghp_x') + '%34%31%31%31%31%31%31%31%31%31%31%31%31%31%31%31';
+  const r = inspectJson(all, { a: b64, b: hex, c: url }, request);
+  assert.deepEqual(r.findings.map((f) => [f.location, f.detector]), [
+    ['$.a (base64)', 'payment-card-visa'],
+    ['$.b (hex)', 'us-ssn'],
+    ['$.c (url)', 'payment-card-visa'],
+  ]);
+  assert.deepEqual(r.value, { a: '[REDACTED:payment-card]', b: '[REDACTED:national-id]', c: 'key%3Dghp_x[REDACTED:payment-card]' });
+});
+
+test('credentials are masked whole and JWTs must decode', () => {
+  const jwt = `${Buffer.from('{"alg":"HS256"}').toString('base64url')}.${Buffer.from('{"sub":"42"}').toString('base64url')}.c2lnbmF0dXJlLXZhbHVl`;
+  const r = inspectJson(all, { authorization: `Bearer ${jwt}`, password: 'hunter22' }, request);
+  assert.ok(r.findings.some((f) => f.detector === 'json-web-token' || f.detector === 'http-bearer-token'));
+  assert.ok(r.findings.some((f) => f.detector === 'password-field'));
+  assert.ok(!JSON.stringify(r.value).includes('hunter22'));
+  assert.equal(inspectJson(all, { x: 'eyJub3QiOiJqd3QifQ.eyJub3QiOiJqd3QifQ.abc' }, request).findings.length, 0);
+});
+
+test('keys are scanned only when configured', () => {
+  const body = { 'jane.doe@example.org': { visits: 3 } };
+  assert.equal(inspectJson(all, body, response).findings.length, 0);
+  const c = compile({ scanKeys: true, defaultAction: 'redact' });
+  const r = inspectJson(c, body, response);
+  assert.deepEqual(r.value, { '[REDACTED:email]': { visits: 3 } });
+});
+
+test('inspectBody: clean bodies are returned as-is without parsing; dirty JSON is rewritten', () => {
+  const clean = Buffer.from(JSON.stringify({ id: 'a3f1c2d4-5b6a-4c3d-9e8f-0a1b2c3d4e5f', title: 'fix cache' }));
+  const r1 = inspectBody(all, clean, response);
+  assert.equal(r1.value, clean);
+  assert.equal(r1.changed, false);
+  const dirty = Buffer.from(JSON.stringify({ card: '4111111111111111' }));
+  const r2 = inspectBody(all, dirty, response);
+  assert.deepEqual(JSON.parse(r2.value.toString()), { card: '************1111' });
+  const escaped = Buffer.from('{"card":"\\u0034111111111111111"}');
+  assert.equal(inspectBody(all, escaped, response).findings[0]?.detector, 'payment-card-visa', 'JSON escapes cannot hide a value');
+  const text = inspectBody(all, Buffer.from('plain text with 4111111111111111 in it'), response);
+  assert.equal(text.value.toString(), 'plain text with ************1111 in it');
+  assert.equal(text.findings[0]?.location, 'body');
+});
+
+test('hard negatives: UUIDs, timestamps, versions, order numbers', () => {
+  const r = inspectJson(all, {
+    id: '64593408-3426-4101-a927-531592000000',
+    at: '2024-03-01T10:20:30.123Z',
+    ms: 1712345678901,
+    version: '10.2.33.4',
+    order_number: '4111111111111112',
+    sha: 'e83c5163316f89bfbde7d9ab23ca2e25604af290',
+  }, response);
+  assert.deepEqual(r.findings.map((f) => f.detector), []);
+});
+
+test('inspectText handles non-ASCII text around matches', () => {
+  const r = inspectText(all, 'Zahlung für Käufer – Karte 4111 1111 1111 1111 ✓', response);
+  assert.equal(r.value, 'Zahlung für Käufer – Karte **** **** **** 1111 ✓');
+});
