@@ -86,11 +86,11 @@ export function createStreamInspector(
     // Emit everything except the tail; findings inside the tail are seen again with the next chunk.
     let cut = final ? pending.length : Math.max(0, pending.length - rawStreamTail);
     if (!final) {
-      // never cut through whitespace-free runs (a token may continue): back up to the last whitespace
-      const ws = pending.lastIndexOf(' ', cut);
-      const nl = pending.lastIndexOf('\n', cut);
-      const boundary = Math.max(ws, nl);
-      if (boundary > 0) cut = boundary + 1;
+      // Never cut inside a run without whitespace (a token may continue): back up to the last whitespace.
+      // With none in reach, hold everything until the hold limit forces a cut.
+      const boundary = Math.max(pending.lastIndexOf(' ', cut - 1), pending.lastIndexOf('\n', cut - 1));
+      if (boundary >= 0) cut = boundary + 1;
+      else if (Buffer.byteLength(pending) <= maxHold) return '';
     }
     const head = pending.slice(0, cut);
     pending = pending.slice(cut);

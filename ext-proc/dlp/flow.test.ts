@@ -1,0 +1,72 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { compileDataProtection } from './compile.ts';
+import { FlowTracker } from './flow.ts';
+import { inspectJson } from './inspect.ts';
+
+const key = Buffer.from('0123456789abcdef0123456789abcdef');
+const compiled = compileDataProtection({ defaultAction: 'detect' } as never, { fingerprintKey: key });
+
+function tracker(now: { t: number }, extra = {}) {
+  return new FlowTracker({ now: () => now.t, maxFingerprintsPerSession: 100, ttlMs: 60_000, gradualCollectionThreshold: 5, ...extra });
+}
+
+test('a card read from billing may not flow into the email (egress) tool', () => {
+  const now = { t: 0 };
+  const flow = tracker(now);
+  const read = inspectJson(compiled, { invoice: { card: '4111 1111 1111 1111' } }, { direction: 'response', upstream: 'billing', tool: 'get_invoice' });
+  assert.equal(read.fingerprints.length, 1);
+  assert.ok(!JSON.stringify(read.fingerprints).includes('4111'));
+  flow.recordResponse('s1', { upstream: 'billing', environment: 'production', tool: 'get_invoice' }, read.fingerprints);
+
+  // Same value, different formatting, in a later request.
+  const send = inspectJson(compiled, { body: 'card is 4111-1111-1111-1111' }, { direction: 'request', upstream: 'mailer', tool: 'send_email' });
+  const v = flow.checkRequest('s1', { upstream: 'mailer', environment: 'production', tool: 'send_email', toolClass: 'egress' }, send.fingerprints);
+  assert.equal(v.length, 1);
+  assert.equal(v[0]!.dataClass, 'payment-card');
+  assert.equal(v[0]!.action, 'block');
+  assert.ok(!v[0]!.message.includes('4111'));
+
+  // A write tool on the same production environment is fine; another session knows nothing.
+  assert.deepEqual(flow.checkRequest('s1', { upstream: 'crm', environment: 'production', tool: 'update', toolClass: 'write' }, send.fingerprints), []);
+  assert.deepEqual(flow.checkRequest('s2', { upstream: 'mailer', environment: 'production', toolClass: 'egress' }, send.fingerprints), []);
+});
+
+test('production data may not reach development or external upstreams; expires after the TTL', () => {
+  const now = { t: 0 };
+  const flow = tracker(now);
+  const read = inspectJson(compiled, { ssn: '123-45-6788' }, { direction: 'response', upstream: 'hr-prod' });
+  flow.recordResponse('s', { upstream: 'hr-prod', environment: 'production' }, read.fingerprints);
+  const dev = { upstream: 'hr-dev', environment: 'development' as const, toolClass: 'write' as const };
+  assert.equal(flow.checkRequest('s', dev, read.fingerprints).length, 1);
+  now.t = 61_000;
+  assert.equal(flow.checkRequest('s', dev, read.fingerprints).length, 0);
+});
+
+test('fingerprints are keyed: another key gives other hashes', () => {
+  const other = compileDataProtection({ defaultAction: 'detect' } as never, { fingerprintKey: Buffer.from('another key of 32 bytes.........') });
+  const a = inspectJson(compiled, { c: '4111111111111111' }, { direction: 'response', upstream: 'x' }).fingerprints[0]!.hash;
+  const b = inspectJson(other, { c: '4111111111111111' }, { direction: 'response', upstream: 'x' }).fingerprints[0]!.hash;
+  assert.notEqual(a, b);
+});
+
+test('memory is bounded per session and gradual collection raises one signal', () => {
+  const now = { t: 0 };
+  const flow = tracker(now, { maxFingerprintsPerSession: 3 });
+  const fps = Array.from({ length: 6 }, (_, i) => ({ hash: `h${i}`, dataClass: 'national-id', detector: 'us-ssn', group: 'national-id' }));
+  const signals = fps.map((f) => flow.recordResponse('s', { upstream: 'hr', environment: 'production' }, [f]));
+  assert.equal(signals.filter(Boolean).length, 1);
+  assert.equal(signals[4]?.code, 'gradual_collection');
+  const to = { upstream: 'ext', environment: 'external' as const };
+  assert.equal(flow.checkRequest('s', to, [fps[0]!]).length, 0, 'oldest fingerprint evicted');
+  assert.equal(flow.checkRequest('s', to, [fps[5]!]).length, 1);
+});
+
+test('configured rules replace the defaults', () => {
+  const now = { t: 0 };
+  const flow = tracker(now, { rules: [{ dataClasses: ['credential'], toTools: ['post_message'], crossUpstreamOnly: false, action: 'detect' }] });
+  const fp = [{ hash: 'k', dataClass: 'credential', detector: 'aws-access-key-id', group: 'credentials' }];
+  flow.recordResponse('s', { upstream: 'vault', environment: 'production' }, fp);
+  assert.equal(flow.checkRequest('s', { upstream: 'vault', environment: 'production', tool: 'post_message' }, fp)[0]?.action, 'detect');
+  assert.equal(flow.checkRequest('s', { upstream: 'ext', environment: 'external', toolClass: 'egress' }, fp).length, 0);
+});
