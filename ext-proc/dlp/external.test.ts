@@ -1,0 +1,110 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createServer as createTcpServer, type Server } from 'node:net';
+import { createServer as createHttpServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { consultExternalDlp, icapScan, parseIcapResponse } from './external.ts';
+
+/**
+ * A small ICAP server: reads one request, records it, and answers by the body:
+ * "secret" -> 200 with an HTTP 403 (blocked), "rewrite" -> 200 with a new body, "slow" -> never, else 204.
+ */
+function startIcap(): Promise<{ port: number; seen: string[]; close(): void }> {
+  const seen: string[] = [];
+  const server: Server = createTcpServer((socket) => {
+    let data = '';
+    socket.on('data', (d) => {
+      data += d.toString('latin1');
+      if (!data.endsWith('0\r\n\r\n')) return;
+      seen.push(data);
+      if (data.includes('slow')) return;
+      if (data.includes('secret')) {
+        const http = 'HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n';
+        socket.end(`ICAP/1.0 200 OK\r\nEncapsulated: res-hdr=0, null-body=${http.length}\r\n\r\n${http}`);
+      } else if (data.includes('rewrite')) {
+        const http = 'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n';
+        const body = '{"ok":"rewritten"}';
+        socket.end(`ICAP/1.0 200 OK\r\nEncapsulated: res-hdr=0, res-body=${http.length}\r\n\r\n${http}${body.length.toString(16)}\r\n${body}\r\n0\r\n\r\n`);
+      } else socket.end('ICAP/1.0 204 No Content\r\n\r\n');
+    });
+  });
+  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve({ port: (server.address() as AddressInfo).port, seen, close: () => server.close() })));
+}
+
+const req = (body: string, direction: 'request' | 'response' = 'response') => ({ direction, upstream: 'billing', tool: 'get', contentType: 'application/json', body: Buffer.from(body) });
+
+test('ICAP RESPMOD and REQMOD against a local ICAP server: allow, block, rewrite', async () => {
+  const icap = await startIcap();
+  try {
+    const url = `icap://127.0.0.1:${icap.port}/dlp`;
+    assert.deepEqual(await icapScan(url, req('{"a":1}'), 2000), { verdict: 'allow' });
+    assert.match(icap.seen[0]!, /^RESPMOD icap:\/\/127\.0\.0\.1:\d+\/dlp ICAP\/1\.0\r\n/);
+    assert.match(icap.seen[0]!, /Encapsulated: res-hdr=0, res-body=\d+\r\n/);
+    assert.ok(icap.seen[0]!.includes('\r\n7\r\n{"a":1}\r\n0\r\n\r\n'), 'body is chunk-encoded');
+
+    const blocked = await icapScan(url, req('{"k":"secret"}', 'request'), 2000);
+    assert.equal(blocked.verdict, 'block');
+    assert.match(icap.seen[1]!, /^REQMOD .*\r\nEncapsulated: req-hdr=0, req-body=\d+/s);
+
+    const rewritten = await icapScan(url, req('{"k":"rewrite"}'), 2000);
+    assert.ok(rewritten.verdict === 'modified');
+    assert.equal(rewritten.body.toString(), '{"ok":"rewritten"}');
+  } finally {
+    icap.close();
+  }
+});
+
+test('timeouts and fail modes: closed blocks, open continues, async never waits', async () => {
+  const icap = await startIcap();
+  try {
+    const url = `icap://127.0.0.1:${icap.port}/dlp`;
+    const base = { type: 'icap' as const, url, directions: ['request' as const, 'response' as const] };
+    const closed = await consultExternalDlp({ ...base, mode: 'inline', timeoutMs: 50, failMode: 'closed' }, req('slow'));
+    assert.deepEqual(closed.action === 'block' && closed.code, 'external_dlp_timeout');
+    const open = await consultExternalDlp({ ...base, mode: 'inline', timeoutMs: 50, failMode: 'open' }, req('slow'));
+    assert.equal(open.action, 'continue');
+    const started = performance.now();
+    const async = await consultExternalDlp({ ...base, mode: 'async', timeoutMs: 5000, failMode: 'closed' }, req('secret'));
+    assert.equal(async.action, 'continue');
+    assert.ok(performance.now() - started < 1000);
+    const down = await consultExternalDlp({ ...base, url: 'icap://127.0.0.1:1/dlp', mode: 'inline', timeoutMs: 500, failMode: 'closed' }, req('x'));
+    assert.deepEqual(down.action === 'block' && down.code, 'external_dlp_unavailable');
+    const blocked = await consultExternalDlp({ ...base, mode: 'inline', timeoutMs: 2000, failMode: 'open' }, req('secret'));
+    assert.deepEqual(blocked.action === 'block' && blocked.code, 'external_dlp_blocked');
+  } finally {
+    icap.close();
+  }
+});
+
+test('partial ICAP responses wait for more bytes', () => {
+  assert.equal(parseIcapResponse(Buffer.from('ICAP/1.0 200 OK\r\nEncapsulated: res-hdr=0, res-body=19\r\n\r\nHTTP/1.1 200 OK\r\n\r\n5\r\nhel')), null);
+  assert.equal(parseIcapResponse(Buffer.from('HTTP/1.1 200 OK\r\n\r\n'))?.verdict, 'error');
+});
+
+test('webhook: allow, block and modify answers; bad answers are errors', async () => {
+  const answers: Record<string, object> = { allow: { action: 'allow' }, block: { action: 'block', reason: 'card' }, modify: { action: 'modify', body: Buffer.from('{"x":1}').toString('base64') }, junk: { nope: 1 } };
+  const server = createHttpServer((rq, rs) => {
+    let body = '';
+    rq.on('data', (d) => (body += d));
+    rq.on('end', () => {
+      const sent = JSON.parse(body) as { body: string; direction: string };
+      const kind = Buffer.from(sent.body, 'base64').toString();
+      rs.setHeader('content-type', 'application/json');
+      rs.end(JSON.stringify(answers[kind]));
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  try {
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/scan`;
+    const svc = { type: 'webhook' as const, url, mode: 'inline' as const, timeoutMs: 2000, failMode: 'closed' as const, directions: ['request' as const, 'response' as const] };
+    assert.deepEqual(await consultExternalDlp(svc, req('allow')), { action: 'continue', body: null, note: null });
+    const b = await consultExternalDlp(svc, req('block'));
+    assert.ok(b.action === 'block' && b.message.includes('card'));
+    const m = await consultExternalDlp(svc, req('modify'));
+    assert.ok(m.action === 'continue' && m.body?.toString() === '{"x":1}');
+    const j = await consultExternalDlp(svc, req('junk'));
+    assert.ok(j.action === 'block' && j.code === 'external_dlp_bad_response');
+  } finally {
+    server.close();
+  }
+});
