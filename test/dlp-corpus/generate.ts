@@ -110,7 +110,7 @@ export function generateCorpus(seed = 20240601, perDetector = 40): LabelledSampl
   }
   neg(() => ({ id: uuid(rnd), created_at: new Date(1.6e12 + rnd() * 1e11).toISOString(), ts: 1_600_000_000_000 + Math.floor(rnd() * 1e11) }), 'uuid and timestamps', perDetector * 2);
   neg(() => ({ tracking: { tracking_number: '1Z' + chars(16, 'ABCDEFGHJKLMNPQRSTUVWXYZ0123456789'), carrier: 'ups' } }), 'tracking number');
-  neg(() => ({ phone_like: `${digits(3)}-${digits(3)}-${digits(4)}`.replace(/^./, '0'), ref: 'ticket' }), 'phone-like with leading zero');
+  neg(() => ({ ticket_ref: `${digits(3)}-${digits(3)}-${digits(4)}`.replace(/^./, '1'), queue: 'support' }), 'phone-shaped ticket reference (not a valid NANP area code)');
   neg(() => ({ invoice_id: 'INV-' + digits(9), amount_cents: Math.floor(rnd() * 1e6), sku: digits(12) }), 'invoice / sku');
   neg(() => {
     for (;;) {
