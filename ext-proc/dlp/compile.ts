@@ -149,7 +149,8 @@ export function compileDataProtection(policy: DataProtection | undefined, option
     }
   }
   setEntries.push({ kind: 'escape' });
-  sources.push('\\\\u[0-9a-fA-F]{4}');
+  // JSON escapes (\u0034, \/) could hide a value from the raw-bytes pass: their presence forces the parsed path.
+  sources.push('\\\\(?:u[0-9a-fA-F]{4}|/)');
 
   return {
     ok: true,

@@ -4,7 +4,7 @@
 import { createHmac } from 'node:crypto';
 import type { DataFinding } from '../decision/decision.ts';
 import { resolveAction, type CompiledDataProtection, type CompiledDataProtectionOk } from './compile.ts';
-import { scanSegments, type Match, type TextSegment } from './scan.ts';
+import { rawBodyMayMatch, scanSegments, type Match, type TextSegment } from './scan.ts';
 
 export interface InspectContext {
   direction: 'request' | 'response';
@@ -104,7 +104,8 @@ export function inspectText(compiled: CompiledDataProtection, text: string, cont
  */
 export function inspectBody(compiled: CompiledDataProtection, body: Buffer, context: InspectContext): InspectResult<Buffer> {
   if (!compiled.ok || !compiled.active || !compiled.set) return emptyResult(body);
-  if (compiled.set.match(body).length === 0) return emptyResult(body);
+  const hits = compiled.set.match(body);
+  if (hits.length === 0 || !rawBodyMayMatch(compiled, body, hits)) return emptyResult(body);
   const text = body.toString('utf8');
   let parsed: unknown;
   try {
@@ -297,17 +298,28 @@ function writeBack(slot: Slot, next: string, clone: { root: unknown }): void {
 export function mask(text: string, keep: number, maskCharacter: string, whole = false): string {
   if (whole) return maskCharacter.repeat(Math.max(8, Math.min(text.length, 32)));
   const chars = [...text];
-  const isAlnum = chars.map((ch) => /[\p{L}\p{N}]/u.test(ch));
-  const total = isAlnum.filter(Boolean).length;
+  let total = 0;
+  const alnum = chars.map((ch) => {
+    const a = isLetterOrDigit(ch);
+    if (a) total++;
+    return a;
+  });
   const visible = total > keep * 2 ? keep : 0;
   let seen = 0;
-  return chars
-    .map((ch, i) => {
-      if (!isAlnum[i]) return ch;
-      seen++;
-      return seen > total - visible ? ch : maskCharacter;
-    })
-    .join('');
+  let out = '';
+  for (let i = 0; i < chars.length; i++) {
+    if (!alnum[i]) out += chars[i];
+    else out += ++seen > total - visible ? chars[i] : maskCharacter;
+  }
+  return out;
+}
+
+const letterOrDigit = /[\p{L}\p{N}]/u;
+
+function isLetterOrDigit(ch: string): boolean {
+  const c = ch.charCodeAt(0);
+  if (c < 128) return (c >= 48 && c <= 57) || (c >= 65 && c <= 90) || (c >= 97 && c <= 122);
+  return letterOrDigit.test(ch);
 }
 
 export function fingerprint(key: Buffer, dataClass: string, value: string): string {

@@ -29,9 +29,9 @@ const contextLookback = 64;
 const keywordRegionLimit = 320;
 
 interface Layout {
+  /** All segments joined as "key\tvalue\n..."; offsets below are UTF-16 offsets into it. */
+  text: string;
   buffer: Buffer;
-  ascii: boolean;
-  /** Per segment: byte offset of the key, of the value, and of the end of the value. */
   keyStart: Int32Array;
   valueStart: Int32Array;
   valueEnd: Int32Array;
@@ -53,36 +53,55 @@ function layout(segments: TextSegment[]): Layout {
     parts[i] = `${s.key}\t${s.value}`;
   }
   const text = parts.join('\n');
-  const buffer = Buffer.from(text, 'utf8');
-  const ascii = buffer.length === text.length;
-  if (!ascii) {
-    offset = 0;
-    for (let i = 0; i < n; i++) {
-      const s = segments[i]!;
-      keyStart[i] = offset;
-      valueStart[i] = offset + Buffer.byteLength(s.key) + 1;
-      valueEnd[i] = valueStart[i]! + Buffer.byteLength(s.value);
-      offset = valueEnd[i]! + 1;
-    }
-  }
-  return { buffer, ascii, keyStart, valueStart, valueEnd };
+  return { text, buffer: Buffer.from(text, 'utf8'), keyStart, valueStart, valueEnd };
 }
 
-function segmentAt(l: Layout, byteOffset: number): number {
+function segmentAt(l: Layout, offset: number): number {
   let lo = 0;
   let hi = l.keyStart.length - 1;
   while (lo < hi) {
     const mid = (lo + hi + 1) >> 1;
-    if (l.keyStart[mid]! <= byteOffset) lo = mid;
+    if (l.keyStart[mid]! <= offset) lo = mid;
     else hi = mid - 1;
   }
   return lo;
 }
 
-function charOffset(l: Layout, segments: TextSegment[], seg: number, byteOffset: number): number {
-  const rel = byteOffset - l.valueStart[seg]!;
-  if (l.ascii) return rel;
-  return l.buffer.toString('utf8', l.valueStart[seg]!, byteOffset).length;
+function isWordChar(c: number): boolean {
+  return (c >= 48 && c <= 57) || (c >= 65 && c <= 90) || (c >= 97 && c <= 122) || c === 95;
+}
+
+function boundaryAt(text: string, i: number): boolean {
+  const before = i > 0 && isWordChar(text.charCodeAt(i - 1));
+  const after = i < text.length && isWordChar(text.charCodeAt(i));
+  return before !== after;
+}
+
+/**
+ * All matches of a global RE2 as UTF-16 [start, end) pairs. RE2 returns the
+ * matched texts in one native call; their positions are recovered with
+ * indexOf, checking the \b assertions a pattern starts or ends with (the only
+ * context assertions our patterns use), because one exec() per match costs
+ * microseconds of native-call overhead each.
+ */
+function findAll(re: RE2, input: Buffer | string, text: string, base: number, from: number): number[] {
+  const found = re.match(input as Buffer) as unknown as (Buffer | string)[] | null;
+  if (!found) return [];
+  const source = re.source;
+  const leading = source.startsWith('\\b');
+  const trailing = source.endsWith('\\b');
+  const out: number[] = [];
+  let cursor = from;
+  for (const f of found) {
+    const m = typeof f === 'string' ? f : f.toString('utf8');
+    if (m.length === 0) continue;
+    let pos = text.indexOf(m, cursor);
+    while (pos >= 0 && ((leading && !boundaryAt(text, pos)) || (trailing && !boundaryAt(text, pos + m.length)))) pos = text.indexOf(m, pos + 1);
+    if (pos < 0) break;
+    out.push(pos - base, pos - base + m.length);
+    cursor = pos + m.length;
+  }
+  return out;
 }
 
 export function scanSegments(compiled: CompiledDataProtectionOk, segments: TextSegment[], depth = 0): Match[] {
@@ -90,6 +109,29 @@ export function scanSegments(compiled: CompiledDataProtectionOk, segments: TextS
   const l = layout(segments);
   const hits = compiled.set.match(l.buffer);
   if (hits.length === 0) return [];
+  return scanHits(compiled, l, segments, hits, depth);
+}
+
+/**
+ * Cheap rejection for a raw body whose Set hits are only look-alikes (a UUID
+ * group of 12 digits, a hash): re-runs the hit patterns over the raw bytes and
+ * says whether any candidate survives validation. Keyword and escape hits are
+ * not judged here (context may sit in a field name far away): they return true.
+ */
+export function rawBodyMayMatch(compiled: CompiledDataProtectionOk, body: Buffer, hits: number[]): boolean {
+  if (hits.some((h) => compiled.setEntries[h]?.kind === 'keyword' || compiled.setEntries[h]?.kind === 'escape')) return true;
+  const text = body.toString('utf8');
+  const l: Layout = {
+    text,
+    buffer: body,
+    keyStart: Int32Array.of(0),
+    valueStart: Int32Array.of(0),
+    valueEnd: Int32Array.of(text.length),
+  };
+  return scanHits(compiled, l, [{ key: '', value: text }], hits, 0).length > 0;
+}
+
+function scanHits(compiled: CompiledDataProtectionOk, l: Layout, segments: TextSegment[], hits: number[], depth: number): Match[] {
   const out: Match[] = [];
   for (const hit of hits) {
     const entry = compiled.setEntries[hit];
@@ -102,17 +144,14 @@ export function scanSegments(compiled: CompiledDataProtectionOk, segments: TextS
 }
 
 function scanPattern(d: CompiledDetector, l: Layout, segments: TextSegment[], out: Match[]): void {
-  const re = d.shape;
-  re.lastIndex = 0;
-  for (let m = re.exec(l.buffer); m !== null; m = re.exec(l.buffer)) {
-    const byteStart = m.index;
-    const byteEnd = byteStart + (m[0] as unknown as Buffer).length;
-    if (byteEnd === byteStart) re.lastIndex++;
-    const seg = segmentAt(l, byteStart);
-    if (byteStart < l.valueStart[seg]! || byteEnd > l.valueEnd[seg]!) continue;
+  const spans = findAll(d.shape, l.buffer, l.text, 0, 0);
+  for (let i = 0; i < spans.length; i += 2) {
+    const at = spans[i]!;
+    const seg = segmentAt(l, at);
+    if (at < l.valueStart[seg]! || spans[i + 1]! > l.valueEnd[seg]!) continue;
     const value = segments[seg]!.value;
-    const start = charOffset(l, segments, seg, byteStart);
-    let end = l.ascii ? byteEnd - l.valueStart[seg]! : start + (m[0] as unknown as Buffer).toString('utf8').length;
+    const start = at - l.valueStart[seg]!;
+    let end = spans[i + 1]! - l.valueStart[seg]!;
     if (numericGroups.has(d.def.group) && gluedToToken(value, start, end)) continue;
     if (d.def.wholeBlock) end = blockEnd(value, end);
     const candidate = value.slice(start, end);
@@ -150,14 +189,10 @@ function gluedToToken(value: string, start: number, end: number): boolean {
 }
 
 function scanKeyword(d: CompiledDetector, l: Layout, segments: TextSegment[], out: Match[]): void {
-  const kw = d.keyword!;
-  kw.lastIndex = 0;
   const seen = new Set<string>();
-  for (let m = kw.exec(l.buffer); m !== null; m = kw.exec(l.buffer)) {
-    const kwStart = m.index;
-    const kwEnd = kwStart + (m[0] as unknown as Buffer).length;
-    // the trailing boundary character may be the first character of the value
-    kw.lastIndex = Math.max(kwEnd - 1, kwStart + 1);
+  const spans = findAll(d.keyword!, l.buffer, l.text, 0, 0);
+  for (let i = 0; i < spans.length; i += 2) {
+    const kwEnd = spans[i + 1]!;
     // the match may begin with the boundary character that ends the previous segment
     const seg = segmentAt(l, kwEnd - 1);
     const segment = segments[seg]!;
@@ -170,22 +205,19 @@ function scanKeyword(d: CompiledDetector, l: Layout, segments: TextSegment[], ou
       }
       continue;
     }
+    // the trailing boundary character may be the first character of the value
     const regionStart = inKey ? l.valueStart[seg]! : Math.min(kwEnd - 1, l.valueEnd[seg]!);
     const regionEnd = Math.min(l.valueEnd[seg]!, regionStart + (inKey ? keywordRegionLimit * 4 : d.contextWindow + keywordRegionLimit));
     if (regionEnd <= regionStart) continue;
-    const region = l.buffer.subarray(regionStart, regionEnd);
-    const shape = d.shape;
-    shape.lastIndex = 0;
-    for (let c = shape.exec(region); c !== null; c = shape.exec(region)) {
-      const rel = c.index;
-      if (!inKey && rel > d.contextWindow) break;
-      const byteStart = regionStart + rel;
-      const text = (c[0] as unknown as Buffer).toString('utf8');
-      if (text.length === 0) {
-        shape.lastIndex++;
-        continue;
-      }
-      const start = charOffset(l, segments, seg, byteStart);
+    const region = l.text.slice(regionStart, regionEnd);
+    const candidates = findAll(d.shape, region, l.text, 0, regionStart);
+    for (let j = 0; j < candidates.length; j += 2) {
+      const at = candidates[j]!;
+      if (at >= regionEnd) break;
+      if (!inKey && at - regionStart > d.contextWindow) break;
+      const end = Math.min(candidates[j + 1]!, regionEnd);
+      const start = at - l.valueStart[seg]!;
+      const text = l.text.slice(at, end);
       const accepted = acceptCandidate(d, text);
       if (accepted) pushContextMatch(d, segments, seg, start + accepted.offset, start + accepted.offset + accepted.length, out, seen);
     }
@@ -239,18 +271,18 @@ function scanEncoded(
   out: Match[],
   depth: number,
 ): void {
-  regex.lastIndex = 0;
-  for (let m = regex.exec(l.buffer); m !== null; m = regex.exec(l.buffer)) {
-    const raw = (m[0] as unknown as Buffer).toString('latin1');
-    const byteStart = m.index;
+  const spans = findAll(regex, l.buffer, l.text, 0, 0);
+  for (let i = 0; i < spans.length; i += 2) {
+    const at = spans[i]!;
+    const seg = segmentAt(l, at);
+    if (at < l.valueStart[seg]! || spans[i + 1]! > l.valueEnd[seg]!) continue;
+    const raw = l.text.slice(at, spans[i + 1]!);
     if (decoder === 'base64' && !(/[A-Z]/.test(raw) && /[a-z]/.test(raw) && raw.length % 4 !== 1)) continue;
-    const seg = segmentAt(l, byteStart);
-    if (byteStart < l.valueStart[seg]! || byteStart + raw.length > l.valueEnd[seg]!) continue;
     const decoded = decode(decoder, raw);
     if (decoded === null) continue;
     const inner = scanSegments(compiled, [{ key: segments[seg]!.key, value: decoded }], depth + 1);
     if (inner.length === 0) continue;
-    const start = charOffset(l, segments, seg, byteStart);
+    const start = at - l.valueStart[seg]!;
     const best = inner.reduce((a, b) => (b.confidence > a.confidence ? b : a));
     out.push({ segment: seg, start, end: start + raw.length, detector: best.detector, confidence: best.confidence, encoding: decoder });
   }

@@ -4,6 +4,7 @@
 // own name (CPF, PESEL, BSN, NINO...) in the text or in the JSON field name.
 import { stdnum } from 'stdnum';
 import type { DetectorDefinition, DetectorGroup } from '../detector.ts';
+import { quietly } from './stdnum-check.ts';
 import stdnumExamples from './stdnum-examples.json' with { type: 'json' };
 
 interface StdnumValidator {
@@ -74,13 +75,7 @@ export const nationalDetectors: DetectorDefinition[] = Object.entries(stdnum as 
       keywords,
       requiresContext: true,
       contextWindow: 32,
-      validate: (candidate) => {
-        try {
-          return validator.validate(candidate).isValid;
-        } catch {
-          return false;
-        }
-      },
+      validate: (candidate) => quietly(() => validator.validate(candidate).isValid),
       confidence: { base: 0.8, contextBoost: 0.15, negativePenalty: 0.3 },
       profiles: group === 'health' ? ['hipaa', 'gdpr-pii'] : ['gdpr-pii'],
       maskKeep: 0,
