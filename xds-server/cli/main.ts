@@ -44,8 +44,15 @@ Options: --server URL (or MANDATE_ADMIN_URL, default http://127.0.0.1:18080)
 Token:   MANDATE_ADMIN_TOKEN, or the file $MANDATE_DATA_DIR/admin-token (default .data/admin-token)
 `;
 
+export interface StageCommand {
+  /** Module URL or path relative to this file. */
+  module: string;
+  /** Arguments put before the user's, so `report X` reaches the audit module as `report X`. */
+  prefix: string[];
+}
+
 /** Commands other stages own; each module exports run(args): Promise<number>. `report` is `audit report`. */
-const dispatchedCommands: Record<string, { module: string; prefix: string[] }> = {
+const dispatchedCommands: Record<string, StageCommand> = {
   dlp: { module: '../../ext-proc/dlp/cli.ts', prefix: [] },
   simulate: { module: '../../ext-proc/sequence/cli.ts', prefix: [] },
   audit: { module: '../../ext-proc/audit/cli.ts', prefix: [] },
@@ -368,7 +375,7 @@ function help(io: CliIo): number {
   return exitOk;
 }
 
-async function runDispatched(command: string, target: { module: string; prefix: string[] }, args: string[], io: CliIo): Promise<number> {
+export async function runDispatched(command: string, target: StageCommand, args: string[], io: CliIo): Promise<number> {
   const url = new URL(target.module, import.meta.url);
   // Check the file first so an import error inside an existing module is not mistaken for "not in this build".
   if (!existsSync(url)) {
