@@ -38,9 +38,20 @@ export interface DecisionOutcome {
   upstreamStatus: number | null;
 }
 
+export interface DecisionRecorder {
+  /**
+   * Records a decision before the data path acts on it. Must be durable against a
+   * process kill once it returns; throws when the audit trail cannot take it, and
+   * the request is then refused (no unaudited action).
+   */
+  decision(decision: Decision, decisionMicros: number): void;
+  /** Records how an allowed call ended (upstream status, latency). Never throws. */
+  outcome(decision: Decision, outcome: DecisionOutcome): void;
+}
+
 export interface ProcessorDependencies {
   currentPolicy: () => CompiledPolicy | null;
-  recordDecision: (decision: Decision, outcome: DecisionOutcome) => void;
+  audit: DecisionRecorder;
   /** Monotonic milliseconds (performance.now in production). */
   now: () => number;
   /** Wall-clock milliseconds, for credential expiry. */
@@ -140,8 +151,9 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
   function onMcpRequestHeaders(method: string, endOfStream: boolean): ProcessingResponse {
     if (method === 'GET' || method === 'DELETE') {
       // The server-to-client event stream and session termination: the session's own plumbing.
-      recordNow(mcpCall(`http/${method}`), null);
-      return continueRequestHeaders();
+      const decision = makeDecision(mcpCall(`http/${method}`), null);
+      decisions.push(decision);
+      return recordDecisions([decision]) ?? continueRequestHeaders();
     }
     if (method !== 'POST') return refuse(405, 'method_not_allowed', `MCP endpoints accept POST, GET and DELETE, not ${method}`, 'protocol', [['allow', 'GET, POST, DELETE']]);
     const contentType = (requestHeaders.get('content-type') ?? '').toLowerCase();
@@ -180,9 +192,11 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
     });
     const decision = makeDecision({ ...call, body }, result.allowed ? null : result.reason);
     decisions.push(decision);
+    const auditFailure = recordDecisions([decision]);
+    if (auditFailure) return auditFailure;
     if (blocks(decision)) {
       answered = true;
-      finishDenied();
+      finish();
       return immediate(403, problem(403, decision.reasons[0]!), [['content-type', 'application/problem+json']], decision.reasons[0]!.code);
     }
     return phase === 'request_headers' ? continueRequestHeaders() : { request_body: { response: { status: 'CONTINUE' } } };
@@ -212,13 +226,13 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
     const protocolVersion = requestHeaders.get('mcp-protocol-version');
     const parsed = parseJsonRpcBody(body, protocolVersion === undefined || protocolVersion === mcpBatchProtocol);
     if (!parsed.ok) {
-      recordNow(mcpCall('invalid'), { stage: 'protocol', code: parsed.mandateCode, message: parsed.message });
+      recordDenial(makeDecision(mcpCall('invalid'), { stage: 'protocol', code: parsed.mandateCode, message: parsed.message }));
       answered = true;
       return immediate(400, JSON.stringify(jsonRpcError(null, parsed.code, parsed.message, { mandate: { code: parsed.mandateCode } })), [['content-type', 'application/json']], parsed.mandateCode);
     }
     const headerMismatch = checkStatelessHeaders(parsed.messages, protocolVersion);
     if (headerMismatch) {
-      recordNow(mcpCall('invalid'), headerMismatch);
+      recordDenial(makeDecision(mcpCall('invalid'), headerMismatch));
       answered = true;
       const id = parsed.messages[0]?.type === 'request' ? parsed.messages[0].id : null;
       return immediate(400, JSON.stringify(jsonRpcError(id, jsonRpcCodes.invalidRequest, headerMismatch.message, { mandate: { code: headerMismatch.code } })), [['content-type', 'application/json']], headerMismatch.code);
@@ -239,11 +253,13 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
       if (message.type === 'request' && message.method === 'tools/list') toolsListIds.add(message.id);
     }
     decisions = perMessage.map((m) => m.decision);
+    const auditFailure = recordDecisions(decisions);
+    if (auditFailure) return auditFailure;
     if (!decisions.some(blocks)) return { request_body: { response: { status: 'CONTINUE' } } };
 
     // Refuse the whole body: a batch is not half-forwarded.
     answered = true;
-    finishDenied();
+    finish();
     const errors = perMessage
       .filter((m) => m.message.type === 'request')
       .map(({ message, decision }) => {
@@ -386,15 +402,33 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
     };
   }
 
-  function recordNow(call: AgentCall, denial: DecisionReason | null): void {
-    decisions.push(makeDecision(call, denial));
+  /** Records decisions before acting on them; if the audit trail refuses, the request is refused too. */
+  function recordDecisions(list: Decision[]): ProcessingResponse | null {
+    try {
+      for (const decision of list) deps.audit.decision(decision, decisionMicros);
+      return null;
+    } catch (error) {
+      const reason: DecisionReason = { stage: 'availability', code: 'audit_unavailable', message: `the audit trail cannot record this request (${(error as Error).message}); refused` };
+      answered = true;
+      decisions = [];
+      return immediate(503, problem(503, reason), [['content-type', 'application/problem+json'], ['retry-after', '1']], reason.code);
+    }
+  }
+
+  /** A refusal is recorded best-effort: the request is refused whether or not the record lands. */
+  function recordDenial(decision: Decision): void {
+    try {
+      deps.audit.decision(decision, decisionMicros);
+    } catch {
+      // The refusal stands; the audit trail raises its own alert when it cannot write.
+    }
   }
 
   function refuse(status: number, code: string, message: string, stage: DecisionReason['stage'], extraHeaders: [string, string][] = []): ProcessingResponse {
     const reason: DecisionReason = { stage, code, message };
-    decisions.push({ ...makeDecision(route?.kind === 'rest' ? restCallFromHeaders() : mcpCall('http'), reason), enforced: true });
+    recordDenial({ ...makeDecision(route?.kind === 'rest' ? restCallFromHeaders() : mcpCall('http'), reason), enforced: true });
     answered = true;
-    finishDenied();
+    finish();
     return immediate(status, problem(status, reason), [['content-type', 'application/problem+json'], ...extraHeaders], code);
   }
 
@@ -411,21 +445,18 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
     return { request_headers: { response: { status: 'CONTINUE', header_mutation: headerMutation(set, remove) } } };
   }
 
-  function finishDenied(): void {
-    finish();
-  }
-
+  /** The stream is over: record how each allowed call ended. */
   function finish(): void {
     if (finished) return;
     finished = true;
     const outcome: DecisionOutcome = { latencyMs: deps.now() - startedAt, decisionMicros, upstreamStatus };
-    for (const decision of decisions) deps.recordDecision(decision, outcome);
+    for (const decision of decisions) if (!blocks(decision)) deps.audit.outcome(decision, outcome);
   }
 
   function internalError(request: ProcessingRequest, error: unknown): ProcessingResponse | null {
     const failOpen = persona?.persona.failOpen === true;
     const message = `internal error while processing ${request.request ?? 'a message'}: ${(error as Error)?.message ?? String(error)}`;
-    decisions.push({ ...makeDecision(mcpCall('internal-error'), { stage: 'availability', code: 'internal_error', message }), enforced: !failOpen });
+    recordDenial({ ...makeDecision(mcpCall('internal-error'), { stage: 'availability', code: 'internal_error', message }), enforced: !failOpen });
     if (failOpen) return passThrough(request);
     answered = true;
     finish();

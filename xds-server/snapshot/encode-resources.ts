@@ -11,6 +11,9 @@ export interface EncodedResource {
 }
 
 const freeFormTypes = new Set(['.google.protobuf.Struct', '.google.protobuf.Value', '.google.protobuf.ListValue']);
+const wrapperTypes = new Set(
+  ['Bool', 'UInt32', 'UInt64', 'Int32', 'Int64', 'Double', 'Float', 'String', 'Bytes'].map((t) => `.google.protobuf.${t}Value`),
+);
 
 export function createResourceEncoder(root: protobuf.Root) {
   const typeCache = new Map<string, protobuf.Type>();
@@ -28,39 +31,52 @@ export function createResourceEncoder(root: protobuf.Root) {
     return type;
   };
 
-  const check = (type: protobuf.Type, value: unknown, path: string): void => {
-    if (freeFormTypes.has(type.fullName)) return;
+  /**
+   * Checks every field against the descriptors and normalises two conveniences:
+   * a primitive where a wrapper message is expected (BoolValue, UInt32Value...)
+   * becomes {value}, and a plain object for a map field becomes its entry list
+   * (descriptor-built roots represent maps as repeated *Entry messages).
+   */
+  const normalise = (type: protobuf.Type, value: unknown, path: string): unknown => {
+    if (freeFormTypes.has(type.fullName)) return value;
+    if (wrapperTypes.has(type.fullName) && (typeof value !== 'object' || value === null)) return { value };
     if (type.fullName === '.google.protobuf.Any') {
-      const typeUrl = (value as Record<string, unknown>)['@type'];
+      const typeUrl = (value as Record<string, unknown>)?.['@type'];
       if (typeof typeUrl !== 'string') throw new Error(`${path}: an Any needs "@type"`);
       const { ['@type']: _ignored, ...rest } = value as Record<string, unknown>;
-      check(lookup(typeUrl, path), rest, path);
-      return;
+      return { '@type': typeUrl, ...(normalise(lookup(typeUrl, path), rest, path) as Record<string, unknown>) };
     }
     if (value === null || typeof value !== 'object' || Array.isArray(value)) {
-      throw new Error(`${path}: expected an object for ${type.fullName}`);
+      throw new Error(`${path}: expected an object for ${type.fullName.slice(1)}`);
     }
+    const out: Record<string, unknown> = {};
     for (const [key, fieldValue] of Object.entries(value)) {
-      if (key === '@type') continue;
       const field = type.fields[key];
       if (!field) throw new Error(`${path}.${key}: no such field in ${type.fullName.slice(1)}`);
       field.resolve();
-      if (!(field.resolvedType instanceof protobuf.Type)) continue;
-      const items = field.map
-        ? Object.values(fieldValue as Record<string, unknown>)
-        : field.repeated
-          ? (fieldValue as unknown[])
-          : [fieldValue];
-      items.forEach((item, index) => check(field.resolvedType as protobuf.Type, item, field.repeated ? `${path}.${key}[${index}]` : `${path}.${key}`));
+      const fieldType = field.resolvedType;
+      if (!(fieldType instanceof protobuf.Type)) {
+        out[key] = fieldValue;
+        continue;
+      }
+      if (!field.repeated) {
+        out[key] = normalise(fieldType, fieldValue, `${path}.${key}`);
+        continue;
+      }
+      const isMapEntry = fieldType.options?.map_entry === true || (fieldType.name.endsWith('Entry') && fieldType.fields.key !== undefined && fieldType.fields.value !== undefined);
+      const items = isMapEntry && !Array.isArray(fieldValue) ? Object.entries(fieldValue as Record<string, unknown>).map(([k, v]) => ({ key: k, value: v })) : fieldValue;
+      if (!Array.isArray(items)) throw new Error(`${path}.${key}: expected a list`);
+      out[key] = items.map((item, index) => normalise(fieldType, item, `${path}.${key}[${index}]`));
     }
+    return out;
   };
 
   return function encode(resourceType: ResourceType, resource: ResourceObject): EncodedResource {
     const typeUrl = typeUrls[resourceType];
     const type = lookup(typeUrl, resourceType);
     const name = String(resource.name ?? resource.cluster_name ?? '');
-    check(type, resource, `${resourceType}[${name}]`);
-    const value = Buffer.from(type.encode(type.fromObject(resource)).finish());
+    const normalised = normalise(type, resource, `${resourceType}[${name}]`) as Record<string, unknown>;
+    const value = Buffer.from(type.encode(type.fromObject(normalised)).finish());
     return { name, any: { type_url: typeUrl, value } };
   };
 }

@@ -1,0 +1,175 @@
+// Starts a whole Mandate gateway as separate processes, the way it runs in
+// production on one machine: control plane, ext_proc, real Envoy, and
+// optionally the demo upstreams. Used by `npm start` and the integration tests.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createWriteStream, mkdirSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { startEnvoy, type EnvoyProcess } from '../envoy/run-envoy.ts';
+
+export const repoRoot = fileURLToPath(new URL('..', import.meta.url));
+
+export interface GatewayPorts {
+  gateway: number;
+  xds: number;
+  admin: number;
+  extProc: number;
+  extProcHealth: number;
+  envoyAdmin: number;
+  mcpUpstream: number;
+  restUpstream: number;
+}
+
+export interface Gateway {
+  ports: GatewayPorts;
+  dataDir: string;
+  adminUrl: string;
+  gatewayUrl: string;
+  adminToken: string;
+  envoy: EnvoyProcess;
+  processes: Map<string, ChildProcess>;
+  /** Stops one process (kill -9 with hard) and returns when it has exited. */
+  stopProcess(name: string, hard?: boolean): Promise<void>;
+  startExtProc(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      const port = typeof address === 'object' && address ? address.port : 0;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+export async function choosePorts(fixed?: Partial<GatewayPorts>): Promise<GatewayPorts> {
+  const ports = {} as GatewayPorts;
+  for (const key of ['gateway', 'xds', 'admin', 'extProc', 'extProcHealth', 'envoyAdmin', 'mcpUpstream', 'restUpstream'] as const) {
+    ports[key] = fixed?.[key] ?? (await freePort());
+  }
+  return ports;
+}
+
+async function waitFor(url: string, timeoutMs: number, accept: (status: number) => boolean = (s) => s === 200): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      const response = await fetch(url);
+      await response.arrayBuffer();
+      if (accept(response.status)) return;
+    } catch {
+      // not up yet
+    }
+    if (Date.now() > deadline) throw new Error(`${url} did not become ready within ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+export async function startGateway(options: { dataDir: string; ports: GatewayPorts; demoUpstreams: boolean; logDir: string; quiet?: boolean }): Promise<Gateway> {
+  const { ports, dataDir } = options;
+  mkdirSync(dataDir, { recursive: true });
+  mkdirSync(options.logDir, { recursive: true });
+  const processes = new Map<string, ChildProcess>();
+  const env = {
+    ...process.env,
+    MANDATE_DATA_DIR: dataDir,
+    MANDATE_XDS_LISTEN: `127.0.0.1:${ports.xds}`,
+    MANDATE_ADMIN_LISTEN: `127.0.0.1:${ports.admin}`,
+    MANDATE_GATEWAY_LISTEN: `127.0.0.1:${ports.gateway}`,
+    MANDATE_EXT_PROC_ENDPOINTS: `127.0.0.1:${ports.extProc}`,
+    MANDATE_EXT_PROC_LISTEN: `127.0.0.1:${ports.extProc}`,
+    MANDATE_EXT_PROC_HEALTH_LISTEN: `127.0.0.1:${ports.extProcHealth}`,
+    MANDATE_CONTROL_PLANE_URL: `http://127.0.0.1:${ports.admin}`,
+  };
+  const launch = (name: string, args: string[], extraEnv: Record<string, string> = {}) => {
+    const child = spawn(process.execPath, args, { cwd: repoRoot, env: { ...env, ...extraEnv }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const log = createWriteStream(join(options.logDir, `${name}.log`), { flags: 'a' });
+    child.stdout!.pipe(log);
+    child.stderr!.pipe(log);
+    processes.set(name, child);
+    return child;
+  };
+  const stopProcess = async (name: string, hard = false) => {
+    const child = processes.get(name);
+    if (!child || child.exitCode !== null || child.signalCode !== null) return;
+    const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+    child.kill(hard ? 'SIGKILL' : 'SIGTERM');
+    const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
+    await exited;
+    clearTimeout(timer);
+  };
+
+  if (options.demoUpstreams) {
+    launch('mcp-upstream', [join(repoRoot, 'node_modules/@modelcontextprotocol/server-everything/dist/index.js'), 'streamableHttp'], { PORT: String(ports.mcpUpstream) });
+    launch('rest-upstream', [join(repoRoot, 'deploy/demo/tickets-api.ts')], { PORT: String(ports.restUpstream) });
+  }
+  launch('xds-server', [join(repoRoot, 'xds-server/main.ts')]);
+  await waitFor(`http://127.0.0.1:${ports.admin}/healthz`, 30_000);
+  const startExtProc = async () => {
+    launch('ext-proc', [join(repoRoot, 'ext-proc/main.ts')]);
+    await waitFor(`http://127.0.0.1:${ports.extProcHealth}/healthz`, 30_000);
+  };
+  await startExtProc();
+  const envoy = await startEnvoy({
+    xds: { address: '127.0.0.1', port: ports.xds },
+    adminPort: ports.envoyAdmin,
+    nodeId: 'mandate-gateway-1',
+    logFile: join(options.logDir, 'envoy.log'),
+  });
+  if (options.demoUpstreams) {
+    await waitFor(`http://127.0.0.1:${ports.restUpstream}/api/tickets`, 30_000);
+    await waitFor(`http://127.0.0.1:${ports.mcpUpstream}/mcp`, 30_000, (s) => s > 0);
+  }
+  const { readFileSync } = await import('node:fs');
+  const adminToken = readFileSync(join(dataDir, 'admin-token'), 'utf8').trim();
+  return {
+    ports,
+    dataDir,
+    adminUrl: `http://127.0.0.1:${ports.admin}`,
+    gatewayUrl: `http://127.0.0.1:${ports.gateway}`,
+    adminToken,
+    envoy,
+    processes,
+    stopProcess,
+    startExtProc,
+    async stop() {
+      await envoy.stop();
+      for (const name of [...processes.keys()].reverse()) await stopProcess(name);
+    },
+  };
+}
+
+/** Admin API call with the admin token; throws with the problem's code on an error status. */
+export async function adminRequest(gateway: Pick<Gateway, 'adminUrl' | 'adminToken'>, method: string, path: string, body?: unknown, contentType = 'application/json'): Promise<{ status: number; body: any }> {
+  const response = await fetch(`${gateway.adminUrl}${path}`, {
+    method,
+    headers: { authorization: `Bearer ${gateway.adminToken}`, ...(body !== undefined ? { 'content-type': contentType } : {}) },
+    ...(body !== undefined ? { body: typeof body === 'string' ? body : JSON.stringify(body) } : {}),
+  });
+  const text = await response.text();
+  let parsed: unknown = text;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    // not JSON
+  }
+  return { status: response.status, body: parsed };
+}
+
+/** Waits until Envoy has ACKed routes built from at least this config version. */
+export async function waitForEnvoyVersion(gateway: Pick<Gateway, 'adminUrl' | 'adminToken'>, version: number, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const status = await adminRequest(gateway, 'GET', '/v1/status');
+    const nodes = (status.body?.nodes ?? []) as { configVersion: number | null; resources: Record<string, { sentVersion: string | null; ackedVersion: string | null }> }[];
+    const routes = nodes[0]?.resources.routes;
+    if (nodes[0] && (nodes[0].configVersion ?? 0) >= version && routes?.ackedVersion && routes.ackedVersion === routes.sentVersion) return;
+    if (Date.now() > deadline) throw new Error(`Envoy did not ACK config version ${version} within ${timeoutMs} ms: ${JSON.stringify(status.body)}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}

@@ -1,0 +1,31 @@
+// The ext_proc process: `node ext-proc/main.ts`. Settings come from the
+// environment (see docs/configuration.md).
+import { readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { parseHostPort } from '../xds-server/settings.ts';
+import { startExtProc } from './service.ts';
+
+const log = (event: string, fields: Record<string, unknown>) => process.stdout.write(`${JSON.stringify({ at: new Date().toISOString(), component: 'ext-proc', event, ...fields })}\n`);
+
+try {
+  const env = process.env;
+  const dataDir = resolve(env.MANDATE_DATA_DIR ?? '.data');
+  const internalToken = env.MANDATE_INTERNAL_TOKEN ?? readFileSync(join(dataDir, 'internal-token'), 'utf8').trim();
+  const service = await startExtProc({
+    listen: parseHostPort(env.MANDATE_EXT_PROC_LISTEN ?? '127.0.0.1:9002', 'MANDATE_EXT_PROC_LISTEN'),
+    health: parseHostPort(env.MANDATE_EXT_PROC_HEALTH_LISTEN ?? '127.0.0.1:9003', 'MANDATE_EXT_PROC_HEALTH_LISTEN'),
+    controlPlaneUrl: env.MANDATE_CONTROL_PLANE_URL ?? 'http://127.0.0.1:18080',
+    internalToken,
+    auditDir: resolve(env.MANDATE_AUDIT_DIR ?? join(dataDir, 'audit')),
+    log,
+  });
+  const stop = async () => {
+    await service.stop();
+    process.exit(0);
+  };
+  process.once('SIGTERM', stop);
+  process.once('SIGINT', stop);
+} catch (error) {
+  log('start_failed', { error: (error as Error).message });
+  process.exit(1);
+}

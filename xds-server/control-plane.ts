@@ -1,0 +1,87 @@
+// Wires the control plane together: store -> snapshot builder -> snapshot cache
+// -> ADS server, plus the admin API. Each piece is separate; this only connects them.
+import * as grpc from '@grpc/grpc-js';
+import type { Server as HttpServer } from 'node:http';
+import { join } from 'node:path';
+import { loadEnvoyApi } from '../proto/envoy-api.ts';
+import { createAdsServer } from './ads/ads-server.ts';
+import { createAdminServer } from './admin/admin-server.ts';
+import { ensureSecretFile } from './admin/tokens.ts';
+import { buildSnapshot, type GatewaySettings } from './snapshot/build-snapshot.ts';
+import { createResourceEncoder } from './snapshot/encode-resources.ts';
+import { createSnapshotCache } from './snapshot/snapshot-cache.ts';
+import { openConfigStore, type ConfigStore } from './store/config-store.ts';
+import type { PolicySnapshot } from '../config/bundle.ts';
+
+export interface ControlPlaneOptions {
+  dataDir: string;
+  xds: { address: string; port: number };
+  admin: { address: string; port: number };
+  gateway: GatewaySettings;
+  log: (event: string, fields: Record<string, unknown>) => void;
+  env?: Record<string, string | undefined>;
+}
+
+export interface ControlPlane {
+  store: ConfigStore;
+  adminToken: string;
+  adminTokenPath: string;
+  xdsPort: number;
+  adminPort: number;
+  stop(): Promise<void>;
+}
+
+/** All Envoy nodes share one snapshot group until fleet node groups arrive. */
+const gatewayGroup = 'gateway';
+
+export async function startControlPlane(options: ControlPlaneOptions): Promise<ControlPlane> {
+  const { log } = options;
+  const store = openConfigStore({ path: join(options.dataDir, 'config.db'), env: options.env ?? process.env });
+  const adminTokenPath = join(options.dataDir, 'admin-token');
+  const adminToken = ensureSecretFile(adminTokenPath);
+  const internalToken = ensureSecretFile(join(options.dataDir, 'internal-token'));
+
+  const api = loadEnvoyApi();
+  const cache = createSnapshotCache(createResourceEncoder(api.root));
+  const rebuild = (policy: PolicySnapshot) => {
+    try {
+      const encoded = cache.set(gatewayGroup, buildSnapshot(policy, options.gateway));
+      log('snapshot_built', { configVersion: encoded.configVersion, versions: Object.fromEntries(Object.entries(encoded.types).map(([t, s]) => [t, s.version])) });
+    } catch (error) {
+      log('snapshot_build_failed', { configVersion: policy.version, error: (error as Error).message });
+    }
+  };
+  rebuild(store.current());
+  const unsubscribe = store.onChange(rebuild);
+
+  const ads = createAdsServer({ cache, nodeGroup: () => gatewayGroup, log });
+  const grpcServer = new grpc.Server({ 'grpc.max_send_message_length': 64 * 1024 * 1024, 'grpc.keepalive_permit_without_calls': 1 });
+  grpcServer.addService(api.adsService, ads.implementation as unknown as grpc.UntypedServiceImplementation);
+  const xdsPort = await new Promise<number>((resolve, reject) =>
+    grpcServer.bindAsync(`${options.xds.address}:${options.xds.port}`, grpc.ServerCredentials.createInsecure(), (error, port) => (error ? reject(error) : resolve(port))),
+  );
+
+  const admin: HttpServer = createAdminServer({ store, adminToken, internalToken, xdsStatus: ads.nodeStatuses, log: (line) => log('admin', { line }) });
+  await new Promise<void>((resolve, reject) => {
+    admin.once('error', reject);
+    admin.listen(options.admin.port, options.admin.address, () => resolve());
+  });
+  const address = admin.address();
+  const adminPort = typeof address === 'object' && address ? address.port : options.admin.port;
+  log('control_plane_ready', { xds: `${options.xds.address}:${xdsPort}`, admin: `http://${options.admin.address}:${adminPort}`, adminTokenFile: adminTokenPath, configVersion: store.current().version });
+
+  return {
+    store,
+    adminToken,
+    adminTokenPath,
+    xdsPort,
+    adminPort,
+    async stop() {
+      unsubscribe();
+      admin.closeAllConnections?.();
+      await new Promise<void>((resolve) => admin.close(() => resolve()));
+      grpcServer.forceShutdown();
+      store.close();
+    },
+  };
+}

@@ -1,0 +1,24 @@
+// Gateway settings from the environment, validated with a clear message per variable.
+import { defaultGatewaySettings, type GatewaySettings } from './snapshot/build-snapshot.ts';
+
+export function parseHostPort(value: string, variable: string): { address: string; port: number } {
+  const match = /^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(value.trim());
+  const port = Number(match?.[2]);
+  if (!match || port > 65535) throw new Error(`${variable}="${value}" is not host:port`);
+  return { address: match[1]!.replace(/^\[|\]$/g, ''), port };
+}
+
+export function parseGatewaySettings(env: Record<string, string | undefined>): GatewaySettings {
+  const hops = Number(env.MANDATE_TRUSTED_PROXY_HOPS ?? defaultGatewaySettings.trustedProxyHops);
+  if (!Number.isInteger(hops) || hops < 0 || hops > 10) throw new Error(`MANDATE_TRUSTED_PROXY_HOPS must be an integer 0-10`);
+  const timeout = Number(env.MANDATE_EXT_PROC_MESSAGE_TIMEOUT_MS ?? defaultGatewaySettings.messageTimeoutMs);
+  if (!Number.isInteger(timeout) || timeout < 50 || timeout > 60_000) throw new Error('MANDATE_EXT_PROC_MESSAGE_TIMEOUT_MS must be 50-60000');
+  return {
+    listener: env.MANDATE_GATEWAY_LISTEN ? parseHostPort(env.MANDATE_GATEWAY_LISTEN, 'MANDATE_GATEWAY_LISTEN') : defaultGatewaySettings.listener,
+    extProcEndpoints: env.MANDATE_EXT_PROC_ENDPOINTS
+      ? env.MANDATE_EXT_PROC_ENDPOINTS.split(',').map((e) => parseHostPort(e, 'MANDATE_EXT_PROC_ENDPOINTS'))
+      : defaultGatewaySettings.extProcEndpoints,
+    messageTimeoutMs: timeout,
+    trustedProxyHops: hops,
+  };
+}
