@@ -149,11 +149,19 @@ export function openAuditLog(options: AuditLogOptions): AuditLog {
   }
 
   function schedule(): void {
-    if (closed && pending.length === 0) return;
-    if (pending.length >= batchSize) {
-      if (!immediate) immediate = setImmediate(runScheduledBatch);
-    } else if (!timer && !immediate && pending.length > 0) {
-      timer = setTimeout(runScheduledBatch, storageError ? retryDelayMs : flushIntervalMs);
+    if (closed || immediate || pending.length === 0) return;
+    if (storageError !== null) {
+      // Failing storage: retry with backoff, never in a tight loop.
+      if (!timer) {
+        timer = setTimeout(runScheduledBatch, retryDelayMs);
+        timer.unref();
+      }
+    } else if (pending.length >= batchSize) {
+      if (timer) clearTimeout(timer);
+      timer = null;
+      immediate = setImmediate(runScheduledBatch);
+    } else if (!timer) {
+      timer = setTimeout(runScheduledBatch, flushIntervalMs);
       timer.unref();
     }
   }
@@ -248,16 +256,20 @@ export function openAuditLog(options: AuditLogOptions): AuditLog {
     appendAdminEvent: (action) => accept({ kind: 'admin', admin: action, user: action.actor }, false),
     appendAlert: (alert, about = {}) => accept({ kind: 'alert', alert, ...about }, true),
     flush,
+    /** Flushes and closes. If storage is failing it still closes, and rejects: the journal keeps the events for the next open. */
     async close() {
       if (closed) return;
-      await flush();
-      closed = true;
-      if (timer) clearTimeout(timer);
-      if (immediate) clearImmediate(immediate);
-      journal.close();
-      journal.removeCommitted(head.seq);
-      store.close();
-      releaseLock();
+      try {
+        await flush();
+      } finally {
+        closed = true;
+        if (timer) clearTimeout(timer);
+        if (immediate) clearImmediate(immediate);
+        journal.close();
+        journal.removeCommitted(head.seq);
+        store.close();
+        releaseLock();
+      }
     },
     query: (filter, page) => queryAuditEvents(store, filter, page),
     verify: (verifyOptions = {}) => verifyAuditTrail(store, { directory, publicKey: loadVerifyKey(directory, verifyOptions.publicKeyPath) ?? { key: key.publicKey, source: 'local' } }),

@@ -91,15 +91,23 @@ export interface StoreOptions {
 
 export type AuditStore = ReturnType<typeof openAuditStore>;
 
+// With better-sqlite3 12 on Node 24, a Statement finalized by the garbage
+// collector can abort the whole process (RemoveEnvironmentCleanupHook assertion,
+// WiseLibs/better-sqlite3 on Node 24). So no Statement is ever let go: each
+// store prepares a bounded set once, and they are kept here for the process's
+// life, even after their database is closed. exec() creates no Statement.
+const retainedStatements: Database.Statement[] = [];
+
 export function openAuditStore(path: string, options: StoreOptions = {}) {
   const sqlite = new Database(path, { readonly: options.readonly ?? false, fileMustExist: options.readonly ?? false });
-  // Every statement stays referenced for the life of the connection: with
-  // better-sqlite3 12 on Node 24, a Statement finalized by the garbage collector
-  // can abort the process (RemoveEnvironmentCleanupHook assertion). exec() makes none.
   const statements = new Map<string, Database.Statement>();
   const prepare = (sql: string): Database.Statement => {
     let statement = statements.get(sql);
-    if (!statement) statements.set(sql, (statement = sqlite.prepare(sql)));
+    if (!statement) {
+      statement = sqlite.prepare(sql);
+      statements.set(sql, statement);
+      retainedStatements.push(statement);
+    }
     return statement;
   };
   sqlite.exec('PRAGMA busy_timeout = 5000');

@@ -2,12 +2,12 @@
 // record against the chain and every checkpoint against its signature and the
 // record it names. Stops at the first bad record and names it.
 import { createHash, type KeyObject } from 'node:crypto';
-import { closeSync, createWriteStream, existsSync, fsyncSync, openSync, readFileSync, renameSync } from 'node:fs';
+import { closeSync, createWriteStream, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync } from 'node:fs';
 import { join } from 'node:path';
 import { once } from 'node:events';
 import { createChainVerifier, genesisHash, type ChainPosition, type ChainProblem, type ChainRecord } from './chain.ts';
-import { checkpointSignatureValid, type Checkpoint } from './checkpoint.ts';
-import type { AuditStore } from './store.ts';
+import { checkpointSignatureValid, loadVerifyKey, type Checkpoint } from './checkpoint.ts';
+import { databaseFile, openAuditStore, type AuditStore } from './store.ts';
 
 export interface VerifyResult {
   ok: boolean;
@@ -32,6 +32,16 @@ interface SegmentHeader {
   prevHash: string;
   lastHash: string;
   checkpoint: Checkpoint;
+}
+
+/** Verify an audit directory from outside the writing process (read-only). */
+export function verifyAuditDirectory(directory: string, options: { publicKeyPath?: string } = {}): VerifyResult {
+  const store = openAuditStore(join(directory, databaseFile), { readonly: true });
+  try {
+    return verifyAuditTrail(store, { directory, publicKey: loadVerifyKey(directory, options.publicKeyPath) });
+  } finally {
+    store.close();
+  }
 }
 
 export function verifyAuditTrail(store: AuditStore, options: { directory: string; publicKey: { key: KeyObject; source: 'given' | 'local' } | null }): VerifyResult {
@@ -137,7 +147,7 @@ export async function archiveAuditRecords(store: AuditStore, options: { director
   const header: SegmentHeader = { format: segmentFormat, fromSeq, toSeq: checkpoint.seq, prevHash: first.prevHash, lastHash: last.hash, checkpoint };
   const file = `segment-${String(fromSeq).padStart(16, '0')}-${String(checkpoint.seq).padStart(16, '0')}.jsonl`;
   const directory = join(options.directory, archiveDirectoryName);
-  await import('node:fs/promises').then((fs) => fs.mkdir(directory, { recursive: true }));
+  mkdirSync(directory, { recursive: true });
   const temporary = join(directory, `${file}.partial`);
   const digest = createHash('sha256');
   const out = createWriteStream(temporary);
