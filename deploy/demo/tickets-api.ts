@@ -10,9 +10,13 @@ const tickets = [
 ];
 
 export function createTicketsApi(): Server {
-  return createServer((request, response) => {
+  return createServer(async (request, response) => {
     const url = new URL(request.url ?? '/', 'http://localhost');
-    const received = { authorization: request.headers.authorization ?? null, path: url.pathname, method: request.method };
+    // Tests hold a request open with ?delayMs= to prove config changes do not drop it.
+    const delayMs = Math.min(Number(url.searchParams.get('delayMs') ?? 0) || 0, 10_000);
+    if (delayMs > 0) await new Promise((resolve) => setTimeout(resolve, delayMs));
+    const mandateHeaders = Object.fromEntries(Object.entries(request.headers).filter(([name]) => name.startsWith('x-mandate-')));
+    const received = { authorization: request.headers.authorization ?? null, mandateHeaders, path: url.pathname, method: request.method };
     const send = (status: number, body: unknown) => response.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify({ ...((body ?? {}) as object), received }));
     if (request.method === 'GET' && url.pathname === '/api/tickets') {
       const project = url.searchParams.get('project');

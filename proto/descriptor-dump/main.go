@@ -25,6 +25,7 @@ import (
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/rbac/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
@@ -45,6 +46,7 @@ var rootFiles = []string{
 	"envoy/extensions/filters/http/router/v3/router.proto",
 	"envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.proto",
 	"envoy/extensions/upstreams/http/v3/http_protocol_options.proto",
+	"envoy/extensions/transport_sockets/tls/v3/tls.proto",
 }
 
 func main() {

@@ -253,7 +253,7 @@ function personaRoute(persona: Persona, upstream: Upstream, grants: Grant[], con
       idle_timeout: duration(upstream.timeoutMs),
     },
     // The whole body is buffered for inspection; beyond this Envoy answers 413.
-    per_request_buffer_limit_bytes: persona.maxBodyBytes,
+    request_body_buffer_limit: persona.maxBodyBytes,
     typed_per_filter_config: perFilter,
   };
 }
