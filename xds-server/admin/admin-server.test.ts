@@ -10,6 +10,7 @@ import { personaSchema } from '../../config/schema.ts';
 import type { PolicySnapshot } from '../../config/bundle.ts';
 import type { XdsNodeStatus } from '../ads/node-status.ts';
 import { openConfigStore, type ConfigStore } from '../store/config-store.ts';
+import { parseCredentialToken } from '../store/credential-token.ts';
 import { createAdminServer } from './admin-server.ts';
 
 const adminToken = 'admin-token-for-tests';
@@ -188,7 +189,7 @@ test('credentials: issued once with the token, listed without secrets, revoked',
   assert.match(credential.token, new RegExp(`^mnd_${credential.id}_`));
   const listed = await (await call('/v1/credentials?persona=support')).text();
   assert.ok(listed.includes(credential.id));
-  assert.ok(!listed.includes(credential.token.split('_')[2] ?? '-'));
+  assert.ok(!listed.includes(parseCredentialToken(credential.token)?.secret ?? '-'));
   const snapshot = (await (await call('/internal/v1/policy', { token: internalToken })).json()) as PolicySnapshot;
   assert.ok(snapshot.credentials.some((c) => c.id === credential.id));
 
