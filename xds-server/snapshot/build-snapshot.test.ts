@@ -1,0 +1,90 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { configBundleSchema, type PolicySnapshot } from '../../config/bundle.ts';
+import { loadEnvoyApi } from '../../proto/envoy-api.ts';
+import { buildSnapshot, defaultGatewaySettings, upstreamClusterName } from './build-snapshot.ts';
+import { createResourceEncoder } from './encode-resources.ts';
+import { createSnapshotCache } from './snapshot-cache.ts';
+
+function policy(version: number, personaOverrides: Record<string, unknown> = {}): PolicySnapshot {
+  const bundle = configBundleSchema.parse({
+    upstreams: [
+      { kind: 'Upstream', name: 'mcp-a', protocol: 'mcp', url: 'http://10.0.0.5:3001/mcp' },
+      { kind: 'Upstream', name: 'rest-b', protocol: 'rest', url: 'https://api.example.com/v2' },
+    ],
+    skills: [{ kind: 'Skill', name: 'reader', grants: [{ upstream: 'rest-b', operations: [{ method: 'POST', path: '/search', when: "body.scope == 'public'" }] }] }],
+    personas: [
+      { kind: 'Persona', name: 'support', description: 'd', skills: ['reader'], grants: [{ upstream: 'mcp-a', tools: [{ name: 'echo' }] }], ...personaOverrides },
+    ],
+  });
+  return { version, createdAt: '2026-01-01T00:00:00Z', bundle, credentials: [], upstreamCredentials: {} };
+}
+
+const api = loadEnvoyApi();
+
+test('one route per Persona and granted upstream, with the route identity in ext_proc metadata', () => {
+  const snapshot = buildSnapshot(policy(3), defaultGatewaySettings);
+  const routes = (snapshot.resources.routes[0]!.virtual_hosts as { routes: Record<string, any>[] }[])[0]!.routes;
+  assert.deepEqual(routes.map((r) => r.name), ['support/mcp-a', 'support/rest-b', 'not-found']);
+  const mcp = routes[0]!;
+  assert.deepEqual(mcp.match, { path_separated_prefix: '/personas/support/mcp-a' });
+  assert.equal(mcp.route.prefix_rewrite, '/mcp');
+  assert.equal(mcp.route.cluster, upstreamClusterName('mcp-a'));
+  const overrides = mcp.typed_per_filter_config['envoy.filters.http.ext_proc'].overrides;
+  assert.equal(overrides.processing_mode.request_body_mode, 'BUFFERED');
+  assert.deepEqual(
+    Object.fromEntries(overrides.grpc_initial_metadata.map((m: { key: string; value: string }) => [m.key, m.value])),
+    { 'x-mandate-persona': 'support', 'x-mandate-upstream': 'mcp-a', 'x-mandate-route-kind': 'mcp', 'x-mandate-route-prefix': '/personas/support/mcp-a', 'x-mandate-config-version': '3' },
+  );
+  // A REST grant whose condition reads the body makes that route buffer bodies.
+  assert.equal(routes[1]!.typed_per_filter_config['envoy.filters.http.ext_proc'].overrides.processing_mode.request_body_mode, 'BUFFERED');
+  assert.ok((snapshot.resources.routes[0]!.request_headers_to_remove as string[]).includes('x-mandate-persona'));
+});
+
+test('CIDR rules become per-route RBAC; no rules means no RBAC on the route', () => {
+  const without = buildSnapshot(policy(1), defaultGatewaySettings);
+  const plainRoute = (without.resources.routes[0]!.virtual_hosts as any[])[0].routes[0];
+  assert.equal(plainRoute.typed_per_filter_config['envoy.filters.http.rbac'], undefined);
+  const withRules = buildSnapshot(policy(2, { network: { allow: ['10.0.0.0/8'], deny: ['10.9.0.0/16'] } }), defaultGatewaySettings);
+  const rbac = (withRules.resources.routes[0]!.virtual_hosts as any[])[0].routes[0].typed_per_filter_config['envoy.filters.http.rbac'];
+  const principal = rbac.rbac.rules.policies['persona-network-support'].principals[0];
+  assert.deepEqual(principal.and_ids.ids[0], { or_ids: { ids: [{ remote_ip: { address_prefix: '10.0.0.0', prefix_len: 8 } }] } });
+  assert.deepEqual(principal.and_ids.ids[1], { not_id: { or_ids: { ids: [{ remote_ip: { address_prefix: '10.9.0.0', prefix_len: 16 } }] } } });
+});
+
+test('IP upstreams use EDS; host names use STRICT_DNS with TLS and SNI for https', () => {
+  const snapshot = buildSnapshot(policy(1), defaultGatewaySettings);
+  const clusters = Object.fromEntries(snapshot.resources.clusters.map((c) => [c.name, c]));
+  assert.equal(clusters[upstreamClusterName('mcp-a')]!.type, 'EDS');
+  const rest = clusters[upstreamClusterName('rest-b')]!;
+  assert.equal(rest.type, 'STRICT_DNS');
+  assert.equal((rest.transport_socket as any).typed_config.sni, 'api.example.com');
+  assert.deepEqual(snapshot.resources.endpoints.map((e) => e.cluster_name).sort(), ['mandate-ext-proc', upstreamClusterName('mcp-a')]);
+});
+
+test('every resource encodes against the Envoy descriptors, and the build is deterministic', () => {
+  const encode = createResourceEncoder(api.root);
+  const a = buildSnapshot(policy(5, { network: { allow: ['fd00::/8'], deny: [] } }), defaultGatewaySettings);
+  const b = buildSnapshot(policy(5, { network: { allow: ['fd00::/8'], deny: [] } }), defaultGatewaySettings);
+  for (const type of ['clusters', 'endpoints', 'listeners', 'routes'] as const) {
+    const left = a.resources[type].map((r) => encode(type, r).any.value.toString('hex'));
+    const right = b.resources[type].map((r) => encode(type, r).any.value.toString('hex'));
+    assert.deepEqual(left, right);
+  }
+});
+
+test('the encoder refuses a field Envoy does not have, naming its path', () => {
+  const encode = createResourceEncoder(api.root);
+  assert.throws(() => encode('clusters', { name: 'x', conect_timeout: { seconds: 1 } }), /clusters\[x\]\.conect_timeout: no such field in envoy\.config\.cluster\.v3\.Cluster/);
+});
+
+test('per-type versions change only when that type changes', () => {
+  const cache = createSnapshotCache(createResourceEncoder(api.root));
+  const first = cache.set('g', buildSnapshot(policy(1), defaultGatewaySettings));
+  const second = cache.set('g', buildSnapshot(policy(2, { description: 'edited' }), defaultGatewaySettings));
+  // A description edit changes the config version in route metadata only.
+  assert.equal(second.types.clusters.version, first.types.clusters.version);
+  assert.equal(second.types.listeners.version, first.types.listeners.version);
+  assert.notEqual(second.types.routes.version, first.types.routes.version);
+  assert.equal(second.configVersion, 2);
+});
