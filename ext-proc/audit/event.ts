@@ -89,7 +89,7 @@ export interface DecisionEventExtra {
 export function auditEventFromDecision(decision: Decision, extra: DecisionEventExtra = {}): AuditEventFields {
   const { call, context } = decision;
   const findings = [...decision.findings, ...(extra.responseFindings ?? [])];
-  const rawArguments = call.kind === 'mcp' ? call.arguments : { query: call.query, body: call.body };
+  const rawArguments = call.kind === 'mcp' ? call.arguments : call.body === undefined ? { query: call.query } : { query: call.query, body: call.body };
   const hasArguments = rawArguments !== undefined;
   return {
     kind: extra.kind ?? 'decision',

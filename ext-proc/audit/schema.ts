@@ -31,6 +31,7 @@ export const auditEvents = sqliteTable(
   },
   (table) => [
     index('audit_events_at').on(table.atMs),
+    index('audit_events_kind').on(table.kind, table.atMs),
     index('audit_events_agent').on(table.agent, table.atMs),
     index('audit_events_user').on(table.user, table.atMs),
     index('audit_events_persona').on(table.persona, table.atMs),

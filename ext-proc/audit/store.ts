@@ -30,6 +30,7 @@ CREATE TABLE IF NOT EXISTS audit_events (
   hash TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS audit_events_at ON audit_events (at_ms);
+CREATE INDEX IF NOT EXISTS audit_events_kind ON audit_events (kind, at_ms);
 CREATE INDEX IF NOT EXISTS audit_events_agent ON audit_events (agent, at_ms);
 CREATE INDEX IF NOT EXISTS audit_events_user ON audit_events (user, at_ms);
 CREATE INDEX IF NOT EXISTS audit_events_persona ON audit_events (persona, at_ms);

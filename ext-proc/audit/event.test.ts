@@ -1,0 +1,50 @@
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { allow, deny, type Decision } from '../decision/decision.ts';
+import { argumentsDigest, auditEventFromDecision, canonicalJson, maskArguments } from './event.ts';
+
+const context = { persona: 'code-assistant', upstream: 'repo-tools', agent: 'agent-7', credentialId: 'cred-1', sessionId: 's-1', sourceAddress: '10.0.0.9', requestId: 'req-42' };
+
+describe('auditEventFromDecision', () => {
+  it('digests the canonical arguments and stores only a masked copy', () => {
+    const secret = 'AKIAIOSFODNN7EXAMPLE';
+    const decision: Decision = {
+      ...allow({ kind: 'mcp', method: 'tools/call', tool: 'write_file', arguments: { path: '/repo/src/very/long/path.ts', token: secret, mode: 'w', size: 12 } }, context, 12),
+      findings: [{ detector: 'aws-access-key', group: 'secrets', location: '$.arguments.token', confidence: 0.99, action: 'mask', direction: 'request' }],
+    };
+    const event = auditEventFromDecision(decision, { latencyMs: 1.5, upstreamStatus: 200, user: 'dana', traceId: 'a'.repeat(32) });
+    assert.equal(event.tool, 'write_file');
+    assert.equal(event.operation, 'tools/call');
+    assert.equal(event.configVersion, 12);
+    assert.equal(event.requestId, 'req-42');
+    assert.equal(event.argumentsDigest, argumentsDigest({ size: 12, mode: 'w', token: secret, path: '/repo/src/very/long/path.ts' }));
+    assert.deepEqual(event.maskedArguments, { path: '/repo/sr…(27)', token: '[redacted:aws-access-key/secrets]', mode: 'w', size: 12 });
+    assert.deepEqual(event.findingTypes, ['aws-access-key/secrets']);
+    assert.ok(!JSON.stringify(event).includes(secret));
+    assert.ok(!JSON.stringify(event).includes('AKIAIOSF'));
+  });
+
+  it('carries the verdict, reasons and REST operation of a denial', () => {
+    const decision = deny({ kind: 'rest', method: 'DELETE', path: '/tickets/9', query: { force: 'true' } }, context, 3, { stage: 'authorization', code: 'operation_not_granted', message: 'DELETE /tickets/{id} is not granted' }, false);
+    const event = auditEventFromDecision(decision, { kind: 'response', upstreamStatus: 204 });
+    assert.equal(event.kind, 'response');
+    assert.equal(event.tool, 'DELETE /tickets/9');
+    assert.equal(event.verdict, 'deny');
+    assert.equal(event.enforced, false);
+    assert.deepEqual(event.reasons.map((r) => r.code), ['operation_not_granted']);
+    assert.deepEqual(event.maskedArguments, { query: { force: 'true' } });
+  });
+
+  it('redacts everything when a finding covers the whole body', () => {
+    assert.deepEqual(maskArguments({ a: 'x', b: ['yyyyyyyyyyyy', 3] }, [{ detector: 'pan', group: 'pci', location: 'body', confidence: 1, action: 'block', direction: 'request' }]), {
+      a: '[redacted:pan/pci]',
+      b: ['[redacted:pan/pci]', 3],
+    });
+  });
+
+  it('canonical JSON ignores key order', () => {
+    assert.equal(canonicalJson({ b: 1, a: { d: [1, { y: 2, x: 1 }], c: null } }), '{"a":{"c":null,"d":[1,{"x":1,"y":2}]},"b":1}');
+    assert.equal(argumentsDigest({ a: 1, b: 2 }), argumentsDigest({ b: 2, a: 1 }));
+    assert.notEqual(argumentsDigest({ a: 1 }), argumentsDigest({ a: 2 }));
+  });
+});
