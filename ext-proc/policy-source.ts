@@ -3,7 +3,7 @@
 // logged and ignored; the previous one stays in force. On disconnect it keeps
 // serving the last policy and reconnects with backoff.
 import type { PolicySnapshot } from '../config/bundle.ts';
-import { compilePolicy, type CompiledPolicy } from './policy/compile-policy.ts';
+import { compilePolicy, type CompiledPolicy, type CompilePolicyOptions } from './policy/compile-policy.ts';
 
 export interface PolicySource {
   current(): CompiledPolicy | null;
@@ -17,6 +17,7 @@ export function followPolicyStream(options: {
   token: string;
   log: (event: string, fields: Record<string, unknown>) => void;
   onPolicy?: (policy: CompiledPolicy) => void;
+  compile?: CompilePolicyOptions;
 }): PolicySource {
   let current: CompiledPolicy | null = null;
   let closed = false;
@@ -25,7 +26,7 @@ export function followPolicyStream(options: {
 
   const install = (snapshot: PolicySnapshot) => {
     if (current && snapshot.version <= current.version) return;
-    const compiled = compilePolicy(snapshot);
+    const compiled = compilePolicy(snapshot, options.compile);
     if (!compiled.ok) {
       options.log('policy_rejected', { version: snapshot.version, issues: compiled.issues });
       return;

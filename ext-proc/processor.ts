@@ -4,18 +4,32 @@
 //   1. request headers  - route identity (from the route, not the client), policy version,
 //                         agent credential, content type; strip the agent's credential
 //                         and inject the upstream's.
-//   2. request body     - MCP: parse JSON-RPC, authorize every message (tools/call against
-//                         grants and CEL conditions). REST: authorize method + path template.
-//   3. response headers - ask for the body only when it must be filtered (tools/list).
-//   4. response body    - filter tools/list to the granted tools, JSON or SSE.
-//   5. stream end       - one audit record per decision.
-// Every decision is made by pure functions of (compiled policy, call); this file
-// only translates Envoy messages in and ProcessingResponses out.
+//   2. request body     - MCP: parse JSON-RPC; for every message, in order (assessCall):
+//                           a. authorization (grants and CEL conditions),
+//                           b. data protection: inspect the arguments (mask/redact/block),
+//                              check data-flow rules against what the session read,
+//                           c. behaviour: sequence rules, guardrails, baselines;
+//                         record the decisions (audit), then refuse, rewrite or continue.
+//                         REST: the same stages for method + path template (+ body).
+//   3. response headers - ask for the body when it must be filtered (tools/list) or
+//                         inspected (tool results under data protection or behaviour):
+//                         BUFFERED for JSON, STREAMED for SSE.
+//   4. response body    - filter tools/list; feed results to the behaviour engine;
+//                         mask/redact/block sensitive data; remember revealed values.
+//   5. stream end       - one audit record per decision, with the response findings.
+// Every decision is made by pure functions of (compiled policy, call, session state);
+// this file only translates Envoy messages in and ProcessingResponses out.
 import type { AgentCredentialRecord } from '../config/bundle.ts';
 import type { RouteIdentity } from '../config/route-identity.ts';
+import type { Upstream } from '../config/schema.ts';
 import { authenticateAgent } from './authentication/agent-credential.ts';
 import { authorizeMcpMethod, authorizeOperation, isToolVisible } from './authorization/authorize.ts';
-import { blocks, type AgentCall, type CallContext, type Decision, type DecisionReason } from './decision/decision.ts';
+import { blocks, type AgentCall, type CallContext, type DataFinding, type Decision, type DecisionReason } from './decision/decision.ts';
+import type { FlowTracker } from './dlp/flow.ts';
+import { createStreamInspector, type StreamInspector } from './dlp/stream.ts';
+import { behaviourResultOf, checkBehaviour, recordBehaviourResult } from './pipeline/behaviour.ts';
+import { blockedReason, protectRequestBody, protectRequestJson, protectResponseBody, rememberResponseValues, type FlowEndpoint } from './pipeline/data-protection.ts';
+import type { BehaviourCall, BehaviourEngine } from './sequence/engine.ts';
 import {
   jsonRpcCodes,
   jsonRpcError,
@@ -36,6 +50,8 @@ export interface DecisionOutcome {
   /** Time spent deciding (parse + authorize) for this request, µs. */
   decisionMicros: number;
   upstreamStatus: number | null;
+  /** Sensitive-data findings in the upstream's answer (never the values). */
+  responseFindings: DataFinding[];
 }
 
 export interface DecisionRecorder {
@@ -56,6 +72,10 @@ export interface ProcessorDependencies {
   now: () => number;
   /** Wall-clock milliseconds, for credential expiry. */
   wallClock: () => number;
+  /** Sensitive values each session read, by keyed hash: one tracker for the process. */
+  flow: FlowTracker;
+  /** Sequence rules, guardrails and quarantine, with their session store: one engine for the process. */
+  behaviour: BehaviourEngine;
 }
 
 const mcpBatchProtocol = '2025-03-26';
@@ -69,18 +89,42 @@ export interface StreamProcessor {
   internalError(request: ProcessingRequest, error: unknown): ProcessingResponse | null;
 }
 
+/** What the stages concluded about one call: its Decision, and how to answer if it is stopped. */
+interface AssessedCall {
+  decision: Decision;
+  /** For a throttle: seconds until the agent may retry. */
+  retryAfterSeconds: number | null;
+  /** Masked or redacted arguments (MCP) or body (REST) to forward instead of the original. */
+  rewritten: { value: unknown } | null;
+}
+
+/** A tools/call or REST operation waiting for its result. */
+interface PendingCall {
+  tool: string;
+  behaviourCall: BehaviourCall;
+}
+
 export function createStreamProcessor(route: RouteIdentity | null, deps: ProcessorDependencies): StreamProcessor {
   const startedAt = deps.now();
   let decisionMicros = 0;
   let policy: CompiledPolicy | null = null;
   let persona: CompiledPersona | null = null;
+  let upstream: Upstream | null = null;
   let credential: AgentCredentialRecord | null = null;
   let context: CallContext | null = null;
   let requestHeaders = new Map<string, string>();
   let decisions: Decision[] = [];
   let toolsListIds = new Set<string | number>();
-  let responseFilter: 'none' | 'json' | 'sse' = 'none';
+  /** Allowed calls whose results the response stages look at, by JSON-RPC id (REST: one, keyed "rest"). */
+  const pendingCalls = new Map<string | number, PendingCall>();
+  let responseMode: 'none' | 'buffered' | 'sse' = 'none';
+  let responseIsJson = false;
+  let inspectResponse = false;
   let sse: SseSplitter | null = null;
+  let streamInspector: StreamInspector | null = null;
+  let streamFingerprintsSeen = 0;
+  let streamBlocked = false;
+  const responseFindings: DataFinding[] = [];
   let upstreamStatus: number | null = null;
   let finished = false;
   let answered = false;
@@ -105,7 +149,7 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
       case 'response_headers':
         return onResponseHeaders(request);
       case 'response_body':
-        return onResponseBody(request.response_body?.body ?? Buffer.alloc(0), request.response_body?.end_of_stream === true);
+        return timed(() => onResponseBody(request.response_body?.body ?? Buffer.alloc(0), request.response_body?.end_of_stream === true));
       case 'request_trailers':
         return { request_trailers: {} };
       case 'response_trailers':
@@ -133,7 +177,8 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
     if (!policy) return refuse(503, 'policy_unavailable', 'the policy service has no configuration yet; refusing (fail closed)', 'availability');
     persona = policy.personas.get(route.persona) ?? null;
     if (!persona) return refuse(404, 'persona_unknown', `persona "${route.persona}" does not exist at config version ${policy.version}`, 'authorization');
-    if (!policy.upstreams.has(route.upstream)) return refuse(404, 'upstream_unknown', `upstream "${route.upstream}" does not exist at config version ${policy.version}`, 'authorization');
+    upstream = policy.upstreams.get(route.upstream) ?? null;
+    if (!upstream) return refuse(404, 'upstream_unknown', `upstream "${route.upstream}" does not exist at config version ${policy.version}`, 'authorization');
 
     const authentication = authenticateAgent(requestHeaders.get('authorization'), policy.credentials, route.persona, deps.wallClock());
     if (!authentication.ok) {
@@ -168,13 +213,13 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
     const relative = relativePath(rawPath, route!.pathPrefix);
     const normalised = relative === null ? null : normaliseRequestPath(relative);
     if (normalised === null) return refuse(400, 'invalid_path', 'the request path contains dot segments, backslashes or bad percent-encoding', 'protocol');
-    const call: AgentCall = { kind: 'rest', method, path: normalised, query: parseQuery(rawPath) };
-    // A body is only sent to us when a grant's condition reads it; then decide on the body.
-    if (!endOfStream && restConditionsReadBody()) {
+    const call: AgentCall & { kind: 'rest' } = { kind: 'rest', method, path: normalised, query: parseQuery(rawPath) };
+    // A body is only sent to us when a grant's condition reads it or data protection inspects it; then decide on the body.
+    if (!endOfStream && (restConditionsReadBody() || persona!.dataProtection.active)) {
       pendingRestCall = call;
       return continueRequestHeaders();
     }
-    return decideRest(call, undefined, 'request_headers');
+    return decideRest(call, undefined, null, 'request_headers');
   }
 
   let pendingRestCall: (AgentCall & { kind: 'rest' }) | null = null;
@@ -183,23 +228,32 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
     return (persona!.grants.get(route!.upstream)?.operations ?? []).some((op) => op.whenSource !== null && /\bbody\b/.test(op.whenSource));
   }
 
-  function decideRest(call: AgentCall & { kind: 'rest' }, body: unknown, phase: 'request_headers' | 'request_body'): ProcessingResponse {
-    const result = authorizeOperation(persona!.grants.get(route!.upstream), call.method, call.path, {
+  function decideRest(call: AgentCall & { kind: 'rest' }, body: unknown, rawBody: Buffer | null, phase: 'request_headers' | 'request_body'): ProcessingResponse {
+    const authorization = authorizeOperation(persona!.grants.get(route!.upstream), call.method, call.path, {
       query: call.query,
       body: body ?? null,
       agent: credential!.agent,
       persona: route!.persona,
     });
-    const decision = makeDecision({ ...call, body }, result.allowed ? null : result.reason);
+    // The operation as the behaviour stage and data-protection rules name it: "METHOD /path/template".
+    const tool = authorization.allowed ? authorization.grant.replace(/^operation:/, '') : `${call.method} ${call.path}`;
+    const assessed = assessCall({ ...call, body }, tool, rawBody, authorization.allowed ? null : authorization.reason, restResultKey, rawBody?.length ?? 0);
+    const { decision } = assessed;
     decisions.push(decision);
     const auditFailure = recordDecisions([decision]);
     if (auditFailure) return auditFailure;
     if (blocks(decision)) {
       answered = true;
       finish();
-      return immediate(403, problem(403, decision.reasons[0]!), [['content-type', 'application/problem+json']], decision.reasons[0]!.code);
+      const reason = decision.reasons[0]!;
+      if (assessed.retryAfterSeconds !== null) {
+        return immediate(429, problem(429, reason), [['content-type', 'application/problem+json'], ['retry-after', String(assessed.retryAfterSeconds)]], reason.code);
+      }
+      return immediate(403, problem(403, reason), [['content-type', 'application/problem+json']], reason.code);
     }
-    return phase === 'request_headers' ? continueRequestHeaders() : { request_body: { response: { status: 'CONTINUE' } } };
+    if (phase === 'request_headers') return continueRequestHeaders();
+    if (assessed.rewritten) return replaceRequestBody(assessed.rewritten.value as Buffer);
+    return { request_body: { response: { status: 'CONTINUE' } } };
   }
 
   function onRequestBody(body: Buffer): ProcessingResponse {
@@ -210,14 +264,14 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
     if (route.kind === 'rest') {
       if (!pendingRestCall) return { request_body: { response: { status: 'CONTINUE' } } };
       let parsed: unknown = null;
-      if (body.length > 0) {
+      if (body.length > 0 && restConditionsReadBody()) {
         try {
           parsed = JSON.parse(body.toString('utf8'));
         } catch {
           return refuse(400, 'invalid_json', 'this operation is granted under a condition on its JSON body, and the body is not valid JSON', 'protocol');
         }
       }
-      return decideRest(pendingRestCall, parsed, 'request_body');
+      return decideRest(pendingRestCall, parsed, body, 'request_body');
     }
     return onMcpBody(body);
   }
@@ -238,43 +292,126 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
       return immediate(400, JSON.stringify(jsonRpcError(id, jsonRpcCodes.invalidRequest, headerMismatch.message, { mandate: { code: headerMismatch.code } })), [['content-type', 'application/json']], headerMismatch.code);
     }
     const grants = persona!.grants.get(route!.upstream);
-    const perMessage: { message: JsonRpcMessage; decision: Decision }[] = [];
+    const perMessage: { message: JsonRpcMessage; assessed: AssessedCall }[] = [];
     for (const message of parsed.messages) {
       if (message.type === 'response') {
         // The client answering a server request (sampling, elicitation): passed through, never dropped.
-        perMessage.push({ message, decision: makeDecision(mcpCall('response', undefined, undefined, message.id), null) });
+        perMessage.push({ message, assessed: { decision: makeDecision(mcpCall('response', undefined, undefined, message.id), null), retryAfterSeconds: null, rewritten: null } });
         continue;
       }
       const tool = message.method === 'tools/call' ? toolNameOf(message.params) : undefined;
       const args = message.method === 'tools/call' ? toolArgumentsOf(message.params) : undefined;
-      const result = authorizeMcpMethod(grants, message.method, tool, { args: args ?? {}, agent: credential!.agent, persona: route!.persona });
+      const authorization = authorizeMcpMethod(grants, message.method, tool, { args: args ?? {}, agent: credential!.agent, persona: route!.persona });
       const id = message.type === 'request' ? message.id : undefined;
-      perMessage.push({ message, decision: makeDecision(mcpCall(message.method, tool, args, id), result.allowed ? null : result.reason) });
+      const call = mcpCall(message.method, tool, args, id);
+      const denial = authorization.allowed ? null : authorization.reason;
+      // Session plumbing (initialize, tools/list, notifications) is authorized only; tool calls go through every stage.
+      const assessed = message.method === 'tools/call' && tool !== undefined
+        ? assessCall(call, tool, args ?? {}, denial, id ?? null, body.length)
+        : { decision: makeDecision(call, denial), retryAfterSeconds: null, rewritten: null };
+      perMessage.push({ message, assessed });
       if (message.type === 'request' && message.method === 'tools/list') toolsListIds.add(message.id);
     }
-    decisions = perMessage.map((m) => m.decision);
+    decisions = perMessage.map((m) => m.assessed.decision);
     const auditFailure = recordDecisions(decisions);
     if (auditFailure) return auditFailure;
-    if (!decisions.some(blocks)) return { request_body: { response: { status: 'CONTINUE' } } };
+    if (!decisions.some(blocks)) {
+      if (!perMessage.some((m) => m.assessed.rewritten)) return { request_body: { response: { status: 'CONTINUE' } } };
+      return replaceRequestBody(withRewrittenArguments(body, parsed.batch, perMessage.map((m) => m.assessed.rewritten)));
+    }
 
     // Refuse the whole body: a batch is not half-forwarded.
     answered = true;
     finish();
     const errors = perMessage
       .filter((m) => m.message.type === 'request')
-      .map(({ message, decision }) => {
+      .map(({ message, assessed: { decision, retryAfterSeconds } }) => {
         const id = (message as { id: JsonRpcId }).id;
         if (!blocks(decision)) {
           return jsonRpcError(id, jsonRpcCodes.policyDenied, 'refused because another request in the same batch was denied', { mandate: { code: 'batch_refused', configVersion: policy!.version } });
         }
         const reason = decision.reasons[0]!;
         const code = reason.stage === 'protocol' ? jsonRpcCodes.invalidParams : jsonRpcCodes.policyDenied;
-        return jsonRpcError(id, code, `Mandate: ${reason.message}`, { mandate: { code: reason.code, persona: route!.persona, configVersion: policy!.version } });
+        const retry = retryAfterSeconds === null ? '' : ` (retry after ${retryAfterSeconds} s)`;
+        return jsonRpcError(id, code, `Mandate: ${reason.message}${retry}`, {
+          mandate: { code: reason.code, persona: route!.persona, configVersion: policy!.version, ...(retryAfterSeconds === null ? {} : { retryAfterSeconds }) },
+        });
       });
     const payload = parsed.batch ? errors : errors[0];
     const firstDenied = decisions.find(blocks)!.reasons[0]!.code;
     if (payload === undefined) return immediate(202, '', [], firstDenied);
     return immediate(200, JSON.stringify(payload), [['content-type', 'application/json'], ['cache-control', 'no-store']], firstDenied);
+  }
+
+  /**
+   * The stages every tool call and REST operation passes, in order: authorization
+   * (already decided by the caller), data protection on what the agent sends, then
+   * behaviour. An enforced refusal stops the later stages; in monitor mode every
+   * stage runs and records what it would have done.
+   * `payload` is the tool arguments (MCP) or the raw body (REST, null without one).
+   */
+  function assessCall(call: AgentCall, tool: string, payload: unknown, authorization: DecisionReason | null, resultKey: string | number | null, requestBytes: number): AssessedCall {
+    const monitor = persona!.persona.mode === 'monitor';
+    const notes: DecisionReason[] = [];
+    let denial = authorization;
+    const deny = (reason: DecisionReason) => {
+      if (denial === null) denial = reason;
+      else notes.push(reason);
+    };
+    const toolClass = persona!.behaviour.classify(route!.upstream, tool).toolClass;
+    const destination: FlowEndpoint = { upstream: route!.upstream, environment: upstream!.environment, tool, toolClass };
+
+    let findings: DataFinding[] = [];
+    let rewritten: AssessedCall['rewritten'] = null;
+    if (denial === null || monitor) {
+      const protection =
+        payload instanceof Buffer
+          ? protectRequestBody(persona!.dataProtection, deps.flow, flowSession(), payload, destination)
+          : payload === null
+            ? null
+            : protectRequestJson(persona!.dataProtection, deps.flow, flowSession(), payload, destination);
+      if (protection) {
+        findings = protection.findings;
+        notes.push(...protection.notes);
+        if (protection.denial) deny(protection.denial);
+        if (protection.changed) rewritten = { value: protection.value };
+      }
+    }
+
+    let riskScore: number | null = null;
+    let retryAfterSeconds: number | null = null;
+    if (denial === null || monitor) {
+      const behaviourCall = behaviourCallOf(tool, toolClass, payload instanceof Buffer ? ((call as { body?: unknown }).body ?? null) : payload, requestBytes);
+      const check = checkBehaviour(deps.behaviour, persona!.behaviour, behaviourCall);
+      riskScore = check.riskScore;
+      if (check.stop) {
+        if (denial === null) retryAfterSeconds = check.retryAfterSeconds;
+        deny(check.stop);
+      }
+      notes.push(...check.notes);
+      if (resultKey !== null) pendingCalls.set(resultKey, { tool, behaviourCall });
+    }
+    return { decision: makeDecision(call, denial, { findings, riskScore, notes }), retryAfterSeconds, rewritten };
+  }
+
+  function behaviourCallOf(tool: string, toolClass: BehaviourCall['toolClass'], args: unknown, requestBytes: number): BehaviourCall {
+    return {
+      persona: route!.persona,
+      agent: credential!.agent,
+      user: null,
+      sessionId: context!.sessionId,
+      credentialId: credential!.id,
+      upstream: route!.upstream,
+      tool,
+      ...(toolClass ? { toolClass } : {}),
+      arguments: args,
+      requestBytes,
+    };
+  }
+
+  /** Data-flow memory is per Persona, agent and session (the credential when there is no MCP session). */
+  function flowSession(): string {
+    return `${route!.persona}\u0000${credential!.agent}\u0000${context!.sessionId !== null ? `s:${context!.sessionId}` : `c:${credential!.id}`}`;
   }
 
   /** Protocol 2026-07-28 puts the method and name in headers; they must agree with the body. */
@@ -306,16 +443,32 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
     const setHeaders: [string, string][] = [];
     if (policy) setHeaders.push(['x-mandate-config-version', String(policy.version)]);
     const contentType = (headers.get('content-type') ?? '').toLowerCase();
+    const endOfStream = request.response_headers?.end_of_stream === true;
+    const filterToolsList = toolsListIds.size > 0 && upstreamStatus === 200;
+    const restCall = pendingCalls.get(restResultKey);
+    if (route?.kind === 'rest' && restCall && persona) {
+      // A REST result is an error by its status; the body adds nothing the behaviour stage reads.
+      recordBehaviourResult(deps.behaviour, persona.behaviour, restCall.behaviourCall, { isError: (upstreamStatus ?? 500) >= 400 });
+    }
+    // Tool results are read when data protection inspects them or the behaviour stage counts them (MCP).
+    inspectResponse =
+      persona !== null &&
+      (persona.dataProtection.active || (route?.kind === 'mcp' && persona.behaviour.active)) &&
+      (route?.kind === 'rest' ? decisions.length > 0 && !decisions.some(blocks) : pendingCalls.size > 0);
     let mode_override: ProcessingResponse['mode_override'];
-    if (toolsListIds.size > 0 && upstreamStatus === 200 && request.response_headers?.end_of_stream !== true) {
+    if ((filterToolsList || inspectResponse) && !endOfStream) {
       // The tool list differs per Persona: no shared cache may keep it.
-      setHeaders.push(['cache-control', 'private, no-store']);
+      if (filterToolsList) setHeaders.push(['cache-control', 'private, no-store']);
+      responseIsJson = contentType.startsWith('application/json') || /\+json\b/.test(contentType);
       if (contentType.startsWith('text/event-stream')) {
-        responseFilter = 'sse';
+        responseMode = 'sse';
         sse = createSseSplitter();
+        if (inspectResponse && persona!.dataProtection.active) {
+          streamInspector = createStreamInspector(persona!.dataProtection, { direction: 'response', upstream: route!.upstream, ...responseToolContext(), contentType });
+        }
         mode_override = processingModeWithResponseBody('STREAMED');
-      } else if (contentType.startsWith('application/json')) {
-        responseFilter = 'json';
+      } else if (responseIsJson || (inspectResponse && persona!.dataProtection.active && contentType.startsWith('text/'))) {
+        responseMode = 'buffered';
         mode_override = processingModeWithResponseBody('BUFFERED');
       }
     }
@@ -325,34 +478,108 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
     };
   }
 
+  /** Data-protection rules may name the tool: known when the response answers exactly one call. */
+  function responseToolContext(): { tool?: string } {
+    if (pendingCalls.size !== 1) return {};
+    const only = pendingCalls.values().next().value;
+    return only ? { tool: only.tool } : {};
+  }
+
+  function responseOrigin(): FlowEndpoint {
+    return { upstream: route!.upstream, environment: upstream!.environment, ...responseToolContext() };
+  }
+
   function onResponseBody(chunk: Buffer, endOfStream: boolean): ProcessingResponse {
-    if (responseFilter === 'json') {
-      const filtered = filterJsonResponse(chunk);
-      return {
-        response_body: {
-          response: {
-            status: 'CONTINUE',
-            header_mutation: headerMutation([['content-length', String(filtered.length)]], []),
-            body_mutation: { body: filtered },
-          },
-        },
-      };
-    }
-    if (responseFilter === 'sse' && sse) {
-      const out: string[] = [];
-      for (const event of sse.push(chunk)) out.push(`${filterSseEvent(event)}\n\n`);
-      if (endOfStream) {
-        const rest = sse.rest();
-        if (rest.trim() !== '') out.push(rest);
-      } else if (sse.heldBytes() > (persona?.persona.maxBodyBytes ?? 4 * 1024 * 1024)) {
-        // One event larger than the Persona's body limit: cut it rather than hold unbounded memory.
-        sse.rest();
-        out.push(`event: message\ndata: ${JSON.stringify(jsonRpcError(null, jsonRpcCodes.unavailable, 'Mandate: an event exceeded the size limit and was dropped', { mandate: { code: 'event_too_large' } }))}\n\n`);
-      }
-      const body = Buffer.from(out.join(''), 'utf8');
-      return { response_body: { response: { status: 'CONTINUE', body_mutation: body.length > 0 ? { body } : { clear_body: true } } } };
-    }
+    if (responseMode === 'buffered') return onBufferedResponse(chunk);
+    if (responseMode === 'sse' && sse) return onSseResponseChunk(chunk, endOfStream);
     return { response_body: { response: { status: 'CONTINUE' } } };
+  }
+
+  /** A whole JSON (or text) response: filter the tool list, count the results, protect the data. */
+  function onBufferedResponse(original: Buffer): ProcessingResponse {
+    let body = original;
+    if (toolsListIds.size > 0 && upstreamStatus === 200 && responseIsJson) body = filterJsonResponse(body);
+    if (inspectResponse && route!.kind === 'mcp' && persona!.behaviour.active && responseIsJson) recordJsonResults(body);
+    if (inspectResponse && persona!.dataProtection.active) {
+      const protection = protectResponseBody(persona!.dataProtection, body, { upstream: route!.upstream, ...responseToolContext() });
+      responseFindings.push(...protection.findings);
+      rememberResponseValues(persona!.dataProtection, deps.flow, flowSession(), responseOrigin(), protection.fingerprints);
+      if (protection.blocked) {
+        const reason = blockedReason(protection.blocked, 'response');
+        if (route!.kind === 'rest') {
+          answered = true;
+          return immediate(502, problem(502, reason), [['content-type', 'application/problem+json']], reason.code);
+        }
+        body = Buffer.from(JSON.stringify(toolResultErrors(reason)), 'utf8');
+      } else if (protection.changed) {
+        body = protection.value;
+      }
+    }
+    if (body === original) return { response_body: { response: { status: 'CONTINUE' } } };
+    return {
+      response_body: {
+        response: {
+          status: 'CONTINUE',
+          header_mutation: headerMutation([['content-length', String(body.length)]], []),
+          body_mutation: { body },
+        },
+      },
+    };
+  }
+
+  /** One chunk of an event stream: whole events are filtered, counted and protected; a partial one waits. */
+  function onSseResponseChunk(chunk: Buffer, endOfStream: boolean): ProcessingResponse {
+    if (streamBlocked) return { response_body: { response: { status: 'CONTINUE', body_mutation: { clear_body: true } } } };
+    const out: string[] = [];
+    for (const event of sse!.push(chunk)) out.push(`${processSseEvent(event)}\n\n`);
+    if (endOfStream) {
+      const rest = sse!.rest();
+      if (rest.trim() !== '') out.push(rest);
+    } else if (sse!.heldBytes() > (persona?.persona.maxBodyBytes ?? 4 * 1024 * 1024)) {
+      // One event larger than the Persona's body limit: cut it rather than hold unbounded memory.
+      sse!.rest();
+      out.push(`event: message\ndata: ${JSON.stringify(jsonRpcError(null, jsonRpcCodes.unavailable, 'Mandate: an event exceeded the size limit and was dropped', { mandate: { code: 'event_too_large' } }))}\n\n`);
+    }
+    let body = Buffer.from(out.join(''), 'utf8');
+    if (streamInspector) {
+      body = Buffer.concat([streamInspector.push(body), endOfStream ? streamInspector.end() : Buffer.alloc(0)]);
+      const fingerprints = streamInspector.fingerprints();
+      rememberResponseValues(persona!.dataProtection, deps.flow, flowSession(), responseOrigin(), fingerprints.slice(streamFingerprintsSeen));
+      streamFingerprintsSeen = fingerprints.length;
+      const blocked = streamInspector.blocked();
+      if (blocked) {
+        // The inspector passes a blocked event through unchanged: replace it, and end what follows.
+        streamBlocked = true;
+        body = Buffer.from(`event: message\ndata: ${JSON.stringify(toolResultErrors(blockedReason(blocked, 'response'))[0] ?? null)}\n\n`, 'utf8');
+      }
+    }
+    return { response_body: { response: { status: 'CONTINUE', body_mutation: body.length > 0 ? { body } : { clear_body: true } } } };
+  }
+
+  /** JSON-RPC errors answering the pending tool calls, for a result that may not reach the agent. */
+  function toolResultErrors(reason: DecisionReason): unknown[] {
+    const ids = [...pendingCalls.keys()];
+    return (ids.length > 0 ? ids : [null]).map((id) =>
+      jsonRpcError(id, jsonRpcCodes.policyDenied, `Mandate: ${reason.message}`, { mandate: { code: reason.code, persona: route!.persona, configVersion: policy?.version ?? 0 } }),
+    );
+  }
+
+  /** Feeds each tool result in a JSON response to the behaviour engine. */
+  function recordJsonResults(body: Buffer): void {
+    let value: unknown;
+    try {
+      value = JSON.parse(body.toString('utf8'));
+    } catch {
+      return;
+    }
+    for (const message of Array.isArray(value) ? value : [value]) recordToolResult(message);
+  }
+
+  function recordToolResult(message: unknown): void {
+    const m = message as { id?: string | number; result?: unknown; error?: unknown } | null;
+    if (!m || typeof m !== 'object' || m.id === undefined) return;
+    const pending = pendingCalls.get(m.id);
+    if (pending) recordBehaviourResult(deps.behaviour, persona!.behaviour, pending.behaviourCall, behaviourResultOf(m));
   }
 
   function filterJsonResponse(body: Buffer): Buffer {
@@ -367,7 +594,7 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
     return Buffer.from(JSON.stringify(filtered), 'utf8');
   }
 
-  function filterSseEvent(event: { raw: string; data: string | null }): string {
+  function processSseEvent(event: { raw: string; data: string | null }): string {
     if (event.data === null) return event.raw;
     let value: unknown;
     try {
@@ -375,6 +602,7 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
     } catch {
       return event.raw;
     }
+    if (inspectResponse && route!.kind === 'mcp' && persona!.behaviour.active) recordToolResult(value);
     const filtered = filterToolsListMessage(value);
     return filtered === value ? event.raw : withData(event, JSON.stringify(filtered));
   }
@@ -384,18 +612,23 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
     if (!m || typeof m !== 'object' || m.id === undefined || !toolsListIds.has(m.id) || !m.result || !Array.isArray(m.result.tools)) return message;
     const grants = persona?.grants.get(route!.upstream);
     const tools = m.result.tools.filter((tool) => typeof (tool as { name?: unknown })?.name === 'string' && isToolVisible(grants, (tool as { name: string }).name));
+    // The server's own hints (annotations, description) sharpen how the behaviour stage classes each tool.
+    for (const tool of tools as { name: string; annotations?: Record<string, unknown>; description?: unknown }[]) {
+      persona?.behaviour.classify(route!.upstream, tool.name, tool.annotations, typeof tool.description === 'string' ? tool.description : undefined);
+    }
     return { ...m, result: { ...m.result, tools } };
   }
 
-  function makeDecision(call: AgentCall, denial: DecisionReason | null): Decision {
+  function makeDecision(call: AgentCall, denial: DecisionReason | null, extra: { findings?: DataFinding[]; riskScore?: number | null; notes?: DecisionReason[] } = {}): Decision {
     const monitor = persona?.persona.mode === 'monitor';
+    const notes = extra.notes ?? [];
     return {
       verdict: denial ? 'deny' : 'allow',
       // Protocol errors are refused even in monitor mode: the message cannot be forwarded meaningfully.
       enforced: denial ? !monitor || denial.stage === 'protocol' || denial.stage === 'authentication' : true,
-      reasons: denial ? [denial] : [],
-      findings: [],
-      riskScore: null,
+      reasons: denial ? [denial, ...notes] : notes,
+      findings: extra.findings ?? [],
+      riskScore: extra.riskScore ?? null,
       configVersion: policy?.version ?? 0,
       call,
       context: context ?? { persona: route?.persona ?? '', upstream: route?.upstream ?? '', agent: null, credentialId: null, sessionId: null, sourceAddress: null, requestId: null },
@@ -449,7 +682,8 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
   function finish(): void {
     if (finished) return;
     finished = true;
-    const outcome: DecisionOutcome = { latencyMs: deps.now() - startedAt, decisionMicros, upstreamStatus };
+    if (streamInspector) responseFindings.push(...streamInspector.findings());
+    const outcome: DecisionOutcome = { latencyMs: deps.now() - startedAt, decisionMicros, upstreamStatus, responseFindings };
     for (const decision of decisions) if (!blocks(decision)) deps.audit.outcome(decision, outcome);
   }
 
@@ -464,6 +698,33 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
   }
 
   return { handle, finish, internalError };
+}
+
+/** REST streams carry one call; its pending result is kept under this key. */
+const restResultKey = 'rest';
+
+/** The body with masked or redacted tool arguments put back in place (`rewritten` is per message, in body order). */
+function withRewrittenArguments(body: Buffer, batch: boolean, rewritten: ({ value: unknown } | null)[]): Buffer {
+  const value = JSON.parse(body.toString('utf8')) as unknown;
+  const messages = (batch ? value : [value]) as { params?: { arguments?: unknown } }[];
+  rewritten.forEach((r, index) => {
+    const params = messages[index]?.params;
+    if (r && params) params.arguments = r.value;
+  });
+  return Buffer.from(JSON.stringify(value), 'utf8');
+}
+
+/** A request body replaced before it reaches the upstream, with its new length. */
+function replaceRequestBody(body: Buffer): ProcessingResponse {
+  return {
+    request_body: {
+      response: {
+        status: 'CONTINUE',
+        header_mutation: headerMutation([['content-length', String(body.length)]], []),
+        body_mutation: { body },
+      },
+    },
+  };
 }
 
 function mcpCall(method: string, tool?: string, args?: unknown, id?: JsonRpcId): AgentCall {

@@ -1,14 +1,21 @@
 // Wires the ext_proc service: policy stream -> compiled policy -> gRPC server,
-// with the audit log as the decision recorder and a small HTTP endpoint for
-// health, readiness and metrics.
+// with the audit log as the decision recorder, the process-wide state of the
+// data-protection and behaviour stages (flow tracker, behaviour engine with its
+// session store and alert sink), and a small HTTP endpoint for health,
+// readiness, metrics and the quarantine list.
 import * as grpc from '@grpc/grpc-js';
-import { createServer, type Server } from 'node:http';
+import { randomBytes, timingSafeEqual } from 'node:crypto';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { performance } from 'node:perf_hooks';
 import { loadEnvoyApi } from '../proto/envoy-api.ts';
 import { auditEventFromDecision } from './audit/event.ts';
 import { openAuditLog } from './audit/log.ts';
+import { FlowTracker } from './dlp/flow.ts';
 import { createExtProcServer } from './grpc-server.ts';
 import { followPolicyStream } from './policy-source.ts';
+import type { AlertSink } from './sequence/alerts.ts';
+import { createBehaviourEngine, type BehaviourEngine } from './sequence/engine.ts';
+import { InMemorySessionStateStore } from './sequence/state-store.ts';
 
 export interface ExtProcOptions {
   listen: { address: string; port: number };
@@ -17,6 +24,8 @@ export interface ExtProcOptions {
   internalToken: string;
   auditDir: string;
   log: (event: string, fields: Record<string, unknown>) => void;
+  /** Where behaviour alerts go; default: the log. */
+  alertSink?: AlertSink;
 }
 
 export interface ExtProcService {
@@ -29,7 +38,11 @@ export async function startExtProc(options: ExtProcOptions): Promise<ExtProcServ
   const { log } = options;
   const api = loadEnvoyApi();
   const audit = openAuditLog({ directory: options.auditDir, onAlert: (alert) => log('audit_alert', { alert }) });
-  const policy = followPolicyStream({ url: `${options.controlPlaneUrl}/internal/v1/policy/stream`, token: options.internalToken, log });
+  // Data-flow fingerprints are keyed per process: they must match across config versions, never across restarts.
+  const policy = followPolicyStream({ url: `${options.controlPlaneUrl}/internal/v1/policy/stream`, token: options.internalToken, log, compile: { fingerprintKey: randomBytes(32) } });
+  const flow = new FlowTracker({ now: () => Date.now(), maxFingerprintsPerSession: 4096, ttlMs: 3_600_000, gradualCollectionThreshold: 50 });
+  const alertSink: AlertSink = options.alertSink ?? { emit: (alert) => log('behaviour_alert', { ...alert }), close: async () => {} };
+  const behaviour = createBehaviourEngine({ clock: () => Date.now(), store: new InMemorySessionStateStore(), alertSink });
   const server = createExtProcServer({
     service: api.extProcService,
     currentPolicy: policy.current,
@@ -39,7 +52,9 @@ export async function startExtProc(options: ExtProcOptions): Promise<ExtProcServ
       },
       outcome(decision, outcome) {
         try {
-          audit.append(auditEventFromDecision(decision, { kind: 'response', latencyMs: outcome.latencyMs, upstreamStatus: outcome.upstreamStatus }));
+          audit.append(
+            auditEventFromDecision(decision, { kind: 'response', latencyMs: outcome.latencyMs, upstreamStatus: outcome.upstreamStatus, responseFindings: outcome.responseFindings }),
+          );
         } catch (error) {
           log('audit_outcome_dropped', { error: (error as Error).message, requestId: decision.context.requestId });
         }
@@ -47,6 +62,8 @@ export async function startExtProc(options: ExtProcOptions): Promise<ExtProcServ
     },
     now: () => performance.now(),
     wallClock: () => Date.now(),
+    flow,
+    behaviour,
     log,
   });
   const grpcPort = await new Promise<number>((resolve, reject) =>
@@ -55,14 +72,17 @@ export async function startExtProc(options: ExtProcOptions): Promise<ExtProcServ
 
   const health: Server = createServer((request, response) => {
     const current = policy.current();
-    if (request.url === '/healthz') {
+    const path = (request.url ?? '/').split('?')[0] ?? '/';
+    if (path === '/healthz') {
       response.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ status: 'ok' }));
-    } else if (request.url === '/readyz') {
+    } else if (path === '/readyz') {
       response.writeHead(current ? 200 : 503, { 'content-type': 'application/json' }).end(JSON.stringify({ ready: current !== null, configVersion: current?.version ?? null }));
-    } else if (request.url === '/metrics') {
+    } else if (path === '/metrics') {
       response.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' }).end(audit.metrics());
+    } else if (path === '/v1/quarantine' || path.startsWith('/v1/quarantine/')) {
+      handleQuarantine(request, response, path, options.internalToken, behaviour, log);
     } else {
-      response.writeHead(404, { 'content-type': 'application/problem+json' }).end(JSON.stringify({ status: 404, code: 'not_found', title: 'no such endpoint' }));
+      sendProblem(response, 404, 'not_found', 'no such endpoint');
     }
   });
   await new Promise<void>((resolve, reject) => {
@@ -81,7 +101,58 @@ export async function startExtProc(options: ExtProcOptions): Promise<ExtProcServ
       await new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
       health.closeAllConnections?.();
       await new Promise<void>((resolve) => health.close(() => resolve()));
+      await alertSink.close();
       await audit.close();
     },
   };
+}
+
+/**
+ * GET /v1/quarantine lists quarantined agents; DELETE /v1/quarantine/{agent} releases one.
+ * Both need the internal token as a Bearer credential (docs/behaviour.md).
+ */
+function handleQuarantine(request: IncomingMessage, response: ServerResponse, path: string, internalToken: string, behaviour: BehaviourEngine, log: ExtProcOptions['log']): void {
+  if (!bearerMatches(request.headers.authorization, internalToken)) {
+    response.setHeader('www-authenticate', 'Bearer realm="mandate-ext-proc"');
+    sendProblem(response, 401, 'unauthorized', 'the quarantine API needs the internal token as a Bearer credential');
+    return;
+  }
+  if (path === '/v1/quarantine') {
+    if (request.method !== 'GET') {
+      response.setHeader('allow', 'GET');
+      sendProblem(response, 405, 'method_not_allowed', 'use GET to list quarantined agents');
+      return;
+    }
+    const agents = behaviour.quarantine.list().map((q) => ({ agent: q.agent, persona: q.persona, since: new Date(q.since).toISOString(), reason: q.reason }));
+    response.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ agents }));
+    return;
+  }
+  if (request.method !== 'DELETE') {
+    response.setHeader('allow', 'DELETE');
+    sendProblem(response, 405, 'method_not_allowed', 'use DELETE to release a quarantined agent');
+    return;
+  }
+  let agent: string;
+  try {
+    agent = decodeURIComponent(path.slice('/v1/quarantine/'.length));
+  } catch {
+    sendProblem(response, 400, 'invalid_request', 'the agent name is not valid percent-encoding');
+    return;
+  }
+  if (!behaviour.quarantine.release(agent)) {
+    sendProblem(response, 404, 'not_quarantined', `agent "${agent}" is not quarantined`);
+    return;
+  }
+  log('quarantine_released', { agent });
+  response.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ released: agent }));
+}
+
+function bearerMatches(header: string | undefined, token: string): boolean {
+  const presented = Buffer.from(/^Bearer (.+)$/.exec(header ?? '')?.[1] ?? '', 'utf8');
+  const expected = Buffer.from(token, 'utf8');
+  return presented.length === expected.length && timingSafeEqual(presented, expected);
+}
+
+function sendProblem(response: ServerResponse, status: number, code: string, title: string): void {
+  response.writeHead(status, { 'content-type': 'application/problem+json' }).end(JSON.stringify({ type: `https://mandate.dev/errors/${code}`, status, code, title }));
 }

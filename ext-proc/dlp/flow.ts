@@ -97,8 +97,12 @@ export class FlowTracker {
     return null;
   }
 
-  /** Checks values about to be sent in a request against what the session read earlier. */
-  checkRequest(session: string, destination: FlowDestination, fingerprints: ValueFingerprint[]): FlowViolation[] {
+  /**
+   * Checks values about to be sent in a request against what the session read earlier.
+   * `rules` overrides the tracker's rules: one tracker serves every Persona, each with its own rules.
+   */
+  checkRequest(session: string, destination: FlowDestination, fingerprints: ValueFingerprint[], rules?: DataFlowRule[]): FlowViolation[] {
+    const activeRules = rules && rules.length > 0 ? rules : this.#rules;
     const s = this.#sessions.get(session);
     if (!s) return [];
     const now = this.#options.now();
@@ -110,7 +114,7 @@ export class FlowTracker {
         s.values.delete(f.hash);
         continue;
       }
-      for (const rule of this.#rules) {
+      for (const rule of activeRules) {
         if (!ruleApplies(rule, r, destination)) continue;
         out.push({
           code: 'sensitive_data_flow_blocked',

@@ -5,7 +5,7 @@
 import { StringDecoder } from 'node:string_decoder';
 import type { DataFinding } from '../decision/decision.ts';
 import type { CompiledDataProtection } from './compile.ts';
-import { inspectJson, inspectText, type BlockedBy, type InspectContext } from './inspect.ts';
+import { inspectJson, inspectText, type BlockedBy, type InspectContext, type ValueFingerprint } from './inspect.ts';
 
 export interface StreamInspector {
   /** Returns the bytes that may be sent now (possibly empty while an event is incomplete). */
@@ -13,6 +13,8 @@ export interface StreamInspector {
   /** Flushes what is held back at the end of the stream. */
   end(): Buffer;
   findings(): DataFinding[];
+  /** Keyed hashes of the values found so far, for data-flow tracking (empty without a fingerprint key). */
+  fingerprints(): ValueFingerprint[];
   /** First block decision; the data path ends the stream with an error event when set. */
   blocked(): BlockedBy | null;
 }
@@ -28,11 +30,13 @@ export function createStreamInspector(
   const maxHold = compiled.ok ? compiled.policy.maxStreamHoldBytes : 65_536;
   const decoder = new StringDecoder('utf8');
   const found: DataFinding[] = [];
+  const prints: ValueFingerprint[] = [];
   let blocked: BlockedBy | null = null;
   let pending = '';
 
-  const note = (r: { findings: DataFinding[]; blocked: BlockedBy | null }) => {
+  const note = (r: { findings: DataFinding[]; blocked: BlockedBy | null; fingerprints: ValueFingerprint[] }) => {
     found.push(...r.findings);
+    prints.push(...r.fingerprints);
     blocked ??= r.blocked;
   };
 
@@ -111,6 +115,7 @@ export function createStreamInspector(
       return Buffer.from(out, 'utf8');
     },
     findings: () => [...found],
+    fingerprints: () => [...prints],
     blocked: () => blocked,
   };
 }

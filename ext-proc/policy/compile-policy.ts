@@ -4,10 +4,16 @@
 import { type AgentCredentialRecord, type ConfigIssue, type PolicySnapshot, type UpstreamCredentialHeader } from '../../config/bundle.ts';
 import type { Persona, Upstream } from '../../config/schema.ts';
 import { compileGrants, type CompiledUpstreamGrants } from '../authorization/compile-grants.ts';
+import { compileDataProtection, type CompiledDataProtectionOk } from '../dlp/compile.ts';
+import { compileBehaviour, type CompiledBehaviour } from '../sequence/compile.ts';
 
 export interface CompiledPersona {
   persona: Persona;
   grants: Map<string, CompiledUpstreamGrants>;
+  /** Sensitive-data protection; `active` is false when the Persona has no dataProtection block. */
+  dataProtection: CompiledDataProtectionOk;
+  /** Behaviour rules and guardrails; also the tool classifier every stage uses (even when `active` is false). */
+  behaviour: CompiledBehaviour;
 }
 
 export interface CompiledPolicy {
@@ -18,12 +24,22 @@ export interface CompiledPolicy {
   upstreamCredentials: Record<string, UpstreamCredentialHeader>;
 }
 
-export function compilePolicy(snapshot: PolicySnapshot): { ok: true; policy: CompiledPolicy } | { ok: false; issues: ConfigIssue[] } {
+export interface CompilePolicyOptions {
+  /**
+   * Key for data-flow fingerprints (HMAC). It must outlive config versions, so
+   * that a value read under one version is recognised under the next: the
+   * service creates it once per process.
+   */
+  fingerprintKey?: Buffer;
+}
+
+export function compilePolicy(snapshot: PolicySnapshot, options: CompilePolicyOptions = {}): { ok: true; policy: CompiledPolicy } | { ok: false; issues: ConfigIssue[] } {
   const issues: ConfigIssue[] = [];
   const personas = new Map<string, CompiledPersona>();
   const skillIndex = new Map(snapshot.bundle.skills.map((s, i) => [s.name, i]));
   snapshot.bundle.personas.forEach((persona, personaIndex) => {
-    const own = persona.grants.map((grant, i) => ({ grant, path: ['personas', personaIndex, 'grants', i] as (string | number)[] }));
+    const base = ['personas', personaIndex];
+    const own = persona.grants.map((grant, i) => ({ grant, path: [...base, 'grants', i] as (string | number)[] }));
     const fromSkills = persona.skills.flatMap((skillName) => {
       const index = skillIndex.get(skillName);
       const skill = index === undefined ? undefined : snapshot.bundle.skills[index];
@@ -31,7 +47,19 @@ export function compilePolicy(snapshot: PolicySnapshot): { ok: true; policy: Com
     });
     const compiled = compileGrants([...own, ...fromSkills]);
     issues.push(...compiled.issues);
-    personas.set(persona.name, { persona, grants: compiled.byUpstream });
+
+    const dataProtection = compileDataProtection(persona.dataProtection, {
+      monitor: persona.mode === 'monitor',
+      ...(options.fingerprintKey ? { fingerprintKey: options.fingerprintKey } : {}),
+      basePath: [...base, 'dataProtection'],
+    });
+    if (!dataProtection.ok) issues.push(...dataProtection.issues);
+    const behaviour = compileBehaviour(persona, snapshot.bundle.upstreams);
+    // compileBehaviour reports paths from the Persona ("behaviour", ...).
+    if (!behaviour.ok) issues.push(...behaviour.issues.map((issue) => ({ ...issue, path: [...base, ...issue.path] })));
+    if (dataProtection.ok && behaviour.ok) {
+      personas.set(persona.name, { persona, grants: compiled.byUpstream, dataProtection, behaviour: behaviour.compiled });
+    }
   });
   if (issues.length > 0) return { ok: false, issues };
   return {

@@ -226,8 +226,9 @@ function personaRoute(persona: Persona, upstream: Upstream, grants: Grant[], con
     [extProcFilterName]: {
       '@type': 'type.googleapis.com/envoy.extensions.filters.http.ext_proc.v3.ExtProcPerRoute',
       overrides: {
-        // MCP: the JSON-RPC body decides everything. REST: method and path decide; bodies only for CEL conditions.
-        processing_mode: processingMode(upstream.protocol === 'mcp' || restNeedsBody(grants, upstream) ? 'BUFFERED' : 'NONE', 'NONE'),
+        // MCP: the JSON-RPC body decides everything. REST: method and path decide; bodies only for CEL
+        // conditions and for data protection, which inspects (and may rewrite) what the agent sends.
+        processing_mode: processingMode(upstream.protocol === 'mcp' || restNeedsBody(grants, upstream) || persona.dataProtection !== undefined ? 'BUFFERED' : 'NONE', 'NONE'),
         grpc_initial_metadata: [
           { key: routeMetadataKeys.persona, value: persona.name },
           { key: routeMetadataKeys.upstream, value: upstream.name },

@@ -1,0 +1,68 @@
+// The data-protection stage as the data path calls it: inspect what the agent
+// sends and check it against what its session read earlier (data-flow rules);
+// inspect what the tool answers and remember the sensitive values it revealed.
+// Pure apart from the flow tracker, which the service owns.
+import type { Environment, ToolClass } from '../../config/schema.ts';
+import type { DataFinding, DecisionReason } from '../decision/decision.ts';
+import type { CompiledDataProtectionOk } from '../dlp/compile.ts';
+import type { FlowTracker } from '../dlp/flow.ts';
+import { blockedMessage, dataBlockedCode, inspectBody, inspectJson, type BlockedBy, type InspectResult, type ValueFingerprint } from '../dlp/inspect.ts';
+
+export interface FlowEndpoint {
+  upstream: string;
+  environment: Environment;
+  tool?: string;
+  toolClass?: ToolClass;
+}
+
+export interface RequestProtection<T> {
+  /** The value to forward: a masked or redacted copy when `changed`. */
+  value: T;
+  changed: boolean;
+  findings: DataFinding[];
+  /** Why the request must be refused (a block action or a flow rule); enforced unless the Persona monitors. */
+  denial: DecisionReason | null;
+  /** Flow rules with action `detect` that matched: recorded, never refused. */
+  notes: DecisionReason[];
+}
+
+/** Tool arguments (MCP) or a parsed body. */
+export function protectRequestJson<T>(dp: CompiledDataProtectionOk, flow: FlowTracker, flowSession: string, value: T, to: FlowEndpoint): RequestProtection<T> {
+  if (!dp.active) return { value, changed: false, findings: [], denial: null, notes: [] };
+  return withFlowCheck(dp, flow, flowSession, inspectJson(dp, value, { direction: 'request', upstream: to.upstream, ...(to.tool ? { tool: to.tool } : {}) }), to);
+}
+
+/** A raw request body (REST): JSON is parsed only when something may match. */
+export function protectRequestBody(dp: CompiledDataProtectionOk, flow: FlowTracker, flowSession: string, body: Buffer, to: FlowEndpoint): RequestProtection<Buffer> {
+  if (!dp.active) return { value: body, changed: false, findings: [], denial: null, notes: [] };
+  return withFlowCheck(dp, flow, flowSession, inspectBody(dp, body, { direction: 'request', upstream: to.upstream, ...(to.tool ? { tool: to.tool } : {}) }), to);
+}
+
+function withFlowCheck<T>(dp: CompiledDataProtectionOk, flow: FlowTracker, flowSession: string, result: InspectResult<T>, to: FlowEndpoint): RequestProtection<T> {
+  const blocked = result.blocked ?? result.wouldBlock;
+  let denial: DecisionReason | null = blocked ? blockedReason(blocked, 'request') : null;
+  const notes: DecisionReason[] = [];
+  if (dp.policy.flow.enabled && result.fingerprints.length > 0) {
+    for (const violation of flow.checkRequest(flowSession, to, result.fingerprints, dp.policy.flow.rules)) {
+      const reason: DecisionReason = { stage: 'data-protection', code: violation.code, message: violation.message };
+      if (violation.action === 'block' && denial === null) denial = reason;
+      else notes.push(reason);
+    }
+  }
+  return { value: result.value, changed: result.changed, findings: result.findings, denial, notes };
+}
+
+/** A buffered response body (JSON or text). In monitor mode nothing changes and nothing is blocked. */
+export function protectResponseBody(dp: CompiledDataProtectionOk, body: Buffer, from: { upstream: string; tool?: string }): InspectResult<Buffer> {
+  return inspectBody(dp, body, { direction: 'response', upstream: from.upstream, ...(from.tool ? { tool: from.tool } : {}) });
+}
+
+/** Remembers the values a tool result revealed, so a later request cannot carry them where they may not go. */
+export function rememberResponseValues(dp: CompiledDataProtectionOk, flow: FlowTracker, flowSession: string, from: FlowEndpoint, fingerprints: ValueFingerprint[]): void {
+  if (!dp.policy.flow.enabled || fingerprints.length === 0) return;
+  flow.recordResponse(flowSession, { upstream: from.upstream, environment: from.environment, ...(from.tool ? { tool: from.tool } : {}) }, fingerprints);
+}
+
+export function blockedReason(blocked: BlockedBy, direction: 'request' | 'response'): DecisionReason {
+  return { stage: 'data-protection', code: dataBlockedCode, message: blockedMessage(blocked, direction) };
+}
