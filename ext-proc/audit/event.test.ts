@@ -48,3 +48,16 @@ describe('auditEventFromDecision', () => {
     assert.notEqual(argumentsDigest({ a: 1 }), argumentsDigest({ a: 2 }));
   });
 });
+
+describe('normaliseEventInput', () => {
+  it('gives what the zod schema gives, for sparse and full inputs', async () => {
+    const { auditEventInputSchema, normaliseEventInput } = await import('./event.ts');
+    const sparse = { kind: 'alert' as const, alert: { name: 'x', severity: 'info' as const, message: 'm' } };
+    assert.deepEqual(normaliseEventInput(sparse), auditEventInputSchema.parse(sparse));
+    const admin = { kind: 'admin' as const, admin: { actor: 'a', action: 'b', target: 'c', beforeVersion: 1, afterVersion: 2 } };
+    assert.deepEqual(normaliseEventInput(admin), auditEventInputSchema.parse(admin));
+    const full = auditEventFromDecision(allow({ kind: 'mcp', method: 'tools/call', tool: 't', arguments: { a: 1 } }, context, 1), { latencyMs: 1 });
+    assert.deepEqual(normaliseEventInput(full), auditEventInputSchema.parse(full));
+    assert.throws(() => normaliseEventInput({ kind: 'nonsense' as 'alert' }), /unknown audit event kind/);
+  });
+});

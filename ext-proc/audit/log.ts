@@ -7,7 +7,7 @@ import { existsSync, mkdirSync, readFileSync, unlinkSync, writeFileSync } from '
 import { join } from 'node:path';
 import type { ChainPosition } from './chain.ts';
 import { loadSigningKey, loadVerifyKey, signCheckpoint, type SigningKey } from './checkpoint.ts';
-import { auditEventInputSchema, type AdminAction, type AuditAlert, type AuditEvent, type AuditEventInput } from './event.ts';
+import { normaliseEventInput, type AdminAction, type AuditAlert, type AuditEvent, type AuditEventInput } from './event.ts';
 import { journalFiles, openJournalWriter, readJournal, JournalWriteError, type JournalWriter } from './journal.ts';
 import { createAuditMetrics } from './metrics.ts';
 import { queryAuditEvents, type AuditFilter, type AuditPage, type AuditPageRequest } from './query.ts';
@@ -130,6 +130,7 @@ export function openAuditLog(options: AuditLogOptions): AuditLog {
   for (const file of journalFiles(journalDirectory)) unlinkSync(file.path);
   const journal: JournalWriter = openJournalWriter(journalDirectory, head.seq + 1);
   let nextSeq = head.seq + 1;
+  let lastAt = store.lastTimeMs();
   journalSyncedSeq = head.seq;
 
   const pending: EncodedEvent[] = [];
@@ -223,8 +224,10 @@ export function openAuditLog(options: AuditLogOptions): AuditLog {
       }
       throw new AuditBackpressureError('audit_backlog_full', `audit backlog is full (${pending.length} events waiting for storage)`);
     }
-    const fields = auditEventInputSchema.parse(input);
-    const event: AuditEvent = { seq: nextSeq, at: clock(), ...fields };
+    const fields = normaliseEventInput(input);
+    // Never earlier than the previous event: time order is seq order, which the indexes rely on.
+    lastAt = Math.max(lastAt, clock());
+    const event: AuditEvent = { seq: nextSeq, at: lastAt, ...fields };
     const body = JSON.stringify(event);
     try {
       journal.write(`${body}\n`);

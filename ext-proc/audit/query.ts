@@ -1,7 +1,7 @@
 // Search the audit trail: by agent, user, Persona, tool, verdict, kind, session,
 // request and time, newest first, with an opaque cursor. Each filter column
 // has an (column, at_ms) index, so pages stay fast on millions of events.
-import { and, asc, desc, eq, gt, gte, lt, type SQL } from 'drizzle-orm';
+import { and, asc, desc, eq, gt, gte, lt, sql, type SQL } from 'drizzle-orm';
 import { z } from 'zod';
 import { auditEvents } from './schema.ts';
 import type { AuditStore } from './store.ts';
@@ -58,8 +58,11 @@ export function filterConditions(filter: AuditFilter): SQL[] {
   if (filter.user !== undefined) conditions.push(eq(auditEvents.user, filter.user));
   if (filter.persona !== undefined) conditions.push(eq(auditEvents.persona, filter.persona));
   if (filter.tool !== undefined) conditions.push(eq(auditEvents.tool, filter.tool));
-  if (filter.verdict !== undefined) conditions.push(eq(auditEvents.verdict, filter.verdict));
-  if (filter.kind !== undefined) conditions.push(eq(auditEvents.kind, filter.kind));
+  // verdict and kind have two to four values: when a selective filter is also
+  // present, the unary + keeps SQLite from choosing their index over it.
+  const selective = conditions.length > 0 || filter.sessionId !== undefined || filter.requestId !== undefined;
+  if (filter.verdict !== undefined) conditions.push(selective ? sql`+${auditEvents.verdict} = ${filter.verdict}` : eq(auditEvents.verdict, filter.verdict));
+  if (filter.kind !== undefined) conditions.push(selective ? sql`+${auditEvents.kind} = ${filter.kind}` : eq(auditEvents.kind, filter.kind));
   if (filter.sessionId !== undefined) conditions.push(eq(auditEvents.sessionId, filter.sessionId));
   if (filter.requestId !== undefined) conditions.push(eq(auditEvents.requestId, filter.requestId));
   if (filter.fromMs !== undefined) conditions.push(gte(auditEvents.atMs, filter.fromMs));
@@ -78,7 +81,9 @@ export function queryAuditEvents(store: AuditStore, filter: AuditFilter, page: A
     .select({ seq: auditEvents.seq, body: auditEvents.body })
     .from(auditEvents)
     .where(conditions.length ? and(...conditions) : undefined)
-    .orderBy(order === 'newest' ? desc(auditEvents.seq) : asc(auditEvents.seq))
+    // at_ms never decreases with seq (the log makes its clock monotonic), so this
+    // is seq order, and it is the order of every (column, at_ms) index: no sort.
+    .orderBy(...(order === 'newest' ? [desc(auditEvents.atMs), desc(auditEvents.seq)] : [asc(auditEvents.atMs), asc(auditEvents.seq)]))
     .limit(limit + 1)
     .toSQL();
   const rows = store.prepare(query.sql).all(...query.params) as { seq: number; body: string }[];
