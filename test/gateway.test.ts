@@ -129,7 +129,7 @@ describe('REST upstream', () => {
       headers: { authorization: `Bearer ${gateway.tokens['support-agent']}`, 'x-mandate-persona': 'research-agent' },
     });
     assert.equal(response.status, 200);
-    const body = await response.json();
+    const body = (await response.json()) as any;
     assert.equal(body.ticket.title, 'Printer on fire');
     assert.equal(body.received.authorization, 'Bearer demo-backend-token');
     assert.deepEqual(body.received.mandateHeaders, {}, 'client-supplied x-mandate-* headers never reach the upstream');
@@ -139,7 +139,7 @@ describe('REST upstream', () => {
     const response = await fetch(`${gateway.gatewayUrl}${support}/tickets/tickets/1`, { method: 'DELETE', headers: { authorization: `Bearer ${gateway.tokens['support-agent']}` } });
     assert.equal(response.status, 403);
     assert.match(response.headers.get('content-type') ?? '', /application\/problem\+json/);
-    const problem = await response.json();
+    const problem = (await response.json()) as any;
     assert.equal(problem.code, 'operation_not_granted');
     assert.equal(problem.status, 403);
   });
@@ -148,10 +148,10 @@ describe('REST upstream', () => {
     const headers = { authorization: `Bearer ${gateway.tokens['support-agent']}` };
     const allowed = await fetch(`${gateway.gatewayUrl}${support}/tickets/tickets?project=DEMO`, { headers });
     assert.equal(allowed.status, 200);
-    assert.equal((await allowed.json()).tickets.length, 2);
+    assert.equal(((await allowed.json()) as any).tickets.length, 2);
     const refused = await fetch(`${gateway.gatewayUrl}${support}/tickets/tickets?project=INTERNAL`, { headers });
     assert.equal(refused.status, 403);
-    assert.equal((await refused.json()).code, 'condition_not_met');
+    assert.equal(((await refused.json()) as any).code, 'condition_not_met');
   });
 
   test('path traversal cannot reach an ungranted operation', async () => {
@@ -293,13 +293,13 @@ describe('bad input', () => {
   test('an unsupported HTTP method: 405', async () => {
     const response = await fetch(`${gateway.gatewayUrl}${support}/everything`, { method: 'PUT', headers: auth(), body: '{}' });
     assert.equal(response.status, 405);
-    assert.equal((await response.json()).code, 'method_not_allowed');
+    assert.equal(((await response.json()) as any).code, 'method_not_allowed');
   });
 
   test('an unknown path: 404 problem from Envoy', async () => {
     const response = await fetch(`${gateway.gatewayUrl}/nowhere`);
     assert.equal(response.status, 404);
-    assert.equal((await response.json()).code, 'unknown_endpoint');
+    assert.equal(((await response.json()) as any).code, 'unknown_endpoint');
   });
 
   test('a dead ext_proc fails closed with 503 (status_on_error), and service resumes when it is back', async () => {
@@ -350,7 +350,7 @@ describe('control plane', () => {
 async function waitForExtProcVersion(version: number): Promise<void> {
   const deadline = Date.now() + 5000;
   for (;;) {
-    const ready = await (await fetch(`http://127.0.0.1:${gateway.ports.extProcHealth}/readyz`)).json();
+    const ready = (await (await fetch(`http://127.0.0.1:${gateway.ports.extProcHealth}/readyz`)).json()) as { configVersion?: number };
     if ((ready.configVersion ?? 0) >= version) return;
     if (Date.now() > deadline) throw new Error(`ext_proc did not reach config version ${version}`);
     await new Promise((r) => setTimeout(r, 20));
