@@ -10,7 +10,7 @@ const log = (event: string, fields: Record<string, unknown>) => process.stdout.w
 try {
   const env = process.env;
   const dataDir = resolve(env.MANDATE_DATA_DIR ?? '.data');
-  const internalToken = env.MANDATE_INTERNAL_TOKEN ?? readFileSync(join(dataDir, 'internal-token'), 'utf8').trim();
+  const internalToken = env.MANDATE_INTERNAL_TOKEN ?? readFileSync(env.MANDATE_INTERNAL_TOKEN_FILE ?? join(dataDir, 'internal-token'), 'utf8').trim();
   const service = await startExtProc({
     listen: parseHostPort(env.MANDATE_EXT_PROC_LISTEN ?? '127.0.0.1:9002', 'MANDATE_EXT_PROC_LISTEN'),
     health: parseHostPort(env.MANDATE_EXT_PROC_HEALTH_LISTEN ?? '127.0.0.1:9003', 'MANDATE_EXT_PROC_HEALTH_LISTEN'),
