@@ -52,6 +52,8 @@ export interface UpstreamCredentialHeader {
 export interface PolicySnapshot {
   version: number;
   createdAt: string;
+  /** Who made this version and what changed; the data path records it in the audit chain. */
+  revision?: { actor: string; summary: string };
   bundle: ConfigBundle;
   credentials: AgentCredentialRecord[];
   upstreamCredentials: Record<string, UpstreamCredentialHeader>;

@@ -64,10 +64,10 @@ export function openConfigStore(options: { path: string; env?: Record<string, st
   const listeners = new Set<(snapshot: PolicySnapshot) => void>();
   let snapshot = buildSnapshot();
 
-  function readLatest(): { version: number; createdAt: string; bundle: ConfigBundle } {
+  function readLatest(): { version: number; createdAt: string; actor: string; summary: string; bundle: ConfigBundle } {
     const row = statements.latestRevision.get();
     if (!row) throw new Error('the revisions table is empty; the store was not initialised');
-    return { version: row.version, createdAt: row.createdAt, bundle: configBundleSchema.parse(JSON.parse(row.bundleJson)) };
+    return { version: row.version, createdAt: row.createdAt, actor: row.actor, summary: row.summary, bundle: configBundleSchema.parse(JSON.parse(row.bundleJson)) };
   }
 
   function buildSnapshot(): PolicySnapshot {
@@ -80,6 +80,7 @@ export function openConfigStore(options: { path: string; env?: Record<string, st
     return deepFreeze({
       version: latest.version,
       createdAt: latest.createdAt,
+      revision: { actor: latest.actor, summary: latest.summary },
       bundle: latest.bundle,
       credentials: records,
       upstreamCredentials: resolveUpstreamCredentials(latest.bundle, env).headers,
