@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
@@ -97,6 +97,32 @@ describe('audit log', () => {
     assert.throws(() => log.store.sqlite.exec('DELETE FROM audit_checkpoints'), /append-only/);
     await log.close();
     assert.equal(verifyAuditDirectory(directory).ok, true);
+  });
+});
+
+describe('archiving', () => {
+  it('moves records up to a checkpoint into a segment that verify still checks', async () => {
+    const directory = freshDirectory();
+    const log = openAuditLog({ directory });
+    for (let i = 0; i < 3; i += 1) {
+      appendCalls(log, 10);
+      await log.flush();
+    }
+    const segment = await log.archive(25);
+    assert.deepEqual(segment && [segment.fromSeq, segment.toSeq], [1, 20]);
+    assert.deepEqual(log.query({}, { limit: 100, order: 'oldest' }).events.map((e) => e.seq)[0], 21);
+    assert.throws(() => log.store.sqlite.exec('DELETE FROM audit_events WHERE seq = 21'), /append-only/);
+    appendCalls(log, 5);
+    await log.close();
+    const result = verifyAuditDirectory(directory);
+    assert.equal(result.ok, true, result.firstBad?.message);
+    assert.equal(result.archivesVerified, 1);
+    assert.equal(result.recordsChecked, 35);
+
+    const file = join(directory, 'archive', segment!.file);
+    writeFileSync(file, readFileSync(file, 'utf8').replace('/src/3', '/src/4'));
+    const tampered = verifyAuditDirectory(directory);
+    assert.deepEqual([tampered.firstBad?.code, tampered.firstBad?.seq], ['archive_mismatch', 1]);
   });
 });
 
