@@ -45,7 +45,11 @@ export const toolClassificationSchema = z
 const httpUrlSchema = z
   .string()
   .url()
-  .refine((value) => /^https?:\/\//.test(value), 'must be an http:// or https:// URL');
+  .refine((value) => /^https?:\/\//.test(value), 'must be an http:// or https:// URL')
+  .refine((value) => {
+    const url = URL.canParse(value) ? new URL(value) : null;
+    return url !== null && url.port !== '0' && url.search === '' && url.hash === '' && url.username === '' && url.password === '';
+  }, 'must not carry a query, a fragment, credentials or port 0 (put credentials in auth)');
 
 export const upstreamSchema = z
   .object({
