@@ -317,7 +317,10 @@ function resolveOverlaps(matches: Match[]): Match[] {
   for (const m of matches) {
     const last = kept[kept.length - 1];
     if (last && last.segment === m.segment && m.start < last.end) {
-      const better = m.confidence > last.confidence || (m.confidence === last.confidence && m.end - m.start > last.end - last.start);
+      // A detector with a shape of its own (a vendor token, a card) names the data better than a
+      // keyword-gated catch-all over the same text, whatever the catch-all's context boost.
+      const specific = Number(!m.detector.requiresContext) - Number(!last.detector.requiresContext);
+      const better = specific > 0 || (specific === 0 && (m.confidence > last.confidence || (m.confidence === last.confidence && m.end - m.start > last.end - last.start)));
       if (better) kept[kept.length - 1] = m;
       continue;
     }

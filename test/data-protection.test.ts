@@ -1,0 +1,245 @@
+// Sensitive-data protection end to end through the real Envoy: tool arguments
+// and REST bodies are masked or refused before the upstream sees them, tool
+// results are masked in JSON and in a server-sent event split across chunks,
+// values read in a session cannot flow to egress tools or to development
+// upstreams, monitor mode records without changing anything, and no raw value
+// is ever written under the gateway's data directory.
+import assert from 'node:assert/strict';
+import type { Server } from 'node:http';
+import { after, before, describe, test } from 'node:test';
+import { McpError } from '@modelcontextprotocol/sdk/types.js';
+import { startGatewayFixture, type GatewayFixture } from './support/gateway-fixture.ts';
+import { auditRows, filesContaining } from './support/audit-reader.ts';
+import { close, createRecordingMcpServer, listen, type RecordingMcpServer } from './support/recording-mcp-server.ts';
+import { createRestEchoServer, type RestEchoServer } from './support/rest-echo-server.ts';
+import { createSplitSseUpstream } from './support/split-sse-upstream.ts';
+
+// Test values with valid shapes and checksums (they are not real credentials or cards).
+const awsKey = 'AKIAZ3MQ7HW2XK4JLP5R';
+const githubToken = 'ghp_16C7e42F292c6912E7710c838347Ae178B4a';
+const billingCard = '4539 1488 0343 6467';
+const otherCard = '4111 1111 1111 1111';
+const streamedCard = '4716 3915 8245 7610';
+
+let gateway: GatewayFixture;
+let billing: RecordingMcpServer;
+let mailer: RecordingMcpServer;
+let devbox: RecordingMcpServer;
+let restEcho: RestEchoServer;
+let sseUpstream: Server;
+const tokens: Record<string, string> = {};
+
+const dataProtection = {
+  profiles: ['pci-dss', 'secrets'],
+  defaultAction: 'mask',
+  rules: [{ detectors: ['github-personal-access-token'], direction: 'request', action: 'block' }],
+};
+
+before(async () => {
+  billing = createRecordingMcpServer({ read_card: () => `Card on file: ${billingCard}`, save_note: () => 'saved' });
+  mailer = createRecordingMcpServer({ send_email: () => 'sent' });
+  devbox = createRecordingMcpServer({ store_note: () => 'stored' });
+  restEcho = createRestEchoServer({ secretInAnswer: otherCard });
+  sseUpstream = createSplitSseUpstream({ resultText: `Card on file: ${streamedCard}`, splitInside: streamedCard, offset: 7, pauseMs: 150 });
+  const [billingPort, mailerPort, devboxPort, restPort, ssePort] = await Promise.all([listen(billing.server), listen(mailer.server), listen(devbox.server), listen(restEcho.server), listen(sseUpstream)]);
+  gateway = await startGatewayFixture({ demo: false });
+  const upstream = (name: string, port: number, environment: string, protocol = 'mcp', path = '/mcp') => ({ kind: 'Upstream', name, protocol, url: `http://127.0.0.1:${port}${path}`, environment });
+  const allTools = [
+    { upstream: 'billing', tools: [{ name: 'read_card' }, { name: 'save_note' }] },
+    { upstream: 'mailer', tools: [{ name: 'send_email' }] },
+    { upstream: 'devbox', tools: [{ name: 'store_note' }] },
+    { upstream: 'billing-stream', tools: [{ name: 'read_card' }] },
+    { upstream: 'notes-api', operations: [{ method: 'POST', path: '/notes' }] },
+  ];
+  await gateway.apply([
+    upstream('billing', billingPort!, 'production'),
+    upstream('mailer', mailerPort!, 'production'),
+    upstream('devbox', devboxPort!, 'development'),
+    upstream('billing-stream', ssePort!, 'production'),
+    upstream('notes-api', restPort!, 'production', 'rest', '/api'),
+    { kind: 'Persona', name: 'dlp-guard', description: 'Masks cards and credentials, refuses GitHub tokens.', grants: allTools, dataProtection },
+    { kind: 'Persona', name: 'dlp-monitor', description: 'Same data protection, monitored only.', mode: 'monitor', grants: allTools, dataProtection },
+    {
+      kind: 'Persona',
+      name: 'flow-guard',
+      description: 'Sees card numbers, but may not send them out or to development.',
+      grants: allTools,
+      dataProtection: { profiles: ['pci-dss'], defaultAction: 'detect', flow: { enabled: true } },
+    },
+  ]);
+  for (const persona of ['dlp-guard', 'dlp-monitor', 'flow-guard']) tokens[persona] = (await gateway.issueToken(persona, `${persona}-agent`)).token;
+});
+
+after(async () => {
+  await gateway?.stop();
+  for (const server of [billing?.server, mailer?.server, devbox?.server, restEcho?.server, sseUpstream]) if (server) await close(server);
+});
+
+const endpoint = (persona: string, upstream: string) => `/personas/${persona}/${upstream}`;
+
+async function rawToolCall(persona: string, upstream: string, tool: string, args: Record<string, unknown>, id = 1): Promise<{ status: number; contentType: string; text: string }> {
+  const response = await fetch(`${gateway.gatewayUrl}${endpoint(persona, upstream)}`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream', authorization: `Bearer ${tokens[persona]}`, 'mcp-protocol-version': '2025-06-18' },
+    body: JSON.stringify({ jsonrpc: '2.0', id, method: 'tools/call', params: { name: tool, arguments: args } }),
+  });
+  return { status: response.status, contentType: response.headers.get('content-type') ?? '', text: await response.text() };
+}
+
+function resultText(result: { content?: unknown }): string {
+  return (result.content as { type: string; text: string }[]).map((c) => c.text).join('\n');
+}
+
+describe('request side: agent to tool', () => {
+  test('a credential in a tool argument is masked before the upstream sees it', async () => {
+    const client = await gateway.mcpClient(endpoint('dlp-guard', 'billing'), tokens['dlp-guard']!);
+    const result = await client.callTool({ name: 'save_note', arguments: { note: `deploy with ${awsKey} tonight`, id: 'n-1' } });
+    assert.equal(resultText(result), 'saved');
+    const received = billing.calls.filter((c) => c.tool === 'save_note').at(-1)!.arguments as { note: string; id: string };
+    assert.ok(!received.note.includes(awsKey), `the upstream received the raw key: ${received.note}`);
+    assert.match(received.note, /^deploy with \*{8,} tonight$/);
+    assert.equal(received.id, 'n-1', 'arguments without sensitive data are forwarded unchanged');
+    await client.close();
+  });
+
+  test('a block rule refuses the call with -32001, naming the detector group, never the value', async () => {
+    const before = billing.calls.length;
+    const client = await gateway.mcpClient(endpoint('dlp-guard', 'billing'), tokens['dlp-guard']!);
+    await assert.rejects(
+      () => client.callTool({ name: 'save_note', arguments: { note: `token ${githubToken}` } }),
+      (error: unknown) => {
+        assert.ok(error instanceof McpError);
+        assert.equal(error.code, -32001);
+        assert.match(error.message, /credentials data \(github-personal-access-token\)/);
+        assert.ok(!error.message.includes(githubToken));
+        assert.equal((error.data as { mandate: { code: string } }).mandate.code, 'sensitive_data_blocked');
+        return true;
+      },
+    );
+    assert.equal(billing.calls.length, before, 'the refused call never reached the upstream');
+    await client.close();
+  });
+
+  test('a REST JSON body is masked, with a content length that matches the new body', async () => {
+    const response = await fetch(`${gateway.gatewayUrl}${endpoint('dlp-guard', 'notes-api')}/notes`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${tokens['dlp-guard']}` },
+      body: JSON.stringify({ note: 'rotate', key: awsKey }),
+    });
+    assert.equal(response.status, 200);
+    const answer = (await response.json()) as { received: { note: string; key: string }; contentLengthMatched: boolean; account: { card: string } };
+    assert.equal(restEcho.bodies.at(-1)!.includes(awsKey), false, 'the upstream never saw the raw key');
+    assert.match(answer.received.key, /^\*+$/);
+    assert.equal(answer.received.note, 'rotate');
+    assert.equal(answer.contentLengthMatched, true);
+    // The REST answer is inspected too: the card the upstream returned reaches the agent masked.
+    assert.equal(answer.account.card, '**** **** **** 1111');
+  });
+
+  test('a REST body with a blocked value is refused with an RFC 9457 403', async () => {
+    const before = restEcho.bodies.length;
+    const response = await fetch(`${gateway.gatewayUrl}${endpoint('dlp-guard', 'notes-api')}/notes`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${tokens['dlp-guard']}` },
+      body: JSON.stringify({ note: githubToken }),
+    });
+    assert.equal(response.status, 403);
+    assert.match(response.headers.get('content-type') ?? '', /problem\+json/);
+    const problem = (await response.json()) as { code: string; title: string };
+    assert.equal(problem.code, 'sensitive_data_blocked');
+    assert.match(problem.title, /credentials/);
+    assert.ok(!JSON.stringify(problem).includes(githubToken));
+    assert.equal(restEcho.bodies.length, before);
+  });
+});
+
+describe('response side: tool to agent', () => {
+  test('a card number in a JSON tool result reaches the agent masked', async () => {
+    const client = await gateway.mcpClient(endpoint('dlp-guard', 'billing'), tokens['dlp-guard']!);
+    const result = await client.callTool({ name: 'read_card', arguments: {} });
+    assert.equal(resultText(result), 'Card on file: **** **** **** 6467');
+    await client.close();
+  });
+
+  test('a card number split across two SSE chunks is masked, and the event stays valid', async () => {
+    const response = await rawToolCall('dlp-guard', 'billing-stream', 'read_card', {}, 41);
+    assert.equal(response.status, 200);
+    assert.match(response.contentType, /text\/event-stream/);
+    assert.ok(!response.text.includes(streamedCard), 'the raw card reached the agent');
+    assert.ok(!response.text.includes('4716 39'), 'no part of the card before the cut leaked');
+    const data = response.text.split('\n').find((l) => l.startsWith('data: '))!;
+    const message = JSON.parse(data.slice(6)) as { id: number; result: { content: { text: string }[] } };
+    assert.equal(message.id, 41);
+    assert.equal(message.result.content[0]!.text, 'Card on file: **** **** **** 7610');
+  });
+});
+
+describe('data-flow control', () => {
+  test('a card read from billing cannot be sent to an email tool in the same session; an unseen card can', async () => {
+    const client = await gateway.mcpClient(endpoint('flow-guard', 'billing'), tokens['flow-guard']!);
+    const read = await client.callTool({ name: 'read_card', arguments: {} });
+    assert.equal(resultText(read), `Card on file: ${billingCard}`, 'detect-only: the agent may see the card');
+    await client.close();
+
+    const mail = await gateway.mcpClient(endpoint('flow-guard', 'mailer'), tokens['flow-guard']!);
+    const before = mailer.calls.length;
+    await assert.rejects(
+      () => mail.callTool({ name: 'send_email', arguments: { to: 'x@example.com', text: `the card is ${billingCard}` } }),
+      (error: unknown) => error instanceof McpError && error.code === -32001 && (error.data as { mandate: { code: string } }).mandate.code === 'sensitive_data_flow_blocked',
+    );
+    assert.equal(mailer.calls.length, before, 'the blocked email never reached the mailer');
+    const unseen = await mail.callTool({ name: 'send_email', arguments: { to: 'x@example.com', text: `a different card ${otherCard}` } });
+    assert.equal(resultText(unseen), 'sent', 'a value the session never read from another upstream is not a flow');
+    await mail.close();
+  });
+
+  test('a value read from a production upstream cannot be written to a development upstream', async () => {
+    const client = await gateway.mcpClient(endpoint('flow-guard', 'billing'), tokens['flow-guard']!);
+    await client.callTool({ name: 'read_card', arguments: {} });
+    await client.close();
+    const dev = await gateway.mcpClient(endpoint('flow-guard', 'devbox'), tokens['flow-guard']!);
+    await assert.rejects(
+      () => dev.callTool({ name: 'store_note', arguments: { note: billingCard } }),
+      (error: unknown) => error instanceof McpError && /production\) may not be sent to tool "store_note" on upstream "devbox" \(development\)/.test(error.message),
+    );
+    assert.equal(devbox.calls.length, 0);
+    const clean = await dev.callTool({ name: 'store_note', arguments: { note: 'nothing sensitive' } });
+    assert.equal(resultText(clean), 'stored');
+    await dev.close();
+  });
+});
+
+describe('monitor mode and the audit trail', () => {
+  test('a monitor-mode Persona records findings but neither masks nor blocks', async () => {
+    const client = await gateway.mcpClient(endpoint('dlp-monitor', 'billing'), tokens['dlp-monitor']!);
+    const saved = await client.callTool({ name: 'save_note', arguments: { note: `token ${githubToken}` } });
+    assert.equal(resultText(saved), 'saved');
+    assert.equal((billing.calls.at(-1)!.arguments as { note: string }).note, `token ${githubToken}`, 'monitor mode forwards the value unchanged');
+    const read = await client.callTool({ name: 'read_card', arguments: {} });
+    assert.equal(resultText(read), `Card on file: ${billingCard}`);
+    await client.close();
+
+    const rows = await auditRows(gateway.dataDir, 'dlp-monitor', (r) => r.some((e) => e.kind === 'response' && e.tool === 'read_card'));
+    const blocked = rows.find((r) => r.kind === 'decision' && r.tool === 'save_note')!;
+    assert.equal(blocked.verdict, 'deny');
+    assert.equal(blocked.body.enforced, false);
+    assert.equal(blocked.body.reasons[0]!.code, 'sensitive_data_blocked');
+    assert.deepEqual(blocked.body.findingTypes, ['github-personal-access-token/credentials']);
+    const response = rows.find((r) => r.kind === 'response' && r.tool === 'read_card')!;
+    assert.deepEqual(response.body.findingTypes, ['payment-card-visa/financial']);
+  });
+
+  test('findings reach the audit trail as types; no raw value is stored anywhere under the data dir', async () => {
+    const rows = await auditRows(gateway.dataDir, 'dlp-guard', (r) => r.some((e) => e.kind === 'response' && e.tool === 'read_card'));
+    const masked = rows.find((r) => r.kind === 'decision' && r.tool === 'save_note' && r.verdict === 'allow')!;
+    assert.deepEqual(masked.body.findingTypes, ['aws-access-key-id/credentials']);
+    assert.match(JSON.stringify(masked.body.maskedArguments), /\[redacted:aws-access-key-id\/credentials\]/);
+    const refused = rows.find((r) => r.kind === 'decision' && r.verdict === 'deny' && r.tool === 'save_note')!;
+    assert.equal(refused.body.reasons[0]!.code, 'sensitive_data_blocked');
+    // Give the log a moment to flush, then search every file: databases, journals, process logs.
+    await new Promise((r) => setTimeout(r, 200));
+    for (const secret of [awsKey, githubToken, billingCard, streamedCard, otherCard]) {
+      assert.deepEqual(filesContaining(gateway.dataDir, secret), [], `"${secret.slice(0, 4)}…" was written to disk`);
+    }
+  });
+});
