@@ -20,6 +20,7 @@ export function createExtProcServer(options: ExtProcServerOptions): grpc.Server 
     'grpc.keepalive_permit_without_calls': 1,
     // grpc-node.max_session_memory is left unset: grpc-js then disables the limit; any finite value makes Node refuse streams (REFUSED_STREAM) under load.
   });
+  disableNagle(server);
   server.addService(options.service, {
     Process(call: grpc.ServerDuplexStream<ProcessingRequest, ProcessingResponse>) {
       const route = routeIdentityFromMetadata((key) => {
@@ -56,4 +57,15 @@ export function createExtProcServer(options: ExtProcServerOptions): grpc.Server 
     },
   });
   return server;
+}
+
+/**
+ * grpc-js creates its HTTP/2 server without TCP_NODELAY. A response is written as
+ * several small segments (HEADERS, DATA); with Nagle's algorithm the later ones wait
+ * for Envoy's delayed ACK, adding tens of milliseconds per message. grpc-js exposes no
+ * option for it, so the flag is added to the options it passes to http2.createServer.
+ */
+function disableNagle(server: grpc.Server): void {
+  const internals = server as unknown as { commonServerOptions?: Record<string, unknown> };
+  if (internals.commonServerOptions) internals.commonServerOptions.noDelay = true;
 }
