@@ -1,0 +1,90 @@
+// The processor without Envoy: Envoy's messages in, ProcessingResponses out,
+// for the stage wiring that the end-to-end suites cannot observe directly
+// (chunk-by-chunk output of a streamed result, the rewritten request body).
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { test } from 'node:test';
+import { configBundleSchema } from '../config/bundle.ts';
+import type { Decision } from './decision/decision.ts';
+import { FlowTracker } from './dlp/flow.ts';
+import type { ProcessingRequest, ProcessingResponse } from './envoy-messages.ts';
+import { compilePolicy, type CompiledPolicy } from './policy/compile-policy.ts';
+import { createStreamProcessor, type ProcessorDependencies } from './processor.ts';
+import { MemoryAlertSink } from './sequence/alerts.ts';
+import { createBehaviourEngine } from './sequence/engine.ts';
+import { InMemorySessionStateStore } from './sequence/state-store.ts';
+
+const secret = 'A'.repeat(43);
+const token = `mnd_0123456789ab_${secret}`;
+const card = '4539 1488 0343 6467';
+
+function policyWith(persona: Record<string, unknown>): CompiledPolicy {
+  const bundle = configBundleSchema.parse({
+    upstreams: [{ kind: 'Upstream', name: 'billing', protocol: 'mcp', url: 'http://127.0.0.1:1/mcp' }],
+    personas: [{ kind: 'Persona', name: 'p', description: 'test', grants: [{ upstream: 'billing', tools: [{ name: '*' }] }], ...persona }],
+  });
+  const credential = { id: '0123456789ab', agent: 'agent-1', persona: 'p', secretHash: createHash('sha256').update(secret).digest('hex'), createdAt: '2026-01-01T00:00:00Z', expiresAt: null };
+  const compiled = compilePolicy({ version: 1, createdAt: '2026-01-01T00:00:00Z', bundle, credentials: [credential], upstreamCredentials: {} }, { fingerprintKey: Buffer.alloc(32, 1) });
+  assert.ok(compiled.ok);
+  return compiled.policy;
+}
+
+function deps(policy: CompiledPolicy, decisions: Decision[] = []): ProcessorDependencies {
+  return {
+    currentPolicy: () => policy,
+    audit: { decision: (d) => decisions.push(d), outcome: () => {} },
+    now: () => performance.now(),
+    wallClock: () => Date.now(),
+    flow: new FlowTracker({ now: () => Date.now(), maxFingerprintsPerSession: 64, ttlMs: 60_000, gradualCollectionThreshold: 50 }),
+    behaviour: createBehaviourEngine({ clock: () => Date.now(), store: new InMemorySessionStateStore(), alertSink: new MemoryAlertSink() }),
+  };
+}
+
+const headers = (entries: Record<string, string>) => ({ headers: { headers: Object.entries(entries).map(([key, value]) => ({ key, value })) } });
+const route = { persona: 'p', upstream: 'billing', kind: 'mcp' as const, pathPrefix: '/personas/p/billing', configVersion: 1 };
+
+function startToolCall(processor: ReturnType<typeof createStreamProcessor>, args: unknown): ProcessingResponse | null {
+  processor.handle({ request: 'request_headers', request_headers: { ...headers({ ':method': 'POST', ':path': '/personas/p/billing', 'content-type': 'application/json', authorization: `Bearer ${token}` }) } });
+  const body = Buffer.from(JSON.stringify({ jsonrpc: '2.0', id: 9, method: 'tools/call', params: { name: 'save_note', arguments: args } }));
+  return processor.handle({ request: 'request_body', request_body: { body, end_of_stream: true } });
+}
+
+test('a streamed result is held only until the split value is whole, then sent masked', () => {
+  const processor = createStreamProcessor(route, deps(policyWith({ dataProtection: { profiles: ['pci-dss'] } })));
+  startToolCall(processor, {});
+  const onHeaders = processor.handle({ request: 'response_headers', response_headers: headers({ ':status': '200', 'content-type': 'text/event-stream' }) } as ProcessingRequest);
+  assert.equal(onHeaders?.mode_override?.response_body_mode, 'STREAMED');
+  const event = `event: message\ndata: ${JSON.stringify({ jsonrpc: '2.0', id: 9, result: { content: [{ type: 'text', text: `card ${card}` }] } })}\n\n`;
+  const cut = event.indexOf(card) + 7;
+  const first = processor.handle({ request: 'response_body', response_body: { body: Buffer.from(event.slice(0, cut)), end_of_stream: false } });
+  const firstOut = first?.response_body?.response?.body_mutation;
+  assert.ok(firstOut && 'clear_body' in firstOut, 'nothing of the incomplete event is released');
+  const second = processor.handle({ request: 'response_body', response_body: { body: Buffer.from(event.slice(cut)), end_of_stream: true } });
+  const secondOut = second?.response_body?.response?.body_mutation;
+  assert.ok(secondOut && 'body' in secondOut);
+  const text = secondOut.body.toString('utf8');
+  assert.ok(!text.includes(card));
+  assert.match(text, /"card \*\*\*\* \*\*\*\* \*\*\*\* 6467"/);
+});
+
+test('masked arguments replace the request body, with the new content length', () => {
+  const decisions: Decision[] = [];
+  const processor = createStreamProcessor(route, deps(policyWith({ dataProtection: { profiles: ['pci-dss'] } }), decisions));
+  const response = startToolCall(processor, { note: `pay with ${card}`, id: 'x' });
+  const mutation = response?.request_body?.response;
+  assert.ok(mutation?.body_mutation && 'body' in mutation.body_mutation);
+  const forwarded = JSON.parse(mutation.body_mutation.body.toString('utf8'));
+  assert.deepEqual(forwarded.params.arguments, { note: 'pay with **** **** **** 6467', id: 'x' });
+  assert.equal(forwarded.id, 9);
+  const length = mutation.header_mutation?.set_headers?.find((h) => h.header.key === 'content-length');
+  assert.equal(length?.header.raw_value.toString(), String(mutation.body_mutation.body.length));
+  assert.deepEqual(decisions.at(-1)!.findings.map((f) => [f.detector, f.action, f.direction]), [['payment-card-visa', 'mask', 'request']]);
+});
+
+test('without data protection or behaviour, tool results are not asked for', () => {
+  const processor = createStreamProcessor(route, deps(policyWith({})));
+  const response = startToolCall(processor, { note: `pay with ${card}` });
+  assert.deepEqual(response, { request_body: { response: { status: 'CONTINUE' } } });
+  const onHeaders = processor.handle({ request: 'response_headers', response_headers: headers({ ':status': '200', 'content-type': 'application/json' }) } as ProcessingRequest);
+  assert.equal(onHeaders?.mode_override, undefined);
+});
