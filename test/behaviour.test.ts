@@ -73,8 +73,8 @@ const mandateError = (code: string) => (error: unknown) => {
   return true;
 };
 
-function text(result: { content?: unknown }): string {
-  return (result.content as { text: string }[]).map((c) => c.text).join('\n');
+function text(result: object): string {
+  return (result as { content: { text: string }[] }).content.map((c) => c.text).join('\n');
 }
 
 describe('sequence rules', () => {

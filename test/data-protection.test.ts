@@ -86,8 +86,8 @@ async function rawToolCall(persona: string, upstream: string, tool: string, args
   return { status: response.status, contentType: response.headers.get('content-type') ?? '', text: await response.text() };
 }
 
-function resultText(result: { content?: unknown }): string {
-  return (result.content as { type: string; text: string }[]).map((c) => c.text).join('\n');
+function resultText(result: object): string {
+  return (result as { content: { text: string }[] }).content.map((c) => c.text).join('\n');
 }
 
 describe('request side: agent to tool', () => {
