@@ -61,13 +61,20 @@ before(async () => {
     { kind: 'Persona', name: 'dlp-monitor', description: 'Same data protection, monitored only.', mode: 'monitor', grants: allTools, dataProtection },
     {
       kind: 'Persona',
+      name: 'dlp-strict',
+      description: 'Card numbers may not reach the agent at all.',
+      grants: allTools,
+      dataProtection: { profiles: ['pci-dss'], rules: [{ groups: ['financial'], direction: 'response', action: 'block' }] },
+    },
+    {
+      kind: 'Persona',
       name: 'flow-guard',
       description: 'Sees card numbers, but may not send them out or to development.',
       grants: allTools,
       dataProtection: { profiles: ['pci-dss'], defaultAction: 'detect', flow: { enabled: true } },
     },
   ]);
-  for (const persona of ['dlp-guard', 'dlp-monitor', 'flow-guard']) tokens[persona] = (await gateway.issueToken(persona, `${persona}-agent`)).token;
+  for (const persona of ['dlp-guard', 'dlp-monitor', 'dlp-strict', 'flow-guard']) tokens[persona] = (await gateway.issueToken(persona, `${persona}-agent`)).token;
 });
 
 after(async () => {
@@ -171,6 +178,34 @@ describe('response side: tool to agent', () => {
     const message = JSON.parse(data.slice(6)) as { id: number; result: { content: { text: string }[] } };
     assert.equal(message.id, 41);
     assert.equal(message.result.content[0]!.text, 'Card on file: **** **** **** 7610');
+  });
+});
+
+describe('response blocks', () => {
+  test('a blocked tool result is replaced by a JSON-RPC error for that call (JSON and SSE)', async () => {
+    const client = await gateway.mcpClient(endpoint('dlp-strict', 'billing'), tokens['dlp-strict']!);
+    await assert.rejects(
+      () => client.callTool({ name: 'read_card', arguments: {} }),
+      (error: unknown) => error instanceof McpError && error.code === -32001 && /tool result contain financial data \(payment-card-visa\)/.test(error.message) && !error.message.includes(billingCard),
+    );
+    await client.close();
+    const streamed = await rawToolCall('dlp-strict', 'billing-stream', 'read_card', {}, 77);
+    assert.ok(!streamed.text.includes(streamedCard) && !streamed.text.includes('4716 39'));
+    const data = JSON.parse(streamed.text.split('\n').find((l) => l.startsWith('data: '))!.slice(6)) as { id: number; error: { code: number; data: { mandate: { code: string } } } };
+    assert.equal(data.id, 77);
+    assert.equal(data.error.data.mandate.code, 'sensitive_data_blocked');
+  });
+
+  test('a blocked REST answer becomes a 502 problem', async () => {
+    const response = await fetch(`${gateway.gatewayUrl}${endpoint('dlp-strict', 'notes-api')}/notes`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${tokens['dlp-strict']}` },
+      body: JSON.stringify({ note: 'hello' }),
+    });
+    assert.equal(response.status, 502);
+    const text = await response.text();
+    assert.ok(!text.includes(otherCard));
+    assert.equal((JSON.parse(text) as { code: string }).code, 'sensitive_data_blocked');
   });
 });
 
