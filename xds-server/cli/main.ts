@@ -39,6 +39,7 @@ Status:
   status [-o table|json|yaml]                 config version and per-Envoy ACK/NACK
 Other stages:
   dlp ..., simulate ..., audit ..., report ...
+  quarantine list | quarantine release AGENT   behaviour quarantine, asked of ext_proc
 
 Options: --server URL (or MANDATE_ADMIN_URL, default http://127.0.0.1:18080)
 Token:   MANDATE_ADMIN_TOKEN, or the file $MANDATE_DATA_DIR/admin-token (default .data/admin-token)
@@ -57,6 +58,7 @@ const dispatchedCommands: Record<string, StageCommand> = {
   simulate: { module: '../../ext-proc/sequence/cli.ts', prefix: [] },
   audit: { module: '../../ext-proc/audit/cli.ts', prefix: [] },
   report: { module: '../../ext-proc/audit/cli.ts', prefix: ['report'] },
+  quarantine: { module: '../../ext-proc/sequence/quarantine-cli.ts', prefix: [] },
 };
 
 const collections = {
