@@ -101,6 +101,9 @@ export function openJournalWriter(directory: string, firstSeq: number) {
       current = openFile(nextSeq);
       bytes = 0;
     },
+    hasOlderFiles(): boolean {
+      return older.length > 0;
+    },
     /** Remove older files whose every event is at or below `committedSeq`. */
     removeCommitted(committedSeq: number): void {
       const boundaries = [...older.map((f) => f.firstSeq), current.firstSeq];

@@ -127,7 +127,9 @@ export function openAuditLog(options: AuditLogOptions): AuditLog {
   }
   for (let i = 0; i < toReplay.length; i += batchSize) head = store.appendChained(toReplay.slice(i, i + batchSize), head);
   if (head.seq > lastCheckpointSeq) writeCheckpoint();
-  for (const file of journalFiles(journalDirectory)) unlinkSync(file.path);
+  const oldJournals = journalFiles(journalDirectory);
+  if (oldJournals.length > 0 && !store.makeDurable()) throw new Error('audit store could not be synced after journal replay; retry when no reader holds it');
+  for (const file of oldJournals) unlinkSync(file.path);
   const journal: JournalWriter = openJournalWriter(journalDirectory, head.seq + 1);
   let nextSeq = head.seq + 1;
   let lastAt = store.lastTimeMs();
@@ -206,7 +208,8 @@ export function openAuditLog(options: AuditLogOptions): AuditLog {
     pending.splice(0, batch.length);
     batchesCommitted += 1;
     if (journal.size() >= journalRotateBytes) journal.rotate(nextSeq);
-    journal.removeCommitted(head.seq);
+    // A journal file goes only once the commits it backs are synced to the database file.
+    if (journal.hasOlderFiles() && store.makeDurable()) journal.removeCommitted(head.seq);
     if (listeners.size > 0) {
       const events = batch.map((e) => e.event);
       for (const listener of listeners) listener(events);
@@ -269,7 +272,7 @@ export function openAuditLog(options: AuditLogOptions): AuditLog {
         if (timer) clearTimeout(timer);
         if (immediate) clearImmediate(immediate);
         journal.close();
-        journal.removeCommitted(head.seq);
+        if (journal.hasOlderFiles() && store.makeDurable()) journal.removeCommitted(head.seq);
         store.close();
         releaseLock();
       }

@@ -114,8 +114,9 @@ export function openAuditStore(path: string, options: StoreOptions = {}) {
   // 64 MiB of page cache: the secondary indexes take random inserts.
   sqlite.exec('PRAGMA busy_timeout = 5000; PRAGMA cache_size = -65536');
   if (!options.readonly) {
-    // FULL: a commit is on disk when it returns, so the journal can be trimmed behind it.
-    sqlite.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA wal_autocheckpoint = 10000');
+    // NORMAL: commits do not fsync (the journal already holds every event);
+    // makeDurable() syncs before any journal file is deleted.
+    sqlite.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA wal_autocheckpoint = 10000');
     sqlite.exec(ddl);
     if (options.maxStorageBytes !== undefined) {
       const pageSize = (prepare('PRAGMA page_size').get() as { page_size: number }).page_size;
@@ -170,6 +171,11 @@ export function openAuditStore(path: string, options: StoreOptions = {}) {
       if (row) return { seq: row.seq, hash: row.hash };
       const archive = lastArchive.get() as { toSeq: number; lastHash: string } | undefined;
       return archive ? { seq: archive.toSeq, hash: archive.lastHash } : { seq: 0, hash: genesisHash };
+    },
+    /** Copy every commit into the database file and fsync it. False if readers kept it from completing. */
+    makeDurable(): boolean {
+      const result = prepare('PRAGMA wal_checkpoint(FULL)').get() as { busy: number; log: number; checkpointed: number };
+      return result.busy === 0 && result.checkpointed === result.log;
     },
     /** Time of the newest record, 0 if none. */
     lastTimeMs(): number {
