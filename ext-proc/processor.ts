@@ -118,6 +118,8 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
   /** Allowed calls whose results the response stages look at, by JSON-RPC id (REST: one, keyed "rest"). */
   const pendingCalls = new Map<string | number, PendingCall>();
   let responseMode: 'none' | 'buffered' | 'sse' = 'none';
+  /** This stream is the session's GET event stream (server-to-client messages). */
+  let serverEventStream = false;
   let responseIsJson = false;
   let inspectResponse = false;
   let sse: SseSplitter | null = null;
@@ -196,6 +198,8 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
   function onMcpRequestHeaders(method: string, endOfStream: boolean): ProcessingResponse {
     if (method === 'GET' || method === 'DELETE') {
       // The server-to-client event stream and session termination: the session's own plumbing.
+      // What the GET stream carries is still inspected (see onResponseHeaders).
+      serverEventStream = method === 'GET';
       const decision = makeDecision(mcpCall(`http/${method}`), null);
       decisions.push(decision);
       return recordDecisions([decision]) ?? continueRequestHeaders();
@@ -444,7 +448,10 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
     if (policy) setHeaders.push(['x-mandate-config-version', String(policy.version)]);
     const contentType = (headers.get('content-type') ?? '').toLowerCase();
     const endOfStream = request.response_headers?.end_of_stream === true;
-    const filterToolsList = toolsListIds.size > 0 && upstreamStatus === 200;
+    // Answers can also arrive on the session's GET event stream (resumed or server-routed): every
+    // tool list there is filtered by its shape, and results are inspected when data protection is on.
+    const eventStreamToInspect = serverEventStream && upstreamStatus === 200 && contentType.startsWith('text/event-stream');
+    const filterToolsList = (toolsListIds.size > 0 || eventStreamToInspect) && upstreamStatus === 200;
     const restCall = pendingCalls.get(restResultKey);
     if (route?.kind === 'rest' && restCall && persona) {
       // A REST result is an error by its status; the body adds nothing the behaviour stage reads.
@@ -454,7 +461,7 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
     inspectResponse =
       persona !== null &&
       (persona.dataProtection.active || (route?.kind === 'mcp' && persona.behaviour.active)) &&
-      (route?.kind === 'rest' ? decisions.length > 0 && !decisions.some(blocks) : pendingCalls.size > 0);
+      (route?.kind === 'rest' ? decisions.length > 0 && !decisions.some(blocks) : pendingCalls.size > 0 || eventStreamToInspect);
     let mode_override: ProcessingResponse['mode_override'];
     if ((filterToolsList || inspectResponse) && !endOfStream) {
       // The tool list differs per Persona: no shared cache may keep it.
@@ -609,7 +616,8 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
 
   function filterToolsListMessage(message: unknown): unknown {
     const m = message as { id?: string | number; result?: { tools?: unknown } } | null;
-    if (!m || typeof m !== 'object' || m.id === undefined || !toolsListIds.has(m.id) || !m.result || !Array.isArray(m.result.tools)) return message;
+    if (!m || typeof m !== 'object' || m.id === undefined || !m.result || !Array.isArray(m.result.tools)) return message;
+    if (!toolsListIds.has(m.id) && !(serverEventStream && looksLikeToolList(m.result.tools))) return message;
     const grants = persona?.grants.get(route!.upstream);
     const tools = m.result.tools.filter((tool) => typeof (tool as { name?: unknown })?.name === 'string' && isToolVisible(grants, (tool as { name: string }).name));
     // The server's own hints (annotations, description) sharpen how the behaviour stage classes each tool.
@@ -824,4 +832,12 @@ function sourceAddressOf(request: ProcessingRequest): string | null {
   const fieldEntries = Array.isArray(fields) ? fields : Object.entries(fields).map(([key, value]) => ({ key, value }));
   const address = fieldEntries.find((f) => f.key === 'source.address')?.value;
   return address?.string_value ?? null;
+}
+
+/** A tools/list result by its shape: every entry has a name and an input schema. */
+function looksLikeToolList(tools: unknown[]): boolean {
+  return tools.every((tool) => {
+    const t = tool as { name?: unknown; inputSchema?: unknown } | null;
+    return t !== null && typeof t === 'object' && typeof t.name === 'string' && t.inputSchema !== null && typeof t.inputSchema === 'object';
+  });
 }

@@ -2,7 +2,7 @@
 // clients talk to Persona endpoints; the control plane, ext_proc, the MCP
 // reference server and a REST API run as separate processes.
 import assert from 'node:assert/strict';
-import type { Server } from 'node:http';
+import { createServer, type Server } from 'node:http';
 import { after, before, describe, test } from 'node:test';
 import { McpError } from '@modelcontextprotocol/sdk/types.js';
 import { adminRequest, freePort, waitForEnvoyVersion } from '../deploy/gateway-processes.ts';
@@ -93,6 +93,22 @@ describe('MCP through Envoy with the official SDK client', () => {
     await client.close();
   });
 
+  test('every MCP protocol revision negotiates through the gateway', async () => {
+    for (const version of ['2024-11-05', '2025-03-26', '2025-06-18', '2025-11-25', '2026-07-28']) {
+      const headers: Record<string, string> = { ...mcpJsonHeaders, authorization: `Bearer ${gateway.tokens['support-agent']}` };
+      // 2026-07-28 clients name the method in a header, which must agree with the body.
+      if (version === '2026-07-28') Object.assign(headers, { 'mcp-protocol-version': version, 'mcp-method': 'initialize' });
+      const response = await post(`${support}/everything`, initialize(1, version), headers);
+      assert.equal(response.status, 200, `${version}: ${response.text.slice(0, 200)}`);
+      if (!response.text) throw new Error(`${version}: empty 200 answer, headers ${JSON.stringify([...response.headers])}`);
+      // Newer servers prime the stream with an empty event (resumability); the answer is the event with data.
+      const data = response.text.split('\n').find((line) => line.startsWith('data: ') && line.length > 6);
+      const result = JSON.parse(data ? data.slice(6) : response.text).result;
+      assert.equal(typeof result.protocolVersion, 'string', version);
+      if (version !== '2026-07-28') assert.equal(result.protocolVersion, version, 'the reference server speaks this revision');
+    }
+  });
+
   test('a JSON (non-SSE) upstream has its tools/list filtered too, and marked private to caches', async () => {
     const version = await gateway.apply([
       { kind: 'Upstream', name: 'json-tickets', protocol: 'mcp', url: `http://127.0.0.1:${jsonUpstreamPort}/mcp` },
@@ -120,6 +136,38 @@ describe('MCP through Envoy with the official SDK client', () => {
     assert.deepEqual((await client.listTools()).tools.map((t) => t.name).sort(), ['list_tickets', 'read_ticket']);
     await assert.rejects(() => client.callTool({ name: 'send_email', arguments: {} }), (e: unknown) => e instanceof McpError && e.code === -32001);
     await client.close();
+  });
+});
+
+describe('the session GET event stream', () => {
+  test('a tool list arriving on the GET stream is filtered too', async () => {
+    const port = await freePort();
+    const tools = ['echo', 'get-env', 'delete-everything'].map((name) => ({ name, inputSchema: { type: 'object' } }));
+    const upstream = createServer((request, response) => {
+      if (request.method !== 'GET') {
+        response.writeHead(405).end();
+        return;
+      }
+      response.writeHead(200, { 'content-type': 'text/event-stream' });
+      response.write(`event: message\nid: 1\ndata: ${JSON.stringify({ jsonrpc: '2.0', id: 99, result: { tools } })}\n\n`);
+      response.end(`event: message\ndata: ${JSON.stringify({ jsonrpc: '2.0', method: 'notifications/tools/list_changed' })}\n\n`);
+    });
+    await new Promise<void>((resolve) => upstream.listen(port, '127.0.0.1', () => resolve()));
+    try {
+      await gateway.apply([
+        { kind: 'Upstream', name: 'events', protocol: 'mcp', url: `http://127.0.0.1:${port}/mcp` },
+        { kind: 'Persona', name: 'listener', description: 'Uses echo only.', grants: [{ upstream: 'events', tools: [{ name: 'echo' }] }] },
+      ]);
+      const { token } = await gateway.issueToken('listener', 'listener-1');
+      const response = await fetch(`${gateway.gatewayUrl}/personas/listener/events`, { headers: { authorization: `Bearer ${token}`, accept: 'text/event-stream' } });
+      assert.equal(response.status, 200);
+      const text = await response.text();
+      const data = text.split('\n').filter((line) => line.startsWith('data: ')).map((line) => JSON.parse(line.slice(6)));
+      assert.deepEqual(data[0].result.tools.map((t: { name: string }) => t.name), ['echo']);
+      assert.equal(data[1].method, 'notifications/tools/list_changed', 'other events pass unchanged');
+    } finally {
+      await new Promise<void>((resolve) => upstream.close(() => resolve()));
+    }
   });
 });
 
