@@ -13,7 +13,9 @@ import { openAuditLog } from './audit/log.ts';
 import { FlowTracker } from './dlp/flow.ts';
 import { createExtProcServer } from './grpc-server.ts';
 import { followPolicyStream } from './policy-source.ts';
-import type { AlertSink } from './sequence/alerts.ts';
+import { FanOutAlertSink, type AlertSink } from './sequence/alerts.ts';
+import type { CompiledPolicy } from './policy/compile-policy.ts';
+import type { AuditLog } from './audit/log.ts';
 import { createBehaviourEngine, type BehaviourEngine } from './sequence/engine.ts';
 import { InMemorySessionStateStore } from './sequence/state-store.ts';
 
@@ -39,9 +41,44 @@ export async function startExtProc(options: ExtProcOptions): Promise<ExtProcServ
   const api = loadEnvoyApi();
   const audit = openAuditLog({ directory: options.auditDir, onAlert: (alert) => log('audit_alert', { alert }) });
   // Data-flow fingerprints are keyed per process: they must match across config versions, never across restarts.
-  const policy = followPolicyStream({ url: `${options.controlPlaneUrl}/internal/v1/policy/stream`, token: options.internalToken, log, compile: { fingerprintKey: randomBytes(32) } });
+  // Every config version this replica enforces lands in its audit chain once: who changed what.
+  let lastAuditedVersion = lastAdminEventVersion(audit);
+  const recordConfigChange = (installed: CompiledPolicy) => {
+    if (installed.version <= lastAuditedVersion) return;
+    audit.appendAdminEvent({
+      actor: installed.revision?.actor ?? 'unknown',
+      action: 'config.apply',
+      target: 'config',
+      beforeVersion: lastAuditedVersion > 0 ? lastAuditedVersion : null,
+      afterVersion: installed.version,
+      detail: installed.revision?.summary ?? '',
+    });
+    lastAuditedVersion = installed.version;
+  };
+  const policy = followPolicyStream({
+    url: `${options.controlPlaneUrl}/internal/v1/policy/stream`,
+    token: options.internalToken,
+    log,
+    compile: { fingerprintKey: randomBytes(32) },
+    onPolicy: recordConfigChange,
+  });
   const flow = new FlowTracker({ now: () => Date.now(), maxFingerprintsPerSession: 4096, ttlMs: 3_600_000, gradualCollectionThreshold: 50 });
-  const alertSink: AlertSink = options.alertSink ?? { emit: (alert) => log('behaviour_alert', { ...alert }), close: async () => {} };
+  // Behaviour alerts go to the log and into the audit chain (alerts are never refused by backpressure).
+  const auditAlerts: AlertSink = {
+    emit: (alert) => {
+      audit.appendAlert(
+        {
+          name: `behaviour.${alert.action}`,
+          severity: alert.enforced && alert.action !== 'alert' ? 'critical' : 'warning',
+          message: `${alert.enforced ? '' : 'would have: '}${alert.action} ${alert.tool} (risk ${alert.riskScore.toFixed(2)}): ${alert.reasons.map((r) => r.code).join(', ')}; sequence ${alert.evidence.sequence.map((run) => `${run.tool} x${run.count}`).join(' -> ')}`,
+        },
+        { agent: alert.agent, user: alert.user, persona: alert.persona, sessionId: alert.session, upstream: alert.upstream },
+      );
+    },
+    close: async () => {},
+  };
+  const logAlerts: AlertSink = { emit: (alert) => log('behaviour_alert', { ...alert }), close: async () => {} };
+  const alertSink: AlertSink = new FanOutAlertSink([options.alertSink ?? logAlerts, auditAlerts]);
   const behaviour = createBehaviourEngine({ clock: () => Date.now(), store: new InMemorySessionStateStore(), alertSink });
   const server = createExtProcServer({
     service: api.extProcService,
@@ -155,4 +192,10 @@ function bearerMatches(header: string | undefined, token: string): boolean {
 
 function sendProblem(response: ServerResponse, status: number, code: string, title: string): void {
   response.writeHead(status, { 'content-type': 'application/problem+json' }).end(JSON.stringify({ type: `https://mandate.dev/errors/${code}`, status, code, title }));
+}
+
+/** The config version of the newest admin event already in the chain, so a restart does not record it twice. */
+function lastAdminEventVersion(audit: AuditLog): number {
+  const newest = audit.query({ kind: 'admin' }, { limit: 1, order: 'newest' }).events[0];
+  return newest?.admin?.afterVersion ?? 0;
 }

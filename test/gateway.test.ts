@@ -4,7 +4,10 @@
 import assert from 'node:assert/strict';
 import { createServer, type Server } from 'node:http';
 import { after, before, describe, test } from 'node:test';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
 import { McpError } from '@modelcontextprotocol/sdk/types.js';
+import { verifyAuditDirectory } from '../ext-proc/audit/verify.ts';
 import { adminRequest, freePort, waitForEnvoyVersion } from '../deploy/gateway-processes.ts';
 import { demoDocuments, startGatewayFixture, type GatewayFixture } from './support/gateway-fixture.ts';
 import { createJsonMcpServer, jsonServerTools } from './support/json-mcp-server.ts';
@@ -392,6 +395,33 @@ describe('control plane', () => {
     const dump = await (await fetch(`${gateway.envoy.adminUrl}/config_dump?resource=dynamic_listeners`)).text();
     assert.match(dump, /status_on_error/);
     assert.match(dump, /ServiceUnavailable/);
+  });
+});
+
+describe('audit trail', () => {
+  test('decisions and every config change are in the hash chain, which verifies', async () => {
+    const version = await gateway.configVersion();
+    const deadline = Date.now() + 5000;
+    let admin: { body: { admin: { actor: string; afterVersion: number; detail: string } } }[] = [];
+    while (Date.now() < deadline) {
+      const db = new Database(join(gateway.dataDir, 'audit', 'audit.sqlite'), { readonly: true, fileMustExist: true });
+      try {
+        admin = (db.prepare("SELECT body FROM audit_events WHERE kind = 'admin' ORDER BY seq").all() as { body: string }[]).map((r) => ({ body: JSON.parse(r.body) }));
+      } finally {
+        db.close();
+      }
+      if (admin.some((a) => a.body.admin.afterVersion === version)) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const versions = admin.map((a) => a.body.admin.afterVersion);
+    assert.ok(versions.includes(version), `the latest config version ${version} is recorded (got ${versions.join(', ')})`);
+    assert.deepEqual(versions, [...new Set(versions)].sort((a, b) => a - b), 'each version once, in order');
+    assert.ok(admin.some((a) => /Persona\/office-only/.test(a.body.admin.detail)), 'the summary says what changed');
+    assert.ok(admin.every((a) => a.body.admin.actor.length > 0));
+    const verified = verifyAuditDirectory(join(gateway.dataDir, 'audit'));
+    assert.equal(verified.firstBad, null);
+    assert.equal(verified.ok, true);
+    assert.ok(verified.recordsChecked > 50);
   });
 });
 

@@ -18,6 +18,8 @@ export interface CompiledPersona {
 
 export interface CompiledPolicy {
   version: number;
+  /** Who made this version and what changed, as the control plane recorded it. */
+  revision: { actor: string; summary: string } | null;
   personas: Map<string, CompiledPersona>;
   upstreams: Map<string, Upstream>;
   credentials: Map<string, AgentCredentialRecord>;
@@ -66,6 +68,7 @@ export function compilePolicy(snapshot: PolicySnapshot, options: CompilePolicyOp
     ok: true,
     policy: {
       version: snapshot.version,
+      revision: snapshot.revision ?? null,
       personas,
       upstreams: new Map(snapshot.bundle.upstreams.map((u) => [u.name, u])),
       credentials: new Map(snapshot.credentials.map((c) => [c.id, c])),
