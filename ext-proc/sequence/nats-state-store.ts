@@ -92,7 +92,11 @@ interface Version {
   by: string;
 }
 
-type PendingWrite = 'put' | 'delete';
+/** A key waiting to be published, and when it was first written since its last publication. */
+interface PendingWrite {
+  op: 'put' | 'delete';
+  since: number;
+}
 
 interface EncodedRuleProgress {
   step: number;
@@ -121,7 +125,7 @@ interface SessionRecord {
   f: number;
   by: string;
   v: number;
-  /** Wall-clock ms (sub-ms precision) when the writer serialized it: propagation delay. */
+  /** Wall-clock ms (sub-ms precision) of the oldest local write it carries: staleness is measured from here. */
   t: number;
   s: EncodedSession;
 }
@@ -454,13 +458,18 @@ class NatsReplicatedStore implements NatsSessionStateStore {
 
   // --- write-behind ---------------------------------------------------------------------
 
-  #markPending(pending: Map<string, PendingWrite>, key: string, write: PendingWrite): void {
+  #markPending(pending: Map<string, PendingWrite>, key: string, op: 'put' | 'delete', since = wallClockMs()): void {
     if (this.#closing) return;
-    if (!pending.has(key) && this.#pendingSessions.size + this.#pendingCounters.size >= this.#maxPending) {
+    const queued = pending.get(key);
+    if (queued) {
+      queued.op = op;
+      return;
+    }
+    if (this.#pendingSessions.size + this.#pendingCounters.size >= this.#maxPending) {
       this.#stats.dropped += 1;
       return;
     }
-    pending.set(key, write);
+    pending.set(key, { op, since });
     this.#scheduleFlush(this.#coalesceMs);
   }
 
@@ -494,30 +503,49 @@ class NatsReplicatedStore implements NatsSessionStateStore {
         if (!this.#pendingQuarantine.has(agent)) this.#pendingQuarantine.set(agent, op);
       });
     }
-    for (const [key, write] of this.#pendingSessions) {
+    // Sessions and counters take turns for the in-flight slots, so neither starves the other under load.
+    const sessions = this.#pendingSessions.entries();
+    const counters = this.#pendingCounters.entries();
+    let sessionsLeft = true;
+    let countersLeft = true;
+    while ((sessionsLeft || countersLeft) && this.#inFlight < this.#maxInFlight) {
+      const nextSession = sessionsLeft ? sessions.next() : null;
+      if (nextSession?.done) sessionsLeft = false;
+      else if (nextSession) this.#publishSession(buckets, nextSession.value[0], nextSession.value[1]);
       if (this.#inFlight >= this.#maxInFlight) break;
-      this.#pendingSessions.delete(key);
-      const state = this.#local.getSession(key);
-      if (write === 'delete' || !state) {
-        if (write === 'delete') this.#track(buckets.sessions.delete(kvKey(key)), () => this.#markPending(this.#pendingSessions, key, 'delete'));
-        continue;
-      }
-      const version = this.#bump(this.#sessionVersions, state);
-      const { encoded, cut } = encodeSession(state, this.#maxObjects);
-      if (cut) this.#stats.truncated += 1;
-      const record: SessionRecord = { f: RECORD_FORMAT, by: this.replicaId, v: version.v, t: wallClockMs(), s: encoded };
-      this.#track(buckets.sessions.put(kvKey(key), this.#encode(record)), () => this.#markPending(this.#pendingSessions, key, 'put'));
-    }
-    for (const [key] of this.#pendingCounters) {
-      if (this.#inFlight >= this.#maxInFlight) break;
-      this.#pendingCounters.delete(key);
-      const counter = this.#local.getCounter(key);
-      if (!counter) continue;
-      const version = this.#bump(this.#counterVersions, counter);
-      const record: CounterRecord = { f: RECORD_FORMAT, by: this.replicaId, v: version.v, t: wallClockMs(), value: counter.value, at: counter.at };
-      this.#track(buckets.counters.put(kvKey(key), this.#encode(record)), () => this.#markPending(this.#pendingCounters, key, 'put'));
+      const nextCounter = countersLeft ? counters.next() : null;
+      if (nextCounter?.done) countersLeft = false;
+      else if (nextCounter) this.#publishCounter(buckets, nextCounter.value[0], nextCounter.value[1]);
     }
     if (this.#pendingSessions.size + this.#pendingCounters.size + this.#pendingQuarantine.size > 0) this.#scheduleFlush(1);
+  }
+
+  #publishSession(buckets: Buckets, key: string, write: PendingWrite): void {
+    this.#pendingSessions.delete(key);
+    const state = this.#local.getSession(key);
+    if (write.op === 'delete' || !state) {
+      if (write.op === 'delete') this.#track(buckets.sessions.delete(kvKey(key)), () => this.#retry(this.#pendingSessions, key, write));
+      return;
+    }
+    const version = this.#bump(this.#sessionVersions, state);
+    const { encoded, cut } = encodeSession(state, this.#maxObjects);
+    if (cut) this.#stats.truncated += 1;
+    const record: SessionRecord = { f: RECORD_FORMAT, by: this.replicaId, v: version.v, t: write.since, s: encoded };
+    this.#track(buckets.sessions.put(kvKey(key), this.#encode(record)), () => this.#retry(this.#pendingSessions, key, write));
+  }
+
+  #publishCounter(buckets: Buckets, key: string, write: PendingWrite): void {
+    this.#pendingCounters.delete(key);
+    const counter = this.#local.getCounter(key);
+    if (!counter) return;
+    const version = this.#bump(this.#counterVersions, counter);
+    const record: CounterRecord = { f: RECORD_FORMAT, by: this.replicaId, v: version.v, t: write.since, value: counter.value, at: counter.at };
+    this.#track(buckets.counters.put(kvKey(key), this.#encode(record)), () => this.#retry(this.#pendingCounters, key, write));
+  }
+
+  /** A failed write is queued again unless a newer write of the key is already waiting. */
+  #retry(pending: Map<string, PendingWrite>, key: string, write: PendingWrite): void {
+    if (!pending.has(key)) this.#markPending(pending, key, write.op, write.since);
   }
 
   #bump<T extends object>(versions: WeakMap<T, Version>, state: T): Version {
