@@ -13,6 +13,23 @@ const identifierShape = '[A-Za-z0-9](?:[A-Za-z0-9]|[ ./-][A-Za-z0-9]){3,26}';
 /** RE2.Set memory budget. The default (8 MiB) makes a few-hundred-pattern Set fall back to a slow path. */
 export const setMaxMemBytes = 256 * 1024 * 1024;
 
+/**
+ * Groups whose numbers must stand alone: a UUID piece or a version string is
+ * not a card or an id. A match joined by "-" or "." to more letters or digits
+ * on either side is discarded (see `gluedToToken` in scan.ts).
+ */
+export const standaloneNumberGroups: ReadonlySet<string> = new Set(['financial', 'national-id', 'tax-id', 'company-id', 'health', 'device']);
+
+/**
+ * The Set entry of a standalone-number detector carries the same rule as
+ * context, so a look-alike glued into a token (the 12-digit last group of a
+ * UUID is Aadhaar-shaped) never makes the Set hit and never costs a second pass.
+ * It only narrows the Set: every match the scan would keep still hits.
+ */
+export function standaloneSetSource(source: string): string {
+  return `(?:^|^[-.]|[^-.]|[^A-Za-z0-9][-.])(?:${source})(?:$|[^-.]|[-.]$|[-.][^A-Za-z0-9])`;
+}
+
 export interface CompiledDetector {
   def: DetectorDefinition;
   /** Global regex for candidate positions (run only when the Set says it hit). */
@@ -134,7 +151,8 @@ export function compileDataProtection(policy: DataProtection | undefined, option
       sources.push(`(?i)${keywordPattern(d.def.keywords ?? [])}`);
     } else {
       setEntries.push({ kind: 'pattern', detector: index });
-      sources.push(d.def.caseInsensitive ? `(?i)${d.shape.source}` : d.shape.source);
+      const source = standaloneNumberGroups.has(d.def.group) ? standaloneSetSource(d.shape.source) : d.shape.source;
+      sources.push(d.def.caseInsensitive ? `(?i)${source}` : source);
     }
   });
   if (p.decodeEncoded) {

@@ -2,7 +2,7 @@
 // Buffer), then only the detectors whose pattern or keywords hit are re-run for
 // positions. Pure: text in, candidate matches out. Never returns matched text.
 import type RE2 from 're2';
-import type { CompiledDataProtectionOk, CompiledDetector } from './compile.ts';
+import { standaloneNumberGroups, type CompiledDataProtectionOk, type CompiledDetector } from './compile.ts';
 
 /** One piece of text to scan: a JSON string value with the name of its field (the context). */
 export interface TextSegment {
@@ -152,7 +152,7 @@ function scanPattern(d: CompiledDetector, l: Layout, segments: TextSegment[], ou
     const value = segments[seg]!.value;
     const start = at - l.valueStart[seg]!;
     let end = spans[i + 1]! - l.valueStart[seg]!;
-    if (numericGroups.has(d.def.group) && gluedToToken(value, start, end)) continue;
+    if (standaloneNumberGroups.has(d.def.group) && gluedToToken(value, start, end)) continue;
     if (d.def.wholeBlock) end = blockEnd(value, end);
     const candidate = value.slice(start, end);
     let confidence = d.def.confidence.base;
@@ -172,9 +172,6 @@ function blockEnd(value: string, from: number): number {
   const close = value.indexOf('-----', endMarker + 8);
   return close < 0 ? value.length : close + 5;
 }
-
-/** Groups whose numbers must stand alone: a UUID piece or version string is not a card or an id. */
-const numericGroups = new Set(['financial', 'national-id', 'tax-id', 'company-id', 'health', 'device']);
 
 function isAlnum(c: number): boolean {
   return (c >= 48 && c <= 57) || (c >= 65 && c <= 90) || (c >= 97 && c <= 122);
