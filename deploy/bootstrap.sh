@@ -76,4 +76,6 @@ if [ "$(cat "$ROOT/proto/gen/.stamp" 2>/dev/null || true)" != "$proto_stamp" ]; 
 fi
 
 cd "$ROOT"
+# Release the install lock: it guards the steps above, not the command that runs now.
+exec 9>&-
 exec "$@"
