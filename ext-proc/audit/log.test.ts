@@ -69,6 +69,24 @@ describe('audit log', () => {
     await log.close();
   });
 
+  it('commits on its own thread: rows land while this thread never yields', async () => {
+    const directory = freshDirectory();
+    const log = openAuditLog({ directory, batchSize: 500 });
+    appendCalls(log, 2_000);
+    // Let the log hand the lines over once, then block this thread.
+    await new Promise((resolve) => setImmediate(resolve));
+    const count = prepareKept(log.store.sqlite, 'SELECT COUNT(*) AS n FROM audit_events');
+    const deadline = Date.now() + 20_000;
+    let stored = 0;
+    while (stored < 2_000 && Date.now() < deadline) {
+      stored = (count.get() as { n: number }).n;
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 5);
+    }
+    assert.equal(stored, 2_000, 'the committer must make progress while the data path thread is busy');
+    await log.close();
+    assert.equal(verifyAuditDirectory(directory).ok, true);
+  });
+
   it('records admin changes in the same chain', async () => {
     const directory = freshDirectory();
     const log = openAuditLog({ directory });

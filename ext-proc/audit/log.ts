@@ -1,12 +1,15 @@
 // The audit log the data path writes to. append() journals the event with one
-// write() and returns; a batcher moves journaled events into SQLite in large
-// hash-chained transactions, signs checkpoints, and trims the journal. On open,
-// whatever the journal holds beyond the store's head is replayed first.
+// write() and returns; a committer on a worker thread (commit-worker.ts) moves
+// journaled events into SQLite in large hash-chained transactions and signs
+// checkpoints; this thread trims the journal once commits are durable. On
+// open, whatever the journal holds beyond the store's head is replayed first.
 import type { KeyObject } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { MessageChannel, receiveMessageOnPort, Worker } from 'node:worker_threads';
 import type { ChainPosition } from './chain.ts';
 import { loadSigningKey, loadVerifyKey, signCheckpoint, type SigningKey } from './checkpoint.ts';
+import type { CommitWorkerData, FromCommitter, ToCommitter } from './commit-worker.ts';
 import { normaliseEventInput, type AdminAction, type AuditAlert, type AuditEvent, type AuditEventInput } from './event.ts';
 import { journalFiles, openJournalWriter, readJournal, JournalWriteError, type JournalWriter } from './journal.ts';
 import { createAuditMetrics } from './metrics.ts';
@@ -33,9 +36,9 @@ export interface AuditLogOptions {
   clock?: () => number;
   /** Journaled-but-not-stored events allowed before append() refuses. Default 200,000. */
   maxPendingEvents?: number;
-  /** Largest number of events per SQLite transaction. Default 5,000. */
+  /** Largest number of events per SQLite transaction. Default 10,000. */
   batchSize?: number;
-  /** How long an event may wait in the journal before a batch is written. Default 50 ms. */
+  /** How long an event may wait before it is handed to the committer. Default 50 ms. */
   flushIntervalMs?: number;
   /** Sign a checkpoint at least every this many records. Default 10,000. */
   checkpointEvery?: number;
@@ -80,7 +83,7 @@ export interface AuditLog {
   stats(): AuditLogStats;
   /** Prometheus text exposition of the log's metrics. */
   metrics(): string;
-  /** Called with each batch of events once committed. Returns an unsubscribe function. */
+  /** Called with each batch of events appended after subscribing, once committed. Returns an unsubscribe function. */
   subscribe(listener: (events: readonly AuditEvent[]) => void): () => void;
   /** Archive committed records up to the last checkpoint at or below throughSeq. */
   archive(throughSeq: number): Promise<{ file: string; fromSeq: number; toSeq: number } | null>;
@@ -92,14 +95,18 @@ export function openAuditLog(options: AuditLogOptions): AuditLog {
   mkdirSync(directory, { recursive: true });
   const clock = options.clock ?? Date.now;
   const maxPendingEvents = options.maxPendingEvents ?? 200_000;
-  const batchSize = options.batchSize ?? 5_000;
+  const batchSize = options.batchSize ?? 10_000;
   const flushIntervalMs = options.flushIntervalMs ?? 50;
   const checkpointEvery = options.checkpointEvery ?? 10_000;
   const journalRotateBytes = options.journalRotateBytes ?? 64 * 1024 * 1024;
+  // Lines are handed to the committer in groups: one postMessage per group, not per event.
+  const postEvery = Math.min(batchSize, 1_000);
   const journalDirectory = join(directory, 'journal');
   const releaseLock = acquireWriterLock(directory);
+  const databasePath = join(directory, databaseFile);
 
-  const store = openAuditStore(join(directory, databaseFile), options.maxStorageBytes !== undefined ? { maxStorageBytes: options.maxStorageBytes } : {});
+  // This thread's connection serves replay, queries, verify and archive; the committer has its own.
+  const store = openAuditStore(databasePath, options.maxStorageBytes !== undefined ? { maxStorageBytes: options.maxStorageBytes } : {});
   const key: SigningKey = loadSigningKey(directory, options.signingKey);
   const metrics = createAuditMetrics();
   const listeners = new Set<(events: readonly AuditEvent[]) => void>();
@@ -113,9 +120,6 @@ export function openAuditLog(options: AuditLogOptions): AuditLog {
   let journalSyncedAtMs: number | null = null;
   let journalSyncedSeq = head.seq;
   let closed = false;
-  let retryDelayMs = flushIntervalMs;
-  let timer: NodeJS.Timeout | null = null;
-  let immediate: NodeJS.Immediate | null = null;
 
   // Recover: the journal may hold events acknowledged but not yet stored.
   const replay = readJournal(journalDirectory);
@@ -126,7 +130,11 @@ export function openAuditLog(options: AuditLogOptions): AuditLog {
     toReplay.push({ event: JSON.parse(line.body) as AuditEvent, body: line.body });
   }
   for (let i = 0; i < toReplay.length; i += batchSize) head = store.appendChained(toReplay.slice(i, i + batchSize), head);
-  if (head.seq > lastCheckpointSeq) writeCheckpoint();
+  if (head.seq > lastCheckpointSeq) {
+    store.addCheckpoint(signCheckpoint(key, head.seq, head.hash, clock()));
+    lastCheckpointSeq = head.seq;
+    checkpoints += 1;
+  }
   const oldJournals = journalFiles(journalDirectory);
   if (oldJournals.length > 0 && !store.makeDurable()) throw new Error('audit store could not be synced after journal replay; retry when no reader holds it');
   for (const file of oldJournals) unlinkSync(file.path);
@@ -135,51 +143,119 @@ export function openAuditLog(options: AuditLogOptions): AuditLog {
   let lastAt = store.lastTimeMs();
   journalSyncedSeq = head.seq;
 
-  const pending: EncodedEvent[] = [];
-  metrics.gauge('mandate_audit_pending_events', 'Events journaled but not yet committed to the audit store.', () => pending.length);
-  metrics.gauge('mandate_audit_committed_seq', 'Sequence number of the last committed audit event.', () => head.seq);
+  const committer = startCommitter({
+    databasePath,
+    maxStorageBytes: options.maxStorageBytes ?? null,
+    batchSize,
+    retryBaseMs: flushIntervalMs,
+    checkpointEvery,
+    signingKey: key,
+    head,
+    lastCheckpointSeq,
+  });
+  let committerStopped: string | null = null;
+  // Journaled lines not yet handed to the committer.
+  let outgoing: string[] = [];
+  let postTimer: NodeJS.Timeout | null = null;
+  let postImmediate: NodeJS.Immediate | null = null;
+  // Events kept for subscribers until their commit is reported (only while someone listens).
+  const awaitingCommit: AuditEvent[] = [];
+  let durableRequested = false;
+  let nextRequestId = 1;
+  const requests = new Map<number, { resolve: (reply: Extract<FromCommitter, { type: 'reply' }>) => void; reject: (error: Error) => void }>();
 
-  function writeCheckpoint(): void {
-    const checkpoint = signCheckpoint(key, head.seq, head.hash, clock());
-    store.addCheckpoint(checkpoint);
-    lastCheckpointSeq = head.seq;
-    checkpoints += 1;
-  }
+  const pendingCount = () => nextSeq - 1 - head.seq;
+  metrics.gauge('mandate_audit_pending_events', 'Events journaled but not yet committed to the audit store.', pendingCount);
+  metrics.gauge('mandate_audit_committed_seq', 'Sequence number of the last committed audit event.', () => head.seq);
 
   function raiseAlert(alert: AuditAlert): void {
     metrics.alert(alert.name, alert.severity);
     options.onAlert?.(alert);
   }
 
-  function schedule(): void {
-    if (closed || immediate || pending.length === 0) return;
-    if (storageError !== null) {
-      // Failing storage: retry with backoff, never in a tight loop.
-      if (!timer) {
-        timer = setTimeout(runScheduledBatch, retryDelayMs);
-        timer.unref();
+  function request(message: ToCommitter & { id: number }): Promise<Extract<FromCommitter, { type: 'reply' }>> {
+    if (committerStopped !== null) return Promise.reject(new Error(`audit committer stopped: ${committerStopped}`));
+    return new Promise((resolve, reject) => {
+      requests.set(message.id, { resolve, reject });
+      // A reply is awaited: keep the process alive until it comes.
+      committer.ref();
+      committer.postMessage(message);
+    });
+  }
+
+  committer.on('message', (message: FromCommitter) => {
+    switch (message.type) {
+      case 'committed':
+        onCommitted(message.head, message.events, message.checkpoints);
+        return;
+      case 'storageFailing':
+        metrics.storageError();
+        if (storageError === null) {
+          raiseAlert({ name: 'audit_storage_failing', severity: 'critical', message: `audit events cannot be committed: ${message.message}; they are kept in the journal` });
+        }
+        storageError = message.message;
+        return;
+      case 'storageRecovered':
+        if (storageError !== null) raiseAlert({ name: 'audit_storage_recovered', severity: 'info', message: 'audit storage accepts commits again' });
+        storageError = null;
+        return;
+      case 'reply': {
+        const waiting = requests.get(message.id);
+        requests.delete(message.id);
+        if (requests.size === 0) committer.unref();
+        waiting?.resolve(message);
+        return;
       }
-    } else if (pending.length >= batchSize) {
-      if (timer) clearTimeout(timer);
-      timer = null;
-      immediate = setImmediate(runScheduledBatch);
-    } else if (!timer) {
-      timer = setTimeout(runScheduledBatch, flushIntervalMs);
-      timer.unref();
+    }
+  });
+  const onCommitterGone = (reason: string) => {
+    if (committerStopped !== null) return;
+    committerStopped = reason;
+    if (!closed) {
+      storageError = `audit committer stopped: ${reason}`;
+      raiseAlert({ name: 'audit_storage_failing', severity: 'critical', message: `${storageError}; events are kept in the journal` });
+    }
+    for (const waiting of requests.values()) waiting.reject(new Error(`audit committer stopped: ${reason}`));
+    requests.clear();
+  };
+  committer.on('error', (error) => onCommitterGone(error.message));
+  committer.on('exit', (code) => onCommitterGone(`exited with code ${code}`));
+
+  function onCommitted(committedHead: ChainPosition, events: number, newCheckpoints: number): void {
+    head = committedHead;
+    checkpoints += newCheckpoints;
+    if (events === 0) return;
+    batchesCommitted += 1;
+    if (awaitingCommit.length > 0) {
+      let count = 0;
+      while (count < awaitingCommit.length && awaitingCommit[count]!.seq <= head.seq) count += 1;
+      const committed = awaitingCommit.splice(0, count);
+      if (committed.length > 0) for (const listener of listeners) listener(committed);
+    }
+    if (closed) return;
+    if (journal.size() >= journalRotateBytes) journal.rotate(nextSeq);
+    // A journal file goes only once the commits it backs are synced to the database file (by the committer).
+    if (journal.hasOlderFiles() && !durableRequested) {
+      durableRequested = true;
+      const throughSeq = head.seq;
+      void request({ type: 'makeDurable', id: nextRequestId++ })
+        .then((reply) => {
+          if (reply.durable && !closed) journal.removeCommitted(throughSeq);
+        })
+        .catch(() => {})
+        .finally(() => {
+          durableRequested = false;
+        });
     }
   }
 
-  function runScheduledBatch(): void {
-    timer = null;
-    immediate = null;
-    commitBatch();
-    schedule();
-  }
-
-  /** Commits up to batchSize pending events. Returns false if storage failed. */
-  function commitBatch(): boolean {
-    if (pending.length === 0) return true;
-    const batch = pending.slice(0, batchSize);
+  /** Hand journaled lines to the committer, and start an fdatasync of the journal behind them. */
+  function post(): void {
+    if (postTimer) clearTimeout(postTimer);
+    if (postImmediate) clearImmediate(postImmediate);
+    postTimer = null;
+    postImmediate = null;
+    if (outgoing.length === 0 || committerStopped !== null) return;
     const syncTarget = nextSeq - 1;
     journal.syncInBackground((error) => {
       if (!error) {
@@ -187,53 +263,39 @@ export function openAuditLog(options: AuditLogOptions): AuditLog {
         journalSyncedSeq = Math.max(journalSyncedSeq, syncTarget);
       }
     });
-    try {
-      head = store.appendChained(batch, head);
-      if (head.seq - lastCheckpointSeq >= checkpointEvery) writeCheckpoint();
-    } catch (error) {
-      const message = (error as Error).message;
-      metrics.storageError();
-      if (storageError === null) {
-        raiseAlert({ name: 'audit_storage_failing', severity: 'critical', message: `audit events cannot be committed: ${message}; they are kept in the journal` });
-      }
-      storageError = message;
-      retryDelayMs = Math.min(Math.max(retryDelayMs * 2, flushIntervalMs), 5_000);
-      return false;
+    const message: ToCommitter = { type: 'lines', text: outgoing.join(''), nowMs: clock() };
+    outgoing = [];
+    committer.postMessage(message);
+  }
+
+  function schedulePost(): void {
+    if (postImmediate) return;
+    if (outgoing.length >= postEvery) {
+      postImmediate = setImmediate(post);
+    } else if (!postTimer) {
+      postTimer = setTimeout(post, flushIntervalMs);
+      postTimer.unref();
     }
-    if (storageError !== null) {
-      raiseAlert({ name: 'audit_storage_recovered', severity: 'info', message: 'audit storage accepts commits again' });
-      storageError = null;
-      retryDelayMs = flushIntervalMs;
-    }
-    pending.splice(0, batch.length);
-    batchesCommitted += 1;
-    if (journal.size() >= journalRotateBytes) journal.rotate(nextSeq);
-    // A journal file goes only once the commits it backs are synced to the database file.
-    if (journal.hasOlderFiles() && store.makeDurable()) journal.removeCommitted(head.seq);
-    if (listeners.size > 0) {
-      const events = batch.map((e) => e.event);
-      for (const listener of listeners) listener(events);
-    }
-    return true;
   }
 
   function accept(input: AuditEventInput, bypassBacklogLimit: boolean): AuditEvent {
     if (closed) throw new AuditBackpressureError('audit_log_closed', 'the audit log is closed');
-    if (pending.length >= maxPendingEvents && !bypassBacklogLimit) {
+    const pending = pendingCount();
+    if (pending >= maxPendingEvents && !bypassBacklogLimit) {
       backpressureRefusals += 1;
       metrics.backpressure();
       if (backpressureRefusals === 1 || backpressureRefusals % 10_000 === 0) {
-        raiseAlert({ name: 'audit_backpressure', severity: 'critical', message: `audit backlog is full (${pending.length} events not yet stored${storageError ? `: ${storageError}` : ''}); calls are refused` });
+        raiseAlert({ name: 'audit_backpressure', severity: 'critical', message: `audit backlog is full (${pending} events not yet stored${storageError ? `: ${storageError}` : ''}); calls are refused` });
       }
-      throw new AuditBackpressureError('audit_backlog_full', `audit backlog is full (${pending.length} events waiting for storage)`);
+      throw new AuditBackpressureError('audit_backlog_full', `audit backlog is full (${pending} events waiting for storage)`);
     }
     const fields = normaliseEventInput(input);
     // Never earlier than the previous event: time order is seq order, which the indexes rely on.
     lastAt = Math.max(lastAt, clock());
     const event: AuditEvent = { seq: nextSeq, at: lastAt, ...fields };
-    const body = JSON.stringify(event);
+    const line = `${JSON.stringify(event)}\n`;
     try {
-      journal.write(`${body}\n`);
+      journal.write(line);
     } catch (error) {
       backpressureRefusals += 1;
       metrics.backpressure();
@@ -241,19 +303,17 @@ export function openAuditLog(options: AuditLogOptions): AuditLog {
       throw new AuditBackpressureError('audit_journal_unwritable', (error as Error).message, { cause: error });
     }
     nextSeq += 1;
-    pending.push({ event, body });
+    outgoing.push(line);
+    if (listeners.size > 0) awaitingCommit.push(event);
     metrics.observe(fields);
-    schedule();
+    schedulePost();
     return event;
   }
 
   async function flush(): Promise<void> {
-    while (pending.length > 0) {
-      if (!commitBatch()) throw new Error(`audit storage is failing: ${storageError}`);
-      // Let the data path run between large batches.
-      if (pending.length > 0) await new Promise((resolve) => setImmediate(resolve));
-    }
-    if (head.seq > lastCheckpointSeq) writeCheckpoint();
+    post();
+    const reply = await request({ type: 'flush', id: nextRequestId++, nowMs: clock() });
+    if (reply.error !== null) throw new Error(`audit storage is failing: ${reply.error}`);
   }
 
   return {
@@ -269,9 +329,14 @@ export function openAuditLog(options: AuditLogOptions): AuditLog {
         await flush();
       } finally {
         closed = true;
-        if (timer) clearTimeout(timer);
-        if (immediate) clearImmediate(immediate);
+        if (postTimer) clearTimeout(postTimer);
+        if (postImmediate) clearImmediate(postImmediate);
         journal.close();
+        if (committerStopped === null) {
+          const exited = new Promise((resolve) => committer.once('exit', resolve));
+          await request({ type: 'close', id: nextRequestId++ }).catch(() => {});
+          await exited;
+        }
         if (journal.hasOlderFiles() && store.makeDurable()) journal.removeCommitted(head.seq);
         store.close();
         releaseLock();
@@ -282,7 +347,7 @@ export function openAuditLog(options: AuditLogOptions): AuditLog {
     stats: () => ({
       appendedSeq: nextSeq - 1,
       committedSeq: head.seq,
-      pendingEvents: pending.length,
+      pendingEvents: pendingCount(),
       maxPendingEvents,
       batchesCommitted,
       checkpoints,
@@ -300,6 +365,29 @@ export function openAuditLog(options: AuditLogOptions): AuditLog {
     },
     archive: (throughSeq) => archiveAuditRecords(store, { directory, throughSeq: Math.min(throughSeq, head.seq), nowMs: clock() }),
   };
+}
+
+/**
+ * Starts the committer thread and waits (blocking, once, at open) until its
+ * store is open, so a broken database fails openAuditLog rather than later.
+ */
+function startCommitter(settings: Omit<CommitWorkerData, 'ready' | 'startupPort'>): Worker {
+  const ready = new Int32Array(new SharedArrayBuffer(4));
+  const startup = new MessageChannel();
+  const workerData: CommitWorkerData = { ...settings, ready, startupPort: startup.port2 };
+  const worker = new Worker(new URL('./commit-worker.ts', import.meta.url), { workerData, transferList: [startup.port2], name: 'mandate-audit-committer' });
+  // Events are in the journal: an idle committer must not keep the process alive.
+  worker.unref();
+  const outcome = Atomics.wait(ready, 0, 0, 60_000);
+  const state = Atomics.load(ready, 0);
+  if (state !== 1) {
+    const failure = receiveMessageOnPort(startup.port1)?.message as { error?: string } | undefined;
+    startup.port1.close();
+    void worker.terminate();
+    throw new Error(`the audit committer did not start: ${failure?.error ?? (outcome === 'timed-out' ? 'timed out' : 'unknown error')}`);
+  }
+  startup.port1.close();
+  return worker;
 }
 
 /** One writer per audit directory: two would fork the chain. A lock left by a dead process is taken over. */
