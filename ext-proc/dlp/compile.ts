@@ -30,6 +30,8 @@ export function standaloneSetSource(source: string): string {
   return `(?:^|^[-.]|[^-.]|[^A-Za-z0-9][-.])(?:${source})(?:$|[^-.]|[-.]$|[-.][^A-Za-z0-9])`;
 }
 
+const controlEscapeSource = '\\\\[bfnrt]';
+
 export interface CompiledDetector {
   def: DetectorDefinition;
   /** Global regex for candidate positions (run only when the Set says it hit). */
@@ -50,7 +52,8 @@ export type SetEntry =
   | { kind: 'pattern'; detector: number }
   | { kind: 'keyword'; detector: number }
   | { kind: 'decoder'; decoder: 'base64' | 'hex' | 'url'; regex: RE2 }
-  | { kind: 'escape' };
+  | { kind: 'escape' }
+  | { kind: 'control-escape' };
 
 interface CompiledRule {
   groups: Set<string> | null;
@@ -71,6 +74,8 @@ export interface CompiledDataProtectionOk {
   detectors: CompiledDetector[];
   set: InstanceType<typeof RE2.Set> | null;
   setEntries: SetEntry[];
+  /** Global regex for the JSON escapes \b \f \n \r \t in raw bytes (blanked before judging a raw body, see inspectBody). */
+  controlEscape: RE2;
   rules: CompiledRule[];
   external: ExternalDlp[];
   fingerprintKey: Buffer | null;
@@ -95,7 +100,7 @@ export function compileDataProtection(policy: DataProtection | undefined, option
   if (policy === undefined) {
     return {
       ok: true, active: false, monitor: options.monitor ?? false, policy: dataProtectionSchema.parse({}), detectors: [], set: null,
-      setEntries: [], rules: [], external: [], fingerprintKey: options.fingerprintKey ?? null,
+      setEntries: [], controlEscape: new RE2(controlEscapeSource, 'g'), rules: [], external: [], fingerprintKey: options.fingerprintKey ?? null,
     };
   }
   const parsed = dataProtectionSchema.safeParse(policy);
@@ -169,6 +174,10 @@ export function compileDataProtection(policy: DataProtection | undefined, option
   setEntries.push({ kind: 'escape' });
   // JSON escapes (\u0034, \/) could hide a value from the raw-bytes pass: their presence forces the parsed path.
   sources.push('\\\\(?:u[0-9a-fA-F]{4}|/)');
+  // In raw bytes the letter of \n, \t... glues to a following letter or digit, so a \b-anchored
+  // pattern right after it would not hit; its presence makes inspectBody judge a blanked copy too.
+  setEntries.push({ kind: 'control-escape' });
+  sources.push('\\\\[bfnrt][A-Za-z0-9_]');
 
   return {
     ok: true,
@@ -178,6 +187,7 @@ export function compileDataProtection(policy: DataProtection | undefined, option
     detectors,
     set: new RE2.Set(sources, { anchor: 'unanchored', maxMem: setMaxMemBytes }),
     setEntries,
+    controlEscape: new RE2(controlEscapeSource, 'g'),
     rules: p.rules.map((r) => ({
       groups: r.groups ? new Set(r.groups) : null,
       detectors: r.detectors ? new Set(r.detectors) : null,

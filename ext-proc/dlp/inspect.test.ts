@@ -176,3 +176,15 @@ test('inspectText handles non-ASCII text around matches', () => {
   const r = inspectText(all, 'Zahlung für Käufer – Karte 4111 1111 1111 1111 ✓', response);
   assert.equal(r.value, 'Zahlung für Käufer – Karte **** **** **** 1111 ✓');
 });
+
+test('inspectBody: a value right after a \\n or \\t escape in the raw bytes is still found', () => {
+  for (const note of ['paid with\n4111111111111111', 'paid with\t4111 1111 1111 1111', 'line\r\nDE89370400440532013000']) {
+    const r = inspectBody(all, Buffer.from(JSON.stringify({ note })), response);
+    assert.equal(r.changed, true, note);
+    assert.equal(r.findings.length, 1, note);
+    assert.ok(!r.value.toString().includes('4111 1111 1111 1111') && !r.value.toString().includes('4111111111111111'));
+  }
+  // escapes before prose only: no hit survives, the body is returned as-is
+  const prose = Buffer.from(JSON.stringify({ text: 'first line\nsecond line\tand a tab' }));
+  assert.equal(inspectBody(all, prose, response).value, prose);
+});

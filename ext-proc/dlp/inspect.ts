@@ -104,8 +104,16 @@ export function inspectText(compiled: CompiledDataProtection, text: string, cont
  */
 export function inspectBody(compiled: CompiledDataProtection, body: Buffer, context: InspectContext): InspectResult<Buffer> {
   if (!compiled.ok || !compiled.active || !compiled.set) return emptyResult(body);
-  const hits = compiled.set.match(body);
-  if (hits.length === 0 || !rawBodyMayMatch(compiled, body, hits)) return emptyResult(body);
+  let hits = compiled.set.match(body);
+  if (hits.length === 0) return emptyResult(body);
+  let judged = body;
+  if (hits.some((h) => compiled.setEntries[h]?.kind === 'control-escape')) {
+    // "\n4111..." in raw bytes: the escape's letter hides the number's word boundary. Judge a copy
+    // with those escapes blanked (as they are once decoded), together with the raw hits.
+    judged = compiled.controlEscape.replace(body, '  ') as unknown as Buffer;
+    hits = [...new Set([...hits, ...compiled.set.match(judged)])];
+  }
+  if (!rawBodyMayMatch(compiled, judged, hits)) return emptyResult(body);
   const text = body.toString('utf8');
   let parsed: unknown;
   try {
