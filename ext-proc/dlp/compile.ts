@@ -41,6 +41,8 @@ export interface CompiledDetector {
   keywordsLower: string[];
   negativesLower: string[];
   requiresContext: boolean;
+  /** The shape has no ^ or $ anchor, so it matches the same inside a longer text as on its own. */
+  anchorFree: boolean;
   contextWindow: number;
   minConfidence: number;
   maskKeep: number;
@@ -140,6 +142,7 @@ export function compileDataProtection(policy: DataProtection | undefined, option
       keywordsLower: keywords.map((k) => k.toLowerCase()),
       negativesLower: (def.negativeKeywords ?? []).map((k) => k.toLowerCase()),
       requiresContext: def.requiresContext ?? false,
+      anchorFree: !/[\^$]/.test((def.pattern ?? '').replace(/\[\^/g, '[')),
       contextWindow: def.contextWindow ?? 48,
       minConfidence: o?.minConfidence ?? p.minConfidence,
       maskKeep: o?.maskKeep ?? def.maskKeep ?? 0,

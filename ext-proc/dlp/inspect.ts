@@ -3,7 +3,8 @@
 // redactions on a copy, and report findings without the values.
 import { createHmac } from 'node:crypto';
 import type { DataFinding } from '../decision/decision.ts';
-import { resolveAction, type CompiledDataProtection, type CompiledDataProtectionOk } from './compile.ts';
+import type { DataProtectionAction } from '../../config/data-protection-schema.ts';
+import { resolveAction, type CompiledDataProtection, type CompiledDataProtectionOk, type CompiledDetector } from './compile.ts';
 import { rawBodyMayMatch, scanSegments, type Match, type TextSegment } from './scan.ts';
 
 export interface InspectContext {
@@ -62,6 +63,8 @@ interface PathNode {
   part: PathPart | null;
   /** JSON nested in a string at this node. */
   embedded?: boolean;
+  /** This node's path without the leading "$", computed once (many findings share a parent). */
+  text?: string;
 }
 
 /** A string value that held JSON: its parsed root, serialised back if anything inside changes. */
@@ -190,13 +193,15 @@ function tryParse(text: string): unknown {
 }
 
 export function jsonPath(node: PathNode): string {
-  const parts: string[] = [];
-  for (let n: PathNode | null = node; n !== null; n = n.parent) {
-    if (n.embedded) parts.push('<json>');
-    if (n.part === null) continue;
-    parts.push(typeof n.part === 'number' ? `[${n.part}]` : /^[A-Za-z_$][A-Za-z0-9_$]*$/.test(n.part) ? `.${n.part}` : `[${JSON.stringify(n.part)}]`);
-  }
-  return '$' + parts.reverse().join('');
+  return '$' + pathText(node);
+}
+
+function pathText(n: PathNode | null): string {
+  if (n === null) return '';
+  if (n.text !== undefined) return n.text;
+  const part = n.part === null ? '' : typeof n.part === 'number' ? `[${n.part}]` : /^[A-Za-z_$][A-Za-z0-9_$]*$/.test(n.part) ? `.${n.part}` : `[${JSON.stringify(n.part)}]`;
+  n.text = pathText(n.parent) + part + (n.embedded ? '<json>' : '');
+  return n.text;
 }
 
 function applyMatches<T>(
@@ -212,9 +217,11 @@ function applyMatches<T>(
   const fingerprints: ValueFingerprint[] = [];
   let blocked: BlockedBy | null = null;
   const edits = new Map<number, { start: number; end: number; replacement: string }[]>();
+  const actions = new Map<CompiledDetector, DataProtectionAction>();
   for (const m of matches) {
     const d = m.detector;
-    const action = resolveAction(compiled, d, context.direction, context.upstream, context.tool);
+    let action = actions.get(d);
+    if (action === undefined) actions.set(d, (action = resolveAction(compiled, d, context.direction, context.upstream, context.tool)));
     const slot = slots[m.segment]!;
     findings.push({
       detector: d.def.id,
@@ -305,6 +312,7 @@ function writeBack(slot: Slot, next: string, clone: { root: unknown }): void {
  */
 export function mask(text: string, keep: number, maskCharacter: string, whole = false): string {
   if (whole) return maskCharacter.repeat(Math.max(8, Math.min(text.length, 32)));
+  if (/^[\x00-\x7f]*$/.test(text)) return maskAscii(text, keep, maskCharacter);
   const chars = [...text];
   let total = 0;
   const alnum = chars.map((ch) => {
@@ -320,6 +328,24 @@ export function mask(text: string, keep: number, maskCharacter: string, whole = 
     else out += ++seen > total - visible ? chars[i] : maskCharacter;
   }
   return out;
+}
+
+/** mask() for ASCII text: one char code pass, no per-character strings. */
+function maskAscii(text: string, keep: number, maskCharacter: string): string {
+  let total = 0;
+  for (let i = 0; i < text.length; i++) if (isAsciiAlnum(text.charCodeAt(i))) total++;
+  const visible = total > keep * 2 ? keep : 0;
+  let seen = 0;
+  let out = '';
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    out += !isAsciiAlnum(c) || ++seen > total - visible ? text[i] : maskCharacter;
+  }
+  return out;
+}
+
+function isAsciiAlnum(c: number): boolean {
+  return (c >= 48 && c <= 57) || (c >= 65 && c <= 90) || (c >= 97 && c <= 122);
 }
 
 const letterOrDigit = /[\p{L}\p{N}]/u;

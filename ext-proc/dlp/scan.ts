@@ -84,8 +84,8 @@ function boundaryAt(text: string, i: number): boolean {
  * context assertions our patterns use), because one exec() per match costs
  * microseconds of native-call overhead each.
  */
-function findAll(re: RE2, input: Buffer | string, text: string, base: number, from: number): number[] {
-  const found = re.match(input as Buffer) as unknown as (Buffer | string)[] | null;
+function findAll(re: RE2, input: string, text: string, base: number, from: number): number[] {
+  const found = re.match(input) as unknown as string[] | null;
   if (!found) return [];
   const source = re.source;
   const leading = source.startsWith('\\b');
@@ -93,7 +93,7 @@ function findAll(re: RE2, input: Buffer | string, text: string, base: number, fr
   const out: number[] = [];
   let cursor = from;
   for (const f of found) {
-    const m = typeof f === 'string' ? f : f.toString('utf8');
+    const m = f;
     if (m.length === 0) continue;
     let pos = text.indexOf(m, cursor);
     while (pos >= 0 && ((leading && !boundaryAt(text, pos)) || (trailing && !boundaryAt(text, pos + m.length)))) pos = text.indexOf(m, pos + 1);
@@ -144,7 +144,7 @@ function scanHits(compiled: CompiledDataProtectionOk, l: Layout, segments: TextS
 }
 
 function scanPattern(d: CompiledDetector, l: Layout, segments: TextSegment[], out: Match[]): void {
-  const spans = findAll(d.shape, l.buffer, l.text, 0, 0);
+  const spans = findAll(d.shape, l.text, l.text, 0, 0);
   for (let i = 0; i < spans.length; i += 2) {
     const at = spans[i]!;
     const seg = segmentAt(l, at);
@@ -185,9 +185,58 @@ function gluedToToken(value: string, start: number, end: number): boolean {
   return (joiner(before) && isAlnum(value.charCodeAt(start - 2))) || (joiner(after) && isAlnum(value.charCodeAt(end + 1)));
 }
 
+/**
+ * Shape candidates for many whole values at once: the values are joined with
+ * "\n" (a non-word character, as around each value in the layout) and scanned
+ * in one native call instead of one per value. Returns per value its
+ * candidates as layout offsets, or null for a value a candidate crosses out of
+ * (that value is then scanned on its own).
+ */
+function shapeCandidatesOfValues(d: CompiledDetector, l: Layout, segs: number[]): (number[] | null)[] {
+  const parts: string[] = new Array(segs.length);
+  const joinedStart = new Int32Array(segs.length + 1);
+  let o = 0;
+  for (let i = 0; i < segs.length; i++) {
+    const seg = segs[i]!;
+    parts[i] = l.text.slice(l.valueStart[seg]!, l.valueEnd[seg]!);
+    joinedStart[i] = o;
+    o += parts[i]!.length + 1;
+  }
+  joinedStart[segs.length] = o;
+  const joined = parts.join('\n');
+  const spans = findAll(d.shape, joined, joined, 0, 0);
+  const result: (number[] | null)[] = segs.map(() => []);
+  let v = 0;
+  for (let i = 0; i < spans.length; i += 2) {
+    const start = spans[i]!;
+    const end = spans[i + 1]!;
+    while (start >= joinedStart[v + 1]!) v++;
+    if (end > joinedStart[v + 1]! - 1) {
+      // crosses the separator: every value it touches is scanned on its own
+      for (let w = v; w < segs.length && joinedStart[w]! < end; w++) result[w] = null;
+      continue;
+    }
+    result[v]?.push(start - joinedStart[v]! + l.valueStart[segs[v]!]!, end - joinedStart[v]! + l.valueStart[segs[v]!]!);
+  }
+  return result;
+}
+
 function scanKeyword(d: CompiledDetector, l: Layout, segments: TextSegment[], out: Match[]): void {
   const seen = new Set<string>();
-  const spans = findAll(d.keyword!, l.buffer, l.text, 0, 0);
+  const spans = findAll(d.keyword!, l.text, l.text, 0, 0);
+  // Field-name hits scan the whole value (up to a limit): those values are scanned together, once.
+  const wholeValues: number[] = [];
+  const wholeIndex = new Map<number, number>();
+  if (!d.def.wholeValueWhenKeyMatches && d.anchorFree) {
+    for (let i = 0; i < spans.length; i += 2) {
+      const seg = segmentAt(l, spans[i + 1]! - 1);
+      if (spans[i + 1]! - 1 < l.valueStart[seg]! && l.valueEnd[seg]! - l.valueStart[seg]! <= keywordRegionLimit * 4 && !wholeIndex.has(seg)) {
+        wholeIndex.set(seg, wholeValues.length);
+        wholeValues.push(seg);
+      }
+    }
+  }
+  const wholeCandidates = wholeValues.length > 0 ? shapeCandidatesOfValues(d, l, wholeValues) : [];
   for (let i = 0; i < spans.length; i += 2) {
     const kwEnd = spans[i + 1]!;
     // the match may begin with the boundary character that ends the previous segment
@@ -206,8 +255,8 @@ function scanKeyword(d: CompiledDetector, l: Layout, segments: TextSegment[], ou
     const regionStart = inKey ? l.valueStart[seg]! : Math.min(kwEnd - 1, l.valueEnd[seg]!);
     const regionEnd = Math.min(l.valueEnd[seg]!, regionStart + (inKey ? keywordRegionLimit * 4 : d.contextWindow + keywordRegionLimit));
     if (regionEnd <= regionStart) continue;
-    const region = l.text.slice(regionStart, regionEnd);
-    const candidates = findAll(d.shape, region, l.text, 0, regionStart);
+    const whole = inKey ? wholeIndex.get(seg) : undefined;
+    const candidates = (whole !== undefined ? wholeCandidates[whole] : null) ?? findAll(d.shape, l.text.slice(regionStart, regionEnd), l.text, 0, regionStart);
     for (let j = 0; j < candidates.length; j += 2) {
       const at = candidates[j]!;
       if (at >= regionEnd) break;
@@ -268,7 +317,7 @@ function scanEncoded(
   out: Match[],
   depth: number,
 ): void {
-  const spans = findAll(regex, l.buffer, l.text, 0, 0);
+  const spans = findAll(regex, l.text, l.text, 0, 0);
   for (let i = 0; i < spans.length; i += 2) {
     const at = spans[i]!;
     const seg = segmentAt(l, at);
