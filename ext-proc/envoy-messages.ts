@@ -49,6 +49,8 @@ export interface ProcessingResponse {
     body?: Buffer;
     details?: string;
   };
+  /** Extends Envoy's message timeout for the current phase (needs max_message_timeout on the filter). */
+  override_message_timeout?: { seconds: number; nanos: number };
   mode_override?: {
     request_header_mode: HeaderSendMode;
     response_header_mode: HeaderSendMode;

@@ -34,16 +34,51 @@ export function createExtProcServer(options: ExtProcServerOptions): grpc.Server 
         open = false;
         processor.finish();
       };
+      // Answers must leave in request order. Almost every answer is synchronous and written at
+      // once; when one is asynchronous (external DLP), later messages queue behind it.
+      let pending: Promise<void> | null = null;
+      const answer = (request: ProcessingRequest, response: ProcessingResponse | null) => {
+        if (response && open && !call.cancelled) call.write(response);
+      };
+      const failed = (request: ProcessingRequest, error: unknown) => {
+        options.log('ext_proc_internal_error', { error: (error as Error)?.stack ?? String(error), phase: request.request });
+        return processor.internalError(request, error);
+      };
+      const process = (request: ProcessingRequest): Promise<void> | null => {
+        let result: ReturnType<typeof processor.handle>;
+        try {
+          result = processor.handle(request);
+        } catch (error) {
+          answer(request, failed(request, error));
+          return null;
+        }
+        if (result === null || !('deferred' in result)) {
+          answer(request, result);
+          return null;
+        }
+        // Ask Envoy to wait for the answer longer than its per-message timeout (capped by max_message_timeout).
+        if (open && !call.cancelled) call.write({ override_message_timeout: { seconds: Math.floor(result.waitMs / 1000), nanos: (result.waitMs % 1000) * 1_000_000 } });
+        return result.deferred.then(
+          (response) => answer(request, response),
+          (error: unknown) => answer(request, failed(request, error)),
+        );
+      };
       call.on('data', (request: ProcessingRequest) => {
         if (!open) return;
-        let response: ProcessingResponse | null;
-        try {
-          response = processor.handle(request);
-        } catch (error) {
-          options.log('ext_proc_internal_error', { error: (error as Error)?.stack ?? String(error), phase: request.request });
-          response = processor.internalError(request, error);
+        if (pending) {
+          const queued: Promise<void> = pending.then(() => process(request) ?? undefined).finally(() => {
+            if (pending === queued) pending = null;
+          });
+          pending = queued;
+          return;
         }
-        if (response && open && !call.cancelled) call.write(response);
+        const started = process(request);
+        if (started) {
+          const queued: Promise<void> = started.finally(() => {
+            if (pending === queued) pending = null;
+          });
+          pending = queued;
+        }
       });
       call.on('end', () => {
         close();

@@ -13,6 +13,14 @@ import { MemoryAlertSink } from './sequence/alerts.ts';
 import { createBehaviourEngine } from './sequence/engine.ts';
 import { InMemorySessionStateStore } from './sequence/state-store.ts';
 
+/** The processor's answer when it is synchronous (no external DLP on these Personas). */
+function handleNow(processor: { handle(r: ProcessingRequest): ProcessingResponse | null | { deferred: unknown } }, request: ProcessingRequest): ProcessingResponse | null {
+  const response = processor.handle(request);
+  assert.ok(response === null || !('deferred' in response), 'a synchronous answer');
+  return response as ProcessingResponse | null;
+}
+
+
 const secret = 'B'.repeat(43);
 const token = `mnd_00000000000a_${secret}`;
 
@@ -164,7 +172,7 @@ test('20,000 random streams: no throw, one well-formed answer per message', () =
       const context = `seed ${stream + 1}, message ${index} (${message.request})`;
       let response: ProcessingResponse | null;
       try {
-        response = processor.handle(message);
+        response = handleNow(processor, message);
       } catch (error) {
         assert.fail(`${context}: threw ${(error as Error).stack}`);
       }

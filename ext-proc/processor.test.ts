@@ -14,6 +14,14 @@ import { MemoryAlertSink } from './sequence/alerts.ts';
 import { createBehaviourEngine } from './sequence/engine.ts';
 import { InMemorySessionStateStore } from './sequence/state-store.ts';
 
+/** The processor's answer when it is synchronous (no external DLP on these Personas). */
+function handleNow(processor: { handle(r: ProcessingRequest): ProcessingResponse | null | { deferred: unknown } }, request: ProcessingRequest): ProcessingResponse | null {
+  const response = processor.handle(request);
+  assert.ok(response === null || !('deferred' in response), 'a synchronous answer');
+  return response as ProcessingResponse | null;
+}
+
+
 const secret = 'A'.repeat(43);
 const token = `mnd_0123456789ab_${secret}`;
 const card = '4539 1488 0343 6467';
@@ -44,22 +52,22 @@ const headers = (entries: Record<string, string>) => ({ headers: { headers: Obje
 const route = { persona: 'p', upstream: 'billing', kind: 'mcp' as const, pathPrefix: '/personas/p/billing', configVersion: 1 };
 
 function startToolCall(processor: ReturnType<typeof createStreamProcessor>, args: unknown): ProcessingResponse | null {
-  processor.handle({ request: 'request_headers', request_headers: { ...headers({ ':method': 'POST', ':path': '/personas/p/billing', 'content-type': 'application/json', authorization: `Bearer ${token}` }) } });
+  handleNow(processor, { request: 'request_headers', request_headers: { ...headers({ ':method': 'POST', ':path': '/personas/p/billing', 'content-type': 'application/json', authorization: `Bearer ${token}` }) } });
   const body = Buffer.from(JSON.stringify({ jsonrpc: '2.0', id: 9, method: 'tools/call', params: { name: 'save_note', arguments: args } }));
-  return processor.handle({ request: 'request_body', request_body: { body, end_of_stream: true } });
+  return handleNow(processor, { request: 'request_body', request_body: { body, end_of_stream: true } });
 }
 
 test('a streamed result is held only until the split value is whole, then sent masked', () => {
   const processor = createStreamProcessor(route, deps(policyWith({ dataProtection: { profiles: ['pci-dss'] } })));
   startToolCall(processor, {});
-  const onHeaders = processor.handle({ request: 'response_headers', response_headers: headers({ ':status': '200', 'content-type': 'text/event-stream' }) } as ProcessingRequest);
+  const onHeaders = handleNow(processor, { request: 'response_headers', response_headers: headers({ ':status': '200', 'content-type': 'text/event-stream' }) } as ProcessingRequest);
   assert.equal(onHeaders?.mode_override?.response_body_mode, 'STREAMED');
   const event = `event: message\ndata: ${JSON.stringify({ jsonrpc: '2.0', id: 9, result: { content: [{ type: 'text', text: `card ${card}` }] } })}\n\n`;
   const cut = event.indexOf(card) + 7;
-  const first = processor.handle({ request: 'response_body', response_body: { body: Buffer.from(event.slice(0, cut)), end_of_stream: false } });
+  const first = handleNow(processor, { request: 'response_body', response_body: { body: Buffer.from(event.slice(0, cut)), end_of_stream: false } });
   const firstOut = first?.response_body?.response?.body_mutation;
   assert.ok(firstOut && 'clear_body' in firstOut, 'nothing of the incomplete event is released');
-  const second = processor.handle({ request: 'response_body', response_body: { body: Buffer.from(event.slice(cut)), end_of_stream: true } });
+  const second = handleNow(processor, { request: 'response_body', response_body: { body: Buffer.from(event.slice(cut)), end_of_stream: true } });
   const secondOut = second?.response_body?.response?.body_mutation;
   assert.ok(secondOut && 'body' in secondOut);
   const text = secondOut.body.toString('utf8');
@@ -85,6 +93,6 @@ test('without data protection or behaviour, tool results are not asked for', () 
   const processor = createStreamProcessor(route, deps(policyWith({})));
   const response = startToolCall(processor, { note: `pay with ${card}` });
   assert.deepEqual(response, { request_body: { response: { status: 'CONTINUE' } } });
-  const onHeaders = processor.handle({ request: 'response_headers', response_headers: headers({ ':status': '200', 'content-type': 'application/json' }) } as ProcessingRequest);
+  const onHeaders = handleNow(processor, { request: 'response_headers', response_headers: headers({ ':status': '200', 'content-type': 'application/json' }) } as ProcessingRequest);
   assert.equal(onHeaders?.mode_override, undefined);
 });

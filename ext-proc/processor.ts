@@ -25,6 +25,7 @@ import type { Upstream } from '../config/schema.ts';
 import { authenticateAgent } from './authentication/agent-credential.ts';
 import { authorizeMcpMethod, authorizeOperation, isToolVisible } from './authorization/authorize.ts';
 import { blocks, type AgentCall, type CallContext, type DataFinding, type Decision, type DecisionReason } from './decision/decision.ts';
+import { consultExternalDlp } from './dlp/external.ts';
 import type { FlowTracker } from './dlp/flow.ts';
 import { createStreamInspector, type StreamInspector } from './dlp/stream.ts';
 import { behaviourResultOf, checkBehaviour, recordBehaviourResult } from './pipeline/behaviour.ts';
@@ -82,11 +83,21 @@ const mcpBatchProtocol = '2025-03-26';
 const statelessProtocols = new Set(['2026-07-28']);
 
 export interface StreamProcessor {
-  handle(request: ProcessingRequest): ProcessingResponse | null;
+  /** Synchronous, except body phases for a Persona with inline external DLP, which answer later. */
+  handle(request: ProcessingRequest): ProcessingResponse | null | DeferredAnswer;
   /** The stream ended (normally or not): write audit records. Idempotent. */
   finish(): void;
   /** An unexpected error while handling a message: the fail-closed (or fail-open) answer. */
   internalError(request: ProcessingRequest, error: unknown): ProcessingResponse | null;
+}
+
+/**
+ * An answer that needs another service first (external DLP). The shell asks Envoy to
+ * wait `waitMs` for it (override_message_timeout) before awaiting it.
+ */
+export interface DeferredAnswer {
+  deferred: Promise<ProcessingResponse | null>;
+  waitMs: number;
 }
 
 /** What the stages concluded about one call: its Decision, and how to answer if it is stopped. */
@@ -120,6 +131,9 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
   let responseMode: 'none' | 'buffered' | 'sse' = 'none';
   /** This stream is the session's GET event stream (server-to-client messages). */
   let serverEventStream = false;
+  let responseContentType = 'application/octet-stream';
+  /** The request body was a JSON-RPC batch, so answers made here are lists too. */
+  let requestWasBatch = false;
   let responseIsJson = false;
   let inspectResponse = false;
   let sse: SseSplitter | null = null;
@@ -140,18 +154,24 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
     }
   };
 
-  function handle(request: ProcessingRequest): ProcessingResponse | null {
+  function handle(request: ProcessingRequest): ProcessingResponse | null | DeferredAnswer {
     if (request.observability_mode) return null;
     if (answered) return null;
     switch (request.request) {
       case 'request_headers':
         return timed(() => onRequestHeaders(request));
-      case 'request_body':
-        return timed(() => onRequestBody(request.request_body?.body ?? Buffer.alloc(0)));
+      case 'request_body': {
+        const body = request.request_body?.body ?? Buffer.alloc(0);
+        return withExternalDlp('request', body, timed(() => onRequestBody(body)));
+      }
       case 'response_headers':
         return onResponseHeaders(request);
-      case 'response_body':
-        return timed(() => onResponseBody(request.response_body?.body ?? Buffer.alloc(0), request.response_body?.end_of_stream === true));
+      case 'response_body': {
+        const body = request.response_body?.body ?? Buffer.alloc(0);
+        const response = timed(() => onResponseBody(body, request.response_body?.end_of_stream === true));
+        // External DLP sees whole bodies only: buffered responses, not event streams.
+        return responseMode === 'buffered' ? withExternalDlp('response', body, response) : response;
+      }
       case 'request_trailers':
         return { request_trailers: {} };
       case 'response_trailers':
@@ -283,6 +303,7 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
   function onMcpBody(body: Buffer): ProcessingResponse {
     const protocolVersion = requestHeaders.get('mcp-protocol-version');
     const parsed = parseJsonRpcBody(body, protocolVersion === undefined || protocolVersion === mcpBatchProtocol);
+    requestWasBatch = parsed.ok && parsed.batch;
     if (!parsed.ok) {
       recordDenial(makeDecision(mcpCall('invalid'), { stage: 'protocol', code: parsed.mandateCode, message: parsed.message }));
       answered = true;
@@ -441,8 +462,60 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
     return null;
   }
 
+  /**
+   * The Persona's external DLP services (ICAP or webhook), after Mandate's own stages
+   * allowed the body: inline ones may rewrite or refuse it; async ones only receive a copy.
+   */
+  function withExternalDlp(direction: 'request' | 'response', original: Buffer, response: ProcessingResponse | null): ProcessingResponse | null | DeferredAnswer {
+    const services = (persona?.dataProtection.external ?? []).filter((service) => service.directions.includes(direction));
+    const phase = direction === 'request' ? response?.request_body : response?.response_body;
+    if (services.length === 0 || !phase || answered) return response;
+    const mutation = phase.response?.body_mutation;
+    const forwarded = mutation && 'body' in mutation ? mutation.body : original;
+    const contentType = direction === 'request' ? (requestHeaders.get('content-type') ?? 'application/json') : responseContentType;
+    const tool = responseToolContext().tool;
+    const waitMs = services.reduce((total, service) => total + (service.mode === 'inline' ? service.timeoutMs : 0), 0) + 1000;
+    const deferred = (async () => {
+      let body = forwarded;
+      for (const service of services) {
+        const outcome = await consultExternalDlp(service, { direction, upstream: route!.upstream, ...(tool !== undefined ? { tool } : {}), contentType, body });
+        if (outcome.action === 'block') return refuseByExternalDlp(direction, { stage: 'data-protection', code: outcome.code, message: outcome.message });
+        if (outcome.body) body = outcome.body;
+      }
+      if (body === forwarded) return response;
+      return {
+        [direction === 'request' ? 'request_body' : 'response_body']: {
+          response: { ...phase.response, status: 'CONTINUE', header_mutation: headerMutation([['content-length', String(body.length)]], []), body_mutation: { body } },
+        },
+      } as ProcessingResponse;
+    })();
+    return { deferred, waitMs };
+  }
+
+  function refuseByExternalDlp(direction: 'request' | 'response', reason: DecisionReason): ProcessingResponse {
+    const monitor = persona?.persona.mode === 'monitor';
+    recordDenial({ ...makeDecision(decisions[0]?.call ?? mcpCall('external-dlp'), reason), enforced: !monitor });
+    if (monitor) return direction === 'request' ? { request_body: { response: { status: 'CONTINUE' } } } : { response_body: { response: { status: 'CONTINUE' } } };
+    if (direction === 'response') {
+      if (route!.kind === 'rest') {
+        answered = true;
+        return immediate(502, problem(502, reason), [['content-type', 'application/problem+json']], reason.code);
+      }
+      const body = Buffer.from(JSON.stringify(toolResultAnswer(reason)), 'utf8');
+      return { response_body: { response: { status: 'CONTINUE', header_mutation: headerMutation([['content-length', String(body.length)]], []), body_mutation: { body } } } };
+    }
+    answered = true;
+    finish();
+    if (route!.kind === 'rest') return immediate(403, problem(403, reason), [['content-type', 'application/problem+json']], reason.code);
+    const ids = decisions.map((d) => (d.call.kind === 'mcp' ? d.call.jsonRpcId : undefined)).filter((id): id is string | number => id !== undefined && id !== null);
+    const errors = ids.map((id) => jsonRpcError(id, jsonRpcCodes.policyDenied, `Mandate: ${reason.message}`, { mandate: { code: reason.code, persona: route!.persona, configVersion: policy?.version ?? 0 } }));
+    if (errors.length === 0) return immediate(202, '', [], reason.code);
+    return immediate(200, JSON.stringify(errors.length === 1 ? errors[0] : errors), [['content-type', 'application/json'], ['cache-control', 'no-store']], reason.code);
+  }
+
   function onResponseHeaders(request: ProcessingRequest): ProcessingResponse {
     const headers = headerMap(request.response_headers?.headers?.headers);
+    responseContentType = headers.get('content-type') ?? 'application/octet-stream';
     upstreamStatus = Number(headers.get(':status') ?? 0) || null;
     const setHeaders: [string, string][] = [];
     if (policy) setHeaders.push(['x-mandate-config-version', String(policy.version)]);
@@ -517,7 +590,7 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
           answered = true;
           return immediate(502, problem(502, reason), [['content-type', 'application/problem+json']], reason.code);
         }
-        body = Buffer.from(JSON.stringify(toolResultErrors(reason)), 'utf8');
+        body = Buffer.from(JSON.stringify(toolResultAnswer(reason)), 'utf8');
       } else if (protection.changed) {
         body = protection.value;
       }
@@ -564,6 +637,12 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
   }
 
   /** JSON-RPC errors answering the pending tool calls, for a result that may not reach the agent. */
+  /** The errors as the agent expects them: one object for a single request, a list for a batch. */
+  function toolResultAnswer(reason: DecisionReason): unknown {
+    const errors = toolResultErrors(reason);
+    return requestWasBatch ? errors : errors[0];
+  }
+
   function toolResultErrors(reason: DecisionReason): unknown[] {
     const ids = [...pendingCalls.keys()];
     return (ids.length > 0 ? ids : [null]).map((id) =>

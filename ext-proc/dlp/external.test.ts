@@ -1,34 +1,14 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createServer as createTcpServer, type Server } from 'node:net';
 import { createServer as createHttpServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { startIcapServer } from '../../test/support/icap-server.ts';
 import { consultExternalDlp, icapScan, parseIcapResponse } from './external.ts';
 
-/**
- * A small ICAP server: reads one request, records it, and answers by the body:
- * "secret" -> 200 with an HTTP 403 (blocked), "rewrite" -> 200 with a new body, "slow" -> never, else 204.
- */
-function startIcap(): Promise<{ port: number; seen: string[]; close(): void }> {
-  const seen: string[] = [];
-  const server: Server = createTcpServer((socket) => {
-    let data = '';
-    socket.on('data', (d) => {
-      data += d.toString('latin1');
-      if (!data.endsWith('0\r\n\r\n')) return;
-      seen.push(data);
-      if (data.includes('slow')) return;
-      if (data.includes('secret')) {
-        const http = 'HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n';
-        socket.end(`ICAP/1.0 200 OK\r\nEncapsulated: res-hdr=0, null-body=${http.length}\r\n\r\n${http}`);
-      } else if (data.includes('rewrite')) {
-        const http = 'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n';
-        const body = '{"ok":"rewritten"}';
-        socket.end(`ICAP/1.0 200 OK\r\nEncapsulated: res-hdr=0, res-body=${http.length}\r\n\r\n${http}${body.length.toString(16)}\r\n${body}\r\n0\r\n\r\n`);
-      } else socket.end('ICAP/1.0 204 No Content\r\n\r\n');
-    });
-  });
-  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve({ port: (server.address() as AddressInfo).port, seen, close: () => server.close() })));
+/** "secret" -> blocked, "rewrite" -> a new body, "slow" -> never answered, else no modification. */
+async function startIcap(): Promise<{ port: number; seen: string[]; close(): void }> {
+  const icap = await startIcapServer((data) => (data.includes('slow') ? 'hang' : data.includes('secret') ? 'block' : data.includes('rewrite') ? { rewrite: '{"ok":"rewritten"}' } : 'allow'));
+  return { port: icap.port, seen: icap.seen, close: () => void icap.close() };
 }
 
 const req = (body: string, direction: 'request' | 'response' = 'response') => ({ direction, upstream: 'billing', tool: 'get', contentType: 'application/json', body: Buffer.from(body) });

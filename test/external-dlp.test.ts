@@ -1,0 +1,114 @@
+// The enterprise DLP a customer already runs, consulted inline through the real
+// gateway: an ICAP server (RFC 3507) and a webhook, each able to allow, rewrite
+// or refuse; a dead service fails closed unless the Persona says fail open.
+import assert from 'node:assert/strict';
+import { createServer, type Server } from 'node:http';
+import { after, before, test } from 'node:test';
+import { freePort } from '../deploy/gateway-processes.ts';
+import { startGatewayFixture, type GatewayFixture } from './support/gateway-fixture.ts';
+import { startIcapServer, type IcapServer } from './support/icap-server.ts';
+import { close, createRecordingMcpServer, listen, type RecordingMcpServer } from './support/recording-mcp-server.ts';
+
+let gateway: GatewayFixture;
+let notes: RecordingMcpServer;
+let icap: IcapServer;
+let webhook: Server;
+const webhookSeen: { direction: string; body: string }[] = [];
+const tokens: Record<string, string> = {};
+
+/** The JSON body inside an ICAP request's chunked encapsulation. */
+function encapsulatedJson(icapRequest: string): { id?: number; params?: { arguments?: { note?: string } } } {
+  const start = icapRequest.indexOf('{');
+  const end = icapRequest.lastIndexOf('}');
+  return JSON.parse(Buffer.from(icapRequest.slice(start, end + 1), 'latin1').toString('utf8'));
+}
+
+before(async () => {
+  notes = createRecordingMcpServer({ save_note: (args) => `saved: ${String(args.note)}` });
+  const notesPort = await listen(notes.server);
+  icap = await startIcapServer((request) => {
+    if (request.includes('forbidden-project')) return 'block';
+    if (request.includes('rewrite-me')) {
+      const message = encapsulatedJson(request);
+      return { rewrite: JSON.stringify({ ...message, params: { name: 'save_note', arguments: { note: '[cleaned by enterprise DLP]' } } }) };
+    }
+    return 'allow';
+  });
+  webhook = createServer(async (request, response) => {
+    const chunks: Buffer[] = [];
+    for await (const chunk of request) chunks.push(chunk as Buffer);
+    const scan = JSON.parse(Buffer.concat(chunks).toString('utf8')) as { direction: string; body: string };
+    const body = Buffer.from(scan.body, 'base64').toString('utf8');
+    webhookSeen.push({ direction: scan.direction, body });
+    if (scan.direction === 'response' && body.includes('confidential')) {
+      const message = JSON.parse(body) as { id: number };
+      const cleaned = { jsonrpc: '2.0', id: message.id, result: { content: [{ type: 'text', text: '[withheld by enterprise DLP]' }] } };
+      response.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ action: 'modify', body: Buffer.from(JSON.stringify(cleaned)).toString('base64') }));
+      return;
+    }
+    response.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ action: 'allow' }));
+  });
+  const webhookPort = await listen(webhook);
+  const deadPort = await freePort();
+  gateway = await startGatewayFixture({ demo: false });
+  const grants = [{ upstream: 'notes', tools: [{ name: 'save_note' }] }];
+  const persona = (name: string, external: unknown[]) => ({ kind: 'Persona', name, description: `external DLP: ${name}`, grants, dataProtection: { external } });
+  await gateway.apply([
+    { kind: 'Upstream', name: 'notes', protocol: 'mcp', url: `http://127.0.0.1:${notesPort}/mcp` },
+    persona('icap-guarded', [{ type: 'icap', url: `icap://127.0.0.1:${icap.port}/reqmod`, directions: ['request'], timeoutMs: 2000 }]),
+    persona('webhook-guarded', [{ type: 'webhook', url: `http://127.0.0.1:${webhookPort}/scan`, directions: ['response'], timeoutMs: 2000 }]),
+    persona('dlp-down-closed', [{ type: 'icap', url: `icap://127.0.0.1:${deadPort}/reqmod`, timeoutMs: 300 }]),
+    persona('dlp-down-open', [{ type: 'icap', url: `icap://127.0.0.1:${deadPort}/reqmod`, timeoutMs: 300, failMode: 'open' }]),
+  ]);
+  for (const name of ['icap-guarded', 'webhook-guarded', 'dlp-down-closed', 'dlp-down-open']) tokens[name] = (await gateway.issueToken(name, `${name}-agent`)).token;
+});
+
+after(async () => {
+  await gateway?.stop();
+  await close(notes.server);
+  await icap.close().catch(() => undefined);
+  await close(webhook);
+});
+
+async function saveNote(persona: string, id: number, note: string): Promise<{ status: number; json: any }> {
+  const response = await fetch(`${gateway.gatewayUrl}/personas/${persona}/notes`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${tokens[persona]}`, 'content-type': 'application/json', accept: 'application/json, text/event-stream', 'mcp-protocol-version': '2025-06-18' },
+    body: JSON.stringify({ jsonrpc: '2.0', id, method: 'tools/call', params: { name: 'save_note', arguments: { note } } }),
+  });
+  const text = await response.text();
+  if (!text) throw new Error(`${persona}: HTTP ${response.status} with an empty body (${JSON.stringify([...response.headers])})`);
+  return { status: response.status, json: JSON.parse(text) };
+}
+
+test('ICAP: allowed as is, rewritten before the upstream sees it, or refused', async () => {
+  const plain = await saveNote('icap-guarded', 1, 'hello');
+  assert.equal(plain.status, 200);
+  assert.match(JSON.stringify(plain.json.result), /saved: hello/);
+
+  const rewritten = await saveNote('icap-guarded', 2, 'please rewrite-me now');
+  assert.equal(rewritten.status, 200);
+  assert.equal(notes.calls.at(-1)?.arguments && (notes.calls.at(-1)!.arguments as { note: string }).note, '[cleaned by enterprise DLP]');
+  assert.ok(!notes.calls.some((c) => JSON.stringify(c.arguments).includes('rewrite-me')), 'the original never reached the upstream');
+
+  const before = notes.calls.length;
+  const refused = await saveNote('icap-guarded', 3, 'about the forbidden-project');
+  assert.equal(refused.json.error.code, -32001);
+  assert.equal(refused.json.error.data.mandate.code, 'external_dlp_blocked');
+  assert.equal(notes.calls.length, before, 'a refused call never reaches the upstream');
+  assert.ok(icap.seen.some((r) => r.startsWith('REQMOD ')), 'the gateway spoke REQMOD');
+});
+
+test('webhook: a tool result is rewritten before the agent sees it', async () => {
+  const answer = await saveNote('webhook-guarded', 4, 'confidential numbers');
+  assert.equal(answer.status, 200);
+  assert.equal(answer.json.result.content[0].text, '[withheld by enterprise DLP]');
+  assert.ok(webhookSeen.some((s) => s.direction === 'response' && s.body.includes('confidential')));
+});
+
+test('an unreachable DLP service fails closed by default, open when the Persona says so', async () => {
+  const closed = await saveNote('dlp-down-closed', 5, 'anything');
+  assert.equal(closed.json.error.data.mandate.code, 'external_dlp_unavailable');
+  const open = await saveNote('dlp-down-open', 6, 'anything');
+  assert.match(JSON.stringify(open.json.result), /saved: anything/);
+});
