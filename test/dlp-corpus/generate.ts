@@ -229,6 +229,47 @@ export function denseToolResult(seed: number, items: number): unknown {
   };
 }
 
+/**
+ * Customer records at a realistic density: about 400 bytes each (ids, dates,
+ * address, plan, a sentence of notes) with an email on every record and an
+ * IBAN on every third one, so one or two sensitive values per record.
+ */
+export function customerRecordsToolResult(seed: number, items: number): unknown {
+  const rnd = createRandom(seed);
+  const digits = (n: number) => Array.from({ length: n }, () => Math.floor(rnd() * 10)).join('');
+  const words = ['renewal', 'invoice', 'onboarding', 'meeting', 'support', 'upgrade', 'the', 'a', 'asked', 'about', 'next', 'quarter', 'team', 'plan', 'seats', 'call', 'notes'];
+  const sentence = (n: number) => Array.from({ length: n }, () => words[Math.floor(rnd() * words.length)]).join(' ');
+  return {
+    jsonrpc: '2.0',
+    id: 9,
+    result: {
+      content: [
+        {
+          type: 'text',
+          text: JSON.stringify({
+            customers: Array.from({ length: items }, (_, i) => {
+              const bban = digits(18);
+              return {
+                id: uuid(rnd),
+                account: 20_000 + i,
+                name: `Customer ${i}`,
+                company: `Company ${Math.floor(rnd() * 900)} GmbH`,
+                email: `customer${i}@example.com`,
+                address: { street: `${1 + Math.floor(rnd() * 200)} Market Street`, city: 'Springfield', country: 'DE' },
+                plan: rnd() < 0.5 ? 'team' : 'enterprise',
+                seats: 1 + Math.floor(rnd() * 300),
+                created_at: new Date(1.6e12 + rnd() * 1e11).toISOString(),
+                ...(i % 3 === 0 ? { iban: `DE${ibanCheckDigits('DE', bban)}${bban}` } : {}),
+                notes: sentence(18),
+              };
+            }),
+          }),
+        },
+      ],
+    },
+  };
+}
+
 if (import.meta.url === `file://${process.argv[1]}`) {
   const here = dirname(fileURLToPath(import.meta.url));
   const corpus = generateCorpus();
