@@ -29,6 +29,8 @@ export interface Gateway {
   adminToken: string;
   envoy: EnvoyProcess;
   processes: Map<string, ChildProcess>;
+  /** Health ports of the ext_proc replicas, replica 0 first. */
+  extProcHealthPorts: number[];
   /** Stops one process (kill -9 with hard) and returns when it has exited. */
   stopProcess(name: string, hard?: boolean): Promise<void>;
   startExtProc(): Promise<void>;
@@ -70,8 +72,21 @@ async function waitFor(url: string, timeoutMs: number, accept: (status: number) 
   }
 }
 
-export async function startGateway(options: { dataDir: string; ports: GatewayPorts; demoUpstreams: boolean; logDir: string; quiet?: boolean }): Promise<Gateway> {
+export interface GatewayOptions {
+  dataDir: string;
+  ports: GatewayPorts;
+  demoUpstreams: boolean;
+  logDir: string;
+  /** ext_proc replicas behind Envoy (default 1); with more than one, pass natsUrl so they share behaviour state. */
+  extProcReplicas?: number;
+  natsUrl?: string;
+}
+
+export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   const { ports, dataDir } = options;
+  // Replica 0 uses the named ports; further replicas get their own gRPC and health ports and audit directory.
+  const replicas = [{ grpc: ports.extProc, health: ports.extProcHealth }];
+  for (let i = 1; i < (options.extProcReplicas ?? 1); i++) replicas.push({ grpc: await freePort(), health: await freePort() });
   mkdirSync(dataDir, { recursive: true });
   mkdirSync(options.logDir, { recursive: true });
   const processes = new Map<string, ChildProcess>();
@@ -81,10 +96,9 @@ export async function startGateway(options: { dataDir: string; ports: GatewayPor
     MANDATE_XDS_LISTEN: `127.0.0.1:${ports.xds}`,
     MANDATE_ADMIN_LISTEN: `127.0.0.1:${ports.admin}`,
     MANDATE_GATEWAY_LISTEN: `127.0.0.1:${ports.gateway}`,
-    MANDATE_EXT_PROC_ENDPOINTS: `127.0.0.1:${ports.extProc}`,
-    MANDATE_EXT_PROC_LISTEN: `127.0.0.1:${ports.extProc}`,
-    MANDATE_EXT_PROC_HEALTH_LISTEN: `127.0.0.1:${ports.extProcHealth}`,
+    MANDATE_EXT_PROC_ENDPOINTS: replicas.map((r) => `127.0.0.1:${r.grpc}`).join(','),
     MANDATE_CONTROL_PLANE_URL: `http://127.0.0.1:${ports.admin}`,
+    ...(options.natsUrl ? { MANDATE_NATS_URL: options.natsUrl } : {}),
   };
   const launch = (name: string, args: string[], extraEnv: Record<string, string> = {}) => {
     const child = spawn(process.execPath, args, { cwd: repoRoot, env: { ...env, ...extraEnv }, stdio: ['ignore', 'pipe', 'pipe'] });
@@ -110,11 +124,18 @@ export async function startGateway(options: { dataDir: string; ports: GatewayPor
   }
   launch('xds-server', [join(repoRoot, 'xds-server/main.ts')]);
   await waitFor(`http://127.0.0.1:${ports.admin}/healthz`, 30_000);
-  const startExtProc = async () => {
-    launch('ext-proc', [join(repoRoot, 'ext-proc/main.ts')]);
-    await waitFor(`http://127.0.0.1:${ports.extProcHealth}/healthz`, 30_000);
+  const startReplica = async (index: number) => {
+    const replica = replicas[index]!;
+    launch(index === 0 ? 'ext-proc' : `ext-proc-${index}`, [join(repoRoot, 'ext-proc/main.ts')], {
+      MANDATE_EXT_PROC_LISTEN: `127.0.0.1:${replica.grpc}`,
+      MANDATE_EXT_PROC_HEALTH_LISTEN: `127.0.0.1:${replica.health}`,
+      MANDATE_REPLICA_ID: `replica-${index}`,
+      ...(index === 0 ? {} : { MANDATE_AUDIT_DIR: join(dataDir, `audit-${index}`) }),
+    });
+    await waitFor(`http://127.0.0.1:${replica.health}/healthz`, 30_000);
   };
-  await startExtProc();
+  const startExtProc = () => startReplica(0);
+  for (let i = 0; i < replicas.length; i++) await startReplica(i);
   const envoy = await startEnvoy({
     xds: { address: '127.0.0.1', port: ports.xds },
     adminPort: ports.envoyAdmin,
@@ -135,6 +156,7 @@ export async function startGateway(options: { dataDir: string; ports: GatewayPor
     adminToken,
     envoy,
     processes,
+    extProcHealthPorts: replicas.map((r) => r.health),
     stopProcess,
     startExtProc,
     async stop() {

@@ -3,6 +3,16 @@
 # with real Envoy (and real NATS where a test needs it) under test/.
 # Run through deploy/bootstrap.sh (npm test), which puts the pinned Node.js and tools on PATH.
 set -eu
+# Real NATS for the scaled-out tests: Debian's nats-server (JetStream), installed here if missing.
+if ! command -v nats-server >/dev/null 2>&1; then
+  echo "== installing nats-server (Debian package)"
+  if [ "$(id -u)" = 0 ]; then
+    apt-get install -y -qq nats-server >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq nats-server >/dev/null; } || { echo "could not install nats-server" >&2; exit 1; }
+  else
+    echo "nats-server is missing and this is not root: install Debian's nats-server package" >&2
+    exit 1
+  fi
+fi
 echo "== type check"
 tsc -p tsconfig.json
 echo "== tests"

@@ -1,6 +1,7 @@
 // The ext_proc process: `node ext-proc/main.ts`. Settings come from the
 // environment (see docs/configuration.md).
 import { readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseHostPort } from '../xds-server/settings.ts';
 import { startExtProc } from './service.ts';
@@ -18,6 +19,9 @@ try {
     internalToken,
     auditDir: resolve(env.MANDATE_AUDIT_DIR ?? join(dataDir, 'audit')),
     log,
+    ...(env.MANDATE_ALERT_WEBHOOK_URL ? { alertWebhookUrl: env.MANDATE_ALERT_WEBHOOK_URL } : {}),
+    // Each replica needs a name unique in the fleet (in Kubernetes, the pod name).
+    ...(env.MANDATE_NATS_URL ? { nats: { servers: env.MANDATE_NATS_URL, replicaId: env.MANDATE_REPLICA_ID ?? hostname() + ':' + process.pid } } : {}),
   });
   const stop = async () => {
     await service.stop();

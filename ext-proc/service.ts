@@ -13,7 +13,9 @@ import { openAuditLog } from './audit/log.ts';
 import { FlowTracker } from './dlp/flow.ts';
 import { createExtProcServer } from './grpc-server.ts';
 import { followPolicyStream } from './policy-source.ts';
-import { FanOutAlertSink, type AlertSink } from './sequence/alerts.ts';
+import { connect as connectNats } from 'nats';
+import { FanOutAlertSink, NatsAlertSink, WebhookAlertSink, type AlertSink } from './sequence/alerts.ts';
+import { openNatsSessionStateStore } from './sequence/nats-state-store.ts';
 import type { CompiledPolicy } from './policy/compile-policy.ts';
 import type { AuditLog } from './audit/log.ts';
 import { createBehaviourEngine, type BehaviourEngine } from './sequence/engine.ts';
@@ -26,8 +28,12 @@ export interface ExtProcOptions {
   internalToken: string;
   auditDir: string;
   log: (event: string, fields: Record<string, unknown>) => void;
-  /** Where behaviour alerts go; default: the log. */
+  /** Where behaviour alerts go; default: the log (plus the webhook and NATS below when set). */
   alertSink?: AlertSink;
+  /** Behaviour alerts are also POSTed here. */
+  alertWebhookUrl?: string;
+  /** Scaled out: behaviour state and the quarantine list are shared with the other replicas over NATS. */
+  nats?: { servers: string; replicaId: string };
 }
 
 export interface ExtProcService {
@@ -78,8 +84,16 @@ export async function startExtProc(options: ExtProcOptions): Promise<ExtProcServ
     close: async () => {},
   };
   const logAlerts: AlertSink = { emit: (alert) => log('behaviour_alert', { ...alert }), close: async () => {} };
-  const alertSink: AlertSink = new FanOutAlertSink([options.alertSink ?? logAlerts, auditAlerts]);
-  const behaviour = createBehaviourEngine({ clock: () => Date.now(), store: new InMemorySessionStateStore(), alertSink });
+  const natsConnection = options.nats ? await connectNats({ servers: options.nats.servers, name: `mandate-ext-proc-${options.nats.replicaId}` }) : null;
+  const alertSinks: AlertSink[] = [options.alertSink ?? logAlerts, auditAlerts];
+  if (options.alertWebhookUrl) alertSinks.push(new WebhookAlertSink({ url: options.alertWebhookUrl }));
+  if (natsConnection) alertSinks.push(new NatsAlertSink(natsConnection));
+  const alertSink: AlertSink = new FanOutAlertSink(alertSinks);
+  // One process: in-memory state. Scaled out: every replica sees every replica's calls (docs/behaviour.md).
+  const sessionStore = options.nats
+    ? await openNatsSessionStateStore({ servers: options.nats.servers, replicaId: options.nats.replicaId, log })
+    : new InMemorySessionStateStore();
+  const behaviour = createBehaviourEngine({ clock: () => Date.now(), store: sessionStore, alertSink });
   const server = createExtProcServer({
     service: api.extProcService,
     currentPolicy: policy.current,
@@ -139,6 +153,8 @@ export async function startExtProc(options: ExtProcOptions): Promise<ExtProcServ
       health.closeAllConnections?.();
       await new Promise<void>((resolve) => health.close(() => resolve()));
       await alertSink.close();
+      if ('close' in sessionStore) await sessionStore.close();
+      await natsConnection?.drain();
       await audit.close();
     },
   };

@@ -24,10 +24,19 @@ export function demoDocuments(ports: { mcpUpstream: number; restUpstream: number
   return parseAllDocuments(text).map((d) => d.toJSON() as Record<string, unknown>);
 }
 
-export async function startGatewayFixture(options: { demo?: boolean; ports?: Awaited<ReturnType<typeof choosePorts>> } = {}): Promise<GatewayFixture> {
+export async function startGatewayFixture(
+  options: { demo?: boolean; ports?: Awaited<ReturnType<typeof choosePorts>>; extProcReplicas?: number; natsUrl?: string } = {},
+): Promise<GatewayFixture> {
   const dataDir = mkdtempSync(join(tmpdir(), 'mandate-test-'));
   const ports = options.ports ?? (await choosePorts());
-  const gateway = await startGateway({ dataDir, ports, demoUpstreams: true, logDir: join(dataDir, 'logs') });
+  const gateway = await startGateway({
+    dataDir,
+    ports,
+    demoUpstreams: true,
+    logDir: join(dataDir, 'logs'),
+    ...(options.extProcReplicas ? { extProcReplicas: options.extProcReplicas } : {}),
+    ...(options.natsUrl ? { natsUrl: options.natsUrl } : {}),
+  });
   const fixture: GatewayFixture = {
     ...gateway,
     tokens: {},

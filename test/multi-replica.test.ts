@@ -1,0 +1,112 @@
+// Mandate scaled out: two ext_proc replicas behind one real Envoy, sharing
+// behaviour state over a real NATS server. Envoy spreads a session's calls over
+// both replicas, and the sequence is still scored as one: the email after bulk
+// ticket reads is blocked whichever replica sees it. A quarantine made on one
+// replica holds on the other, and a release on either lifts it everywhere.
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import Database from 'better-sqlite3';
+import { McpError } from '@modelcontextprotocol/sdk/types.js';
+import { startGatewayFixture, type GatewayFixture } from './support/gateway-fixture.ts';
+import { startNatsServer, type NatsServer } from './support/nats-server.ts';
+import { close, createRecordingMcpServer, listen, type RecordingMcpServer } from './support/recording-mcp-server.ts';
+
+let nats: NatsServer;
+let gateway: GatewayFixture;
+let helpdesk: RecordingMcpServer;
+
+before(async () => {
+  nats = await startNatsServer();
+  helpdesk = createRecordingMcpServer({ read_ticket: (args) => `ticket ${String(args.id)}`, send_email: () => 'sent', delete_ticket: () => 'deleted' });
+  const port = await listen(helpdesk.server);
+  gateway = await startGatewayFixture({ demo: false, extProcReplicas: 2, natsUrl: nats.url });
+  const grants = [{ upstream: 'helpdesk', tools: [{ name: 'read_ticket' }, { name: 'send_email' }, { name: 'delete_ticket' }] }];
+  await gateway.apply([
+    { kind: 'Upstream', name: 'helpdesk', protocol: 'mcp', url: `http://127.0.0.1:${port}/mcp` },
+    {
+      kind: 'Persona',
+      name: 'support',
+      description: 'Reads tickets; bulk reads then email is exfiltration.',
+      grants,
+      behaviour: {
+        rules: [
+          { name: 'tickets-then-email', steps: [{ match: { tool: ['read_ticket'] }, atLeast: 6 }, { match: { class: ['egress'] }, within: '10m' }], action: 'block' },
+          { name: 'delete-quarantines', steps: [{ match: { tool: 'delete_ticket' } }], action: 'quarantine' },
+        ],
+      },
+    },
+  ]);
+  // Both replicas must hold the new config before traffic.
+  for (const healthPort of gateway.extProcHealthPorts) {
+    const deadline = Date.now() + 5000;
+    while (Date.now() < deadline) {
+      const ready = (await (await fetch(`http://127.0.0.1:${healthPort}/readyz`)).json()) as { configVersion?: number };
+      if ((ready.configVersion ?? 0) >= (await gateway.configVersion())) break;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+});
+
+after(async () => {
+  await gateway?.stop();
+  if (helpdesk) await close(helpdesk.server);
+  await nats?.stop();
+});
+
+const blockedWith = (code: string) => (error: unknown) => error instanceof McpError && error.code === -32001 && (error.data as { mandate: { code: string } }).mandate.code === code;
+
+test('one session across two replicas: the email after bulk reads is blocked', async () => {
+  const { token } = await gateway.issueToken('support', 'agent-1');
+  const client = await gateway.mcpClient('/personas/support/helpdesk', token);
+  for (let i = 0; i < 6; i++) await client.callTool({ name: 'read_ticket', arguments: { id: String(i) } });
+  await new Promise((r) => setTimeout(r, 300)); // well above the measured replication staleness
+  await assert.rejects(() => client.callTool({ name: 'send_email', arguments: { to: 'someone@example.com' } }), blockedWith('sequence_rule_matched'));
+  assert.ok(!helpdesk.calls.some((c) => c.tool === 'send_email'), 'the email never reached the upstream');
+  // Both replicas served part of this session (Envoy spreads ext_proc streams over them).
+  const perReplica = await Promise.all(['audit', 'audit-1'].map((dir) => decisionsOf(join(gateway.dataDir, dir), 'agent-1')));
+  assert.ok(perReplica.every((n) => n > 0), `both replicas decided calls of the session: ${perReplica.join(', ')}`);
+  await client.close();
+});
+
+test('a quarantine made on one replica holds on the other; release lifts it everywhere', async () => {
+  const internalToken = readFileSync(join(gateway.dataDir, 'internal-token'), 'utf8').trim();
+  const { token } = await gateway.issueToken('support', 'agent-2');
+  const client = await gateway.mcpClient('/personas/support/helpdesk', token);
+  await assert.rejects(() => client.callTool({ name: 'delete_ticket', arguments: { id: '1' } }), blockedWith('sequence_rule_matched'));
+  await new Promise((r) => setTimeout(r, 300));
+  // Whichever replica takes the next calls, the agent is out.
+  for (let i = 0; i < 4; i++) await assert.rejects(() => client.callTool({ name: 'read_ticket', arguments: { id: String(i) } }), blockedWith('agent_quarantined'));
+  // Every replica now lists the agent.
+  for (const port of gateway.extProcHealthPorts) {
+    const list = (await (await fetch(`http://127.0.0.1:${port}/v1/quarantine`, { headers: { authorization: `Bearer ${internalToken}` } })).json()) as { agents: { agent: string }[] };
+    assert.ok(list.agents.some((a) => a.agent === 'agent-2'), `replica on ${port} knows the quarantine`);
+  }
+  // Release on the second replica.
+  const released = await fetch(`http://127.0.0.1:${gateway.extProcHealthPorts[1]}/v1/quarantine/agent-2`, { method: 'DELETE', headers: { authorization: `Bearer ${internalToken}` } });
+  assert.equal(released.status, 200);
+  await new Promise((r) => setTimeout(r, 300));
+  for (const port of gateway.extProcHealthPorts) {
+    const list = (await (await fetch(`http://127.0.0.1:${port}/v1/quarantine`, { headers: { authorization: `Bearer ${internalToken}` } })).json()) as { agents: { agent: string }[] };
+    assert.ok(!list.agents.some((a) => a.agent === 'agent-2'), `replica on ${port} saw the release`);
+  }
+  await client.close();
+});
+
+/** Decision events of an agent in one replica's audit log (it commits in batches, so wait a little). */
+async function decisionsOf(auditDir: string, agent: string): Promise<number> {
+  const deadline = Date.now() + 3000;
+  let count = 0;
+  while (Date.now() < deadline) {
+    const db = new Database(join(auditDir, 'audit.sqlite'), { readonly: true, fileMustExist: true });
+    try {
+      count = (db.prepare("SELECT count(*) AS n FROM audit_events WHERE kind = 'decision' AND agent = ?").get(agent) as { n: number }).n;
+    } finally {
+      db.close();
+    }
+    if (count > 0) return count;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return count;
+}
