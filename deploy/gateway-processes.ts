@@ -103,8 +103,10 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   const launch = (name: string, args: string[], extraEnv: Record<string, string> = {}) => {
     const child = spawn(process.execPath, args, { cwd: repoRoot, env: { ...env, ...extraEnv }, stdio: ['ignore', 'pipe', 'pipe'] });
     const log = createWriteStream(join(options.logDir, `${name}.log`), { flags: 'a' });
-    child.stdout!.pipe(log);
-    child.stderr!.pipe(log);
+    child.stdout!.pipe(log, { end: false });
+    child.stderr!.pipe(log, { end: false });
+    // Two sources share one file: end it once both have closed, not when the first ends.
+    child.once('close', () => log.end());
     processes.set(name, child);
     return child;
   };

@@ -53,8 +53,9 @@ export async function startEnvoy(options: EnvoyOptions): Promise<EnvoyProcess> {
   const child = spawn(envoyBinary(), args, { stdio: ['ignore', 'pipe', 'pipe'] });
   if (options.logFile) {
     const out = createWriteStream(options.logFile, { flags: 'a' });
-    child.stdout!.pipe(out);
-    child.stderr!.pipe(out);
+    child.stdout!.pipe(out, { end: false });
+    child.stderr!.pipe(out, { end: false });
+    child.once('close', () => out.end());
   } else {
     child.stdout!.pipe(process.stdout);
     child.stderr!.pipe(process.stderr);
