@@ -3,7 +3,7 @@
 // logged and ignored; the previous one stays in force. On disconnect it keeps
 // serving the last policy and reconnects with backoff.
 import type { PolicySnapshot } from '../config/bundle.ts';
-import { compilePolicy, type CompiledPolicy, type CompilePolicyOptions } from './policy/compile-policy.ts';
+import { compilePolicy, type CompiledPersona, type CompiledPolicy, type CompilePolicyOptions } from './policy/compile-policy.ts';
 
 export interface PolicySource {
   current(): CompiledPolicy | null;
@@ -20,19 +20,22 @@ export function followPolicyStream(options: {
   compile?: CompilePolicyOptions;
 }): PolicySource {
   let current: CompiledPolicy | null = null;
+  // Personas unchanged since the previous version are not compiled again.
+  const personaCache = new Map<string, CompiledPersona>();
   let closed = false;
   let controller: AbortController | null = null;
   const waiters = new Set<{ version: number; resolve: (ok: boolean) => void }>();
 
   const install = (snapshot: PolicySnapshot) => {
     if (current && snapshot.version <= current.version) return;
-    const compiled = compilePolicy(snapshot, options.compile);
+    const started = performance.now();
+    const compiled = compilePolicy(snapshot, { ...options.compile, personaCache });
     if (!compiled.ok) {
       options.log('policy_rejected', { version: snapshot.version, issues: compiled.issues });
       return;
     }
     current = compiled.policy;
-    options.log('policy_installed', { version: current.version, personas: current.personas.size });
+    options.log('policy_installed', { version: current.version, personas: current.personas.size, compileMs: Math.round(performance.now() - started) });
     options.onPolicy?.(current);
     for (const waiter of waiters) {
       if (current.version >= waiter.version) {

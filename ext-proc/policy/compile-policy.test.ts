@@ -39,3 +39,27 @@ test('a bad behaviour block rejects the snapshot with the path of the field', ()
   assert.ok(!compiled.ok);
   assert.deepEqual(compiled.issues.map((i) => [i.path, i.code]), [[['personas', 1, 'behaviour', 'rules', 0, 'steps', 0, 'match', 'when'], 'invalid_cel']]);
 });
+
+test('a version that changes nothing about a Persona reuses its compiled form', () => {
+  const snapshot = (version: number, description: string) => ({
+    version,
+    createdAt: '2026-01-01T00:00:00Z',
+    bundle: configBundleSchema.parse({
+      upstreams: [{ kind: 'Upstream', name: 'billing', protocol: 'mcp', url: 'http://127.0.0.1:1/mcp' }],
+      personas: [
+        { kind: 'Persona', name: 'stable', description: 'same', grants: [{ upstream: 'billing', tools: [{ name: '*' }] }], dataProtection: { profiles: ['pci-dss'] } },
+        { kind: 'Persona', name: 'edited', description, grants: [{ upstream: 'billing', tools: [{ name: '*' }] }], dataProtection: { profiles: ['pci-dss'] } },
+      ],
+    }),
+    credentials: [],
+    upstreamCredentials: {},
+  });
+  const personaCache = new Map();
+  const first = compilePolicy(snapshot(1, 'v1'), { personaCache });
+  const second = compilePolicy(snapshot(2, 'v2'), { personaCache });
+  assert.ok(first.ok && second.ok);
+  assert.equal(second.policy.personas.get('stable'), first.policy.personas.get('stable'), 'unchanged Persona reused');
+  assert.notEqual(second.policy.personas.get('edited'), first.policy.personas.get('edited'), 'edited Persona compiled again');
+  assert.equal(second.policy.personas.get('edited')!.persona.description, 'v2');
+  assert.equal(personaCache.size, 2, 'the cache holds only the current version');
+});

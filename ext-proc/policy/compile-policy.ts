@@ -33,14 +33,31 @@ export interface CompilePolicyOptions {
    * service creates it once per process.
    */
   fingerprintKey?: Buffer;
+  /**
+   * Compiled Personas of the previous version, by the source they were compiled from.
+   * Compiling data protection builds a large RE2.Set; a version that only issues a
+   * credential or edits one Persona must not recompile (and stall the data path for) the rest.
+   * Updated in place to hold exactly this version's Personas.
+   */
+  personaCache?: Map<string, CompiledPersona>;
 }
 
 export function compilePolicy(snapshot: PolicySnapshot, options: CompilePolicyOptions = {}): { ok: true; policy: CompiledPolicy } | { ok: false; issues: ConfigIssue[] } {
   const issues: ConfigIssue[] = [];
   const personas = new Map<string, CompiledPersona>();
   const skillIndex = new Map(snapshot.bundle.skills.map((s, i) => [s.name, i]));
+  const upstreamsSource = JSON.stringify(snapshot.bundle.upstreams);
+  const reused = new Map<string, CompiledPersona>();
   snapshot.bundle.personas.forEach((persona, personaIndex) => {
     const base = ['personas', personaIndex];
+    const skillsSource = persona.skills.map((name) => snapshot.bundle.skills[skillIndex.get(name) ?? -1] ?? null);
+    const source = JSON.stringify([persona, skillsSource, upstreamsSource]);
+    const cached = options.personaCache?.get(source);
+    if (cached) {
+      personas.set(persona.name, cached);
+      reused.set(source, cached);
+      return;
+    }
     const own = persona.grants.map((grant, i) => ({ grant, path: [...base, 'grants', i] as (string | number)[] }));
     const fromSkills = persona.skills.flatMap((skillName) => {
       const index = skillIndex.get(skillName);
@@ -60,10 +77,16 @@ export function compilePolicy(snapshot: PolicySnapshot, options: CompilePolicyOp
     // compileBehaviour reports paths from the Persona ("behaviour", ...).
     if (!behaviour.ok) issues.push(...behaviour.issues.map((issue) => ({ ...issue, path: [...base, ...issue.path] })));
     if (dataProtection.ok && behaviour.ok) {
-      personas.set(persona.name, { persona, grants: compiled.byUpstream, dataProtection, behaviour: behaviour.compiled });
+      const compiledPersona = { persona, grants: compiled.byUpstream, dataProtection, behaviour: behaviour.compiled };
+      personas.set(persona.name, compiledPersona);
+      reused.set(source, compiledPersona);
     }
   });
   if (issues.length > 0) return { ok: false, issues };
+  if (options.personaCache) {
+    options.personaCache.clear();
+    for (const [source, compiledPersona] of reused) options.personaCache.set(source, compiledPersona);
+  }
   return {
     ok: true,
     policy: {
