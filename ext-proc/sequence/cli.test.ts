@@ -135,3 +135,37 @@ test('--learn writes a baseline that --baseline can score against', async () => 
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('an audit trail export replays through the simulator like a trace file', async () => {
+  const { dir, io, out, err } = workspace();
+  const { openAuditLog } = await import('../audit/log.ts');
+  const { auditEventFromDecision } = await import('../audit/event.ts');
+  const { exportJsonl } = await import('../audit/export.ts');
+  const log = openAuditLog({ directory: join(dir, 'audit'), clock: (() => { let t = Date.parse('2026-01-05T09:00:00Z'); return () => (t += 1000); })() });
+  try {
+    const decide = (tool: string, args: Record<string, unknown>, upstream: string) =>
+      log.append(
+        auditEventFromDecision({
+          verdict: 'allow',
+          enforced: true,
+          reasons: [],
+          findings: [],
+          riskScore: null,
+          configVersion: 3,
+          call: { kind: 'mcp', method: 'tools/call', tool, arguments: args, jsonRpcId: 1 },
+          context: { persona: 'support', upstream, agent: 'agent-1', credentialId: 'c1', sessionId: 'exfil', sourceAddress: null, requestId: null },
+        }),
+      );
+    for (let i = 0; i < 55; i += 1) decide('tickets.get', { id: String(i) }, 'tickets');
+    decide('email.send', { to: 'x@example.com' }, 'mail');
+    log.appendAdminEvent({ actor: 'admin', action: 'config.apply', target: 'config', beforeVersion: 2, afterVersion: 3 });
+    await log.flush();
+    writeFileSync(join(dir, 'persona.yaml'), personaYaml);
+    writeFileSync(join(dir, 'export.jsonl'), [...exportJsonl(log.store, {})].join(''));
+    assert.equal(await run(['--persona', 'persona.yaml', '--traces', 'export.jsonl'], io), 0, err.join(''));
+    assert.match(out.join(''), /session exfil \(agent agent-1\): 56 calls; allow 55, block 1/);
+  } finally {
+    await log.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

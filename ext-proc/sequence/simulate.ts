@@ -48,6 +48,12 @@ export function parseTraces(text: string): { ok: true; traces: { line: number; t
       errors.push({ line, field: '(line)', message: `not JSON: ${(error as Error).message}` });
       return;
     }
+    if (isAuditEvent(value)) {
+      // An audit trail export (mandate audit export): replay its tool calls, skip everything else.
+      const trace = traceFromAuditEvent(value);
+      if (trace) traces.push({ line, trace });
+      return;
+    }
     const parsed = traceLineSchema.safeParse(value);
     if (!parsed.success) {
       for (const issue of parsed.error.issues) errors.push({ line, field: issue.path.join('.') || '(line)', message: issue.message });
@@ -60,6 +66,44 @@ export function parseTraces(text: string): { ok: true; traces: { line: number; t
     traces.push({ line, trace: parsed.data });
   });
   return errors.length > 0 ? { ok: false, errors } : { ok: true, traces };
+}
+
+interface AuditExportLine {
+  kind: string;
+  seq: number;
+  at: number;
+  agent: string | null;
+  user: string | null;
+  sessionId: string | null;
+  credentialId: string | null;
+  upstream: string | null;
+  operation: string | null;
+  tool: string | null;
+  maskedArguments: unknown;
+}
+
+function isAuditEvent(value: unknown): value is AuditExportLine {
+  const v = value as Partial<AuditExportLine> | null;
+  return v !== null && typeof v === 'object' && typeof v.kind === 'string' && typeof v.seq === 'number' && typeof v.at === 'number';
+}
+
+/**
+ * A decision event of the audit trail as a trace line. Arguments are the masked copy the
+ * trail keeps (never raw values), which is what rules on argument shapes see in a replay.
+ */
+function traceFromAuditEvent(event: AuditExportLine): TraceLine | null {
+  if (event.kind !== 'decision' || event.operation !== 'tools/call' || !event.tool || !event.agent) return null;
+  const args = event.maskedArguments !== null && typeof event.maskedArguments === 'object' && !Array.isArray(event.maskedArguments) ? (event.maskedArguments as Record<string, unknown>) : {};
+  return {
+    session: event.sessionId ?? `credential:${event.credentialId ?? event.agent}`,
+    agent: event.agent,
+    ...(event.user ? { user: event.user } : {}),
+    ...(event.upstream ? { upstream: event.upstream } : {}),
+    ts: new Date(event.at).toISOString(),
+    method: 'tools/call',
+    tool: event.tool,
+    arguments: args,
+  };
 }
 
 export interface SessionReport {
