@@ -1,13 +1,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
-import { createServer, type AddressInfo } from 'node:net';
 import { createServer as createHttpServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { connect } from 'nats';
 import { alertSubject, FanOutAlertSink, LogAlertSink, MemoryAlertSink, NatsAlertSink, WebhookAlertSink, type BehaviourAlert } from './alerts.ts';
 import { bulkReadThenEgress, compileOrThrow, supportPersona, ticketCall } from './fixtures.ts';
 import { createBehaviourEngine } from './engine.ts';
 import { InMemorySessionStateStore } from './state-store.ts';
+import { natsServerMissing, startNatsServer } from '../../test/support/nats-server.ts';
 
 function sampleAlert(persona = 'support'): BehaviourAlert {
   return {
@@ -80,29 +80,11 @@ test('webhook sink drops beyond its queue bound instead of growing', async () =>
   assert.equal(sink.failed + sink.dropped + sink.delivered, 5);
 });
 
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
-const natsServerMissing = spawnSync('nats-server', ['--version']).error !== undefined;
-
-test('NATS sink publishes engine alerts on mandate.alerts.<persona> to a real nats-server', { skip: natsServerMissing ? 'nats-server binary not found on PATH: NATS alert sink not tested' : false, timeout: 20_000 }, async () => {
-  const port = await freePort();
-  const server = spawn('nats-server', ['-a', '127.0.0.1', '-p', String(port)], { stdio: 'ignore' });
+test('NATS sink publishes engine alerts on mandate.alerts.<persona> to a real nats-server', { skip: natsServerMissing() ?? false, timeout: 20_000 }, async () => {
+  const server = await startNatsServer();
   try {
-    let connection: Awaited<ReturnType<typeof connect>> | null = null;
-    for (let attempt = 0; attempt < 50 && connection === null; attempt += 1) {
-      try {
-        connection = await connect({ servers: `127.0.0.1:${port}`, reconnect: false });
-      } catch {
-        await new Promise((resolve) => setTimeout(resolve, 100));
-      }
-    }
-    assert.ok(connection, 'nats-server did not start');
+    const connection = await connect({ servers: server.url, reconnect: false });
     const subscription = connection.subscribe('mandate.alerts.>', { max: 1 });
     const sink = new FanOutAlertSink([new NatsAlertSink(connection), new MemoryAlertSink()]);
     const engine = createBehaviourEngine({ clock: () => Date.parse('2026-01-05T09:00:00Z'), store: new InMemorySessionStateStore(), alertSink: sink });
@@ -119,6 +101,6 @@ test('NATS sink publishes engine alerts on mandate.alerts.<persona> to a real na
     }
     await connection.close();
   } finally {
-    server.kill();
+    await server.dispose();
   }
 });

@@ -1,15 +1,11 @@
 import { test, after, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { createServer, type AddressInfo } from 'node:net';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { MemoryAlertSink } from './alerts.ts';
 import { createBehaviourEngine, type BehaviourEngine } from './engine.ts';
 import { bulkReadThenEgress, compileOrThrow, supportPersona, ticketCall } from './fixtures.ts';
 import { counterKindOf, decodeSession, encodeSession, mergeCounter, mergeSessionConservatively, openNatsSessionStateStore, type NatsSessionStateStore } from './nats-state-store.ts';
 import { InMemorySessionStateStore, type ScopeCounter, type SessionState, type SessionStateStore } from './state-store.ts';
+import { natsServerMissing, startNatsServer, type NatsServer } from '../../test/support/nats-server.ts';
 
 const T0 = Date.parse('2026-01-05T09:00:00Z');
 const emailCall = (overrides = {}) => ticketCall({ upstream: 'mail', tool: 'email.send', arguments: { to: 'x@example.com', body: 'dump' }, ...overrides });
@@ -122,56 +118,13 @@ test('a concurrent session view keeps the end, the furthest rule progress and th
 
 // --- against a real nats-server -js --------------------------------------------------------
 
-const natsServerMissing = spawnSync('nats-server', ['--version']).error !== undefined;
-const skip = natsServerMissing ? 'nats-server binary not found on PATH: NATS-replicated behaviour state not tested' : false;
-if (natsServerMissing) console.log(`# SKIP ${skip}`);
+const skip = natsServerMissing() ?? false;
+if (skip) console.log(`# SKIP ${skip}`);
 
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
-
-interface NatsServer {
-  url: string;
-  stop(): Promise<void>;
-  start(): Promise<void>;
-}
-
-async function startNatsServer(cleanup: (fn: () => Promise<void>) => void): Promise<NatsServer> {
-  const port = await freePort();
-  const storeDir = mkdtempSync(join(tmpdir(), 'mandate-nats-'));
-  let child: ChildProcess | null = null;
-  const server: NatsServer = {
-    url: `nats://127.0.0.1:${port}`,
-    async start() {
-      child = spawn('nats-server', ['-js', '-a', '127.0.0.1', '-p', String(port), '-sd', storeDir], { stdio: 'ignore' });
-      for (let attempt = 0; attempt < 100; attempt += 1) {
-        const up = await new Promise<boolean>((resolve) => {
-          const socket = createServer().listen(port, '127.0.0.1');
-          socket.once('error', () => resolve(true));
-          socket.once('listening', () => socket.close(() => resolve(false)));
-        });
-        if (up) return;
-        await new Promise((resolve) => setTimeout(resolve, 50));
-      }
-      throw new Error('nats-server did not start');
-    },
-    async stop() {
-      const running = child;
-      if (!running || running.exitCode !== null) return;
-      const exited = new Promise((resolve) => running.once('exit', resolve));
-      running.kill('SIGKILL');
-      await exited;
-    },
-  };
-  await server.start();
-  cleanup(async () => {
-    await server.stop();
-    rmSync(storeDir, { recursive: true, force: true });
-  });
+/** A real nats-server -js, disposed when the test ends. */
+async function startNats(cleanup: (fn: () => Promise<void>) => void): Promise<NatsServer> {
+  const server = await startNatsServer();
+  cleanup(() => server.dispose());
   return server;
 }
 
@@ -204,7 +157,7 @@ after(async () => {
   for (const cleanup of sharedCleanup) await cleanup();
 });
 async function sharedServer(): Promise<NatsServer> {
-  shared ??= await startNatsServer((fn) => sharedCleanup.push(fn));
+  shared ??= await startNats((fn) => sharedCleanup.push(fn));
   return shared;
 }
 
@@ -294,7 +247,7 @@ test('a rate limit and a quota shared by two replicas are not looser than on one
 });
 
 test('killing nats-server mid-run: evaluation keeps working locally, and after a restart the replicas resync', { skip, timeout: 30_000 }, async (t) => {
-  const server = await startNatsServer((fn) => t.after(fn));
+  const server = await startNats((fn) => t.after(fn));
   const a = await replica(t, server.url, 'outage', 'replica-a');
   const b = await replica(t, server.url, 'outage', 'replica-b');
   const compiled = compileOrThrow(supportPersona({ rules: [bulkReadThenEgress, { ...bulkReadThenEgress, name: 'export-then-quarantine', steps: [{ match: { tool: 'tickets.export' } }], action: 'quarantine' }] }));

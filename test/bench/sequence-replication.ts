@@ -3,10 +3,7 @@
 // Replica B runs in a worker thread (its own event loop and NATS connection); the bench starts
 // its own `nats-server -js` on a free loopback port with a temporary store directory.
 // Run: sh deploy/bootstrap.sh node test/bench/sequence-replication.ts
-import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer, type AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
+import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
 import { MemoryAlertSink } from '../../ext-proc/sequence/alerts.ts';
@@ -14,6 +11,7 @@ import { createBehaviourEngine, type BehaviourCall } from '../../ext-proc/sequen
 import { bulkReadThenEgress, compileOrThrow, supportPersona } from '../../ext-proc/sequence/fixtures.ts';
 import { openNatsSessionStateStore, type ReplicatedKind } from '../../ext-proc/sequence/nats-state-store.ts';
 import { InMemorySessionStateStore, type SessionStateStore } from '../../ext-proc/sequence/state-store.ts';
+import { natsServerMissing, startNatsServer } from '../support/nats-server.ts';
 
 const behaviour = {
   rules: [bulkReadThenEgress],
@@ -67,13 +65,6 @@ function describe(values: number[], unit = 'ms'): string {
   return `n=${sorted.length} p50 ${f(percentile(sorted, 50))} ${unit}, p90 ${f(percentile(sorted, 90))}, p99 ${f(percentile(sorted, 99))}, max ${f(sorted.at(-1) ?? Number.NaN)}`;
 }
 
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 function call(session: number, i: number, now: number): BehaviourCall {
   return {
@@ -90,16 +81,14 @@ function call(session: number, i: number, now: number): BehaviourCall {
 }
 
 async function main(): Promise<void> {
-  if (spawnSync('nats-server', ['--version']).error !== undefined) {
-    console.log('nats-server not found on PATH: nothing measured');
+  const missing = natsServerMissing();
+  if (missing) {
+    console.log(`${missing}: nothing measured`);
     return;
   }
-  const port = await freePort();
-  const storeDir = mkdtempSync(join(tmpdir(), 'mandate-bench-nats-'));
-  const server = spawn('nats-server', ['-js', '-a', '127.0.0.1', '-p', String(port), '-sd', storeDir], { stdio: 'ignore' });
-  const url = `nats://127.0.0.1:${port}`;
+  const server = await startNatsServer();
+  const url = server.url;
   try {
-    await new Promise((resolve) => setTimeout(resolve, 500));
     const a = await openNatsSessionStateStore({ servers: url, bucketPrefix: 'bench', replicaId: 'bench-a', log: (event, fields) => console.error(event, fields) });
     const worker = new Worker(new URL(import.meta.url), { workerData: { url } });
     await new Promise((resolve) => worker.once('message', resolve));
@@ -175,7 +164,6 @@ async function main(): Promise<void> {
     await new Promise((resolve) => worker.once('exit', resolve));
     await a.close(500);
   } finally {
-    server.kill();
-    rmSync(storeDir, { recursive: true, force: true });
+    await server.dispose();
   }
 }

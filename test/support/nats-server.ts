@@ -1,7 +1,9 @@
-// A real NATS server with JetStream on a free loopback port, for the tests that
-// run Mandate scaled out. deploy/run-tests.sh installs Debian's nats-server.
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
+// A real NATS server with JetStream on a free loopback port, for the tests and
+// benchmarks that run Mandate scaled out. deploy/run-tests.sh installs Debian's
+// nats-server. stop() and start() again keep the port and the JetStream store,
+// so a test can take NATS away and bring it back.
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -9,39 +11,59 @@ import { freePort } from '../../deploy/gateway-processes.ts';
 
 export interface NatsServer {
   url: string;
-  child: ChildProcess;
-  stop(): Promise<void>;
+  port: number;
+  start(): Promise<void>;
+  /** SIGKILL by default: the abrupt loss a replica must survive. */
+  stop(signal?: NodeJS.Signals): Promise<void>;
+  /** Stops the server and deletes its store. */
+  dispose(): Promise<void>;
+}
+
+/** Why NATS tests cannot run here, or null when nats-server is on PATH. */
+export function natsServerMissing(): string | null {
+  return spawnSync('nats-server', ['--version']).error ? 'nats-server binary not found on PATH (deploy/run-tests.sh installs it)' : null;
 }
 
 export async function startNatsServer(): Promise<NatsServer> {
   const port = await freePort();
   const storeDir = mkdtempSync(join(tmpdir(), 'mandate-nats-'));
-  const child = spawn('nats-server', ['-js', '-a', '127.0.0.1', '-p', String(port), '-sd', storeDir], { stdio: 'ignore' });
-  const failed = new Promise<never>((_, reject) => child.once('error', (error) => reject(new Error(`nats-server could not start: ${error.message} (deploy/run-tests.sh installs it)`))));
-  const deadline = Date.now() + 10_000;
-  for (;;) {
-    const up = await Promise.race([
-      failed,
-      new Promise<boolean>((resolve) => {
-        const socket = connect(port, '127.0.0.1', () => {
-          socket.destroy();
-          resolve(true);
-        });
-        socket.on('error', () => resolve(false));
-      }),
-    ]);
-    if (up) break;
-    if (Date.now() > deadline) throw new Error('nats-server did not listen within 10 s');
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  return {
+  let child: ChildProcess | null = null;
+  const server: NatsServer = {
     url: `nats://127.0.0.1:${port}`,
-    child,
-    async stop() {
-      if (child.exitCode !== null) return;
-      const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-      child.kill('SIGTERM');
+    port,
+    async start() {
+      const started = spawn('nats-server', ['-js', '-a', '127.0.0.1', '-p', String(port), '-sd', storeDir], { stdio: 'ignore' });
+      child = started;
+      const failed = new Promise<never>((_, reject) => started.once('error', (error) => reject(new Error(`nats-server could not start: ${error.message}`))));
+      const deadline = Date.now() + 10_000;
+      for (;;) {
+        const up = await Promise.race([
+          failed,
+          new Promise<boolean>((resolve) => {
+            const socket = connect(port, '127.0.0.1', () => {
+              socket.destroy();
+              resolve(true);
+            });
+            socket.on('error', () => resolve(false));
+          }),
+        ]);
+        if (up) return;
+        if (Date.now() > deadline) throw new Error('nats-server did not listen within 10 s');
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    },
+    async stop(signal = 'SIGKILL') {
+      const running = child;
+      if (!running || running.exitCode !== null || running.signalCode !== null) return;
+      const exited = new Promise<void>((resolve) => running.once('exit', () => resolve()));
+      running.kill(signal);
       await exited;
     },
+    async dispose() {
+      await server.stop('SIGTERM');
+      rmSync(storeDir, { recursive: true, force: true });
+    },
   };
+  await server.start();
+  return server;
 }
