@@ -4,7 +4,6 @@
 // its own `nats-server -js` on a free loopback port with a temporary store directory.
 // Run: sh deploy/bootstrap.sh node test/bench/sequence-replication.ts
 import { spawnSync } from 'node:child_process';
-import { join } from 'node:path';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
 import { MemoryAlertSink } from '../../ext-proc/sequence/alerts.ts';
 import { createBehaviourEngine, type BehaviourCall } from '../../ext-proc/sequence/engine.ts';
