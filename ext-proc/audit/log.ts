@@ -335,6 +335,8 @@ export function openAuditLog(options: AuditLogOptions): AuditLog {
         if (committerStopped === null) {
           const exited = new Promise((resolve) => committer.once('exit', resolve));
           await request({ type: 'close', id: nextRequestId++ }).catch(() => {});
+          // The committer exits once its store is closed; wait for that (and keep the process up meanwhile).
+          committer.ref();
           await exited;
         }
         if (journal.hasOlderFiles() && store.makeDurable()) journal.removeCommitted(head.seq);

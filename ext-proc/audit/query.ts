@@ -1,6 +1,7 @@
 // Search the audit trail: by agent, user, Persona, tool, verdict, kind, session,
-// request and time, newest first, with an opaque cursor. Each filter column
-// has an (column, at_ms) index, so pages stay fast on millions of events.
+// request and time, newest first, with an opaque cursor. Agent, user, Persona,
+// tool, verdict, kind and time have a (column, at_ms) index, so pages stay fast
+// on millions of events; session and request ids are filtered within those.
 import { and, asc, desc, eq, gt, gte, lt, sql, type SQL } from 'drizzle-orm';
 import { z } from 'zod';
 import { auditEvents } from './schema.ts';
@@ -58,11 +59,19 @@ export function filterConditions(filter: AuditFilter): SQL[] {
   if (filter.user !== undefined) conditions.push(eq(auditEvents.user, filter.user));
   if (filter.persona !== undefined) conditions.push(eq(auditEvents.persona, filter.persona));
   if (filter.tool !== undefined) conditions.push(eq(auditEvents.tool, filter.tool));
-  // verdict and kind have two to four values: when a selective filter is also
-  // present, the unary + keeps SQLite from choosing their index over it.
-  const selective = conditions.length > 0 || filter.sessionId !== undefined || filter.requestId !== undefined;
-  if (filter.verdict !== undefined) conditions.push(selective ? sql`+${auditEvents.verdict} = ${filter.verdict}` : eq(auditEvents.verdict, filter.verdict));
-  if (filter.kind !== undefined) conditions.push(selective ? sql`+${auditEvents.kind} = ${filter.kind}` : eq(auditEvents.kind, filter.kind));
+  // verdict and kind have two to four values: when an indexed selective filter is
+  // also present, the unary + keeps SQLite from choosing their index over it.
+  // (session and request ids have no index: they are looked up within a time window.)
+  const selective = conditions.length > 0;
+  // Their rare values have partial indexes (store.ts), which SQLite uses only
+  // when the query spells the same literal condition, not a bound parameter.
+  if (filter.verdict !== undefined) {
+    conditions.push(selective ? sql`+${auditEvents.verdict} = ${filter.verdict}` : filter.verdict === 'deny' ? sql`${auditEvents.verdict} = 'deny'` : eq(auditEvents.verdict, filter.verdict));
+  }
+  if (filter.kind !== undefined) {
+    const partial = filter.kind === 'admin' ? sql`${auditEvents.kind} = 'admin'` : filter.kind === 'alert' ? sql`${auditEvents.kind} = 'alert'` : null;
+    conditions.push(selective || filter.verdict === 'deny' ? sql`+${auditEvents.kind} = ${filter.kind}` : (partial ?? eq(auditEvents.kind, filter.kind)));
+  }
   if (filter.sessionId !== undefined) conditions.push(eq(auditEvents.sessionId, filter.sessionId));
   if (filter.requestId !== undefined) conditions.push(eq(auditEvents.requestId, filter.requestId));
   if (filter.fromMs !== undefined) conditions.push(gte(auditEvents.atMs, filter.fromMs));

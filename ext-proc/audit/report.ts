@@ -65,9 +65,10 @@ export function buildIncidentReport(store: AuditStore, request: IncidentReportRe
   let throttled = 0;
   let firstMs: number | null = null;
   let lastMs: number | null = null;
-  const rows = store
-    .prepare('SELECT seq, at_ms AS at, kind, verdict, tool, arguments_digest AS digest, reason_codes AS codes, persona, user, session_id AS session FROM audit_events WHERE agent = ? AND at_ms >= ? AND at_ms < ? ORDER BY agent, at_ms')
-    .iterate(agent, fromMs, toMs) as IterableIterator<{ seq: number; at: number; kind: string; verdict: string | null; tool: string | null; digest: string | null; codes: string; persona: string | null; user: string | null; session: string | null }>;
+  const rows = store.iterate<{ seq: number; at: number; kind: string; verdict: string | null; tool: string | null; digest: string | null; codes: string; persona: string | null; user: string | null; session: string | null }>(
+    'SELECT seq, at_ms AS at, kind, verdict, tool, arguments_digest AS digest, reason_codes AS codes, persona, user, session_id AS session FROM audit_events WHERE agent = ? AND at_ms >= ? AND at_ms < ? ORDER BY agent, at_ms',
+    agent, fromMs, toMs,
+  );
   for (const row of rows) {
     kinds.events += 1;
     firstMs ??= row.at;

@@ -30,13 +30,21 @@ CREATE TABLE IF NOT EXISTS audit_events (
   hash TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS audit_events_at ON audit_events (at_ms);
-CREATE INDEX IF NOT EXISTS audit_events_kind ON audit_events (kind, at_ms);
+-- kind and verdict have two to four values: only their rare values get an index
+-- (partial, so the common rows cost nothing to insert); the common ones are
+-- found quickly by walking the time index.
+DROP INDEX IF EXISTS audit_events_kind;
+DROP INDEX IF EXISTS audit_events_verdict;
+CREATE INDEX IF NOT EXISTS audit_events_admin ON audit_events (at_ms) WHERE kind = 'admin';
+CREATE INDEX IF NOT EXISTS audit_events_alert ON audit_events (at_ms) WHERE kind = 'alert';
+CREATE INDEX IF NOT EXISTS audit_events_denied ON audit_events (at_ms) WHERE verdict = 'deny';
 CREATE INDEX IF NOT EXISTS audit_events_agent ON audit_events (agent, at_ms);
 CREATE INDEX IF NOT EXISTS audit_events_user ON audit_events (user, at_ms);
 CREATE INDEX IF NOT EXISTS audit_events_persona ON audit_events (persona, at_ms);
 CREATE INDEX IF NOT EXISTS audit_events_tool ON audit_events (tool, at_ms);
-CREATE INDEX IF NOT EXISTS audit_events_verdict ON audit_events (verdict, at_ms);
-CREATE INDEX IF NOT EXISTS audit_events_request ON audit_events (request_id);
+-- Request ids are random: their index took random inserts all over a large tree
+-- and was the first to fall out of the page cache. Look them up within a time window.
+DROP INDEX IF EXISTS audit_events_request;
 CREATE TABLE IF NOT EXISTS audit_checkpoints (
   id INTEGER PRIMARY KEY,
   seq INTEGER NOT NULL,
@@ -97,7 +105,10 @@ export type AuditStore = ReturnType<typeof openAuditStore>;
 // WiseLibs/better-sqlite3 on Node 24). So no Statement is ever let go: each
 // store prepares a bounded set once, and they are kept here for the process's
 // life, even after their database is closed. exec() creates no Statement.
+// Iterators from iterate() die the same way, so they are kept too (one per verify
+// or archive run: a few hundred bytes each).
 const retainedStatements: Database.Statement[] = [];
+const retainedIterators: Iterator<unknown>[] = [];
 
 export function openAuditStore(path: string, options: StoreOptions = {}) {
   const sqlite = new Database(path, { readonly: options.readonly ?? false, fileMustExist: options.readonly ?? false });
@@ -116,7 +127,10 @@ export function openAuditStore(path: string, options: StoreOptions = {}) {
   if (!options.readonly) {
     // NORMAL: commits do not fsync (the journal already holds every event);
     // makeDurable() syncs before any journal file is deleted.
-    sqlite.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA wal_autocheckpoint = 10000');
+    // 16 KiB pages (new databases only): rows are about 1 KB, and bigger pages cut the
+    // page splits and WAL frames per commit (about 30% less insert time than 4 KiB).
+    sqlite.exec('PRAGMA page_size = 16384');
+    sqlite.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA wal_autocheckpoint = 2500');
     sqlite.exec(ddl);
     if (options.maxStorageBytes !== undefined) {
       const pageSize = (prepare('PRAGMA page_size').get() as { page_size: number }).page_size;
@@ -165,6 +179,12 @@ export function openAuditStore(path: string, options: StoreOptions = {}) {
     /** For building SQL with the schema (`.toSQL()`); run it with `prepare`, never through drizzle's own execution. */
     db,
     prepare,
+    /** `prepare(sql).iterate(...params)`, with the iterator kept alive (see retainedIterators). */
+    iterate<Row>(sql: string, ...params: unknown[]): IterableIterator<Row> {
+      const rows = prepare(sql).iterate(...params) as IterableIterator<Row>;
+      retainedIterators.push(rows);
+      return rows;
+    },
     /** Where the chain ends now: the last record, else the end of the last archive, else genesis. */
     head(): ChainPosition {
       const row = lastEvent.get() as { seq: number; hash: string } | undefined;
@@ -208,6 +228,7 @@ export function openAuditStore(path: string, options: StoreOptions = {}) {
            FROM audit_events WHERE seq >= ? AND seq <= ? ORDER BY seq`,
         )
         .iterate(fromSeq, toSeq) as IterableIterator<Record<string, unknown> & { seq: number; body: string; prevHash: string; hash: string }>;
+      retainedIterators.push(rows);
       for (const row of rows) {
         const { seq, body, prevHash, hash, ...columns } = row;
         yield { seq, body, prevHash, hash, columns };
