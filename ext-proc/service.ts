@@ -6,6 +6,7 @@
 import * as grpc from '@grpc/grpc-js';
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { loadEnvoyApi } from '../proto/envoy-api.ts';
 import { auditEventFromDecision } from './audit/event.ts';
@@ -16,6 +17,8 @@ import { followPolicyStream } from './policy-source.ts';
 import { connect as connectNats } from 'nats';
 import { FanOutAlertSink, NatsAlertSink, WebhookAlertSink, type AlertSink } from './sequence/alerts.ts';
 import { openNatsSessionStateStore } from './sequence/nats-state-store.ts';
+import { baselineSnapshotSchema } from './sequence/baseline.ts';
+import { loadBaselines, saveBaseline } from './sequence/baseline-files.ts';
 import type { CompiledPolicy } from './policy/compile-policy.ts';
 import type { AuditLog } from './audit/log.ts';
 import { createBehaviourEngine, type BehaviourEngine } from './sequence/engine.ts';
@@ -34,6 +37,8 @@ export interface ExtProcOptions {
   alertWebhookUrl?: string;
   /** Scaled out: behaviour state and the quarantine list are shared with the other replicas over NATS. */
   nats?: { servers: string; replicaId: string };
+  /** Where learned behaviour baselines are kept between restarts. */
+  baselineDir?: string;
 }
 
 export interface ExtProcService {
@@ -94,6 +99,8 @@ export async function startExtProc(options: ExtProcOptions): Promise<ExtProcServ
     ? await openNatsSessionStateStore({ servers: options.nats.servers, replicaId: options.nats.replicaId, log })
     : new InMemorySessionStateStore();
   const behaviour = createBehaviourEngine({ clock: () => Date.now(), store: sessionStore, alertSink });
+  const baselineDir = options.baselineDir ?? join(options.auditDir, '..', 'baselines');
+  log('baselines_loaded', { count: loadBaselines(baselineDir, behaviour.baselines, log), directory: baselineDir });
   const server = createExtProcServer({
     service: api.extProcService,
     currentPolicy: policy.current,
@@ -130,6 +137,8 @@ export async function startExtProc(options: ExtProcOptions): Promise<ExtProcServ
       response.writeHead(current ? 200 : 503, { 'content-type': 'application/json' }).end(JSON.stringify({ ready: current !== null, configVersion: current?.version ?? null }));
     } else if (path === '/metrics') {
       response.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' }).end(audit.metrics());
+    } else if (path.startsWith('/v1/baselines/')) {
+      void handleBaseline(request, response, path, options.internalToken, behaviour, baselineDir, log);
     } else if (path === '/v1/quarantine' || path.startsWith('/v1/quarantine/')) {
       handleQuarantine(request, response, path, options.internalToken, behaviour, log);
     } else {
@@ -152,6 +161,11 @@ export async function startExtProc(options: ExtProcOptions): Promise<ExtProcServ
       await new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
       health.closeAllConnections?.();
       await new Promise<void>((resolve) => health.close(() => resolve()));
+      // Keep what was learned: one more version of each baseline, on disk.
+      for (const persona of policy.current()?.personas.keys() ?? []) {
+        const snapshot = behaviour.baselines.export(persona, new Date());
+        if (snapshot) saveBaseline(baselineDir, snapshot);
+      }
       await alertSink.close();
       if ('close' in sessionStore) await sessionStore.close();
       await natsConnection?.drain();
@@ -198,6 +212,69 @@ function handleQuarantine(request: IncomingMessage, response: ServerResponse, pa
   }
   log('quarantine_released', { agent });
   response.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ released: agent }));
+}
+
+/**
+ * GET /v1/baselines/{persona} exports the learned baseline as a new version (and keeps it on disk);
+ * PUT /v1/baselines/{persona} imports one (e.g. from `mandate simulate --learn`). Internal token required.
+ */
+async function handleBaseline(request: IncomingMessage, response: ServerResponse, path: string, internalToken: string, behaviour: BehaviourEngine, directory: string, log: ExtProcOptions['log']): Promise<void> {
+  if (!bearerMatches(request.headers.authorization, internalToken)) {
+    response.setHeader('www-authenticate', 'Bearer realm="mandate-ext-proc"');
+    sendProblem(response, 401, 'unauthorized', 'the baseline API needs the internal token as a Bearer credential');
+    return;
+  }
+  let persona: string;
+  try {
+    persona = decodeURIComponent(path.slice('/v1/baselines/'.length));
+  } catch {
+    sendProblem(response, 400, 'invalid_request', 'the Persona name is not valid percent-encoding');
+    return;
+  }
+  if (request.method === 'GET') {
+    const snapshot = behaviour.baselines.export(persona, new Date());
+    if (!snapshot) {
+      sendProblem(response, 404, 'no_baseline', `no baseline has been learned or imported for Persona "${persona}"`);
+      return;
+    }
+    saveBaseline(directory, snapshot);
+    response.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(snapshot));
+    return;
+  }
+  if (request.method !== 'PUT') {
+    response.setHeader('allow', 'GET, PUT');
+    sendProblem(response, 405, 'method_not_allowed', 'use GET to export a baseline and PUT to import one');
+    return;
+  }
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of request) {
+    size += (chunk as Buffer).length;
+    if (size > 16 * 1024 * 1024) {
+      sendProblem(response, 413, 'payload_too_large', 'a baseline is at most 16 MiB');
+      return;
+    }
+    chunks.push(chunk as Buffer);
+  }
+  let parsed;
+  try {
+    parsed = baselineSnapshotSchema.safeParse(JSON.parse(Buffer.concat(chunks).toString('utf8')));
+  } catch (error) {
+    sendProblem(response, 400, 'invalid_json', `the body is not JSON: ${(error as Error).message}`);
+    return;
+  }
+  if (!parsed.success) {
+    sendProblem(response, 422, 'invalid_baseline', parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; '));
+    return;
+  }
+  if (parsed.data.persona !== persona) {
+    sendProblem(response, 422, 'invalid_baseline', `the baseline is for Persona "${parsed.data.persona}", not "${persona}"`);
+    return;
+  }
+  behaviour.baselines.import(parsed.data);
+  saveBaseline(directory, parsed.data);
+  log('baseline_imported', { persona, version: parsed.data.version });
+  response.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ imported: persona, version: parsed.data.version }));
 }
 
 function bearerMatches(header: string | undefined, token: string): boolean {

@@ -205,3 +205,40 @@ describe('quarantine', () => {
     await second.close();
   });
 });
+
+describe('baselines', () => {
+  const baselineUrl = (persona: string) => `http://127.0.0.1:${gateway.ports.extProcHealth}/v1/baselines/${persona}`;
+  const auth = () => ({ authorization: `Bearer ${internalToken}` });
+
+  test('a baseline learned in monitor mode is exported as a version, kept across a restart, and imported back', async () => {
+    const { client } = await agentClient('support-monitored', 'learning-agent');
+    for (let i = 0; i < 5; i++) await client.callTool({ name: 'read_ticket', arguments: { id: String(i) } });
+    await client.close();
+    const exported = await fetch(baselineUrl('support-monitored'), { headers: auth() });
+    assert.equal(exported.status, 200);
+    const snapshot = (await exported.json()) as { persona: string; version: number };
+    assert.equal(snapshot.persona, 'support-monitored');
+
+    // ext_proc restarts: the baseline comes back from disk, one version on.
+    await gateway.stopProcess('ext-proc');
+    await gateway.startExtProc();
+    const again = await fetch(baselineUrl('support-monitored'), { headers: auth() });
+    assert.equal(again.status, 200);
+    const reloaded = (await again.json()) as { persona: string; version: number };
+    assert.ok(reloaded.version > snapshot.version, `version ${reloaded.version} after ${snapshot.version}`);
+
+    // Importing it for another Persona is refused; for its own it is accepted.
+    const wrong = await fetch(baselineUrl('support'), { method: 'PUT', headers: { ...auth(), 'content-type': 'application/json' }, body: JSON.stringify(reloaded) });
+    assert.equal(wrong.status, 422);
+    assert.equal(((await wrong.json()) as { code: string }).code, 'invalid_baseline');
+    const imported = await fetch(baselineUrl('support-monitored'), { method: 'PUT', headers: { ...auth(), 'content-type': 'application/json' }, body: JSON.stringify(reloaded) });
+    assert.equal(imported.status, 200);
+  });
+
+  test('the baseline API needs the internal token and answers unknown Personas with 404', async () => {
+    assert.equal((await fetch(baselineUrl('support-monitored'))).status, 401);
+    const unknown = await fetch(baselineUrl('nobody'), { headers: auth() });
+    assert.equal(unknown.status, 404);
+    assert.equal(((await unknown.json()) as { code: string }).code, 'no_baseline');
+  });
+});
