@@ -98,14 +98,8 @@ interface PendingWrite {
   since: number;
 }
 
-interface EncodedRuleProgress {
-  step: number;
-  count: number;
-  times: number[] | null;
-  cursor: number;
-  previousAt: number;
-  counts: number[];
-}
+/** Rule progress is plain data already: it travels as it is. */
+type EncodedRuleProgress = RuleProgress;
 
 interface EncodedBreaker extends Omit<BreakerState, 'repeats' | 'seen'> {
   repeats: [number, number][];
