@@ -1,8 +1,8 @@
 // Wires the ext_proc service: policy stream -> compiled policy -> gRPC server,
 // with the audit log as the decision recorder, the process-wide state of the
 // data-protection and behaviour stages (flow tracker, behaviour engine with its
-// session store and alert sink), and a small HTTP endpoint for health,
-// readiness, metrics and the quarantine list.
+// session store and alert sink), the audit trail's OTLP export, and a small
+// HTTP endpoint for health, readiness, metrics, the quarantine list and audit search.
 import * as grpc from '@grpc/grpc-js';
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
@@ -11,6 +11,8 @@ import { performance } from 'node:perf_hooks';
 import { loadEnvoyApi } from '../proto/envoy-api.ts';
 import { auditEventFromDecision } from './audit/event.ts';
 import { openAuditLog } from './audit/log.ts';
+import { createAuditOtlpExporter, feedAuditToOtlp, traceIdFromRequestId } from './audit/otlp.ts';
+import { handleAuditApi } from './audit/http-api.ts';
 import { FlowTracker } from './dlp/flow.ts';
 import { createExtProcServer } from './grpc-server.ts';
 import { followPolicyStream } from './policy-source.ts';
@@ -39,6 +41,8 @@ export interface ExtProcOptions {
   nats?: { servers: string; replicaId: string };
   /** Where learned behaviour baselines are kept between restarts. */
   baselineDir?: string;
+  /** OTLP/HTTP receiver for audit spans and log records; default MANDATE_OTLP_ENDPOINT; unset: no export. */
+  otlpEndpoint?: string;
 }
 
 export interface ExtProcService {
@@ -51,6 +55,10 @@ export async function startExtProc(options: ExtProcOptions): Promise<ExtProcServ
   const { log } = options;
   const api = loadEnvoyApi();
   const audit = openAuditLog({ directory: options.auditDir, onAlert: (alert) => log('audit_alert', { alert }) });
+  // Committed audit events go out as OTLP spans and log records: batched, bounded, off the request path.
+  const otlpEndpoint = options.otlpEndpoint ?? process.env['MANDATE_OTLP_ENDPOINT'] ?? '';
+  const otlp = otlpEndpoint ? createAuditOtlpExporter({ endpoint: otlpEndpoint }) : null;
+  const stopOtlpFeed = otlp ? feedAuditToOtlp(audit, otlp) : () => {};
   // Data-flow fingerprints are keyed per process: they must match across config versions, never across restarts.
   // Every config version this replica enforces lands in its audit chain once: who changed what.
   let lastAuditedVersion = lastAdminEventVersion(audit);
@@ -106,12 +114,18 @@ export async function startExtProc(options: ExtProcOptions): Promise<ExtProcServ
     currentPolicy: policy.current,
     audit: {
       decision(decision, decisionMicros) {
-        audit.append(auditEventFromDecision(decision, { kind: 'decision', latencyMs: decisionMicros / 1000 }));
+        audit.append(auditEventFromDecision(decision, { kind: 'decision', latencyMs: decisionMicros / 1000, traceId: traceIdFromRequestId(decision.context.requestId) }));
       },
       outcome(decision, outcome) {
         try {
           audit.append(
-            auditEventFromDecision(decision, { kind: 'response', latencyMs: outcome.latencyMs, upstreamStatus: outcome.upstreamStatus, responseFindings: outcome.responseFindings }),
+            auditEventFromDecision(decision, {
+              kind: 'response',
+              latencyMs: outcome.latencyMs,
+              upstreamStatus: outcome.upstreamStatus,
+              responseFindings: outcome.responseFindings,
+              traceId: traceIdFromRequestId(decision.context.requestId),
+            }),
           );
         } catch (error) {
           log('audit_outcome_dropped', { error: (error as Error).message, requestId: decision.context.requestId });
@@ -139,6 +153,13 @@ export async function startExtProc(options: ExtProcOptions): Promise<ExtProcServ
       response.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' }).end(audit.metrics());
     } else if (path.startsWith('/v1/baselines/')) {
       void handleBaseline(request, response, path, options.internalToken, behaviour, baselineDir, log);
+    } else if (path === '/v1/audit/events' || path === '/v1/audit/report') {
+      if (!bearerMatches(request.headers.authorization, options.internalToken)) {
+        response.setHeader('www-authenticate', 'Bearer realm="mandate-ext-proc"');
+        sendProblem(response, 401, 'unauthorized', 'the audit API needs the internal token as a Bearer credential');
+      } else {
+        handleAuditApi(request, response, audit, sendProblem);
+      }
     } else if (path === '/v1/quarantine' || path.startsWith('/v1/quarantine/')) {
       handleQuarantine(request, response, path, options.internalToken, behaviour, log);
     } else {
@@ -170,6 +191,8 @@ export async function startExtProc(options: ExtProcOptions): Promise<ExtProcServ
       if ('close' in sessionStore) await sessionStore.close();
       await natsConnection?.drain();
       await audit.close();
+      stopOtlpFeed();
+      await otlp?.shutdown();
     },
   };
 }

@@ -109,7 +109,7 @@ export function exportSpan(tracer: Tracer, event: AuditEvent): void {
 }
 
 /** A stable parent span id derived from the request id (Envoy's own span id is not in the decision). */
-function spanIdFor(event: AuditEvent): string {
+export function spanIdFor(event: AuditEvent): string {
   const source = event.requestId ?? String(event.seq);
   let a = 0x811c9dc5;
   let b = 0x01000193;
