@@ -92,7 +92,7 @@ describe('sequence rules', () => {
     assert.equal(helpdesk.calls.filter((c) => c.tool === 'send_email').length, emailsBefore, 'the email never reached the upstream');
     await client.close();
 
-    const rows = await auditRows(gateway.dataDir, 'support', (r) => r.some((e) => e.verdict === 'deny'));
+    const rows = await auditRows(gateway, 'support', (r) => r.some((e) => e.verdict === 'deny'));
     const decisions = rows.filter((r) => r.kind === 'decision' && r.tool !== null && r.body.agent === 'exfil-agent');
     assert.deepEqual(
       decisions.map((d) => [d.tool, d.verdict]),
@@ -122,7 +122,7 @@ describe('sequence rules', () => {
     for (const id of ['1', '2', '3']) await client.callTool({ name: 'read_ticket', arguments: { id } });
     assert.equal(text(await client.callTool({ name: 'send_email', arguments: { to: 'out@example.com', text: 'all tickets' } })), 'sent');
     await client.close();
-    const rows = await auditRows(gateway.dataDir, 'support-monitored', (r) => r.some((e) => e.kind === 'decision' && e.tool === 'send_email'));
+    const rows = await auditRows(gateway, 'support-monitored', (r) => r.some((e) => e.kind === 'decision' && e.tool === 'send_email'));
     const email = rows.find((r) => r.kind === 'decision' && r.tool === 'send_email')!;
     assert.equal(email.verdict, 'deny');
     assert.equal(email.body.enforced, false);

@@ -254,7 +254,7 @@ describe('monitor mode and the audit trail', () => {
     assert.equal(resultText(read), `Card on file: ${billingCard}`);
     await client.close();
 
-    const rows = await auditRows(gateway.dataDir, 'dlp-monitor', (r) => r.some((e) => e.kind === 'response' && e.tool === 'read_card'));
+    const rows = await auditRows(gateway, 'dlp-monitor', (r) => r.some((e) => e.kind === 'response' && e.tool === 'read_card'));
     const blocked = rows.find((r) => r.kind === 'decision' && r.tool === 'save_note')!;
     assert.equal(blocked.verdict, 'deny');
     assert.equal(blocked.body.enforced, false);
@@ -265,7 +265,7 @@ describe('monitor mode and the audit trail', () => {
   });
 
   test('findings reach the audit trail as types; no raw value is stored anywhere under the data dir', async () => {
-    const rows = await auditRows(gateway.dataDir, 'dlp-guard', (r) => r.some((e) => e.kind === 'response' && e.tool === 'read_card'));
+    const rows = await auditRows(gateway, 'dlp-guard', (r) => r.some((e) => e.kind === 'response' && e.tool === 'read_card'));
     const masked = rows.find((r) => r.kind === 'decision' && r.tool === 'save_note' && r.verdict === 'allow')!;
     assert.deepEqual(masked.body.findingTypes, ['aws-access-key-id/credentials']);
     assert.match(JSON.stringify(masked.body.maskedArguments), /\[redacted:aws-access-key-id\/credentials\]/);

@@ -4,8 +4,8 @@
 import assert from 'node:assert/strict';
 import { createServer, type Server } from 'node:http';
 import { after, before, describe, test } from 'node:test';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import Database from 'better-sqlite3';
 import { McpError } from '@modelcontextprotocol/sdk/types.js';
 import { verifyAuditDirectory } from '../ext-proc/audit/verify.ts';
 import { adminRequest, freePort, waitForEnvoyVersion } from '../deploy/gateway-processes.ts';
@@ -402,22 +402,20 @@ describe('audit trail', () => {
   test('decisions and every config change are in the hash chain, which verifies', async () => {
     const version = await gateway.configVersion();
     const deadline = Date.now() + 5000;
-    let admin: { body: { admin: { actor: string; afterVersion: number; detail: string } } }[] = [];
+    const internalToken = readFileSync(join(gateway.dataDir, 'internal-token'), 'utf8').trim();
+    let admin: { admin: { actor: string; afterVersion: number; detail: string } }[] = [];
     while (Date.now() < deadline) {
-      const db = new Database(join(gateway.dataDir, 'audit', 'audit.sqlite'), { readonly: true, fileMustExist: true });
-      try {
-        admin = (db.prepare("SELECT body FROM audit_events WHERE kind = 'admin' ORDER BY seq").all() as { body: string }[]).map((r) => ({ body: JSON.parse(r.body) }));
-      } finally {
-        db.close();
-      }
-      if (admin.some((a) => a.body.admin.afterVersion === version)) break;
+      const response = await fetch(`http://127.0.0.1:${gateway.ports.extProcHealth}/v1/audit/events?kind=admin&order=oldest&limit=1000`, { headers: { authorization: `Bearer ${internalToken}` } });
+      assert.equal(response.status, 200);
+      admin = ((await response.json()) as { events: typeof admin }).events;
+      if (admin.some((a) => a.admin.afterVersion === version)) break;
       await new Promise((r) => setTimeout(r, 100));
     }
-    const versions = admin.map((a) => a.body.admin.afterVersion);
+    const versions = admin.map((a) => a.admin.afterVersion);
     assert.ok(versions.includes(version), `the latest config version ${version} is recorded (got ${versions.join(', ')})`);
     assert.deepEqual(versions, [...new Set(versions)].sort((a, b) => a - b), 'each version once, in order');
-    assert.ok(admin.some((a) => /Persona\/office-only/.test(a.body.admin.detail)), 'the summary says what changed');
-    assert.ok(admin.every((a) => a.body.admin.actor.length > 0));
+    assert.ok(admin.some((a) => /Persona\/office-only/.test(a.admin.detail)), 'the summary says what changed');
+    assert.ok(admin.every((a) => a.admin.actor.length > 0));
     const verified = verifyAuditDirectory(join(gateway.dataDir, 'audit'));
     assert.equal(verified.firstBad, null);
     assert.equal(verified.ok, true);

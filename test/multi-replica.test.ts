@@ -7,7 +7,6 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import Database from 'better-sqlite3';
 import { McpError } from '@modelcontextprotocol/sdk/types.js';
 import { startGatewayFixture, type GatewayFixture } from './support/gateway-fixture.ts';
 import { startNatsServer, type NatsServer } from './support/nats-server.ts';
@@ -65,7 +64,7 @@ test('one session across two replicas: the email after bulk reads is blocked', a
   await assert.rejects(() => client.callTool({ name: 'send_email', arguments: { to: 'someone@example.com' } }), blockedWith('sequence_rule_matched'));
   assert.ok(!helpdesk.calls.some((c) => c.tool === 'send_email'), 'the email never reached the upstream');
   // Both replicas served part of this session (Envoy spreads ext_proc streams over them).
-  const perReplica = await Promise.all(['audit', 'audit-1'].map((dir) => decisionsOf(join(gateway.dataDir, dir), 'agent-1')));
+  const perReplica = await Promise.all(gateway.extProcHealthPorts.map((port) => decisionsOf(port, 'agent-1')));
   assert.ok(perReplica.every((n) => n > 0), `both replicas decided calls of the session: ${perReplica.join(', ')}`);
   await client.close();
 });
@@ -94,17 +93,14 @@ test('a quarantine made on one replica holds on the other; release lifts it ever
   await client.close();
 });
 
-/** Decision events of an agent in one replica's audit log (it commits in batches, so wait a little). */
-async function decisionsOf(auditDir: string, agent: string): Promise<number> {
+/** Decision events of an agent in one replica's audit log, through its audit API (it commits in batches, so wait a little). */
+async function decisionsOf(healthPort: number, agent: string): Promise<number> {
+  const token = readFileSync(join(gateway.dataDir, 'internal-token'), 'utf8').trim();
   const deadline = Date.now() + 3000;
   let count = 0;
   while (Date.now() < deadline) {
-    const db = new Database(join(auditDir, 'audit.sqlite'), { readonly: true, fileMustExist: true });
-    try {
-      count = (db.prepare("SELECT count(*) AS n FROM audit_events WHERE kind = 'decision' AND agent = ?").get(agent) as { n: number }).n;
-    } finally {
-      db.close();
-    }
+    const response = await fetch(`http://127.0.0.1:${healthPort}/v1/audit/events?kind=decision&agent=${agent}&limit=1000`, { headers: { authorization: `Bearer ${token}` } });
+    count = ((await response.json()) as { events: unknown[] }).events.length;
     if (count > 0) return count;
     await new Promise((r) => setTimeout(r, 100));
   }

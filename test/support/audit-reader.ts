@@ -1,8 +1,8 @@
-// Reads the audit trail a running gateway's ext_proc writes (read-only, beside
-// the writer), and searches a data directory for strings that must never be stored.
+// Reads the audit trail a running gateway's ext_proc writes, through its audit
+// API as an operator would, and searches a data directory for strings that must
+// never be stored.
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import Database from 'better-sqlite3';
 
 export interface AuditRow {
   kind: string;
@@ -19,19 +19,21 @@ export interface AuditRow {
   };
 }
 
-/** Audit events of one Persona, oldest first; waits until `until` accepts them (the log commits in batches). */
-export async function auditRows(dataDir: string, persona: string, until: (rows: AuditRow[]) => boolean, timeoutMs = 3000): Promise<AuditRow[]> {
+/** Audit events of one Persona, oldest first, read through ext_proc's audit API; waits until `until` accepts them (the log commits in batches). */
+export async function auditRows(gateway: { dataDir: string; ports: { extProcHealth: number } }, persona: string, until: (rows: AuditRow[]) => boolean, timeoutMs = 3000): Promise<AuditRow[]> {
+  const token = readFileSync(join(gateway.dataDir, 'internal-token'), 'utf8').trim();
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const db = new Database(join(dataDir, 'audit', 'audit.sqlite'), { readonly: true, fileMustExist: true });
-    let rows: AuditRow[];
-    try {
-      rows = (db.prepare('SELECT kind, persona, tool, verdict, body FROM audit_events WHERE persona = ? ORDER BY seq').all(persona) as { kind: string; persona: string; tool: string; verdict: string; body: string }[]).map(
-        (r) => ({ ...r, body: JSON.parse(r.body) as AuditRow['body'] }),
-      );
-    } finally {
-      db.close();
-    }
+    const rows: AuditRow[] = [];
+    let cursor: string | null = null;
+    do {
+      const query = new URLSearchParams({ persona, order: 'oldest', limit: '500', ...(cursor ? { cursor } : {}) });
+      const response = await fetch(`http://127.0.0.1:${gateway.ports.extProcHealth}/v1/audit/events?${query}`, { headers: { authorization: `Bearer ${token}` } });
+      if (response.status !== 200) throw new Error(`audit API answered ${response.status}: ${await response.text()}`);
+      const page = (await response.json()) as { events: (AuditRow['body'] & { kind: string; persona: string | null; tool: string | null; verdict: string | null })[]; nextCursor: string | null };
+      for (const event of page.events) rows.push({ kind: event.kind, persona: event.persona, tool: event.tool, verdict: event.verdict, body: event });
+      cursor = page.nextCursor;
+    } while (cursor);
     if (until(rows) || Date.now() > deadline) return rows;
     await new Promise((r) => setTimeout(r, 50));
   }
