@@ -151,17 +151,16 @@ export async function startExtProc(options: ExtProcOptions): Promise<ExtProcServ
       response.writeHead(current ? 200 : 503, { 'content-type': 'application/json' }).end(JSON.stringify({ ready: current !== null, configVersion: current?.version ?? null }));
     } else if (path === '/metrics') {
       response.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' }).end(audit.metrics());
+    } else if (path.startsWith('/v1/') && !bearerMatches(request.headers.authorization, options.internalToken)) {
+      // Every /v1 route (baselines, audit, quarantine) is for operators and the control plane only.
+      response.setHeader('www-authenticate', 'Bearer realm="mandate-ext-proc"');
+      sendProblem(response, 401, 'unauthorized', `${path} needs the internal token as a Bearer credential`);
     } else if (path.startsWith('/v1/baselines/')) {
-      void handleBaseline(request, response, path, options.internalToken, behaviour, baselineDir, log);
+      void handleBaseline(request, response, path, behaviour, baselineDir, log);
     } else if (path === '/v1/audit/events' || path === '/v1/audit/report') {
-      if (!bearerMatches(request.headers.authorization, options.internalToken)) {
-        response.setHeader('www-authenticate', 'Bearer realm="mandate-ext-proc"');
-        sendProblem(response, 401, 'unauthorized', 'the audit API needs the internal token as a Bearer credential');
-      } else {
-        handleAuditApi(request, response, audit, sendProblem);
-      }
+      handleAuditApi(request, response, audit, sendProblem);
     } else if (path === '/v1/quarantine' || path.startsWith('/v1/quarantine/')) {
-      handleQuarantine(request, response, path, options.internalToken, behaviour, log);
+      handleQuarantine(request, response, path, behaviour, log);
     } else {
       sendProblem(response, 404, 'not_found', 'no such endpoint');
     }
@@ -199,14 +198,9 @@ export async function startExtProc(options: ExtProcOptions): Promise<ExtProcServ
 
 /**
  * GET /v1/quarantine lists quarantined agents; DELETE /v1/quarantine/{agent} releases one.
- * Both need the internal token as a Bearer credential (docs/behaviour.md).
+ * The caller has checked the internal token (docs/behaviour.md).
  */
-function handleQuarantine(request: IncomingMessage, response: ServerResponse, path: string, internalToken: string, behaviour: BehaviourEngine, log: ExtProcOptions['log']): void {
-  if (!bearerMatches(request.headers.authorization, internalToken)) {
-    response.setHeader('www-authenticate', 'Bearer realm="mandate-ext-proc"');
-    sendProblem(response, 401, 'unauthorized', 'the quarantine API needs the internal token as a Bearer credential');
-    return;
-  }
+function handleQuarantine(request: IncomingMessage, response: ServerResponse, path: string, behaviour: BehaviourEngine, log: ExtProcOptions['log']): void {
   if (path === '/v1/quarantine') {
     if (request.method !== 'GET') {
       response.setHeader('allow', 'GET');
@@ -239,14 +233,9 @@ function handleQuarantine(request: IncomingMessage, response: ServerResponse, pa
 
 /**
  * GET /v1/baselines/{persona} exports the learned baseline as a new version (and keeps it on disk);
- * PUT /v1/baselines/{persona} imports one (e.g. from `mandate simulate --learn`). Internal token required.
+ * PUT /v1/baselines/{persona} imports one (e.g. from `mandate simulate --learn`). The caller has checked the internal token.
  */
-async function handleBaseline(request: IncomingMessage, response: ServerResponse, path: string, internalToken: string, behaviour: BehaviourEngine, directory: string, log: ExtProcOptions['log']): Promise<void> {
-  if (!bearerMatches(request.headers.authorization, internalToken)) {
-    response.setHeader('www-authenticate', 'Bearer realm="mandate-ext-proc"');
-    sendProblem(response, 401, 'unauthorized', 'the baseline API needs the internal token as a Bearer credential');
-    return;
-  }
+async function handleBaseline(request: IncomingMessage, response: ServerResponse, path: string, behaviour: BehaviourEngine, directory: string, log: ExtProcOptions['log']): Promise<void> {
   let persona: string;
   try {
     persona = decodeURIComponent(path.slice('/v1/baselines/'.length));
