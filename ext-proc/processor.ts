@@ -9,14 +9,16 @@
 //                           b. data protection: inspect the arguments (mask/redact/block),
 //                              check data-flow rules against what the session read,
 //                           c. behaviour: sequence rules, guardrails, baselines;
-//                         record the decisions (audit), then refuse, rewrite or continue.
+//                         record the decisions (audit), then refuse, rewrite or continue;
+//                         then the Persona's external DLP (ICAP/webhook), if any, answers later.
 //                         REST: the same stages for method + path template (+ body).
-//   3. response headers - ask for the body when it must be filtered (tools/list) or
-//                         inspected (tool results under data protection or behaviour):
-//                         BUFFERED for JSON, STREAMED for SSE.
+//   3. response headers - ask for the body when it must be filtered (tools/list, also by
+//                         shape on the session's GET stream) or inspected (tool results under
+//                         data protection or behaviour): BUFFERED for JSON, STREAMED for SSE.
 //   4. response body    - filter tools/list; feed results to the behaviour engine;
-//                         mask/redact/block sensitive data; remember revealed values.
-//   5. stream end       - one audit record per decision, with the response findings.
+//                         mask/redact/block sensitive data; remember revealed values;
+//                         external DLP on whole (buffered) bodies.
+//   5. stream end       - the outcome of each allowed call (status, latency, response findings).
 // Every decision is made by pure functions of (compiled policy, call, session state);
 // this file only translates Envoy messages in and ProcessingResponses out.
 import type { AgentCredentialRecord } from '../config/bundle.ts';
