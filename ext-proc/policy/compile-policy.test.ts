@@ -63,3 +63,22 @@ test('a version that changes nothing about a Persona reuses its compiled form', 
   assert.equal(second.policy.personas.get('edited')!.persona.description, 'v2');
   assert.equal(personaCache.size, 2, 'the cache holds only the current version');
 });
+
+test('Personas with the same data protection share one compiled engine', () => {
+  const bundle = configBundleSchema.parse({
+    upstreams: [{ kind: 'Upstream', name: 'billing', protocol: 'mcp', url: 'http://127.0.0.1:1/mcp' }],
+    personas: ['a', 'b', 'c'].map((name) => ({
+      kind: 'Persona',
+      name,
+      description: name,
+      mode: name === 'c' ? 'monitor' : 'enforce',
+      grants: [{ upstream: 'billing', tools: [{ name: '*' }] }],
+      dataProtection: { profiles: ['pci-dss'] },
+    })),
+  });
+  const compiled = compilePolicy({ version: 1, createdAt: '2026-01-01T00:00:00Z', bundle, credentials: [], upstreamCredentials: {} });
+  assert.ok(compiled.ok);
+  const engine = (name: string) => compiled.policy.personas.get(name)!.dataProtection;
+  assert.equal(engine('a'), engine('b'));
+  assert.notEqual(engine('a'), engine('c'), 'monitor mode compiles its own (it never blocks)');
+});

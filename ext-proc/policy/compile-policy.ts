@@ -47,6 +47,10 @@ export function compilePolicy(snapshot: PolicySnapshot, options: CompilePolicyOp
   const personas = new Map<string, CompiledPersona>();
   const skillIndex = new Map(snapshot.bundle.skills.map((s, i) => [s.name, i]));
   const upstreamsSource = JSON.stringify(snapshot.bundle.upstreams);
+  const dataProtectionByConfig = new Map<string, CompiledPersona['dataProtection']>();
+  for (const cached of options.personaCache?.values() ?? []) {
+    dataProtectionByConfig.set(JSON.stringify([cached.persona.dataProtection ?? null, cached.persona.mode === 'monitor']), cached.dataProtection);
+  }
   const reused = new Map<string, CompiledPersona>();
   snapshot.bundle.personas.forEach((persona, personaIndex) => {
     const base = ['personas', personaIndex];
@@ -67,12 +71,17 @@ export function compilePolicy(snapshot: PolicySnapshot, options: CompilePolicyOp
     const compiled = compileGrants([...own, ...fromSkills]);
     issues.push(...compiled.issues);
 
-    const dataProtection = compileDataProtection(persona.dataProtection, {
-      monitor: persona.mode === 'monitor',
-      ...(options.fingerprintKey ? { fingerprintKey: options.fingerprintKey } : {}),
-      basePath: [...base, 'dataProtection'],
-    });
+    // Personas with the same data protection (a shared compliance profile) share one compiled engine.
+    const dataProtectionSource = JSON.stringify([persona.dataProtection ?? null, persona.mode === 'monitor']);
+    const dataProtection =
+      dataProtectionByConfig.get(dataProtectionSource) ??
+      compileDataProtection(persona.dataProtection, {
+        monitor: persona.mode === 'monitor',
+        ...(options.fingerprintKey ? { fingerprintKey: options.fingerprintKey } : {}),
+        basePath: [...base, 'dataProtection'],
+      });
     if (!dataProtection.ok) issues.push(...dataProtection.issues);
+    else dataProtectionByConfig.set(dataProtectionSource, dataProtection);
     const behaviour = compileBehaviour(persona, snapshot.bundle.upstreams);
     // compileBehaviour reports paths from the Persona ("behaviour", ...).
     if (!behaviour.ok) issues.push(...behaviour.issues.map((issue) => ({ ...issue, path: [...base, ...issue.path] })));
