@@ -3,16 +3,16 @@
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join, resolve } from 'node:path';
-import { parseHostPort } from '../xds-server/settings.ts';
+import { jsonEventLog, parseHostPort, runService } from '../config/service-process.ts';
 import { startExtProc } from './service.ts';
 
-const log = (event: string, fields: Record<string, unknown>) => process.stdout.write(`${JSON.stringify({ at: new Date().toISOString(), component: 'ext-proc', event, ...fields })}\n`);
+const log = jsonEventLog('ext-proc');
 
-try {
+await runService(log, () => {
   const env = process.env;
   const dataDir = resolve(env.MANDATE_DATA_DIR ?? '.data');
   const internalToken = env.MANDATE_INTERNAL_TOKEN ?? readFileSync(env.MANDATE_INTERNAL_TOKEN_FILE ?? join(dataDir, 'internal-token'), 'utf8').trim();
-  const service = await startExtProc({
+  return startExtProc({
     listen: parseHostPort(env.MANDATE_EXT_PROC_LISTEN ?? '127.0.0.1:9002', 'MANDATE_EXT_PROC_LISTEN'),
     health: parseHostPort(env.MANDATE_EXT_PROC_HEALTH_LISTEN ?? '127.0.0.1:9003', 'MANDATE_EXT_PROC_HEALTH_LISTEN'),
     controlPlaneUrl: env.MANDATE_CONTROL_PLANE_URL ?? 'http://127.0.0.1:18080',
@@ -21,15 +21,6 @@ try {
     log,
     ...(env.MANDATE_ALERT_WEBHOOK_URL ? { alertWebhookUrl: env.MANDATE_ALERT_WEBHOOK_URL } : {}),
     // Each replica needs a name unique in the fleet (in Kubernetes, the pod name).
-    ...(env.MANDATE_NATS_URL ? { nats: { servers: env.MANDATE_NATS_URL, replicaId: env.MANDATE_REPLICA_ID ?? hostname() + ':' + process.pid } } : {}),
+    ...(env.MANDATE_NATS_URL ? { nats: { servers: env.MANDATE_NATS_URL, replicaId: env.MANDATE_REPLICA_ID ?? `${hostname()}:${process.pid}` } } : {}),
   });
-  const stop = async () => {
-    await service.stop();
-    process.exit(0);
-  };
-  process.once('SIGTERM', stop);
-  process.once('SIGINT', stop);
-} catch (error) {
-  log('start_failed', { error: (error as Error).message });
-  process.exit(1);
-}
+});

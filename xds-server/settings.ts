@@ -1,12 +1,6 @@
 // Gateway settings from the environment, validated with a clear message per variable.
+import { parseHostPort } from '../config/service-process.ts';
 import { defaultGatewaySettings, type GatewaySettings } from './snapshot/build-snapshot.ts';
-
-export function parseHostPort(value: string, variable: string): { address: string; port: number } {
-  const match = /^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(value.trim());
-  const port = Number(match?.[2]);
-  if (!match || port > 65535) throw new Error(`${variable}="${value}" is not host:port`);
-  return { address: match[1]!.replace(/^\[|\]$/g, ''), port };
-}
 
 export function parseGatewaySettings(env: Record<string, string | undefined>): GatewaySettings {
   const hops = Number(env.MANDATE_TRUSTED_PROXY_HOPS ?? defaultGatewaySettings.trustedProxyHops);
