@@ -30,10 +30,10 @@ export const callMatchSchema = z
     tool: z.union([toolPatternSchema, z.array(toolPatternSchema).min(1)]).optional().describe('Tool name pattern(s), e.g. "tickets.*"'),
     class: z.array(behaviourToolClassSchema).min(1).optional().describe('Any of these tool classes'),
     upstream: z.string().min(1).max(63).optional(),
-    when: celExpressionSchema.optional().describe('CEL over `args`, `tool`, `class` and `upstream`, checked before the call is forwarded'),
+    when: celExpressionSchema.optional().describe('CEL over `args`, `tool`, `class`, `upstream` and `signals` (the session\'s signals, e.g. "gradual_collection"), checked before the call is forwarded'),
     result: celExpressionSchema
       .optional()
-      .describe('CEL over `args` and `result` ({content, isError}); a step with this condition advances when the response arrives'),
+      .describe('CEL over `args` and `result` ({content, isError, sensitive: {values, groups}}); a step with this condition advances when the response arrives'),
   })
   .strict();
 

@@ -96,3 +96,37 @@ test('without data protection or behaviour, tool results are not asked for', () 
   const onHeaders = handleNow(processor, { request: 'response_headers', response_headers: headers({ ':status': '200', 'content-type': 'application/json' }) } as ProcessingRequest);
   assert.equal(onHeaders?.mode_override, undefined);
 });
+
+test('a session that reads many distinct card numbers is signalled to the behaviour stage, whose rule then stops egress', async () => {
+  const { luhnCheckDigit } = await import('./dlp/checksums.ts');
+  const policy = policyWith({
+    dataProtection: { profiles: ['pci-dss'], flow: { enabled: true } },
+    behaviour: { rules: [{ name: 'collector-egress', steps: [{ match: { class: ['egress'], when: '"gradual_collection" in signals' } }], action: 'block' }] },
+  });
+  const alerts = new MemoryAlertSink();
+  const dependencies = { ...deps(policy), behaviour: createBehaviourEngine({ clock: () => Date.now(), store: new InMemorySessionStateStore(), alertSink: alerts }) };
+  const call = (tool: string) => {
+    const processor = createStreamProcessor(route, dependencies);
+    handleNow(processor, { request: 'request_headers', request_headers: { ...headers({ ':method': 'POST', ':path': '/personas/p/billing', 'content-type': 'application/json', authorization: `Bearer ${token}` }) } });
+    const body = Buffer.from(JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: tool, arguments: {} } }));
+    return { processor, answer: handleNow(processor, { request: 'request_body', request_body: { body, end_of_stream: true } }) };
+  };
+  assert.deepEqual(call('send_email').answer, { request_body: { response: { status: 'CONTINUE' } } }, 'egress is allowed before the session collected anything');
+
+  const cards = Array.from({ length: 60 }, (_, i) => {
+    const partial = `453914880${String(100000 + i)}`;
+    return partial + luhnCheckDigit(partial);
+  });
+  const { processor } = call('list_customers');
+  handleNow(processor, { request: 'response_headers', response_headers: headers({ ':status': '200', 'content-type': 'application/json' }) } as ProcessingRequest);
+  const result = { jsonrpc: '2.0', id: 1, result: { content: [{ type: 'text', text: JSON.stringify(cards.map((card, i) => ({ customer: i, card }))) }] } };
+  const masked = handleNow(processor, { request: 'response_body', response_body: { body: Buffer.from(JSON.stringify(result)), end_of_stream: true } });
+  const mutation = masked?.response_body?.response?.body_mutation;
+  assert.ok(mutation && 'body' in mutation && !mutation.body.toString().includes(cards[0]!), 'the cards are masked on the way to the agent');
+  processor.finish();
+  assert.deepEqual(alerts.alerts.map((a) => [a.action, a.reasons[0]?.code]), [['alert', 'gradual_collection']]);
+
+  const refused = call('send_email').answer;
+  assert.ok(refused?.immediate_response, 'egress after gradual collection is refused');
+  assert.match(String(refused.immediate_response.body), /collector-egress/);
+});

@@ -31,7 +31,8 @@ import { consultExternalDlp } from './dlp/external.ts';
 import type { FlowTracker } from './dlp/flow.ts';
 import { createStreamInspector, type StreamInspector } from './dlp/stream.ts';
 import { behaviourResultOf, checkBehaviour, recordBehaviourResult } from './pipeline/behaviour.ts';
-import { blockedReason, protectRequestBody, protectRequestJson, protectResponseBody, rememberResponseValues, type FlowEndpoint } from './pipeline/data-protection.ts';
+import { blockedReason, protectRequestBody, protectRequestJson, protectResponseBody, rememberResponseValues, sensitiveSummary, type FlowEndpoint } from './pipeline/data-protection.ts';
+import type { FlowSignal } from './dlp/flow.ts';
 import type { BehaviourCall, BehaviourEngine } from './sequence/engine.ts';
 import {
   jsonRpcCodes,
@@ -581,11 +582,12 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
   function onBufferedResponse(original: Buffer): ProcessingResponse {
     let body = original;
     if (toolsListIds.size > 0 && upstreamStatus === 200 && responseIsJson) body = filterJsonResponse(body);
-    if (inspectResponse && route!.kind === 'mcp' && persona!.behaviour.active && responseIsJson) recordJsonResults(body);
-    if (inspectResponse && persona!.dataProtection.active) {
-      const protection = protectResponseBody(persona!.dataProtection, body, { upstream: route!.upstream, ...responseToolContext() });
+    const protection = inspectResponse && persona!.dataProtection.active ? protectResponseBody(persona!.dataProtection, body, { upstream: route!.upstream, ...responseToolContext() }) : null;
+    // The behaviour stage reads the results as the upstream sent them, with what data protection found in each.
+    if (inspectResponse && route!.kind === 'mcp' && persona!.behaviour.active && responseIsJson) recordJsonResults(body, protection?.findings ?? []);
+    if (protection) {
       responseFindings.push(...protection.findings);
-      rememberResponseValues(persona!.dataProtection, deps.flow, flowSession(), responseOrigin(), protection.fingerprints);
+      signalSession(rememberResponseValues(persona!.dataProtection, deps.flow, flowSession(), responseOrigin(), protection.fingerprints));
       if (protection.blocked) {
         const reason = blockedReason(protection.blocked, 'response');
         if (route!.kind === 'rest') {
@@ -613,7 +615,8 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
   function onSseResponseChunk(chunk: Buffer, endOfStream: boolean): ProcessingResponse {
     if (streamBlocked) return { response_body: { response: { status: 'CONTINUE', body_mutation: { clear_body: true } } } };
     const out: string[] = [];
-    for (const event of sse!.push(chunk)) out.push(`${processSseEvent(event)}\n\n`);
+    const results: unknown[] = [];
+    for (const event of sse!.push(chunk)) out.push(`${processSseEvent(event, results)}\n\n`);
     if (endOfStream) {
       const rest = sse!.rest();
       if (rest.trim() !== '') out.push(rest);
@@ -623,10 +626,13 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
       out.push(`event: message\ndata: ${JSON.stringify(jsonRpcError(null, jsonRpcCodes.unavailable, 'Mandate: an event exceeded the size limit and was dropped', { mandate: { code: 'event_too_large' } }))}\n\n`);
     }
     let body = Buffer.from(out.join(''), 'utf8');
+    let newFindings: DataFinding[] = [];
     if (streamInspector) {
+      const findingsBefore = streamInspector.findings().length;
       body = Buffer.concat([streamInspector.push(body), endOfStream ? streamInspector.end() : Buffer.alloc(0)]);
+      newFindings = streamInspector.findings().slice(findingsBefore);
       const fingerprints = streamInspector.fingerprints();
-      rememberResponseValues(persona!.dataProtection, deps.flow, flowSession(), responseOrigin(), fingerprints.slice(streamFingerprintsSeen));
+      signalSession(rememberResponseValues(persona!.dataProtection, deps.flow, flowSession(), responseOrigin(), fingerprints.slice(streamFingerprintsSeen)));
       streamFingerprintsSeen = fingerprints.length;
       const blocked = streamInspector.blocked();
       if (blocked) {
@@ -635,6 +641,9 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
         body = Buffer.from(`event: message\ndata: ${JSON.stringify(toolResultErrors(blockedReason(blocked, 'response'))[0] ?? null)}\n\n`, 'utf8');
       }
     }
+    // Results count once their events were inspected. What this chunk's inspection found is attributed
+    // to each result in the chunk (a value split across chunks counts where its event completes).
+    for (const result of results) recordToolResult(result, newFindings);
     return { response_body: { response: { status: 'CONTINUE', body_mutation: body.length > 0 ? { body } : { clear_body: true } } } };
   }
 
@@ -652,22 +661,38 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
     );
   }
 
-  /** Feeds each tool result in a JSON response to the behaviour engine. */
-  function recordJsonResults(body: Buffer): void {
+  /** Feeds each tool result in a JSON response to the behaviour engine, with the findings inside it. */
+  function recordJsonResults(body: Buffer, findings: DataFinding[]): void {
     let value: unknown;
     try {
       value = JSON.parse(body.toString('utf8'));
     } catch {
       return;
     }
-    for (const message of Array.isArray(value) ? value : [value]) recordToolResult(message);
+    if (!Array.isArray(value)) {
+      recordToolResult(value, findings);
+      return;
+    }
+    // A batch: findings are attributed to messages by their JSON path, "$[i]...".
+    value.forEach((message, index) => recordToolResult(message, findings.filter((f) => f.location.startsWith(`$[${index}]`))));
   }
 
-  function recordToolResult(message: unknown): void {
+  function recordToolResult(message: unknown, findings: DataFinding[]): void {
     const m = message as { id?: string | number; result?: unknown; error?: unknown } | null;
     if (!m || typeof m !== 'object' || m.id === undefined) return;
     const pending = pendingCalls.get(m.id);
-    if (pending) recordBehaviourResult(deps.behaviour, persona!.behaviour, pending.behaviourCall, behaviourResultOf(m));
+    if (pending) recordBehaviourResult(deps.behaviour, persona!.behaviour, pending.behaviourCall, { ...behaviourResultOf(m), sensitive: sensitiveSummary(findings) });
+  }
+
+  /**
+   * Data protection's gradual-collection signal (the session read many distinct sensitive
+   * values) goes to the behaviour stage: rules see it in `signals`, and it raises an alert.
+   */
+  function signalSession(signal: FlowSignal | null): void {
+    if (!signal || !persona?.behaviour.active || !credential) return;
+    const first = pendingCalls.values().next().value;
+    const call = first?.behaviourCall ?? behaviourCallOf('(event stream)', undefined, null, 0);
+    deps.behaviour.signal(persona.behaviour, call, { code: signal.code, message: signal.message });
   }
 
   function filterJsonResponse(body: Buffer): Buffer {
@@ -682,7 +707,8 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
     return Buffer.from(JSON.stringify(filtered), 'utf8');
   }
 
-  function processSseEvent(event: { raw: string; data: string | null }): string {
+  /** Filters a tool list in one event; collects tool results (for the behaviour stage) into `results`. */
+  function processSseEvent(event: { raw: string; data: string | null }, results: unknown[]): string {
     if (event.data === null) return event.raw;
     let value: unknown;
     try {
@@ -690,7 +716,7 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
     } catch {
       return event.raw;
     }
-    if (inspectResponse && route!.kind === 'mcp' && persona!.behaviour.active) recordToolResult(value);
+    if (inspectResponse && route!.kind === 'mcp' && persona!.behaviour.active) results.push(value);
     const filtered = filterToolsListMessage(value);
     return filtered === value ? event.raw : withData(event, JSON.stringify(filtered));
   }

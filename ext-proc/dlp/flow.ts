@@ -74,8 +74,11 @@ export class FlowTracker {
     this.#rules = options.rules && options.rules.length > 0 ? options.rules : defaultFlowRules;
   }
 
-  /** Records values read from a tool result. Returns a signal when the session crosses the gradual-collection threshold. */
-  recordResponse(session: string, origin: FlowOrigin, fingerprints: ValueFingerprint[]): FlowSignal | null {
+  /**
+   * Records values read from a tool result. Returns a signal when the session crosses the
+   * gradual-collection threshold (the Persona's, when given; else the tracker's).
+   */
+  recordResponse(session: string, origin: FlowOrigin, fingerprints: ValueFingerprint[], gradualCollectionThreshold = this.#options.gradualCollectionThreshold): FlowSignal | null {
     const s = this.#session(session);
     const now = this.#options.now();
     for (const f of fingerprints) {
@@ -85,7 +88,7 @@ export class FlowTracker {
       // Oldest first out: Map keeps insertion order, and re-seen values were re-inserted above.
       while (s.values.size > this.#options.maxFingerprintsPerSession) s.values.delete(s.values.keys().next().value!);
     }
-    if (!s.signalled && s.distinctEver >= this.#options.gradualCollectionThreshold) {
+    if (!s.signalled && s.distinctEver >= gradualCollectionThreshold) {
       s.signalled = true;
       return {
         code: 'gradual_collection',

@@ -5,7 +5,7 @@
 import type { Environment, ToolClass } from '../../config/schema.ts';
 import type { DataFinding, DecisionReason } from '../decision/decision.ts';
 import type { CompiledDataProtectionOk } from '../dlp/compile.ts';
-import type { FlowTracker } from '../dlp/flow.ts';
+import type { FlowSignal, FlowTracker } from '../dlp/flow.ts';
 import { blockedMessage, dataBlockedCode, inspectBody, inspectJson, type BlockedBy, type InspectResult, type ValueFingerprint } from '../dlp/inspect.ts';
 
 export interface FlowEndpoint {
@@ -57,10 +57,19 @@ export function protectResponseBody(dp: CompiledDataProtectionOk, body: Buffer, 
   return inspectBody(dp, body, { direction: 'response', upstream: from.upstream, ...(from.tool ? { tool: from.tool } : {}) });
 }
 
-/** Remembers the values a tool result revealed, so a later request cannot carry them where they may not go. */
-export function rememberResponseValues(dp: CompiledDataProtectionOk, flow: FlowTracker, flowSession: string, from: FlowEndpoint, fingerprints: ValueFingerprint[]): void {
-  if (!dp.policy.flow.enabled || fingerprints.length === 0) return;
-  flow.recordResponse(flowSession, { upstream: from.upstream, environment: from.environment, ...(from.tool ? { tool: from.tool } : {}) }, fingerprints);
+/**
+ * Remembers the values a tool result revealed, so a later request cannot carry them where they
+ * may not go. Returns the gradual-collection signal when this result takes the session over the
+ * threshold of distinct sensitive values read (once per session).
+ */
+export function rememberResponseValues(dp: CompiledDataProtectionOk, flow: FlowTracker, flowSession: string, from: FlowEndpoint, fingerprints: ValueFingerprint[]): FlowSignal | null {
+  if (!dp.policy.flow.enabled || fingerprints.length === 0) return null;
+  return flow.recordResponse(flowSession, { upstream: from.upstream, environment: from.environment, ...(from.tool ? { tool: from.tool } : {}) }, fingerprints, dp.policy.flow.gradualCollectionThreshold);
+}
+
+/** What data protection found in one result, as the behaviour stage reads it: a count and the groups, never values. */
+export function sensitiveSummary(findings: DataFinding[]): { values: number; groups: string[] } {
+  return { values: findings.length, groups: [...new Set(findings.map((f) => f.group))] };
 }
 
 export function blockedReason(blocked: BlockedBy, direction: 'request' | 'response'): DecisionReason {

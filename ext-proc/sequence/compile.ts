@@ -271,10 +271,10 @@ export function compileBehaviour(persona: Persona, upstreams: Upstream[]): Compi
 }
 
 /** Request-side test of a compiled match (the `result` condition is checked in recordResult). */
-export function matchesCall(match: CompiledMatch, upstream: string, tool: string, toolClass: ToolClass, args: unknown): boolean {
+export function matchesCall(match: CompiledMatch, upstream: string, tool: string, toolClass: ToolClass, args: unknown, signals: readonly string[] = []): boolean {
   if (match.upstream !== null && match.upstream !== upstream) return false;
   if (match.classes !== null && !match.classes.has(toolClass)) return false;
   if (match.toolPattern !== null && !match.toolPattern.test(tool)) return false;
-  if (match.when !== null && !match.when({ args: args ?? {}, tool, class: toolClass, upstream })) return false;
+  if (match.when !== null && !match.when({ args: args ?? {}, tool, class: toolClass, upstream, signals })) return false;
   return true;
 }

@@ -322,3 +322,56 @@ test('baseline learned in monitor mode scores a never-seen egress after bulk rea
   assert.ok(email.action === 'alert' || email.action === 'block');
   assert.equal(alerts.alerts.at(-1)?.evidence.baselineVersion, 2);
 });
+
+test('data protection feeds rules: results with sensitive values count, and a session signal is visible to `when`', () => {
+  const { engine, alerts } = testRig();
+  const compiled = compileOrThrow(
+    supportPersona({
+      rules: [
+        {
+          name: 'hoard-then-egress',
+          steps: [
+            { match: { class: ['read'], result: 'result.sensitive.values > 0 && "financial" in result.sensitive.groups' }, atLeast: 3 },
+            { match: { class: ['egress'] } },
+          ],
+          action: 'block',
+        },
+        { name: 'collector-egress', steps: [{ match: { class: ['egress'], when: '"gradual_collection" in signals' } }], action: 'block' },
+      ],
+    }),
+  );
+  const read = ticketCall({ arguments: { id: 1 } });
+  const email = ticketCall({ upstream: 'mail', tool: 'email.send', arguments: { to: 'x@example.com' } });
+  // Results without findings, or with findings of another group, do not count.
+  for (let i = 0; i < 3; i += 1) {
+    engine.evaluate(compiled, read);
+    engine.recordResult(compiled, read, { isError: false, sensitive: { values: 0, groups: [] } });
+    engine.evaluate(compiled, read);
+    engine.recordResult(compiled, read, { isError: false, sensitive: { values: 2, groups: ['contact'] } });
+  }
+  assert.equal(engine.evaluate(compiled, email).action, 'allow');
+  for (let i = 0; i < 3; i += 1) {
+    engine.evaluate(compiled, read);
+    engine.recordResult(compiled, read, { isError: false, sensitive: { values: 1, groups: ['financial'] } });
+  }
+  const blocked = engine.evaluate(compiled, email);
+  assert.equal(blocked.action, 'block');
+  assert.match(blocked.reasons[0]?.message ?? '', /hoard-then-egress/);
+
+  // A second session: no hoarding, but data protection signals gradual collection.
+  const other = { ...read, sessionId: 'session-2' };
+  engine.evaluate(compiled, other);
+  assert.equal(engine.evaluate(compiled, { ...email, sessionId: 'session-2' }).action, 'allow', 'no signal yet');
+  const before = alerts.alerts.length;
+  engine.signal(compiled, other, { code: 'gradual_collection', message: 'session read 50 distinct sensitive values from tool results' });
+  engine.signal(compiled, other, { code: 'gradual_collection', message: 'again' });
+  assert.equal(alerts.alerts.length, before + 1, 'one alert per session and signal');
+  const alert = alerts.alerts[before]!;
+  assert.equal(alert.action, 'alert');
+  assert.deepEqual(alert.reasons.map((r) => [r.stage, r.code]), [['data-protection', 'gradual_collection']]);
+  const after = engine.evaluate(compiled, { ...email, sessionId: 'session-2' });
+  assert.equal(after.action, 'block');
+  assert.match(after.reasons[0]?.message ?? '', /collector-egress/);
+  // The first session never got the signal.
+  assert.equal(engine.evaluate(compiled, { ...email, sessionId: 'session-3' }).action, 'allow');
+});

@@ -44,6 +44,23 @@ export interface BehaviourResult {
   content?: unknown;
   /** Objects the response revealed (e.g. ids in a list), added to distinct objects read. */
   objects?: string[];
+  /** What data protection found in this result: how many sensitive values, in which detector groups (never the values). */
+  sensitive?: { values: number; groups: string[] };
+}
+
+/** A session-level conclusion of another stage, e.g. data protection's "gradual_collection". */
+export interface SessionSignal {
+  code: string;
+  message: string;
+}
+
+/** The `result` a rule's result condition reads: content, isError and sensitive ({values, groups}). */
+function resultBindings(result: BehaviourResult): Record<string, unknown> {
+  return {
+    content: result.content ?? [],
+    isError: result.isError,
+    sensitive: { values: BigInt(result.sensitive?.values ?? 0), groups: result.sensitive?.groups ?? [] },
+  };
 }
 
 export interface BehaviourVerdict {
@@ -69,6 +86,11 @@ export interface BehaviourEngineOptions {
 export interface BehaviourEngine {
   evaluate(compiled: CompiledBehaviour, call: BehaviourCall): BehaviourVerdict;
   recordResult(compiled: CompiledBehaviour, call: BehaviourCall, result: BehaviourResult): void;
+  /**
+   * Marks the call's session with another stage's signal (once per session): later rule
+   * conditions see it in `signals`, and an alert records it. Monitor mode records it too.
+   */
+  signal(compiled: CompiledBehaviour, call: BehaviourCall, signal: SessionSignal): void;
   readonly quarantine: {
     list(): QuarantineRecord[];
     isQuarantined(agent: string): boolean;
@@ -203,14 +225,14 @@ export function createBehaviourEngine(options: BehaviourEngineOptions): Behaviou
 
   // --- sequence rules ---------------------------------------------------------
 
-  const stepMatchesRequest = (step: CompiledStep, call: BehaviourCall, toolClass: ToolClass): boolean =>
-    !step.atResponse && matchesCall(step.match, call.upstream, call.tool, toolClass, call.arguments);
+  const stepMatchesRequest = (step: CompiledStep, call: BehaviourCall, toolClass: ToolClass, state: SessionState): boolean =>
+    !step.atResponse && matchesCall(step.match, call.upstream, call.tool, toolClass, call.arguments, state.signals);
 
-  const stepMatchesResponse = (step: CompiledStep, call: BehaviourCall, toolClass: ToolClass, result: BehaviourResult): boolean =>
+  const stepMatchesResponse = (step: CompiledStep, call: BehaviourCall, toolClass: ToolClass, result: BehaviourResult, state: SessionState): boolean =>
     step.atResponse &&
-    matchesCall(step.match, call.upstream, call.tool, toolClass, call.arguments) &&
+    matchesCall(step.match, call.upstream, call.tool, toolClass, call.arguments, state.signals) &&
     step.match.result !== null &&
-    step.match.result({ args: call.arguments ?? {}, result: { content: result.content ?? [], isError: result.isError } });
+    step.match.result({ args: call.arguments ?? {}, result: resultBindings(result) });
 
   /** Counts one match of the current step; true when the step is complete. */
   const countMatch = (step: CompiledStep, progress: RuleProgress, now: number): boolean => {
@@ -295,7 +317,7 @@ export function createBehaviourEngine(options: BehaviourEngineOptions): Behaviou
     const progresses = (state.rules ??= compiled.rules.map(() => ({ step: 0, count: 0, times: null, cursor: 0, previousAt: 0, counts: [] })));
     compiled.rules.forEach((rule, index) => {
       const progress = progresses[index];
-      if (progress && advanceRule(rule, progress, now, (step) => stepMatchesRequest(step, call, toolClass))) {
+      if (progress && advanceRule(rule, progress, now, (step) => stepMatchesRequest(step, call, toolClass, state))) {
         findings.push(ruleFinding(rule, progress, call, toolClass));
       }
     });
@@ -318,7 +340,7 @@ export function createBehaviourEngine(options: BehaviourEngineOptions): Behaviou
 
   const evaluateLimits = (compiled: CompiledBehaviour, state: SessionState, call: BehaviourCall, toolClass: ToolClass, now: number, findings: Finding[]): void => {
     compiled.rateLimits.forEach((limit, index) => {
-      if (!matchesCall(limit.match, call.upstream, call.tool, toolClass, call.arguments)) return;
+      if (!matchesCall(limit.match, call.upstream, call.tool, toolClass, call.arguments, state.signals)) return;
       const key = counterKey(compiled, limit.key, `rl${index}`, call, state);
       const bucket = store.getCounter(key) ?? { value: limit.capacity, at: now };
       bucket.value = Math.min(limit.capacity, bucket.value + Math.max(0, now - bucket.at) * limit.refillPerMs);
@@ -332,7 +354,7 @@ export function createBehaviourEngine(options: BehaviourEngineOptions): Behaviou
       store.setCounter(key, bucket);
     });
     compiled.quotas.forEach((quota, index) => {
-      if (!matchesCall(quota.match, call.upstream, call.tool, toolClass, call.arguments)) return;
+      if (!matchesCall(quota.match, call.upstream, call.tool, toolClass, call.arguments, state.signals)) return;
       const key = counterKey(compiled, quota.key, `q${index}`, call, state);
       const windowStart = now - (now % quota.periodMs);
       const counter = store.getCounter(key);
@@ -660,14 +682,27 @@ export function createBehaviourEngine(options: BehaviourEngineOptions): Behaviou
       compiled.rules.forEach((rule, index) => {
         const progress = state.rules?.[index];
         const current = progress ? rule.steps[progress.step] : undefined;
-        if (progress && current?.atResponse) advanceRule(rule, progress, now, (step) => stepMatchesResponse(step, call, toolClass, result));
+        if (progress && current?.atResponse) advanceRule(rule, progress, now, (step) => stepMatchesResponse(step, call, toolClass, result, state));
       });
     }
+  };
+
+  const signal = (compiled: CompiledBehaviour, call: BehaviourCall, sessionSignal: SessionSignal): void => {
+    if (!compiled.active) return;
+    const key = sessionKeyOf(call);
+    const state = store.getSession(key);
+    if (!state || state.signals?.includes(sessionSignal.code)) return;
+    (state.signals ??= []).push(sessionSignal.code);
+    store.setSession(key, state);
+    const toolClass = call.toolClass ?? compiled.classify(call.upstream, call.tool).toolClass;
+    const cause: DecisionReason = { stage: 'data-protection', code: sessionSignal.code, message: sessionSignal.message };
+    alertSink.emit(buildAlert(compiled, call, state, toolClass, 'alert', compiled.enforced, 0.5, [cause], [], null, call.timeMs ?? clock()));
   };
 
   return {
     evaluate,
     recordResult,
+    signal,
     quarantine: {
       list: () => store.listQuarantined(),
       isQuarantined: (agent) => store.quarantined(agent) !== undefined,

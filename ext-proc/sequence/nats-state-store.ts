@@ -241,6 +241,9 @@ export function mergeSessionConservatively(target: SessionState, other: SessionS
   } else if (other.rules && !target.rules) {
     target.rules = other.rules;
   }
+  for (const signal of other.signals ?? []) {
+    if (!(target.signals ??= []).includes(signal)) target.signals.push(signal);
+  }
   const theirs = other.breaker;
   const mine = target.breaker;
   if (theirs && (!mine || (theirs.stopped && !mine.stopped) || (theirs.stopped === mine.stopped && theirs.trips > mine.trips))) {

@@ -73,6 +73,11 @@ export interface SessionState {
   rateWindowCalls: number;
   objectWindowStart: number;
   objectWindow: Set<number> | null;
+  /**
+   * What other stages concluded about the session (e.g. "gradual_collection" from data
+   * protection), for rule conditions as `signals`. Absent in sessions stored by older versions.
+   */
+  signals?: string[];
 }
 
 /** A token bucket (rate limit) or a fixed-window counter (quota). */
