@@ -6,6 +6,7 @@ import type { ConfigIssue } from '../../config/bundle.ts';
 import { dataProtectionSchema, type DataProtection, type DataProtectionAction, type ExternalDlp } from '../../config/data-protection-schema.ts';
 import { builtInDetectors } from './catalogue.ts';
 import { detectorGroups, type DetectorDefinition } from './detector.ts';
+import { requirementOf, type Requirement } from './prefilter.ts';
 
 /** Candidate shape for keyword-gated identifiers without a pattern of their own. */
 const identifierShape = '[A-Za-z0-9](?:[A-Za-z0-9]|[ ./-][A-Za-z0-9]){3,26}';
@@ -48,12 +49,18 @@ export interface CompiledDetector {
   maskKeep: number;
   /** Fixed action from a per-detector override, else resolved by rules. */
   overrideAction: DataProtectionAction | null;
+  /** What every match of the shape contains: values without it are not scanned (see prefilter.ts). */
+  need: Requirement;
+  /** Whether the context-word pattern matches a field name, per name seen. */
+  keyCache: Map<string, boolean>;
+  /** Context and negative words in "fieldname " (a match at the start of its value), per name seen. */
+  contextCache: Map<string, number>;
 }
 
 export type SetEntry =
   | { kind: 'pattern'; detector: number }
   | { kind: 'keyword'; detector: number }
-  | { kind: 'decoder'; decoder: 'base64' | 'hex' | 'url'; regex: RE2 }
+  | { kind: 'decoder'; decoder: 'base64' | 'hex' | 'url'; regex: RE2; need: Requirement }
   | { kind: 'escape' }
   | { kind: 'control-escape' };
 
@@ -135,9 +142,10 @@ export function compileDataProtection(policy: DataProtection | undefined, option
   const detectors: CompiledDetector[] = selected.map((def) => {
     const o = overrides.get(def.id);
     const keywords = def.keywords ?? [];
+    const shapeSource = def.pattern ?? `\\b${identifierShape}\\b`;
     return {
       def,
-      shape: new RE2(def.pattern ?? `\\b${identifierShape}\\b`, def.caseInsensitive ? 'gi' : 'g'),
+      shape: new RE2(shapeSource, def.caseInsensitive ? 'gi' : 'g'),
       keyword: keywords.length > 0 ? new RE2(keywordPattern(keywords), 'gi') : null,
       keywordsLower: keywords.map((k) => k.toLowerCase()),
       negativesLower: (def.negativeKeywords ?? []).map((k) => k.toLowerCase()),
@@ -147,6 +155,9 @@ export function compileDataProtection(policy: DataProtection | undefined, option
       minConfidence: o?.minConfidence ?? p.minConfidence,
       maskKeep: o?.maskKeep ?? def.maskKeep ?? 0,
       overrideAction: o?.action ?? null,
+      need: requirementOf(shapeSource, def.caseInsensitive ?? false),
+      keyCache: new Map(),
+      contextCache: new Map(),
     };
   });
 
@@ -170,7 +181,7 @@ export function compileDataProtection(policy: DataProtection | undefined, option
       { decoder: 'url', source: '(?:%[0-9A-Fa-f]{2}[^%\\s"]{0,2}){6,}' },
     ];
     for (const d of decoders) {
-      setEntries.push({ kind: 'decoder', decoder: d.decoder, regex: new RE2(d.source, 'g') });
+      setEntries.push({ kind: 'decoder', decoder: d.decoder, regex: new RE2(d.source, 'g'), need: requirementOf(d.source) });
       sources.push(d.source);
     }
   }

@@ -1,13 +1,36 @@
-// The scanning core: one RE2.Set pass over all text of a body (as one UTF-8
-// Buffer), then only the detectors whose pattern or keywords hit are re-run for
-// positions. Pure: text in, candidate matches out. Never returns matched text.
+// The scanning core. Input: a table of text segments (JSON string values with
+// the name of their field, as spans of a few large strings) and, optionally,
+// the RE2.Set hits already known for the raw body. Output: candidate matches
+// (segment, offsets, detector, confidence); never the matched text.
+//
+// Cost model (issue #3): one RE2 pass costs ~2-4 ns per byte whatever it finds,
+// and a pass per hit detector over the whole body does not fit the budget of a
+// body dense with findings. So each detector's pattern runs only over the
+// values that can hold a match (see prefilter.ts), keyword-gated detectors look
+// at field names once per distinct name and at values only when the Set saw a
+// keyword in them, and the per-candidate path allocates little.
 import type RE2 from 're2';
-import { standaloneNumberGroups, type CompiledDataProtectionOk, type CompiledDetector } from './compile.ts';
+import { standaloneNumberGroups, type CompiledDataProtectionOk, type CompiledDetector, type SetEntry } from './compile.ts';
+import { charKind, isTrivial, mayMatch, punctuationBit, type Features, type Requirement } from './prefilter.ts';
 
 /** One piece of text to scan: a JSON string value with the name of its field (the context). */
 export interface TextSegment {
   key: string;
   value: string;
+}
+
+/**
+ * Segments as spans: segment i is texts[text[i]].slice(start[i], end[i]), in a
+ * field named key[i]. Values of one JSON document share its text, so building
+ * the table allocates no string per value.
+ */
+export interface SegmentTable {
+  texts: string[];
+  text: Int32Array;
+  start: Int32Array;
+  end: Int32Array;
+  key: string[];
+  count: number;
 }
 
 export interface Match {
@@ -27,44 +50,223 @@ const maxDecodeDepth = 2;
 const contextLookback = 64;
 /** Longest keyword-gated region scanned after a keyword. */
 const keywordRegionLimit = 320;
+/** Per-detector caches (context words in a field name) are dropped past this size. */
+const cacheLimit = 4096;
 
-interface Layout {
-  /** All segments joined as "key\tvalue\n..."; offsets below are UTF-16 offsets into it. */
-  text: string;
-  buffer: Buffer;
-  keyStart: Int32Array;
-  valueStart: Int32Array;
-  valueEnd: Int32Array;
-}
-
-function layout(segments: TextSegment[]): Layout {
+export function tableOf(segments: TextSegment[]): SegmentTable {
   const n = segments.length;
-  const keyStart = new Int32Array(n);
-  const valueStart = new Int32Array(n);
-  const valueEnd = new Int32Array(n);
-  const parts: string[] = new Array(n);
-  let offset = 0;
+  const t: SegmentTable = { texts: new Array(n), text: new Int32Array(n), start: new Int32Array(n), end: new Int32Array(n), key: new Array(n), count: n };
   for (let i = 0; i < n; i++) {
     const s = segments[i]!;
-    keyStart[i] = offset;
-    valueStart[i] = offset + s.key.length + 1;
-    valueEnd[i] = valueStart[i]! + s.value.length;
-    offset = valueEnd[i]! + 1;
-    parts[i] = `${s.key}\t${s.value}`;
+    t.texts[i] = s.value;
+    t.text[i] = i;
+    t.start[i] = 0;
+    t.end[i] = s.value.length;
+    t.key[i] = s.key;
   }
-  const text = parts.join('\n');
-  return { text, buffer: Buffer.from(text, 'utf8'), keyStart, valueStart, valueEnd };
+  return t;
 }
 
-function segmentAt(l: Layout, offset: number): number {
-  let lo = 0;
-  let hi = l.keyStart.length - 1;
-  while (lo < hi) {
-    const mid = (lo + hi + 1) >> 1;
-    if (l.keyStart[mid]! <= offset) lo = mid;
-    else hi = mid - 1;
+export function valueOf(t: SegmentTable, i: number): string {
+  return t.texts[t.text[i]!]!.slice(t.start[i]!, t.end[i]!);
+}
+
+export function scanSegments(compiled: CompiledDataProtectionOk, segments: TextSegment[], depth = 0): Match[] {
+  if (!compiled.set || segments.length === 0) return [];
+  return scanTable(compiled, tableOf(segments), null, depth);
+}
+
+/** Some values joined with "\n" (a non-word character, as between JSON values), with the join offsets. */
+interface Joined {
+  text: string;
+  segs: number[];
+  /** Offset of each segment's value in text; one more entry for the end. */
+  at: number[];
+}
+
+function join(t: SegmentTable, segs: number[]): Joined {
+  const parts: string[] = new Array(segs.length);
+  const at: number[] = new Array(segs.length + 1);
+  let o = 0;
+  for (let i = 0; i < segs.length; i++) {
+    const s = segs[i]!;
+    const v = t.texts[t.text[s]!]!.slice(t.start[s]!, t.end[s]!);
+    parts[i] = v;
+    at[i] = o;
+    o += v.length + 1;
   }
-  return lo;
+  at[segs.length] = o;
+  return { text: parts.join('\n'), segs, at };
+}
+
+/** State of one scan over a table. */
+class Scan {
+  readonly compiled: CompiledDataProtectionOk;
+  readonly t: SegmentTable;
+  readonly depth: number;
+  readonly out: Match[] = [];
+  #features: Features | null = null;
+  readonly #joined = new Map<string, Joined>();
+  #all: number[] | null = null;
+
+  constructor(compiled: CompiledDataProtectionOk, t: SegmentTable, depth: number) {
+    this.compiled = compiled;
+    this.t = t;
+    this.depth = depth;
+  }
+
+  all(): number[] {
+    if (!this.#all) this.#all = Array.from({ length: this.t.count }, (_, i) => i);
+    return this.#all;
+  }
+
+  features(): Features {
+    if (this.#features) return this.#features;
+    const t = this.t;
+    const n = t.count;
+    const f: Features = { length: new Int32Array(n), digits: new Int32Array(n), upper: new Int32Array(n), lower: new Int32Array(n), punctuation: new Int32Array(n), wide: new Int32Array(n) };
+    for (let i = 0; i < n; i++) {
+      const s = t.texts[t.text[i]!]!;
+      const end = t.end[i]!;
+      let digits = 0;
+      let upper = 0;
+      let lower = 0;
+      let punctuation = 0;
+      let wide = 0;
+      for (let j = t.start[i]!; j < end; j++) {
+        const c = s.charCodeAt(j);
+        if (c < 128) {
+          const k = charKind[c]!;
+          if (k === 1) digits++;
+          else if (k === 2) upper++;
+          else if (k === 3) lower++;
+          else punctuation |= punctuationBit[c]!;
+        } else {
+          wide++;
+        }
+      }
+      f.wide[i] = wide;
+      f.length[i] = end - t.start[i]!;
+      f.digits[i] = digits;
+      f.upper[i] = upper;
+      f.lower[i] = lower;
+      f.punctuation[i] = punctuation;
+    }
+    this.#features = f;
+    return f;
+  }
+
+  /** The values that may hold a match of r, joined; shared by detectors with the same requirement. */
+  joinedFor(r: Requirement): Joined {
+    const k = `${r.minLength},${r.digits},${r.upper},${r.lower},${r.punctuation}`;
+    let j = this.#joined.get(k);
+    if (j) return j;
+    let segs: number[];
+    if (isTrivial(r)) {
+      segs = this.all();
+    } else {
+      const f = this.features();
+      segs = [];
+      for (let i = 0; i < this.t.count; i++) if (mayMatch(f, i, r)) segs.push(i);
+    }
+    j = join(this.t, segs);
+    this.#joined.set(k, j);
+    return j;
+  }
+
+  /** Values with a letter or any non-ASCII character: the only ones a context word can be in. */
+  withLetters(): Joined {
+    let j = this.#joined.get('letters');
+    if (j) return j;
+    const f = this.features();
+    const segs: number[] = [];
+    for (let i = 0; i < this.t.count; i++) if (f.upper[i]! + f.lower[i]! + f.wide[i]! > 0) segs.push(i);
+    j = join(this.t, segs);
+    this.#joined.set('letters', j);
+    return j;
+  }
+}
+
+/**
+ * Runs the detectors over a table. `rawHits` are the Set hits of the raw body
+ * the table was read from, when they can be trusted for the values (no JSON
+ * escapes changed the text); otherwise the Set runs over the values here.
+ */
+export function scanTable(compiled: CompiledDataProtectionOk, t: SegmentTable, rawHits: number[] | null, depth: number): Match[] {
+  if (!compiled.set || t.count === 0) return [];
+  const scan = new Scan(compiled, t, depth);
+  const entries = compiled.setEntries;
+  let hits: number[];
+  let valueHits: Set<number> | null = null;
+  if (rawHits === null) {
+    hits = compiled.set.match(scan.joinedFor(noNeed).text);
+    valueHits = new Set(hits);
+  } else {
+    hits = rawHits;
+  }
+  const keywordHit = hits.some((h) => entries[h]?.kind === 'keyword');
+  // Field names: one Set pass over the distinct names (keyword-gated detectors named by a field).
+  let keys: string[] = [];
+  let keyHits: number[] = [];
+  if (keywordHit || rawHits === null) {
+    keys = distinctKeys(t);
+    keyHits = keys.length > 0 ? compiled.set.match(keys.join('\n')) : [];
+  }
+  if (rawHits === null) {
+    for (const h of keyHits) if (!valueHits!.has(h)) hits.push(h);
+  } else if (keywordHit) {
+    // Which keyword detectors have a context word inside a value: one Set pass over the values with letters.
+    const letters = scan.withLetters();
+    valueHits = new Set(letters.segs.length > 0 ? compiled.set.match(letters.text) : []);
+  }
+  const keyHitSet = new Set(keyHits);
+  for (const hit of hits) {
+    const entry = entries[hit];
+    if (!entry) continue;
+    if (entry.kind === 'pattern') scanPattern(scan, compiled.detectors[entry.detector]!);
+    else if (entry.kind === 'keyword') {
+      const d = compiled.detectors[entry.detector]!;
+      if (keyHitSet.has(hit)) scanKeywordInKeys(scan, d, keys);
+      if (valueHits?.has(hit)) scanKeywordInValues(scan, d);
+    } else if (entry.kind === 'decoder' && depth < maxDecodeDepth) scanEncoded(scan, entry);
+  }
+  return resolveOverlaps(scan.out);
+}
+
+const noNeed: Requirement = { minLength: 0, digits: 0, upper: 0, lower: 0, punctuation: 0 };
+
+function distinctKeys(t: SegmentTable): string[] {
+  const seen = new Set<string>();
+  for (let i = 0; i < t.count; i++) seen.add(t.key[i]!);
+  seen.delete('');
+  return [...seen];
+}
+
+/**
+ * All matches of a global RE2 as [start, end) pairs. RE2 returns the matched
+ * texts in one native call; their positions are recovered with indexOf,
+ * checking the \b assertions a pattern starts or ends with (the only context
+ * assertions our patterns use), because one exec() per match costs
+ * microseconds of native-call overhead each.
+ */
+function findAll(re: RE2, text: string, base: number): number[] {
+  const found = re.match(text) as unknown as string[] | null;
+  if (!found) return [];
+  const source = re.source;
+  const leading = source.startsWith('\\b');
+  const trailing = source.endsWith('\\b');
+  const out: number[] = [];
+  let cursor = 0;
+  for (let i = 0; i < found.length; i++) {
+    const m = found[i]!;
+    if (m.length === 0) continue;
+    let pos = text.indexOf(m, cursor);
+    while (pos >= 0 && ((leading && !boundaryAt(text, pos)) || (trailing && !boundaryAt(text, pos + m.length)))) pos = text.indexOf(m, pos + 1);
+    if (pos < 0) break;
+    out.push(pos + base, pos + base + m.length);
+    cursor = pos + m.length;
+  }
+  return out;
 }
 
 function isWordChar(c: number): boolean {
@@ -77,91 +279,39 @@ function boundaryAt(text: string, i: number): boolean {
   return before !== after;
 }
 
-/**
- * All matches of a global RE2 as UTF-16 [start, end) pairs. RE2 returns the
- * matched texts in one native call; their positions are recovered with
- * indexOf, checking the \b assertions a pattern starts or ends with (the only
- * context assertions our patterns use), because one exec() per match costs
- * microseconds of native-call overhead each.
- */
-function findAll(re: RE2, input: string, text: string, base: number, from: number): number[] {
-  const found = re.match(input) as unknown as string[] | null;
-  if (!found) return [];
-  const source = re.source;
-  const leading = source.startsWith('\\b');
-  const trailing = source.endsWith('\\b');
-  const out: number[] = [];
-  let cursor = from;
-  for (const f of found) {
-    const m = f;
-    if (m.length === 0) continue;
-    let pos = text.indexOf(m, cursor);
-    while (pos >= 0 && ((leading && !boundaryAt(text, pos)) || (trailing && !boundaryAt(text, pos + m.length)))) pos = text.indexOf(m, pos + 1);
-    if (pos < 0) break;
-    out.push(pos - base, pos - base + m.length);
-    cursor = pos + m.length;
-  }
-  return out;
-}
-
-export function scanSegments(compiled: CompiledDataProtectionOk, segments: TextSegment[], depth = 0): Match[] {
-  if (!compiled.set || segments.length === 0) return [];
-  const l = layout(segments);
-  const hits = compiled.set.match(l.buffer);
-  if (hits.length === 0) return [];
-  return scanHits(compiled, l, segments, hits, depth);
-}
-
-/**
- * Cheap rejection for a raw body whose Set hits are only look-alikes (a UUID
- * group of 12 digits, a hash): re-runs the hit patterns over the raw bytes and
- * says whether any candidate survives validation. Keyword and escape hits are
- * not judged here (context may sit in a field name far away): they return true.
- */
-export function rawBodyMayMatch(compiled: CompiledDataProtectionOk, body: Buffer, hits: number[]): boolean {
-  if (hits.some((h) => compiled.setEntries[h]?.kind === 'keyword' || compiled.setEntries[h]?.kind === 'escape')) return true;
-  const text = body.toString('utf8');
-  const l: Layout = {
-    text,
-    buffer: body,
-    keyStart: Int32Array.of(0),
-    valueStart: Int32Array.of(0),
-    valueEnd: Int32Array.of(text.length),
-  };
-  return scanHits(compiled, l, [{ key: '', value: text }], hits, 0).length > 0;
-}
-
-function scanHits(compiled: CompiledDataProtectionOk, l: Layout, segments: TextSegment[], hits: number[], depth: number): Match[] {
-  const out: Match[] = [];
-  for (const hit of hits) {
-    const entry = compiled.setEntries[hit];
-    if (!entry) continue;
-    if (entry.kind === 'pattern') scanPattern(compiled.detectors[entry.detector]!, l, segments, out);
-    else if (entry.kind === 'keyword') scanKeyword(compiled.detectors[entry.detector]!, l, segments, out);
-    else if (entry.kind === 'decoder' && depth < maxDecodeDepth) scanEncoded(compiled, entry.decoder, entry.regex, l, segments, out, depth);
-  }
-  return resolveOverlaps(out);
-}
-
-function scanPattern(d: CompiledDetector, l: Layout, segments: TextSegment[], out: Match[]): void {
-  const spans = findAll(d.shape, l.text, l.text, 0, 0);
+function scanPattern(scan: Scan, d: CompiledDetector): void {
+  const j = scan.joinedFor(d.need);
+  if (j.segs.length === 0) return;
+  const spans = findAll(d.shape, j.text, 0);
+  const t = scan.t;
+  const standalone = standaloneNumberGroups.has(d.def.group);
+  const validate = d.def.validate;
+  let v = 0;
   for (let i = 0; i < spans.length; i += 2) {
     const at = spans[i]!;
-    const seg = segmentAt(l, at);
-    if (at < l.valueStart[seg]! || spans[i + 1]! > l.valueEnd[seg]!) continue;
-    const value = segments[seg]!.value;
-    const start = at - l.valueStart[seg]!;
-    let end = spans[i + 1]! - l.valueStart[seg]!;
-    if (standaloneNumberGroups.has(d.def.group) && gluedToToken(value, start, end)) continue;
-    if (d.def.wholeBlock) end = blockEnd(value, end);
-    const candidate = value.slice(start, end);
+    while (at >= j.at[v + 1]!) v++;
+    const valueStart = j.at[v]!;
+    const valueLength = j.at[v + 1]! - 1 - valueStart;
+    const start = at - valueStart;
+    let end = spans[i + 1]! - valueStart;
+    if (end > valueLength) continue; // runs across the separator: not inside one value
+    const seg = j.segs[v]!;
+    if (standalone && gluedToToken(j.text, at, spans[i + 1]!, valueStart, valueStart + valueLength)) continue;
+    let candidate: string;
+    if (d.def.wholeBlock) {
+      const value = valueOf(t, seg);
+      end = blockEnd(value, end);
+      candidate = value.slice(start, end);
+    } else {
+      candidate = j.text.slice(at, spans[i + 1]!);
+    }
     let confidence = d.def.confidence.base;
-    if (d.def.validate && !d.def.validate(candidate)) {
+    if (validate && !validate(candidate)) {
       if (!d.def.validationBoostsOnly) continue;
       confidence -= 0.25;
     }
-    confidence = adjustForContext(d, segments[seg]!, start, confidence, false);
-    if (confidence >= d.minConfidence) out.push({ segment: seg, start, end, detector: d, confidence, encoding: null });
+    confidence = adjustForContext(d, t, seg, start, confidence, false);
+    if (confidence >= d.minConfidence) scan.out.push({ segment: seg, start, end, detector: d, confidence, encoding: null });
   }
 }
 
@@ -178,95 +328,121 @@ function isAlnum(c: number): boolean {
 }
 
 /** True if "-" or "." joins the match to more letters or digits on either side (e.g. 1234-5678-...-a927). */
-function gluedToToken(value: string, start: number, end: number): boolean {
-  const before = value.charCodeAt(start - 1);
-  const after = value.charCodeAt(end);
+function gluedToToken(text: string, start: number, end: number, valueStart: number, valueEnd: number): boolean {
+  const at = (i: number) => (i >= valueStart && i < valueEnd ? text.charCodeAt(i) : -1);
   const joiner = (c: number) => c === 45 || c === 46;
-  return (joiner(before) && isAlnum(value.charCodeAt(start - 2))) || (joiner(after) && isAlnum(value.charCodeAt(end + 1)));
+  return (joiner(at(start - 1)) && isAlnum(at(start - 2))) || (joiner(at(end)) && isAlnum(at(end + 1)));
 }
 
-/**
- * Shape candidates for many whole values at once: the values are joined with
- * "\n" (a non-word character, as around each value in the layout) and scanned
- * in one native call instead of one per value. Returns per value its
- * candidates as layout offsets, or null for a value a candidate crosses out of
- * (that value is then scanned on its own).
- */
-function shapeCandidatesOfValues(d: CompiledDetector, l: Layout, segs: number[]): (number[] | null)[] {
-  const parts: string[] = new Array(segs.length);
-  const joinedStart = new Int32Array(segs.length + 1);
-  let o = 0;
-  for (let i = 0; i < segs.length; i++) {
-    const seg = segs[i]!;
-    parts[i] = l.text.slice(l.valueStart[seg]!, l.valueEnd[seg]!);
-    joinedStart[i] = o;
-    o += parts[i]!.length + 1;
+/** Does the detector's context-word pattern match this field name? Cached per detector. */
+function keyMatches(d: CompiledDetector, key: string): boolean {
+  let r = d.keyCache.get(key);
+  if (r === undefined) {
+    d.keyword!.lastIndex = 0;
+    r = d.keyword!.test(key);
+    d.keyword!.lastIndex = 0;
+    if (d.keyCache.size >= cacheLimit) d.keyCache.clear();
+    d.keyCache.set(key, r);
   }
-  joinedStart[segs.length] = o;
-  const joined = parts.join('\n');
-  const spans = findAll(d.shape, joined, joined, 0, 0);
-  const result: (number[] | null)[] = segs.map(() => []);
+  return r;
+}
+
+/** A context word names the field: the whole value (up to a limit) is the region. */
+function scanKeywordInKeys(scan: Scan, d: CompiledDetector, keys: string[]): void {
+  const named = new Set<string>();
+  for (const k of keys) if (keyMatches(d, k)) named.add(k);
+  if (named.size === 0) return;
+  const t = scan.t;
+  const segs: number[] = [];
+  for (let i = 0; i < t.count; i++) if (named.has(t.key[i]!)) segs.push(i);
+  if (segs.length === 0) return;
+  const seen = new Set<number>();
+  if (d.def.wholeValueWhenKeyMatches) {
+    for (const seg of segs) {
+      const value = valueOf(t, seg);
+      const trimmed = value.trim();
+      if (trimmed.length > 0 && trimmed.length <= 512 && (!d.def.validate || d.def.validate(trimmed))) {
+        const start = value.indexOf(trimmed);
+        pushContextMatch(scan, d, seg, start, start + trimmed.length, seen);
+      }
+    }
+    return;
+  }
+  const limit = keywordRegionLimit * 4;
+  const f = isTrivial(d.need) ? null : scan.features();
+  const batch: number[] = [];
+  for (const seg of segs) {
+    if (f && !mayMatch(f, seg, d.need)) continue;
+    if (d.anchorFree && t.end[seg]! - t.start[seg]! <= limit) batch.push(seg);
+    else regionCandidates(scan, d, seg, 0, Math.min(t.end[seg]! - t.start[seg]!, limit), true, seen);
+  }
+  if (batch.length === 0) return;
+  // The named values are scanned together, in one native call.
+  const j = join(t, batch);
+  const spans = findAll(d.shape, j.text, 0);
+  const crossed = new Set<number>();
   let v = 0;
+  const found: number[][] = batch.map(() => []);
   for (let i = 0; i < spans.length; i += 2) {
     const start = spans[i]!;
     const end = spans[i + 1]!;
-    while (start >= joinedStart[v + 1]!) v++;
-    if (end > joinedStart[v + 1]! - 1) {
+    while (start >= j.at[v + 1]!) v++;
+    if (end > j.at[v + 1]! - 1) {
       // crosses the separator: every value it touches is scanned on its own
-      for (let w = v; w < segs.length && joinedStart[w]! < end; w++) result[w] = null;
+      for (let w = v; w < batch.length && j.at[w]! < end; w++) crossed.add(w);
       continue;
     }
-    result[v]?.push(start - joinedStart[v]! + l.valueStart[segs[v]!]!, end - joinedStart[v]! + l.valueStart[segs[v]!]!);
+    found[v]!.push(start - j.at[v]!, end - j.at[v]!);
   }
-  return result;
+  for (let w = 0; w < batch.length; w++) {
+    const seg = batch[w]!;
+    if (crossed.has(w)) {
+      regionCandidates(scan, d, seg, 0, t.end[seg]! - t.start[seg]!, true, seen);
+      continue;
+    }
+    const c = found[w]!;
+    for (let i = 0; i < c.length; i += 2) acceptAndPush(scan, d, seg, c[i]!, c[i + 1]!, j.text.slice(j.at[w]! + c[i]!, j.at[w]! + c[i + 1]!), seen);
+  }
 }
 
-function scanKeyword(d: CompiledDetector, l: Layout, segments: TextSegment[], out: Match[]): void {
-  const seen = new Set<string>();
-  const spans = findAll(d.keyword!, l.text, l.text, 0, 0);
-  // Field-name hits scan the whole value (up to a limit): those values are scanned together, once.
-  const wholeValues: number[] = [];
-  const wholeIndex = new Map<number, number>();
-  if (!d.def.wholeValueWhenKeyMatches && d.anchorFree) {
-    for (let i = 0; i < spans.length; i += 2) {
-      const seg = segmentAt(l, spans[i + 1]! - 1);
-      if (spans[i + 1]! - 1 < l.valueStart[seg]! && l.valueEnd[seg]! - l.valueStart[seg]! <= keywordRegionLimit * 4 && !wholeIndex.has(seg)) {
-        wholeIndex.set(seg, wholeValues.length);
-        wholeValues.push(seg);
-      }
-    }
+/** Shape candidates of one region of a value (value offsets), checked and pushed. */
+function regionCandidates(scan: Scan, d: CompiledDetector, seg: number, regionStart: number, regionEnd: number, inKey: boolean, seen: Set<number>): void {
+  if (regionEnd <= regionStart) return;
+  const t = scan.t;
+  const s = t.texts[t.text[seg]!]!;
+  const base = t.start[seg]!;
+  const region = s.slice(base + regionStart, base + regionEnd);
+  const candidates = findAll(d.shape, region, regionStart);
+  for (let j = 0; j < candidates.length; j += 2) {
+    const at = candidates[j]!;
+    if (at >= regionEnd) break;
+    if (!inKey && at - regionStart > d.contextWindow) break;
+    const end = Math.min(candidates[j + 1]!, regionEnd);
+    acceptAndPush(scan, d, seg, at, end, s.slice(base + at, base + end), seen);
   }
-  const wholeCandidates = wholeValues.length > 0 ? shapeCandidatesOfValues(d, l, wholeValues) : [];
+}
+
+function acceptAndPush(scan: Scan, d: CompiledDetector, seg: number, start: number, end: number, text: string, seen: Set<number>): void {
+  const accepted = acceptCandidate(d, text);
+  if (accepted) pushContextMatch(scan, d, seg, start + accepted.offset, start + accepted.offset + accepted.length, seen);
+}
+
+/** Context words inside values: the region after each one. */
+function scanKeywordInValues(scan: Scan, d: CompiledDetector): void {
+  const j = scan.withLetters();
+  if (j.segs.length === 0) return;
+  const spans = findAll(d.keyword!, j.text, 0);
+  const seen = new Set<number>();
+  let v = 0;
   for (let i = 0; i < spans.length; i += 2) {
     const kwEnd = spans[i + 1]!;
-    // the match may begin with the boundary character that ends the previous segment
-    const seg = segmentAt(l, kwEnd - 1);
-    const segment = segments[seg]!;
-    const inKey = kwEnd - 1 < l.valueStart[seg]!;
-    if (inKey && d.def.wholeValueWhenKeyMatches) {
-      const trimmed = segment.value.trim();
-      if (trimmed.length > 0 && trimmed.length <= 512 && (!d.def.validate || d.def.validate(trimmed))) {
-        const start = segment.value.indexOf(trimmed);
-        pushContextMatch(d, segments, seg, start, start + trimmed.length, out, seen);
-      }
-      continue;
-    }
-    // the trailing boundary character may be the first character of the value
-    const regionStart = inKey ? l.valueStart[seg]! : Math.min(kwEnd - 1, l.valueEnd[seg]!);
-    const regionEnd = Math.min(l.valueEnd[seg]!, regionStart + (inKey ? keywordRegionLimit * 4 : d.contextWindow + keywordRegionLimit));
-    if (regionEnd <= regionStart) continue;
-    const whole = inKey ? wholeIndex.get(seg) : undefined;
-    const candidates = (whole !== undefined ? wholeCandidates[whole] : null) ?? findAll(d.shape, l.text.slice(regionStart, regionEnd), l.text, 0, regionStart);
-    for (let j = 0; j < candidates.length; j += 2) {
-      const at = candidates[j]!;
-      if (at >= regionEnd) break;
-      if (!inKey && at - regionStart > d.contextWindow) break;
-      const end = Math.min(candidates[j + 1]!, regionEnd);
-      const start = at - l.valueStart[seg]!;
-      const text = l.text.slice(at, end);
-      const accepted = acceptCandidate(d, text);
-      if (accepted) pushContextMatch(d, segments, seg, start + accepted.offset, start + accepted.offset + accepted.length, out, seen);
-    }
+    // the match may begin with the separator before the value; it ends in the value or on the separator after it
+    while (kwEnd - 1 >= j.at[v + 1]!) v++;
+    const valueStart = j.at[v]!;
+    const valueLength = j.at[v + 1]! - 1 - valueStart;
+    const regionStart = Math.min(kwEnd - 1 - valueStart, valueLength);
+    const regionEnd = Math.min(valueLength, regionStart + d.contextWindow + keywordRegionLimit);
+    regionCandidates(scan, d, j.segs[v]!, regionStart, regionEnd, false, seen);
   }
 }
 
@@ -292,52 +468,99 @@ function acceptCandidate(d: CompiledDetector, text: string): { offset: number; l
   return null;
 }
 
-function pushContextMatch(d: CompiledDetector, segments: TextSegment[], seg: number, start: number, end: number, out: Match[], seen: Set<string>): void {
-  const key = `${seg}:${start}`;
+function pushContextMatch(scan: Scan, d: CompiledDetector, seg: number, start: number, end: number, seen: Set<number>): void {
+  const key = seg * 4294967296 + start;
   if (seen.has(key)) return;
   seen.add(key);
-  const confidence = adjustForContext(d, segments[seg]!, start, d.def.confidence.base, true);
-  if (confidence >= d.minConfidence) out.push({ segment: seg, start, end, detector: d, confidence, encoding: null });
+  const confidence = adjustForContext(d, scan.t, seg, start, d.def.confidence.base, true);
+  if (confidence >= d.minConfidence) scan.out.push({ segment: seg, start, end, detector: d, confidence, encoding: null });
 }
 
-function adjustForContext(d: CompiledDetector, segment: TextSegment, start: number, confidence: number, contextKnown: boolean): number {
-  const before = (segment.key + ' ' + segment.value.slice(Math.max(0, start - contextLookback), start)).toLowerCase();
+/** Bit 1: a context word is near; bit 2: a negative word is near. */
+function contextFlags(d: CompiledDetector, before: string): number {
+  let flags = 0;
+  for (const k of d.keywordsLower) {
+    if (before.includes(k)) {
+      flags |= 1;
+      break;
+    }
+  }
+  for (const k of d.negativesLower) {
+    if (before.includes(k)) {
+      flags |= 2;
+      break;
+    }
+  }
+  return flags;
+}
+
+function adjustForContext(d: CompiledDetector, t: SegmentTable, seg: number, start: number, confidence: number, contextKnown: boolean): number {
+  if (d.keywordsLower.length === 0 && d.negativesLower.length === 0) return round(confidence + (contextKnown ? d.def.confidence.contextBoost : 0));
+  const key = t.key[seg]!;
+  let flags: number;
+  if (start === 0) {
+    // Only the field name is before the match: the answer is the same for every value of that field.
+    const cached = d.contextCache.get(key);
+    if (cached === undefined) {
+      flags = contextFlags(d, (key + ' ').toLowerCase());
+      if (d.contextCache.size >= cacheLimit) d.contextCache.clear();
+      d.contextCache.set(key, flags);
+    } else {
+      flags = cached;
+    }
+  } else {
+    const base = t.start[seg]!;
+    const s = t.texts[t.text[seg]!]!;
+    flags = contextFlags(d, (key + ' ' + s.slice(base + Math.max(0, start - contextLookback), base + start)).toLowerCase());
+  }
   let c = confidence;
-  if (contextKnown || d.keywordsLower.some((k) => before.includes(k))) c += d.def.confidence.contextBoost;
-  if (d.negativesLower.length > 0 && d.negativesLower.some((k) => before.includes(k))) c -= d.def.confidence.negativePenalty;
+  if (contextKnown || (flags & 1) !== 0) c += d.def.confidence.contextBoost;
+  if ((flags & 2) !== 0) c -= d.def.confidence.negativePenalty;
+  return round(c);
+}
+
+function round(c: number): number {
   return Math.min(0.99, Math.max(0, Math.round(c * 100) / 100));
 }
 
-function scanEncoded(
-  compiled: CompiledDataProtectionOk,
-  decoder: 'base64' | 'hex' | 'url',
-  regex: RE2,
-  l: Layout,
-  segments: TextSegment[],
-  out: Match[],
-  depth: number,
-): void {
-  const spans = findAll(regex, l.text, l.text, 0, 0);
+function scanEncoded(scan: Scan, entry: Extract<SetEntry, { kind: 'decoder' }>): void {
+  const j = scan.joinedFor(entry.need);
+  if (j.segs.length === 0) return;
+  const spans = findAll(entry.regex, j.text, 0);
+  const t = scan.t;
+  let v = 0;
   for (let i = 0; i < spans.length; i += 2) {
     const at = spans[i]!;
-    const seg = segmentAt(l, at);
-    if (at < l.valueStart[seg]! || spans[i + 1]! > l.valueEnd[seg]!) continue;
-    const raw = l.text.slice(at, spans[i + 1]!);
-    if (decoder === 'base64' && !(/[A-Z]/.test(raw) && /[a-z]/.test(raw) && raw.length % 4 !== 1)) continue;
-    const decoded = decode(decoder, raw);
+    while (at >= j.at[v + 1]!) v++;
+    const valueStart = j.at[v]!;
+    if (spans[i + 1]! > j.at[v + 1]! - 1) continue;
+    const raw = j.text.slice(at, spans[i + 1]!);
+    if (entry.decoder === 'base64' && !(hasUpper(raw) && hasLower(raw) && raw.length % 4 !== 1)) continue;
+    const decoded = decode(entry.decoder, raw);
     if (decoded === null) continue;
-    const inner = scanSegments(compiled, [{ key: segments[seg]!.key, value: decoded }], depth + 1);
+    const seg = j.segs[v]!;
+    const inner = scanSegments(scan.compiled, [{ key: t.key[seg]!, value: decoded }], scan.depth + 1);
     if (inner.length === 0) continue;
-    const start = at - l.valueStart[seg]!;
+    const start = at - valueStart;
     const best = inner.reduce((a, b) => (b.confidence > a.confidence ? b : a));
-    out.push({ segment: seg, start, end: start + raw.length, detector: best.detector, confidence: best.confidence, encoding: decoder });
+    scan.out.push({ segment: seg, start, end: start + raw.length, detector: best.detector, confidence: best.confidence, encoding: entry.decoder });
   }
+}
+
+function hasUpper(s: string): boolean {
+  for (let i = 0; i < s.length; i++) if (charKind[s.charCodeAt(i)] === 2) return true;
+  return false;
+}
+
+function hasLower(s: string): boolean {
+  for (let i = 0; i < s.length; i++) if (charKind[s.charCodeAt(i)] === 3) return true;
+  return false;
 }
 
 function decode(decoder: 'base64' | 'hex' | 'url', raw: string): string | null {
   let bytes: Buffer;
   if (decoder === 'hex') bytes = Buffer.from(raw, 'hex');
-  else if (decoder === 'base64') bytes = Buffer.from(raw.replace(/-/g, '+').replace(/_/g, '/'), 'base64');
+  else if (decoder === 'base64') bytes = Buffer.from(raw, 'base64');
   else {
     try {
       return decodeURIComponent(raw);
