@@ -110,6 +110,8 @@ interface AssessedCall {
   retryAfterSeconds: number | null;
   /** Masked or redacted arguments (MCP) or body (REST) to forward instead of the original. */
   rewritten: { value: unknown } | null;
+  /** REST: the query string with masked or redacted values, to forward instead of the original. */
+  rewrittenQuery: string | null;
 }
 
 /** A tools/call or REST operation waiting for its result. */
@@ -278,8 +280,11 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
       }
       return immediate(403, problem(403, reason), [['content-type', 'application/problem+json']], reason.code);
     }
-    if (phase === 'request_headers') return continueRequestHeaders();
-    if (assessed.rewritten) return replaceRequestBody(assessed.rewritten.value as Buffer);
+    // A masked query goes upstream in place of the original (same route: the prefix is unchanged).
+    const newPath: [string, string][] = assessed.rewrittenQuery === null ? [] : [[':path', `${(requestHeaders.get(':path') ?? '/').split('?')[0]}?${assessed.rewrittenQuery}`]];
+    if (phase === 'request_headers') return continueRequestHeaders(newPath);
+    if (assessed.rewritten) return replaceRequestBody(assessed.rewritten.value as Buffer, newPath);
+    if (newPath.length > 0) return { request_body: { response: { status: 'CONTINUE', header_mutation: headerMutation(newPath, []) } } };
     return { request_body: { response: { status: 'CONTINUE' } } };
   }
 
@@ -324,7 +329,7 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
     for (const message of parsed.messages) {
       if (message.type === 'response') {
         // The client answering a server request (sampling, elicitation): passed through, never dropped.
-        perMessage.push({ message, assessed: { decision: makeDecision(mcpCall('response', undefined, undefined, message.id), null), retryAfterSeconds: null, rewritten: null } });
+        perMessage.push({ message, assessed: { decision: makeDecision(mcpCall('response', undefined, undefined, message.id), null), retryAfterSeconds: null, rewritten: null, rewrittenQuery: null } });
         continue;
       }
       const tool = message.method === 'tools/call' ? toolNameOf(message.params) : undefined;
@@ -336,7 +341,7 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
       // Session plumbing (initialize, tools/list, notifications) is authorized only; tool calls go through every stage.
       const assessed = message.method === 'tools/call' && tool !== undefined
         ? assessCall(call, tool, args ?? {}, denial, id ?? null, body.length)
-        : { decision: makeDecision(call, denial), retryAfterSeconds: null, rewritten: null };
+        : { decision: makeDecision(call, denial), retryAfterSeconds: null, rewritten: null, rewrittenQuery: null };
       perMessage.push({ message, assessed });
       if (message.type === 'request' && message.method === 'tools/list') toolsListIds.add(message.id);
     }
@@ -405,6 +410,15 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
         if (protection.changed) rewritten = { value: protection.value };
       }
     }
+    // REST query parameters are what the agent sends too ("?api_key=...", "?password=...").
+    let rewrittenQuery: string | null = null;
+    if ((denial === null || monitor) && call.kind === 'rest' && Object.keys(call.query).length > 0) {
+      const query = protectRequestJson(persona!.dataProtection, deps.flow, flowSession(), call.query, destination);
+      findings = [...findings, ...query.findings.map((f) => ({ ...f, location: `query${f.location.slice(1)}` }))];
+      notes.push(...query.notes);
+      if (query.denial) deny(query.denial);
+      if (query.changed) rewrittenQuery = queryString(query.value);
+    }
 
     let riskScore: number | null = null;
     let retryAfterSeconds: number | null = null;
@@ -419,7 +433,7 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
       notes.push(...check.notes);
       if (resultKey !== null) pendingCalls.set(resultKey, { tool, behaviourCall });
     }
-    return { decision: makeDecision(call, denial, { findings, riskScore, notes }), retryAfterSeconds, rewritten };
+    return { decision: makeDecision(call, denial, { findings, riskScore, notes }), retryAfterSeconds, rewritten, rewrittenQuery };
   }
 
   function behaviourCallOf(tool: string, toolClass: BehaviourCall['toolClass'], args: unknown, requestBytes: number): BehaviourCall {
@@ -784,8 +798,8 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
     return { kind: 'rest', method: requestHeaders.get(':method') ?? '', path: (requestHeaders.get(':path') ?? '').split('?')[0] ?? '', query: {} };
   }
 
-  function continueRequestHeaders(): ProcessingResponse {
-    const set: [string, string][] = [];
+  function continueRequestHeaders(extra: [string, string][] = []): ProcessingResponse {
+    const set: [string, string][] = [...extra];
     const injected = policy?.upstreamCredentials[route!.upstream];
     if (injected) set.push([injected.header, injected.value]);
     // The agent's Mandate credential is valid only at the gateway; it never reaches the upstream.
@@ -829,13 +843,13 @@ function withRewrittenArguments(body: Buffer, batch: boolean, rewritten: ({ valu
   return Buffer.from(JSON.stringify(value), 'utf8');
 }
 
-/** A request body replaced before it reaches the upstream, with its new length. */
-function replaceRequestBody(body: Buffer): ProcessingResponse {
+/** A request body replaced before it reaches the upstream, with its new length (and other headers to set). */
+function replaceRequestBody(body: Buffer, extra: [string, string][] = []): ProcessingResponse {
   return {
     request_body: {
       response: {
         status: 'CONTINUE',
-        header_mutation: headerMutation([['content-length', String(body.length)]], []),
+        header_mutation: headerMutation([['content-length', String(body.length)], ...extra], []),
         body_mutation: { body },
       },
     },
@@ -916,6 +930,13 @@ function relativePath(rawPath: string, prefix: string): string | null {
   if (path !== prefix && !path.startsWith(`${prefix}/`)) return null;
   const rest = path.slice(prefix.length);
   return rest === '' ? '/' : rest;
+}
+
+/** A parsed query (possibly with rewritten values) back as a query string. */
+function queryString(query: Record<string, string | string[]>): string {
+  const params = new URLSearchParams();
+  for (const [key, value] of Object.entries(query)) for (const v of Array.isArray(value) ? value : [value]) params.append(key, v);
+  return params.toString();
 }
 
 function parseQuery(rawPath: string): Record<string, string | string[]> {

@@ -49,7 +49,7 @@ before(async () => {
     { upstream: 'mailer', tools: [{ name: 'send_email' }] },
     { upstream: 'devbox', tools: [{ name: 'store_note' }] },
     { upstream: 'billing-stream', tools: [{ name: 'read_card' }] },
-    { upstream: 'notes-api', operations: [{ method: 'POST', path: '/notes' }] },
+    { upstream: 'notes-api', operations: [{ method: 'POST', path: '/notes' }, { method: 'GET', path: '/notes' }] },
   ];
   await gateway.apply([
     upstream('billing', billingPort!, 'production'),
@@ -141,6 +141,25 @@ describe('request side: agent to tool', () => {
     assert.equal(answer.contentLengthMatched, true);
     // The REST answer is inspected too: the card the upstream returned reaches the agent masked.
     assert.equal(answer.account.card, '**** **** **** 1111');
+  });
+
+  test('a credential in a REST query string is masked before the upstream sees it; a blocked one is refused', async () => {
+    const url = `${gateway.gatewayUrl}${endpoint('dlp-guard', 'notes-api')}/notes`;
+    const masked = await fetch(`${url}?q=rotate%20keys&api_key=${awsKey}`, { headers: { authorization: `Bearer ${tokens['dlp-guard']}` } });
+    assert.equal(masked.status, 200);
+    await masked.arrayBuffer();
+    const received = new URL(restEcho.urls.at(-1)!, 'http://upstream');
+    assert.equal(received.pathname, '/api/notes', 'the route and its prefix rewrite are unchanged');
+    assert.equal(received.searchParams.get('q'), 'rotate keys');
+    assert.match(received.searchParams.get('api_key') ?? '', /^\*+$/);
+    assert.ok(!restEcho.urls.some((u) => u.includes(awsKey)), 'the upstream never saw the raw key');
+
+    const before = restEcho.urls.length;
+    const refused = await fetch(`${url}?token=${githubToken}`, { headers: { authorization: `Bearer ${tokens['dlp-guard']}` } });
+    assert.equal(refused.status, 403);
+    const problem = (await refused.json()) as { code: string };
+    assert.equal(problem.code, 'sensitive_data_blocked');
+    assert.equal(restEcho.urls.length, before, 'the refused request never reached the upstream');
   });
 
   test('a REST body with a blocked value is refused with an RFC 9457 403', async () => {
@@ -271,8 +290,15 @@ describe('monitor mode and the audit trail', () => {
     assert.match(JSON.stringify(masked.body.maskedArguments), /\[redacted:aws-access-key-id\/credentials\]/);
     const refused = rows.find((r) => r.kind === 'decision' && r.verdict === 'deny' && r.tool === 'save_note')!;
     assert.equal(refused.body.reasons[0]!.code, 'sensitive_data_blocked');
-    // Give the log a moment to flush, then search every file: databases, journals, process logs.
-    await new Promise((r) => setTimeout(r, 200));
+    // Envoy writes its access log in batches: wait until a marked request's line is in it (so the lines
+    // of every earlier request, query strings included, are too), then search every file: databases,
+    // journals, process logs.
+    const marker = `log-marker-${Date.now()}`;
+    await (await fetch(`${gateway.gatewayUrl}${endpoint('dlp-guard', 'notes-api')}/notes`, { headers: { authorization: `Bearer ${tokens['dlp-guard']}`, 'user-agent': marker } })).arrayBuffer();
+    for (let waited = 0; filesContaining(gateway.dataDir, marker).length === 0; waited += 100) {
+      assert.ok(waited < 10_000, 'Envoy wrote no access log line for the marked request');
+      await new Promise((r) => setTimeout(r, 100));
+    }
     for (const secret of [awsKey, githubToken, billingCard, streamedCard, otherCard]) {
       assert.deepEqual(filesContaining(gateway.dataDir, secret), [], `"${secret.slice(0, 4)}…" was written to disk`);
     }

@@ -6,11 +6,15 @@ export interface RestEchoServer {
   server: Server;
   /** Raw request bodies as received, oldest first. */
   bodies: string[];
+  /** Request targets (path and query) as received, oldest first. */
+  urls: string[];
 }
 
 export function createRestEchoServer(options: { secretInAnswer: string }): RestEchoServer {
   const bodies: string[] = [];
+  const urls: string[] = [];
   const server = createServer(async (request, response) => {
+    urls.push(request.url ?? '');
     const chunks: Buffer[] = [];
     for await (const chunk of request) chunks.push(chunk as Buffer);
     const text = Buffer.concat(chunks).toString('utf8');
@@ -19,5 +23,5 @@ export function createRestEchoServer(options: { secretInAnswer: string }): RestE
     const answer = { received: text ? (JSON.parse(text) as unknown) : null, contentLengthMatched: declared === Buffer.byteLength(text), account: { card: options.secretInAnswer } };
     response.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(answer));
   });
-  return { server, bodies };
+  return { server, bodies, urls };
 }

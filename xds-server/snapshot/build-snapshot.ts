@@ -156,7 +156,10 @@ function gatewayListener(settings: GatewaySettings): ResourceObject {
               access_log: [
                 {
                   name: 'envoy.access_loggers.stdout',
-                  typed_config: { '@type': 'type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog' },
+                  typed_config: {
+                    '@type': 'type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog',
+                    log_format: { text_format_source: { inline_string: accessLogFormat } },
+                  },
                 },
               ],
             },
@@ -166,6 +169,14 @@ function gatewayListener(settings: GatewaySettings): ResourceObject {
     ],
   };
 }
+
+/**
+ * Envoy's default access log line, without the query string: agents put credentials in queries
+ * ("?api_key=..."), and data protection masks them only on the way upstream, not in Envoy's log.
+ */
+const accessLogFormat =
+  '[%START_TIME%] "%REQ(:METHOD)% %PATH(NQ:ORIG)% %PROTOCOL%" %RESPONSE_CODE% %RESPONSE_FLAGS% %RESPONSE_CODE_DETAILS% ' +
+  '%BYTES_RECEIVED% %BYTES_SENT% %DURATION% %RESP(X-ENVOY-UPSTREAM-SERVICE-TIME)% "%REQ(USER-AGENT)%" "%REQ(X-REQUEST-ID)%" "%UPSTREAM_HOST%"\n';
 
 /** Filter-wide defaults: fail closed, headers only; each route asks for the body phases it needs. */
 function extProcFilterConfig(settings: GatewaySettings): Record<string, unknown> {
