@@ -130,3 +130,19 @@ test('a session that reads many distinct card numbers is signalled to the behavi
   assert.ok(refused?.immediate_response, 'egress after gradual collection is refused');
   assert.match(String(refused.immediate_response.body), /collector-egress/);
 });
+
+test('every answer is inspected, not only tool results: a task result carrying a card number is masked', () => {
+  const processor = createStreamProcessor(route, deps(policyWith({ dataProtection: { profiles: ['pci-dss'] } })));
+  handleNow(processor, { request: 'request_headers', request_headers: { ...headers({ ':method': 'POST', ':path': '/personas/p/billing', 'content-type': 'application/json', authorization: `Bearer ${token}` }) } });
+  const body = Buffer.from(JSON.stringify({ jsonrpc: '2.0', id: 'poll-1', method: 'tasks/result', params: { taskId: 't-1' } }));
+  assert.deepEqual(handleNow(processor, { request: 'request_body', request_body: { body, end_of_stream: true } }), { request_body: { response: { status: 'CONTINUE' } } });
+  const onHeaders = handleNow(processor, { request: 'response_headers', response_headers: headers({ ':status': '200', 'content-type': 'application/json' }) } as ProcessingRequest);
+  assert.equal(onHeaders?.mode_override?.response_body_mode, 'BUFFERED', 'the answer to tasks/result is asked for');
+  const result = { jsonrpc: '2.0', id: 'poll-1', result: { content: [{ type: 'text', text: `card ${card}` }] } };
+  const answer = handleNow(processor, { request: 'response_body', response_body: { body: Buffer.from(JSON.stringify(result)), end_of_stream: true } });
+  const mutation = answer?.response_body?.response?.body_mutation;
+  assert.ok(mutation && 'body' in mutation);
+  const forwarded = JSON.parse(mutation.body.toString('utf8'));
+  assert.equal(forwarded.id, 'poll-1');
+  assert.equal(forwarded.result.content[0].text, 'card **** **** **** 6467');
+});

@@ -131,6 +131,8 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
   let requestHeaders = new Map<string, string>();
   let decisions: Decision[] = [];
   let toolsListIds = new Set<string | number>();
+  /** Ids of the JSON-RPC requests in the body: what the response answers. */
+  const requestIds: (string | number)[] = [];
   /** Allowed calls whose results the response stages look at, by JSON-RPC id (REST: one, keyed "rest"). */
   const pendingCalls = new Map<string | number, PendingCall>();
   let responseMode: 'none' | 'buffered' | 'sse' = 'none';
@@ -344,6 +346,7 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
         : { decision: makeDecision(call, denial), retryAfterSeconds: null, rewritten: null, rewrittenQuery: null };
       perMessage.push({ message, assessed });
       if (message.type === 'request' && message.method === 'tools/list') toolsListIds.add(message.id);
+      if (message.type === 'request' && message.id !== null) requestIds.push(message.id);
     }
     decisions = perMessage.map((m) => m.assessed.decision);
     const auditFailure = recordDecisions(decisions);
@@ -547,11 +550,14 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
       // A REST result is an error by its status; the body adds nothing the behaviour stage reads.
       recordBehaviourResult(deps.behaviour, persona.behaviour, restCall.behaviourCall, { isError: (upstreamStatus ?? 500) >= 400 });
     }
-    // Tool results are read when data protection inspects them or the behaviour stage counts them (MCP).
+    // Results are read when data protection inspects them (tool results, resources, prompts: every answer
+    // to a request) or the behaviour stage counts them (MCP tool results).
     inspectResponse =
       persona !== null &&
       (persona.dataProtection.active || (route?.kind === 'mcp' && persona.behaviour.active)) &&
-      (route?.kind === 'rest' ? decisions.length > 0 && !decisions.some(blocks) : pendingCalls.size > 0 || eventStreamToInspect);
+      (route?.kind === 'rest'
+        ? decisions.length > 0 && !decisions.some(blocks)
+        : pendingCalls.size > 0 || eventStreamToInspect || (persona.dataProtection.active && requestIds.length > 0 && !decisions.some(blocks)));
     let mode_override: ProcessingResponse['mode_override'];
     if ((filterToolsList || inspectResponse) && !endOfStream) {
       // The tool list differs per Persona: no shared cache may keep it.
@@ -669,7 +675,8 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
   }
 
   function toolResultErrors(reason: DecisionReason): unknown[] {
-    const ids = [...pendingCalls.keys()];
+    // Every request the body carried gets its error: the whole answer is replaced.
+    const ids = requestIds.length > 0 ? requestIds : [...pendingCalls.keys()];
     return (ids.length > 0 ? ids : [null]).map((id) =>
       jsonRpcError(id, jsonRpcCodes.policyDenied, `Mandate: ${reason.message}`, { mandate: { code: reason.code, persona: route!.persona, configVersion: policy?.version ?? 0 } }),
     );
