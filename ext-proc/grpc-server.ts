@@ -18,6 +18,8 @@ export function createExtProcServer(options: ExtProcServerOptions): grpc.Server 
     'grpc.max_send_message_length': 80 * 1024 * 1024,
     'grpc.max_concurrent_streams': 100_000,
     'grpc.keepalive_permit_without_calls': 1,
+    // Channelz keeps per-call bookkeeping (counters, timestamps) for a debugging service we do not serve.
+    'grpc.enable_channelz': 0,
     // grpc-node.max_session_memory is left unset: grpc-js then disables the limit; any finite value makes Node refuse streams (REFUSED_STREAM) under load.
   });
   disableNagle(server);

@@ -21,6 +21,8 @@
 //   5. stream end       - the outcome of each allowed call (status, latency, response findings).
 // Every decision is made by pure functions of (compiled policy, call, session state);
 // this file only translates Envoy messages in and ProcessingResponses out.
+// Envoy sends only the headers in the filter's forward_rules (xds-server/snapshot/
+// build-snapshot.ts): a header read here for the first time must be added there.
 import type { AgentCredentialRecord } from '../config/bundle.ts';
 import type { RouteIdentity } from '../config/route-identity.ts';
 import type { Upstream } from '../config/schema.ts';

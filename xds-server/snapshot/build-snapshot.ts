@@ -191,6 +191,16 @@ function extProcFilterConfig(settings: GatewaySettings): Record<string, unknown>
     processing_mode: processingMode('NONE', 'NONE'),
     allow_mode_override: true,
     request_attributes: ['source.address'],
+    // Only the headers ext_proc reads are sent to it: less to encode and decode per message, and
+    // cookies and other client headers never leave Envoy. ext-proc/processor.ts reads no others.
+    forward_rules: {
+      allowed_headers: {
+        patterns: [
+          ...[':method', ':path', ':status', 'authorization', 'content-type', 'x-request-id'].map((exact) => ({ exact })),
+          { prefix: 'mcp-' },
+        ],
+      },
+    },
     stat_prefix: 'mandate',
   };
 }
