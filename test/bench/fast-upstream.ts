@@ -4,7 +4,7 @@ import { createServer } from 'node:http';
 
 const toolResult = JSON.stringify({ content: [{ type: 'text', text: 'ticket 42: printer on fire' }], isError: false });
 // For the 4 KiB workload: a ticket thread of about 4 KiB with a customer's e-mail address and card number in it.
-const thread = Array.from({ length: 28 }, (_, i) => `Comment ${i + 1}: the printer on floor ${(i % 7) + 1} jams again after the firmware update; tray two is empty.`);
+const thread = Array.from({ length: 43 }, (_, i) => `Comment ${i + 1}: the printer on floor ${(i % 7) + 1} jams again after the firmware update; tray two is empty.`);
 thread[5] = 'Comment 6: customer jane.doe@example.com asked for a refund to the card on file.';
 thread[17] = 'Comment 18: card 4539 1488 0343 6467 was charged twice for the same repair.';
 const toolResult4k = JSON.stringify({ content: [{ type: 'text', text: thread.join('\n') }], isError: false });

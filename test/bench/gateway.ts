@@ -182,7 +182,7 @@ function directEnvoyConfig(directPort: number, floorPort: number, adminPort: num
 
 /** About 4 KiB of tool arguments: a ticket comment with a customer's e-mail address in it. */
 function fourKibArguments(): Record<string, string> {
-  const lines = Array.from({ length: 30 }, (_, i) => `Line ${i + 1}: the customer reports that the printer on floor ${(i % 7) + 1} still jams after the update.`);
+  const lines = Array.from({ length: 46 }, (_, i) => `Line ${i + 1}: the customer reports that the printer on floor ${(i % 7) + 1} still jams after the update.`);
   lines[12] = 'Line 13: reply to the customer at jane.doe@example.com once the part has arrived.';
   return { id: '42', comment: lines.join('\n') };
 }
