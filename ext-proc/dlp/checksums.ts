@@ -5,11 +5,25 @@ import { createHash } from 'node:crypto';
 
 export function digitsOf(text: string): string {
   let out = '';
+  let from = 0;
   for (let i = 0; i < text.length; i++) {
     const c = text.charCodeAt(i);
-    if (c >= 48 && c <= 57) out += text[i];
+    if (c < 48 || c > 57) {
+      if (i > from) out += text.slice(from, i);
+      from = i + 1;
+    }
   }
-  return out;
+  return from === 0 ? text : out + text.slice(from);
+}
+
+/** How many ASCII digits the text has. */
+export function digitCount(text: string): number {
+  let n = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c >= 48 && c <= 57) n++;
+  }
+  return n;
 }
 
 export function luhnValid(digits: string): boolean {
@@ -45,10 +59,26 @@ const ibanLengths: Record<string, number> = {
 };
 
 export function ibanValid(text: string): boolean {
-  const iban = text.replace(/[ -]/g, '').toUpperCase();
-  const expected = ibanLengths[iban.slice(0, 2)];
-  if (expected === undefined || iban.length !== expected) return false;
-  return mod97(iban.slice(4) + iban.slice(0, 4)) === 1;
+  // the compact form: spaces and dashes dropped, upper case
+  const codes: number[] = [];
+  for (let i = 0; i < text.length; i++) {
+    let c = text.charCodeAt(i);
+    if (c === 32 || c === 45) continue;
+    if (c >= 97 && c <= 122) c -= 32;
+    codes.push(c);
+  }
+  if (codes.length < 4) return false;
+  const expected = ibanLengths[String.fromCharCode(codes[0]!, codes[1]!)];
+  if (expected === undefined || codes.length !== expected) return false;
+  // ISO 7064 mod 97-10 over the number rotated by four, letters as two digits (A=10 .. Z=35)
+  let remainder = 0;
+  for (let k = 0; k < codes.length; k++) {
+    const c = codes[(k + 4) % codes.length]!;
+    if (c >= 48 && c <= 57) remainder = (remainder * 10 + (c - 48)) % 97;
+    else if (c >= 65 && c <= 90) remainder = (remainder * 100 + (c - 55)) % 97;
+    else return false;
+  }
+  return remainder === 1;
 }
 
 /** ISO 7064 mod 97-10 over letters-as-numbers (A=10 .. Z=35), computed piecewise. */
@@ -147,13 +177,22 @@ export function npiValid(text: string): boolean {
 
 /** US SSN structure: area not 000, 666 or 900-999; group not 00; serial not 0000; known advertising numbers excluded. */
 export function ssnValid(text: string): boolean {
-  const d = digitsOf(text);
-  if (d.length !== 9) return false;
-  const area = Number(d.slice(0, 3));
-  const group = Number(d.slice(3, 5));
-  const serial = Number(d.slice(5));
+  let area = 0;
+  let group = 0;
+  let serial = 0;
+  let n = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i) - 48;
+    if (c < 0 || c > 9) continue;
+    if (n < 3) area = area * 10 + c;
+    else if (n < 5) group = group * 10 + c;
+    else serial = serial * 10 + c;
+    n++;
+  }
+  if (n !== 9) return false;
+  const d = area * 1000000 + group * 10000 + serial;
   if (area === 0 || area === 666 || area >= 900 || group === 0 || serial === 0) return false;
-  if (d === '078051120' || d === '219099999' || d === '123456789') return false;
+  if (d === 78051120 || d === 219099999 || d === 123456789) return false;
   return true;
 }
 

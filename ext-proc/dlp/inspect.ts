@@ -195,229 +195,233 @@ function truncate(doc: Document, segments: number, texts: number): void {
   doc.origins.length = texts;
 }
 
-class NotJson extends Error {}
-const notJson = new NotJson();
-
 /**
  * One pass over a JSON text: every string value (and number, and key when
  * scanKeys) becomes a segment. Returns null when the text is not JSON.
  */
-export function readJson(text: string, scanKeys: boolean): Document | null {
+function readJson(text: string, scanKeys: boolean): Document | null {
   const doc = newDocument(1024);
   doc.texts.push(text);
   doc.origins.push({ host: -1, hostStart: 0, hostEnd: text.length });
-  const reader = new Reader(doc, scanKeys);
-  return reader.document(0, { parent: null, part: null }, '', 0) ? doc : null;
+  return readDocument(doc, 0, { parent: null, part: null }, '', 0, scanKeys) ? doc : null;
 }
 
-class Reader {
-  readonly doc: Document;
-  readonly scanKeys: boolean;
-  s = '';
-  i = 0;
-  textIndex = 0;
-  /** Position of the next backslash at or after some earlier point (s.length when none). */
-  backslash = -1;
-  /** Set by stringEnd: the string just read had an escape. */
-  escaped = false;
+/** An open object or array while reading. */
+interface Frame {
+  node: PathNode;
+  isArray: boolean;
+  /** The field name values inside take as context: the key just read, or the array's own field name. */
+  fieldName: string;
+  index: number;
+}
 
-  constructor(doc: Document, scanKeys: boolean) {
-    this.doc = doc;
-    this.scanKeys = scanKeys;
-  }
-
-  /** Reads texts[textIndex] as one JSON document. False (and nothing added) when it is not JSON. */
-  document(textIndex: number, root: PathNode, fieldName: string, depth: number): boolean {
-    const saved = { s: this.s, i: this.i, textIndex: this.textIndex, backslash: this.backslash };
-    const segments = this.doc.count;
-    const texts = this.doc.texts.length;
-    this.s = this.doc.texts[textIndex]!;
-    this.i = 0;
-    this.textIndex = textIndex;
-    this.backslash = -1;
-    let ok = true;
-    try {
-      this.value(fieldName, root, null, root, depth);
-      this.ws();
-      if (this.i !== this.s.length) throw notJson;
-    } catch (e) {
-      if (e !== notJson && !(e instanceof SyntaxError)) throw e;
-      truncate(this.doc, segments, texts);
-      ok = false;
-    }
-    this.s = saved.s;
-    this.i = saved.i;
-    this.textIndex = saved.textIndex;
-    this.backslash = saved.backslash;
-    return ok;
-  }
-
-  ws(): void {
-    const s = this.s;
-    let i = this.i;
-    for (;;) {
-      const c = s.charCodeAt(i);
-      if (c === 32 || c === 10 || c === 13 || c === 9) i++;
-      else break;
-    }
-    this.i = i;
-  }
-
-  /** The index of the closing quote of the string opening at i. */
-  stringEnd(i: number): number {
-    const s = this.s;
-    let j = i + 1;
-    for (;;) {
-      const q = s.indexOf('"', j);
-      if (q < 0) throw notJson;
-      let k = q - 1;
-      while (k > i && s.charCodeAt(k) === 92) k--;
-      if ((q - 1 - k) % 2 === 0) {
-        if (this.backslash < i + 1) {
-          const b = s.indexOf('\\', i + 1);
-          this.backslash = b < 0 ? s.length : b;
-        }
-        this.escaped = this.backslash < q;
-        return q;
+/**
+ * Reads texts[textIndex] as one JSON document (iteratively, with its own
+ * stack). False, with nothing added to the document, when it is not JSON.
+ */
+function readDocument(doc: Document, textIndex: number, root: PathNode, rootFieldName: string, depth: number, scanKeys: boolean): boolean {
+  const segments = doc.count;
+  const texts = doc.texts.length;
+  const s = doc.texts[textIndex]!;
+  const n = s.length;
+  const stack: Frame[] = [];
+  const keyCache: (string | undefined)[] = new Array(256);
+  let i = 0;
+  /** Position of the next backslash at or after the last string start looked at (n when none). */
+  let backslash = -1;
+  // the value about to be read: its field name and path
+  let fieldName = rootFieldName;
+  let parent: PathNode | null = root.parent;
+  let part: PathPart | null = root.part;
+  let node: PathNode | null = root;
+  fail: for (;;) {
+    // a value
+    let c = s.charCodeAt(i);
+    while (c === 32 || c === 10 || c === 13 || c === 9) c = s.charCodeAt(++i);
+    if (c === 34) {
+      const open = i;
+      // the closing quote: the first one not escaped by an odd run of backslashes
+      let close = s.indexOf('"', open + 1);
+      for (;;) {
+        if (close < 0) break fail;
+        let k = close - 1;
+        while (s.charCodeAt(k) === 92) k--;
+        if ((close - 1 - k) % 2 === 0) break;
+        close = s.indexOf('"', close + 1);
       }
-      j = q + 1;
-    }
-  }
-
-  /** Reads one value at this.i. node: the value's own path node when the caller has one (roots). */
-  value(fieldName: string, parent: PathNode | null, part: PathPart | null, node: PathNode | null, depth: number): void {
-    this.ws();
-    const s = this.s;
-    const c = s.charCodeAt(this.i);
-    if (c === 34) return this.string(fieldName, parent, part, depth);
-    if (c === 123) return this.object(fieldName, node ?? { parent, part }, depth);
-    if (c === 91) return this.array(fieldName, node ?? { parent, part }, depth);
-    if (c === 45 || (c >= 48 && c <= 57)) {
-      const start = this.i;
-      this.number();
-      addSegment(this.doc, this.textIndex, start, this.i, fieldName, Mode.number, parent, part);
-      return;
-    }
-    if (s.startsWith('true', this.i)) this.i += 4;
-    else if (s.startsWith('false', this.i)) this.i += 5;
-    else if (s.startsWith('null', this.i)) this.i += 4;
-    else throw notJson;
-  }
-
-  number(): void {
-    const s = this.s;
-    let i = this.i;
-    if (s.charCodeAt(i) === 45) i++;
-    const first = s.charCodeAt(i);
-    if (first === 48) i++;
-    else if (first >= 49 && first <= 57) while (isDigit(s.charCodeAt(i))) i++;
-    else throw notJson;
-    if (s.charCodeAt(i) === 46) {
-      i++;
-      if (!isDigit(s.charCodeAt(i))) throw notJson;
-      while (isDigit(s.charCodeAt(i))) i++;
-    }
-    const e = s.charCodeAt(i);
-    if (e === 101 || e === 69) {
-      i++;
-      const sign = s.charCodeAt(i);
-      if (sign === 43 || sign === 45) i++;
-      if (!isDigit(s.charCodeAt(i))) throw notJson;
-      while (isDigit(s.charCodeAt(i))) i++;
-    }
-    this.i = i;
-  }
-
-  string(fieldName: string, parent: PathNode | null, part: PathPart | null, depth: number): void {
-    const s = this.s;
-    const open = this.i;
-    const close = this.stringEnd(open);
-    const escaped = this.escaped;
-    this.i = close + 1;
-    const decoded = escaped ? (JSON.parse(s.slice(open, close + 1)) as string) : null;
-    const lead = decoded !== null ? decoded.charCodeAt(0) : s.charCodeAt(open + 1);
-    const length = decoded !== null ? decoded.length : close - open - 1;
-    if ((lead === 123 || lead === 91) && length > 1 && depth < maxEmbeddedDepth) {
-      // JSON nested in a string (MCP text content): read the decoded string as a document of its own.
-      const inner = decoded ?? s.slice(open + 1, close);
-      const index = this.doc.texts.length;
-      this.doc.texts.push(inner);
-      this.doc.origins.push({ host: this.textIndex, hostStart: open, hostEnd: close + 1 });
-      if (this.document(index, { parent: { parent, part }, part: null, embedded: true }, fieldName, depth + 1)) return;
-    }
-    if (decoded === null) {
-      addSegment(this.doc, this.textIndex, open + 1, close, fieldName, Mode.string, parent, part);
-    } else {
-      const index = this.doc.texts.length;
-      this.doc.texts.push(decoded);
-      this.doc.origins.push({ host: this.textIndex, hostStart: open, hostEnd: close + 1 });
-      addSegment(this.doc, index, 0, decoded.length, fieldName, Mode.decoded, parent, part);
-    }
-  }
-
-  object(fieldName: string, node: PathNode, depth: number): void {
-    const s = this.s;
-    this.i++;
-    this.ws();
-    if (s.charCodeAt(this.i) === 125) {
-      this.i++;
-      return;
-    }
-    for (;;) {
-      if (s.charCodeAt(this.i) !== 34) throw notJson;
-      const open = this.i;
-      const close = this.stringEnd(open);
-      const escaped = this.escaped;
-      const key = escaped ? (JSON.parse(s.slice(open, close + 1)) as string) : s.slice(open + 1, close);
-      this.i = close + 1;
-      if (this.scanKeys) {
-        if (escaped) {
-          const index = this.doc.texts.length;
-          this.doc.texts.push(key);
-          this.doc.origins.push({ host: this.textIndex, hostStart: open, hostEnd: close + 1 });
-          addSegment(this.doc, index, 0, key.length, fieldName, Mode.decoded | isKey, node, key);
+      if (backslash < open) {
+        backslash = s.indexOf('\\', open);
+        if (backslash < 0) backslash = n;
+      }
+      i = close + 1;
+      let decoded: string | null = null;
+      if (backslash < close) {
+        try {
+          decoded = JSON.parse(s.slice(open, close + 1)) as string;
+        } catch {
+          break fail;
+        }
+      }
+      const lead = decoded !== null ? decoded.charCodeAt(0) : s.charCodeAt(open + 1);
+      const length = decoded !== null ? decoded.length : close - open - 1;
+      let nested = false;
+      if ((lead === 123 || lead === 91) && length > 1 && depth < maxEmbeddedDepth) {
+        // JSON nested in a string (MCP text content): the decoded string is read as a document of its own.
+        const index = doc.texts.length;
+        doc.texts.push(decoded ?? s.slice(open + 1, close));
+        doc.origins.push({ host: textIndex, hostStart: open, hostEnd: close + 1 });
+        nested = readDocument(doc, index, { parent: { parent, part }, part: null, embedded: true }, fieldName, depth + 1, scanKeys);
+        if (!nested) {
+          doc.texts.length = index;
+          doc.origins.length = index;
+        }
+      }
+      if (!nested) {
+        if (decoded === null) {
+          addSegment(doc, textIndex, open + 1, close, fieldName, Mode.string, parent, part);
         } else {
-          addSegment(this.doc, this.textIndex, open + 1, close, fieldName, Mode.string | isKey, node, key);
+          const index = doc.texts.length;
+          doc.texts.push(decoded);
+          doc.origins.push({ host: textIndex, hostStart: open, hostEnd: close + 1 });
+          addSegment(doc, index, 0, decoded.length, fieldName, Mode.decoded, parent, part);
         }
       }
-      this.ws();
-      if (s.charCodeAt(this.i) !== 58) throw notJson;
-      this.i++;
-      this.value(key, node, key, null, depth);
-      this.ws();
-      const c = s.charCodeAt(this.i);
-      this.i++;
-      if (c === 44) {
-        this.ws();
+    } else if (c === 123 || c === 91) {
+      const frame: Frame = { node: node ?? { parent, part }, isArray: c === 91, fieldName, index: 0 };
+      i++;
+      c = s.charCodeAt(i);
+      while (c === 32 || c === 10 || c === 13 || c === 9) c = s.charCodeAt(++i);
+      if (c === (frame.isArray ? 93 : 125)) {
+        i++;
+      } else {
+        stack.push(frame);
+        if (frame.isArray) {
+          parent = frame.node;
+          part = 0;
+          node = null;
+          continue;
+        }
+        // an object: its first key
+        if (c !== 34) break;
+        const k = readKey(frame, i);
+        if (k < 0) break;
+        i = k;
         continue;
       }
-      if (c === 125) return;
-      throw notJson;
+    } else if (c === 45 || (c >= 48 && c <= 57)) {
+      const start = i;
+      if (c === 45) c = s.charCodeAt(++i);
+      if (c === 48) c = s.charCodeAt(++i);
+      else if (c >= 49 && c <= 57) while (c >= 48 && c <= 57) c = s.charCodeAt(++i);
+      else break;
+      if (c === 46) {
+        c = s.charCodeAt(++i);
+        if (!(c >= 48 && c <= 57)) break;
+        while (c >= 48 && c <= 57) c = s.charCodeAt(++i);
+      }
+      if (c === 101 || c === 69) {
+        c = s.charCodeAt(++i);
+        if (c === 43 || c === 45) c = s.charCodeAt(++i);
+        if (!(c >= 48 && c <= 57)) break;
+        while (c >= 48 && c <= 57) c = s.charCodeAt(++i);
+      }
+      addSegment(doc, textIndex, start, i, fieldName, Mode.number, parent, part);
+    } else if (c === 116 && s.startsWith('true', i)) {
+      i += 4;
+    } else if (c === 102 && s.startsWith('false', i)) {
+      i += 5;
+    } else if (c === 110 && s.startsWith('null', i)) {
+      i += 4;
+    } else {
+      break;
+    }
+    // after a value: a separator, the end of containers, or the end of the text
+    for (;;) {
+      c = s.charCodeAt(i);
+      while (c === 32 || c === 10 || c === 13 || c === 9) c = s.charCodeAt(++i);
+      const top = stack[stack.length - 1];
+      if (top === undefined) {
+        if (i !== n) break fail;
+        return true;
+      }
+      i++;
+      if (c === 44) {
+        if (top.isArray) {
+          parent = top.node;
+          part = ++top.index;
+          fieldName = top.fieldName;
+          node = null;
+          continue fail;
+        }
+        c = s.charCodeAt(i);
+        while (c === 32 || c === 10 || c === 13 || c === 9) c = s.charCodeAt(++i);
+        if (c !== 34) break fail;
+        const k = readKey(top, i);
+        if (k < 0) break fail;
+        i = k;
+        continue fail;
+      }
+      if (c !== (top.isArray ? 93 : 125)) break fail;
+      stack.pop();
     }
   }
+  truncate(doc, segments, texts);
+  return false;
 
-  array(fieldName: string, node: PathNode, depth: number): void {
-    const s = this.s;
-    this.i++;
-    this.ws();
-    if (s.charCodeAt(this.i) === 93) {
-      this.i++;
-      return;
+  /** Reads `"key" :` at i into the frame and the next value's path; the position after the colon, or -1. */
+  function readKey(frame: Frame, at: number): number {
+    let close = s.indexOf('"', at + 1);
+    for (;;) {
+      if (close < 0) return -1;
+      let k = close - 1;
+      while (s.charCodeAt(k) === 92) k--;
+      if ((close - 1 - k) % 2 === 0) break;
+      close = s.indexOf('"', close + 1);
     }
-    for (let index = 0; ; index++) {
-      this.value(fieldName, node, index, null, depth);
-      this.ws();
-      const c = s.charCodeAt(this.i);
-      this.i++;
-      if (c === 44) continue;
-      if (c === 93) return;
-      throw notJson;
+    if (backslash < at) {
+      backslash = s.indexOf('\\', at);
+      if (backslash < 0) backslash = n;
     }
+    const escaped = backslash < close;
+    let key: string;
+    if (escaped) {
+      try {
+        key = JSON.parse(s.slice(at, close + 1)) as string;
+      } catch {
+        return -1;
+      }
+    } else {
+      // Field names repeat (one per record): the same string is reused instead of a new slice each time.
+      const length = close - at - 1;
+      const slot = (length * 31 + s.charCodeAt(at + 1) * 7 + s.charCodeAt(close - 1)) & 255;
+      const known = keyCache[slot];
+      if (known !== undefined && known.length === length && s.startsWith(known, at + 1)) {
+        key = known;
+      } else {
+        key = s.slice(at + 1, close);
+        keyCache[slot] = key;
+      }
+    }
+    if (scanKeys) {
+      if (escaped) {
+        const index = doc.texts.length;
+        doc.texts.push(key);
+        doc.origins.push({ host: textIndex, hostStart: at, hostEnd: close + 1 });
+        addSegment(doc, index, 0, key.length, frame.fieldName, Mode.decoded | isKey, frame.node, key);
+      } else {
+        addSegment(doc, textIndex, at + 1, close, frame.fieldName, Mode.string | isKey, frame.node, key);
+      }
+    }
+    let j = close + 1;
+    let c = s.charCodeAt(j);
+    while (c === 32 || c === 10 || c === 13 || c === 9) c = s.charCodeAt(++j);
+    if (c !== 58) return -1;
+    fieldName = key;
+    parent = frame.node;
+    part = key;
+    node = null;
+    return j + 1;
   }
-}
-
-function isDigit(c: number): boolean {
-  return c >= 48 && c <= 57;
 }
 
 export function jsonPath(node: PathNode): string {
@@ -503,68 +507,132 @@ function locationOf(doc: Document, m: Match): string {
   return path;
 }
 
+/** Edits of one text, in three parallel lists. */
+interface TextEdits {
+  start: number[];
+  end: number[];
+  replacement: string[];
+}
+
 /** The new text with every mask and redaction applied, or null when nothing is to change. */
 function editsOf(compiled: CompiledDataProtectionOk, doc: Document, matches: Match[], actions: Map<CompiledDetector, DataProtectionAction>): string | null {
   const maskCharacter = compiled.policy.maskCharacter;
   const maskIsPlain = jsonPlain(maskCharacter);
-  const perText = new Map<number, Edit[]>();
-  const add = (text: number, e: Edit) => {
-    const list = perText.get(text);
-    if (list) list.push(e);
-    else perText.set(text, [e]);
+  const perText = new Map<number, TextEdits>();
+  let lastText = -1;
+  let last: TextEdits | null = null;
+  const add = (text: number, start: number, end: number, replacement: string) => {
+    if (text !== lastText) {
+      lastText = text;
+      last = perText.get(text) ?? null;
+      if (last === null) perText.set(text, (last = { start: [], end: [], replacement: [] }));
+    }
+    last!.start.push(start);
+    last!.end.push(end);
+    last!.replacement.push(replacement);
   };
   // Matches come sorted by segment and start, without overlaps.
-  for (let i = 0; i < matches.length; ) {
-    const seg = matches[i]!.segment;
-    let j = i;
-    const segEdits: Edit[] = [];
-    for (; j < matches.length && matches[j]!.segment === seg; j++) {
-      const m = matches[j]!;
-      const d = m.detector;
-      const action = actions.get(d)!;
-      if (action !== 'mask' && action !== 'redact') continue;
-      const base = doc.start[seg]!;
-      const replacement = action === 'redact' || m.encoding
-        ? `[REDACTED:${d.def.dataClass}]`
-        : mask(doc.texts[doc.text[seg]!]!.slice(base + m.start, base + m.end), d.maskKeep, maskCharacter, d.def.dataClass === 'credential');
-      segEdits.push({ start: m.start, end: m.end, replacement });
-    }
-    i = j;
-    if (segEdits.length === 0) continue;
+  let whole: { seg: number; edits: Edit[] } | null = null;
+  const flushWhole = () => {
+    if (!whole) return;
+    // The value is written as a whole new JSON string in the text holding its token.
+    const { seg, edits } = whole;
+    whole = null;
+    const value = applyEdits(valueOf(doc, seg), edits, 0);
     const mode = doc.mode[seg]! & 3;
     const text = doc.text[seg]!;
-    const base = doc.start[seg]!;
-    const plain = mode === Mode.text || (mode === Mode.string && (maskIsPlain || segEdits.every((e) => jsonPlain(e.replacement))));
-    if (plain) {
-      // Replaced in place: the text around the value stays as it was.
-      for (const e of segEdits) add(text, { start: base + e.start, end: base + e.end, replacement: e.replacement });
-      continue;
-    }
-    // The value is written as a whole new JSON string in the text holding its token.
-    const value = applyEdits(valueOf(doc, seg), segEdits, 0);
     if (mode === Mode.decoded) {
       const o = doc.origins[text]!;
-      add(o.host, { start: o.hostStart, end: o.hostEnd, replacement: JSON.stringify(value) });
+      add(o.host, o.hostStart, o.hostEnd, JSON.stringify(value));
+    } else if (mode === Mode.string) {
+      add(text, doc.start[seg]! - 1, doc.end[seg]! + 1, JSON.stringify(value));
     } else {
-      const from = mode === Mode.string ? base - 1 : base;
-      const to = mode === Mode.string ? doc.end[seg]! + 1 : doc.end[seg]!;
-      add(text, { start: from, end: to, replacement: JSON.stringify(value) });
+      add(text, doc.start[seg]!, doc.end[seg]!, JSON.stringify(value));
+    }
+  };
+  for (let i = 0; i < matches.length; i++) {
+    const m = matches[i]!;
+    const d = m.detector;
+    const action = actions.get(d)!;
+    if (action !== 'mask' && action !== 'redact') continue;
+    const seg = m.segment;
+    const base = doc.start[seg]!;
+    const text = doc.text[seg]!;
+    const redact = action === 'redact' || m.encoding !== null;
+    const replacement = redact ? `[REDACTED:${d.def.dataClass}]` : mask(doc.texts[text]!.slice(base + m.start, base + m.end), d.maskKeep, maskCharacter, d.def.dataClass === 'credential');
+    if (whole && whole.seg !== seg) flushWhole();
+    const mode = doc.mode[seg]! & 3;
+    if (mode === Mode.text || (mode === Mode.string && maskIsPlain)) {
+      // Replaced in place: the text around the value stays as it was.
+      add(text, base + m.start, base + m.end, replacement);
+    } else {
+      whole ??= { seg, edits: [] };
+      whole.edits.push({ start: m.start, end: m.end, replacement });
     }
   }
+  flushWhole();
   if (perText.size === 0) return null;
   // A nested document is read after the text holding it, so it has a higher index: innermost first.
   for (let index = doc.texts.length - 1; index > 0; index--) {
     const list = perText.get(index);
     if (!list) continue;
     const o = doc.origins[index]!;
-    add(o.host, { start: o.hostStart, end: o.hostEnd, replacement: JSON.stringify(applyEdits(doc.texts[index]!, sorted(list), 0)) });
+    if (!list.replacement.every(jsonPlain) || !sortedEdits(list)) {
+      add(o.host, o.hostStart, o.hostEnd, JSON.stringify(applyTextEdits(doc.texts[index]!, list)));
+      continue;
+    }
+    // Replacements that need no escape go straight into the host's JSON string: decoded offsets are
+    // mapped to the host's characters, where each escape (\" \\ \n \u0041...) stands for one character.
+    const host = doc.texts[o.host]!;
+    let raw = o.hostStart + 1;
+    let decodedAt = 0;
+    let escape = host.indexOf('\\', raw);
+    const rawOf = (target: number): number => {
+      for (;;) {
+        if (escape < 0 || escape >= o.hostEnd || decodedAt + (escape - raw) >= target) {
+          raw += target - decodedAt;
+          decodedAt = target;
+          return raw;
+        }
+        decodedAt += escape - raw + 1;
+        raw = escape + (host.charCodeAt(escape + 1) === 117 ? 6 : 2);
+        escape = host.indexOf('\\', raw);
+      }
+    };
+    for (let k = 0; k < list.start.length; k++) {
+      const start = rawOf(list.start[k]!);
+      add(o.host, start, rawOf(list.end[k]!), list.replacement[k]!);
+    }
   }
-  return applyEdits(doc.texts[0]!, sorted(perText.get(0)!), 0);
+  return applyTextEdits(doc.texts[0]!, perText.get(0)!);
 }
 
-function sorted(edits: Edit[]): Edit[] {
-  for (let i = 1; i < edits.length; i++) if (edits[i]!.start < edits[i - 1]!.start) return edits.sort((a, b) => a.start - b.start);
-  return edits;
+function sortedEdits(e: TextEdits): boolean {
+  for (let i = 1; i < e.start.length; i++) if (e.start[i]! < e.start[i - 1]!) return false;
+  return true;
+}
+
+/** Applies a text's edits (sorted here when a nested document's edit came after the others). */
+function applyTextEdits(text: string, e: TextEdits): string {
+  const n = e.start.length;
+  let order: number[] | null = null;
+  for (let i = 1; i < n; i++) {
+    if (e.start[i]! < e.start[i - 1]!) {
+      order = Array.from({ length: n }, (_, k) => k).sort((a, b) => e.start[a]! - e.start[b]!);
+      break;
+    }
+  }
+  const parts: string[] = new Array(n * 2 + 1);
+  let cursor = 0;
+  let p = 0;
+  for (let k = 0; k < n; k++) {
+    const i = order ? order[k]! : k;
+    parts[p++] = text.slice(cursor, e.start[i]!);
+    parts[p++] = e.replacement[i]!;
+    cursor = e.end[i]!;
+  }
+  parts[p] = text.slice(cursor);
+  return parts.join('');
 }
 
 /** Applies sorted, non-overlapping edits. */
@@ -631,6 +699,7 @@ function maskAscii(text: string, keep: number, maskCharacter: string): string {
   for (let i = 0; i < text.length; i++) if (isAsciiAlnum(text.charCodeAt(i))) total++;
   const visible = total > keep * 2 ? keep : 0;
   const masked = total - visible;
+  if (total === text.length) return repeated(maskCharacter, masked) + text.slice(masked);
   let seen = 0;
   let out = '';
   let run = 0;
@@ -640,13 +709,26 @@ function maskAscii(text: string, keep: number, maskCharacter: string): string {
       seen++;
       run++;
     } else {
-      if (run > 0) out += maskCharacter.repeat(run);
+      if (run > 0) out += repeated(maskCharacter, run);
       run = 0;
       out += text[i];
     }
   }
-  if (run > 0) out += maskCharacter.repeat(run);
+  if (run > 0) out += repeated(maskCharacter, run);
   return out + text.slice(i);
+}
+
+let repeatedOf = '*';
+const repeatedCache: string[] = [];
+
+/** maskCharacter.repeat(n), kept for the usual lengths. */
+function repeated(maskCharacter: string, n: number): string {
+  if (maskCharacter !== repeatedOf) {
+    repeatedOf = maskCharacter;
+    repeatedCache.length = 0;
+  }
+  if (n >= 64) return maskCharacter.repeat(n);
+  return (repeatedCache[n] ??= maskCharacter.repeat(n));
 }
 
 function isAsciiAlnum(c: number): boolean {

@@ -99,6 +99,10 @@ function join(t: SegmentTable, segs: number[]): Joined {
   return { text: parts.join('\n'), segs, at };
 }
 
+/** Per ASCII character: 1 for a digit, 1 << 10 for a capital, 1 << 20 for a small letter. */
+const countBits = new Int32Array(128);
+for (let c = 0; c < 128; c++) countBits[c] = charKind[c] === 1 ? 1 : charKind[c] === 2 ? 1 << 10 : charKind[c] === 3 ? 1 << 20 : 0;
+
 /** State of one scan over a table. */
 class Scan {
   readonly compiled: CompiledDataProtectionOk;
@@ -128,28 +132,49 @@ class Scan {
     for (let i = 0; i < n; i++) {
       const s = t.texts[t.text[i]!]!;
       const end = t.end[i]!;
-      let digits = 0;
-      let upper = 0;
-      let lower = 0;
+      const start = t.start[i]!;
       let punctuation = 0;
       let wide = 0;
-      for (let j = t.start[i]!; j < end; j++) {
-        const c = s.charCodeAt(j);
-        if (c < 128) {
-          const k = charKind[c]!;
-          if (k === 1) digits++;
-          else if (k === 2) upper++;
-          else if (k === 3) lower++;
-          else punctuation |= punctuationBit[c]!;
-        } else {
-          wide++;
+      let digits: number;
+      let upper: number;
+      let lower: number;
+      if (end - start < 1024) {
+        // digits, capitals and small letters counted in one number, 10 bits each
+        let counts = 0;
+        for (let j = start; j < end; j++) {
+          const c = s.charCodeAt(j);
+          if (c < 128) {
+            counts += countBits[c]!;
+            punctuation |= punctuationBit[c]!;
+          } else {
+            wide++;
+          }
+        }
+        digits = counts & 1023;
+        upper = (counts >> 10) & 1023;
+        lower = counts >>> 20;
+      } else {
+        digits = 0;
+        upper = 0;
+        lower = 0;
+        for (let j = start; j < end; j++) {
+          const c = s.charCodeAt(j);
+          if (c < 128) {
+            const k = charKind[c]!;
+            if (k === 1) digits++;
+            else if (k === 2) upper++;
+            else if (k === 3) lower++;
+            punctuation |= punctuationBit[c]!;
+          } else {
+            wide++;
+          }
         }
       }
-      f.wide[i] = wide;
-      f.length[i] = end - t.start[i]!;
+      f.length[i] = end - start;
       f.digits[i] = digits;
       f.upper[i] = upper;
       f.lower[i] = lower;
+      f.wide[i] = wide;
       f.punctuation[i] = punctuation;
     }
     this.#features = f;
@@ -194,12 +219,24 @@ class Scan {
  */
 export function scanTable(compiled: CompiledDataProtectionOk, t: SegmentTable, rawHits: number[] | null, depth: number): Match[] {
   if (!compiled.set || t.count === 0) return [];
+  // Validators (stdnum) report a rejected candidate as an Error: no stack is taken for them, once for the whole scan.
+  const limit = Error.stackTraceLimit;
+  Error.stackTraceLimit = 0;
+  try {
+    return scanWithHits(compiled, t, rawHits, depth);
+  } finally {
+    Error.stackTraceLimit = limit;
+  }
+}
+
+function scanWithHits(compiled: CompiledDataProtectionOk, t: SegmentTable, rawHits: number[] | null, depth: number): Match[] {
+  const set = compiled.set!;
   const scan = new Scan(compiled, t, depth);
   const entries = compiled.setEntries;
   let hits: number[];
   let valueHits: Set<number> | null = null;
   if (rawHits === null) {
-    hits = compiled.set.match(scan.joinedFor(noNeed).text);
+    hits = set.match(scan.joinedFor(noNeed).text);
     valueHits = new Set(hits);
   } else {
     hits = rawHits;
@@ -210,16 +247,17 @@ export function scanTable(compiled: CompiledDataProtectionOk, t: SegmentTable, r
   let keyHits: number[] = [];
   if (keywordHit || rawHits === null) {
     keys = distinctKeys(t);
-    keyHits = keys.length > 0 ? compiled.set.match(keys.join('\n')) : [];
+    keyHits = keys.length > 0 ? set.match(keys.join('\n')) : [];
   }
   if (rawHits === null) {
     for (const h of keyHits) if (!valueHits!.has(h)) hits.push(h);
   } else if (keywordHit) {
     // Which keyword detectors have a context word inside a value: one Set pass over the values with letters.
     const letters = scan.withLetters();
-    valueHits = new Set(letters.segs.length > 0 ? compiled.set.match(letters.text) : []);
+    valueHits = new Set(letters.segs.length > 0 ? set.match(letters.text) : []);
   }
   const keyHitSet = new Set(keyHits);
+  const runs: number[] = [0];
   for (const hit of hits) {
     const entry = entries[hit];
     if (!entry) continue;
@@ -229,8 +267,9 @@ export function scanTable(compiled: CompiledDataProtectionOk, t: SegmentTable, r
       if (keyHitSet.has(hit)) scanKeywordInKeys(scan, d, keys);
       if (valueHits?.has(hit)) scanKeywordInValues(scan, d);
     } else if (entry.kind === 'decoder' && depth < maxDecodeDepth) scanEncoded(scan, entry);
+    if (scan.out.length > runs[runs.length - 1]!) runs.push(scan.out.length);
   }
-  return resolveOverlaps(scan.out);
+  return resolveOverlaps(merged(scan.out, runs));
 }
 
 const noNeed: Requirement = { minLength: 0, digits: 0, upper: 0, lower: 0, punctuation: 0 };
@@ -249,7 +288,7 @@ function distinctKeys(t: SegmentTable): string[] {
  * assertions our patterns use), because one exec() per match costs
  * microseconds of native-call overhead each.
  */
-function findAll(re: RE2, text: string, base: number): number[] {
+function findAll(re: RE2, text: string, base: number, texts?: string[]): number[] {
   const found = re.match(text) as unknown as string[] | null;
   if (!found) return [];
   const source = re.source;
@@ -264,6 +303,7 @@ function findAll(re: RE2, text: string, base: number): number[] {
     while (pos >= 0 && ((leading && !boundaryAt(text, pos)) || (trailing && !boundaryAt(text, pos + m.length)))) pos = text.indexOf(m, pos + 1);
     if (pos < 0) break;
     out.push(pos + base, pos + base + m.length);
+    texts?.push(m);
     cursor = pos + m.length;
   }
   return out;
@@ -282,7 +322,8 @@ function boundaryAt(text: string, i: number): boolean {
 function scanPattern(scan: Scan, d: CompiledDetector): void {
   const j = scan.joinedFor(d.need);
   if (j.segs.length === 0) return;
-  const spans = findAll(d.shape, j.text, 0);
+  const found: string[] = [];
+  const spans = findAll(d.shape, j.text, 0, found);
   const t = scan.t;
   const standalone = standaloneNumberGroups.has(d.def.group);
   const validate = d.def.validate;
@@ -303,7 +344,7 @@ function scanPattern(scan: Scan, d: CompiledDetector): void {
       end = blockEnd(value, end);
       candidate = value.slice(start, end);
     } else {
-      candidate = j.text.slice(at, spans[i + 1]!);
+      candidate = found[i >> 1]!;
     }
     let confidence = d.def.confidence.base;
     if (validate && !validate(candidate)) {
@@ -329,9 +370,15 @@ function isAlnum(c: number): boolean {
 
 /** True if "-" or "." joins the match to more letters or digits on either side (e.g. 1234-5678-...-a927). */
 function gluedToToken(text: string, start: number, end: number, valueStart: number, valueEnd: number): boolean {
-  const at = (i: number) => (i >= valueStart && i < valueEnd ? text.charCodeAt(i) : -1);
-  const joiner = (c: number) => c === 45 || c === 46;
-  return (joiner(at(start - 1)) && isAlnum(at(start - 2))) || (joiner(at(end)) && isAlnum(at(end + 1)));
+  if (start - 2 >= valueStart) {
+    const c = text.charCodeAt(start - 1);
+    if ((c === 45 || c === 46) && isAlnum(text.charCodeAt(start - 2))) return true;
+  }
+  if (end + 1 < valueEnd) {
+    const c = text.charCodeAt(end);
+    if ((c === 45 || c === 46) && isAlnum(text.charCodeAt(end + 1))) return true;
+  }
+  return false;
 }
 
 /** Does the detector's context-word pattern match this field name? Cached per detector. */
@@ -578,10 +625,45 @@ function decode(decoder: 'base64' | 'hex' | 'url', raw: string): string | null {
   return printable / text.length >= 0.9 ? text : null;
 }
 
-/** Keeps the strongest match where matches overlap in the same segment. */
+function before(a: Match, b: Match): boolean {
+  return a.segment < b.segment || (a.segment === b.segment && (a.start < b.start || (a.start === b.start && a.end > b.end)));
+}
+
+/**
+ * The matches in (segment, start, longest first) order. Each detector adds a
+ * run that is mostly in order already: runs are sorted if needed, then merged.
+ */
+function merged(matches: Match[], runs: number[]): Match[] {
+  if (matches.length < 2) return matches;
+  const lists: Match[][] = [];
+  for (let r = 0; r + 1 < runs.length; r++) {
+    const list = matches.slice(runs[r], runs[r + 1]);
+    for (let i = 1; i < list.length; i++) {
+      if (before(list[i]!, list[i - 1]!)) {
+        list.sort((a, b) => a.segment - b.segment || a.start - b.start || b.end - a.end);
+        break;
+      }
+    }
+    lists.push(list);
+  }
+  if (lists.length === 1) return lists[0]!;
+  const out: Match[] = new Array(matches.length);
+  const head = new Int32Array(lists.length);
+  for (let o = 0; o < out.length; o++) {
+    let best = -1;
+    for (let l = 0; l < lists.length; l++) {
+      const m = lists[l]![head[l]!];
+      // ties keep the earlier run first, as a stable sort would
+      if (m !== undefined && (best < 0 || before(m, lists[best]![head[best]!]!))) best = l;
+    }
+    out[o] = lists[best]![head[best]!++]!;
+  }
+  return out;
+}
+
+/** Keeps the strongest match where matches overlap in the same segment (matches in merged() order). */
 function resolveOverlaps(matches: Match[]): Match[] {
   if (matches.length < 2) return matches;
-  matches.sort((a, b) => a.segment - b.segment || a.start - b.start || b.end - a.end);
   const kept: Match[] = [];
   for (const m of matches) {
     const last = kept[kept.length - 1];

@@ -8,9 +8,21 @@ import { checksumConfidence, contextConfidence, weakConfidence, type DetectorDef
 const cardKeywords = ['card', 'credit', 'debit', 'visa', 'mastercard', 'amex', 'pan', 'cc_number', 'ccnum', 'payment', 'cardnumber', 'card_number'];
 const cardNegative = ['order', 'tracking', 'invoice', 'isbn', 'serial', 'sku', 'reference'];
 
+/** Luhn over the digits of the candidate (separators skipped), 13 to 19 of them. */
 const luhnCard = (c: string) => {
-  const d = digitsOf(c);
-  return d.length >= 13 && d.length <= 19 && luhnValid(d);
+  let sum = 0;
+  let n = 0;
+  for (let i = c.length - 1; i >= 0; i--) {
+    let d = c.charCodeAt(i) - 48;
+    if (d < 0 || d > 9) continue;
+    if (n % 2 === 1) {
+      d *= 2;
+      if (d > 9) d -= 9;
+    }
+    sum += d;
+    n++;
+  }
+  return n >= 13 && n <= 19 && sum % 10 === 0;
 };
 
 function card(id: string, brand: string, pattern: string, example: string): DetectorDefinition {

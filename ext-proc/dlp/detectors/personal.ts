@@ -3,7 +3,7 @@
 // format live in national.ts (keyword-gated, validated by stdnum).
 import { stdnumCheck } from './stdnum-check.ts';
 import {
-  aadhaarValid, canadianSinValid, iccidValid, imeiValid, ipv4Valid, itinValid, ssnValid, vinValid,
+  aadhaarValid, digitCount, canadianSinValid, iccidValid, imeiValid, ipv4Valid, itinValid, ssnValid, vinValid,
 } from '../checksums.ts';
 import { checksumConfidence, contextConfidence, strongConfidence, weakConfidence, type DetectorDefinition } from '../detector.ts';
 
@@ -287,7 +287,7 @@ export const personalDetectors: DetectorDefinition[] = [
     pattern: '\\+[1-9]\\d{0,2}(?:[ .-]?\\(?\\d{1,4}\\)?){2,5}\\b',
     keywords: ['phone', 'tel', 'mobile', 'cell', 'fax', 'whatsapp'],
     validate: (c) => {
-      const n = c.replace(/\D/g, '').length;
+      const n = digitCount(c);
       return n >= 8 && n <= 15;
     },
     confidence: { base: 0.8, contextBoost: 0.15, negativePenalty: 0.3 },
@@ -318,7 +318,7 @@ export const personalDetectors: DetectorDefinition[] = [
     requiresContext: true,
     contextWindow: 16,
     validate: (c) => {
-      const n = c.replace(/\D/g, '').length;
+      const n = digitCount(c);
       return n >= 7 && n <= 15;
     },
     confidence: contextConfidence,

@@ -14,6 +14,14 @@ export function stdnumCheck(path: string): (candidate: string) => boolean {
  */
 export function quietly(check: () => boolean): boolean {
   const limit = Error.stackTraceLimit;
+  if (limit === 0) {
+    // the scan already turned stacks off for all its candidates
+    try {
+      return check();
+    } catch {
+      return false;
+    }
+  }
   Error.stackTraceLimit = 0;
   try {
     return check();
