@@ -512,6 +512,8 @@ interface TextEdits {
   start: number[];
   end: number[];
   replacement: string[];
+  /** Every replacement can stand inside a JSON string as it is. */
+  plain: boolean;
 }
 
 /** The new text with every mask and redaction applied, or null when nothing is to change. */
@@ -521,15 +523,16 @@ function editsOf(compiled: CompiledDataProtectionOk, doc: Document, matches: Mat
   const perText = new Map<number, TextEdits>();
   let lastText = -1;
   let last: TextEdits | null = null;
-  const add = (text: number, start: number, end: number, replacement: string) => {
+  const add = (text: number, start: number, end: number, replacement: string, plain: boolean) => {
     if (text !== lastText) {
       lastText = text;
       last = perText.get(text) ?? null;
-      if (last === null) perText.set(text, (last = { start: [], end: [], replacement: [] }));
+      if (last === null) perText.set(text, (last = { start: [], end: [], replacement: [], plain: true }));
     }
     last!.start.push(start);
     last!.end.push(end);
     last!.replacement.push(replacement);
+    if (!plain) last!.plain = false;
   };
   // Matches come sorted by segment and start, without overlaps.
   let whole: { seg: number; edits: Edit[] } | null = null;
@@ -543,11 +546,11 @@ function editsOf(compiled: CompiledDataProtectionOk, doc: Document, matches: Mat
     const text = doc.text[seg]!;
     if (mode === Mode.decoded) {
       const o = doc.origins[text]!;
-      add(o.host, o.hostStart, o.hostEnd, JSON.stringify(value));
+      add(o.host, o.hostStart, o.hostEnd, JSON.stringify(value), false);
     } else if (mode === Mode.string) {
-      add(text, doc.start[seg]! - 1, doc.end[seg]! + 1, JSON.stringify(value));
+      add(text, doc.start[seg]! - 1, doc.end[seg]! + 1, JSON.stringify(value), false);
     } else {
-      add(text, doc.start[seg]!, doc.end[seg]!, JSON.stringify(value));
+      add(text, doc.start[seg]!, doc.end[seg]!, JSON.stringify(value), false);
     }
   };
   for (let i = 0; i < matches.length; i++) {
@@ -559,12 +562,13 @@ function editsOf(compiled: CompiledDataProtectionOk, doc: Document, matches: Mat
     const base = doc.start[seg]!;
     const text = doc.text[seg]!;
     const redact = action === 'redact' || m.encoding !== null;
+    maskKeptControl = false;
     const replacement = redact ? `[REDACTED:${d.def.dataClass}]` : mask(doc.texts[text]!.slice(base + m.start, base + m.end), d.maskKeep, maskCharacter, d.def.dataClass === 'credential');
     if (whole && whole.seg !== seg) flushWhole();
     const mode = doc.mode[seg]! & 3;
     if (mode === Mode.text || (mode === Mode.string && maskIsPlain)) {
       // Replaced in place: the text around the value stays as it was.
-      add(text, base + m.start, base + m.end, replacement);
+      add(text, base + m.start, base + m.end, replacement, maskIsPlain && !maskKeptControl);
     } else {
       whole ??= { seg, edits: [] };
       whole.edits.push({ start: m.start, end: m.end, replacement });
@@ -577,8 +581,8 @@ function editsOf(compiled: CompiledDataProtectionOk, doc: Document, matches: Mat
     const list = perText.get(index);
     if (!list) continue;
     const o = doc.origins[index]!;
-    if (!list.replacement.every(jsonPlain) || !sortedEdits(list)) {
-      add(o.host, o.hostStart, o.hostEnd, JSON.stringify(applyTextEdits(doc.texts[index]!, list)));
+    if (!list.plain || !sortedEdits(list)) {
+      add(o.host, o.hostStart, o.hostEnd, JSON.stringify(applyTextEdits(doc.texts[index]!, list)), false);
       continue;
     }
     // Replacements that need no escape go straight into the host's JSON string: decoded offsets are
@@ -601,7 +605,7 @@ function editsOf(compiled: CompiledDataProtectionOk, doc: Document, matches: Mat
     };
     for (let k = 0; k < list.start.length; k++) {
       const start = rawOf(list.start[k]!);
-      add(o.host, start, rawOf(list.end[k]!), list.replacement[k]!);
+      add(o.host, start, rawOf(list.end[k]!), list.replacement[k]!, true);
     }
   }
   return applyTextEdits(doc.texts[0]!, perText.get(0)!);
@@ -670,10 +674,9 @@ export function mask(text: string, keep: number, maskCharacter: string, whole = 
   if (whole) return maskCharacter.repeat(Math.max(8, Math.min(text.length, 32)));
   let ascii = true;
   for (let i = 0; i < text.length; i++) {
-    if (text.charCodeAt(i) >= 128) {
-      ascii = false;
-      break;
-    }
+    const c = text.charCodeAt(i);
+    if (c < 32) maskKeptControl = true;
+    else if (c >= 128) ascii = false;
   }
   if (ascii) return maskAscii(text, keep, maskCharacter);
   const chars = [...text];
@@ -692,6 +695,9 @@ export function mask(text: string, keep: number, maskCharacter: string, whole = 
   }
   return out;
 }
+
+/** Set by mask() when the text had a control character (kept as a separator, it would need a JSON escape). */
+let maskKeptControl = false;
 
 /** mask() for ASCII text: runs of masked characters are appended at once. */
 function maskAscii(text: string, keep: number, maskCharacter: string): string {

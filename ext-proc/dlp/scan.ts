@@ -112,6 +112,8 @@ class Scan {
   #features: Features | null = null;
   readonly #joined = new Map<string, Joined>();
   #all: number[] | null = null;
+  /** Set before keyword-gated detectors run. */
+  covered: Covered | null = null;
 
   constructor(compiled: CompiledDataProtectionOk, t: SegmentTable, depth: number) {
     this.compiled = compiled;
@@ -257,19 +259,82 @@ function scanWithHits(compiled: CompiledDataProtectionOk, t: SegmentTable, rawHi
     valueHits = new Set(letters.segs.length > 0 ? set.match(letters.text) : []);
   }
   const keyHitSet = new Set(keyHits);
+  // Detectors with a shape of their own first; keyword-gated ones after, so that their candidates
+  // inside a match that will be kept anyway are dropped before they are validated (see Covered).
   const runs: number[] = [0];
   for (const hit of hits) {
     const entry = entries[hit];
-    if (!entry) continue;
-    if (entry.kind === 'pattern') scanPattern(scan, compiled.detectors[entry.detector]!);
-    else if (entry.kind === 'keyword') {
-      const d = compiled.detectors[entry.detector]!;
-      if (keyHitSet.has(hit)) scanKeywordInKeys(scan, d, keys);
-      if (valueHits?.has(hit)) scanKeywordInValues(scan, d);
-    } else if (entry.kind === 'decoder' && depth < maxDecodeDepth) scanEncoded(scan, entry);
+    if (entry?.kind === 'pattern') scanPattern(scan, compiled.detectors[entry.detector]!);
+    else if (entry?.kind === 'decoder' && depth < maxDecodeDepth) scanEncoded(scan, entry);
+    else continue;
+    if (scan.out.length > runs[runs.length - 1]!) runs.push(scan.out.length);
+  }
+  let covered: Covered | null = null;
+  for (const hit of hits) {
+    const entry = entries[hit];
+    if (entry?.kind !== 'keyword') continue;
+    covered ??= new Covered(merged(scan.out.slice(), runs));
+    scan.covered = covered;
+    const d = compiled.detectors[entry.detector]!;
+    const seen = new Set<number>();
+    if (keyHitSet.has(hit)) scanKeywordInKeys(scan, d, keys, seen);
+    if (valueHits?.has(hit)) scanKeywordInValues(scan, d, seen);
     if (scan.out.length > runs[runs.length - 1]!) runs.push(scan.out.length);
   }
   return resolveOverlaps(merged(scan.out, runs));
+}
+
+/**
+ * The matches of detectors with a shape of their own, sorted. resolveOverlaps
+ * never lets a keyword-gated match replace one of them, so a keyword-gated
+ * candidate lying inside one that overlaps no other such match is dropped
+ * there whatever it is: it is skipped here, before its validator runs (a
+ * labelled phone number that the E.164 pattern already found, an SSN field's
+ * value that stdnum would check for every national id with "ssn" among its
+ * words).
+ */
+class Covered {
+  readonly segment: Int32Array;
+  readonly start: Int32Array;
+  readonly end: Int32Array;
+  readonly alone: Uint8Array;
+
+  constructor(matches: Match[]) {
+    const specific = matches.filter((m) => !m.detector.requiresContext);
+    const n = specific.length;
+    this.segment = new Int32Array(n);
+    this.start = new Int32Array(n);
+    this.end = new Int32Array(n);
+    this.alone = new Uint8Array(n);
+    let reach = -1;
+    for (let i = 0; i < n; i++) {
+      const m = specific[i]!;
+      this.segment[i] = m.segment;
+      this.start[i] = m.start;
+      this.end[i] = m.end;
+      if (i > 0 && specific[i - 1]!.segment !== m.segment) reach = -1;
+      const next = specific[i + 1];
+      this.alone[i] = m.start >= reach && !(next && next.segment === m.segment && next.start < m.end) ? 1 : 0;
+      reach = Math.max(reach, m.end);
+    }
+  }
+
+  /** True when [start, end) of the segment lies inside a match that overlaps no other. */
+  has(segment: number, start: number, end: number): boolean {
+    let lo = 0;
+    let hi = this.segment.length - 1;
+    let at = -1;
+    while (lo <= hi) {
+      const mid = (lo + hi) >> 1;
+      if (this.segment[mid]! < segment || (this.segment[mid] === segment && this.start[mid]! <= start)) {
+        at = mid;
+        lo = mid + 1;
+      } else {
+        hi = mid - 1;
+      }
+    }
+    return at >= 0 && this.segment[at] === segment && this.end[at]! >= end && this.alone[at] === 1;
+  }
 }
 
 const noNeed: Requirement = { minLength: 0, digits: 0, upper: 0, lower: 0, punctuation: 0 };
@@ -395,7 +460,7 @@ function keyMatches(d: CompiledDetector, key: string): boolean {
 }
 
 /** A context word names the field: the whole value (up to a limit) is the region. */
-function scanKeywordInKeys(scan: Scan, d: CompiledDetector, keys: string[]): void {
+function scanKeywordInKeys(scan: Scan, d: CompiledDetector, keys: string[], seen: Set<number>): void {
   const named = new Set<string>();
   for (const k of keys) if (keyMatches(d, k)) named.add(k);
   if (named.size === 0) return;
@@ -403,15 +468,14 @@ function scanKeywordInKeys(scan: Scan, d: CompiledDetector, keys: string[]): voi
   const segs: number[] = [];
   for (let i = 0; i < t.count; i++) if (named.has(t.key[i]!)) segs.push(i);
   if (segs.length === 0) return;
-  const seen = new Set<number>();
   if (d.def.wholeValueWhenKeyMatches) {
     for (const seg of segs) {
       const value = valueOf(t, seg);
       const trimmed = value.trim();
-      if (trimmed.length > 0 && trimmed.length <= 512 && (!d.def.validate || d.def.validate(trimmed))) {
-        const start = value.indexOf(trimmed);
-        pushContextMatch(scan, d, seg, start, start + trimmed.length, seen);
-      }
+      if (trimmed.length === 0 || trimmed.length > 512) continue;
+      const start = value.indexOf(trimmed);
+      if (scan.covered?.has(seg, start, start + trimmed.length)) continue;
+      if (!d.def.validate || d.def.validate(trimmed)) pushContextMatch(scan, d, seg, start, start + trimmed.length, seen);
     }
     return;
   }
@@ -470,16 +534,16 @@ function regionCandidates(scan: Scan, d: CompiledDetector, seg: number, regionSt
 }
 
 function acceptAndPush(scan: Scan, d: CompiledDetector, seg: number, start: number, end: number, text: string, seen: Set<number>): void {
+  if (scan.covered?.has(seg, start, end)) return;
   const accepted = acceptCandidate(d, text);
   if (accepted) pushContextMatch(scan, d, seg, start + accepted.offset, start + accepted.offset + accepted.length, seen);
 }
 
 /** Context words inside values: the region after each one. */
-function scanKeywordInValues(scan: Scan, d: CompiledDetector): void {
+function scanKeywordInValues(scan: Scan, d: CompiledDetector, seen: Set<number>): void {
   const j = scan.withLetters();
   if (j.segs.length === 0) return;
   const spans = findAll(d.keyword!, j.text, 0);
-  const seen = new Set<number>();
   let v = 0;
   for (let i = 0; i < spans.length; i += 2) {
     const kwEnd = spans[i + 1]!;
