@@ -70,3 +70,13 @@ test('configured rules replace the defaults', () => {
   assert.equal(flow.checkRequest('s', { upstream: 'vault', environment: 'production', tool: 'post_message' }, fp)[0]?.action, 'detect');
   assert.equal(flow.checkRequest('s', { upstream: 'ext', environment: 'external', toolClass: 'egress' }, fp).length, 0);
 });
+
+test('fingerprints are a keyed SHA3-256 of the data class and the value without separators', async () => {
+  const { hash } = await import('node:crypto');
+  const { fingerprint } = await import('./inspect.ts');
+  const expected = hash('sha3-256', `${key.toString('hex')}\0payment-card\u00004111111111111111`, 'hex').slice(0, 32);
+  assert.equal(fingerprint(key, 'payment-card', '4111 1111-1111.1111'), expected);
+  const r = inspectJson(compiled, { c: '4111 1111 1111 1111' }, { direction: 'response', upstream: 'x' });
+  assert.equal(r.fingerprints[0]!.hash, expected);
+  assert.notEqual(fingerprint(Buffer.alloc(32, 1), 'payment-card', '4111111111111111'), expected, 'another key, another hash');
+});

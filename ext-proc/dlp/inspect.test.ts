@@ -188,3 +188,48 @@ test('inspectBody: a value right after a \\n or \\t escape in the raw bytes is s
   const prose = Buffer.from(JSON.stringify({ text: 'first line\nsecond line\tand a tab' }));
   assert.equal(inspectBody(all, prose, response).value, prose);
 });
+
+test('inspectBody edits the body in place: formatting, escapes elsewhere and nested JSON survive', () => {
+  const inner = JSON.stringify({ customer: { note: 'said "hi"\nthen paid', card: '4111 1111 1111 1111' } }, null, 2);
+  const body = Buffer.from(JSON.stringify({ id: 1, result: { content: [{ type: 'text', text: inner }] }, quote: 'a "b" \\ c' }, null, 2));
+  const r = inspectBody(all, body, response);
+  assert.equal(r.changed, true);
+  assert.deepEqual(r.findings.map((f) => f.location), ['$.result.content[0].text<json>.customer.card']);
+  const out = r.value.toString();
+  const expected = body.toString().replace('4111 1111 1111 1111', '**** **** **** 1111');
+  assert.equal(out, expected, 'only the value changed, byte for byte');
+  assert.equal(JSON.parse(JSON.parse(out).result.content[0].text).customer.card, '**** **** **** 1111');
+});
+
+test('inspectBody: values with escapes, numbers and nested JSON two levels deep are rewritten as valid JSON', () => {
+  const deep = JSON.stringify({ t: JSON.stringify({ ssn: '123-45-6788', tab: 'a\tb' }) });
+  const body = Buffer.from(JSON.stringify({ note: 'line one\n"card" 4111111111111111 \u00e9', n: 4111111111111111, deep }));
+  const r = inspectBody(all, body, response);
+  const v = JSON.parse(r.value.toString());
+  assert.equal(v.note, 'line one\n"card" ************1111 \u00e9');
+  assert.equal(v.n, '************1111', 'a number is replaced by a masked string');
+  assert.deepEqual(JSON.parse(JSON.parse(v.deep).t), { ssn: '***-**-6788', tab: 'a\tb' });
+  assert.deepEqual(r.findings.map((f) => f.location).sort(), ['$.deep<json>.t<json>.ssn', '$.n', '$.note']);
+});
+
+test('a mask character that JSON must escape still gives valid JSON', () => {
+  const c = compile({ maskCharacter: '"' });
+  const message = { result: { content: [{ type: 'text', text: JSON.stringify({ card: '4111111111111111' }) }] } };
+  const r = inspectBody(c, Buffer.from(JSON.stringify(message)), response);
+  const text = JSON.parse(r.value.toString()).result.content[0].text;
+  assert.equal(JSON.parse(text).card, '""""""""""""1111');
+  assert.deepEqual(inspectJson(c, { card: '4111111111111111' }, response).value, { card: '""""""""""""1111' });
+});
+
+test('a labelled value that a detector of its own finds is reported by that detector', () => {
+  const r = inspectBody(all, Buffer.from(JSON.stringify({ phone: '+44 20 7946 0958', ssn: '123-45-6788' })), response);
+  assert.deepEqual(r.findings.map((f) => f.detector), ['phone-number-e164', 'us-ssn']);
+});
+
+test('not JSON, or JSON with a syntax error, is inspected as text', () => {
+  for (const raw of ['{"card": "4111111111111111"', '{"card": 4111111111111111,}', "{'card': '4111111111111111'}"]) {
+    const r = inspectBody(all, Buffer.from(raw), response);
+    assert.equal(r.findings[0]?.location, 'body', raw);
+    assert.ok(!r.value.toString().includes('4111111111111111'), raw);
+  }
+});

@@ -7,6 +7,8 @@ import { listDetectors } from '../../ext-proc/dlp/catalogue.ts';
 
 const compiled = compileDataProtection({} as never);
 if (!compiled.ok || !compiled.active) throw new Error('compile failed');
+// As the data path runs it: with the service's key, every finding also yields a data-flow fingerprint.
+const keyed = compileDataProtection({} as never, { fingerprintKey: Buffer.alloc(32, 7) });
 const ctx = { direction: 'response' as const, upstream: 'tracker' };
 
 function measure(name: string, bytes: number, fn: () => void, minMs = 1500): { name: string; mbps: number; iterations: number } {
@@ -37,6 +39,7 @@ const rows = [
   measure('clean JSON, parsed (JSON.parse + inspectJson)', cleanBuf.length, () => inspectJson(compiled, JSON.parse(cleanBuf.toString()), ctx)),
   measure('clean JSON, inspectJson on an already-parsed value', cleanBuf.length, () => inspectJson(compiled, clean, ctx)),
   measure(`dense JSON, raw body (inspectBody), ${(denseBuf.length / 1e6).toFixed(1)} MB`, denseBuf.length, () => inspectBody(compiled, denseBuf, ctx)),
+  measure('dense JSON, raw body, with data-flow fingerprints (fingerprintKey set, as in the data path)', denseBuf.length, () => inspectBody(keyed, denseBuf, ctx)),
   measure('dense JSON, inspectJson on an already-parsed value', denseBuf.length, () => inspectJson(compiled, dense, ctx)),
   measure(`realistic density (extra case, not a bar's body), raw body (inspectBody), ${(recordsBuf.length / 1e6).toFixed(1)} MB`, recordsBuf.length, () => inspectBody(compiled, recordsBuf, ctx)),
 ];
