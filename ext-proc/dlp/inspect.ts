@@ -675,37 +675,14 @@ function jsonPlain(text: string): boolean {
  */
 export function mask(text: string, keep: number, maskCharacter: string, whole = false): string {
   if (whole) return maskCharacter.repeat(Math.max(8, Math.min(text.length, 32)));
-  let ascii = true;
+  // one pass: letters and digits counted, anything outside ASCII sends the text to the general path
+  let total = 0;
   for (let i = 0; i < text.length; i++) {
     const c = text.charCodeAt(i);
-    if (c < 32) maskKeptControl = true;
-    else if (c >= 128) ascii = false;
+    if (c >= 128) return maskUnicode(text, keep, maskCharacter);
+    if (isAsciiAlnum(c)) total++;
+    else if (c < 32) maskKeptControl = true;
   }
-  if (ascii) return maskAscii(text, keep, maskCharacter);
-  const chars = [...text];
-  let total = 0;
-  const alnum = chars.map((ch) => {
-    const a = isLetterOrDigit(ch);
-    if (a) total++;
-    return a;
-  });
-  const visible = total > keep * 2 ? keep : 0;
-  let seen = 0;
-  let out = '';
-  for (let i = 0; i < chars.length; i++) {
-    if (!alnum[i]) out += chars[i];
-    else out += ++seen > total - visible ? chars[i] : maskCharacter;
-  }
-  return out;
-}
-
-/** Set by mask() when the text had a control character (kept as a separator, it would need a JSON escape). */
-let maskKeptControl = false;
-
-/** mask() for ASCII text: runs of masked characters are appended at once. */
-function maskAscii(text: string, keep: number, maskCharacter: string): string {
-  let total = 0;
-  for (let i = 0; i < text.length; i++) if (isAsciiAlnum(text.charCodeAt(i))) total++;
   const visible = total > keep * 2 ? keep : 0;
   const masked = total - visible;
   if (total === text.length) return repeated(maskCharacter, masked) + text.slice(masked);
@@ -726,6 +703,28 @@ function maskAscii(text: string, keep: number, maskCharacter: string): string {
   if (run > 0) out += repeated(maskCharacter, run);
   return out + text.slice(i);
 }
+
+function maskUnicode(text: string, keep: number, maskCharacter: string): string {
+  const chars = [...text];
+  let total = 0;
+  const alnum = chars.map((ch) => {
+    const a = isLetterOrDigit(ch);
+    if (a) total++;
+    else if (ch.charCodeAt(0) < 32) maskKeptControl = true;
+    return a;
+  });
+  const visible = total > keep * 2 ? keep : 0;
+  let seen = 0;
+  let out = '';
+  for (let i = 0; i < chars.length; i++) {
+    if (!alnum[i]) out += chars[i];
+    else out += ++seen > total - visible ? chars[i] : maskCharacter;
+  }
+  return out;
+}
+
+/** Set by mask() when the text had a control character (kept as a separator, it would need a JSON escape). */
+let maskKeptControl = false;
 
 let repeatedOf = '*';
 const repeatedCache: string[] = [];

@@ -710,18 +710,24 @@ function merged(matches: Match[], runs: number[]): Match[] {
     }
     lists.push(list);
   }
-  if (lists.length === 1) return lists[0]!;
-  const out: Match[] = new Array(matches.length);
-  const head = new Int32Array(lists.length);
-  for (let o = 0; o < out.length; o++) {
-    let best = -1;
-    for (let l = 0; l < lists.length; l++) {
-      const m = lists[l]![head[l]!];
-      // ties keep the earlier run first, as a stable sort would
-      if (m !== undefined && (best < 0 || before(m, lists[best]![head[best]!]!))) best = l;
-    }
-    out[o] = lists[best]![head[best]!++]!;
+  // pairwise merges, earlier runs on the left, so ties keep the order a stable sort would
+  let level = lists;
+  while (level.length > 1) {
+    const next: Match[][] = [];
+    for (let l = 0; l < level.length; l += 2) next.push(l + 1 < level.length ? mergeTwo(level[l]!, level[l + 1]!) : level[l]!);
+    level = next;
   }
+  return level[0]!;
+}
+
+function mergeTwo(a: Match[], b: Match[]): Match[] {
+  const out: Match[] = new Array(a.length + b.length);
+  let i = 0;
+  let j = 0;
+  let o = 0;
+  while (i < a.length && j < b.length) out[o++] = before(b[j]!, a[i]!) ? b[j++]! : a[i++]!;
+  while (i < a.length) out[o++] = a[i++]!;
+  while (j < b.length) out[o++] = b[j++]!;
   return out;
 }
 
