@@ -203,7 +203,7 @@ function truncate(doc: Document, segments: number, texts: number): void {
  * scanKeys) becomes a segment. Returns null when the text is not JSON.
  */
 function readJson(text: string, scanKeys: boolean): Document | null {
-  const doc = newDocument(1024);
+  const doc = newDocument(Math.min(1024, 16 + (text.length >> 5)));
   doc.texts.push(text);
   doc.origins.push({ host: -1, hostStart: 0, hostEnd: text.length });
   return readDocument(doc, 0, { parent: null, part: null }, '', 0, scanKeys) ? doc : null;
