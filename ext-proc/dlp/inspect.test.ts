@@ -233,3 +233,8 @@ test('not JSON, or JSON with a syntax error, is inspected as text', () => {
     assert.ok(!r.value.toString().includes('4111111111111111'), raw);
   }
 });
+
+test('inspectBody judges each value with its own context: a word in a neighbouring value does not hide a card', () => {
+  const r = inspectBody(all, Buffer.from(JSON.stringify([' order 12345678', '4111111111111111', { ssn: { api_key: '415-555-2671' } }])), response);
+  assert.deepEqual(r.findings.map((f) => [f.location, f.detector]), [['$[1]', 'payment-card-visa'], ['$[2].ssn.api_key', 'phone-number-nanp']]);
+});
