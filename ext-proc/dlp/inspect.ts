@@ -63,6 +63,8 @@ interface PathNode {
   embedded?: boolean;
   /** This node's path without the leading "$", computed once (many findings share a parent). */
   text?: string;
+  /** The same with the "$". */
+  full?: string;
 }
 
 /** How a segment's value sits in its text, which decides how an edit is written. */
@@ -438,10 +440,18 @@ function pathText(n: PathNode | null): string {
   return n.text;
 }
 
+const fieldParts = new Map<string, string>();
+
 function partText(part: PathPart | null): string {
   if (part === null) return '';
   if (typeof part === 'number') return `[${part}]`;
-  return isIdentifier(part) ? `.${part}` : `[${JSON.stringify(part)}]`;
+  let text = fieldParts.get(part);
+  if (text === undefined) {
+    text = isIdentifier(part) ? `.${part}` : `[${JSON.stringify(part)}]`;
+    if (fieldParts.size >= 4096) fieldParts.clear();
+    fieldParts.set(part, text);
+  }
+  return text;
 }
 
 function isIdentifier(s: string): boolean {
@@ -504,7 +514,8 @@ function applyMatches(
 
 function locationOf(doc: Document, m: Match): string {
   const seg = m.segment;
-  let path = '$' + pathText(doc.parent[seg]!) + partText(doc.part[seg]!);
+  const parent = doc.parent[seg]!;
+  let path = (parent === null ? '$' : (parent.full ??= '$' + pathText(parent))) + partText(doc.part[seg]!);
   if ((doc.mode[seg]! & isKey) !== 0) path += ' (key)';
   if (m.encoding) path += ` (${m.encoding})`;
   return path;
