@@ -466,7 +466,13 @@ function scanKeywordInKeys(scan: Scan, d: CompiledDetector, keys: string[], seen
   if (named.size === 0) return;
   const t = scan.t;
   const segs: number[] = [];
-  for (let i = 0; i < t.count; i++) if (named.has(t.key[i]!)) segs.push(i);
+  const covered = scan.covered;
+  for (let i = 0; i < t.count; i++) {
+    if (!named.has(t.key[i]!)) continue;
+    // A value that one kept match covers whole has no candidate that could survive: not scanned at all.
+    if (covered?.has(i, 0, t.end[i]! - t.start[i]!)) continue;
+    segs.push(i);
+  }
   if (segs.length === 0) return;
   if (d.def.wholeValueWhenKeyMatches) {
     for (const seg of segs) {
