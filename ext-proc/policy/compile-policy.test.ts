@@ -15,7 +15,7 @@ function snapshot(personaExtra: Record<string, unknown>): PolicySnapshot {
 }
 
 test('each Persona carries its compiled data protection and behaviour', () => {
-  const compiled = compilePolicy(snapshot({ dataProtection: { profiles: ['secrets'] }, behaviour: { rules: [] } }), { fingerprintKey: Buffer.alloc(32, 7) });
+  const compiled = compilePolicy(snapshot({ dataProtection: { profiles: ['secrets'], flow: { enabled: true } }, behaviour: { rules: [] } }), { fingerprintKey: Buffer.alloc(32, 7) });
   assert.ok(compiled.ok);
   const plain = compiled.policy.personas.get('plain')!;
   assert.equal(plain.dataProtection.active, false, 'no dataProtection block: nothing is scanned');
@@ -23,7 +23,7 @@ test('each Persona carries its compiled data protection and behaviour', () => {
   assert.equal(plain.behaviour.classify('mail', 'send_email').toolClass, 'egress', 'the classifier works without a behaviour block');
   const guarded = compiled.policy.personas.get('guarded')!;
   assert.equal(guarded.dataProtection.active, true);
-  assert.ok(guarded.dataProtection.fingerprintKey?.equals(Buffer.alloc(32, 7)), 'the service key reaches the compiled form');
+  assert.ok(guarded.dataProtection.fingerprintKey?.equals(Buffer.alloc(32, 7)), 'with data-flow control on, the service key reaches the compiled form');
   assert.equal(guarded.behaviour.active, true);
 });
 
@@ -81,4 +81,11 @@ test('Personas with the same data protection share one compiled engine', () => {
   const engine = (name: string) => compiled.policy.personas.get(name)!.dataProtection;
   assert.equal(engine('a'), engine('b'));
   assert.notEqual(engine('a'), engine('c'), 'monitor mode compiles its own (it never blocks)');
+});
+
+test('without data-flow control, data protection computes no fingerprints (no key)', () => {
+  const compiled = compilePolicy(snapshot({ dataProtection: { profiles: ['secrets'] } }), { fingerprintKey: Buffer.alloc(32, 7) });
+  assert.ok(compiled.ok);
+  const guarded = [...compiled.policy.personas.values()].find((p) => p.dataProtection.active)!;
+  assert.equal(guarded.dataProtection.fingerprintKey, null);
 });

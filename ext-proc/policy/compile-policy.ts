@@ -28,7 +28,7 @@ export interface CompiledPolicy {
 
 export interface CompilePolicyOptions {
   /**
-   * Key for data-flow fingerprints (HMAC). It must outlive config versions, so
+   * Key for data-flow fingerprints (keyed SHA3-256). It must outlive config versions, so
    * that a value read under one version is recognised under the next: the
    * service creates it once per process.
    */
@@ -77,7 +77,8 @@ export function compilePolicy(snapshot: PolicySnapshot, options: CompilePolicyOp
       dataProtectionByConfig.get(dataProtectionSource) ??
       compileDataProtection(persona.dataProtection, {
         monitor: persona.mode === 'monitor',
-        ...(options.fingerprintKey ? { fingerprintKey: options.fingerprintKey } : {}),
+        // Fingerprints serve only data-flow control: without it, findings cost no hash.
+        ...(options.fingerprintKey && persona.dataProtection?.flow?.enabled ? { fingerprintKey: options.fingerprintKey } : {}),
         basePath: [...base, 'dataProtection'],
       });
     if (!dataProtection.ok) issues.push(...dataProtection.issues);

@@ -71,7 +71,24 @@ interface Measured {
   success: number;
 }
 
-function measure(tools: { wrk: string; vegeta: string }, target: Target, workload: Workload, work: string): Measured {
+/** Runs a command and collects its output without blocking this process's event loop (see measure). */
+function run(command: string, args: string[], input?: Buffer | string): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(command, args, { stdio: ['pipe', 'pipe', 'inherit'] });
+    const chunks: Buffer[] = [];
+    child.stdout.on('data', (chunk: Buffer) => chunks.push(chunk));
+    child.on('error', reject);
+    child.on('close', (code) => (code === 0 ? resolve(Buffer.concat(chunks)) : reject(new Error(`${command} exited with ${code}`))));
+    child.stdin.end(input ?? '');
+  });
+}
+
+/**
+ * One workload through one path. The load generators run asynchronously: this process also
+ * drains the gateway's log pipes (Envoy's access log among them), and a blocked event loop
+ * would stall Envoy's log writes and measure that instead of the gateway.
+ */
+async function measure(tools: { wrk: string; vegeta: string }, target: Target, workload: Workload, work: string): Promise<Measured> {
   const url = `${target.baseUrl}${target.path ?? workload.path}`;
   const headers: Record<string, string> = { ...(workload.body ? { 'content-type': 'application/json' } : {}), ...(target.token ? { authorization: `Bearer ${target.token}` } : {}) };
   const lua = join(work, `${workload.name}-${target.label.replace(/\W+/g, '-')}.lua`);
@@ -79,7 +96,7 @@ function measure(tools: { wrk: string; vegeta: string }, target: Target, workloa
     lua,
     [`wrk.method = "${workload.method}"`, ...(workload.body ? [`wrk.body = [==[${workload.body}]==]`] : []), ...Object.entries(headers).map(([k, v]) => `wrk.headers["${k}"] = "${v}"`)].join('\n'),
   );
-  const wrkOut = execFileSync(tools.wrk, ['-t1', `-c${connections}`, `-d${seconds}s`, '-s', lua, url], { encoding: 'utf8' });
+  const wrkOut = (await run(tools.wrk, ['-t1', `-c${connections}`, `-d${seconds}s`, '-s', lua, url])).toString('utf8');
   const throughput = Number(/Requests\/sec:\s+([\d.]+)/.exec(wrkOut)?.[1] ?? 0);
   const non2xx = Number(/Non-2xx or 3xx responses: (\d+)/.exec(wrkOut)?.[1] ?? 0);
   if (non2xx > 0) throw new Error(`${workload.name} via ${target.label}: ${non2xx} non-2xx responses under wrk:\n${wrkOut}`);
@@ -89,8 +106,8 @@ function measure(tools: { wrk: string; vegeta: string }, target: Target, workloa
     header: Object.fromEntries(Object.entries(headers).map(([k, v]) => [k, [v]])),
     ...(workload.body ? { body: Buffer.from(workload.body).toString('base64') } : {}),
   });
-  const attack = spawnSync(tools.vegeta, ['attack', '-format=json', `-rate=${rate}/s`, `-duration=${seconds}s`, '-max-workers=256'], { input: `${attackTarget}\n`, maxBuffer: 1 << 30 });
-  const report = JSON.parse(execFileSync(tools.vegeta, ['report', '-type=json'], { input: attack.stdout, encoding: 'utf8' })) as {
+  const results = await run(tools.vegeta, ['attack', '-format=json', `-rate=${rate}/s`, `-duration=${seconds}s`, '-max-workers=256'], `${attackTarget}\n`);
+  const report = JSON.parse((await run(tools.vegeta, ['report', '-type=json'], results)).toString('utf8')) as {
     latencies: { '50th': number; '99th': number };
     success: number;
   };
@@ -278,7 +295,7 @@ export async function runGatewayBenchmark(): Promise<string> {
     for (const { workload, targets } of plan) {
       let base: Measured | null = null;
       for (const target of targets) {
-        const m = measure(tools, target, workload, work);
+        const m = await measure(tools, target, workload, work);
         base ??= m;
         const added = target.label === 'direct' ? '—' : `+${(m.p50Ms - base.p50Ms).toFixed(2)} / +${(m.p99Ms - base.p99Ms).toFixed(2)}`;
         rows.push(
