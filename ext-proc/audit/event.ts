@@ -123,12 +123,32 @@ export interface DecisionEventExtra {
   responseFindings?: DataFinding[];
 }
 
+/**
+ * A decision's arguments as the audit keeps them: a digest and a masked copy. Masking reads only
+ * the request's findings, so the decision event and its response event share one record, computed
+ * once per decision (the digest hashes the whole canonical arguments).
+ */
+const argumentRecords = new WeakMap<Decision, { argumentsDigest: string | null; maskedArguments: unknown }>();
+
+function argumentRecordOf(decision: Decision): { argumentsDigest: string | null; maskedArguments: unknown } {
+  let record = argumentRecords.get(decision);
+  if (record === undefined) {
+    const { call } = decision;
+    const rawArguments = call.kind === 'mcp' ? call.arguments : call.body === undefined ? { query: call.query } : { query: call.query, body: call.body };
+    record =
+      rawArguments === undefined
+        ? { argumentsDigest: null, maskedArguments: null }
+        : { argumentsDigest: argumentsDigest(rawArguments), maskedArguments: maskArguments(rawArguments, decision.findings.filter((f) => f.direction === 'request')) };
+    argumentRecords.set(decision, record);
+  }
+  return record;
+}
+
 /** The audit event for a decision (kind "decision") or for the upstream's answer to it (kind "response"). */
 export function auditEventFromDecision(decision: Decision, extra: DecisionEventExtra = {}): AuditEventFields {
   const { call, context } = decision;
-  const findings = [...decision.findings, ...(extra.responseFindings ?? [])];
-  const rawArguments = call.kind === 'mcp' ? call.arguments : call.body === undefined ? { query: call.query } : { query: call.query, body: call.body };
-  const hasArguments = rawArguments !== undefined;
+  const findings = extra.responseFindings && extra.responseFindings.length > 0 ? [...decision.findings, ...extra.responseFindings] : decision.findings;
+  const { argumentsDigest: digest, maskedArguments } = argumentRecordOf(decision);
   return {
     kind: extra.kind ?? 'decision',
     requestId: context.requestId,
@@ -143,8 +163,8 @@ export function auditEventFromDecision(decision: Decision, extra: DecisionEventE
     upstream: context.upstream,
     operation: call.method,
     tool: call.kind === 'mcp' ? (call.tool ?? null) : `${call.method} ${call.path}`,
-    argumentsDigest: hasArguments ? argumentsDigest(rawArguments) : null,
-    maskedArguments: hasArguments ? maskArguments(rawArguments, findings.filter((f) => f.direction === 'request')) : null,
+    argumentsDigest: digest,
+    maskedArguments,
     verdict: decision.verdict,
     enforced: decision.enforced,
     reasons: decision.reasons.map((r) => ({ stage: r.stage, code: r.code, message: r.message })),

@@ -1,10 +1,19 @@
 // Agent credentials: "Bearer mnd_<id>_<secret>". Only the SHA-256 of the secret
 // is known to the data path; comparison is constant-time.
-import { createHash, timingSafeEqual } from 'node:crypto';
+import { hash, timingSafeEqual } from 'node:crypto';
 import type { AgentCredentialRecord } from '../../config/bundle.ts';
 import type { DecisionReason } from '../decision/decision.ts';
 
 const tokenPattern = /^mnd_([0-9a-f]{12})_([A-Za-z0-9_-]{43})$/;
+const unknownIdHash = Buffer.alloc(32);
+/** Each record's stored hash as bytes, decoded once per record (records live as long as their config version). */
+const expectedHashes = new WeakMap<AgentCredentialRecord, Buffer>();
+
+function expectedHashOf(record: AgentCredentialRecord): Buffer {
+  let expected = expectedHashes.get(record);
+  if (expected === undefined) expectedHashes.set(record, (expected = Buffer.from(record.secretHash, 'hex')));
+  return expected;
+}
 
 export type AuthenticationResult =
   | { ok: true; credential: AgentCredentialRecord }
@@ -27,9 +36,9 @@ export function authenticateAgent(
   const parts = token ? tokenPattern.exec(token) : null;
   if (!parts) return fail('credential_malformed', 'the credential is not a Mandate agent token', 'invalid_token');
   const record = credentials.get(parts[1]!);
-  const presentedHash = createHash('sha256').update(parts[2]!).digest();
+  const presentedHash = hash('sha256', parts[2]!, 'buffer');
   // Hash even when the id is unknown, so timing does not reveal which ids exist.
-  const expected = record ? Buffer.from(record.secretHash, 'hex') : Buffer.alloc(32);
+  const expected = record ? expectedHashOf(record) : unknownIdHash;
   const matches = expected.length === presentedHash.length && timingSafeEqual(expected, presentedHash);
   if (!record || !matches) return fail('credential_invalid', 'the credential is unknown or revoked', 'invalid_token');
   if (record.expiresAt !== null && Date.parse(record.expiresAt) <= now) return fail('credential_expired', 'the credential has expired', 'invalid_token');
