@@ -6,7 +6,7 @@ import type { ConfigIssue } from '../../config/bundle.ts';
 import { dataProtectionSchema, type DataProtection, type DataProtectionAction, type ExternalDlp } from '../../config/data-protection-schema.ts';
 import { builtInDetectors } from './catalogue.ts';
 import { detectorGroups, type DetectorDefinition } from './detector.ts';
-import { requirementOf, type Requirement } from './prefilter.ts';
+import { mayMatchLineFeed, requirementOf, type Requirement } from './prefilter.ts';
 
 /** Candidate shape for keyword-gated identifiers without a pattern of their own. */
 const identifierShape = '[A-Za-z0-9](?:[A-Za-z0-9]|[ ./-][A-Za-z0-9]){3,26}';
@@ -31,6 +31,9 @@ export function standaloneSetSource(source: string): string {
   return `(?:^|^[-.]|[^-.]|[^A-Za-z0-9][-.])(?:${source})(?:$|[^-.]|[-.]$|[-.][^A-Za-z0-9])`;
 }
 
+/** A JSON escape \b \f \n \r \t whose letter is glued to a following letter or digit (the Set's control-escape entry). */
+const gluedControlEscapeSource = '\\\\[bfnrt][A-Za-z0-9_]';
+/** Any of those escapes (or a backslash and one of those letters). */
 const controlEscapeSource = '\\\\[bfnrt]';
 
 export interface CompiledDetector {
@@ -51,6 +54,8 @@ export interface CompiledDetector {
   overrideAction: DataProtectionAction | null;
   /** What every match of the shape contains: values without it are not scanned (see prefilter.ts). */
   need: Requirement;
+  /** No match of the shape contains a line feed and the shape has no ^ or $: it can run over lines of values. */
+  lineFree: boolean;
   /** Whether the context-word pattern matches a field name, per name seen. */
   keyCache: Map<string, boolean>;
   /** Context and negative words in "fieldname " (a match at the start of its value), per name seen. */
@@ -60,7 +65,7 @@ export interface CompiledDetector {
 export type SetEntry =
   | { kind: 'pattern'; detector: number }
   | { kind: 'keyword'; detector: number }
-  | { kind: 'decoder'; decoder: 'base64' | 'hex' | 'url'; regex: RE2; need: Requirement }
+  | { kind: 'decoder'; decoder: 'base64' | 'hex' | 'url'; regex: RE2; need: Requirement; lineFree: boolean }
   | { kind: 'escape' }
   | { kind: 'control-escape' };
 
@@ -83,8 +88,10 @@ export interface CompiledDataProtectionOk {
   detectors: CompiledDetector[];
   set: InstanceType<typeof RE2.Set> | null;
   setEntries: SetEntry[];
-  /** Global regex for the JSON escapes \b \f \n \r \t in raw bytes (blanked before judging a raw body, see inspectBody). */
+  /** Tests raw bytes for a \b \f \n \r \t escape (see `setPass` in inspect.ts). */
   controlEscape: RE2;
+  /** Alternations of hit line-free patterns, by Set hits (see `locate` in scan.ts); null when RE2 refused one. */
+  locators: Map<string, RE2 | null>;
   rules: CompiledRule[];
   external: ExternalDlp[];
   fingerprintKey: Buffer | null;
@@ -109,7 +116,7 @@ export function compileDataProtection(policy: DataProtection | undefined, option
   if (policy === undefined) {
     return {
       ok: true, active: false, monitor: options.monitor ?? false, policy: dataProtectionSchema.parse({}), detectors: [], set: null,
-      setEntries: [], controlEscape: new RE2(controlEscapeSource, 'g'), rules: [], external: [], fingerprintKey: options.fingerprintKey ?? null,
+      setEntries: [], controlEscape: new RE2(controlEscapeSource), locators: new Map(), rules: [], external: [], fingerprintKey: options.fingerprintKey ?? null,
     };
   }
   const parsed = dataProtectionSchema.safeParse(policy);
@@ -143,6 +150,7 @@ export function compileDataProtection(policy: DataProtection | undefined, option
     const o = overrides.get(def.id);
     const keywords = def.keywords ?? [];
     const shapeSource = def.pattern ?? `\\b${identifierShape}\\b`;
+    const anchorFree = !/[\^$]/.test((def.pattern ?? '').replace(/\[\^/g, '['));
     return {
       def,
       shape: new RE2(shapeSource, def.caseInsensitive ? 'gi' : 'g'),
@@ -150,12 +158,13 @@ export function compileDataProtection(policy: DataProtection | undefined, option
       keywordsLower: keywords.map((k) => k.toLowerCase()),
       negativesLower: (def.negativeKeywords ?? []).map((k) => k.toLowerCase()),
       requiresContext: def.requiresContext ?? false,
-      anchorFree: !/[\^$]/.test((def.pattern ?? '').replace(/\[\^/g, '[')),
+      anchorFree,
       contextWindow: def.contextWindow ?? 48,
       minConfidence: o?.minConfidence ?? p.minConfidence,
       maskKeep: o?.maskKeep ?? def.maskKeep ?? 0,
       overrideAction: o?.action ?? null,
       need: requirementOf(shapeSource, def.caseInsensitive ?? false),
+      lineFree: anchorFree && !mayMatchLineFeed(shapeSource, def.caseInsensitive ?? false),
       keyCache: new Map(),
       contextCache: new Map(),
     };
@@ -181,7 +190,7 @@ export function compileDataProtection(policy: DataProtection | undefined, option
       { decoder: 'url', source: '(?:%[0-9A-Fa-f]{2}[^%\\s"]{0,2}){6,}' },
     ];
     for (const d of decoders) {
-      setEntries.push({ kind: 'decoder', decoder: d.decoder, regex: new RE2(d.source, 'g'), need: requirementOf(d.source) });
+      setEntries.push({ kind: 'decoder', decoder: d.decoder, regex: new RE2(d.source, 'g'), need: requirementOf(d.source), lineFree: !/[\^$]/.test(d.source) && !mayMatchLineFeed(d.source) });
       sources.push(d.source);
     }
   }
@@ -189,9 +198,10 @@ export function compileDataProtection(policy: DataProtection | undefined, option
   // JSON escapes (\u0034, \/) could hide a value from the raw-bytes pass: their presence forces the parsed path.
   sources.push('\\\\(?:u[0-9a-fA-F]{4}|/)');
   // In raw bytes the letter of \n, \t... glues to a following letter or digit, so a \b-anchored
-  // pattern right after it would not hit; its presence makes inspectBody judge a blanked copy too.
+  // pattern right after it would not hit; its presence makes the Set run over a copy with the
+  // control characters in place (see setPass in inspect.ts), or over the decoded values.
   setEntries.push({ kind: 'control-escape' });
-  sources.push('\\\\[bfnrt][A-Za-z0-9_]');
+  sources.push(gluedControlEscapeSource);
 
   return {
     ok: true,
@@ -201,7 +211,8 @@ export function compileDataProtection(policy: DataProtection | undefined, option
     detectors,
     set: new RE2.Set(sources, { anchor: 'unanchored', maxMem: setMaxMemBytes }),
     setEntries,
-    controlEscape: new RE2(controlEscapeSource, 'g'),
+    controlEscape: new RE2(controlEscapeSource),
+    locators: new Map(),
     rules: p.rules.map((r) => ({
       groups: r.groups ? new Set(r.groups) : null,
       detectors: r.detectors ? new Set(r.detectors) : null,

@@ -101,9 +101,11 @@ export function inspectJson<T>(compiled: CompiledDataProtection, value: T, conte
   if (!compiled.ok || !compiled.active || !compiled.set) return emptyResult(value);
   const text = JSON.stringify(value) as string | undefined;
   if (text === undefined) return emptyResult(value);
-  const hits = compiled.set.match(text);
-  if (hits.length === 0) return emptyResult(value);
-  const r = inspectJsonText(compiled, text, context, trustedHits(compiled, hits));
+  // The Set reads bytes: a string would be converted (and copied into a new native buffer) on every call.
+  const bytes = Buffer.from(text);
+  const pass = setPass(compiled, bytes, bytes.length === text.length ? text : null, true);
+  if (pass === clean) return emptyResult(value);
+  const r = inspectJsonText(compiled, text, context, pass);
   if (r === null) return emptyResult(value);
   return { ...r, value: r.changed ? (JSON.parse(r.value) as T) : value };
 }
@@ -124,13 +126,107 @@ export function inspectText(compiled: CompiledDataProtection, text: string, cont
  */
 export function inspectBody(compiled: CompiledDataProtection, body: Buffer, context: InspectContext): InspectResult<Buffer> {
   if (!compiled.ok || !compiled.active || !compiled.set) return emptyResult(body);
-  const hits = compiled.set.match(body);
-  if (hits.length === 0) return emptyResult(body);
   // ASCII bodies (the usual JSON) convert byte for byte, which is cheaper than UTF-8 both ways.
   const ascii = isAscii(body) && compiled.policy.maskCharacter.charCodeAt(0) < 128;
-  const text = body.toString(ascii ? 'latin1' : 'utf8');
-  const r = inspectJsonText(compiled, text, context, trustedHits(compiled, hits)) ?? inspectText(compiled, text, context);
+  let text: string | null = null;
+  const pass = setPass(compiled, body, ascii ? (text = body.toString('latin1')) : null, looksLikeJson(body));
+  if (pass === clean) return emptyResult(body);
+  text ??= body.toString(ascii ? 'latin1' : 'utf8');
+  const r = inspectJsonText(compiled, text, context, pass) ?? inspectText(compiled, text, context);
   return { ...r, value: r.changed ? Buffer.from(r.value, ascii ? 'latin1' : 'utf8') : body };
+}
+
+/** setPass found nothing that can match. */
+const clean: number[] = [];
+
+/** Bodies up to this size are tested for a glued control escape before the Set pass (see setPass). */
+const preCheckLimit = 64 * 1024;
+
+/**
+ * The one Set pass over a JSON text's bytes. Returns `clean` when nothing can
+ * match, the hits when they stand for the values, null when only the decoded
+ * values can tell (the Set then runs again over them, see scanTable).
+ *
+ * In raw JSON the letter of an escape such as \n is a word character: in
+ * "\n4111..." the number does not start at a word boundary and a \b-anchored
+ * pattern would not hit. The letters of these escapes are replaced by the
+ * control characters they stand for, in a copy of the bytes of the same
+ * length, and the Set runs over the copy: it then sees the boundaries the
+ * decoded values have. Small bodies are tested for such an escape first (one
+ * cheap native test), so a multi-line text costs one Set pass; larger ones
+ * only when the Set hits its control-escape entry (such a letter glued to a
+ * letter or digit). `json` says the text looks like JSON: otherwise a
+ * backslash and a letter are what they are and the raw hits count.
+ */
+function setPass(compiled: CompiledDataProtectionOk, bytes: Buffer, latin1: string | null, json: boolean): number[] | null {
+  const set = compiled.set!;
+  if (json && bytes.length <= preCheckLimit && compiled.controlEscape.test(bytes)) {
+    const copy = withControlCharacters(bytes, latin1 ?? bytes.toString('latin1'));
+    if (copy !== null) {
+      const hits = set.match(copy);
+      return hits.length === 0 ? clean : trustedHits(compiled, hits);
+    }
+    const hits = set.match(bytes);
+    return hits.length === 0 ? clean : null;
+  }
+  const hits = set.match(bytes);
+  if (hits.length === 0) return clean;
+  const trusted = trustedHits(compiled, hits);
+  if (trusted !== null || !json || hits.some((h) => compiled.setEntries[h]?.kind === 'escape')) return trusted;
+  const copy = withControlCharacters(bytes, latin1 ?? bytes.toString('latin1'));
+  if (copy === null) return null;
+  const again = set.match(copy);
+  return again.length === 0 ? clean : trustedHits(compiled, again);
+}
+
+/** First and last non-blank bytes are {} or []. */
+function looksLikeJson(bytes: Buffer): boolean {
+  let i = 0;
+  let j = bytes.length - 1;
+  while (i < j && isBlank(bytes[i]!)) i++;
+  while (j > i && isBlank(bytes[j]!)) j--;
+  const a = bytes[i];
+  const b = bytes[j];
+  return (a === 123 && b === 125) || (a === 91 && b === 93);
+}
+
+function isBlank(c: number): boolean {
+  return c === 32 || c === 10 || c === 13 || c === 9;
+}
+
+/** The control character each escape letter stands for (b f n r t), by letter code. */
+const controlOf = new Int32Array(128);
+controlOf[98] = 8;
+controlOf[102] = 12;
+controlOf[110] = 10;
+controlOf[114] = 13;
+controlOf[116] = 9;
+
+function isWordCode(c: number): boolean {
+  return (c >= 48 && c <= 57) || (c >= 65 && c <= 90) || (c >= 97 && c <= 122) || c === 95;
+}
+
+/**
+ * A copy of the bytes where the letter of each escape \b \f \n \r \t is the
+ * control character it stands for (`latin1` is the bytes as one character
+ * each, for finding them). The bytes themselves when there is none; null when
+ * one of those letters glued to a letter or digit follows an even run of
+ * backslashes (an escaped backslash and a letter, or an escape of JSON nested
+ * in a string): only the decoded values can tell what that stands for.
+ */
+function withControlCharacters(bytes: Buffer, latin1: string): Buffer | null {
+  let copy: Buffer | null = null;
+  for (let i = latin1.indexOf('\\'); i >= 0; ) {
+    let j = i + 1;
+    while (latin1.charCodeAt(j) === 92) j++;
+    const c = latin1.charCodeAt(j);
+    if (c < 128 && controlOf[c] !== 0) {
+      if (((j - i) & 1) === 1) (copy ??= Buffer.from(bytes))[j] = controlOf[c]!;
+      else if (isWordCode(latin1.charCodeAt(j + 1))) return null;
+    }
+    i = latin1.indexOf('\\', j + 1);
+  }
+  return copy ?? bytes;
 }
 
 /**
@@ -580,8 +676,9 @@ function editsOf(compiled: CompiledDataProtectionOk, doc: Document, matches: Mat
     const replacement = redact ? `[REDACTED:${d.def.dataClass}]` : mask(doc.texts[text]!.slice(base + m.start, base + m.end), d.maskKeep, maskCharacter, d.def.dataClass === 'credential');
     if (whole && whole.seg !== seg) flushWhole();
     const mode = doc.mode[seg]! & 3;
-    if (mode === Mode.text || (mode === Mode.string && maskIsPlain)) {
-      // Replaced in place: the text around the value stays as it was.
+    if (mode === Mode.text || ((mode === Mode.string || mode === Mode.decoded) && maskIsPlain)) {
+      // Replaced in place: the text around the value stays as it was. A value that had escapes is its
+      // own decoded text; its edits are mapped onto its JSON string below, as a nested document's are.
       add(text, base + m.start, base + m.end, replacement, maskIsPlain && !maskKeptControl);
     } else {
       whole ??= { seg, edits: [] };
@@ -590,7 +687,7 @@ function editsOf(compiled: CompiledDataProtectionOk, doc: Document, matches: Mat
   }
   flushWhole();
   if (perText.size === 0) return null;
-  // A nested document is read after the text holding it, so it has a higher index: innermost first.
+  // A nested document (or a decoded value) is read after the text holding it, so it has a higher index: innermost first.
   for (let index = doc.texts.length - 1; index > 0; index--) {
     const list = perText.get(index);
     if (!list) continue;

@@ -89,13 +89,26 @@ const digitCodes = range(48, 57);
  * on anything it does not read with certainty.
  */
 export function requirementOf(source: string, caseInsensitive = false): Requirement {
+  return read(source, caseInsensitive).requirement;
+}
+
+/**
+ * False only when no match of the pattern can contain a line feed: then the
+ * pattern can be run over the lines of a value that can hold a match instead
+ * of the whole value (see scan.ts). True when unsure.
+ */
+export function mayMatchLineFeed(source: string, caseInsensitive = false): boolean {
+  return read(source, caseInsensitive).lineFeed;
+}
+
+function read(source: string, caseInsensitive: boolean): { requirement: Requirement; lineFeed: boolean } {
   try {
     const p = new Reader(source, caseInsensitive);
     const n = p.alternation();
     if (p.i !== source.length) throw new GiveUp();
-    return n;
+    return { requirement: n, lineFeed: p.lineFeed };
   } catch (e) {
-    if (e instanceof GiveUp) return noRequirement;
+    if (e instanceof GiveUp) return { requirement: noRequirement, lineFeed: true };
     throw e;
   }
 }
@@ -104,6 +117,13 @@ class Reader {
   i = 0;
   readonly s: string;
   caseless: boolean;
+  /** "." matches a line feed ((?s)). */
+  dotAll = false;
+  /** Some atom of the pattern may match a line feed. */
+  lineFeed = false;
+  /** The letter of the last escape read, and whether that escape may match a line feed. */
+  escapeLetter = '';
+  escapeLineFeed = false;
 
   constructor(s: string, caseless: boolean) {
     this.s = s;
@@ -158,21 +178,25 @@ class Reader {
     }
     if (c === '.') {
       this.i++;
+      if (this.dotAll) this.lineFeed = true;
       return oneOf(null, false);
     }
     if (c === '\\') {
       const e = this.escape(false);
+      if (e !== 'assertion' && this.escapeLineFeed) this.lineFeed = true;
       return e === 'assertion' ? null : oneOf(e, this.caseless);
     }
     if (c === '*' || c === '+' || c === '?' || c === '{' || c === ')') throw new GiveUp();
     this.i++;
     const code = c.charCodeAt(0);
+    if (code === 10) this.lineFeed = true;
     return oneOf(code < 128 ? new Set([code]) : null, this.caseless);
   }
 
   group(): Node | null {
     this.i++;
     const saved = this.caseless;
+    const savedDotAll = this.dotAll;
     if (this.s[this.i] === '?') {
       const m = /^\?([imsU-]*)(:|\))/.exec(this.s.slice(this.i));
       if (m) {
@@ -180,6 +204,8 @@ class Reader {
         const flags = m[1]!;
         const set = flags.split('-')[0]!.includes('i');
         const unset = (flags.split('-')[1] ?? '').includes('i');
+        // (?s) and (?-s) are read as "may match a line feed" either way (conservative)
+        if (flags.includes('s')) this.dotAll = true;
         if (m[2] === ')') {
           // (?i) applies to the rest of the enclosing group
           if (set) this.caseless = true;
@@ -198,6 +224,7 @@ class Reader {
     if (this.s[this.i] !== ')') throw new GiveUp();
     this.i++;
     this.caseless = saved;
+    this.dotAll = savedDotAll;
     return n;
   }
 
@@ -206,6 +233,9 @@ class Reader {
     const c = this.s[this.i + 1];
     if (c === undefined) throw new GiveUp();
     this.i += 2;
+    this.escapeLetter = c;
+    // \s \D \W \P{..} \x.. \p{C..} (and \n) may stand for a line feed
+    this.escapeLineFeed = c === 's' || c === 'D' || c === 'W' || c === 'P' || c === 'x' || c === 'n' || (c === 'p' && this.s[this.i] !== 'L' && this.s[this.i] !== 'N' && !/^\{(?:L|N|Lu|Ll|Nd)\}/.test(this.s.slice(this.i)));
     if (c === 'd') return new Set(digitCodes);
     if (c === 'b' || c === 'B' || c === 'A' || c === 'z') {
       if (inClass) throw new GiveUp();
@@ -239,6 +269,9 @@ class Reader {
     const codes = new Set<number>();
     let unknown = false;
     let first = true;
+    // an item that may be a line feed; the class names the line feed itself (\n, \s)
+    let lineFeedItem = false;
+    let lineFeedNamed = false;
     while (this.i < this.s.length && (this.s[this.i] !== ']' || first)) {
       first = false;
       if (this.s.startsWith('[:', this.i)) throw new GiveUp();
@@ -246,6 +279,8 @@ class Reader {
       if (this.s[this.i] === '\\') {
         const e = this.escape(true);
         if (e === 'assertion') throw new GiveUp();
+        if (this.escapeLineFeed) lineFeedItem = true;
+        if (this.escapeLetter === 's' || this.escapeLetter === 'n') lineFeedNamed = true;
         if (e === null) {
           unknown = true;
           continue;
@@ -281,6 +316,8 @@ class Reader {
     }
     if (this.s[this.i] !== ']') throw new GiveUp();
     this.i++;
+    if (codes.has(10)) lineFeedItem = lineFeedNamed = true;
+    if (negated ? !lineFeedNamed : lineFeedItem) this.lineFeed = true;
     if (negated || unknown) return oneOf(null, false);
     return oneOf(codes, this.caseless);
   }

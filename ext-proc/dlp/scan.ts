@@ -9,7 +9,7 @@
 // values that can hold a match (see prefilter.ts), keyword-gated detectors look
 // at field names once per distinct name and at values only when the Set saw a
 // keyword in them, and the per-candidate path allocates little.
-import type RE2 from 're2';
+import RE2 from 're2';
 import { standaloneNumberGroups, type CompiledDataProtectionOk, type CompiledDetector, type SetEntry } from './compile.ts';
 import { charKind, isTrivial, mayMatch, punctuationBit, type Features, type Requirement } from './prefilter.ts';
 
@@ -76,12 +76,14 @@ export function scanSegments(compiled: CompiledDataProtectionOk, segments: TextS
   return scanTable(compiled, tableOf(segments), null, depth);
 }
 
-/** Some values joined with "\n" (a non-word character, as between JSON values), with the join offsets. */
+/** Some values (or lines of values) joined with "\n" (a non-word character, as between JSON values), with the join offsets. */
 interface Joined {
   text: string;
   segs: number[];
-  /** Offset of each segment's value in text; one more entry for the end. */
+  /** Offset of each part in text; one more entry for the end. */
   at: number[];
+  /** Offset of each part inside its segment's value (lines); null when every part is a whole value. */
+  from: number[] | null;
 }
 
 function join(t: SegmentTable, segs: number[]): Joined {
@@ -96,12 +98,51 @@ function join(t: SegmentTable, segs: number[]): Joined {
     o += v.length + 1;
   }
   at[segs.length] = o;
-  return { text: parts.join('\n'), segs, at };
+  return { text: parts.join('\n'), segs, at, from: null };
+}
+
+/**
+ * The lines of values, for patterns that never match a line feed: a value's
+ * lines are what a join of values is, parts separated by "\n", so such a
+ * pattern finds the same matches in the lines that can hold one as in the
+ * whole values. In a multi-line text (a comment thread, a log) a detector
+ * then reads the few lines with enough digits, an "@"..., not all of it.
+ */
+interface Lines {
+  seg: number[];
+  /** Offset of the line in its segment's value. */
+  start: number[];
+  length: number[];
+  digits: number[];
+  upper: number[];
+  lower: number[];
+  punctuation: number[];
+}
+
+function pushLine(l: Lines, seg: number, start: number, length: number, digits: number, upper: number, lower: number, punctuation: number): void {
+  l.seg.push(seg);
+  l.start.push(start);
+  l.length.push(length);
+  l.digits.push(digits);
+  l.upper.push(upper);
+  l.lower.push(lower);
+  l.punctuation.push(punctuation);
+}
+
+function lineMayMatch(l: Lines, i: number, r: Requirement): boolean {
+  return l.length[i]! >= r.minLength && l.digits[i]! >= r.digits && l.upper[i]! >= r.upper && l.lower[i]! >= r.lower && (l.punctuation[i]! & r.punctuation) === r.punctuation;
 }
 
 /** Per ASCII character: 1 for a digit, 1 << 10 for a capital, 1 << 20 for a small letter. */
 const countBits = new Int32Array(128);
 for (let c = 0; c < 128; c++) countBits[c] = charKind[c] === 1 ? 1 : charKind[c] === 2 ? 1 << 10 : charKind[c] === 3 ? 1 << 20 : 0;
+
+/** Lines for segments 0..upTo-1, each a line of its own (their counts are known), once a value with a line feed is met. */
+function newLines(f: Features, upTo: number): Lines {
+  const l: Lines = { seg: [], start: [], length: [], digits: [], upper: [], lower: [], punctuation: [] };
+  for (let i = 0; i < upTo; i++) if (f.length[i]! > 0) pushLine(l, i, 0, f.length[i]!, f.digits[i]!, f.upper[i]!, f.lower[i]!, f.punctuation[i]!);
+  return l;
+}
 
 /** State of one scan over a table. */
 class Scan {
@@ -110,19 +151,41 @@ class Scan {
   readonly depth: number;
   readonly out: Match[] = [];
   #features: Features | null = null;
+  /** Lines of values with their counts; null when no value has a line feed (the values are the lines). */
+  #lines: Lines | null = null;
   readonly #joined = new Map<string, Joined>();
   #all: number[] | null = null;
   /** Set before keyword-gated detectors run. */
   covered: Covered | null = null;
+  /** The values are few characters in all: line-free patterns skip the per-value counts (see smallFor). */
+  readonly small: boolean;
+  /** Small tables: the lines where the hit line-free patterns can match, when they were located. */
+  located: Joined | null = null;
 
   constructor(compiled: CompiledDataProtectionOk, t: SegmentTable, depth: number) {
     this.compiled = compiled;
     this.t = t;
     this.depth = depth;
+    let total = 0;
+    for (let i = 0; i < t.count && total <= smallTable; i++) total += t.end[i]! - t.start[i]!;
+    this.small = total <= smallTable;
+  }
+
+  /**
+   * What a line-free pattern runs over in a small table: the located lines,
+   * else all values. Counting characters in JavaScript costs about what an RE2
+   * pass over them does, so a small table is not counted for these patterns.
+   */
+  smallFor(): Joined {
+    return this.located ?? this.joinedFor(noNeed);
   }
 
   all(): number[] {
-    if (!this.#all) this.#all = Array.from({ length: this.t.count }, (_, i) => i);
+    if (!this.#all) {
+      const all: number[] = new Array(this.t.count);
+      for (let i = 0; i < all.length; i++) all[i] = i;
+      this.#all = all;
+    }
     return this.#all;
   }
 
@@ -131,56 +194,104 @@ class Scan {
     const t = this.t;
     const n = t.count;
     const f: Features = { length: new Int32Array(n), digits: new Int32Array(n), upper: new Int32Array(n), lower: new Int32Array(n), punctuation: new Int32Array(n), wide: new Int32Array(n) };
+    let lines: Lines | null = null;
     for (let i = 0; i < n; i++) {
       const s = t.texts[t.text[i]!]!;
       const end = t.end[i]!;
       const start = t.start[i]!;
+      // The current line's digits, capitals and small letters are counted in one number, 10 bits
+      // each, moved to the line's counters at a line feed or every 1023 characters.
+      let packed = 0;
+      let chunk = 0;
+      let digits = 0;
+      let upper = 0;
+      let lower = 0;
       let punctuation = 0;
       let wide = 0;
-      let digits: number;
-      let upper: number;
-      let lower: number;
-      if (end - start < 1024) {
-        // digits, capitals and small letters counted in one number, 10 bits each
-        let counts = 0;
-        for (let j = start; j < end; j++) {
-          const c = s.charCodeAt(j);
-          if (c < 128) {
-            counts += countBits[c]!;
-            punctuation |= punctuationBit[c]!;
-          } else {
-            wide++;
+      // the value's counts, lines before the current one
+      let valueDigits = 0;
+      let valueUpper = 0;
+      let valueLower = 0;
+      let valuePunctuation = 0;
+      let valueWide = 0;
+      let lineStart = start;
+      for (let j = start; j < end; j++) {
+        const c = s.charCodeAt(j);
+        if (c < 128) {
+          if (c === 10) {
+            digits += packed & 1023;
+            upper += (packed >> 10) & 1023;
+            lower += packed >>> 20;
+            lines ??= newLines(f, i);
+            if (j > lineStart) pushLine(lines, i, lineStart - start, j - lineStart, digits, upper, lower, punctuation);
+            valueDigits += digits;
+            valueUpper += upper;
+            valueLower += lower;
+            valuePunctuation |= punctuation;
+            valueWide += wide;
+            packed = chunk = digits = upper = lower = punctuation = wide = 0;
+            lineStart = j + 1;
+            continue;
           }
+          packed += countBits[c]!;
+          punctuation |= punctuationBit[c]!;
+        } else {
+          wide++;
         }
-        digits = counts & 1023;
-        upper = (counts >> 10) & 1023;
-        lower = counts >>> 20;
-      } else {
-        digits = 0;
-        upper = 0;
-        lower = 0;
-        for (let j = start; j < end; j++) {
-          const c = s.charCodeAt(j);
-          if (c < 128) {
-            const k = charKind[c]!;
-            if (k === 1) digits++;
-            else if (k === 2) upper++;
-            else if (k === 3) lower++;
-            punctuation |= punctuationBit[c]!;
-          } else {
-            wide++;
-          }
+        if (++chunk === 1023) {
+          digits += packed & 1023;
+          upper += (packed >> 10) & 1023;
+          lower += packed >>> 20;
+          packed = chunk = 0;
         }
       }
+      digits += packed & 1023;
+      upper += (packed >> 10) & 1023;
+      lower += packed >>> 20;
+      if (lines && end > lineStart) pushLine(lines, i, lineStart - start, end - lineStart, digits, upper, lower, punctuation);
       f.length[i] = end - start;
-      f.digits[i] = digits;
-      f.upper[i] = upper;
-      f.lower[i] = lower;
-      f.wide[i] = wide;
-      f.punctuation[i] = punctuation;
+      f.digits[i] = valueDigits + digits;
+      f.upper[i] = valueUpper + upper;
+      f.lower[i] = valueLower + lower;
+      f.wide[i] = valueWide + wide;
+      f.punctuation[i] = valuePunctuation | punctuation;
     }
     this.#features = f;
+    this.#lines = lines;
     return f;
+  }
+
+  /**
+   * The lines that may hold a match of r, joined (patterns that never match a
+   * line feed and have no ^ or $); the values themselves when no value has a line feed.
+   */
+  linesFor(r: Requirement): Joined {
+    this.features();
+    const l = this.#lines;
+    if (l === null || isTrivial(r)) return this.joinedFor(r);
+    const k = `lines ${r.minLength},${r.digits},${r.upper},${r.lower},${r.punctuation}`;
+    let j = this.#joined.get(k);
+    if (j) return j;
+    const t = this.t;
+    const segs: number[] = [];
+    const from: number[] = [];
+    const at: number[] = [];
+    const parts: string[] = [];
+    let o = 0;
+    for (let i = 0; i < l.seg.length; i++) {
+      if (!lineMayMatch(l, i, r)) continue;
+      const seg = l.seg[i]!;
+      const begin = t.start[seg]! + l.start[i]!;
+      segs.push(seg);
+      from.push(l.start[i]!);
+      at.push(o);
+      parts.push(t.texts[t.text[seg]!]!.slice(begin, begin + l.length[i]!));
+      o += l.length[i]! + 1;
+    }
+    at.push(o);
+    j = { text: parts.join('\n'), segs, at, from };
+    this.#joined.set(k, j);
+    return j;
   }
 
   /** The values that may hold a match of r, joined; shared by detectors with the same requirement. */
@@ -259,6 +370,13 @@ function scanWithHits(compiled: CompiledDataProtectionOk, t: SegmentTable, rawHi
     valueHits = new Set(letters.segs.length > 0 ? set.match(letters.text) : []);
   }
   const keyHitSet = new Set(keyHits);
+  if (scan.small) {
+    const lineFree = hits.filter((h) => {
+      const e = entries[h];
+      return (e?.kind === 'pattern' && compiled.detectors[e.detector]!.lineFree) || (e?.kind === 'decoder' && e.lineFree && depth < maxDecodeDepth);
+    });
+    if (lineFree.length >= 2) locate(scan, lineFree);
+  }
   // Detectors with a shape of their own first; keyword-gated ones after, so that their candidates
   // inside a match that will be kept anyway are dropped before they are validated (see Covered).
   const runs: number[] = [0];
@@ -339,6 +457,96 @@ class Covered {
 
 const noNeed: Requirement = { minLength: 0, digits: 0, upper: 0, lower: 0, punctuation: 0 };
 
+/** A table with at most this many characters of values is small (see Scan.smallFor). */
+const smallTable = 16 * 1024;
+
+/**
+ * The source of a pattern without its \b and \B assertions: it matches
+ * wherever the pattern does (and more), and where it matches depends on the
+ * matched characters only, so findAll recovers exact positions with indexOf.
+ */
+export function withoutWordAssertions(source: string): string {
+  let out = '';
+  let inClass = false;
+  for (let i = 0; i < source.length; i++) {
+    const c = source[i]!;
+    if (c === '\\') {
+      const next = source[i + 1] ?? '';
+      if (!inClass && (next === 'b' || next === 'B')) {
+        i++;
+        continue;
+      }
+      out += c + next;
+      i++;
+      continue;
+    }
+    if (c === '[' && !inClass) {
+      inClass = true;
+      out += c;
+      // a ] right after [ or [^ is a member
+      if (source[i + 1] === '^') out += source[++i];
+      if (source[i + 1] === ']') out += source[++i];
+      continue;
+    }
+    if (c === ']' && inClass) inClass = false;
+    out += c;
+  }
+  return out;
+}
+
+/**
+ * Small tables with two or more hit line-free patterns: one RE2 pass of their
+ * alternation (without word assertions, so every line where one of them
+ * matches has a match of it: matches never span a line feed) finds the lines
+ * worth reading; each pattern then runs over those lines only.
+ */
+function locate(scan: Scan, hits: number[]): void {
+  const compiled = scan.compiled;
+  const key = hits.join(',');
+  let re = compiled.locators.get(key);
+  if (re === undefined) {
+    const sources = hits.map((h) => {
+      const e = compiled.setEntries[h]!;
+      if (e.kind === 'decoder') return `(?:${withoutWordAssertions(e.regex.source)})`;
+      const d = compiled.detectors[(e as { detector: number }).detector]!;
+      return `(?${d.def.caseInsensitive ? 'i' : ''}:${withoutWordAssertions(d.shape.source)})`;
+    });
+    try {
+      re = new RE2(sources.join('|'), 'g');
+    } catch {
+      re = null;
+    }
+    if (compiled.locators.size >= 256) compiled.locators.clear();
+    compiled.locators.set(key, re);
+  }
+  if (re === null) return;
+  const all = scan.joinedFor(noNeed);
+  const text = all.text;
+  const spans = findAll(re, text, 0);
+  const segs: number[] = [];
+  const from: number[] = [];
+  const at: number[] = [];
+  const parts: string[] = [];
+  let o = 0;
+  let v = 0;
+  let lineEnd = -1;
+  for (let i = 0; i < spans.length; i += 2) {
+    const p = spans[i]!;
+    if (p <= lineEnd) continue; // in the line already taken
+    const lineStart = text.lastIndexOf('\n', p - 1) + 1;
+    lineEnd = text.indexOf('\n', p);
+    if (lineEnd < 0) lineEnd = text.length;
+    while (lineStart >= all.at[v + 1]!) v++;
+    segs.push(all.segs[v]!);
+    from.push(lineStart - all.at[v]!);
+    at.push(o);
+    parts.push(text.slice(lineStart, lineEnd));
+    o += lineEnd - lineStart + 1;
+  }
+  at.push(o);
+  scan.located = { text: parts.join('\n'), segs, at, from };
+}
+
 function distinctKeys(t: SegmentTable): string[] {
   const seen = new Set<string>();
   for (let i = 0; i < t.count; i++) seen.add(t.key[i]!);
@@ -385,7 +593,7 @@ function boundaryAt(text: string, i: number): boolean {
 }
 
 function scanPattern(scan: Scan, d: CompiledDetector): void {
-  const j = scan.joinedFor(d.need);
+  const j = !d.lineFree ? scan.joinedFor(d.need) : scan.small ? scan.smallFor() : scan.linesFor(d.need);
   if (j.segs.length === 0) return;
   const found: string[] = [];
   const spans = findAll(d.shape, j.text, 0, found);
@@ -398,9 +606,11 @@ function scanPattern(scan: Scan, d: CompiledDetector): void {
     while (at >= j.at[v + 1]!) v++;
     const valueStart = j.at[v]!;
     const valueLength = j.at[v + 1]! - 1 - valueStart;
-    const start = at - valueStart;
-    let end = spans[i + 1]! - valueStart;
-    if (end > valueLength) continue; // runs across the separator: not inside one value
+    if (spans[i + 1]! - valueStart > valueLength) continue; // runs across the separator: not inside one value
+    // offsets in the segment's value (a part may be a line of it)
+    const shift = j.from === null ? 0 : j.from[v]!;
+    const start = at - valueStart + shift;
+    let end = spans[i + 1]! - valueStart + shift;
     const seg = j.segs[v]!;
     if (standalone && gluedToToken(j.text, at, spans[i + 1]!, valueStart, valueStart + valueLength)) continue;
     let candidate: string;
@@ -641,7 +851,7 @@ function round(c: number): number {
 }
 
 function scanEncoded(scan: Scan, entry: Extract<SetEntry, { kind: 'decoder' }>): void {
-  const j = scan.joinedFor(entry.need);
+  const j = !entry.lineFree ? scan.joinedFor(entry.need) : scan.small ? scan.smallFor() : scan.linesFor(entry.need);
   if (j.segs.length === 0) return;
   const spans = findAll(entry.regex, j.text, 0);
   const t = scan.t;
@@ -658,7 +868,7 @@ function scanEncoded(scan: Scan, entry: Extract<SetEntry, { kind: 'decoder' }>):
     const seg = j.segs[v]!;
     const inner = scanSegments(scan.compiled, [{ key: t.key[seg]!, value: decoded }], scan.depth + 1);
     if (inner.length === 0) continue;
-    const start = at - valueStart;
+    const start = at - valueStart + (j.from === null ? 0 : j.from[v]!);
     const best = inner.reduce((a, b) => (b.confidence > a.confidence ? b : a));
     scan.out.push({ segment: seg, start, end: start + raw.length, detector: best.detector, confidence: best.confidence, encoding: entry.decoder });
   }
