@@ -83,7 +83,7 @@ const bodies = [
   ' 0343 6467"}]}}\n\n',
   'x'.repeat(70_000),
 ];
-const paths = ['/personas/p/tools', '/personas/p/api/items/1', '/personas/p/api/items', '/personas/p/api/../admin', '/personas/p/api/%zz', '/elsewhere', '', '/personas/p/api/items/1?x=%', '/personas/p/api/items?kind=note&kind=x'];
+const paths = ['/personas/p/tools', '/personas/p/api/items/1', '/personas/p/api/items', '/personas/p/api/../admin', '/personas/p/api/%zz', '/elsewhere', '', '/personas/p/api/items/1?x=%', '/personas/p/api/items?kind=note&kind=x', `/personas/p/api/items?token=ghp_${'a'.repeat(36)}&card=4539%201488%200343%206467&card=x`, '/personas/p/api/items?%F0%9F=%ZZ&=&&a=b=c&key=AKIAIOSFODNN7EXAMPLE'];
 const methods = ['GET', 'POST', 'DELETE', 'PUT', 'OPTIONS', '', 'HEAD'];
 const contentTypes = ['application/json', 'text/event-stream', 'text/plain', '', 'application/json; charset=utf-8', 'application/problem+json'];
 const phases = ['request_headers', 'request_body', 'response_headers', 'response_body', 'request_trailers', 'response_trailers', undefined, 'bogus'] as const;
