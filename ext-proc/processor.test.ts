@@ -146,3 +146,48 @@ test('every answer is inspected, not only tool results: a task result carrying a
   assert.equal(forwarded.id, 'poll-1');
   assert.equal(forwarded.result.content[0].text, 'card **** **** **** 6467');
 });
+
+test('a JSON-lines response is masked as it streams, a card split across chunks included; XML is read whole', () => {
+  const processor = createStreamProcessor(route, deps(policyWith({ dataProtection: { profiles: ['pci-dss'] } })));
+  startToolCall(processor, {});
+  const onHeaders = handleNow(processor, { request: 'response_headers', response_headers: headers({ ':status': '200', 'content-type': 'application/x-ndjson' }) } as ProcessingRequest);
+  assert.equal(onHeaders?.mode_override?.response_body_mode, 'STREAMED', 'never buffered whole');
+  const lines = Array.from({ length: 20 }, (_, i) => JSON.stringify({ row: i, note: i === 12 ? `card ${card}` : 'nothing to see here' })).join('\n') + '\n';
+  const cut = lines.indexOf(card) + 9;
+  const out: string[] = [];
+  for (const [piece, last] of [[lines.slice(0, cut), false], [lines.slice(cut), true]] as const) {
+    const answer = handleNow(processor, { request: 'response_body', response_body: { body: Buffer.from(piece), end_of_stream: last } });
+    const mutation = answer?.response_body?.response?.body_mutation;
+    assert.ok(mutation);
+    out.push('body' in mutation ? mutation.body.toString('utf8') : '');
+  }
+  assert.ok(out[0]!.length > 0, 'the lines before the split value flow at once');
+  assert.ok(!out[0]!.includes('4539'), 'no part of the split card is released early');
+  const all = out.join('');
+  assert.ok(!all.includes(card));
+  assert.equal(all.split('\n').filter(Boolean).map((l) => JSON.parse(l)).find((r) => r.row === 12)?.note, 'card **** **** **** 6467');
+
+  const xml = createStreamProcessor(route, deps(policyWith({ dataProtection: { profiles: ['pci-dss'] } })));
+  startToolCall(xml, {});
+  const xmlHeaders = handleNow(xml, { request: 'response_headers', response_headers: headers({ ':status': '200', 'content-type': 'application/soap+xml; charset=utf-8' }) } as ProcessingRequest);
+  assert.equal(xmlHeaders?.mode_override?.response_body_mode, 'BUFFERED');
+  const xmlAnswer = handleNow(xml, { request: 'response_body', response_body: { body: Buffer.from(`<account><card>${card}</card></account>`), end_of_stream: true } });
+  const xmlMutation = xmlAnswer?.response_body?.response?.body_mutation;
+  assert.ok(xmlMutation && 'body' in xmlMutation);
+  assert.equal(xmlMutation.body.toString('utf8'), '<account><card>**** **** **** 6467</card></account>');
+});
+
+test('a blocked value in a JSON-lines stream ends the stream with one error line in its place', () => {
+  const processor = createStreamProcessor(route, deps(policyWith({ dataProtection: { profiles: ['pci-dss'], rules: [{ groups: ['financial'], direction: 'response', action: 'block' }] } })));
+  startToolCall(processor, {});
+  handleNow(processor, { request: 'response_headers', response_headers: headers({ ':status': '200', 'content-type': 'application/jsonl' }) } as ProcessingRequest);
+  const head = Array.from({ length: 10 }, (_, i) => JSON.stringify({ row: i })).join('\n') + '\n';
+  const first = handleNow(processor, { request: 'response_body', response_body: { body: Buffer.from(head + JSON.stringify({ row: 10, card }) + '\n' + ' '.repeat(400)), end_of_stream: false } });
+  const firstMutation = first?.response_body?.response?.body_mutation;
+  assert.ok(firstMutation && 'body' in firstMutation);
+  const text = firstMutation.body.toString('utf8');
+  assert.ok(!text.includes(card) && !text.includes('4539'));
+  assert.equal(JSON.parse(text.trim().split('\n').at(-1)!).error.code, 'sensitive_data_blocked');
+  const rest = handleNow(processor, { request: 'response_body', response_body: { body: Buffer.from(JSON.stringify({ row: 11 }) + '\n'), end_of_stream: true } });
+  assert.deepEqual(rest?.response_body?.response?.body_mutation, { clear_body: true }, 'nothing after the refusal');
+});

@@ -137,7 +137,7 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
   const requestIds: (string | number)[] = [];
   /** Allowed calls whose results the response stages look at, by JSON-RPC id (REST: one, keyed "rest"). */
   const pendingCalls = new Map<string | number, PendingCall>();
-  let responseMode: 'none' | 'buffered' | 'sse' = 'none';
+  let responseMode: 'none' | 'buffered' | 'sse' | 'text-stream' = 'none';
   /** This stream is the session's GET event stream (server-to-client messages). */
   let serverEventStream = false;
   let responseContentType = 'application/octet-stream';
@@ -572,7 +572,12 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
           streamInspector = createStreamInspector(persona!.dataProtection, { direction: 'response', upstream: route!.upstream, ...responseToolContext(), contentType });
         }
         mode_override = processingModeWithResponseBody('STREAMED');
-      } else if (responseIsJson || (inspectResponse && persona!.dataProtection.active && contentType.startsWith('text/'))) {
+      } else if (inspectResponse && persona!.dataProtection.active && jsonSequenceTypes.test(contentType)) {
+        // One JSON value per line, often long-lived: inspected as it streams, never buffered whole.
+        responseMode = 'text-stream';
+        streamInspector = createStreamInspector(persona!.dataProtection, { direction: 'response', upstream: route!.upstream, ...responseToolContext(), contentType });
+        mode_override = processingModeWithResponseBody('STREAMED');
+      } else if (responseIsJson || (inspectResponse && persona!.dataProtection.active && textualTypes.test(contentType))) {
         responseMode = 'buffered';
         mode_override = processingModeWithResponseBody('BUFFERED');
       }
@@ -597,6 +602,7 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
   function onResponseBody(chunk: Buffer, endOfStream: boolean): ProcessingResponse {
     if (responseMode === 'buffered') return onBufferedResponse(chunk);
     if (responseMode === 'sse' && sse) return onSseResponseChunk(chunk, endOfStream);
+    if (responseMode === 'text-stream' && streamInspector) return onTextStreamChunk(chunk, endOfStream);
     return { response_body: { response: { status: 'CONTINUE' } } };
   }
 
@@ -631,6 +637,27 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
         },
       },
     };
+  }
+
+  /**
+   * One chunk of a JSON-lines (or other line-oriented text) stream: masked as it flows, with a short
+   * tail held back so a value split across chunks is seen whole. A blocked value ends the stream with
+   * one JSON line naming the refusal in its place (the status line has already gone out).
+   */
+  function onTextStreamChunk(chunk: Buffer, endOfStream: boolean): ProcessingResponse {
+    if (streamBlocked) return { response_body: { response: { status: 'CONTINUE', body_mutation: { clear_body: true } } } };
+    const inspector = streamInspector!;
+    let body = Buffer.concat([inspector.push(chunk), endOfStream ? inspector.end() : Buffer.alloc(0)]);
+    const fingerprints = inspector.fingerprints();
+    signalSession(rememberResponseValues(persona!.dataProtection, deps.flow, flowSession(), responseOrigin(), fingerprints.slice(streamFingerprintsSeen)));
+    streamFingerprintsSeen = fingerprints.length;
+    const blocked = inspector.blocked();
+    if (blocked) {
+      streamBlocked = true;
+      const reason = blockedReason(blocked, 'response');
+      body = Buffer.from(`${JSON.stringify({ error: { code: reason.code, message: `Mandate: ${reason.message}` } })}\n`, 'utf8');
+    }
+    return { response_body: { response: { status: 'CONTINUE', body_mutation: body.length > 0 ? { body } : { clear_body: true } } } };
   }
 
   /** One chunk of an event stream: whole events are filtered, counted and protected; a partial one waits. */
@@ -837,6 +864,11 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
 
   return { handle, finish, internalError };
 }
+
+/** Streams of one JSON value per line (NDJSON, JSON Lines, JSON text sequences). */
+const jsonSequenceTypes = /^application\/(x-ndjson|ndjson|jsonl|x-jsonlines|jsonlines|json-seq)\b/;
+/** Text that data protection reads whole (buffered): text/* other than event streams, XML, YAML, form data. */
+const textualTypes = /^(text\/(?!event-stream)|application\/(xml|yaml|x-yaml|x-www-form-urlencoded|graphql)\b|application\/[\w.+-]+\+xml\b)/;
 
 /** REST streams carry one call; its pending result is kept under this key. */
 const restResultKey = 'rest';
