@@ -39,7 +39,7 @@ before(async () => {
   billing = createRecordingMcpServer({ read_card: () => `Card on file: ${billingCard}`, save_note: () => 'saved' });
   mailer = createRecordingMcpServer({ send_email: () => 'sent' });
   devbox = createRecordingMcpServer({ store_note: () => 'stored' });
-  restEcho = createRestEchoServer({ secretInAnswer: otherCard });
+  restEcho = createRestEchoServer({ secretInAnswer: otherCard, streamedSecret: streamedCard });
   sseUpstream = createSplitSseUpstream({ resultText: `Card on file: ${streamedCard}`, splitInside: streamedCard, offset: 7, pauseMs: 150 });
   const [billingPort, mailerPort, devboxPort, restPort, ssePort] = await Promise.all([listen(billing.server), listen(mailer.server), listen(devbox.server), listen(restEcho.server), listen(sseUpstream)]);
   gateway = await startGatewayFixture({ demo: false });
@@ -49,7 +49,7 @@ before(async () => {
     { upstream: 'mailer', tools: [{ name: 'send_email' }] },
     { upstream: 'devbox', tools: [{ name: 'store_note' }] },
     { upstream: 'billing-stream', tools: [{ name: 'read_card' }] },
-    { upstream: 'notes-api', operations: [{ method: 'POST', path: '/notes' }, { method: 'GET', path: '/notes' }] },
+    { upstream: 'notes-api', operations: [{ method: 'POST', path: '/notes' }, { method: 'GET', path: '/notes' }, { method: 'GET', path: '/events' }] },
   ];
   await gateway.apply([
     upstream('billing', billingPort!, 'production'),
@@ -185,6 +185,17 @@ describe('response side: tool to agent', () => {
     const result = await client.callTool({ name: 'read_card', arguments: {} });
     assert.equal(resultText(result), 'Card on file: **** **** **** 6467');
     await client.close();
+  });
+
+  test('a card number split across two chunks of a JSON-lines REST stream is masked, and every line stays valid JSON', async () => {
+    const response = await fetch(`${gateway.gatewayUrl}${endpoint('dlp-guard', 'notes-api')}/events`, { headers: { authorization: `Bearer ${tokens['dlp-guard']}` } });
+    assert.equal(response.status, 200);
+    assert.match(response.headers.get('content-type') ?? '', /ndjson/);
+    const text = await response.text();
+    assert.ok(!text.includes(streamedCard) && !text.includes('4716 39'), 'no part of the card reached the agent');
+    const rows = text.split('\n').filter(Boolean).map((line) => JSON.parse(line) as { seq: number; note: string });
+    assert.deepEqual(rows.map((r) => r.seq), Array.from({ length: 20 }, (_, i) => i));
+    assert.equal(rows[12]!.note, 'card **** **** **** 7610');
   });
 
   test('a card number split across two SSE chunks is masked, and the event stays valid', async () => {

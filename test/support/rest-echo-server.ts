@@ -10,11 +10,23 @@ export interface RestEchoServer {
   urls: string[];
 }
 
-export function createRestEchoServer(options: { secretInAnswer: string }): RestEchoServer {
+/**
+ * GET .../events answers a JSON-lines stream (application/x-ndjson) whose 13th line carries
+ * `options.streamedSecret`, written in two pieces 150 ms apart with the cut inside the value.
+ */
+export function createRestEchoServer(options: { secretInAnswer: string; streamedSecret?: string }): RestEchoServer {
   const bodies: string[] = [];
   const urls: string[] = [];
   const server = createServer(async (request, response) => {
     urls.push(request.url ?? '');
+    if (request.method === 'GET' && (request.url ?? '').split('?')[0]!.endsWith('/events') && options.streamedSecret) {
+      const lines = Array.from({ length: 20 }, (_, i) => JSON.stringify({ seq: i, note: i === 12 ? `card ${options.streamedSecret}` : 'heartbeat' })).join('\n') + '\n';
+      const cut = lines.indexOf(options.streamedSecret) + 7;
+      response.writeHead(200, { 'content-type': 'application/x-ndjson' });
+      response.write(lines.slice(0, cut));
+      setTimeout(() => response.end(lines.slice(cut)), 150);
+      return;
+    }
     const chunks: Buffer[] = [];
     for await (const chunk of request) chunks.push(chunk as Buffer);
     const text = Buffer.concat(chunks).toString('utf8');
