@@ -1,6 +1,7 @@
 // Sensitive-data protection end to end through the real Envoy: tool arguments
 // and REST bodies are masked or refused before the upstream sees them, tool
-// results are masked in JSON and in a server-sent event split across chunks,
+// results are masked in JSON, in a server-sent event and in a JSON-lines stream
+// split across chunks,
 // values read in a session cannot flow to egress tools or to development
 // upstreams, monitor mode records without changing anything, and no raw value
 // is ever written under the gateway's data directory.
