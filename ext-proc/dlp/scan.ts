@@ -176,8 +176,24 @@ class Scan {
    * else all values. Counting characters in JavaScript costs about what an RE2
    * pass over them does, so a small table is not counted for these patterns.
    */
-  smallFor(): Joined {
-    return this.located ?? this.joinedFor(noNeed);
+  smallFor(need: Requirement): Joined {
+    const c = markOf(need);
+    if (c === null) return this.located ?? this.joinedFor(noNeed);
+    // A character every match contains: the lines holding it, found with indexOf.
+    const k = `mark ${c}`;
+    let j = this.#joined.get(k);
+    if (j) return j;
+    const all = this.joinedFor(noNeed);
+    const positions: number[] = [];
+    for (let p = all.text.indexOf(c); p >= 0; ) {
+      positions.push(p);
+      const end = all.text.indexOf('\n', p);
+      if (end < 0) break;
+      p = all.text.indexOf(c, end + 1);
+    }
+    j = linesAt(all, positions);
+    this.#joined.set(k, j);
+    return j;
   }
 
   all(): number[] {
@@ -371,9 +387,11 @@ function scanWithHits(compiled: CompiledDataProtectionOk, t: SegmentTable, rawHi
   }
   const keyHitSet = new Set(keyHits);
   if (scan.small) {
+    // line-free patterns without a punctuation mark to look for (see smallFor)
     const lineFree = hits.filter((h) => {
       const e = entries[h];
-      return (e?.kind === 'pattern' && compiled.detectors[e.detector]!.lineFree) || (e?.kind === 'decoder' && e.lineFree && depth < maxDecodeDepth);
+      if (e?.kind === 'pattern') return compiled.detectors[e.detector]!.lineFree && markOf(compiled.detectors[e.detector]!.need) === null;
+      return e?.kind === 'decoder' && e.lineFree && markOf(e.need) === null && depth < maxDecodeDepth;
     });
     if (lineFree.length >= 2) locate(scan, lineFree);
   }
@@ -521,8 +539,26 @@ function locate(scan: Scan, hits: number[]): void {
   }
   if (re === null) return;
   const all = scan.joinedFor(noNeed);
+  const spans = findAll(re, all.text, 0);
+  const positions: number[] = [];
+  for (let i = 0; i < spans.length; i += 2) positions.push(spans[i]!);
+  scan.located = linesAt(all, positions);
+}
+
+/** Punctuation that a requirement may name, rarest in text first: the one looked for by smallFor. */
+const markOrder = '@#$%&=?!*+^~|\\`<>[]{}()"\';_:/,-.';
+const markBits = Array.from(markOrder, (c) => punctuationBit[c.charCodeAt(0)]!);
+
+/** The rarest punctuation character every match of r contains, or null. */
+function markOf(r: Requirement): string | null {
+  if (r.punctuation === 0) return null;
+  for (let i = 0; i < markBits.length; i++) if ((r.punctuation & markBits[i]!) !== 0) return markOrder[i]!;
+  return null;
+}
+
+/** The lines of a join of all values that hold the given positions (ascending), joined. */
+function linesAt(all: Joined, positions: number[]): Joined {
   const text = all.text;
-  const spans = findAll(re, text, 0);
   const segs: number[] = [];
   const from: number[] = [];
   const at: number[] = [];
@@ -530,8 +566,8 @@ function locate(scan: Scan, hits: number[]): void {
   let o = 0;
   let v = 0;
   let lineEnd = -1;
-  for (let i = 0; i < spans.length; i += 2) {
-    const p = spans[i]!;
+  for (let i = 0; i < positions.length; i++) {
+    const p = positions[i]!;
     if (p <= lineEnd) continue; // in the line already taken
     const lineStart = text.lastIndexOf('\n', p - 1) + 1;
     lineEnd = text.indexOf('\n', p);
@@ -544,7 +580,7 @@ function locate(scan: Scan, hits: number[]): void {
     o += lineEnd - lineStart + 1;
   }
   at.push(o);
-  scan.located = { text: parts.join('\n'), segs, at, from };
+  return { text: parts.join('\n'), segs, at, from };
 }
 
 function distinctKeys(t: SegmentTable): string[] {
@@ -593,7 +629,7 @@ function boundaryAt(text: string, i: number): boolean {
 }
 
 function scanPattern(scan: Scan, d: CompiledDetector): void {
-  const j = !d.lineFree ? scan.joinedFor(d.need) : scan.small ? scan.smallFor() : scan.linesFor(d.need);
+  const j = !d.lineFree ? scan.joinedFor(d.need) : scan.small ? scan.smallFor(d.need) : scan.linesFor(d.need);
   if (j.segs.length === 0) return;
   const found: string[] = [];
   const spans = findAll(d.shape, j.text, 0, found);
@@ -851,7 +887,7 @@ function round(c: number): number {
 }
 
 function scanEncoded(scan: Scan, entry: Extract<SetEntry, { kind: 'decoder' }>): void {
-  const j = !entry.lineFree ? scan.joinedFor(entry.need) : scan.small ? scan.smallFor() : scan.linesFor(entry.need);
+  const j = !entry.lineFree ? scan.joinedFor(entry.need) : scan.small ? scan.smallFor(entry.need) : scan.linesFor(entry.need);
   if (j.segs.length === 0) return;
   const spans = findAll(entry.regex, j.text, 0);
   const t = scan.t;

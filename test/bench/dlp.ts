@@ -43,6 +43,36 @@ const rows = [
   measure('dense JSON, inspectJson on an already-parsed value', denseBuf.length, () => inspectJson(compiled, dense, ctx)),
   measure(`realistic density (extra case, not a bar's body), raw body (inspectBody), ${(recordsBuf.length / 1e6).toFixed(1)} MB`, recordsBuf.length, () => inspectBody(compiled, recordsBuf, ctx)),
 ];
+// Small bodies, as the data path mostly sees them (an MCP tool call's arguments and result, a few KiB):
+// the cost per call, with the five compliance profiles on.
+const profiles = compileDataProtection({ profiles: ['pci-dss', 'hipaa', 'soc2', 'gdpr-pii', 'secrets'] } as never);
+if (!profiles.ok) throw new Error('compile failed');
+const thread = Array.from({ length: 28 }, (_, i) => `Comment ${i + 1}: the printer on floor ${(i % 7) + 1} jams again after the firmware update; tray two is empty.`);
+const cleanSmall = Buffer.from(JSON.stringify({ jsonrpc: '2.0', id: 1, result: { content: [{ type: 'text', text: thread.join('\n') }] } }));
+thread[5] = 'Comment 6: customer jane.doe@example.com asked for a refund to the card on file.';
+thread[17] = 'Comment 18: card 4539 1488 0343 6467 was charged twice for the same repair.';
+const dirtySmall = Buffer.from(JSON.stringify({ jsonrpc: '2.0', id: 1, result: { content: [{ type: 'text', text: thread.join('\n') }], isError: false } }));
+const argLines = Array.from({ length: 30 }, (_, i) => `Line ${i + 1}: the customer reports that the printer on floor ${(i % 7) + 1} still jams after the update.`);
+argLines[12] = 'Line 13: reply to the customer at jane.doe@example.com once the part has arrived.';
+const smallArgs = { id: '42', comment: argLines.join('\n') };
+const request = { direction: 'request' as const, upstream: 'tracker' };
+const perCall = (name: string, fn: () => void) => {
+  for (let i = 0; i < 200; i++) fn();
+  let iterations = 0;
+  const start = performance.now();
+  while (performance.now() - start < 1500) {
+    fn();
+    iterations++;
+  }
+  return { name, microseconds: ((performance.now() - start) * 1000) / iterations, iterations };
+};
+const smallRows = [
+  perCall(`multi-line tool result, ${(cleanSmall.length / 1024).toFixed(1)} KiB, the RE2.Set pass alone (floor)`, () => profiles.set!.match(cleanSmall)),
+  perCall(`the same, clean (inspectBody)`, () => inspectBody(profiles, cleanSmall, ctx)),
+  perCall(`tool result with 2 findings (an e-mail, a card), ${(dirtySmall.length / 1024).toFixed(1)} KiB (inspectBody)`, () => inspectBody(profiles, dirtySmall, ctx)),
+  perCall(`tool arguments with 1 finding (an e-mail), ${(JSON.stringify(smallArgs).length / 1024).toFixed(1)} KiB (inspectJson)`, () => inspectJson(profiles, smallArgs, request)),
+];
+
 const findings = inspectJson(compiled, dense, ctx).findings.length;
 const recordFindings = inspectJson(compiled, records, ctx).findings.length;
 console.log(`load average ${(await import('node:os')).loadavg().map((x) => x.toFixed(2)).join(' ')} on ${(await import('node:os')).cpus().length} cores`);
@@ -50,3 +80,7 @@ console.log(`${listDetectors().length} detectors, ${compiled.detectors.length} a
 console.log('| case | MB/s | iterations |');
 console.log('|---|---:|---:|');
 for (const r of rows) console.log(`| ${r.name} | ${r.mbps.toFixed(0)} | ${r.iterations} |`);
+console.log('\nSmall bodies, five compliance profiles on (the data path\'s usual case):\n');
+console.log('| case | µs per call | iterations |');
+console.log('|---|---:|---:|');
+for (const r of smallRows) console.log(`| ${r.name} | ${r.microseconds.toFixed(1)} | ${r.iterations} |`);
