@@ -13,6 +13,7 @@ import { auditEventFromDecision } from './audit/event.ts';
 import { openAuditLog } from './audit/log.ts';
 import { createAuditOtlpExporter, feedAuditToOtlp, traceIdFromRequestId } from './audit/otlp.ts';
 import { handleAuditApi } from './audit/http-api.ts';
+import { listDetectors } from './dlp/catalogue.ts';
 import { FlowTracker } from './dlp/flow.ts';
 import { createExtProcServer } from './grpc-server.ts';
 import { followPolicyStream } from './policy-source.ts';
@@ -161,6 +162,8 @@ export async function startExtProc(options: ExtProcOptions): Promise<ExtProcServ
       handleAuditApi(request, response, audit, sendProblem);
     } else if (path === '/v1/quarantine' || path.startsWith('/v1/quarantine/')) {
       handleQuarantine(request, response, path, behaviour, log);
+    } else if (path === '/v1/data-protection/detectors') {
+      handleDetectorCatalogue(request, response);
     } else {
       sendProblem(response, 404, 'not_found', 'no such endpoint');
     }
@@ -293,6 +296,35 @@ function bearerMatches(header: string | undefined, token: string): boolean {
   const presented = Buffer.from(/^Bearer (.+)$/.exec(header ?? '')?.[1] ?? '', 'utf8');
   const expected = Buffer.from(token, 'utf8');
   return presented.length === expected.length && timingSafeEqual(presented, expected);
+}
+
+/**
+ * GET /v1/data-protection/detectors[?group=...&profile=...]: the detector catalogue with each
+ * detector's metadata (id, group, data class, validation, context words, confidence, profiles, examples).
+ */
+function handleDetectorCatalogue(request: IncomingMessage, response: ServerResponse): void {
+  if (request.method !== 'GET') {
+    response.setHeader('allow', 'GET');
+    sendProblem(response, 405, 'method_not_allowed', 'the detector catalogue is read with GET');
+    return;
+  }
+  const all = listDetectors();
+  const query = new URL(request.url ?? '/', 'http://ext-proc').searchParams;
+  const filters: [name: 'group' | 'profile', known: string[]][] = [
+    ['group', [...new Set(all.map((d) => d.group))].sort()],
+    ['profile', [...new Set(all.flatMap((d) => d.profiles))].sort()],
+  ];
+  for (const [name, known] of filters) {
+    const value = query.get(name);
+    if (value !== null && !known.includes(value)) {
+      sendProblem(response, 400, 'invalid_query', `unknown ${name} "${value}"; one of: ${known.join(', ')}`);
+      return;
+    }
+  }
+  const group = query.get('group');
+  const profile = query.get('profile');
+  const detectors = all.filter((d) => (group === null || d.group === group) && (profile === null || (d.profiles as string[]).includes(profile)));
+  response.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ count: detectors.length, detectors }));
 }
 
 function sendProblem(response: ServerResponse, status: number, code: string, title: string): void {

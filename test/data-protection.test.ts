@@ -6,6 +6,8 @@
 // upstreams, monitor mode records without changing anything, and no raw value
 // is ever written under the gateway's data directory.
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import type { Server } from 'node:http';
 import { after, before, describe, test } from 'node:test';
 import { McpError } from '@modelcontextprotocol/sdk/types.js';
@@ -237,6 +239,27 @@ describe('response blocks', () => {
     const text = await response.text();
     assert.ok(!text.includes(otherCard));
     assert.equal((JSON.parse(text) as { code: string }).code, 'sensitive_data_blocked');
+  });
+});
+
+describe('the detector catalogue API', () => {
+  test('GET /v1/data-protection/detectors lists every detector with its metadata; filters are checked', async () => {
+    const internalToken = readFileSync(join(gateway.dataDir, 'internal-token'), 'utf8').trim();
+    const api = (query: string, token: string | null = internalToken) =>
+      fetch(`http://127.0.0.1:${gateway.ports.extProcHealth}/v1/data-protection/detectors${query}`, { headers: token ? { authorization: `Bearer ${token}` } : {} });
+    const all = (await (await api('')).json()) as { count: number; detectors: { id: string; group: string; validation: string; profiles: string[]; examples: string[] }[] };
+    assert.ok(all.count >= 200, `${all.count} detectors`);
+    assert.equal(all.detectors.length, all.count);
+    const visa = all.detectors.find((d) => d.id === 'payment-card-visa');
+    assert.equal(visa?.group, 'financial');
+    assert.equal(visa?.validation, 'checksum');
+    assert.ok(visa!.examples.length > 0);
+    const pci = (await (await api('?profile=pci-dss&group=financial')).json()) as { detectors: { group: string; profiles: string[] }[] };
+    assert.ok(pci.detectors.length > 0 && pci.detectors.every((d) => d.group === 'financial' && d.profiles.includes('pci-dss')));
+    const bad = await api('?group=nonsense');
+    assert.equal(bad.status, 400);
+    assert.equal(((await bad.json()) as { code: string }).code, 'invalid_query');
+    assert.equal((await api('', null)).status, 401);
   });
 });
 
