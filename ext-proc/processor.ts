@@ -646,18 +646,28 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
    */
   function onTextStreamChunk(chunk: Buffer, endOfStream: boolean): ProcessingResponse {
     if (streamBlocked) return { response_body: { response: { status: 'CONTINUE', body_mutation: { clear_body: true } } } };
-    const inspector = streamInspector!;
-    let body = Buffer.concat([inspector.push(chunk), endOfStream ? inspector.end() : Buffer.alloc(0)]);
-    const fingerprints = inspector.fingerprints();
-    signalSession(rememberResponseValues(persona!.dataProtection, deps.flow, flowSession(), responseOrigin(), fingerprints.slice(streamFingerprintsSeen)));
-    streamFingerprintsSeen = fingerprints.length;
-    const blocked = inspector.blocked();
-    if (blocked) {
+    const inspected = inspectStreamed(streamInspector!, chunk, endOfStream);
+    let body = inspected.body;
+    if (inspected.blocked) {
       streamBlocked = true;
-      const reason = blockedReason(blocked, 'response');
+      const reason = blockedReason(inspected.blocked, 'response');
       body = Buffer.from(`${JSON.stringify({ error: { code: reason.code, message: `Mandate: ${reason.message}` } })}\n`, 'utf8');
     }
     return { response_body: { response: { status: 'CONTINUE', body_mutation: body.length > 0 ? { body } : { clear_body: true } } } };
+  }
+
+  /**
+   * Passes streamed bytes through the stream inspector: what may be sent now, the findings it made,
+   * and the first blocked value (the caller replaces the output and ends the stream). The values it
+   * revealed go to data-flow memory as they appear.
+   */
+  function inspectStreamed(inspector: StreamInspector, chunk: Buffer, endOfStream: boolean): { body: Buffer; findings: DataFinding[]; blocked: ReturnType<StreamInspector['blocked']> } {
+    const findingsBefore = inspector.findings().length;
+    const body = Buffer.concat([inspector.push(chunk), endOfStream ? inspector.end() : Buffer.alloc(0)]);
+    const fingerprints = inspector.fingerprints();
+    signalSession(rememberResponseValues(persona!.dataProtection, deps.flow, flowSession(), responseOrigin(), fingerprints.slice(streamFingerprintsSeen)));
+    streamFingerprintsSeen = fingerprints.length;
+    return { body, findings: inspector.findings().slice(findingsBefore), blocked: inspector.blocked() };
   }
 
   /** One chunk of an event stream: whole events are filtered, counted and protected; a partial one waits. */
@@ -674,16 +684,13 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
       sse!.rest();
       out.push(`event: message\ndata: ${JSON.stringify(jsonRpcError(null, jsonRpcCodes.unavailable, 'Mandate: an event exceeded the size limit and was dropped', { mandate: { code: 'event_too_large' } }))}\n\n`);
     }
-    let body = Buffer.from(out.join(''), 'utf8');
+    let body: Buffer = Buffer.from(out.join(''), 'utf8');
     let newFindings: DataFinding[] = [];
     if (streamInspector) {
-      const findingsBefore = streamInspector.findings().length;
-      body = Buffer.concat([streamInspector.push(body), endOfStream ? streamInspector.end() : Buffer.alloc(0)]);
-      newFindings = streamInspector.findings().slice(findingsBefore);
-      const fingerprints = streamInspector.fingerprints();
-      signalSession(rememberResponseValues(persona!.dataProtection, deps.flow, flowSession(), responseOrigin(), fingerprints.slice(streamFingerprintsSeen)));
-      streamFingerprintsSeen = fingerprints.length;
-      const blocked = streamInspector.blocked();
+      const inspected = inspectStreamed(streamInspector, body, endOfStream);
+      body = inspected.body;
+      newFindings = inspected.findings;
+      const blocked = inspected.blocked;
       if (blocked) {
         // The inspector passes a blocked event through unchanged: replace it, and end what follows.
         streamBlocked = true;
