@@ -11,12 +11,14 @@
 //                           c. behaviour: sequence rules, guardrails, baselines;
 //                         record the decisions (audit), then refuse, rewrite or continue;
 //                         then the Persona's external DLP (ICAP/webhook), if any, answers later.
-//                         REST: the same stages for method + path template (+ body).
+//                         REST: the same stages for method + path template (+ query, + body).
 //   3. response headers - ask for the body when it must be filtered (tools/list, also by
-//                         shape on the session's GET stream) or inspected (tool results under
-//                         data protection or behaviour): BUFFERED for JSON, STREAMED for SSE.
-//   4. response body    - filter tools/list; feed results to the behaviour engine;
-//                         mask/redact/block sensitive data; remember revealed values;
+//                         shape on the session's GET stream) or inspected (every answer under
+//                         data protection, tool results under behaviour): BUFFERED for JSON and
+//                         text, STREAMED for SSE and JSON lines.
+//   4. response body    - filter tools/list; mask/redact/block sensitive data; feed results,
+//                         with what data protection found, to the behaviour engine; remember
+//                         revealed values (gradual collection signals the behaviour stage);
 //                         external DLP on whole (buffered) bodies.
 //   5. stream end       - the outcome of each allowed call (status, latency, response findings).
 // Every decision is made by pure functions of (compiled policy, call, session state);
@@ -30,11 +32,10 @@ import { authenticateAgent } from './authentication/agent-credential.ts';
 import { authorizeMcpMethod, authorizeOperation, isToolVisible } from './authorization/authorize.ts';
 import { blocks, type AgentCall, type CallContext, type DataFinding, type Decision, type DecisionReason } from './decision/decision.ts';
 import { consultExternalDlp } from './dlp/external.ts';
-import type { FlowTracker } from './dlp/flow.ts';
+import type { FlowSignal, FlowTracker } from './dlp/flow.ts';
 import { createStreamInspector, type StreamInspector } from './dlp/stream.ts';
 import { behaviourResultOf, checkBehaviour, recordBehaviourResult } from './pipeline/behaviour.ts';
 import { blockedReason, protectRequestBody, protectRequestJson, protectResponseBody, rememberResponseValues, sensitiveSummary, type FlowEndpoint } from './pipeline/data-protection.ts';
-import type { FlowSignal } from './dlp/flow.ts';
 import type { BehaviourCall, BehaviourEngine } from './sequence/engine.ts';
 import {
   jsonRpcCodes,
@@ -552,8 +553,8 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
       // A REST result is an error by its status; the body adds nothing the behaviour stage reads.
       recordBehaviourResult(deps.behaviour, persona.behaviour, restCall.behaviourCall, { isError: (upstreamStatus ?? 500) >= 400 });
     }
-    // Results are read when data protection inspects them (tool results, resources, prompts: every answer
-    // to a request) or the behaviour stage counts them (MCP tool results).
+    // Results are read when data protection inspects them (every answer to a request: tool results, task
+    // results, ...) or the behaviour stage counts them (MCP tool results).
     inspectResponse =
       persona !== null &&
       (persona.dataProtection.active || (route?.kind === 'mcp' && persona.behaviour.active)) &&
