@@ -80,3 +80,28 @@ test('fingerprints are a keyed SHA3-256 of the data class and the value without 
   assert.equal(r.fingerprints[0]!.hash, expected);
   assert.notEqual(fingerprint(Buffer.alloc(32, 1), 'payment-card', '4111111111111111'), expected, 'another key, another hash');
 });
+
+test("a Persona's own limits (memory, TTL, gradual-collection threshold) win over the tracker's", () => {
+  const now = { t: 0 };
+  const flow = tracker(now); // tracker: 100 fingerprints, 60 s, signal at 5
+  const personaLimits = { maxFingerprintsPerSession: 16, ttlMs: 5_000, gradualCollectionThreshold: 20 };
+  const cards = ['4111 1111 1111 1111', '4539 1488 0343 6467', '4716 3915 8245 7610', '5555 5555 5555 4444', '4012 8888 8888 1881', '4000 0566 5566 5556'];
+  const fingerprintsOf = (card: string) => inspectJson(compiled, { card }, { direction: 'response', upstream: 'billing' }).fingerprints;
+  const origin = { upstream: 'billing', environment: 'production' as const };
+  const egress = { upstream: 'mailer', environment: 'production' as const, toolClass: 'egress' as const };
+  // Six distinct values: past the tracker's threshold of 5, not the Persona's 20.
+  const signals = cards.map((card) => flow.recordResponse('s', origin, fingerprintsOf(card), personaLimits));
+  assert.deepEqual(signals.filter(Boolean), [], 'no signal below the Persona threshold');
+  assert.equal(flow.checkRequest('s', egress, fingerprintsOf(cards[0]!), undefined, personaLimits).length, 1);
+  // After the Persona's 5 s TTL (the tracker's is 60 s) the value is forgotten.
+  now.t += 6_000;
+  assert.equal(flow.checkRequest('s', egress, fingerprintsOf(cards[1]!), undefined, personaLimits).length, 0);
+  assert.equal(flow.checkRequest('s', egress, fingerprintsOf(cards[2]!)).length, 1, "the tracker's own TTL still remembers");
+  // The Persona's memory bound (16) evicts the oldest values.
+  const flow2 = tracker(now);
+  const synthetic = (i: number) => [{ hash: `h${i}`, dataClass: 'payment-card', detector: 'payment-card-visa', group: 'financial' }];
+  for (let i = 0; i < 20; i++) flow2.recordResponse('t', origin, synthetic(i), personaLimits);
+  assert.equal(flow2.checkRequest('t', egress, synthetic(3), undefined, personaLimits).length, 0, 'the oldest values were evicted');
+  assert.equal(flow2.checkRequest('t', egress, synthetic(4), undefined, personaLimits).length, 1, 'the newest 16 are kept');
+  assert.equal(flow2.checkRequest('t', egress, synthetic(19), undefined, personaLimits).length, 1);
+});

@@ -1,7 +1,7 @@
 // Data-flow control: remembers keyed fingerprints of sensitive values that came
 // out of tool results, per session, and refuses a later request that carries one
 // of them somewhere its data class may not go. Pure: clock and memory bounds are
-// injected; no values are kept, only HMACs (see inspect.ts fingerprint()).
+// injected; no values are kept, only keyed hashes (see inspect.ts fingerprint()).
 import type { DataFlowRule } from '../../config/data-protection-schema.ts';
 import type { Environment, ToolClass } from '../../config/schema.ts';
 import type { ValueFingerprint } from './inspect.ts';
@@ -36,11 +36,15 @@ export interface FlowSignal {
   message: string;
 }
 
-export interface FlowTrackerOptions {
-  now: () => number;
+/** Per-session bounds; one tracker serves every Persona, each call may bring its Persona's. */
+export interface FlowLimits {
   maxFingerprintsPerSession: number;
   ttlMs: number;
   gradualCollectionThreshold: number;
+}
+
+export interface FlowTrackerOptions extends FlowLimits {
+  now: () => number;
   maxSessions?: number;
   rules?: DataFlowRule[];
 }
@@ -76,9 +80,10 @@ export class FlowTracker {
 
   /**
    * Records values read from a tool result. Returns a signal when the session crosses the
-   * gradual-collection threshold (the Persona's, when given; else the tracker's).
+   * gradual-collection threshold. `limits` are the Persona's, when given; else the tracker's.
    */
-  recordResponse(session: string, origin: FlowOrigin, fingerprints: ValueFingerprint[], gradualCollectionThreshold = this.#options.gradualCollectionThreshold): FlowSignal | null {
+  recordResponse(session: string, origin: FlowOrigin, fingerprints: ValueFingerprint[], limits?: FlowLimits): FlowSignal | null {
+    const { maxFingerprintsPerSession, gradualCollectionThreshold } = limits ?? this.#options;
     const s = this.#session(session);
     const now = this.#options.now();
     for (const f of fingerprints) {
@@ -86,7 +91,7 @@ export class FlowTracker {
       s.values.delete(f.hash);
       s.values.set(f.hash, { origin, dataClass: f.dataClass, detector: f.detector, seenAt: now });
       // Oldest first out: Map keeps insertion order, and re-seen values were re-inserted above.
-      while (s.values.size > this.#options.maxFingerprintsPerSession) s.values.delete(s.values.keys().next().value!);
+      while (s.values.size > maxFingerprintsPerSession) s.values.delete(s.values.keys().next().value!);
     }
     if (!s.signalled && s.distinctEver >= gradualCollectionThreshold) {
       s.signalled = true;
@@ -102,9 +107,10 @@ export class FlowTracker {
 
   /**
    * Checks values about to be sent in a request against what the session read earlier.
-   * `rules` overrides the tracker's rules: one tracker serves every Persona, each with its own rules.
+   * `rules` and `limits` override the tracker's: one tracker serves every Persona, each with its own.
    */
-  checkRequest(session: string, destination: FlowDestination, fingerprints: ValueFingerprint[], rules?: DataFlowRule[]): FlowViolation[] {
+  checkRequest(session: string, destination: FlowDestination, fingerprints: ValueFingerprint[], rules?: DataFlowRule[], limits?: FlowLimits): FlowViolation[] {
+    const { ttlMs } = limits ?? this.#options;
     const activeRules = rules && rules.length > 0 ? rules : this.#rules;
     const s = this.#sessions.get(session);
     if (!s) return [];
@@ -113,7 +119,7 @@ export class FlowTracker {
     for (const f of fingerprints) {
       const r = s.values.get(f.hash);
       if (!r) continue;
-      if (now - r.seenAt > this.#options.ttlMs) {
+      if (now - r.seenAt > ttlMs) {
         s.values.delete(f.hash);
         continue;
       }
