@@ -115,6 +115,8 @@ interface AssessedCall {
   rewritten: { value: unknown } | null;
   /** REST: the query string with masked or redacted values, to forward instead of the original. */
   rewrittenQuery: string | null;
+  /** REST: the path below the route prefix with masked or redacted segments (percent-encoded). */
+  rewrittenPath: string | null;
 }
 
 /** A tools/call or REST operation waiting for its result. */
@@ -285,8 +287,15 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
       }
       return immediate(403, problem(403, reason), [['content-type', 'application/problem+json']], reason.code);
     }
-    // A masked query goes upstream in place of the original (same route: the prefix is unchanged).
-    const newPath: [string, string][] = assessed.rewrittenQuery === null ? [] : [[':path', `${(requestHeaders.get(':path') ?? '/').split('?')[0]}?${assessed.rewrittenQuery}`]];
+    // A masked path or query goes upstream in place of the original (same route: the prefix is unchanged).
+    const newPath: [string, string][] = [];
+    if (assessed.rewrittenPath !== null || assessed.rewrittenQuery !== null) {
+      const raw = requestHeaders.get(':path') ?? '/';
+      const queryAt = raw.indexOf('?');
+      const pathPart = assessed.rewrittenPath !== null ? `${route!.pathPrefix}${assessed.rewrittenPath}` : queryAt < 0 ? raw : raw.slice(0, queryAt);
+      const queryPart = assessed.rewrittenQuery ?? (queryAt < 0 ? null : raw.slice(queryAt + 1));
+      newPath.push([':path', queryPart === null ? pathPart : `${pathPart}?${queryPart}`]);
+    }
     if (phase === 'request_headers') return continueRequestHeaders(newPath);
     if (assessed.rewritten) return replaceRequestBody(assessed.rewritten.value as Buffer, newPath);
     if (newPath.length > 0) return { request_body: { response: { status: 'CONTINUE', header_mutation: headerMutation(newPath, []) } } };
@@ -334,7 +343,7 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
     for (const message of parsed.messages) {
       if (message.type === 'response') {
         // The client answering a server request (sampling, elicitation): passed through, never dropped.
-        perMessage.push({ message, assessed: { decision: makeDecision(mcpCall('response', undefined, undefined, message.id), null), retryAfterSeconds: null, rewritten: null, rewrittenQuery: null } });
+        perMessage.push({ message, assessed: { decision: makeDecision(mcpCall('response', undefined, undefined, message.id), null), retryAfterSeconds: null, rewritten: null, rewrittenQuery: null, rewrittenPath: null } });
         continue;
       }
       const tool = message.method === 'tools/call' ? toolNameOf(message.params) : undefined;
@@ -346,7 +355,7 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
       // Session plumbing (initialize, tools/list, notifications) is authorized only; tool calls go through every stage.
       const assessed = message.method === 'tools/call' && tool !== undefined
         ? assessCall(call, tool, args ?? {}, denial, id ?? null, body.length)
-        : { decision: makeDecision(call, denial), retryAfterSeconds: null, rewritten: null, rewrittenQuery: null };
+        : { decision: makeDecision(call, denial), retryAfterSeconds: null, rewritten: null, rewrittenQuery: null, rewrittenPath: null };
       perMessage.push({ message, assessed });
       if (message.type === 'request' && message.method === 'tools/list') toolsListIds.add(message.id);
       if (message.type === 'request' && message.id !== null) requestIds.push(message.id);
@@ -416,7 +425,26 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
         if (protection.changed) rewritten = { value: protection.value };
       }
     }
-    // REST query parameters are what the agent sends too ("?api_key=...", "?password=...").
+    // REST path segments are what the agent sends too ("/tokens/ghp_..."). They are inspected even for a
+    // refused call: the audit trail names a REST call by its path, and never with the value in it.
+    let rewrittenPath: string | null = null;
+    let recordedCall = call;
+    if (call.kind === 'rest' && persona!.dataProtection.active) {
+      const encoded = call.path.split('/');
+      const decoded = encoded.map(decodePathSegment);
+      const segments = protectRequestJson(persona!.dataProtection, deps.flow, flowSession(), decoded, destination);
+      if (segments.findings.length > 0) {
+        const flagged = new Set(segments.findings.map((f) => Number(/^\$\[(\d+)\]/.exec(f.location)?.[1] ?? -1)));
+        recordedCall = { ...call, path: encoded.map((segment, i) => (flagged.has(i) ? '[redacted]' : segment)).join('/') };
+        if (denial === null || monitor) {
+          findings = [...findings, ...segments.findings.map((f) => ({ ...f, location: `path${f.location.slice(1)}` }))];
+          notes.push(...segments.notes);
+          if (segments.denial) deny(segments.denial);
+          if (segments.changed) rewrittenPath = segments.value.map((segment, i) => (segment === decoded[i] ? encoded[i] : encodeURIComponent(segment))).join('/');
+        }
+      }
+    }
+    // REST query parameters too ("?api_key=...", "?password=...").
     let rewrittenQuery: string | null = null;
     if ((denial === null || monitor) && call.kind === 'rest' && Object.keys(call.query).length > 0) {
       const query = protectRequestJson(persona!.dataProtection, deps.flow, flowSession(), call.query, destination);
@@ -439,7 +467,7 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
       notes.push(...check.notes);
       if (resultKey !== null) pendingCalls.set(resultKey, { tool, behaviourCall });
     }
-    return { decision: makeDecision(call, denial, { findings, riskScore, notes }), retryAfterSeconds, rewritten, rewrittenQuery };
+    return { decision: makeDecision(recordedCall, denial, { findings, riskScore, notes }), retryAfterSeconds, rewritten, rewrittenQuery, rewrittenPath };
   }
 
   function behaviourCallOf(tool: string, toolClass: BehaviourCall['toolClass'], args: unknown, requestBytes: number): BehaviourCall {
@@ -979,6 +1007,15 @@ function relativePath(rawPath: string, prefix: string): string | null {
   if (path !== prefix && !path.startsWith(`${prefix}/`)) return null;
   const rest = path.slice(prefix.length);
   return rest === '' ? '/' : rest;
+}
+
+/** A path segment as the agent meant it (percent-decoded); left as sent when its encoding is broken. */
+function decodePathSegment(segment: string): string {
+  try {
+    return decodeURIComponent(segment);
+  } catch {
+    return segment;
+  }
 }
 
 /** A parsed query (possibly with rewritten values) back as a query string. */

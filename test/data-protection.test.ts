@@ -52,7 +52,7 @@ before(async () => {
     { upstream: 'mailer', tools: [{ name: 'send_email' }] },
     { upstream: 'devbox', tools: [{ name: 'store_note' }] },
     { upstream: 'billing-stream', tools: [{ name: 'read_card' }] },
-    { upstream: 'notes-api', operations: [{ method: 'POST', path: '/notes' }, { method: 'GET', path: '/notes' }, { method: 'GET', path: '/events' }] },
+    { upstream: 'notes-api', operations: [{ method: 'POST', path: '/notes' }, { method: 'GET', path: '/notes' }, { method: 'GET', path: '/events' }, { method: 'GET', path: '/keys/{key}' }] },
   ];
   await gateway.apply([
     upstream('billing', billingPort!, 'production'),
@@ -163,6 +163,24 @@ describe('request side: agent to tool', () => {
     const problem = (await refused.json()) as { code: string };
     assert.equal(problem.code, 'sensitive_data_blocked');
     assert.equal(restEcho.urls.length, before, 'the refused request never reached the upstream');
+  });
+
+  test('a credential in a REST path segment is masked before the upstream sees it; a blocked one is refused and never recorded', async () => {
+    const base = `${gateway.gatewayUrl}${endpoint('dlp-guard', 'notes-api')}/keys`;
+    const masked = await fetch(`${base}/${awsKey}`, { headers: { authorization: `Bearer ${tokens['dlp-guard']}` } });
+    assert.equal(masked.status, 200);
+    await masked.arrayBuffer();
+    const received = restEcho.urls.at(-1)!;
+    assert.match(received, /^\/api\/keys\/\*+$/, `the upstream received ${received}`);
+    const before = restEcho.urls.length;
+    const refused = await fetch(`${base}/${githubToken}`, { headers: { authorization: `Bearer ${tokens['dlp-guard']}` } });
+    assert.equal(refused.status, 403);
+    assert.equal(((await refused.json()) as { code: string }).code, 'sensitive_data_blocked');
+    assert.equal(restEcho.urls.length, before);
+    // The audit names REST calls by their path: the refused one is recorded with the segment redacted.
+    const rows = await auditRows(gateway, 'dlp-guard', (r) => r.some((e) => e.kind === 'decision' && e.verdict === 'deny' && (e.tool ?? '').startsWith('GET /keys/')));
+    const recorded = rows.find((e) => e.kind === 'decision' && e.verdict === 'deny' && (e.tool ?? '').startsWith('GET /keys/'))!;
+    assert.equal(recorded.tool, 'GET /keys/[redacted]');
   });
 
   test('a REST body with a blocked value is refused with an RFC 9457 403', async () => {

@@ -171,11 +171,12 @@ function gatewayListener(settings: GatewaySettings): ResourceObject {
 }
 
 /**
- * Envoy's default access log line, without the query string: agents put credentials in queries
- * ("?api_key=..."), and data protection masks them only on the way upstream, not in Envoy's log.
+ * Envoy's default access log line, with the route's name (Persona/upstream) in place of the path:
+ * agents put credentials in paths and queries ("/tokens/ghp_...", "?api_key=..."), and data protection
+ * masks them on the way upstream, not in Envoy's log. The audit trail has each call, masked.
  */
 const accessLogFormat =
-  '[%START_TIME%] "%REQ(:METHOD)% %PATH(NQ:ORIG)% %PROTOCOL%" %RESPONSE_CODE% %RESPONSE_FLAGS% %RESPONSE_CODE_DETAILS% ' +
+  '[%START_TIME%] "%REQ(:METHOD)% route=%ROUTE_NAME% %PROTOCOL%" %RESPONSE_CODE% %RESPONSE_FLAGS% %RESPONSE_CODE_DETAILS% ' +
   '%BYTES_RECEIVED% %BYTES_SENT% %DURATION% %RESP(X-ENVOY-UPSTREAM-SERVICE-TIME)% "%REQ(USER-AGENT)%" "%REQ(X-REQUEST-ID)%" "%UPSTREAM_HOST%"\n';
 
 /** Filter-wide defaults: fail closed, headers only; each route asks for the body phases it needs. */
