@@ -8,18 +8,11 @@ import { configBundleSchema } from '../config/bundle.ts';
 import { FlowTracker } from './dlp/flow.ts';
 import type { ProcessingRequest, ProcessingResponse } from './envoy-messages.ts';
 import { compilePolicy } from './policy/compile-policy.ts';
+import { handleNow } from './processor-fixtures.ts';
 import { createStreamProcessor } from './processor.ts';
 import { MemoryAlertSink } from './sequence/alerts.ts';
 import { createBehaviourEngine } from './sequence/engine.ts';
 import { InMemorySessionStateStore } from './sequence/state-store.ts';
-
-/** The processor's answer when it is synchronous (no external DLP on these Personas). */
-function handleNow(processor: { handle(r: ProcessingRequest): ProcessingResponse | null | { deferred: unknown } }, request: ProcessingRequest): ProcessingResponse | null {
-  const response = processor.handle(request);
-  assert.ok(response === null || !('deferred' in response), 'a synchronous answer');
-  return response as ProcessingResponse | null;
-}
-
 
 const secret = 'B'.repeat(43);
 const token = `mnd_00000000000a_${secret}`;

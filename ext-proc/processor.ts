@@ -35,7 +35,7 @@ import { consultExternalDlp } from './dlp/external.ts';
 import type { FlowSignal, FlowTracker } from './dlp/flow.ts';
 import { createStreamInspector, type StreamInspector } from './dlp/stream.ts';
 import { behaviourResultOf, checkBehaviour, recordBehaviourResult } from './pipeline/behaviour.ts';
-import { blockedReason, protectRequestBody, protectRequestJson, protectResponseBody, rememberResponseValues, sensitiveSummary, type FlowEndpoint } from './pipeline/data-protection.ts';
+import { blockedReason, protectRequestBody, protectRequestJson, protectResponseBody, rememberResponseValues, sensitiveSummary, type FlowEndpoint, type RequestProtection } from './pipeline/data-protection.ts';
 import type { BehaviourCall, BehaviourEngine } from './sequence/engine.ts';
 import {
   jsonRpcCodes,
@@ -425,6 +425,12 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
         if (protection.changed) rewritten = { value: protection.value };
       }
     }
+    /** Takes what inspecting one part of a REST request found, its findings located under `part` ("path", "query"). */
+    const adopt = (result: RequestProtection<unknown>, part: string) => {
+      findings = [...findings, ...result.findings.map((f) => ({ ...f, location: `${part}${f.location.slice(1)}` }))];
+      notes.push(...result.notes);
+      if (result.denial) deny(result.denial);
+    };
     // REST path segments are what the agent sends too ("/tokens/ghp_..."). They are inspected even for a
     // refused call: the audit trail names a REST call by its path, and never with the value in it.
     let rewrittenPath: string | null = null;
@@ -437,9 +443,7 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
         const flagged = new Set(segments.findings.map((f) => Number(/^\$\[(\d+)\]/.exec(f.location)?.[1] ?? -1)));
         recordedCall = { ...call, path: encoded.map((segment, i) => (flagged.has(i) ? '[redacted]' : segment)).join('/') };
         if (denial === null || monitor) {
-          findings = [...findings, ...segments.findings.map((f) => ({ ...f, location: `path${f.location.slice(1)}` }))];
-          notes.push(...segments.notes);
-          if (segments.denial) deny(segments.denial);
+          adopt(segments, 'path');
           if (segments.changed) rewrittenPath = segments.value.map((segment, i) => (segment === decoded[i] ? encoded[i] : encodeURIComponent(segment))).join('/');
         }
       }
@@ -448,9 +452,7 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
     let rewrittenQuery: string | null = null;
     if ((denial === null || monitor) && call.kind === 'rest' && Object.keys(call.query).length > 0) {
       const query = protectRequestJson(persona!.dataProtection, deps.flow, flowSession(), call.query, destination);
-      findings = [...findings, ...query.findings.map((f) => ({ ...f, location: `query${f.location.slice(1)}` }))];
-      notes.push(...query.notes);
-      if (query.denial) deny(query.denial);
+      adopt(query, 'query');
       if (query.changed) rewrittenQuery = queryString(query.value);
     }
 

@@ -219,13 +219,8 @@ function handleQuarantine(request: IncomingMessage, response: ServerResponse, pa
     sendProblem(response, 405, 'method_not_allowed', 'use DELETE to release a quarantined agent');
     return;
   }
-  let agent: string;
-  try {
-    agent = decodeURIComponent(path.slice('/v1/quarantine/'.length));
-  } catch {
-    sendProblem(response, 400, 'invalid_request', 'the agent name is not valid percent-encoding');
-    return;
-  }
+  const agent = pathParameter(response, path, '/v1/quarantine/', 'agent name');
+  if (agent === null) return;
   if (!behaviour.quarantine.release(agent)) {
     sendProblem(response, 404, 'not_quarantined', `agent "${agent}" is not quarantined`);
     return;
@@ -239,13 +234,8 @@ function handleQuarantine(request: IncomingMessage, response: ServerResponse, pa
  * PUT /v1/baselines/{persona} imports one (e.g. from `mandate simulate --learn`). The caller has checked the internal token.
  */
 async function handleBaseline(request: IncomingMessage, response: ServerResponse, path: string, behaviour: BehaviourEngine, directory: string, log: ExtProcOptions['log']): Promise<void> {
-  let persona: string;
-  try {
-    persona = decodeURIComponent(path.slice('/v1/baselines/'.length));
-  } catch {
-    sendProblem(response, 400, 'invalid_request', 'the Persona name is not valid percent-encoding');
-    return;
-  }
+  const persona = pathParameter(response, path, '/v1/baselines/', 'Persona name');
+  if (persona === null) return;
   if (request.method === 'GET') {
     const snapshot = behaviour.baselines.export(persona, new Date());
     if (!snapshot) {
@@ -325,6 +315,16 @@ function handleDetectorCatalogue(request: IncomingMessage, response: ServerRespo
   const profile = query.get('profile');
   const detectors = all.filter((d) => (group === null || d.group === group) && (profile === null || (d.profiles as string[]).includes(profile)));
   response.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ count: detectors.length, detectors }));
+}
+
+/** The percent-decoded rest of `path` after `prefix`; null (and a 400 sent) when its encoding is broken. */
+function pathParameter(response: ServerResponse, path: string, prefix: string, what: string): string | null {
+  try {
+    return decodeURIComponent(path.slice(prefix.length));
+  } catch {
+    sendProblem(response, 400, 'invalid_request', `the ${what} is not valid percent-encoding`);
+    return null;
+  }
 }
 
 function sendProblem(response: ServerResponse, status: number, code: string, title: string): void {

@@ -5,6 +5,7 @@ import RE2 from 're2';
 import type { ConfigIssue } from '../../config/bundle.ts';
 import { dataProtectionSchema, type DataProtection, type DataProtectionAction, type ExternalDlp } from '../../config/data-protection-schema.ts';
 import { builtInDetectors } from './catalogue.ts';
+import { flowLimitsOf, type FlowLimits } from './flow.ts';
 import { detectorGroups, type DetectorDefinition } from './detector.ts';
 import { mayMatchLineFeed, requirementOf, type Requirement } from './prefilter.ts';
 
@@ -95,6 +96,8 @@ export interface CompiledDataProtectionOk {
   rules: CompiledRule[];
   external: ExternalDlp[];
   fingerprintKey: Buffer | null;
+  /** The data-flow bounds of `policy.flow`, in the tracker's terms. */
+  flowLimits: FlowLimits;
 }
 
 export type CompiledDataProtection = CompiledDataProtectionOk | { ok: false; issues: ConfigIssue[] };
@@ -114,9 +117,11 @@ const knownGroups = new Set<string>(detectorGroups);
 export function compileDataProtection(policy: DataProtection | undefined, options: CompileOptions = {}): CompiledDataProtection {
   const base = options.basePath ?? [];
   if (policy === undefined) {
+    const defaults = dataProtectionSchema.parse({});
     return {
-      ok: true, active: false, monitor: options.monitor ?? false, policy: dataProtectionSchema.parse({}), detectors: [], set: null,
+      ok: true, active: false, monitor: options.monitor ?? false, policy: defaults, detectors: [], set: null,
       setEntries: [], controlEscape: new RE2(controlEscapeSource), locators: new Map(), rules: [], external: [], fingerprintKey: options.fingerprintKey ?? null,
+      flowLimits: flowLimitsOf(defaults.flow),
     };
   }
   const parsed = dataProtectionSchema.safeParse(policy);
@@ -223,6 +228,7 @@ export function compileDataProtection(policy: DataProtection | undefined, option
     })),
     external: p.external,
     fingerprintKey: options.fingerprintKey ?? null,
+    flowLimits: flowLimitsOf(p.flow),
   };
 }
 

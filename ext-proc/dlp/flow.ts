@@ -2,7 +2,7 @@
 // out of tool results, per session, and refuses a later request that carries one
 // of them somewhere its data class may not go. Pure: clock and memory bounds are
 // injected; no values are kept, only keyed hashes (see inspect.ts fingerprint()).
-import type { DataFlowRule } from '../../config/data-protection-schema.ts';
+import type { DataFlowRule, DataProtection } from '../../config/data-protection-schema.ts';
 import type { Environment, ToolClass } from '../../config/schema.ts';
 import type { ValueFingerprint } from './inspect.ts';
 
@@ -41,6 +41,11 @@ export interface FlowLimits {
   maxFingerprintsPerSession: number;
   ttlMs: number;
   gradualCollectionThreshold: number;
+}
+
+/** A Persona's `dataProtection.flow` settings as the tracker takes them. */
+export function flowLimitsOf(flow: DataProtection['flow']): FlowLimits {
+  return { maxFingerprintsPerSession: flow.maxFingerprintsPerSession, ttlMs: flow.fingerprintTtlSeconds * 1000, gradualCollectionThreshold: flow.gradualCollectionThreshold };
 }
 
 export interface FlowTrackerOptions extends FlowLimits {

@@ -5,7 +5,7 @@
 import type { Environment, ToolClass } from '../../config/schema.ts';
 import type { DataFinding, DecisionReason } from '../decision/decision.ts';
 import type { CompiledDataProtectionOk } from '../dlp/compile.ts';
-import type { FlowLimits, FlowSignal, FlowTracker } from '../dlp/flow.ts';
+import type { FlowSignal, FlowTracker } from '../dlp/flow.ts';
 import { blockedMessage, dataBlockedCode, inspectBody, inspectJson, type BlockedBy, type InspectResult, type ValueFingerprint } from '../dlp/inspect.ts';
 
 export interface FlowEndpoint {
@@ -43,7 +43,7 @@ function withFlowCheck<T>(dp: CompiledDataProtectionOk, flow: FlowTracker, flowS
   let denial: DecisionReason | null = blocked ? blockedReason(blocked, 'request') : null;
   const notes: DecisionReason[] = [];
   if (dp.policy.flow.enabled && result.fingerprints.length > 0) {
-    for (const violation of flow.checkRequest(flowSession, to, result.fingerprints, dp.policy.flow.rules, flowLimitsOf(dp))) {
+    for (const violation of flow.checkRequest(flowSession, to, result.fingerprints, dp.policy.flow.rules, dp.flowLimits)) {
       const reason: DecisionReason = { stage: 'data-protection', code: violation.code, message: violation.message };
       if (violation.action === 'block' && denial === null) denial = reason;
       else notes.push(reason);
@@ -64,13 +64,7 @@ export function protectResponseBody(dp: CompiledDataProtectionOk, body: Buffer, 
  */
 export function rememberResponseValues(dp: CompiledDataProtectionOk, flow: FlowTracker, flowSession: string, from: FlowEndpoint, fingerprints: ValueFingerprint[]): FlowSignal | null {
   if (!dp.policy.flow.enabled || fingerprints.length === 0) return null;
-  return flow.recordResponse(flowSession, { upstream: from.upstream, environment: from.environment, ...(from.tool ? { tool: from.tool } : {}) }, fingerprints, flowLimitsOf(dp));
-}
-
-/** The Persona's data-flow bounds (its `dataProtection.flow` settings). */
-function flowLimitsOf(dp: CompiledDataProtectionOk): FlowLimits {
-  const flow = dp.policy.flow;
-  return { maxFingerprintsPerSession: flow.maxFingerprintsPerSession, ttlMs: flow.fingerprintTtlSeconds * 1000, gradualCollectionThreshold: flow.gradualCollectionThreshold };
+  return flow.recordResponse(flowSession, { upstream: from.upstream, environment: from.environment, ...(from.tool ? { tool: from.tool } : {}) }, fingerprints, dp.flowLimits);
 }
 
 /** What data protection found in one result, as the behaviour stage reads it: a count and the groups, never values. */
