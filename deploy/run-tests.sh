@@ -1,15 +1,26 @@
 #!/bin/sh
 # The whole suite: type check, unit tests beside the code, integration tests
-# with real Envoy (and real NATS where a test needs it) under test/.
+# with real Envoy (and real NATS or a real ICAP server where a test needs it) under test/.
 # Run through deploy/bootstrap.sh (npm test), which puts the pinned Node.js and tools on PATH.
 set -eu
-# Real NATS for the scaled-out tests: Debian's nats-server (JetStream), installed here if missing.
-if ! command -v nats-server >/dev/null 2>&1; then
-  echo "== installing nats-server (Debian package)"
+# Real peers the integration tests start on loopback, from Debian's packages, installed here if missing:
+# nats-server (JetStream) for the scaled-out tests, c-icap with its content-filtering service as the
+# enterprise ICAP DLP.
+missing=""
+command -v nats-server >/dev/null 2>&1 || missing="$missing nats-server"
+command -v c-icap >/dev/null 2>&1 || missing="$missing c-icap"
+filtering=""
+for module in /usr/lib/c_icap/srv_content_filtering.so /usr/lib/*/c_icap/srv_content_filtering.so; do
+  [ -e "$module" ] && filtering="$module"
+done
+[ -n "$filtering" ] || missing="$missing libc-icap-mod-contentfiltering"
+if [ -n "$missing" ]; then
+  echo "== installing Debian packages:$missing"
   if [ "$(id -u)" = 0 ]; then
-    apt-get install -y -qq nats-server >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq nats-server >/dev/null; } || { echo "could not install nats-server" >&2; exit 1; }
+    # shellcheck disable=SC2086
+    apt-get install -y -qq $missing >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq $missing >/dev/null; } || { echo "could not install:$missing" >&2; exit 1; }
   else
-    echo "nats-server is missing and this is not root: install Debian's nats-server package" >&2
+    echo "missing:$missing; this is not root: install these Debian packages" >&2
     exit 1
   fi
 fi

@@ -41,6 +41,7 @@ import {
   jsonRpcCodes,
   jsonRpcError,
   parseJsonRpcBody,
+  rewriteChangesExchange,
   toolArgumentsOf,
   toolNameOf,
   type JsonRpcId,
@@ -531,7 +532,9 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
     const deferred = (async () => {
       let body = forwarded;
       for (const service of services) {
-        const outcome = await consultExternalDlp(service, { direction, upstream: route!.upstream, ...(tool !== undefined ? { tool } : {}), contentType, body });
+        const before = body;
+        const rewriteProblem = route!.kind === 'mcp' ? (rewritten: Buffer) => rewriteChangesExchange(before, rewritten) : undefined;
+        const outcome = await consultExternalDlp(service, { direction, upstream: route!.upstream, ...(tool !== undefined ? { tool } : {}), contentType, body }, rewriteProblem);
         if (outcome.action === 'block') return refuseByExternalDlp(direction, { stage: 'data-protection', code: outcome.code, message: outcome.message });
         if (outcome.body) body = outcome.body;
       }

@@ -6,9 +6,12 @@ import { startIcapServer } from '../../test/support/icap-server.ts';
 import { consultExternalDlp, icapScan, parseIcapResponse } from './external.ts';
 
 /** "secret" -> blocked, "rewrite" -> a new body, "slow" -> never answered, else no modification. */
-async function startIcap(): Promise<{ port: number; seen: string[]; close(): void }> {
-  const icap = await startIcapServer((data) => (data.includes('slow') ? 'hang' : data.includes('secret') ? 'block' : data.includes('rewrite') ? { rewrite: '{"ok":"rewritten"}' } : 'allow'));
-  return { port: icap.port, seen: icap.seen, close: () => void icap.close() };
+async function startIcap(options: { answersPerConnection?: number } = {}): Promise<{ port: number; seen: string[]; connections(): number; close(): void }> {
+  const icap = await startIcapServer(
+    (data) => (data.includes('slow') ? 'hang' : data.includes('secret') ? 'block' : data.includes('rewrite') ? { rewrite: '{"ok":"rewritten"}' } : data.includes('echo') ? { rewrite: '{"k":"echo"}' } : 'allow'),
+    options,
+  );
+  return { port: icap.port, seen: icap.seen, connections: icap.connections, close: () => void icap.close() };
 }
 
 const req = (body: string, direction: 'request' | 'response' = 'response') => ({ direction, upstream: 'billing', tool: 'get', contentType: 'application/json', body: Buffer.from(body) });
@@ -29,6 +32,60 @@ test('ICAP RESPMOD and REQMOD against a local ICAP server: allow, block, rewrite
     const rewritten = await icapScan(url, req('{"k":"rewrite"}'), 2000);
     assert.ok(rewritten.verdict === 'modified');
     assert.equal(rewritten.body.toString(), '{"ok":"rewritten"}');
+  } finally {
+    icap.close();
+  }
+});
+
+test('ICAP connections are kept alive and reused; one the server closed is replaced without failing the scan', async () => {
+  const persistent = await startIcap();
+  const hangsUp = await startIcap({ answersPerConnection: 1 });
+  try {
+    const url = `icap://127.0.0.1:${persistent.port}/dlp`;
+    for (let i = 0; i < 5; i++) assert.deepEqual(await icapScan(url, req(`{"n":${i}}`), 2000), { verdict: 'allow' });
+    assert.equal(persistent.seen.length, 5);
+    assert.equal(persistent.connections(), 1, 'one connection for five sequential scans');
+    // Concurrent scans each need a connection of their own.
+    const verdicts = await Promise.all([1, 2, 3].map((i) => icapScan(url, req(`{"c":${i}}`), 2000)));
+    assert.deepEqual(verdicts.map((v) => v.verdict), ['allow', 'allow', 'allow']);
+    assert.ok(persistent.connections() <= 3);
+
+    // This server hangs up on the second request of a connection: each reuse fails before any answer
+    // and the scan is sent again on a new connection.
+    const closing = `icap://127.0.0.1:${hangsUp.port}/dlp`;
+    for (let i = 0; i < 3; i++) assert.deepEqual(await icapScan(closing, req(`{"m":${i}}`), 2000), { verdict: 'allow' });
+    assert.equal(hangsUp.seen.length, 5, 'the first scan once, the next two twice (refused reuse, then a new connection)');
+    assert.equal(hangsUp.connections(), 3);
+  } finally {
+    persistent.close();
+    hangsUp.close();
+  }
+});
+
+test('a 200 that returns the very body sent (a server that does not offer 204) is an allow', async () => {
+  const icap = await startIcap();
+  try {
+    const url = `icap://127.0.0.1:${icap.port}/dlp`;
+    assert.deepEqual(await icapScan(url, req('{"k":"echo"}'), 2000), { verdict: 'allow' });
+    const svc = { type: 'icap' as const, url, mode: 'inline' as const, timeoutMs: 2000, failMode: 'closed' as const, directions: ['response' as const] };
+    assert.deepEqual(await consultExternalDlp(svc, req('{"k":"echo"}')), { action: 'continue', body: null, note: null });
+  } finally {
+    icap.close();
+  }
+});
+
+test('a rewrite the caller refuses (it changes what was authorized) is a bad response under the fail mode', async () => {
+  const icap = await startIcap();
+  try {
+    const url = `icap://127.0.0.1:${icap.port}/dlp`;
+    const svc = { type: 'icap' as const, url, mode: 'inline' as const, timeoutMs: 2000, directions: ['response' as const] };
+    const refuse = (body: Buffer) => (body.toString().includes('rewritten') ? 'it changes the call' : null);
+    const closed = await consultExternalDlp({ ...svc, failMode: 'closed' }, req('{"k":"rewrite"}'), refuse);
+    assert.ok(closed.action === 'block' && closed.code === 'external_dlp_bad_response' && closed.message.includes('it changes the call'));
+    const open = await consultExternalDlp({ ...svc, failMode: 'open' }, req('{"k":"rewrite"}'), refuse);
+    assert.ok(open.action === 'continue' && open.body === null && open.note?.includes('it changes the call'), 'failing open keeps the body that was sent');
+    const accepted = await consultExternalDlp({ ...svc, failMode: 'closed' }, req('{"k":"rewrite"}'), () => null);
+    assert.ok(accepted.action === 'continue' && accepted.body?.toString() === '{"ok":"rewritten"}');
   } finally {
     icap.close();
   }

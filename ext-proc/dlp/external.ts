@@ -2,7 +2,7 @@
 // RESPMOD) and a plain HTTP webhook. Inline mode waits up to the timeout and
 // applies the fail mode when the service is down or slow; async mode only
 // reports (audit) and never changes the body. Errors come back as values.
-import { connect } from 'node:net';
+import { connect, type Socket } from 'node:net';
 import type { ExternalDlp } from '../../config/data-protection-schema.ts';
 
 export type ExternalVerdict =
@@ -22,14 +22,22 @@ export interface ExternalRequest {
 /** What the data path does with the verdict, after applying the fail mode. */
 export type ExternalOutcome = { action: 'continue'; body: Buffer | null; note: string | null } | { action: 'block'; code: string; message: string };
 
-export async function consultExternalDlp(service: ExternalDlp, request: ExternalRequest): Promise<ExternalOutcome> {
+/**
+ * rewriteProblem, when given, holds a rewritten body to what was authorized
+ * (for MCP: the same messages, ids and names): a rewrite it refuses is a bad
+ * response, under the service's fail mode; failing open then keeps the body
+ * that was sent, not the rewrite.
+ */
+export async function consultExternalDlp(service: ExternalDlp, request: ExternalRequest, rewriteProblem?: (rewritten: Buffer) => string | null): Promise<ExternalOutcome> {
   if (!service.directions.includes(request.direction)) return { action: 'continue', body: null, note: null };
   const call = service.type === 'icap' ? icapScan(service.url, request, service.timeoutMs) : webhookScan(service.url, request, service.timeoutMs);
   if (service.mode === 'async') {
     void call.catch(() => undefined);
     return { action: 'continue', body: null, note: 'sent to external DLP for audit' };
   }
-  const v = await call;
+  let v = await call;
+  const problem = v.verdict === 'modified' && rewriteProblem ? rewriteProblem(v.body) : null;
+  if (problem !== null) v = { verdict: 'error', code: 'external_dlp_bad_response', message: problem };
   if (v.verdict === 'allow') return { action: 'continue', body: null, note: null };
   if (v.verdict === 'modified') return { action: 'continue', body: v.body, note: 'body rewritten by external DLP' };
   if (v.verdict === 'block') return { action: 'block', code: 'external_dlp_blocked', message: `the external DLP service refused this ${request.direction}: ${v.reason}` };
@@ -37,7 +45,12 @@ export async function consultExternalDlp(service: ExternalDlp, request: External
   return { action: 'block', code: v.code, message: `the external DLP service could not be consulted (${v.message}); this Persona fails closed` };
 }
 
-/** RFC 3507 client: one REQMOD or RESPMOD with the body encapsulated as a chunked HTTP message. */
+/**
+ * RFC 3507 client: one REQMOD or RESPMOD with the body encapsulated as a
+ * chunked HTTP message, on a kept-alive connection to the service when one is
+ * idle (see IcapConnections). A 200 whose body is byte-for-byte the one sent
+ * (a server that does not offer 204, as c-icap's filters) is an allow.
+ */
 export function icapScan(url: string, request: ExternalRequest, timeoutMs: number): Promise<ExternalVerdict> {
   const u = new URL(url);
   const method = request.direction === 'request' ? 'REQMOD' : 'RESPMOD';
@@ -54,27 +67,152 @@ export function icapScan(url: string, request: ExternalRequest, timeoutMs: numbe
     `${method} ${url} ICAP/1.0\r\nHost: ${host}\r\nAllow: 204\r\nEncapsulated: ${headName}=0, ${bodyName}=${headLen}\r\n\r\n`;
   const chunk = Buffer.concat([Buffer.from(`${request.body.length.toString(16)}\r\n`), request.body, Buffer.from('\r\n0\r\n\r\n')]);
   const message = Buffer.concat([Buffer.from(icapHead + httpHead), request.body.length > 0 ? chunk : Buffer.from('0\r\n\r\n')]);
+  const deadline = Date.now() + timeoutMs;
 
-  return new Promise((resolve) => {
-    const parts: Buffer[] = [];
-    let settled = false;
-    const finish = (v: ExternalVerdict) => {
-      if (settled) return;
-      settled = true;
-      clearTimeout(timer);
-      socket.destroy();
-      resolve(v);
-    };
-    const socket = connect({ host, port }, () => socket.write(message));
-    const timer = setTimeout(() => finish({ verdict: 'error', code: 'external_dlp_timeout', message: `no ICAP answer within ${timeoutMs} ms` }), timeoutMs);
-    socket.on('data', (d) => {
-      parts.push(d);
-      const parsed = parseIcapResponse(Buffer.concat(parts));
-      if (parsed) finish(parsed);
+  const exchange = (socket: Socket, reused: boolean): Promise<ExternalVerdict | 'retry'> =>
+    new Promise((resolve) => {
+      const parts: Buffer[] = [];
+      let received = 0;
+      let settled = false;
+      const finish = (v: ExternalVerdict | 'retry', keep: boolean) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        socket.off('data', onData);
+        socket.off('error', onError);
+        socket.off('end', onEnd);
+        if (keep) icapConnections.release(host, port, socket);
+        else socket.destroy();
+        resolve(v);
+      };
+      const onData = (d: Buffer) => {
+        parts.push(d);
+        received += d.length;
+        const data = parts.length === 1 ? d : Buffer.concat(parts);
+        const parsed = parseIcapResponse(data);
+        if (parsed) finish(unchangedIsAllow(parsed, request.body), parsed.verdict !== 'error' && reusable(data));
+      };
+      // A kept-alive connection the server has closed meanwhile fails before any byte: one retry on a new one.
+      const onError = (e: Error) => finish(reused && received === 0 ? 'retry' : { verdict: 'error', code: 'external_dlp_unavailable', message: e.message }, false);
+      const onEnd = () =>
+        finish(
+          reused && received === 0
+            ? 'retry'
+            : (parseIcapResponse(Buffer.concat(parts), true) ?? { verdict: 'error', code: 'external_dlp_bad_response', message: 'ICAP connection closed mid-response' }),
+          false,
+        );
+      const timer = setTimeout(() => finish({ verdict: 'error', code: 'external_dlp_timeout', message: `no ICAP answer within ${timeoutMs} ms` }, false), Math.max(1, deadline - Date.now()));
+      socket.on('data', onData);
+      socket.on('error', onError);
+      socket.on('end', onEnd);
+      socket.write(message);
     });
-    socket.on('error', (e) => finish({ verdict: 'error', code: 'external_dlp_unavailable', message: e.message }));
-    socket.on('end', () => finish(parseIcapResponse(Buffer.concat(parts), true) ?? { verdict: 'error', code: 'external_dlp_bad_response', message: 'ICAP connection closed mid-response' }));
-  });
+
+  return (async () => {
+    const idle = icapConnections.take(host, port);
+    if (idle) {
+      const v = await exchange(idle, true);
+      if (v !== 'retry') return v;
+    }
+    const fresh = await icapConnections.open(host, port, deadline);
+    if ('verdict' in fresh) return fresh;
+    const v = await exchange(fresh, false);
+    return v === 'retry' ? { verdict: 'error', code: 'external_dlp_unavailable', message: 'ICAP connection closed before an answer' } : v;
+  })();
+}
+
+function unchangedIsAllow(v: ExternalVerdict, sent: Buffer): ExternalVerdict {
+  return v.verdict === 'modified' && v.body.equals(sent) ? { verdict: 'allow' } : v;
+}
+
+/** False when the ICAP answer asks to close the connection (Connection: close). */
+function reusable(data: Buffer): boolean {
+  const headEnd = data.indexOf('\r\n\r\n');
+  return !/\r\nConnection:\s*close/i.test(data.subarray(0, headEnd).toString('latin1'));
+}
+
+/**
+ * Idle ICAP connections per service address, so that inline scanning at a
+ * thousand calls a second does not open (and leave in TIME_WAIT) a thousand
+ * sockets a second. At most maxIdlePerService are kept, each for idleMs; a
+ * connection the server closes while idle is dropped.
+ */
+class IcapConnections {
+  private readonly idle = new Map<string, Socket[]>();
+  private readonly dropOf = new WeakMap<Socket, () => void>();
+
+  private readonly maxIdlePerService: number;
+  private readonly idleMs: number;
+
+  constructor(maxIdlePerService: number, idleMs: number) {
+    this.maxIdlePerService = maxIdlePerService;
+    this.idleMs = idleMs;
+  }
+
+  take(host: string, port: number): Socket | null {
+    const list = this.idle.get(`${host}:${port}`);
+    while (list && list.length > 0) {
+      const socket = list.pop()!;
+      const drop = this.dropOf.get(socket);
+      if (drop) socket.off('end', drop).off('error', drop).off('close', drop).off('timeout', drop);
+      socket.setTimeout(0);
+      if (!socket.destroyed && socket.readyState === 'open') return socket.ref();
+      socket.destroy();
+    }
+    return null;
+  }
+
+  release(host: string, port: number, socket: Socket): void {
+    const key = `${host}:${port}`;
+    const list = this.idle.get(key) ?? [];
+    if (list.length >= this.maxIdlePerService || socket.destroyed) {
+      socket.destroy();
+      return;
+    }
+    const drop = () => {
+      socket.destroy();
+      const at = list.indexOf(socket);
+      if (at >= 0) list.splice(at, 1);
+    };
+    this.dropOf.set(socket, drop);
+    socket.once('end', drop).once('error', drop).once('close', drop).once('timeout', drop);
+    socket.setTimeout(this.idleMs);
+    socket.unref();
+    list.push(socket);
+    this.idle.set(key, list);
+  }
+
+  open(host: string, port: number, deadline: number): Promise<Socket | ExternalVerdict> {
+    return new Promise((resolve) => {
+      const socket = connect({ host, port });
+      const timer = setTimeout(() => {
+        socket.destroy();
+        resolve({ verdict: 'error', code: 'external_dlp_timeout', message: `no ICAP connection within the timeout` });
+      }, Math.max(1, deadline - Date.now()));
+      socket.once('connect', () => {
+        clearTimeout(timer);
+        socket.removeAllListeners('error');
+        socket.setNoDelay(true);
+        resolve(socket);
+      });
+      socket.once('error', (e) => {
+        clearTimeout(timer);
+        resolve({ verdict: 'error', code: 'external_dlp_unavailable', message: e.message });
+      });
+    });
+  }
+
+  /** Closes every idle connection (tests, shutdown). */
+  closeAll(): void {
+    for (const list of this.idle.values()) for (const socket of list.splice(0)) socket.destroy();
+  }
+}
+
+const icapConnections = new IcapConnections(16, 30_000);
+
+/** Closes the idle ICAP connections this process keeps. */
+export function closeIdleIcapConnections(): void {
+  icapConnections.closeAll();
 }
 
 /** Parses a complete ICAP response, or returns null if more bytes are needed. */

@@ -77,3 +77,38 @@ export function toolArgumentsOf(params: unknown): Record<string, unknown> {
   const args = (params as { arguments?: unknown } | undefined)?.arguments;
   return args !== null && typeof args === 'object' && !Array.isArray(args) ? (args as Record<string, unknown>) : {};
 }
+
+/**
+ * What a JSON-RPC body asks for or answers, message by message: kind, id,
+ * method and the names authorization reads (a tool's or prompt's name, a
+ * resource's URI). Two bodies with the same identity are the same exchange,
+ * whatever their arguments or results say.
+ */
+function exchangeIdentity(body: Buffer): string[] | null {
+  const parsed = parseJsonRpcBody(body, true);
+  if (!parsed.ok) return null;
+  return parsed.messages.map((m) => {
+    if (m.type === 'response') return JSON.stringify(['response', m.id]);
+    const params = m.params as { name?: unknown; uri?: unknown } | undefined;
+    const names = [typeof params?.name === 'string' ? params.name : null, typeof params?.uri === 'string' ? params.uri : null];
+    return JSON.stringify(m.type === 'request' ? ['request', m.id, m.method, ...names] : ['notification', m.method, ...names]);
+  });
+}
+
+/**
+ * Why a rewritten MCP body (an external DLP's) is not the exchange that was
+ * authorized, or null when it is: it must still be JSON-RPC, with the same
+ * messages in the same order, the same ids, methods, and tool, prompt and
+ * resource names. Only arguments and results may change.
+ */
+export function rewriteChangesExchange(authorized: Buffer, rewritten: Buffer): string | null {
+  const before = exchangeIdentity(authorized);
+  if (before === null) return null; // nothing JSON-RPC to hold it to
+  const after = exchangeIdentity(rewritten);
+  if (after === null) return 'the rewritten body is not a JSON-RPC message';
+  if (after.length !== before.length) return `the rewritten body has ${after.length} messages where ${before.length} were authorized`;
+  for (let i = 0; i < before.length; i++) {
+    if (after[i] !== before[i]) return `the rewritten body changes message ${i + 1} (its id, method or the name it calls)`;
+  }
+  return null;
+}

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { parseJsonRpcBody } from './json-rpc.ts';
+import { parseJsonRpcBody, rewriteChangesExchange } from './json-rpc.ts';
 import { createSseSplitter, withData } from './sse.ts';
 
 test('JSON-RPC bodies: requests, notifications, responses and batches', () => {
@@ -47,4 +47,22 @@ test('SSE events split across chunks (even inside a UTF-8 character) come out wh
 test('an event rebuilt with new data keeps its other fields', () => {
   const [event] = createSseSplitter().push(Buffer.from('event: message\nid: 9\ndata: {"a":1}\n\n'));
   assert.equal(withData(event!, '{"a":2}'), 'event: message\nid: 9\ndata: {"a":2}');
+});
+
+test('a rewritten body must be the exchange that was authorized: only arguments and results may change', () => {
+  const call = (id: number, name: string, note: string) => ({ jsonrpc: '2.0', id, method: 'tools/call', params: { name, arguments: { note } } });
+  const body = (v: unknown) => Buffer.from(JSON.stringify(v));
+  const authorized = body(call(1, 'save_note', 'card 4111 1111 1111 1111'));
+  assert.equal(rewriteChangesExchange(authorized, body(call(1, 'save_note', 'card [removed]'))), null);
+  assert.match(rewriteChangesExchange(authorized, body(call(1, 'delete_notes', 'x')))!, /changes message 1/);
+  assert.match(rewriteChangesExchange(authorized, body(call(2, 'save_note', 'x')))!, /changes message 1/);
+  assert.match(rewriteChangesExchange(authorized, body([call(1, 'save_note', 'x'), call(2, 'save_note', 'y')]))!, /2 messages where 1/);
+  assert.match(rewriteChangesExchange(authorized, Buffer.from('<html>blocked</html>'))!, /not a JSON-RPC message/);
+  const read = body({ jsonrpc: '2.0', id: 3, method: 'resources/read', params: { uri: 'file:///public.txt' } });
+  assert.match(rewriteChangesExchange(read, body({ jsonrpc: '2.0', id: 3, method: 'resources/read', params: { uri: 'file:///etc/shadow' } }))!, /changes message 1/);
+  const result = body({ jsonrpc: '2.0', id: 1, result: { content: [{ type: 'text', text: 'IBAN DE89 3704 0044 0532 0130 00' }] } });
+  assert.equal(rewriteChangesExchange(result, body({ jsonrpc: '2.0', id: 1, result: { content: [{ type: 'text', text: '[withheld]' }] } })), null);
+  assert.match(rewriteChangesExchange(result, body({ jsonrpc: '2.0', id: 9, result: {} }))!, /changes message 1/);
+  // A body that was not JSON-RPC (an event stream) has nothing to hold the rewrite to.
+  assert.equal(rewriteChangesExchange(Buffer.from('event: message\ndata: {}\n\n'), Buffer.from('anything')), null);
 });
