@@ -612,6 +612,8 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
         streamInspector = createStreamInspector(persona!.dataProtection, { direction: 'response', upstream: route!.upstream, ...responseToolContext(), contentType });
         mode_override = processingModeWithResponseBody('STREAMED');
       } else if (responseIsJson || (inspectResponse && persona!.dataProtection.active && textualTypes.test(contentType))) {
+        const declaredLength = Number(headers.get('content-length') ?? '0');
+        if (declaredLength > persona!.persona.maxBodyBytes) return refuseTooLargeResponse(declaredLength);
         responseMode = 'buffered';
         mode_override = processingModeWithResponseBody('BUFFERED');
       }
@@ -620,6 +622,27 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
       response_headers: { response: { status: 'CONTINUE', header_mutation: headerMutation(setHeaders, []) } },
       ...(mode_override ? { mode_override } : {}),
     };
+  }
+
+  /**
+   * A response that must be read whole (a tool list to filter, a result to inspect) but is larger
+   * than the Persona's maxBodyBytes cannot be checked: it is refused with a stable code before Envoy
+   * starts buffering it (a monitor-mode Persona records that and lets it pass unread). One whose
+   * length is not declared (chunked) and that grows past the limit is cut by Envoy's buffer limit
+   * instead, with a bare 500.
+   */
+  function refuseTooLargeResponse(declaredLength: number): ProcessingResponse {
+    const reason: DecisionReason = {
+      stage: 'data-protection',
+      code: 'response_too_large',
+      message: `the upstream's answer is ${declaredLength} bytes; this Persona reads at most ${persona!.persona.maxBodyBytes} (maxBodyBytes) before passing an answer on`,
+    };
+    const monitor = persona!.persona.mode === 'monitor';
+    recordDenial({ ...makeDecision(decisions[0]?.call ?? mcpCall('response'), reason), enforced: !monitor });
+    if (monitor) return { response_headers: { response: { status: 'CONTINUE' } } };
+    answered = true;
+    if (route!.kind === 'rest') return immediate(502, problem(502, reason), [['content-type', 'application/problem+json']], reason.code);
+    return immediate(200, JSON.stringify(toolResultAnswer(reason)), [['content-type', 'application/json'], ['cache-control', 'no-store']], reason.code);
   }
 
   /** Data-protection rules may name the tool: known when the response answers exactly one call. */

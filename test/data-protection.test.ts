@@ -39,7 +39,12 @@ const dataProtection = {
 };
 
 before(async () => {
-  billing = createRecordingMcpServer({ read_card: () => `Card on file: ${billingCard}`, save_note: () => 'saved' });
+  billing = createRecordingMcpServer({
+    read_card: () => `Card on file: ${billingCard}`,
+    save_note: () => 'saved',
+    // An archive page larger than the small-reads Persona's maxBodyBytes, with a card at its end.
+    read_archive: () => `${'archived line\n'.repeat(8 * 1024)}Card on file: ${billingCard}`,
+  });
   mailer = createRecordingMcpServer({ send_email: () => 'sent' });
   devbox = createRecordingMcpServer({ store_note: () => 'stored' });
   restEcho = createRestEchoServer({ secretInAnswer: otherCard, streamedSecret: streamedCard });
@@ -48,7 +53,7 @@ before(async () => {
   gateway = await startGatewayFixture({ demo: false });
   const upstream = (name: string, port: number, environment: string, protocol = 'mcp', path = '/mcp') => ({ kind: 'Upstream', name, protocol, url: `http://127.0.0.1:${port}${path}`, environment });
   const allTools = [
-    { upstream: 'billing', tools: [{ name: 'read_card' }, { name: 'save_note' }] },
+    { upstream: 'billing', tools: [{ name: 'read_card' }, { name: 'save_note' }, { name: 'read_archive' }] },
     { upstream: 'mailer', tools: [{ name: 'send_email' }] },
     { upstream: 'devbox', tools: [{ name: 'store_note' }] },
     { upstream: 'billing-stream', tools: [{ name: 'read_card' }] },
@@ -62,6 +67,7 @@ before(async () => {
     upstream('notes-api', restPort!, 'production', 'rest', '/api'),
     { kind: 'Persona', name: 'dlp-guard', description: 'Masks cards and credentials, refuses GitHub tokens.', grants: allTools, dataProtection },
     { kind: 'Persona', name: 'dlp-monitor', description: 'Same data protection, monitored only.', mode: 'monitor', grants: allTools, dataProtection },
+    { kind: 'Persona', name: 'dlp-small-reads', description: 'Same data protection, answers of at most 64 KiB.', grants: allTools, dataProtection, maxBodyBytes: 65_536 },
     {
       kind: 'Persona',
       name: 'dlp-strict',
@@ -77,7 +83,7 @@ before(async () => {
       dataProtection: { profiles: ['pci-dss'], defaultAction: 'detect', flow: { enabled: true } },
     },
   ]);
-  for (const persona of ['dlp-guard', 'dlp-monitor', 'dlp-strict', 'flow-guard']) tokens[persona] = (await gateway.issueToken(persona, `${persona}-agent`)).token;
+  for (const persona of ['dlp-guard', 'dlp-monitor', 'dlp-strict', 'flow-guard', 'dlp-small-reads']) tokens[persona] = (await gateway.issueToken(persona, `${persona}-agent`)).token;
 });
 
 after(async () => {
@@ -245,6 +251,27 @@ describe('response blocks', () => {
     const data = JSON.parse(streamed.text.split('\n').find((l) => l.startsWith('data: '))!.slice(6)) as { id: number; error: { code: number; data: { mandate: { code: string } } } };
     assert.equal(data.id, 77);
     assert.equal(data.error.data.mandate.code, 'sensitive_data_blocked');
+  });
+
+  test('an answer too large to read is refused with response_too_large, never passed on unread', async () => {
+    const client = await gateway.mcpClient(endpoint('dlp-small-reads', 'billing'), tokens['dlp-small-reads']!);
+    await assert.rejects(
+      () => client.callTool({ name: 'read_archive', arguments: {} }),
+      (error: unknown) => {
+        assert.ok(error instanceof McpError, String(error));
+        assert.equal(error.code, -32001);
+        assert.equal((error.data as { mandate: { code: string } }).mandate.code, 'response_too_large');
+        assert.match(error.message, /this Persona reads at most 65536/);
+        return true;
+      },
+    );
+    // The same Persona still reads answers within its limit, masked.
+    assert.equal(resultText(await client.callTool({ name: 'read_card', arguments: {} })), 'Card on file: **** **** **** 6467');
+    await client.close();
+    // The default limit (4 MiB) reads the same archive page, card masked.
+    const whole = await rawToolCall('dlp-guard', 'billing', 'read_archive', {}, 9);
+    assert.equal(whole.status, 200);
+    assert.ok(!whole.text.includes(billingCard) && whole.text.includes('Card on file: **** **** **** 6467'));
   });
 
   test('a blocked REST answer becomes a 502 problem', async () => {

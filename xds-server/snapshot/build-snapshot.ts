@@ -197,7 +197,7 @@ function extProcFilterConfig(settings: GatewaySettings): Record<string, unknown>
     forward_rules: {
       allowed_headers: {
         patterns: [
-          ...[':method', ':path', ':status', 'authorization', 'content-type', 'x-request-id'].map((exact) => ({ exact })),
+          ...[':method', ':path', ':status', 'authorization', 'content-type', 'content-length', 'x-request-id'].map((exact) => ({ exact })),
           { prefix: 'mcp-' },
         ],
       },
