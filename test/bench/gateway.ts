@@ -19,7 +19,7 @@ const seconds = Number(process.env.BENCH_SECONDS ?? 10);
 const rate = Number(process.env.BENCH_RATE ?? 1000);
 const connections = Number(process.env.BENCH_CONNECTIONS ?? 32);
 
-function ensureTools(): { wrk: string; vegeta: string } {
+export function ensureTools(): { wrk: string; vegeta: string } {
   const bin = join(repoRoot, '.tools/bin');
   mkdirSync(bin, { recursive: true });
   const vegeta = join(bin, 'vegeta');
@@ -36,7 +36,7 @@ function ensureTools(): { wrk: string; vegeta: string } {
   return { wrk, vegeta };
 }
 
-async function waitHttp(url: string): Promise<void> {
+export async function waitHttp(url: string): Promise<void> {
   for (let i = 0; i < 200; i++) {
     try {
       await (await fetch(url)).arrayBuffer();
@@ -198,7 +198,7 @@ function directEnvoyConfig(directPort: number, floorPort: number, adminPort: num
 }
 
 /** About 4 KiB of tool arguments: a ticket comment with a customer's e-mail address in it. */
-function fourKibArguments(): Record<string, string> {
+export function fourKibArguments(): Record<string, string> {
   const lines = Array.from({ length: 46 }, (_, i) => `Line ${i + 1}: the customer reports that the printer on floor ${(i % 7) + 1} still jams after the update.`);
   lines[12] = 'Line 13: reply to the customer at jane.doe@example.com once the part has arrived.';
   return { id: '42', comment: lines.join('\n') };
