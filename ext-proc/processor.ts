@@ -243,6 +243,8 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
       return refuse(415, 'unsupported_media_type', `an MCP POST must carry application/json, not "${contentType || 'no content type'}"`, 'protocol');
     }
     if (endOfStream) return refuse(400, 'empty_body', 'an MCP POST needs a JSON-RPC body', 'protocol');
+    const encoding = contentEncodingOf(requestHeaders);
+    if (encoding !== null) return refuse(415, 'unsupported_content_encoding', `an MCP POST body must not be encoded ("content-encoding: ${encoding}"): Mandate reads it before the upstream does`, 'protocol');
     return continueRequestHeaders();
   }
 
@@ -253,6 +255,9 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
     const call: AgentCall & { kind: 'rest' } = { kind: 'rest', method, path: normalised, query: parseQuery(rawPath) };
     // A body is only sent to us when a grant's condition reads it or data protection inspects it; then decide on the body.
     if (!endOfStream && (restConditionsReadBody() || persona!.dataProtection.active)) {
+      // An encoded (compressed) body would pass unread: refused, like a body over the size limit.
+      const encoding = contentEncodingOf(requestHeaders);
+      if (encoding !== null) return refuse(415, 'unsupported_content_encoding', `this route reads request bodies, which must not be encoded ("content-encoding: ${encoding}")`, 'protocol');
       pendingRestCall = call;
       return continueRequestHeaders();
     }
@@ -595,6 +600,15 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
         ? decisions.length > 0 && !decisions.some(blocks)
         : pendingCalls.size > 0 || eventStreamToInspect || (persona.dataProtection.active && requestIds.length > 0 && !decisions.some(blocks)));
     let mode_override: ProcessingResponse['mode_override'];
+    const encoding = contentEncodingOf(headers);
+    if ((filterToolsList || inspectResponse) && !endOfStream && encoding !== null) {
+      // Routes drop accept-encoding, so an upstream that compresses anyway does so unasked.
+      return refuseUnreadableResponse({
+        stage: 'data-protection',
+        code: 'unsupported_content_encoding',
+        message: `the upstream's answer is encoded ("content-encoding: ${encoding}") and Mandate must read it before passing it on`,
+      });
+    }
     if ((filterToolsList || inspectResponse) && !endOfStream) {
       // The tool list differs per Persona: no shared cache may keep it.
       if (filterToolsList) setHeaders.push(['cache-control', 'private, no-store']);
@@ -613,7 +627,13 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
         mode_override = processingModeWithResponseBody('STREAMED');
       } else if (responseIsJson || (inspectResponse && persona!.dataProtection.active && textualTypes.test(contentType))) {
         const declaredLength = Number(headers.get('content-length') ?? '0');
-        if (declaredLength > persona!.persona.maxBodyBytes) return refuseTooLargeResponse(declaredLength);
+        if (declaredLength > persona!.persona.maxBodyBytes) {
+          return refuseUnreadableResponse({
+            stage: 'data-protection',
+            code: 'response_too_large',
+            message: `the upstream's answer is ${declaredLength} bytes; this Persona reads at most ${persona!.persona.maxBodyBytes} (maxBodyBytes) before passing an answer on`,
+          });
+        }
         responseMode = 'buffered';
         mode_override = processingModeWithResponseBody('BUFFERED');
       }
@@ -625,18 +645,13 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
   }
 
   /**
-   * A response that must be read whole (a tool list to filter, a result to inspect) but is larger
-   * than the Persona's maxBodyBytes cannot be checked: it is refused with a stable code before Envoy
-   * starts buffering it (a monitor-mode Persona records that and lets it pass unread). One whose
-   * length is not declared (chunked) and that grows past the limit is cut by Envoy's buffer limit
-   * instead, with a bare 500.
+   * A response that must be read (a tool list to filter, a result to inspect) but cannot be: larger
+   * than the Persona's maxBodyBytes (refused before Envoy starts buffering it; one whose length is
+   * not declared and that grows past the limit is cut by Envoy's buffer limit instead, with a bare
+   * 500), or encoded. It is refused with a stable code, never passed on unread; a monitor-mode
+   * Persona records that and lets it pass.
    */
-  function refuseTooLargeResponse(declaredLength: number): ProcessingResponse {
-    const reason: DecisionReason = {
-      stage: 'data-protection',
-      code: 'response_too_large',
-      message: `the upstream's answer is ${declaredLength} bytes; this Persona reads at most ${persona!.persona.maxBodyBytes} (maxBodyBytes) before passing an answer on`,
-    };
+  function refuseUnreadableResponse(reason: DecisionReason): ProcessingResponse {
     const monitor = persona!.persona.mode === 'monitor';
     recordDenial({ ...makeDecision(decisions[0]?.call ?? mcpCall('response'), reason), enforced: !monitor });
     if (monitor) return { response_headers: { response: { status: 'CONTINUE' } } };
@@ -1006,6 +1021,15 @@ function headerMutation(set: [string, string][], remove: string[]): HeaderMutati
     set_headers: set.map(([key, value]) => ({ header: { key, raw_value: Buffer.from(value, 'latin1') } })),
     remove_headers: remove,
   };
+}
+
+/** The content coding of a message's body, or null when it is not encoded (no header, or identity). */
+function contentEncodingOf(headers: Map<string, string>): string | null {
+  const codings = (headers.get('content-encoding') ?? '')
+    .split(',')
+    .map((c) => c.trim().toLowerCase())
+    .filter((c) => c !== '' && c !== 'identity');
+  return codings.length > 0 ? codings.join(', ') : null;
 }
 
 function immediate(status: number, body: string, headers: [string, string][], details: string): ProcessingResponse {

@@ -197,7 +197,7 @@ function extProcFilterConfig(settings: GatewaySettings): Record<string, unknown>
     forward_rules: {
       allowed_headers: {
         patterns: [
-          ...[':method', ':path', ':status', 'authorization', 'content-type', 'content-length', 'x-request-id'].map((exact) => ({ exact })),
+          ...[':method', ':path', ':status', 'authorization', 'content-type', 'content-length', 'content-encoding', 'x-request-id'].map((exact) => ({ exact })),
           { prefix: 'mcp-' },
         ],
       },
@@ -277,6 +277,9 @@ function personaRoute(persona: Persona, upstream: Upstream, grants: Grant[], con
     },
     // The whole body is buffered for inspection; beyond this Envoy answers 413.
     request_body_buffer_limit: persona.maxBodyBytes,
+    // Answers are read (tool lists filtered, data protection): upstreams must not compress them.
+    // ext_proc refuses one that is compressed anyway (unsupported_content_encoding).
+    request_headers_to_remove: ['accept-encoding'],
     typed_per_filter_config: perFilter,
   };
 }
