@@ -184,3 +184,12 @@ test('a blocked value in a JSON-lines stream ends the stream with one error line
   const rest = handleNow(processor, { request: 'response_body', response_body: { body: Buffer.from(JSON.stringify({ row: 11 }) + '\n'), end_of_stream: true } });
   assert.deepEqual(rest?.response_body?.response?.body_mutation, { clear_body: true }, 'nothing after the refusal');
 });
+
+test('the upstream is never invited to compress: accept-encoding and the agent credential are removed on the way', () => {
+  const processor = createStreamProcessor(route, deps(policyWith({})));
+  const onHeaders = handleNow(processor, {
+    request: 'request_headers',
+    request_headers: { ...headers({ ':method': 'POST', ':path': '/personas/p/billing', 'content-type': 'application/json', 'accept-encoding': 'gzip, br', authorization: `Bearer ${token}` }) },
+  });
+  assert.deepEqual(onHeaders?.request_headers?.response?.header_mutation?.remove_headers, ['authorization', 'accept-encoding']);
+});

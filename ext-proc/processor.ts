@@ -918,7 +918,9 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
     const injected = policy?.upstreamCredentials[route!.upstream];
     if (injected) set.push([injected.header, injected.value]);
     // The agent's Mandate credential is valid only at the gateway; it never reaches the upstream.
-    const remove = injected?.header === 'authorization' ? [] : ['authorization'];
+    // Answers are read (tool lists, data protection): the upstream is not invited to compress them
+    // (Mandate's own routes drop accept-encoding too; this covers a mesh that inserts ext_proc alone).
+    const remove = injected?.header === 'authorization' ? ['accept-encoding'] : ['authorization', 'accept-encoding'];
     return { request_headers: { response: { status: 'CONTINUE', header_mutation: headerMutation(set, remove) } } };
   }
 
