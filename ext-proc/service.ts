@@ -13,7 +13,7 @@ import { auditEventFromDecision } from './audit/event.ts';
 import { openAuditLog } from './audit/log.ts';
 import { createAuditOtlpExporter, feedAuditToOtlp, traceIdFromRequestId } from './audit/otlp.ts';
 import { handleAuditApi } from './audit/http-api.ts';
-import { listDetectors } from './dlp/catalogue.ts';
+import { selectDetectors } from './dlp/catalogue.ts';
 import { FlowTracker } from './dlp/flow.ts';
 import { createExtProcServer } from './grpc-server.ts';
 import { followPolicyStream } from './policy-source.ts';
@@ -298,22 +298,13 @@ function handleDetectorCatalogue(request: IncomingMessage, response: ServerRespo
     sendProblem(response, 405, 'method_not_allowed', 'the detector catalogue is read with GET');
     return;
   }
-  const all = listDetectors();
   const query = new URL(request.url ?? '/', 'http://ext-proc').searchParams;
-  const filters: [name: 'group' | 'profile', known: string[]][] = [
-    ['group', [...new Set(all.map((d) => d.group))].sort()],
-    ['profile', [...new Set(all.flatMap((d) => d.profiles))].sort()],
-  ];
-  for (const [name, known] of filters) {
-    const value = query.get(name);
-    if (value !== null && !known.includes(value)) {
-      sendProblem(response, 400, 'invalid_query', `unknown ${name} "${value}"; one of: ${known.join(', ')}`);
-      return;
-    }
+  const selected = selectDetectors({ group: query.get('group'), profile: query.get('profile') });
+  if (!selected.ok) {
+    sendProblem(response, 400, 'invalid_query', selected.message);
+    return;
   }
-  const group = query.get('group');
-  const profile = query.get('profile');
-  const detectors = all.filter((d) => (group === null || d.group === group) && (profile === null || (d.profiles as string[]).includes(profile)));
+  const detectors = selected.detectors;
   response.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ count: detectors.length, detectors }));
 }
 

@@ -29,6 +29,27 @@ export function listDetectors(): DetectorInfo[] {
   }));
 }
 
+export type DetectorFilter = { group?: string | null; profile?: string | null };
+
+/**
+ * The catalogue narrowed to one detector group and/or one compliance profile (the catalogue API's
+ * ?group= and ?profile=, the CLI's --group and --profile). An unknown name is an error that lists
+ * the known ones.
+ */
+export function selectDetectors(filter: DetectorFilter): { ok: true; detectors: DetectorInfo[] } | { ok: false; message: string } {
+  const all = listDetectors();
+  const known = {
+    group: [...new Set(all.map((d) => d.group as string))].sort(),
+    profile: [...new Set(all.flatMap((d) => d.profiles as string[]))].sort(),
+  };
+  for (const name of ['group', 'profile'] as const) {
+    const value = filter[name];
+    if (value !== null && value !== undefined && !known[name].includes(value)) return { ok: false, message: `unknown ${name} "${value}"; one of: ${known[name].join(', ')}` };
+  }
+  const { group, profile } = filter;
+  return { ok: true, detectors: all.filter((d) => (group == null || d.group === group) && (profile == null || (d.profiles as string[]).includes(profile))) };
+}
+
 function validationKind(d: DetectorDefinition): DetectorInfo['validation'] {
   if (!d.validate) return 'none';
   return /checksum|luhn|mod-|check digit|check char|verhoeff|crc32|stdnum/i.test(d.description) ? 'checksum' : 'structure';

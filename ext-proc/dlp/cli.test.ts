@@ -15,6 +15,19 @@ test('dlp catalogue lists every detector, as a table or JSON', async () => {
   assert.equal(table.filter((l) => l.startsWith('| ') && !l.startsWith('| id | group |')).length, detectors.length);
 });
 
+test('dlp catalogue narrows to a group or a profile; unknown names and options are usage errors', async () => {
+  const lines: string[] = [];
+  assert.equal(await run(['catalogue', '--group', 'financial', '--profile', 'pci-dss', '--json'], (l) => lines.push(l)), 0);
+  const detectors = JSON.parse(lines.join('\n')) as { id: string; group: string; profiles: string[] }[];
+  assert.ok(detectors.length > 0 && detectors.some((d) => d.id === 'payment-card-visa'));
+  assert.ok(detectors.every((d) => d.group === 'financial' && d.profiles.includes('pci-dss')));
+  const errors: string[] = [];
+  assert.equal(await run(['catalogue', '--group', 'snacks'], (l) => errors.push(l)), 2);
+  assert.match(errors[0]!, /unknown group "snacks"; one of: .*financial/);
+  assert.equal(await run(['catalogue', '--profile'], () => undefined), 2);
+  assert.equal(await run(['catalogue', '--colour'], () => undefined), 2);
+});
+
 test('dlp scan reports findings with locations and no values; exit code 1 when something is found', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'dlp-cli-'));
   try {
