@@ -56,7 +56,7 @@ Mandate is running (config version ${version}).
   Logs                            ${logDir}
 
 Demo Personas and their virtual endpoints:
-  support-agent   ${g}/personas/support-agent/everything   (MCP: echo, get-sum)
+  support-agent   ${g}/personas/support-agent/everything   (MCP: echo, get-sum; cards and credentials masked)
                   ${g}/personas/support-agent/tickets      (REST: GET /tickets/{id}, GET /tickets?project=DEMO)
   research-agent  ${g}/personas/research-agent/everything  (MCP: get-*, monitor mode)
 
@@ -70,8 +70,21 @@ Demo agent tokens are in ${credentialsFile}. Try:
   # REST: allowed, then refused (project INTERNAL is not granted)
   curl -s "${g}/personas/support-agent/tickets/tickets?project=DEMO" -H "authorization: Bearer $TOKEN"
   curl -s "${g}/personas/support-agent/tickets/tickets?project=INTERNAL" -H "authorization: Bearer $TOKEN"
+  # data protection: the card in ticket 4 reaches the agent masked ("**** **** **** 6467")
+  curl -s ${g}/personas/support-agent/tickets/tickets/4 -H "authorization: Bearer $TOKEN"
+  # an AWS key in a tool argument is masked before the tool sees it (echo answers with what it got),
+  # and a GitHub token is refused: open an MCP session first, then call echo in it
+  MCP='-H content-type:application/json -H accept:application/json,text/event-stream -H mcp-protocol-version:2025-06-18'
+  SESSION=$(curl -s -D - -o /dev/null ${g}/personas/support-agent/everything -H "authorization: Bearer $TOKEN" $MCP \\
+    -d '{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"curl","version":"1"}}}' \\
+    | tr -d '\\r' | sed -n 's/^mcp-session-id: //ip')
+  curl -s ${g}/personas/support-agent/everything -H "authorization: Bearer $TOKEN" -H "mcp-session-id: $SESSION" $MCP \\
+    -d '{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"echo","arguments":{"message":"deploy with AKIAZ3MQ7HW2XK4JLP5R"}}}'
+  curl -s ${g}/personas/support-agent/everything -H "authorization: Bearer $TOKEN" -H "mcp-session-id: $SESSION" $MCP \\
+    -d '{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"echo","arguments":{"message":"token ghp_16C7e42F292c6912E7710c838347Ae178B4a"}}}'
   # the CLI
   npm run mandate -- describe persona support-agent
+  npm run mandate -- dlp catalogue --profile pci-dss
 
 Press Ctrl-C to stop.
 `);

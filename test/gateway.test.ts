@@ -199,7 +199,9 @@ describe('REST upstream', () => {
     const headers = { authorization: `Bearer ${gateway.tokens['support-agent']}` };
     const allowed = await fetch(`${gateway.gatewayUrl}${support}/tickets/tickets?project=DEMO`, { headers });
     assert.equal(allowed.status, 200);
-    assert.equal(((await allowed.json()) as any).tickets.length, 2);
+    const listed = ((await allowed.json()) as any).tickets as { id: string; project: string; body?: string }[];
+    assert.deepEqual(listed.map((t) => [t.id, t.project]), [['1', 'DEMO'], ['2', 'DEMO'], ['4', 'DEMO']]);
+    assert.equal(listed[2]!.body, 'Please refund the charge on card **** **** **** 6467.', "the demo Persona's data protection masks the card");
     const refused = await fetch(`${gateway.gatewayUrl}${support}/tickets/tickets?project=INTERNAL`, { headers });
     assert.equal(refused.status, 403);
     assert.equal(((await refused.json()) as any).code, 'condition_not_met');

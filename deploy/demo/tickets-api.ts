@@ -7,6 +7,8 @@ const tickets = [
   { id: '1', project: 'DEMO', title: 'Printer on fire' },
   { id: '2', project: 'DEMO', title: 'Cannot log in' },
   { id: '3', project: 'INTERNAL', title: 'Payroll export' },
+  // Sensitive data in an answer, for the demo's data protection (a test card number, Luhn-valid).
+  { id: '4', project: 'DEMO', title: 'Refund request', body: 'Please refund the charge on card 4539 1488 0343 6467.' },
 ];
 
 export function createTicketsApi(): Server {
