@@ -539,7 +539,8 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
       for (const service of services) {
         const before = body;
         const rewriteProblem = route!.kind === 'mcp' ? (rewritten: Buffer) => rewriteChangesExchange(before, rewritten) : undefined;
-        const outcome = await consultExternalDlp(service, { direction, upstream: route!.upstream, ...(tool !== undefined ? { tool } : {}), contentType, body }, rewriteProblem);
+        const caller = { agent: credential?.agent ?? '', persona: route!.persona, sourceAddress: context?.sourceAddress ?? null };
+        const outcome = await consultExternalDlp(service, { direction, upstream: route!.upstream, ...(tool !== undefined ? { tool } : {}), contentType, body, caller }, rewriteProblem);
         if (outcome.action === 'block') return refuseByExternalDlp(direction, { stage: 'data-protection', code: outcome.code, message: outcome.message });
         if (outcome.body) body = outcome.body;
       }

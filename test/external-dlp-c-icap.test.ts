@@ -16,6 +16,7 @@ let gateway: GatewayFixture;
 let notes: RecordingMcpServer;
 let cIcap: CIcapServer;
 let agent: Client;
+let exemptToken: string;
 
 const storedNotes: Record<string, string> = {
   roadmap: 'Next quarter: Project Bluebird ships to the first customers.',
@@ -36,7 +37,9 @@ before(async () => {
     'srv_content_filtering.Profile mandate replace score{Retarget>1} replaceInfo=Swap',
     // JSON bodies (the service reads only text/* by default), for the gateway's connections.
     'srv_content_filtering.ProfileOption mandate AnyContentType',
-    'srv_content_filtering.ProfileAccess mandate loopback',
+    // The enterprise DLP's own per-user policy: one agent (named by the gateway) is exempt.
+    'acl exempt-agent auth exempt-bot',
+    'srv_content_filtering.ProfileAccess mandate loopback !exempt-agent',
   ]);
   notes = createRecordingMcpServer({
     save_note: (args) => `saved: ${String(args.note)}`,
@@ -57,6 +60,7 @@ before(async () => {
   ]);
   const { token } = await gateway.issueToken('c-icap-guarded', 'notes-agent');
   agent = await gateway.mcpClient('/personas/c-icap-guarded/notes', token);
+  exemptToken = (await gateway.issueToken('c-icap-guarded', 'exempt-bot')).token;
 });
 
 after(async () => {
@@ -117,4 +121,18 @@ test('a rewrite that changes which tool is called is refused, not forwarded (fai
   assert.deepEqual(refused, { code: -32001, mandateCode: 'external_dlp_bad_response' });
   assert.equal(notes.calls.length, before, 'neither the rewrite nor the original reached the upstream');
   assert.ok(!notes.calls.some((c) => c.tool === 'wipe_notes'));
+});
+
+test('the gateway names the agent to the DLP (X-Authenticated-User), so its per-user policy applies', async () => {
+  const exempt = await gateway.mcpClient('/personas/c-icap-guarded/notes', exemptToken);
+  try {
+    const saved = await exempt.callTool({ name: 'save_note', arguments: { note: 'Bluebird launch date' } });
+    assert.equal(textOf(saved), 'saved: Bluebird launch date', 'c-icap applied no profile to the exempt agent');
+    assert.deepEqual(notes.calls.at(-1), { tool: 'save_note', arguments: { note: 'Bluebird launch date' } });
+  } finally {
+    await exempt.close();
+  }
+  // The same words from the other agent are still rewritten.
+  await agent.callTool({ name: 'save_note', arguments: { note: 'Bluebird again' } });
+  assert.deepEqual(notes.calls.at(-1), { tool: 'save_note', arguments: { note: '[codename] again' } });
 });

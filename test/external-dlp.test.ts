@@ -13,7 +13,7 @@ let gateway: GatewayFixture;
 let notes: RecordingMcpServer;
 let icap: IcapServer;
 let webhook: Server;
-const webhookSeen: { direction: string; body: string }[] = [];
+const webhookSeen: { direction: string; body: string; agent: string; persona: string; sourceAddress: string | null }[] = [];
 const tokens: Record<string, string> = {};
 
 /** The JSON body inside an ICAP request's chunked encapsulation. */
@@ -37,9 +37,9 @@ before(async () => {
   webhook = createServer(async (request, response) => {
     const chunks: Buffer[] = [];
     for await (const chunk of request) chunks.push(chunk as Buffer);
-    const scan = JSON.parse(Buffer.concat(chunks).toString('utf8')) as { direction: string; body: string };
+    const scan = JSON.parse(Buffer.concat(chunks).toString('utf8')) as { direction: string; body: string; agent: string; persona: string; sourceAddress: string | null };
     const body = Buffer.from(scan.body, 'base64').toString('utf8');
-    webhookSeen.push({ direction: scan.direction, body });
+    webhookSeen.push({ direction: scan.direction, body, agent: scan.agent, persona: scan.persona, sourceAddress: scan.sourceAddress });
     if (scan.direction === 'response' && body.includes('confidential')) {
       const message = JSON.parse(body) as { id: number };
       const cleaned = { jsonrpc: '2.0', id: message.id, result: { content: [{ type: 'text', text: '[withheld by enterprise DLP]' }] } };
@@ -103,7 +103,11 @@ test('webhook: a tool result is rewritten before the agent sees it', async () =>
   const answer = await saveNote('webhook-guarded', 4, 'confidential numbers');
   assert.equal(answer.status, 200);
   assert.equal(answer.json.result.content[0].text, '[withheld by enterprise DLP]');
-  assert.ok(webhookSeen.some((s) => s.direction === 'response' && s.body.includes('confidential')));
+  const seen = webhookSeen.find((s) => s.direction === 'response' && s.body.includes('confidential'));
+  assert.ok(seen);
+  assert.equal(seen.agent, 'webhook-guarded-agent');
+  assert.equal(seen.persona, 'webhook-guarded');
+  assert.match(seen.sourceAddress ?? '', /^127\.0\.0\.1:\d+$/);
 });
 
 test('an unreachable DLP service fails closed by default, open when the Persona says so', async () => {

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { createServer as createHttpServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { startIcapServer } from '../../test/support/icap-server.ts';
-import { consultExternalDlp, icapScan, parseIcapResponse } from './external.ts';
+import { consultExternalDlp, icapScan, ipOf, parseIcapResponse } from './external.ts';
 
 /** "secret" -> blocked, "rewrite" -> a new body, "slow" -> never answered, else no modification. */
 async function startIcap(options: { answersPerConnection?: number } = {}): Promise<{ port: number; seen: string[]; connections(): number; close(): void }> {
@@ -111,6 +111,24 @@ test('timeouts and fail modes: closed blocks, open continues, async never waits'
   } finally {
     icap.close();
   }
+});
+
+test('the caller goes to the DLP as proxies name it: X-Client-IP, base64 X-Authenticated-User (agent) and -Groups (Persona)', async () => {
+  const icap = await startIcap();
+  try {
+    const caller = { agent: 'helpdesk-bot', persona: 'support-agent', sourceAddress: '10.1.2.3:51234' };
+    await icapScan(`icap://127.0.0.1:${icap.port}/dlp`, { ...req('{"a":1}'), caller }, 2000);
+    const head = icap.seen[0]!.slice(0, icap.seen[0]!.indexOf('\r\n\r\n'));
+    assert.match(head, /\r\nX-Client-IP: 10\.1\.2\.3\r\n/);
+    assert.match(head, new RegExp(`\r\nX-Authenticated-User: ${Buffer.from('helpdesk-bot').toString('base64')}\r\n`));
+    assert.match(head, new RegExp(`\r\nX-Authenticated-Groups: ${Buffer.from('support-agent').toString('base64')}\r\n`));
+  } finally {
+    icap.close();
+  }
+  assert.equal(ipOf('[::1]:443'), '::1');
+  assert.equal(ipOf('192.168.0.9'), '192.168.0.9');
+  assert.equal(ipOf('fe80::1'), 'fe80::1');
+  assert.equal(ipOf('evil\r\nX-Injected: 1'), null);
 });
 
 test('partial ICAP responses wait for more bytes', () => {

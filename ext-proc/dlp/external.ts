@@ -17,6 +17,31 @@ export interface ExternalRequest {
   tool?: string;
   contentType: string;
   body: Buffer;
+  /** Who is calling, for the DLP's own per-user policies and logs. */
+  caller?: { agent: string; persona: string; sourceAddress: string | null };
+}
+
+/**
+ * The ICAP headers that name the caller, as proxies send them (Squid's
+ * conventions, which DLP products and c-icap read): X-Client-IP, and the
+ * agent as the base64 X-Authenticated-User, its Persona as the base64
+ * X-Authenticated-Groups.
+ */
+/** The IP of Envoy's source.address ("10.0.0.7:51234", "[::1]:51234"), or null when it is not one. */
+export function ipOf(sourceAddress: string): string | null {
+  const bracketed = /^\[([0-9A-Fa-f:.]+)\](?::\d+)?$/.exec(sourceAddress);
+  if (bracketed) return bracketed[1]!;
+  const v4 = /^(\d{1,3}(?:\.\d{1,3}){3})(?::\d+)?$/.exec(sourceAddress);
+  if (v4) return v4[1]!;
+  return /^[0-9A-Fa-f:]+$/.test(sourceAddress) && sourceAddress.includes(':') ? sourceAddress : null;
+}
+
+function callerHeaders(caller: ExternalRequest['caller']): string {
+  if (!caller) return '';
+  const b64 = (s: string) => Buffer.from(s, 'utf8').toString('base64');
+  const address = caller.sourceAddress === null ? null : ipOf(caller.sourceAddress);
+  const ip = address === null ? '' : `X-Client-IP: ${address}\r\n`;
+  return `${ip}X-Authenticated-User: ${b64(caller.agent)}\r\nX-Authenticated-Groups: ${b64(caller.persona)}\r\n`;
 }
 
 /** What the data path does with the verdict, after applying the fail mode. */
@@ -64,7 +89,7 @@ export function icapScan(url: string, request: ExternalRequest, timeoutMs: numbe
   const bodyName = request.direction === 'request' ? 'req-body' : 'res-body';
   const headLen = Buffer.byteLength(httpHead);
   const icapHead =
-    `${method} ${url} ICAP/1.0\r\nHost: ${host}\r\nAllow: 204\r\nEncapsulated: ${headName}=0, ${bodyName}=${headLen}\r\n\r\n`;
+    `${method} ${url} ICAP/1.0\r\nHost: ${host}\r\nAllow: 204\r\n${callerHeaders(request.caller)}Encapsulated: ${headName}=0, ${bodyName}=${headLen}\r\n\r\n`;
   const chunk = Buffer.concat([Buffer.from(`${request.body.length.toString(16)}\r\n`), request.body, Buffer.from('\r\n0\r\n\r\n')]);
   const message = Buffer.concat([Buffer.from(icapHead + httpHead), request.body.length > 0 ? chunk : Buffer.from('0\r\n\r\n')]);
   const deadline = Date.now() + timeoutMs;
@@ -262,7 +287,7 @@ function dechunk(data: Buffer): Buffer | null {
 }
 
 /**
- * Webhook: POST {direction, upstream, tool, contentType, body(base64)}; the
+ * Webhook: POST {direction, upstream, tool, agent, persona, sourceAddress, contentType, body(base64)}; the
  * service answers {"action": "allow" | "block" | "modify", "reason"?, "body"? (base64)}.
  */
 export async function webhookScan(url: string, request: ExternalRequest, timeoutMs: number): Promise<ExternalVerdict> {
@@ -271,7 +296,16 @@ export async function webhookScan(url: string, request: ExternalRequest, timeout
     res = await fetch(url, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ direction: request.direction, upstream: request.upstream, tool: request.tool ?? null, contentType: request.contentType, body: request.body.toString('base64') }),
+      body: JSON.stringify({
+        direction: request.direction,
+        upstream: request.upstream,
+        tool: request.tool ?? null,
+        agent: request.caller?.agent ?? null,
+        persona: request.caller?.persona ?? null,
+        sourceAddress: request.caller?.sourceAddress ?? null,
+        contentType: request.contentType,
+        body: request.body.toString('base64'),
+      }),
       signal: AbortSignal.timeout(timeoutMs),
     });
   } catch (e) {

@@ -35,7 +35,8 @@ export function cIcapMissing(): string | null {
 /**
  * Starts c-icap with the service "dlp" (srv_content_filtering) and the given
  * configuration lines of that service (Match, Profile, ProfileOption,
- * ProfileAccess); the acl "loopback" is defined for ProfileAccess.
+ * ProfileAccess, acl); the acl "loopback" is defined for ProfileAccess, and the
+ * user of each request is the one the client names in X-Authenticated-User.
  */
 export async function startCIcap(filterLines: string[]): Promise<CIcapServer> {
   const missing = cIcapMissing();
@@ -60,6 +61,10 @@ export async function startCIcap(filterLines: string[]): Promise<CIcapServer> {
     'TemplateDefaultLanguage en',
     `ServerLog ${join(dir, 'server.log')}`,
     `AccessLog ${join(dir, 'access.log')}`,
+    // The user of a request is the one the client names (base64 X-Authenticated-User), as behind a proxy.
+    'RemoteProxyUsers on',
+    'RemoteProxyUserHeader X-Authenticated-User',
+    'RemoteProxyUserHeaderEncoded on',
     'acl loopback src 127.0.0.1/255.255.255.255',
     'Service dlp srv_content_filtering.so',
     ...filterLines,
