@@ -170,7 +170,7 @@ test('a JSON-lines response is masked as it streams, a card split across chunks 
   assert.equal(xmlMutation.body.toString('utf8'), '<account><card>**** **** **** 6467</card></account>');
 });
 
-test('a blocked value in a JSON-lines stream ends the stream with one error line in its place', () => {
+test('a blocked value in a JSON-lines stream ends the stream with one error line in its place; the lines before it go out', () => {
   const processor = createStreamProcessor(route, deps(policyWith({ dataProtection: { profiles: ['pci-dss'], rules: [{ groups: ['financial'], direction: 'response', action: 'block' }] } })));
   startToolCall(processor, {});
   handleNow(processor, { request: 'response_headers', response_headers: headers({ ':status': '200', 'content-type': 'application/jsonl' }) } as ProcessingRequest);
@@ -180,7 +180,9 @@ test('a blocked value in a JSON-lines stream ends the stream with one error line
   assert.ok(firstMutation && 'body' in firstMutation);
   const text = firstMutation.body.toString('utf8');
   assert.ok(!text.includes(card) && !text.includes('4539'));
-  assert.equal(JSON.parse(text.trim().split('\n').at(-1)!).error.code, 'sensitive_data_blocked');
+  const lines = text.trim().split('\n');
+  assert.deepEqual(lines.slice(0, -1).map((l) => JSON.parse(l).row), [0, 1, 2, 3, 4, 5, 6, 7, 8, 9], 'the lines before the blocked one still go out, whole');
+  assert.equal(JSON.parse(lines.at(-1)!).error.code, 'sensitive_data_blocked');
   const rest = handleNow(processor, { request: 'response_body', response_body: { body: Buffer.from(JSON.stringify({ row: 11 }) + '\n'), end_of_stream: true } });
   assert.deepEqual(rest?.response_body?.response?.body_mutation, { clear_body: true }, 'nothing after the refusal');
 });

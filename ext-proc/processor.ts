@@ -33,7 +33,7 @@ import { authorizeMcpMethod, authorizeOperation, isToolVisible } from './authori
 import { blocks, type AgentCall, type CallContext, type DataFinding, type Decision, type DecisionReason } from './decision/decision.ts';
 import { consultExternalDlp } from './dlp/external.ts';
 import type { FlowSignal, FlowTracker } from './dlp/flow.ts';
-import { createStreamInspector, type StreamInspector } from './dlp/stream.ts';
+import { createStreamInspector, jsonLinesTypes, type StreamInspector } from './dlp/stream.ts';
 import { behaviourResultOf, checkBehaviour, recordBehaviourResult } from './pipeline/behaviour.ts';
 import { blockedReason, protectRequestBody, protectRequestJson, protectResponseBody, rememberResponseValues, sensitiveSummary, type FlowEndpoint, type RequestProtection } from './pipeline/data-protection.ts';
 import type { BehaviourCall, BehaviourEngine } from './sequence/engine.ts';
@@ -621,7 +621,7 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
           streamInspector = createStreamInspector(persona!.dataProtection, { direction: 'response', upstream: route!.upstream, ...responseToolContext(), contentType });
         }
         mode_override = processingModeWithResponseBody('STREAMED');
-      } else if (inspectResponse && persona!.dataProtection.active && jsonSequenceTypes.test(contentType)) {
+      } else if (inspectResponse && persona!.dataProtection.active && jsonLinesTypes.test(contentType)) {
         // One JSON value per line, often long-lived: inspected as it streams, never buffered whole.
         responseMode = 'text-stream';
         streamInspector = createStreamInspector(persona!.dataProtection, { direction: 'response', upstream: route!.upstream, ...responseToolContext(), contentType });
@@ -722,9 +722,11 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
     const inspected = inspectStreamed(streamInspector!, chunk, endOfStream);
     let body = inspected.body;
     if (inspected.blocked) {
+      // The lines before the blocked one go out; the blocked line and the rest become one error line.
       streamBlocked = true;
       const reason = blockedReason(inspected.blocked, 'response');
-      body = Buffer.from(`${JSON.stringify({ error: { code: reason.code, message: `Mandate: ${reason.message}` } })}\n`, 'utf8');
+      const separator = body.length > 0 && body[body.length - 1] !== 0x0a ? '\n' : '';
+      body = Buffer.concat([body, Buffer.from(`${separator}${JSON.stringify({ error: { code: reason.code, message: `Mandate: ${reason.message}` } })}\n`, 'utf8')]);
     }
     return { response_body: { response: { status: 'CONTINUE', body_mutation: body.length > 0 ? { body } : { clear_body: true } } } };
   }
@@ -948,7 +950,6 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
 }
 
 /** Streams of one JSON value per line (NDJSON, JSON Lines, JSON text sequences). */
-const jsonSequenceTypes = /^application\/(x-ndjson|ndjson|jsonl|x-jsonlines|jsonlines|json-seq)\b/;
 /** Text that data protection reads whole (buffered): text/* other than event streams, XML, YAML, form data. */
 const textualTypes = /^(text\/(?!event-stream)|application\/(xml|yaml|x-yaml|x-www-form-urlencoded|graphql)\b|application\/[\w.+-]+\+xml\b)/;
 

@@ -15,18 +15,26 @@ export interface StreamInspector {
   findings(): DataFinding[];
   /** Keyed hashes of the values found so far, for data-flow tracking (empty without a fingerprint key). */
   fingerprints(): ValueFingerprint[];
-  /** First block decision; the data path ends the stream with an error event when set. */
+  /**
+   * First block decision; the data path ends the stream with an error event when set. Output
+   * returned with it never holds the blocked value: for an event stream, nothing of the blocking
+   * event; for a JSON-lines stream, the whole lines before the blocking one.
+   */
   blocked(): BlockedBy | null;
 }
 
 /** Characters held back from a raw text stream so a split value is seen whole; longer than any detector match we mask. */
 export const rawStreamTail = 256;
 
+/** Streams of one JSON value per line (JSON Lines, NDJSON, JSON text sequences). */
+export const jsonLinesTypes = /^application\/(x-ndjson|ndjson|jsonl|x-jsonlines|jsonlines|json-seq)\b/i;
+
 export function createStreamInspector(
   compiled: CompiledDataProtection,
   context: InspectContext & { contentType: string },
 ): StreamInspector {
   const isSse = /^text\/event-stream/i.test(context.contentType);
+  const lineOriented = jsonLinesTypes.test(context.contentType);
   const maxHold = compiled.ok ? compiled.policy.maxStreamHoldBytes : 65_536;
   const decoder = new StringDecoder('utf8');
   const found: DataFinding[] = [];
@@ -99,8 +107,23 @@ export function createStreamInspector(
     const head = pending.slice(0, cut);
     pending = pending.slice(cut);
     const rh = inspectText(compiled, head, context);
+    if (rh.blocked && lineOriented) return linesBeforeBlock(head);
     note(rh);
     return rh.value;
+  };
+
+  // A line-oriented stream that reaches a blocked value keeps the whole lines before it: each line is
+  // inspected on its own, and output stops before the first line that blocks (that line and the rest
+  // are dropped; the data path ends the stream there).
+  const linesBeforeBlock = (head: string): string => {
+    let out = '';
+    for (const line of head.split(/(?<=\n)/)) {
+      const r = inspectText(compiled, line, context);
+      note(r);
+      if (r.blocked) break;
+      out += r.value;
+    }
+    return out;
   };
 
   return {
