@@ -105,19 +105,24 @@ export function inspectJson<T>(compiled: CompiledDataProtection, value: T, conte
   const bytes = Buffer.from(text);
   const pass = setPass(compiled, bytes, bytes.length === text.length ? text : null, true);
   if (pass === clean) return emptyResult(value);
-  const r = inspectJsonText(compiled, text, context, pass);
+  const r = inspectJsonText(compiled, text, context, pass, null);
   if (r === null) return emptyResult(value);
-  return { ...r, value: r.changed ? (JSON.parse(r.value) as T) : value };
+  return { ...r, value: r.changed ? (JSON.parse(r.value as string) as T) : value };
 }
 
 /** For non-JSON bodies: scans and rewrites the whole text as one segment. */
 export function inspectText(compiled: CompiledDataProtection, text: string, context: InspectContext): InspectResult<string> {
   if (!compiled.ok || !compiled.active || !compiled.set) return emptyResult(text);
+  return textResult(compiled, text, context, null) as InspectResult<string>;
+}
+
+/** The text as one segment; with `bytes` (the text's bytes, one per character), a changed value is written as bytes. */
+function textResult(compiled: CompiledDataProtectionOk, text: string, context: InspectContext, bytes: Buffer | null): InspectResult<string | Buffer> {
   const doc = newDocument();
   doc.texts.push(text);
   doc.origins.push({ host: -1, hostStart: 0, hostEnd: text.length });
   addSegment(doc, 0, 0, text.length, '', Mode.text, null, null);
-  return inspectDocument(compiled, doc, context, null, text, 'body');
+  return inspectDocument(compiled, doc, context, null, text, 'body', bytes);
 }
 
 /**
@@ -132,8 +137,11 @@ export function inspectBody(compiled: CompiledDataProtection, body: Buffer, cont
   const pass = setPass(compiled, body, ascii ? (text = body.toString('latin1')) : null, looksLikeJson(body));
   if (pass === clean) return emptyResult(body);
   text ??= body.toString(ascii ? 'latin1' : 'utf8');
-  const r = inspectJsonText(compiled, text, context, pass) ?? inspectText(compiled, text, context);
-  return { ...r, value: r.changed ? Buffer.from(r.value, ascii ? 'latin1' : 'utf8') : body };
+  // An ASCII body's edits are written straight into a copy of its bytes.
+  const bytes = ascii ? body : null;
+  const r = inspectJsonText(compiled, text, context, pass, bytes) ?? textResult(compiled, text, context, bytes);
+  if (!r.changed) return { ...r, value: body };
+  return { ...r, value: typeof r.value === 'string' ? Buffer.from(r.value, ascii ? 'latin1' : 'utf8') : r.value };
 }
 
 /** setPass found nothing that can match. */
@@ -244,16 +252,18 @@ function trustedHits(compiled: CompiledDataProtectionOk, hits: number[]): number
 }
 
 /** null when the text is not JSON. */
-function inspectJsonText(compiled: CompiledDataProtectionOk, text: string, context: InspectContext, hits: number[] | null): InspectResult<string> | null {
+function inspectJsonText(compiled: CompiledDataProtectionOk, text: string, context: InspectContext, hits: number[] | null, bytes: Buffer | null): InspectResult<string | Buffer> | null {
   const doc = readJson(text, compiled.policy.scanKeys);
   if (doc === null) return null;
-  return inspectDocument(compiled, doc, context, hits, text, null);
+  return inspectDocument(compiled, doc, context, hits, text, null, bytes);
 }
 
-function inspectDocument(compiled: CompiledDataProtectionOk, doc: Document, context: InspectContext, hits: number[] | null, original: string, location: string | null): InspectResult<string> {
+function inspectDocument(
+  compiled: CompiledDataProtectionOk, doc: Document, context: InspectContext, hits: number[] | null, original: string, location: string | null, bytes: Buffer | null,
+): InspectResult<string | Buffer> {
   const matches = scanTable(compiled, doc, hits, 0);
   if (matches.length === 0) return emptyResult(original);
-  return applyMatches(compiled, context, matches, doc, original, location);
+  return applyMatches(compiled, context, matches, doc, original, location, bytes);
 }
 
 function newDocument(capacity = 64): Document {
@@ -335,9 +345,68 @@ function readDocument(doc: Document, textIndex: number, root: PathNode, rootFiel
   let parent: PathNode | null = root.parent;
   let part: PathPart | null = root.part;
   let node: PathNode | null = root;
+  /** Set when a property name comes next (at i, its opening quote): the object it belongs to. */
+  let keyOf: Frame | null = null;
   fail: for (;;) {
+    let c: number;
+    if (keyOf !== null) {
+      // `"key" :` into the frame and the next value's path
+      const at = i;
+      let close = s.indexOf('"', at + 1);
+      for (;;) {
+        if (close < 0) break fail;
+        let k = close - 1;
+        while (s.charCodeAt(k) === 92) k--;
+        if ((close - 1 - k) % 2 === 0) break;
+        close = s.indexOf('"', close + 1);
+      }
+      if (backslash < at) {
+        backslash = s.indexOf('\\', at);
+        if (backslash < 0) backslash = n;
+      }
+      const escaped = backslash < close;
+      let key: string;
+      if (escaped) {
+        try {
+          key = JSON.parse(s.slice(at, close + 1)) as string;
+        } catch {
+          break fail;
+        }
+      } else {
+        // Field names repeat (one per record): the same string is reused instead of a new slice each time.
+        const length = close - at - 1;
+        const slot = (length * 31 + s.charCodeAt(at + 1) * 7 + s.charCodeAt(close - 1)) & 255;
+        const known = keyCache[slot];
+        if (known !== undefined && known.length === length && s.startsWith(known, at + 1)) {
+          key = known;
+        } else {
+          key = s.slice(at + 1, close);
+          keyCache[slot] = key;
+        }
+      }
+      if (scanKeys) {
+        if (escaped) {
+          const index = doc.texts.length;
+          doc.texts.push(key);
+          doc.origins.push({ host: textIndex, hostStart: at, hostEnd: close + 1 });
+          addSegment(doc, index, 0, key.length, keyOf.fieldName, Mode.decoded | isKey, keyOf.node, key);
+        } else {
+          addSegment(doc, textIndex, at + 1, close, keyOf.fieldName, Mode.string | isKey, keyOf.node, key);
+        }
+      }
+      i = close + 1;
+      c = s.charCodeAt(i);
+      while (c === 32 || c === 10 || c === 13 || c === 9) c = s.charCodeAt(++i);
+      if (c !== 58) break fail;
+      fieldName = key;
+      parent = keyOf.node;
+      part = key;
+      node = null;
+      keyOf = null;
+      i++;
+    }
     // a value
-    let c = s.charCodeAt(i);
+    c = s.charCodeAt(i);
     while (c === 32 || c === 10 || c === 13 || c === 9) c = s.charCodeAt(++i);
     if (c === 34) {
       const open = i;
@@ -404,9 +473,7 @@ function readDocument(doc: Document, textIndex: number, root: PathNode, rootFiel
         }
         // an object: its first key
         if (c !== 34) break;
-        const k = readKey(frame, i);
-        if (k < 0) break;
-        i = k;
+        keyOf = frame;
         continue;
       }
     } else if (c === 45 || (c >= 48 && c <= 57)) {
@@ -457,9 +524,7 @@ function readDocument(doc: Document, textIndex: number, root: PathNode, rootFiel
         c = s.charCodeAt(i);
         while (c === 32 || c === 10 || c === 13 || c === 9) c = s.charCodeAt(++i);
         if (c !== 34) break fail;
-        const k = readKey(top, i);
-        if (k < 0) break fail;
-        i = k;
+        keyOf = top;
         continue fail;
       }
       if (c !== (top.isArray ? 93 : 125)) break fail;
@@ -468,61 +533,6 @@ function readDocument(doc: Document, textIndex: number, root: PathNode, rootFiel
   }
   truncate(doc, segments, texts);
   return false;
-
-  /** Reads `"key" :` at i into the frame and the next value's path; the position after the colon, or -1. */
-  function readKey(frame: Frame, at: number): number {
-    let close = s.indexOf('"', at + 1);
-    for (;;) {
-      if (close < 0) return -1;
-      let k = close - 1;
-      while (s.charCodeAt(k) === 92) k--;
-      if ((close - 1 - k) % 2 === 0) break;
-      close = s.indexOf('"', close + 1);
-    }
-    if (backslash < at) {
-      backslash = s.indexOf('\\', at);
-      if (backslash < 0) backslash = n;
-    }
-    const escaped = backslash < close;
-    let key: string;
-    if (escaped) {
-      try {
-        key = JSON.parse(s.slice(at, close + 1)) as string;
-      } catch {
-        return -1;
-      }
-    } else {
-      // Field names repeat (one per record): the same string is reused instead of a new slice each time.
-      const length = close - at - 1;
-      const slot = (length * 31 + s.charCodeAt(at + 1) * 7 + s.charCodeAt(close - 1)) & 255;
-      const known = keyCache[slot];
-      if (known !== undefined && known.length === length && s.startsWith(known, at + 1)) {
-        key = known;
-      } else {
-        key = s.slice(at + 1, close);
-        keyCache[slot] = key;
-      }
-    }
-    if (scanKeys) {
-      if (escaped) {
-        const index = doc.texts.length;
-        doc.texts.push(key);
-        doc.origins.push({ host: textIndex, hostStart: at, hostEnd: close + 1 });
-        addSegment(doc, index, 0, key.length, frame.fieldName, Mode.decoded | isKey, frame.node, key);
-      } else {
-        addSegment(doc, textIndex, at + 1, close, frame.fieldName, Mode.string | isKey, frame.node, key);
-      }
-    }
-    let j = close + 1;
-    let c = s.charCodeAt(j);
-    while (c === 32 || c === 10 || c === 13 || c === 9) c = s.charCodeAt(++j);
-    if (c !== 58) return -1;
-    fieldName = key;
-    parent = frame.node;
-    part = key;
-    node = null;
-    return j + 1;
-  }
 }
 
 export function jsonPath(node: PathNode): string {
@@ -574,7 +584,8 @@ function applyMatches(
   doc: Document,
   original: string,
   location: string | null,
-): InspectResult<string> {
+  bytes: Buffer | null,
+): InspectResult<string | Buffer> {
   const findings: DataFinding[] = new Array(matches.length);
   const fingerprints: ValueFingerprint[] = [];
   let blocked: BlockedBy | null = null;
@@ -603,9 +614,11 @@ function applyMatches(
   }
   if (compiled.monitor) return { value: original, changed: false, findings, blocked: null, wouldBlock: blocked, fingerprints };
   if (blocked) return { value: original, changed: false, findings, blocked, wouldBlock: null, fingerprints };
-  const edits = editsOf(compiled, doc, matches, actions);
+  const edits = editsOf(compiled, doc, matches, actions, bytes);
   if (edits === null) return { value: original, changed: false, findings, blocked: null, wouldBlock: null, fingerprints };
-  return { value: edits, changed: true, findings, blocked: null, wouldBlock: null, fingerprints };
+  const maskCharacter = compiled.policy.maskCharacter;
+  const value = bytes !== null ? writeTextEdits(bytes, edits, maskCharacter.charCodeAt(0)) : applyTextEdits(doc.texts[0]!, edits, maskCharacter);
+  return { value, changed: true, findings, blocked: null, wouldBlock: null, fingerprints };
 }
 
 function locationOf(doc: Document, m: Match): string {
@@ -617,31 +630,44 @@ function locationOf(doc: Document, m: Match): string {
   return path;
 }
 
-/** Edits of one text, in three parallel lists. */
+/**
+ * Edits of one text, in parallel lists. A mask of a value in ASCII is kept as
+ * a count rather than a new string: replacement null means the first
+ * masked[k] letters and digits of [start, end) become the mask character,
+ * the other characters staying as they are (what mask() returns for it). The
+ * span's characters are then the value's own (see editsOf), so the mask can be
+ * written straight into the output.
+ */
 interface TextEdits {
   start: number[];
   end: number[];
-  replacement: string[];
+  replacement: (string | null)[];
+  masked: number[];
   /** Every replacement can stand inside a JSON string as it is. */
   plain: boolean;
 }
 
-/** The new text with every mask and redaction applied, or null when nothing is to change. */
-function editsOf(compiled: CompiledDataProtectionOk, doc: Document, matches: Match[], actions: Map<CompiledDetector, DataProtectionAction>): string | null {
+/** Letters and digits of ASCII, by code (what mask() replaces). */
+const asciiAlnum = new Uint8Array(128);
+for (let c = 0; c < 128; c++) asciiAlnum[c] = isAsciiAlnum(c) ? 1 : 0;
+
+/** The final edits of the whole text (texts[0]) with every mask and redaction applied, or null when nothing is to change. */
+function editsOf(compiled: CompiledDataProtectionOk, doc: Document, matches: Match[], actions: Map<CompiledDetector, DataProtectionAction>, bytes: Buffer | null): TextEdits | null {
   const maskCharacter = compiled.policy.maskCharacter;
   const maskIsPlain = jsonPlain(maskCharacter);
   const perText = new Map<number, TextEdits>();
   let lastText = -1;
   let last: TextEdits | null = null;
-  const add = (text: number, start: number, end: number, replacement: string, plain: boolean) => {
+  const add = (text: number, start: number, end: number, replacement: string | null, masked: number, plain: boolean) => {
     if (text !== lastText) {
       lastText = text;
       last = perText.get(text) ?? null;
-      if (last === null) perText.set(text, (last = { start: [], end: [], replacement: [], plain: true }));
+      if (last === null) perText.set(text, (last = { start: [], end: [], replacement: [], masked: [], plain: true }));
     }
     last!.start.push(start);
     last!.end.push(end);
     last!.replacement.push(replacement);
+    last!.masked.push(masked);
     if (!plain) last!.plain = false;
   };
   // Matches come sorted by segment and start, without overlaps.
@@ -656,11 +682,11 @@ function editsOf(compiled: CompiledDataProtectionOk, doc: Document, matches: Mat
     const text = doc.text[seg]!;
     if (mode === Mode.decoded) {
       const o = doc.origins[text]!;
-      add(o.host, o.hostStart, o.hostEnd, JSON.stringify(value), false);
+      add(o.host, o.hostStart, o.hostEnd, JSON.stringify(value), 0, false);
     } else if (mode === Mode.string) {
-      add(text, doc.start[seg]! - 1, doc.end[seg]! + 1, JSON.stringify(value), false);
+      add(text, doc.start[seg]! - 1, doc.end[seg]! + 1, JSON.stringify(value), 0, false);
     } else {
-      add(text, doc.start[seg]!, doc.end[seg]!, JSON.stringify(value), false);
+      add(text, doc.start[seg]!, doc.end[seg]!, JSON.stringify(value), 0, false);
     }
   };
   for (let i = 0; i < matches.length; i++) {
@@ -672,14 +698,35 @@ function editsOf(compiled: CompiledDataProtectionOk, doc: Document, matches: Mat
     const base = doc.start[seg]!;
     const text = doc.text[seg]!;
     const redact = action === 'redact' || m.encoding !== null;
-    maskKeptControl = false;
-    const replacement = redact ? `[REDACTED:${d.def.dataClass}]` : mask(doc.texts[text]!.slice(base + m.start, base + m.end), d.maskKeep, maskCharacter, d.def.dataClass === 'credential');
     if (whole && whole.seg !== seg) flushWhole();
     const mode = doc.mode[seg]! & 3;
-    if (mode === Mode.text || ((mode === Mode.string || mode === Mode.decoded) && maskIsPlain)) {
+    const inPlace = mode === Mode.text || ((mode === Mode.string || mode === Mode.decoded) && maskIsPlain);
+    if (inPlace && !redact && d.def.dataClass !== 'credential') {
+      // mask()'s counting pass, without building the string when the value is ASCII
+      const s = doc.texts[text]!;
+      const from = base + m.start;
+      const to = base + m.end;
+      let total = 0;
+      let control = false;
+      let j = from;
+      for (; j < to; j++) {
+        const c = s.charCodeAt(j);
+        if (c >= 128) break;
+        if (asciiAlnum[c] === 1) total++;
+        else if (c < 32) control = true;
+      }
+      if (j === to) {
+        const keep = d.maskKeep;
+        add(text, from, to, null, total - (total > keep * 2 ? keep : 0), maskIsPlain && !control);
+        continue;
+      }
+    }
+    maskKeptControl = false;
+    const replacement = redact ? `[REDACTED:${d.def.dataClass}]` : mask(doc.texts[text]!.slice(base + m.start, base + m.end), d.maskKeep, maskCharacter, d.def.dataClass === 'credential');
+    if (inPlace) {
       // Replaced in place: the text around the value stays as it was. A value that had escapes is its
       // own decoded text; its edits are mapped onto its JSON string below, as a nested document's are.
-      add(text, base + m.start, base + m.end, replacement, maskIsPlain && !maskKeptControl);
+      add(text, base + m.start, base + m.end, replacement, 0, maskIsPlain && !maskKeptControl);
     } else {
       whole ??= { seg, edits: [] };
       whole.edits.push({ start: m.start, end: m.end, replacement });
@@ -692,34 +739,39 @@ function editsOf(compiled: CompiledDataProtectionOk, doc: Document, matches: Mat
     const list = perText.get(index);
     if (!list) continue;
     const o = doc.origins[index]!;
+    const decoded = doc.texts[index]!;
     if (!list.plain || !sortedEdits(list)) {
-      add(o.host, o.hostStart, o.hostEnd, JSON.stringify(applyTextEdits(doc.texts[index]!, list)), false);
+      add(o.host, o.hostStart, o.hostEnd, JSON.stringify(applyTextEdits(decoded, list, maskCharacter)), 0, false);
       continue;
     }
     // Replacements that need no escape go straight into the host's JSON string: decoded offsets are
     // mapped to the host's characters, where each escape (\" \\ \n \u0041...) stands for one character.
-    const host = doc.texts[o.host]!;
+    // One walk along the host's characters serves all the (sorted) edits.
+    // The body's bytes, when given, are its characters: reading them is cheaper than charCodeAt.
+    const host: Uint8Array | string = o.host === 0 && bytes !== null ? bytes : doc.texts[o.host]!;
     let raw = o.hostStart + 1;
-    let decodedAt = 0;
-    let escape = host.indexOf('\\', raw);
-    const rawOf = (target: number): number => {
-      for (;;) {
-        if (escape < 0 || escape >= o.hostEnd || decodedAt + (escape - raw) >= target) {
-          raw += target - decodedAt;
-          decodedAt = target;
-          return raw;
-        }
-        decodedAt += escape - raw + 1;
-        raw = escape + (host.charCodeAt(escape + 1) === 117 ? 6 : 2);
-        escape = host.indexOf('\\', raw);
-      }
-    };
+    let at = 0;
     for (let k = 0; k < list.start.length; k++) {
-      const start = rawOf(list.start[k]!);
-      add(o.host, start, rawOf(list.end[k]!), list.replacement[k]!, true);
+      const start = list.start[k]!;
+      const end = list.end[k]!;
+      if (typeof host === 'string') {
+        for (; at < start; at++) raw += host.charCodeAt(raw) !== 92 ? 1 : host.charCodeAt(raw + 1) === 117 ? 6 : 2;
+      } else {
+        for (; at < start; at++) raw += host[raw] !== 92 ? 1 : host[raw + 1] === 117 ? 6 : 2;
+      }
+      const rawStart = raw;
+      if (typeof host === 'string') {
+        for (; at < end; at++) raw += host.charCodeAt(raw) !== 92 ? 1 : host.charCodeAt(raw + 1) === 117 ? 6 : 2;
+      } else {
+        for (; at < end; at++) raw += host[raw] !== 92 ? 1 : host[raw + 1] === 117 ? 6 : 2;
+      }
+      let replacement = list.replacement[k]!;
+      // A mask kept as a count needs the span to be the value's characters: with an escape inside, it is written out.
+      if (replacement === null && raw - rawStart !== end - start) replacement = maskedSpan(decoded, start, end, list.masked[k]!, maskCharacter);
+      add(o.host, rawStart, raw, replacement, list.masked[k]!, true);
     }
   }
-  return applyTextEdits(doc.texts[0]!, perText.get(0)!);
+  return perText.get(0)!;
 }
 
 function sortedEdits(e: TextEdits): boolean {
@@ -727,29 +779,117 @@ function sortedEdits(e: TextEdits): boolean {
   return true;
 }
 
-/** Applies a text's edits (sorted here when a nested document's edit came after the others). */
-function applyTextEdits(text: string, e: TextEdits): string {
+/** The order to apply a text's edits in: null when they are sorted already (a nested document's edit may come after the others). */
+function editOrder(e: TextEdits): number[] | null {
   const n = e.start.length;
-  let order: number[] | null = null;
   for (let i = 1; i < n; i++) {
-    if (e.start[i]! < e.start[i - 1]!) {
-      order = Array.from({ length: n }, (_, k) => k).sort((a, b) => e.start[a]! - e.start[b]!);
-      break;
-    }
+    if (e.start[i]! < e.start[i - 1]!) return Array.from({ length: n }, (_, k) => k).sort((a, b) => e.start[a]! - e.start[b]!);
   }
+  return null;
+}
+
+/** The text of [start, end) with its first `masked` letters and digits (ASCII) replaced by the mask character. */
+function maskedSpan(text: string, start: number, end: number, masked: number, maskCharacter: string): string {
+  const value = text.slice(start, end);
+  if (masked === 0) return value;
+  let seen = 0;
+  let out = '';
+  let from = 0;
+  let i = 0;
+  for (; i < value.length && seen < masked; i++) {
+    if (asciiAlnum[value.charCodeAt(i)] === 1) {
+      seen++;
+      continue;
+    }
+    // a run of letters and digits ends: masked whole
+    if (i > from) out += repeated(maskCharacter, i - from);
+    out += value[i];
+    from = i + 1;
+  }
+  if (i > from) out += repeated(maskCharacter, i - from);
+  return out + value.slice(i);
+}
+
+/** Applies a text's edits. */
+function applyTextEdits(text: string, e: TextEdits, maskCharacter: string): string {
+  const n = e.start.length;
+  const order = editOrder(e);
   const parts: string[] = new Array(n * 2 + 1);
   let cursor = 0;
   let p = 0;
   for (let k = 0; k < n; k++) {
     const i = order ? order[k]! : k;
-    parts[p++] = text.slice(cursor, e.start[i]!);
-    parts[p++] = e.replacement[i]!;
+    const start = e.start[i]!;
+    parts[p++] = text.slice(cursor, start);
+    parts[p++] = e.replacement[i] ?? maskedSpan(text, start, e.end[i]!, e.masked[i]!, maskCharacter);
     cursor = e.end[i]!;
   }
   parts[p] = text.slice(cursor);
   return parts.join('');
 }
 
+/**
+ * Applies the edits of the whole text to its bytes, one byte per character
+ * (an ASCII body read as latin1): the same bytes Buffer.from(applyTextEdits(...), 'latin1')
+ * gives, without building the string. Masks kept as counts are written over
+ * the copied bytes of their span.
+ */
+function writeTextEdits(bytes: Buffer, e: TextEdits, maskByte: number): Buffer {
+  const n = e.start.length;
+  const order = editOrder(e);
+  let size = bytes.length;
+  let sameLength = true;
+  for (let i = 0; i < n; i++) {
+    const r = e.replacement[i]!;
+    if (r === null) continue;
+    const change = r.length - (e.end[i]! - e.start[i]!);
+    if (change !== 0) {
+      size += change;
+      sameLength = false;
+    }
+  }
+  const out = Buffer.allocUnsafe(size);
+  if (sameLength) {
+    // every edit keeps its span's length: one copy, then each span is overwritten in place
+    bytes.copy(out, 0);
+    for (let i = 0; i < n; i++) {
+      const r = e.replacement[i]!;
+      if (r === null) maskBytes(out, e.start[i]!, e.end[i]!, e.masked[i]!, maskByte);
+      else out.write(r, e.start[i]!, 'latin1');
+    }
+    return out;
+  }
+  let cursor = 0;
+  let o = 0;
+  for (let k = 0; k < n; k++) {
+    const i = order ? order[k]! : k;
+    const start = e.start[i]!;
+    const end = e.end[i]!;
+    o += bytes.copy(out, o, cursor, start);
+    const r = e.replacement[i]!;
+    if (r === null) {
+      bytes.copy(out, o, start, end);
+      maskBytes(out, o, o + end - start, e.masked[i]!, maskByte);
+      o += end - start;
+    } else {
+      o += out.write(r, o, 'latin1');
+    }
+    cursor = end;
+  }
+  bytes.copy(out, o, cursor);
+  return out;
+}
+
+/** Replaces the first `masked` ASCII letters and digits of out[start, end) with the mask byte. */
+function maskBytes(out: Buffer, start: number, end: number, masked: number, maskByte: number): void {
+  let seen = 0;
+  for (let j = start; j < end && seen < masked; j++) {
+    if (asciiAlnum[out[j]!] === 1) {
+      out[j] = maskByte;
+      seen++;
+    }
+  }
+}
 /** Applies sorted, non-overlapping edits. */
 function applyEdits(text: string, edits: Edit[], offset: number): string {
   if (edits.length === 1) {
