@@ -215,6 +215,36 @@ class Scan {
       const s = t.texts[t.text[i]!]!;
       const end = t.end[i]!;
       const start = t.start[i]!;
+      if (end - start < 1023) {
+        // A short value (the usual one): no count can pass 10 bits, so no chunks; a line feed sends it to the loop below.
+        let packed = 0;
+        let punctuation = 0;
+        let wide = 0;
+        let j = start;
+        for (; j < end; j++) {
+          const c = s.charCodeAt(j);
+          if (c >= 128) {
+            wide++;
+            continue;
+          }
+          if (c === 10) break;
+          packed += countBits[c]!;
+          punctuation |= punctuationBit[c]!;
+        }
+        if (j === end) {
+          const digits = packed & 1023;
+          const upper = (packed >> 10) & 1023;
+          const lower = packed >>> 20;
+          if (lines && end > start) pushLine(lines, i, 0, end - start, digits, upper, lower, punctuation);
+          f.length[i] = end - start;
+          f.digits[i] = digits;
+          f.upper[i] = upper;
+          f.lower[i] = lower;
+          f.wide[i] = wide;
+          f.punctuation[i] = punctuation;
+          continue;
+        }
+      }
       // The current line's digits, capitals and small letters are counted in one number, 10 bits
       // each, moved to the line's counters at a line feed or every 1023 characters.
       let packed = 0;
@@ -409,7 +439,7 @@ function scanWithHits(compiled: CompiledDataProtectionOk, t: SegmentTable, rawHi
   for (const hit of hits) {
     const entry = entries[hit];
     if (entry?.kind !== 'keyword') continue;
-    covered ??= new Covered(merged(scan.out.slice(), runs));
+    covered ??= new Covered(merged(scan.out.slice(), runs, t.count));
     scan.covered = covered;
     const d = compiled.detectors[entry.detector]!;
     const seen = new Set<number>();
@@ -417,7 +447,7 @@ function scanWithHits(compiled: CompiledDataProtectionOk, t: SegmentTable, rawHi
     if (valueHits?.has(hit)) scanKeywordInValues(scan, d, seen);
     if (scan.out.length > runs[runs.length - 1]!) runs.push(scan.out.length);
   }
-  return resolveOverlaps(merged(scan.out, runs));
+  return resolveOverlaps(merged(scan.out, runs, t.count));
 }
 
 /**
@@ -598,6 +628,9 @@ function distinctKeys(t: SegmentTable): string[] {
  * microseconds of native-call overhead each.
  */
 function findAll(re: RE2, text: string, base: number, texts?: string[]): number[] {
+  if (text.length >= markedMinLength && markable(re) && text.indexOf(matchStart) < 0 && text.indexOf(matchEnd) < 0 && text.isWellFormed()) {
+    return findMarked(re, text, base, texts);
+  }
   const found = re.match(text) as unknown as string[] | null;
   if (!found) return [];
   const source = re.source;
@@ -614,6 +647,88 @@ function findAll(re: RE2, text: string, base: number, texts?: string[]): number[
     out.push(pos + base, pos + base + m.length);
     texts?.push(m);
     cursor = pos + m.length;
+  }
+  return out;
+}
+
+/** Characters that mark where each match starts and ends in findMarked's copy of the text. */
+const matchStart = '\u0001';
+const matchEnd = '\u0002';
+/** Shorter texts take findAll's usual path (their few matches cost little either way). */
+const markedMinLength = 4096;
+
+const markableByRegex = new WeakMap<RE2, boolean>();
+
+/**
+ * True when findAll's positions (indexOf, with the \b checks at either end)
+ * are always the ones RE2 matched at: the pattern has no other assertion
+ * (\b \B ^ $ \A \z) and no alternative at its top level, and cannot match
+ * an empty string. Then whether it matches some characters depends on them
+ * and the \b at either end only, so no earlier occurrence of a match's text
+ * passing those checks can be skipped by RE2's leftmost search, and
+ * findMarked gives the same positions.
+ */
+function markable(re: RE2): boolean {
+  let ok = markableByRegex.get(re);
+  if (ok !== undefined) return ok;
+  let source = re.source;
+  // an escaped backslash and a "b" at the end would still get findAll's \b check
+  ok = !source.endsWith('\\\\b');
+  if (source.startsWith('\\b')) source = source.slice(2);
+  if (source.endsWith('\\b')) source = source.slice(0, -2);
+  let depth = 0;
+  let inClass = false;
+  for (let i = 0; i < source.length && ok; i++) {
+    const c = source[i]!;
+    if (c === '\\') {
+      const next = source[i + 1] ?? '';
+      if (next === 'b' || next === 'B' || next === 'A' || next === 'z') ok = false;
+      i++;
+    } else if (inClass) {
+      if (c === ']') inClass = false;
+    } else if (c === '[') {
+      inClass = true;
+      if (source[i + 1] === '^') i++;
+      if (source[i + 1] === ']') i++;
+    } else if (c === '^' || c === '$') {
+      ok = false;
+    } else if (c === '(') {
+      depth++;
+    } else if (c === ')') {
+      depth--;
+    } else if (c === '|' && depth === 0) {
+      ok = false;
+    }
+  }
+  if (ok) {
+    try {
+      ok = !new RE2(source, re.flags.replace('g', '')).test('');
+    } catch {
+      ok = false;
+    }
+  }
+  markableByRegex.set(re, ok);
+  return ok;
+}
+
+/**
+ * findAll through one native replace that writes a mark before and after each
+ * match: the matches' positions are read off the marks (the k-th match's
+ * marks stand 2k characters later than its text), and the native call builds
+ * one string instead of one per match. The text holds neither mark.
+ */
+function findMarked(re: RE2, text: string, base: number, texts?: string[]): number[] {
+  const marked = re.replace(text, `${matchStart}$&${matchEnd}`);
+  const out: number[] = [];
+  let k = 0;
+  for (let open = marked.indexOf(matchStart); open >= 0; open = marked.indexOf(matchStart, open + 1)) {
+    const close = marked.indexOf(matchEnd, open + 1);
+    const start = open - 2 * k;
+    k++;
+    if (close === open + 1) continue; // an empty match
+    out.push(start + base, close - 1 - 2 * (k - 1) + base);
+    texts?.push(marked.slice(open + 1, close));
+    open = close;
   }
   return out;
 }
@@ -949,8 +1064,9 @@ function before(a: Match, b: Match): boolean {
  * The matches in (segment, start, longest first) order. Each detector adds a
  * run that is mostly in order already: runs are sorted if needed, then merged.
  */
-function merged(matches: Match[], runs: number[]): Match[] {
+function merged(matches: Match[], runs: number[], segments: number): Match[] {
   if (matches.length < 2) return matches;
+  if (matches.length * 8 >= segments) return bySegment(matches, segments);
   const lists: Match[][] = [];
   for (let r = 0; r + 1 < runs.length; r++) {
     const list = matches.slice(runs[r], runs[r + 1]);
@@ -970,6 +1086,37 @@ function merged(matches: Match[], runs: number[]): Match[] {
     level = next;
   }
   return level[0]!;
+}
+
+/**
+ * The same order as merged() (which is a stable sort of the runs one after
+ * the other) for many matches: a stable counting sort by segment, then a
+ * stable sort of each segment's matches that are not in order already.
+ */
+function bySegment(matches: Match[], segments: number): Match[] {
+  const next = new Int32Array(segments + 1);
+  for (let i = 0; i < matches.length; i++) next[matches[i]!.segment + 1]!++;
+  for (let s = 0; s < segments; s++) next[s + 1]! += next[s]!;
+  const out: Match[] = new Array(matches.length);
+  for (let i = 0; i < matches.length; i++) {
+    const m = matches[i]!;
+    out[next[m.segment]!++] = m;
+  }
+  // after the loop next[s] is where segment s ends
+  let from = 0;
+  while (from < out.length) {
+    const seg = out[from]!.segment;
+    const to = next[seg]!;
+    for (let i = from + 1; i < to; i++) {
+      if (before(out[i]!, out[i - 1]!)) {
+        const sorted = out.slice(from, to).sort((a, b) => a.start - b.start || b.end - a.end);
+        for (let k = 0; k < sorted.length; k++) out[from + k] = sorted[k]!;
+        break;
+      }
+    }
+    from = to;
+  }
+  return out;
 }
 
 function mergeTwo(a: Match[], b: Match[]): Match[] {
