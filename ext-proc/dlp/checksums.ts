@@ -59,24 +59,36 @@ const ibanLengths: Record<string, number> = {
 };
 
 export function ibanValid(text: string): boolean {
-  // the compact form: spaces and dashes dropped, upper case
-  const codes: number[] = [];
+  // the compact form (spaces and dashes dropped, upper case), read twice instead of copied
+  let length = 0;
+  let first = 0;
+  let second = 0;
   for (let i = 0; i < text.length; i++) {
     let c = text.charCodeAt(i);
     if (c === 32 || c === 45) continue;
     if (c >= 97 && c <= 122) c -= 32;
-    codes.push(c);
+    if (length === 0) first = c;
+    else if (length === 1) second = c;
+    length++;
   }
-  if (codes.length < 4) return false;
-  const expected = ibanLengths[String.fromCharCode(codes[0]!, codes[1]!)];
-  if (expected === undefined || codes.length !== expected) return false;
-  // ISO 7064 mod 97-10 over the number rotated by four, letters as two digits (A=10 .. Z=35)
+  if (length < 4) return false;
+  const expected = ibanLengths[String.fromCharCode(first, second)];
+  if (expected === undefined || length !== expected) return false;
+  // ISO 7064 mod 97-10 over the number rotated by four, letters as two digits (A=10 .. Z=35):
+  // the characters after the first four, then those four
   let remainder = 0;
-  for (let k = 0; k < codes.length; k++) {
-    const c = codes[(k + 4) % codes.length]!;
-    if (c >= 48 && c <= 57) remainder = (remainder * 10 + (c - 48)) % 97;
-    else if (c >= 65 && c <= 90) remainder = (remainder * 100 + (c - 55)) % 97;
-    else return false;
+  for (let pass = 0; pass < 2; pass++) {
+    let k = 0;
+    for (let i = 0; i < text.length; i++) {
+      let c = text.charCodeAt(i);
+      if (c === 32 || c === 45) continue;
+      if ((k++ < 4) !== (pass === 1)) continue;
+      if (c >= 97 && c <= 122) c -= 32;
+      if (c >= 48 && c <= 57) remainder = (remainder * 10 + (c - 48)) % 97;
+      else if (c >= 65 && c <= 90) remainder = (remainder * 100 + (c - 55)) % 97;
+      else return false;
+      if (pass === 1 && k === 4) break;
+    }
   }
   return remainder === 1;
 }

@@ -249,7 +249,7 @@ function selectDetectors(p: DataProtection): DetectorDefinition[] {
 }
 
 /** Keywords match when not glued to other letters or digits (so "customer_ssn" matches "ssn", "lesson" does not). */
-function keywordPattern(keywords: string[]): string {
+export function keywordPattern(keywords: string[]): string {
   const escaped = keywords.map((k) => k.replace(/[.*+?^${}()|[\]\\]/g, '\\$&').replace(/ /g, '[ _-]?'));
   return `(?:^|[^A-Za-z0-9])(?:${escaped.join('|')})(?:[^A-Za-z0-9]|$)`;
 }

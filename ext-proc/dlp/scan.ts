@@ -10,7 +10,7 @@
 // at field names once per distinct name and at values only when the Set saw a
 // keyword in them, and the per-candidate path allocates little.
 import RE2 from 're2';
-import { standaloneNumberGroups, type CompiledDataProtectionOk, type CompiledDetector, type SetEntry } from './compile.ts';
+import { keywordPattern, setMaxMemBytes, standaloneNumberGroups, type CompiledDataProtectionOk, type CompiledDetector, type SetEntry } from './compile.ts';
 import { charKind, isTrivial, mayMatch, punctuationBit, type Features, type Requirement } from './prefilter.ts';
 
 /** One piece of text to scan: a JSON string value with the name of its field (the context). */
@@ -157,6 +157,8 @@ class Scan {
   #all: number[] | null = null;
   /** Set before keyword-gated detectors run. */
   covered: Covered | null = null;
+  /** Each segment's field name as its index in the distinct names (see distinctKeys), once they are read. */
+  keyIds: Int32Array | null = null;
   /** The values are few characters in all: line-free patterns skip the per-value counts (see smallFor). */
   readonly small: boolean;
   /** Small tables: the lines where the hit line-free patterns can match, when they were located. */
@@ -405,7 +407,8 @@ function scanWithHits(compiled: CompiledDataProtectionOk, t: SegmentTable, rawHi
   let keys: string[] = [];
   let keyHits: number[] = [];
   if (keywordHit || rawHits === null) {
-    keys = distinctKeys(t);
+    scan.keyIds = new Int32Array(t.count);
+    keys = distinctKeys(t, scan.keyIds);
     keyHits = keys.length > 0 ? set.match(keys.join('\n')) : [];
   }
   if (rawHits === null) {
@@ -413,7 +416,7 @@ function scanWithHits(compiled: CompiledDataProtectionOk, t: SegmentTable, rawHi
   } else if (keywordHit) {
     // Which keyword detectors have a context word inside a value: one Set pass over the values with letters.
     const letters = scan.withLetters();
-    valueHits = new Set(letters.segs.length > 0 ? set.match(letters.text) : []);
+    valueHits = new Set(letters.segs.length > 0 ? keywordHitsIn(compiled, letters.text) : []);
   }
   const keyHitSet = new Set(keyHits);
   if (scan.small) {
@@ -448,6 +451,45 @@ function scanWithHits(compiled: CompiledDataProtectionOk, t: SegmentTable, rawHi
     if (scan.out.length > runs[runs.length - 1]!) runs.push(scan.out.length);
   }
   return resolveOverlaps(merged(scan.out, runs, t.count));
+}
+
+/** The keyword entries of a config's Set as a Set of their own, with the main Set's index of each. */
+interface KeywordSet {
+  set: InstanceType<typeof RE2.Set>;
+  entry: number[];
+}
+
+const keywordSets = new WeakMap<CompiledDataProtectionOk, KeywordSet | null>();
+
+/**
+ * The main Set's keyword entries that match somewhere in the text. Only those
+ * entries are asked about the values, so a Set of them alone answers (each
+ * entry of a Set matches or not on its own), built once per config: a smaller
+ * automaton runs faster than the whole Set. The text goes in as UTF-8 bytes,
+ * as the Set would convert it.
+ */
+function keywordHitsIn(compiled: CompiledDataProtectionOk, text: string): number[] {
+  let k = keywordSets.get(compiled);
+  if (k === undefined) {
+    const entry: number[] = [];
+    const sources: string[] = [];
+    compiled.setEntries.forEach((e, i) => {
+      if (e.kind !== 'keyword') return;
+      entry.push(i);
+      sources.push(`(?i)${keywordPattern(compiled.detectors[e.detector]!.def.keywords ?? [])}`);
+    });
+    try {
+      k = sources.length > 0 ? { set: new RE2.Set(sources, { anchor: 'unanchored', maxMem: setMaxMemBytes }), entry } : null;
+    } catch {
+      k = null;
+    }
+    keywordSets.set(compiled, k);
+  }
+  if (k === null) return compiled.set!.match(text);
+  const found = k.set.match(Buffer.from(text));
+  const hits: number[] = new Array(found.length);
+  for (let i = 0; i < found.length; i++) hits[i] = k.entry[found[i]!]!;
+  return hits;
 }
 
 /**
@@ -613,11 +655,20 @@ function linesAt(all: Joined, positions: number[]): Joined {
   return { text: parts.join('\n'), segs, at, from };
 }
 
-function distinctKeys(t: SegmentTable): string[] {
-  const seen = new Set<string>();
-  for (let i = 0; i < t.count; i++) seen.add(t.key[i]!);
-  seen.delete('');
-  return [...seen];
+/** The field names, each once, in the order first met ("" left out); ids[i] is segment i's name in that list (-1 for ""). */
+function distinctKeys(t: SegmentTable, ids: Int32Array): string[] {
+  const index = new Map<string, number>();
+  const keys: string[] = [];
+  for (let i = 0; i < t.count; i++) {
+    const key = t.key[i]!;
+    let id = index.get(key);
+    if (id === undefined) {
+      id = key === '' ? -1 : keys.push(key) - 1;
+      index.set(key, id);
+    }
+    ids[i] = id;
+  }
+  return keys;
 }
 
 /**
@@ -822,14 +873,22 @@ function keyMatches(d: CompiledDetector, key: string): boolean {
 
 /** A context word names the field: the whole value (up to a limit) is the region. */
 function scanKeywordInKeys(scan: Scan, d: CompiledDetector, keys: string[], seen: Set<number>): void {
-  const named = new Set<string>();
-  for (const k of keys) if (keyMatches(d, k)) named.add(k);
-  if (named.size === 0) return;
+  const named = new Uint8Array(keys.length);
+  let any = false;
+  for (let k = 0; k < keys.length; k++) {
+    if (keyMatches(d, keys[k]!)) {
+      named[k] = 1;
+      any = true;
+    }
+  }
+  if (!any) return;
   const t = scan.t;
+  const ids = scan.keyIds!;
   const segs: number[] = [];
   const covered = scan.covered;
   for (let i = 0; i < t.count; i++) {
-    if (!named.has(t.key[i]!)) continue;
+    const id = ids[i]!;
+    if (id < 0 || named[id] === 0) continue;
     // A value that one kept match covers whole has no candidate that could survive: not scanned at all.
     if (covered?.has(i, 0, t.end[i]! - t.start[i]!)) continue;
     segs.push(i);
