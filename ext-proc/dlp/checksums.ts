@@ -58,39 +58,59 @@ const ibanLengths: Record<string, number> = {
   VG: 24, XK: 20,
 };
 
+/** ibanLengths by country code, at (first letter - 65) * 26 + (second letter - 65); 0 for none. */
+const ibanLengthByCode = new Int32Array(26 * 26);
+for (const [code, length] of Object.entries(ibanLengths)) ibanLengthByCode[(code.charCodeAt(0) - 65) * 26 + code.charCodeAt(1) - 65] = length;
+
 export function ibanValid(text: string): boolean {
-  // the compact form (spaces and dashes dropped, upper case), read twice instead of copied
+  // One pass over the compact form (spaces and dashes dropped, upper case): ISO 7064 mod 97-10 over
+  // the number rotated by four, letters as two digits (A=10 .. Z=35), so the first four characters
+  // are kept aside and added last. The remainder is taken every 7 digits or so, which keeps the
+  // running number below 97 * 10^8.
   let length = 0;
-  let first = 0;
-  let second = 0;
+  let c0 = 0;
+  let c1 = 0;
+  let c2 = 0;
+  let c3 = 0;
+  let remainder = 0;
+  let pending = 0;
+  let alnum = true;
   for (let i = 0; i < text.length; i++) {
     let c = text.charCodeAt(i);
     if (c === 32 || c === 45) continue;
     if (c >= 97 && c <= 122) c -= 32;
-    if (length === 0) first = c;
-    else if (length === 1) second = c;
+    if (length < 4) {
+      if (length === 0) c0 = c;
+      else if (length === 1) c1 = c;
+      else if (length === 2) c2 = c;
+      else c3 = c;
+    } else if (c >= 48 && c <= 57) {
+      remainder = remainder * 10 + (c - 48);
+      if (++pending >= 7) {
+        remainder %= 97;
+        pending = 0;
+      }
+    } else if (c >= 65 && c <= 90) {
+      remainder = remainder * 100 + (c - 55);
+      pending += 2;
+      if (pending >= 7) {
+        remainder %= 97;
+        pending = 0;
+      }
+    } else {
+      alnum = false;
+    }
     length++;
   }
   if (length < 4) return false;
-  const expected = ibanLengths[String.fromCharCode(first, second)];
-  if (expected === undefined || length !== expected) return false;
-  // ISO 7064 mod 97-10 over the number rotated by four, letters as two digits (A=10 .. Z=35):
-  // the characters after the first four, then those four
-  let remainder = 0;
-  for (let pass = 0; pass < 2; pass++) {
-    let k = 0;
-    for (let i = 0; i < text.length; i++) {
-      let c = text.charCodeAt(i);
-      if (c === 32 || c === 45) continue;
-      if ((k++ < 4) !== (pass === 1)) continue;
-      if (c >= 97 && c <= 122) c -= 32;
-      if (c >= 48 && c <= 57) remainder = (remainder * 10 + (c - 48)) % 97;
-      else if (c >= 65 && c <= 90) remainder = (remainder * 100 + (c - 55)) % 97;
-      else return false;
-      if (pass === 1 && k === 4) break;
-    }
+  const expected = c0 >= 65 && c0 <= 90 && c1 >= 65 && c1 <= 90 ? ibanLengthByCode[(c0 - 65) * 26 + c1 - 65]! : 0;
+  if (expected === 0 || length !== expected || !alnum) return false;
+  for (const c of [c0, c1, c2, c3]) {
+    if (c >= 48 && c <= 57) remainder = (remainder % 97) * 10 + (c - 48);
+    else if (c >= 65 && c <= 90) remainder = (remainder % 97) * 100 + (c - 55);
+    else return false;
   }
-  return remainder === 1;
+  return remainder % 97 === 1;
 }
 
 /** ISO 7064 mod 97-10 over letters-as-numbers (A=10 .. Z=35), computed piecewise. */

@@ -439,10 +439,12 @@ function scanWithHits(compiled: CompiledDataProtectionOk, t: SegmentTable, rawHi
     if (scan.out.length > runs[runs.length - 1]!) runs.push(scan.out.length);
   }
   let covered: Covered | null = null;
+  /** The matches so far in order, as Covered was built from them. */
+  let ordered: Match[] | null = null;
   for (const hit of hits) {
     const entry = entries[hit];
     if (entry?.kind !== 'keyword') continue;
-    covered ??= new Covered(merged(scan.out.slice(), runs, t.count));
+    covered ??= new Covered((ordered = merged(scan.out.slice(), runs, t.count)));
     scan.covered = covered;
     const d = compiled.detectors[entry.detector]!;
     const seen = new Set<number>();
@@ -450,7 +452,8 @@ function scanWithHits(compiled: CompiledDataProtectionOk, t: SegmentTable, rawHi
     if (valueHits?.has(hit)) scanKeywordInValues(scan, d, seen);
     if (scan.out.length > runs[runs.length - 1]!) runs.push(scan.out.length);
   }
-  return resolveOverlaps(merged(scan.out, runs, t.count));
+  // When the keyword-gated detectors added nothing, the order is the one Covered was built from.
+  return resolveOverlaps(ordered !== null && ordered.length === scan.out.length ? ordered : merged(scan.out, runs, t.count));
 }
 
 /** The keyword entries of a config's Set as a Set of their own, with the main Set's index of each. */
