@@ -96,6 +96,9 @@ const emptyResult = <T>(value: T): InspectResult<T> => ({ value, changed: false,
 
 const maxEmbeddedDepth = 3;
 
+/** A string with this many escaped quotes is long escaped JSON: its end is guessed (see readDocument). */
+const longEscapedString = 256;
+
 /** Inspects a parsed JSON value; the result's value is a new value when anything changed (the input is never modified). */
 export function inspectJson<T>(compiled: CompiledDataProtection, value: T, context: InspectContext): InspectResult<T> {
   if (!compiled.ok || !compiled.active || !compiled.set) return emptyResult(value);
@@ -347,6 +350,8 @@ function readDocument(doc: Document, textIndex: number, root: PathNode, rootFiel
   let node: PathNode | null = root;
   /** Set when a property name comes next (at i, its opening quote): the object it belongs to. */
   let keyOf: Frame | null = null;
+  /** The text's last quote has not been tried as the end of a long escaped string (see below). */
+  let mayGuessClose = true;
   fail: for (;;) {
     let c: number;
     if (keyOf !== null) {
@@ -410,13 +415,32 @@ function readDocument(doc: Document, textIndex: number, root: PathNode, rootFiel
     while (c === 32 || c === 10 || c === 13 || c === 9) c = s.charCodeAt(++i);
     if (c === 34) {
       const open = i;
+      let decoded: string | null = null;
       // the closing quote: the first one not escaped by an odd run of backslashes
       let close = s.indexOf('"', open + 1);
+      let escapedQuotes = 0;
       for (;;) {
         if (close < 0) break fail;
         let k = close - 1;
         while (s.charCodeAt(k) === 92) k--;
         if ((close - 1 - k) % 2 === 0) break;
+        if (++escapedQuotes === longEscapedString && mayGuessClose) {
+          // A long string of escaped JSON (MCP text content) is usually the text's last string: its
+          // last quote is tried, once per text. JSON.parse succeeds on the slice only when that quote
+          // is the closing one (a later one leaves characters after the string, an earlier one an
+          // unterminated string), and the string is parsed below anyway.
+          mayGuessClose = false;
+          const last = s.lastIndexOf('"');
+          if (last > close) {
+            try {
+              decoded = JSON.parse(s.slice(open, last + 1)) as string;
+              close = last;
+              break;
+            } catch {
+              // not the closing quote: on with the escaped quotes
+            }
+          }
+        }
         close = s.indexOf('"', close + 1);
       }
       if (backslash < open) {
@@ -424,8 +448,7 @@ function readDocument(doc: Document, textIndex: number, root: PathNode, rootFiel
         if (backslash < 0) backslash = n;
       }
       i = close + 1;
-      let decoded: string | null = null;
-      if (backslash < close) {
+      if (decoded === null && backslash < close) {
         try {
           decoded = JSON.parse(s.slice(open, close + 1)) as string;
         } catch {
