@@ -464,14 +464,20 @@ interface KeywordSet {
 
 const keywordSets = new WeakMap<CompiledDataProtectionOk, KeywordSet | null>();
 
+/** Values joined to at least this many characters are looked at with the keyword Set (see keywordHitsIn). */
+const keywordSetMinLength = 16 * 1024;
+
 /**
  * The main Set's keyword entries that match somewhere in the text. Only those
  * entries are asked about the values, so a Set of them alone answers (each
  * entry of a Set matches or not on its own), built once per config: a smaller
- * automaton runs faster than the whole Set. The text goes in as UTF-8 bytes,
- * as the Set would convert it.
+ * automaton runs faster than the whole Set over a long text. The text goes in
+ * as UTF-8 bytes, as the Set would convert it.
  */
 function keywordHitsIn(compiled: CompiledDataProtectionOk, text: string): number[] {
+  // Short texts take the main Set: its pass costs little there, and the keyword Set (some
+  // milliseconds to build) is built only once a config meets a long text.
+  if (text.length < keywordSetMinLength) return compiled.set!.match(text);
   let k = keywordSets.get(compiled);
   if (k === undefined) {
     const entry: number[] = [];
