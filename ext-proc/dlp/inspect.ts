@@ -769,25 +769,30 @@ function editsOf(compiled: CompiledDataProtectionOk, doc: Document, matches: Mat
     }
     // Replacements that need no escape go straight into the host's JSON string: decoded offsets are
     // mapped to the host's characters, where each escape (\" \\ \n \u0041...) stands for one character.
-    // One walk along the host's characters serves all the (sorted) edits.
-    // The body's bytes, when given, are its characters: reading them is cheaper than charCodeAt.
+    // One pass from escape to escape serves all the (sorted) edits. The body's bytes, when given, are
+    // its characters: reading them is cheaper than charCodeAt.
     const host: Uint8Array | string = o.host === 0 && bytes !== null ? bytes : doc.texts[o.host]!;
     let raw = o.hostStart + 1;
-    let at = 0;
+    let decodedAt = 0;
+    let escape = nextBackslash(host, raw);
     for (let k = 0; k < list.start.length; k++) {
       const start = list.start[k]!;
       const end = list.end[k]!;
-      if (typeof host === 'string') {
-        for (; at < start; at++) raw += host.charCodeAt(raw) !== 92 ? 1 : host.charCodeAt(raw + 1) === 117 ? 6 : 2;
-      } else {
-        for (; at < start; at++) raw += host[raw] !== 92 ? 1 : host[raw + 1] === 117 ? 6 : 2;
+      while (escape >= 0 && escape < o.hostEnd && decodedAt + (escape - raw) < start) {
+        decodedAt += escape - raw + 1;
+        raw = escape + ((typeof host === 'string' ? host.charCodeAt(escape + 1) : host[escape + 1]) === 117 ? 6 : 2);
+        escape = nextBackslash(host, raw);
       }
+      raw += start - decodedAt;
+      decodedAt = start;
       const rawStart = raw;
-      if (typeof host === 'string') {
-        for (; at < end; at++) raw += host.charCodeAt(raw) !== 92 ? 1 : host.charCodeAt(raw + 1) === 117 ? 6 : 2;
-      } else {
-        for (; at < end; at++) raw += host[raw] !== 92 ? 1 : host[raw + 1] === 117 ? 6 : 2;
+      while (escape >= 0 && escape < o.hostEnd && decodedAt + (escape - raw) < end) {
+        decodedAt += escape - raw + 1;
+        raw = escape + ((typeof host === 'string' ? host.charCodeAt(escape + 1) : host[escape + 1]) === 117 ? 6 : 2);
+        escape = nextBackslash(host, raw);
       }
+      raw += end - decodedAt;
+      decodedAt = end;
       let replacement = list.replacement[k]!;
       // A mask kept as a count needs the span to be the value's characters: with an escape inside, it is written out.
       if (replacement === null && raw - rawStart !== end - start) replacement = maskedSpan(decoded, start, end, list.masked[k]!, maskCharacter);
@@ -795,6 +800,21 @@ function editsOf(compiled: CompiledDataProtectionOk, doc: Document, matches: Mat
     }
   }
   return perText.get(0)!;
+}
+
+/**
+ * The first backslash at or after `from` (-1 when none): the next few characters are read first,
+ * which is cheaper than indexOf where escapes are dense (JSON nested in a string).
+ */
+function nextBackslash(host: Uint8Array | string, from: number): number {
+  if (typeof host === 'string') {
+    const stop = Math.min(from + 16, host.length);
+    for (let i = from; i < stop; i++) if (host.charCodeAt(i) === 92) return i;
+    return stop < host.length ? host.indexOf('\\', stop) : -1;
+  }
+  const stop = Math.min(from + 16, host.length);
+  for (let i = from; i < stop; i++) if (host[i] === 92) return i;
+  return stop < host.length ? host.indexOf(92, stop) : -1;
 }
 
 function sortedEdits(e: TextEdits): boolean {
