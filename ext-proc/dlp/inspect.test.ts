@@ -238,3 +238,18 @@ test('inspectBody judges each value with its own context: a word in a neighbouri
   const r = inspectBody(all, Buffer.from(JSON.stringify([' order 12345678', '4111111111111111', { ssn: { api_key: '415-555-2671' } }])), response);
   assert.deepEqual(r.findings.map((f) => [f.location, f.detector]), [['$[1]', 'payment-card-visa'], ['$[2].ssn.api_key', 'phone-number-nanp']]);
 });
+
+test('an ASCII body whose value is rewritten whole stays valid UTF-8 JSON: characters its escapes stood for are escaped again', () => {
+  for (const maskCharacter of ['"', '\\', '#']) {
+    const compiled = compileDataProtection({ profiles: ['pci-dss'], maskCharacter } as never);
+    const body = Buffer.from('{"note":"caf\\u00e9 \\u4e2d card 4111 1111 1111 1111 x","tab":"a\\tb 4111 1111 1111 1111"}');
+    const r = inspectBody(compiled, body, { direction: 'response', upstream: 'u' });
+    assert.ok(r.changed, maskCharacter);
+    const text = r.value.toString('utf8');
+    assert.equal(Buffer.from(text, 'utf8').equals(r.value), true, `valid UTF-8 with mask ${maskCharacter}`);
+    const parsed = JSON.parse(text) as { note: string; tab: string };
+    const m = maskCharacter;
+    assert.equal(parsed.note, `café 中 card ${m.repeat(4)} ${m.repeat(4)} ${m.repeat(4)} 1111 x`);
+    assert.equal(parsed.tab, `a\tb ${m.repeat(4)} ${m.repeat(4)} ${m.repeat(4)} 1111`);
+  }
+});

@@ -144,7 +144,25 @@ export function inspectBody(compiled: CompiledDataProtection, body: Buffer, cont
   const bytes = ascii ? body : null;
   const r = inspectJsonText(compiled, text, context, pass, bytes) ?? textResult(compiled, text, context, bytes);
   if (!r.changed) return { ...r, value: body };
-  return { ...r, value: typeof r.value === 'string' ? Buffer.from(r.value, ascii ? 'latin1' : 'utf8') : r.value };
+  return { ...r, value: typeof r.value === 'string' ? (ascii ? Buffer.from(asciiJson(r.value), 'latin1') : Buffer.from(r.value, 'utf8')) : r.value };
+}
+
+/**
+ * An ASCII body stays ASCII: a value rewritten as a whole new JSON string (JSON.stringify, after a
+ * mask character that needs escaping or a control character in the span) may hold characters its
+ * \u escapes stood for; they are escaped again (\u00e9), which is the same JSON value. Written as
+ * latin1 they would be wrong bytes.
+ */
+function asciiJson(s: string): string {
+  let i = 0;
+  while (i < s.length && s.charCodeAt(i) < 128) i++;
+  if (i === s.length) return s;
+  let out = s.slice(0, i);
+  for (; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    out += c < 128 ? s[i] : `\\u${c.toString(16).padStart(4, '0')}`;
+  }
+  return out;
 }
 
 /** setPass found nothing that can match. */
@@ -883,7 +901,7 @@ function writeTextEdits(bytes: Buffer, e: TextEdits, maskByte: number): Buffer {
   let size = bytes.length;
   let sameLength = true;
   for (let i = 0; i < n; i++) {
-    const r = e.replacement[i]!;
+    const r = e.replacement[i] === null ? null : (e.replacement[i] = asciiJson(e.replacement[i]!));
     if (r === null) continue;
     const change = r.length - (e.end[i]! - e.start[i]!);
     if (change !== 0) {
