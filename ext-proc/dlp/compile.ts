@@ -34,6 +34,12 @@ export function standaloneSetSource(source: string): string {
 
 /** A JSON escape \b \f \n \r \t whose letter is glued to a following letter or digit (the Set's control-escape entry). */
 const gluedControlEscapeSource = '\\\\[bfnrt][A-Za-z0-9_]';
+
+/**
+ * No-break and other fixed-width spaces, zero-width marks, the soft hyphen, hyphen and minus
+ * variants (not the en and em dashes of prose), and the full-width forms of ASCII.
+ */
+const lookAlikeSource = '[\\x{00A0}\\x{00AD}\\x{2000}-\\x{200D}\\x{2010}-\\x{2012}\\x{202F}\\x{205F}\\x{2060}\\x{2212}\\x{3000}\\x{FEFF}\\x{FF01}-\\x{FF5E}]';
 /** Any of those escapes (or a backslash and one of those letters). */
 const controlEscapeSource = '\\\\[bfnrt]';
 
@@ -68,7 +74,8 @@ export type SetEntry =
   | { kind: 'keyword'; detector: number }
   | { kind: 'decoder'; decoder: 'base64' | 'hex' | 'url'; regex: RE2; need: Requirement; lineFree: boolean }
   | { kind: 'escape' }
-  | { kind: 'control-escape' };
+  | { kind: 'control-escape' }
+  | { kind: 'look-alike' };
 
 interface CompiledRule {
   groups: Set<string> | null;
@@ -207,6 +214,11 @@ export function compileDataProtection(policy: DataProtection | undefined, option
   // control characters in place (see setPass in inspect.ts), or over the decoded values.
   setEntries.push({ kind: 'control-escape' });
   sources.push(gluedControlEscapeSource);
+  // Characters that stand in for ASCII ones and hide a value from patterns written for ASCII (a card
+  // typed with no-break spaces, full-width digits): their presence makes the scan read the values
+  // with each mapped to its ASCII counterpart (see scanTable in scan.ts).
+  setEntries.push({ kind: 'look-alike' });
+  sources.push(lookAlikeSource);
 
   return {
     ok: true,

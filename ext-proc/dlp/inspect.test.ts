@@ -253,3 +253,25 @@ test('an ASCII body whose value is rewritten whole stays valid UTF-8 JSON: chara
     assert.equal(parsed.tab, `a\tb ${m.repeat(4)} ${m.repeat(4)} ${m.repeat(4)} 1111`);
   }
 });
+
+test('look-alike characters do not hide a value: no-break spaces, zero-width marks, full-width forms, escaped or raw', () => {
+  const compiled = compileDataProtection({ profiles: ['pci-dss', 'secrets'] } as never);
+  const ctx = { direction: 'response' as const, upstream: 'u' };
+  const cases: [string, string, string][] = [
+    ['{"n":"4539\u00a01488\u00a00343\u00a06467"}', 'payment-card-visa', '{"n":"****\u00a0****\u00a0****\u00a06467"}'],
+    ['{"n":"4539\\u00a01488\\u00a00343\\u00a06467"}', 'payment-card-visa', '{"n":"****\\u00a0****\\u00a0****\\u00a06467"}'],
+    ['{"n":"4539\u200b1488\u200b0343\u200b6467"}', 'payment-card-visa', '{"n":"****\u200b****\u200b****\u200b6467"}'],
+    ['{"n":"４５３９１４８８０３４３６４６７"}', 'payment-card-visa', '{"n":"************６４６７"}'],
+    ['{"k":"ＡＫＩＡＺ３ＭＱ７ＨＷ２ＸＫ４ＪＬＰ５Ｒ"}', 'aws-access-key-id', '{"k":"********************"}'],
+  ];
+  for (const [body, detector, expected] of cases) {
+    const r = inspectBody(compiled, Buffer.from(body), ctx);
+    assert.deepEqual(r.findings.map((f) => f.detector), [detector], body);
+    assert.equal(r.value.toString('utf8'), expected);
+  }
+  const text = inspectText(compiled, 'card 4539\u202f1488\u202f0343\u202f6467 on file', ctx);
+  assert.equal(text.value, 'card ****\u202f****\u202f****\u202f6467 on file');
+  // Prose with an en dash is not a look-alike: nothing to find, nothing changed.
+  const prose = inspectBody(compiled, Buffer.from('{"t":"pages 10–20 of the manual"}'), ctx);
+  assert.equal(prose.changed, false);
+});

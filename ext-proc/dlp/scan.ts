@@ -384,13 +384,38 @@ export function scanTable(compiled: CompiledDataProtectionOk, t: SegmentTable, r
   const limit = Error.stackTraceLimit;
   Error.stackTraceLimit = 0;
   try {
-    return scanWithHits(compiled, t, rawHits, depth);
+    return scanWithHits(compiled, t, rawHits, depth, false);
   } finally {
     Error.stackTraceLimit = limit;
   }
 }
 
-function scanWithHits(compiled: CompiledDataProtectionOk, t: SegmentTable, rawHits: number[] | null, depth: number): Match[] {
+/**
+ * The character a look-alike stands for, one UTF-16 unit for one (so every offset into the mapped
+ * text is the original's, and masks land on the original characters): fixed-width spaces and
+ * zero-width marks become a space, hyphen and minus variants a hyphen, full-width forms their ASCII
+ * letter, digit or sign. A zero-width mark inside a run of digits therefore still splits it.
+ */
+function asciiCounterpart(c: number): number {
+  if (c >= 0xff01 && c <= 0xff5e) return c - 0xfee0;
+  if (c === 0x00a0 || c === 0x00ad || (c >= 0x2000 && c <= 0x200d) || c === 0x202f || c === 0x205f || c === 0x2060 || c === 0x3000 || c === 0xfeff) return 32;
+  if ((c >= 0x2010 && c <= 0x2012) || c === 0x2212) return 45;
+  return c;
+}
+
+export function withoutLookAlikes(text: string): string {
+  let i = 0;
+  for (; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c >= 0xa0 && asciiCounterpart(c) !== c) break;
+  }
+  if (i === text.length) return text;
+  let out = text.slice(0, i);
+  for (; i < text.length; i++) out += String.fromCharCode(asciiCounterpart(text.charCodeAt(i)));
+  return out;
+}
+
+function scanWithHits(compiled: CompiledDataProtectionOk, t: SegmentTable, rawHits: number[] | null, depth: number, mapped: boolean): Match[] {
   const set = compiled.set!;
   const scan = new Scan(compiled, t, depth);
   const entries = compiled.setEntries;
@@ -401,6 +426,11 @@ function scanWithHits(compiled: CompiledDataProtectionOk, t: SegmentTable, rawHi
     valueHits = new Set(hits);
   } else {
     hits = rawHits;
+  }
+  if (!mapped && hits.some((h) => entries[h]?.kind === 'look-alike')) {
+    // The values hold look-alike characters: they are read again with each mapped to its ASCII
+    // counterpart (same offsets), and the Set runs over the mapped values.
+    return scanWithHits(compiled, { ...t, texts: t.texts.map(withoutLookAlikes) }, null, depth, true);
   }
   const keywordHit = hits.some((h) => entries[h]?.kind === 'keyword');
   // Field names: one Set pass over the distinct names (keyword-gated detectors named by a field).
