@@ -275,3 +275,14 @@ test('look-alike characters do not hide a value: no-break spaces, zero-width mar
   const prose = inspectBody(compiled, Buffer.from('{"t":"pages 10–20 of the manual"}'), ctx);
   assert.equal(prose.changed, false);
 });
+
+test('a card with dots between its groups is found; a dotted number that fails Luhn is not', () => {
+  const compiled = compileDataProtection({ profiles: ['pci-dss'] } as never);
+  const ctx = { direction: 'response' as const, upstream: 'u' };
+  const found = inspectBody(compiled, Buffer.from('{"n":"4539.1488.0343.6467"}'), ctx);
+  assert.equal(found.value.toString(), '{"n":"****.****.****.6467"}');
+  const notACard = inspectBody(compiled, Buffer.from('{"n":"4539.1488.0343.6468"}'), ctx);
+  assert.equal(notACard.changed, false);
+  const mixed = inspectBody(compiled, Buffer.from('{"n":"4539.1488-0343 6467"}'), ctx);
+  assert.equal(mixed.changed, false, 'separators must be consistent');
+});

@@ -42,10 +42,10 @@ function card(id: string, brand: string, pattern: string, example: string): Dete
   };
 }
 
-/** Groups of digits with one consistent separator (none, space or dash), so UUID pieces do not look like cards. */
+/** Groups of digits with one consistent separator (none, space, dash or dot), so UUID pieces do not look like cards. */
 function grouped(first: string, groups: number[]): string {
   const rest = (sep: string) => groups.map((n) => `${sep}\\d{${n}}`).join('');
-  return `${first}(?:${rest('')}|${rest(' ')}|${rest('-')})`;
+  return `${first}(?:${rest('')}|${rest(' ')}|${rest('-')}|${rest('\\.')})`;
 }
 export const financialDetectors: DetectorDefinition[] = [
   card('payment-card-visa', 'Visa', `${grouped('4\\d{3}', [4, 4, 4])}(?:\\d{3})?`, '4111 1111 1111 1111'),
