@@ -20,6 +20,7 @@ import { followPolicyStream } from './policy-source.ts';
 import { connect as connectNats } from 'nats';
 import { FanOutAlertSink, NatsAlertSink, WebhookAlertSink, type AlertSink } from './sequence/alerts.ts';
 import { openNatsSessionStateStore } from './sequence/nats-state-store.ts';
+import { ReplicatedFlowTracker, sharedFingerprintKey } from './dlp/flow-replication.ts';
 import { baselineSnapshotSchema } from './sequence/baseline.ts';
 import { loadBaselines, saveBaseline } from './sequence/baseline-files.ts';
 import type { CompiledPolicy } from './policy/compile-policy.ts';
@@ -60,7 +61,6 @@ export async function startExtProc(options: ExtProcOptions): Promise<ExtProcServ
   const otlpEndpoint = options.otlpEndpoint ?? process.env['MANDATE_OTLP_ENDPOINT'] ?? '';
   const otlp = otlpEndpoint ? createAuditOtlpExporter({ endpoint: otlpEndpoint }) : null;
   const stopOtlpFeed = otlp ? feedAuditToOtlp(audit, otlp) : () => {};
-  // Data-flow fingerprints are keyed per process: they must match across config versions, never across restarts.
   // Every config version this replica enforces lands in its audit chain once: who changed what.
   let lastAuditedVersion = lastAdminEventVersion(audit);
   const recordConfigChange = (installed: CompiledPolicy) => {
@@ -75,14 +75,22 @@ export async function startExtProc(options: ExtProcOptions): Promise<ExtProcServ
     });
     lastAuditedVersion = installed.version;
   };
+  // Scaled out, the replicas share NATS: behaviour state, the quarantine list, alerts and data-flow memory.
+  const natsConnection = options.nats ? await connectNats({ servers: options.nats.servers, name: `mandate-ext-proc-${options.nats.replicaId}` }) : null;
+  // Data-flow fingerprints: one process keys them itself; replicas share one key, so a value read through
+  // one of them is recognised by the others.
+  const fingerprintKey = natsConnection ? await sharedFingerprintKey(natsConnection) : randomBytes(32);
   const policy = followPolicyStream({
     url: `${options.controlPlaneUrl}/internal/v1/policy/stream`,
     token: options.internalToken,
     log,
-    compile: { fingerprintKey: randomBytes(32) },
+    compile: { fingerprintKey },
     onPolicy: recordConfigChange,
   });
-  const flow = new FlowTracker({ now: () => Date.now(), maxFingerprintsPerSession: 4096, ttlMs: 3_600_000, gradualCollectionThreshold: 50 });
+  const flowOptions = { now: () => Date.now(), maxFingerprintsPerSession: 4096, ttlMs: 3_600_000, gradualCollectionThreshold: 50 };
+  const replicatedFlow = natsConnection ? new ReplicatedFlowTracker(flowOptions, natsConnection, options.nats!.replicaId, log) : null;
+  replicatedFlow?.start();
+  const flow = replicatedFlow ?? new FlowTracker(flowOptions);
   // Behaviour alerts go to the log and into the audit chain (alerts are never refused by backpressure).
   const auditAlerts: AlertSink = {
     emit: (alert) => {
@@ -98,7 +106,6 @@ export async function startExtProc(options: ExtProcOptions): Promise<ExtProcServ
     close: async () => {},
   };
   const logAlerts: AlertSink = { emit: (alert) => log('behaviour_alert', { ...alert }), close: async () => {} };
-  const natsConnection = options.nats ? await connectNats({ servers: options.nats.servers, name: `mandate-ext-proc-${options.nats.replicaId}` }) : null;
   const alertSinks: AlertSink[] = [options.alertSink ?? logAlerts, auditAlerts];
   if (options.alertWebhookUrl) alertSinks.push(new WebhookAlertSink({ url: options.alertWebhookUrl }));
   if (natsConnection) alertSinks.push(new NatsAlertSink(natsConnection));
@@ -191,6 +198,7 @@ export async function startExtProc(options: ExtProcOptions): Promise<ExtProcServ
       }
       await alertSink.close();
       if ('close' in sessionStore) await sessionStore.close();
+      replicatedFlow?.stop();
       await natsConnection?.drain();
       await audit.close();
       stopOtlpFeed();

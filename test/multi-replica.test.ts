@@ -2,7 +2,9 @@
 // behaviour state over a real NATS server. Envoy spreads a session's calls over
 // both replicas, and the sequence is still scored as one: the email after bulk
 // ticket reads is blocked whichever replica sees it. A quarantine made on one
-// replica holds on the other, and a release on either lifts it everywhere.
+// replica holds on the other, and a release on either lifts it everywhere. A card
+// number read through one replica cannot be emailed through the other (data-flow
+// memory is shared too).
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -15,15 +17,25 @@ import { close, createRecordingMcpServer, listen, type RecordingMcpServer } from
 let nats: NatsServer;
 let gateway: GatewayFixture;
 let helpdesk: RecordingMcpServer;
+let mailer: RecordingMcpServer;
+const refundCard = '4539 1488 0343 6467';
 
 before(async () => {
   nats = await startNatsServer();
-  helpdesk = createRecordingMcpServer({ read_ticket: (args) => `ticket ${String(args.id)}`, send_email: () => 'sent', delete_ticket: () => 'deleted' });
+  helpdesk = createRecordingMcpServer({
+    read_ticket: (args) => `ticket ${String(args.id)}`,
+    send_email: () => 'sent',
+    delete_ticket: () => 'deleted',
+    read_refund: () => `Refund to card ${refundCard}`,
+  });
+  mailer = createRecordingMcpServer({ send_email: () => 'sent' });
   const port = await listen(helpdesk.server);
+  const mailerPort = await listen(mailer.server);
   gateway = await startGatewayFixture({ demo: false, extProcReplicas: 2, natsUrl: nats.url });
-  const grants = [{ upstream: 'helpdesk', tools: [{ name: 'read_ticket' }, { name: 'send_email' }, { name: 'delete_ticket' }] }];
+  const grants = [{ upstream: 'helpdesk', tools: [{ name: 'read_ticket' }, { name: 'send_email' }, { name: 'delete_ticket' }, { name: 'read_refund' }] }];
   await gateway.apply([
     { kind: 'Upstream', name: 'helpdesk', protocol: 'mcp', url: `http://127.0.0.1:${port}/mcp` },
+    { kind: 'Upstream', name: 'mailer', protocol: 'mcp', url: `http://127.0.0.1:${mailerPort}/mcp` },
     {
       kind: 'Persona',
       name: 'support',
@@ -35,6 +47,13 @@ before(async () => {
           { name: 'delete-quarantines', steps: [{ match: { tool: 'delete_ticket' } }], action: 'quarantine' },
         ],
       },
+    },
+    {
+      kind: 'Persona',
+      name: 'refunds',
+      description: 'Reads refunds; card numbers it reads may not leave by email.',
+      grants: [{ upstream: 'helpdesk', tools: [{ name: 'read_refund' }] }, { upstream: 'mailer', tools: [{ name: 'send_email' }] }],
+      dataProtection: { profiles: ['pci-dss'], defaultAction: 'detect', flow: { enabled: true } },
     },
   ]);
   // Both replicas must hold the new config before traffic.
@@ -51,6 +70,7 @@ before(async () => {
 after(async () => {
   await gateway?.stop();
   if (helpdesk) await close(helpdesk.server);
+  if (mailer) await close(mailer.server);
   await nats?.stop();
 });
 
@@ -91,6 +111,27 @@ test('a quarantine made on one replica holds on the other; release lifts it ever
     assert.ok(!list.agents.some((a) => a.agent === 'agent-2'), `replica on ${port} saw the release`);
   }
   await client.close();
+});
+
+test('a card number read through one replica cannot be emailed through the other', async () => {
+  const { token } = await gateway.issueToken('refunds', 'agent-3');
+  const reader = await gateway.mcpClient('/personas/refunds/helpdesk', token);
+  const read = await reader.callTool({ name: 'read_refund', arguments: {} });
+  assert.match(JSON.stringify(read), /4539 1488 0343 6467/, 'detect only: the agent sees the card');
+  await reader.close();
+  await new Promise((r) => setTimeout(r, 300));
+  // Consecutive calls alternate between the replicas: every one of them is refused.
+  const mail = await gateway.mcpClient('/personas/refunds/mailer', token);
+  for (let i = 0; i < 4; i++) {
+    await assert.rejects(() => mail.callTool({ name: 'send_email', arguments: { to: 'someone@example.com', text: `card ${refundCard}` } }), blockedWith('sensitive_data_flow_blocked'));
+  }
+  assert.equal(mailer.calls.length, 0, 'no email with the card reached the upstream');
+  // A card never read in the session still goes out.
+  await mail.callTool({ name: 'send_email', arguments: { to: 'someone@example.com', text: 'card 4111 1111 1111 1111' } });
+  assert.equal(mailer.calls.length, 1);
+  const perReplica = await Promise.all(gateway.extProcHealthPorts.map((port) => decisionsOf(port, 'agent-3')));
+  assert.ok(perReplica.every((n) => n > 0), `both replicas decided calls of the session: ${perReplica.join(', ')}`);
+  await mail.close();
 });
 
 /** Decision events of an agent in one replica's audit log, through its audit API (it commits in batches, so wait a little). */

@@ -1,0 +1,55 @@
+// Two replicas' data-flow memory over a real nats-server (deploy/run-tests.sh installs it).
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { connect } from 'nats';
+import { startNatsServer } from '../../test/support/nats-server.ts';
+import { compileDataProtection } from './compile.ts';
+import { ReplicatedFlowTracker, sharedFingerprintKey } from './flow-replication.ts';
+import { inspectBody } from './inspect.ts';
+
+test('replicas share one fingerprint key, and a value read on one is refused on the other', async () => {
+  const server = await startNatsServer();
+  const a = await connect({ servers: server.url });
+  const b = await connect({ servers: server.url });
+  try {
+    const [keyA, keyB] = await Promise.all([sharedFingerprintKey(a), sharedFingerprintKey(b)]);
+    assert.ok(keyA.equals(keyB), 'both replicas hash with the same key');
+    assert.equal(keyA.length, 32);
+    assert.ok(keyA.equals(await sharedFingerprintKey(a)), 'the key stays the same');
+
+    const options = { now: () => Date.now(), maxFingerprintsPerSession: 64, ttlMs: 60_000, gradualCollectionThreshold: 50 };
+    const log = () => {};
+    const replicaA = new ReplicatedFlowTracker(options, a, 'replica-a', log);
+    const replicaB = new ReplicatedFlowTracker(options, b, 'replica-b', log);
+    replicaA.start();
+    replicaB.start();
+    await Promise.all([a.flush(), b.flush()]);
+
+    // Each replica compiles the same policy with the shared key, as ext_proc does.
+    const policy = { profiles: ['pci-dss'], defaultAction: 'detect', flow: { enabled: true } } as never;
+    const onA = compileDataProtection(policy, { fingerprintKey: keyA });
+    const onB = compileDataProtection(policy, { fingerprintKey: keyB });
+    const card = '4539 1488 0343 6467';
+    const result = inspectBody(onA, Buffer.from(JSON.stringify({ text: `refund to ${card}` })), { direction: 'response', upstream: 'billing' });
+    assert.equal(result.fingerprints.length, 1);
+    replicaA.recordResponse('session-1', { upstream: 'billing', environment: 'production' }, result.fingerprints);
+
+    const outgoing = inspectBody(onB, Buffer.from(JSON.stringify({ to: 'x@example.com', text: `card ${card}` })), { direction: 'request', upstream: 'mailer' });
+    const mailer = { upstream: 'mailer', environment: 'production' as const, tool: 'send_email', toolClass: 'egress' as const };
+    const deadline = Date.now() + 2000;
+    let violations = replicaB.checkRequest('session-1', mailer, outgoing.fingerprints);
+    while (violations.length === 0 && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 10));
+      violations = replicaB.checkRequest('session-1', mailer, outgoing.fingerprints);
+    }
+    assert.deepEqual(violations.map((v) => [v.code, v.action, v.from.upstream]), [['sensitive_data_flow_blocked', 'block', 'billing']]);
+    // Another session on replica B knows nothing of it.
+    assert.deepEqual(replicaB.checkRequest('session-2', mailer, outgoing.fingerprints), []);
+    replicaA.stop();
+    replicaB.stop();
+  } finally {
+    await a.close();
+    await b.close();
+    await server.dispose();
+  }
+});

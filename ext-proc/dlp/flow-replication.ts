@@ -1,0 +1,91 @@
+// Data-flow memory shared by ext_proc replicas over NATS. Envoy spreads a
+// session's calls over the replicas, so the value a tool result revealed on one
+// replica must be known to the replica that sees the next request:
+//   - every replica hashes with the same fingerprint key, created once by the
+//     first replica in a JetStream KV bucket and read by the others;
+//   - each remembered tool result is published (core NATS, at most once) and
+//     every other replica records it in its own FlowTracker.
+// Only keyed hashes, data classes and origins cross the wire, never values. A
+// message lost in a NATS outage leaves that value known to its own replica only.
+import { randomBytes } from 'node:crypto';
+import { JSONCodec, type NatsConnection, type Subscription } from 'nats';
+import type { FlowLimits, FlowOrigin, FlowSignal, FlowTrackerOptions } from './flow.ts';
+import { FlowTracker } from './flow.ts';
+import type { ValueFingerprint } from './inspect.ts';
+
+const keyBucket = 'mandate-flow';
+const keyName = 'fingerprint-key';
+export const flowSubject = 'mandate.flow.v1';
+
+interface FlowMessage {
+  replica: string;
+  session: string;
+  origin: FlowOrigin;
+  fingerprints: ValueFingerprint[];
+  limits: FlowLimits | null;
+}
+
+/** The fingerprint key all replicas share: created by the first to ask, read by the others. */
+export async function sharedFingerprintKey(nats: NatsConnection): Promise<Buffer> {
+  const kv = await nats.jetstream().views.kv(keyBucket, { history: 1 });
+  try {
+    await kv.create(keyName, randomBytes(32));
+  } catch {
+    // another replica created it first
+  }
+  const entry = await kv.get(keyName);
+  if (!entry || entry.value.length !== 32) throw new Error(`the shared fingerprint key in NATS KV bucket "${keyBucket}" is missing or not 32 bytes`);
+  return Buffer.from(entry.value);
+}
+
+/** A FlowTracker whose remembered values reach every replica. */
+export class ReplicatedFlowTracker extends FlowTracker {
+  readonly #nats: NatsConnection;
+  readonly #replica: string;
+  readonly #codec = JSONCodec<FlowMessage>();
+  readonly #log: (event: string, fields: Record<string, unknown>) => void;
+  #subscription: Subscription | null = null;
+
+  constructor(options: FlowTrackerOptions, nats: NatsConnection, replica: string, log: (event: string, fields: Record<string, unknown>) => void) {
+    super(options);
+    this.#nats = nats;
+    this.#replica = replica;
+    this.#log = log;
+  }
+
+  /** Starts applying the other replicas' values. */
+  start(): void {
+    const subscription = this.#nats.subscribe(flowSubject);
+    this.#subscription = subscription;
+    void (async () => {
+      for await (const message of subscription) {
+        let m: FlowMessage;
+        try {
+          m = this.#codec.decode(message.data);
+        } catch {
+          this.#log('flow_replication_bad_message', { subject: message.subject });
+          continue;
+        }
+        if (m.replica === this.#replica || !Array.isArray(m.fingerprints)) continue;
+        // The replica that read the value signals gradual collection; a signal here would repeat it.
+        super.recordResponse(m.session, m.origin, m.fingerprints, m.limits ?? undefined);
+      }
+    })();
+  }
+
+  override recordResponse(session: string, origin: FlowOrigin, fingerprints: ValueFingerprint[], limits?: FlowLimits): FlowSignal | null {
+    const signal = super.recordResponse(session, origin, fingerprints, limits);
+    if (fingerprints.length > 0) {
+      try {
+        this.#nats.publish(flowSubject, this.#codec.encode({ replica: this.#replica, session, origin, fingerprints, limits: limits ?? null }));
+      } catch (error) {
+        this.#log('flow_replication_publish_failed', { error: (error as Error).message });
+      }
+    }
+    return signal;
+  }
+
+  stop(): void {
+    this.#subscription?.unsubscribe();
+  }
+}
