@@ -4,7 +4,7 @@ import { test } from 'node:test';
 import { connect } from 'nats';
 import { startNatsServer } from '../../test/support/nats-server.ts';
 import { compileDataProtection } from './compile.ts';
-import { ReplicatedFlowTracker, sharedFingerprintKey } from './flow-replication.ts';
+import { flowSubject, ReplicatedFlowTracker, sharedFingerprintKey } from './flow-replication.ts';
 import { inspectBody } from './inspect.ts';
 
 test('replicas share one fingerprint key, and a value read on one is refused on the other', async () => {
@@ -45,6 +45,21 @@ test('replicas share one fingerprint key, and a value read on one is refused on 
     assert.deepEqual(violations.map((v) => [v.code, v.action, v.from.upstream]), [['sensitive_data_flow_blocked', 'block', 'billing']]);
     // Another session on replica B knows nothing of it.
     assert.deepEqual(replicaB.checkRequest('session-2', mailer, outgoing.fingerprints), []);
+
+    // Malformed messages on the subject are logged and dropped; the replica keeps working.
+    const bad: string[] = [];
+    const replicaC = new ReplicatedFlowTracker(options, b, 'replica-c', (event) => bad.push(event));
+    replicaC.start();
+    await b.flush();
+    for (const junk of ['not json', '{"replica":"x","session":"session-3","fingerprints":[{"hash":"h","dataClass":"payment-card","detector":"d","group":"financial"}]}', '{"replica":"x","session":"session-3","origin":{"upstream":"u","environment":"mars"},"fingerprints":[],"limits":null}']) {
+      a.publish(flowSubject, new TextEncoder().encode(junk));
+    }
+    await a.flush();
+    const until = Date.now() + 2000;
+    while (bad.length < 3 && Date.now() < until) await new Promise((r) => setTimeout(r, 10));
+    assert.deepEqual(bad, ['flow_replication_bad_message', 'flow_replication_bad_message', 'flow_replication_bad_message']);
+    assert.deepEqual(replicaC.checkRequest('session-3', mailer, outgoing.fingerprints), []);
+    replicaC.stop();
     replicaA.stop();
     replicaB.stop();
   } finally {

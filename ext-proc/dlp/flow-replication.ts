@@ -9,6 +9,8 @@
 // message lost in a NATS outage leaves that value known to its own replica only.
 import { randomBytes } from 'node:crypto';
 import { JSONCodec, type NatsConnection, type Subscription } from 'nats';
+import { z } from 'zod';
+import { environmentSchema } from '../../config/schema.ts';
 import type { FlowLimits, FlowOrigin, FlowSignal, FlowTrackerOptions } from './flow.ts';
 import { FlowTracker } from './flow.ts';
 import type { ValueFingerprint } from './inspect.ts';
@@ -17,13 +19,15 @@ const keyBucket = 'mandate-flow';
 const keyName = 'fingerprint-key';
 export const flowSubject = 'mandate.flow.v1';
 
-interface FlowMessage {
-  replica: string;
-  session: string;
-  origin: FlowOrigin;
-  fingerprints: ValueFingerprint[];
-  limits: FlowLimits | null;
-}
+/** What a replica publishes per remembered tool result; checked on arrival like any other input. */
+const flowMessageSchema = z.object({
+  replica: z.string(),
+  session: z.string(),
+  origin: z.object({ upstream: z.string(), environment: environmentSchema, tool: z.string().optional() }),
+  fingerprints: z.array(z.object({ hash: z.string(), dataClass: z.string(), detector: z.string(), group: z.string() })).max(100_000),
+  limits: z.object({ maxFingerprintsPerSession: z.number().int().positive(), ttlMs: z.number().positive(), gradualCollectionThreshold: z.number().int().positive() }).nullable(),
+});
+type FlowMessage = z.infer<typeof flowMessageSchema>;
 
 /** The fingerprint key all replicas share: created by the first to ask, read by the others. */
 export async function sharedFingerprintKey(nats: NatsConnection): Promise<Buffer> {
@@ -42,7 +46,7 @@ export async function sharedFingerprintKey(nats: NatsConnection): Promise<Buffer
 export class ReplicatedFlowTracker extends FlowTracker {
   readonly #nats: NatsConnection;
   readonly #replica: string;
-  readonly #codec = JSONCodec<FlowMessage>();
+  readonly #codec = JSONCodec<unknown>();
   readonly #log: (event: string, fields: Record<string, unknown>) => void;
   #subscription: Subscription | null = null;
 
@@ -59,16 +63,22 @@ export class ReplicatedFlowTracker extends FlowTracker {
     this.#subscription = subscription;
     void (async () => {
       for await (const message of subscription) {
-        let m: FlowMessage;
+        let decoded: unknown;
         try {
-          m = this.#codec.decode(message.data);
+          decoded = this.#codec.decode(message.data);
         } catch {
+          decoded = null;
+        }
+        const parsed = flowMessageSchema.safeParse(decoded);
+        if (!parsed.success) {
           this.#log('flow_replication_bad_message', { subject: message.subject });
           continue;
         }
-        if (m.replica === this.#replica || !Array.isArray(m.fingerprints)) continue;
+        const m = parsed.data;
+        if (m.replica === this.#replica) continue;
         // The replica that read the value signals gradual collection; a signal here would repeat it.
-        super.recordResponse(m.session, m.origin, m.fingerprints, m.limits ?? undefined);
+        const origin: FlowOrigin = { upstream: m.origin.upstream, environment: m.origin.environment, ...(m.origin.tool !== undefined ? { tool: m.origin.tool } : {}) };
+        super.recordResponse(m.session, origin, m.fingerprints, m.limits ?? undefined);
       }
     })();
   }
@@ -77,7 +87,8 @@ export class ReplicatedFlowTracker extends FlowTracker {
     const signal = super.recordResponse(session, origin, fingerprints, limits);
     if (fingerprints.length > 0) {
       try {
-        this.#nats.publish(flowSubject, this.#codec.encode({ replica: this.#replica, session, origin, fingerprints, limits: limits ?? null }));
+        const message: FlowMessage = { replica: this.#replica, session, origin, fingerprints, limits: limits ?? null };
+        this.#nats.publish(flowSubject, this.#codec.encode(message));
       } catch (error) {
         this.#log('flow_replication_publish_failed', { error: (error as Error).message });
       }
