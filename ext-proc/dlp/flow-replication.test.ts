@@ -60,6 +60,15 @@ test('replicas share one fingerprint key, and a value read on one is refused on 
     assert.deepEqual(bad, ['flow_replication_bad_message', 'flow_replication_bad_message', 'flow_replication_bad_message']);
     assert.deepEqual(replicaC.checkRequest('session-3', mailer, outgoing.fingerprints), []);
     replicaC.stop();
+
+    // A result too large for one NATS message (8,000 fingerprints are over 1 MiB as JSON) reaches the other replica whole.
+    const many = Array.from({ length: 8000 }, (_, i) => ({ hash: `${'0'.repeat(58)}${String(i).padStart(6, '0')}`, dataClass: 'payment-card', detector: 'payment-card-visa', group: 'financial' }));
+    const roomy = { maxFingerprintsPerSession: 10_000, ttlMs: 60_000, gradualCollectionThreshold: 20_000 };
+    replicaA.recordResponse('session-4', { upstream: 'billing', environment: 'production' }, many, roomy);
+    const last = [many[7999]!];
+    const by = Date.now() + 2000;
+    while (replicaB.checkRequest('session-4', mailer, last, undefined, roomy).length === 0 && Date.now() < by) await new Promise((r) => setTimeout(r, 10));
+    assert.equal(replicaB.checkRequest('session-4', mailer, [many[0]!, many[4000]!, many[7999]!], undefined, roomy).length, 3);
     replicaA.stop();
     replicaB.stop();
   } finally {

@@ -18,13 +18,15 @@ import type { ValueFingerprint } from './inspect.ts';
 const keyBucket = 'mandate-flow';
 const keyName = 'fingerprint-key';
 export const flowSubject = 'mandate.flow.v1';
+/** About 150 bytes each as JSON: a message stays near 150 KB. */
+const fingerprintsPerMessage = 1000;
 
 /** What a replica publishes per remembered tool result; checked on arrival like any other input. */
 const flowMessageSchema = z.object({
   replica: z.string(),
   session: z.string(),
   origin: z.object({ upstream: z.string(), environment: environmentSchema, tool: z.string().optional() }),
-  fingerprints: z.array(z.object({ hash: z.string(), dataClass: z.string(), detector: z.string(), group: z.string() })).max(100_000),
+  fingerprints: z.array(z.object({ hash: z.string(), dataClass: z.string(), detector: z.string(), group: z.string() })).max(fingerprintsPerMessage),
   limits: z.object({ maxFingerprintsPerSession: z.number().int().positive(), ttlMs: z.number().positive(), gradualCollectionThreshold: z.number().int().positive() }).nullable(),
 });
 type FlowMessage = z.infer<typeof flowMessageSchema>;
@@ -85,9 +87,10 @@ export class ReplicatedFlowTracker extends FlowTracker {
 
   override recordResponse(session: string, origin: FlowOrigin, fingerprints: ValueFingerprint[], limits?: FlowLimits): FlowSignal | null {
     const signal = super.recordResponse(session, origin, fingerprints, limits);
-    if (fingerprints.length > 0) {
+    // In batches: a result with thousands of findings would exceed NATS's message size limit (1 MiB by default).
+    for (let i = 0; i < fingerprints.length; i += fingerprintsPerMessage) {
       try {
-        const message: FlowMessage = { replica: this.#replica, session, origin, fingerprints, limits: limits ?? null };
+        const message: FlowMessage = { replica: this.#replica, session, origin, fingerprints: fingerprints.slice(i, i + fingerprintsPerMessage), limits: limits ?? null };
         this.#nats.publish(flowSubject, this.#codec.encode(message));
       } catch (error) {
         this.#log('flow_replication_publish_failed', { error: (error as Error).message });
