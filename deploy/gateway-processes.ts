@@ -3,7 +3,7 @@
 // optionally the demo upstreams. Used by `npm start` and the integration tests.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream, mkdirSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { connect, createServer } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startEnvoy, type EnvoyProcess } from '../envoy/run-envoy.ts';
@@ -47,6 +47,28 @@ export async function freePort(): Promise<number> {
       server.close(() => resolve(port));
     });
   });
+}
+
+/**
+ * Returns once something accepts TCP connections on 127.0.0.1:port. `failure` says why waiting is
+ * pointless (the process exited), or null; `name` goes into the time-out message.
+ */
+export async function waitForListener(port: number, name: string, timeoutMs: number, failure: () => string | null): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const failed = failure();
+    if (failed !== null) throw new Error(failed);
+    const up = await new Promise<boolean>((resolve) => {
+      const socket = connect(port, '127.0.0.1', () => {
+        socket.destroy();
+        resolve(true);
+      });
+      socket.on('error', () => resolve(false));
+    });
+    if (up) return;
+    if (Date.now() > deadline) throw new Error(`${name} did not listen within ${timeoutMs / 1000} s`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
 }
 
 export async function choosePorts(fixed?: Partial<GatewayPorts>): Promise<GatewayPorts> {

@@ -243,9 +243,14 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
       return refuse(415, 'unsupported_media_type', `an MCP POST must carry application/json, not "${contentType || 'no content type'}"`, 'protocol');
     }
     if (endOfStream) return refuse(400, 'empty_body', 'an MCP POST needs a JSON-RPC body', 'protocol');
+    return refuseEncodedBody('an MCP POST body') ?? continueRequestHeaders();
+  }
+
+  /** A request body Mandate must read would pass unread if encoded (compressed): refused, like one over the size limit. */
+  function refuseEncodedBody(what: string): ProcessingResponse | null {
     const encoding = contentEncodingOf(requestHeaders);
-    if (encoding !== null) return refuse(415, 'unsupported_content_encoding', `an MCP POST body must not be encoded ("content-encoding: ${encoding}"): Mandate reads it before the upstream does`, 'protocol');
-    return continueRequestHeaders();
+    if (encoding === null) return null;
+    return refuse(415, 'unsupported_content_encoding', `${what} must not be encoded ("content-encoding: ${encoding}"): Mandate reads it before the upstream does`, 'protocol');
   }
 
   function onRestRequestHeaders(method: string, rawPath: string, endOfStream: boolean): ProcessingResponse {
@@ -255,9 +260,8 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
     const call: AgentCall & { kind: 'rest' } = { kind: 'rest', method, path: normalised, query: parseQuery(rawPath) };
     // A body is only sent to us when a grant's condition reads it or data protection inspects it; then decide on the body.
     if (!endOfStream && (restConditionsReadBody() || persona!.dataProtection.active)) {
-      // An encoded (compressed) body would pass unread: refused, like a body over the size limit.
-      const encoding = contentEncodingOf(requestHeaders);
-      if (encoding !== null) return refuse(415, 'unsupported_content_encoding', `this route reads request bodies, which must not be encoded ("content-encoding: ${encoding}")`, 'protocol');
+      const encoded = refuseEncodedBody('a request body on this route');
+      if (encoded) return encoded;
       pendingRestCall = call;
       return continueRequestHeaders();
     }
@@ -534,12 +538,12 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
     const contentType = direction === 'request' ? (requestHeaders.get('content-type') ?? 'application/json') : responseContentType;
     const tool = responseToolContext().tool;
     const waitMs = services.reduce((total, service) => total + (service.mode === 'inline' ? service.timeoutMs : 0), 0) + 1000;
+    const caller = { agent: credential?.agent ?? '', persona: route!.persona, sourceAddress: context?.sourceAddress ?? null };
     const deferred = (async () => {
       let body = forwarded;
       for (const service of services) {
         const before = body;
         const rewriteProblem = route!.kind === 'mcp' ? (rewritten: Buffer) => rewriteChangesExchange(before, rewritten) : undefined;
-        const caller = { agent: credential?.agent ?? '', persona: route!.persona, sourceAddress: context?.sourceAddress ?? null };
         const outcome = await consultExternalDlp(service, { direction, upstream: route!.upstream, ...(tool !== undefined ? { tool } : {}), contentType, body, caller }, rewriteProblem);
         if (outcome.action === 'block') return refuseByExternalDlp(direction, { stage: 'data-protection', code: outcome.code, message: outcome.message });
         if (outcome.body) body = outcome.body;
@@ -601,16 +605,16 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
         ? decisions.length > 0 && !decisions.some(blocks)
         : pendingCalls.size > 0 || eventStreamToInspect || (persona.dataProtection.active && requestIds.length > 0 && !decisions.some(blocks)));
     let mode_override: ProcessingResponse['mode_override'];
-    const encoding = contentEncodingOf(headers);
-    if ((filterToolsList || inspectResponse) && !endOfStream && encoding !== null) {
-      // Routes drop accept-encoding, so an upstream that compresses anyway does so unasked.
-      return refuseUnreadableResponse({
-        stage: 'data-protection',
-        code: 'unsupported_content_encoding',
-        message: `the upstream's answer is encoded ("content-encoding: ${encoding}") and Mandate must read it before passing it on`,
-      });
-    }
     if ((filterToolsList || inspectResponse) && !endOfStream) {
+      const encoding = contentEncodingOf(headers);
+      if (encoding !== null) {
+        // Routes drop accept-encoding, so an upstream that compresses anyway does so unasked.
+        return refuseUnreadableResponse({
+          stage: 'data-protection',
+          code: 'unsupported_content_encoding',
+          message: `the upstream's answer is encoded ("content-encoding: ${encoding}") and Mandate must read it before passing it on`,
+        });
+      }
       // The tool list differs per Persona: no shared cache may keep it.
       if (filterToolsList) setHeaders.push(['cache-control', 'private, no-store']);
       responseIsJson = contentType.startsWith('application/json') || /\+json\b/.test(contentType);
@@ -923,7 +927,7 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
     // The agent's Mandate credential is valid only at the gateway; it never reaches the upstream.
     // Answers are read (tool lists, data protection): the upstream is not invited to compress them
     // (Mandate's own routes drop accept-encoding too; this covers a mesh that inserts ext_proc alone).
-    const remove = injected?.header === 'authorization' ? ['accept-encoding'] : ['authorization', 'accept-encoding'];
+    const remove = [...(injected?.header === 'authorization' ? [] : ['authorization']), 'accept-encoding'];
     return { request_headers: { response: { status: 'CONTINUE', header_mutation: headerMutation(set, remove) } } };
   }
 
@@ -949,7 +953,6 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
   return { handle, finish, internalError };
 }
 
-/** Streams of one JSON value per line (NDJSON, JSON Lines, JSON text sequences). */
 /** Text that data protection reads whole (buffered): text/* other than event streams, XML, YAML, form data. */
 const textualTypes = /^(text\/(?!event-stream)|application\/(xml|yaml|x-yaml|x-www-form-urlencoded|graphql)\b|application\/[\w.+-]+\+xml\b)/;
 

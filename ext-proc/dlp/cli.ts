@@ -1,42 +1,30 @@
 // `mandate dlp catalogue [--group G] [--profile P] [--json]` and `mandate dlp scan <file.json>`.
 // The main CLI dispatches here with the arguments after "dlp".
 import { readFile } from 'node:fs/promises';
+import { parseArgs } from 'node:util';
 import { selectDetectors } from './catalogue.ts';
 import { compileDataProtection } from './compile.ts';
 import { inspectJson, inspectText } from './inspect.ts';
 
 const usage = 'usage: mandate dlp catalogue [--group <group>] [--profile <profile>] [--json] | mandate dlp scan <file.json>';
 
-/** --name value pairs and bare flags; null when an option is unknown or lacks its value. */
-function options(args: string[], valued: string[], flags: string[]): { values: Map<string, string>; flags: Set<string>; rest: string[] } | null {
-  const values = new Map<string, string>();
-  const set = new Set<string>();
-  const rest: string[] = [];
-  for (let i = 0; i < args.length; i++) {
-    const a = args[i]!;
-    if (!a.startsWith('--')) rest.push(a);
-    else if (flags.includes(a)) set.add(a);
-    else if (valued.includes(a) && i + 1 < args.length && !args[i + 1]!.startsWith('--')) values.set(a, args[++i]!);
-    else return null;
-  }
-  return { values, flags: set, rest };
-}
-
 export async function run(args: string[], out: (line: string) => void = (l) => process.stdout.write(l + '\n')): Promise<number> {
   const [command, ...rest] = args;
   if (command === 'catalogue') {
-    const parsed = options(rest, ['--group', '--profile'], ['--json']);
-    if (parsed === null || parsed.rest.length > 0) {
+    let parsed: { group?: string; profile?: string; json?: boolean };
+    try {
+      parsed = parseArgs({ args: rest, options: { group: { type: 'string' }, profile: { type: 'string' }, json: { type: 'boolean' } }, allowPositionals: false, strict: true }).values;
+    } catch {
       out(usage);
       return 2;
     }
-    const selected = selectDetectors({ group: parsed.values.get('--group') ?? null, profile: parsed.values.get('--profile') ?? null });
+    const selected = selectDetectors({ group: parsed.group ?? null, profile: parsed.profile ?? null });
     if (!selected.ok) {
       out(`mandate dlp catalogue: ${selected.message}`);
       return 2;
     }
     const detectors = selected.detectors;
-    if (parsed.flags.has('--json')) {
+    if (parsed.json) {
       out(JSON.stringify(detectors, null, 2));
       return 0;
     }

@@ -793,24 +793,22 @@ function editsOf(compiled: CompiledDataProtectionOk, doc: Document, matches: Mat
     let raw = o.hostStart + 1;
     let decodedAt = 0;
     let escape = nextBackslash(host, raw);
+    /** Moves the cursor to decoded offset `to` (never backwards) and returns the host offset there. */
+    const seek = (to: number): number => {
+      while (escape >= 0 && escape < o.hostEnd && decodedAt + (escape - raw) < to) {
+        decodedAt += escape - raw + 1;
+        raw = escape + ((typeof host === 'string' ? host.charCodeAt(escape + 1) : host[escape + 1]) === 117 ? 6 : 2);
+        escape = nextBackslash(host, raw);
+      }
+      raw += to - decodedAt;
+      decodedAt = to;
+      return raw;
+    };
     for (let k = 0; k < list.start.length; k++) {
       const start = list.start[k]!;
       const end = list.end[k]!;
-      while (escape >= 0 && escape < o.hostEnd && decodedAt + (escape - raw) < start) {
-        decodedAt += escape - raw + 1;
-        raw = escape + ((typeof host === 'string' ? host.charCodeAt(escape + 1) : host[escape + 1]) === 117 ? 6 : 2);
-        escape = nextBackslash(host, raw);
-      }
-      raw += start - decodedAt;
-      decodedAt = start;
-      const rawStart = raw;
-      while (escape >= 0 && escape < o.hostEnd && decodedAt + (escape - raw) < end) {
-        decodedAt += escape - raw + 1;
-        raw = escape + ((typeof host === 'string' ? host.charCodeAt(escape + 1) : host[escape + 1]) === 117 ? 6 : 2);
-        escape = nextBackslash(host, raw);
-      }
-      raw += end - decodedAt;
-      decodedAt = end;
+      const rawStart = seek(start);
+      seek(end);
       let replacement = list.replacement[k]!;
       // A mask kept as a count needs the span to be the value's characters: with an escape inside, it is written out.
       if (replacement === null && raw - rawStart !== end - start) replacement = maskedSpan(decoded, start, end, list.masked[k]!, maskCharacter);

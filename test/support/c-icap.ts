@@ -5,10 +5,9 @@
 // whose score crosses a limit and rewrites matched text in place.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { freePort } from '../../deploy/gateway-processes.ts';
+import { freePort, waitForListener } from '../../deploy/gateway-processes.ts';
 
 export interface CIcapServer {
   port: number;
@@ -75,19 +74,10 @@ export async function startCIcap(filterLines: string[]): Promise<CIcapServer> {
   child.stdout!.on('data', (d: Buffer) => output.push(d));
   child.stderr!.on('data', (d: Buffer) => output.push(d));
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  const deadline = Date.now() + 10_000;
-  for (;;) {
-    if (child.exitCode !== null) throw new Error(`c-icap exited at start: ${Buffer.concat(output).toString()}`);
-    const up = await new Promise<boolean>((resolve) => {
-      const socket = connect(port, '127.0.0.1', () => {
-        socket.destroy();
-        resolve(true);
-      });
-      socket.on('error', () => resolve(false));
-    });
-    if (up) break;
-    if (Date.now() > deadline) throw new Error(`c-icap did not listen within 10 s: ${Buffer.concat(output).toString()}`);
-    await new Promise((r) => setTimeout(r, 50));
+  try {
+    await waitForListener(port, 'c-icap', 10_000, () => (child.exitCode !== null ? 'c-icap exited at start' : null));
+  } catch (error) {
+    throw new Error(`${(error as Error).message}: ${Buffer.concat(output).toString()}`);
   }
   return {
     port,

@@ -4,10 +4,9 @@
 // so a test can take NATS away and bring it back.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { freePort } from '../../deploy/gateway-processes.ts';
+import { freePort, waitForListener } from '../../deploy/gateway-processes.ts';
 
 export interface NatsServer {
   url: string;
@@ -34,23 +33,9 @@ export async function startNatsServer(): Promise<NatsServer> {
     async start() {
       const started = spawn('nats-server', ['-js', '-a', '127.0.0.1', '-p', String(port), '-sd', storeDir], { stdio: 'ignore' });
       child = started;
-      const failed = new Promise<never>((_, reject) => started.once('error', (error) => reject(new Error(`nats-server could not start: ${error.message}`))));
-      const deadline = Date.now() + 10_000;
-      for (;;) {
-        const up = await Promise.race([
-          failed,
-          new Promise<boolean>((resolve) => {
-            const socket = connect(port, '127.0.0.1', () => {
-              socket.destroy();
-              resolve(true);
-            });
-            socket.on('error', () => resolve(false));
-          }),
-        ]);
-        if (up) return;
-        if (Date.now() > deadline) throw new Error('nats-server did not listen within 10 s');
-        await new Promise((r) => setTimeout(r, 50));
-      }
+      let spawnError: string | null = null;
+      started.once('error', (error) => (spawnError = `nats-server could not start: ${error.message}`));
+      await waitForListener(port, 'nats-server', 10_000, () => spawnError);
     },
     async stop(signal = 'SIGKILL') {
       const running = child;
