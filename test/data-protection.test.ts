@@ -118,6 +118,19 @@ describe('request side: agent to tool', () => {
     await client.close();
   });
 
+  test('a credential hidden with zero-width marks or full-width letters is masked before the upstream sees it', async () => {
+    const client = await gateway.mcpClient(endpoint('dlp-guard', 'billing'), tokens['dlp-guard']!);
+    const hidden = [[...awsKey].join('\u200b'), [...awsKey].map((c) => String.fromCharCode(c.charCodeAt(0) + 0xfee0)).join('')];
+    for (const [i, key] of hidden.entries()) {
+      const result = await client.callTool({ name: 'save_note', arguments: { note: `deploy with ${key} tonight`, id: `hidden-${i}` } });
+      assert.equal(resultText(result), 'saved');
+      const received = billing.calls.filter((c) => c.tool === 'save_note').at(-1)!.arguments as { note: string; id: string };
+      assert.equal(received.id, `hidden-${i}`);
+      assert.match(received.note, /^deploy with \*{8,} tonight$/, `the upstream received: ${received.note}`);
+    }
+    await client.close();
+  });
+
   test('a block rule refuses the call with -32001, naming the detector group, never the value', async () => {
     const before = billing.calls.length;
     const client = await gateway.mcpClient(endpoint('dlp-guard', 'billing'), tokens['dlp-guard']!);
@@ -322,6 +335,21 @@ describe('data-flow control', () => {
       (error: unknown) => error instanceof McpError && error.code === -32001 && (error.data as { mandate: { code: string } }).mandate.code === 'sensitive_data_flow_blocked',
     );
     assert.equal(mailer.calls.length, before, 'the blocked email never reached the mailer');
+    // Respelled to slip past: zero-width spaces between the digits, Arabic-Indic digits, mathematical bold digits.
+    const digits = billingCard.replaceAll(' ', '');
+    const respellings = [
+      [...digits].join('\u200b'),
+      [...digits].map((d) => String.fromCharCode(0x0660 + Number(d))).join(''),
+      [...digits].map((d) => String.fromCodePoint(0x1d7ce + Number(d))).join(''),
+    ];
+    for (const respelled of respellings) {
+      await assert.rejects(
+        () => mail.callTool({ name: 'send_email', arguments: { to: 'x@example.com', text: `the card is ${respelled}` } }),
+        (error: unknown) => error instanceof McpError && (error.data as { mandate: { code: string } }).mandate.code === 'sensitive_data_flow_blocked',
+        respelled,
+      );
+    }
+    assert.equal(mailer.calls.length, before, 'no respelled email reached the mailer');
     const unseen = await mail.callTool({ name: 'send_email', arguments: { to: 'x@example.com', text: `a different card ${otherCard}` } });
     assert.equal(resultText(unseen), 'sent', 'a value the session never read from another upstream is not a flow');
     await mail.close();

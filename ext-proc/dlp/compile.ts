@@ -8,6 +8,7 @@ import { builtInDetectors } from './catalogue.ts';
 import { flowLimitsOf, type FlowLimits } from './flow.ts';
 import { detectorGroups, type DetectorDefinition } from './detector.ts';
 import { mayMatchLineFeed, requirementOf, type Requirement } from './prefilter.ts';
+import { lookAlikeSetSource } from './look-alikes.ts';
 
 /** Candidate shape for keyword-gated identifiers without a pattern of their own. */
 const identifierShape = '[A-Za-z0-9](?:[A-Za-z0-9]|[ ./-][A-Za-z0-9]){3,26}';
@@ -35,11 +36,6 @@ export function standaloneSetSource(source: string): string {
 /** A JSON escape \b \f \n \r \t whose letter is glued to a following letter or digit (the Set's control-escape entry). */
 const gluedControlEscapeSource = '\\\\[bfnrt][A-Za-z0-9_]';
 
-/**
- * No-break and other fixed-width spaces, zero-width marks, the soft hyphen, hyphen and minus
- * variants (not the en and em dashes of prose), and the full-width forms of ASCII.
- */
-const lookAlikeSource = '[\\x{00A0}\\x{00AD}\\x{2000}-\\x{200D}\\x{2010}-\\x{2012}\\x{202F}\\x{205F}\\x{2060}\\x{2212}\\x{3000}\\x{FEFF}\\x{FF01}-\\x{FF5E}]';
 /** Any of those escapes (or a backslash and one of those letters). */
 const controlEscapeSource = '\\\\[bfnrt]';
 
@@ -215,10 +211,10 @@ export function compileDataProtection(policy: DataProtection | undefined, option
   setEntries.push({ kind: 'control-escape' });
   sources.push(gluedControlEscapeSource);
   // Characters that stand in for ASCII ones and hide a value from patterns written for ASCII (a card
-  // typed with no-break spaces, full-width digits): their presence makes the scan read the values
-  // with each mapped to its ASCII counterpart (see scanTable in scan.ts).
+  // typed with zero-width marks, full-width or Arabic-Indic digits): their presence makes the scan
+  // read the values in their ASCII reading (see look-alikes.ts and scanTable in scan.ts).
   setEntries.push({ kind: 'look-alike' });
-  sources.push(lookAlikeSource);
+  sources.push(lookAlikeSetSource);
 
   return {
     ok: true,

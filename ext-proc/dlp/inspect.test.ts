@@ -276,6 +276,52 @@ test('look-alike characters do not hide a value: no-break spaces, zero-width mar
   assert.equal(prose.changed, false);
 });
 
+test('invisible marks, digits of other scripts and tag characters do not hide a value; masks cover the original characters', () => {
+  const compiled = compileDataProtection({ profiles: ['pci-dss', 'secrets'] } as never);
+  const ctx = { direction: 'response' as const, upstream: 'u' };
+  const zw = '\u200b';
+  const cases: [string, string, string][] = [
+    // a zero-width space inside a group, and between every digit (the reading drops them)
+    [`{"n":"45${zw}39 1488 0343 6467"}`, 'payment-card-visa', `{"n":"**${zw}** **** **** 6467"}`],
+    [`{"n":"${[...'4539148803436467'].join(zw)}"}`, 'payment-card-visa', `{"n":"${[...'************6467'].join(zw)}"}`],
+    // the same mark written as a JSON escape
+    ['{"n":"45\\u200b39148803436467"}', 'payment-card-visa', '{"n":"**\\u200b**********6467"}'],
+    // bidirectional controls and a soft hyphen
+    ['{"n":"\u202e4539\u00ad1488\u20660343\u20696467"}', 'payment-card-visa', '{"n":"\u202e****\u00ad****\u2066****\u20696467"}'],
+    // Arabic-Indic digits, and mathematical bold digits (two UTF-16 units each)
+    ['{"n":"٤٥٣٩ ١٤٨٨ ٠٣٤٣ ٦٤٦٧"}', 'payment-card-visa', '{"n":"**** **** **** ٦٤٦٧"}'],
+    ['{"n":"card 𝟒𝟓𝟑𝟗𝟏𝟒𝟖𝟖𝟎𝟑𝟒𝟑𝟔𝟒𝟔𝟕."}', 'payment-card-visa', '{"n":"card ************𝟔𝟒𝟔𝟕."}'],
+    // an access key smuggled as invisible tag characters after a visible word (credentials are masked whole, at most 32 characters)
+    [`{"k":"see ${[...'AKIAZ3MQ7HW2XK4JLP5R'].map((c) => String.fromCodePoint(0xe0000 + c.charCodeAt(0))).join('')} end"}`, 'aws-access-key-id', `{"k":"see ${'*'.repeat(32)} end"}`],
+  ];
+  for (const [body, detector, expected] of cases) {
+    const r = inspectBody(compiled, Buffer.from(body), ctx);
+    assert.deepEqual(r.findings.map((f) => f.detector), [detector], body);
+    assert.equal(r.value.toString('utf8'), expected, body);
+    assert.doesNotThrow(() => JSON.parse(r.value.toString('utf8')));
+  }
+  // Text around the marks is untouched, and prose with ordinals or superscripts stays as it is.
+  const text = inspectText(compiled, `ref ${zw}x${zw} card 4539${zw}1488${zw}0343${zw}6467, 2ª edición, 5 m²`, ctx);
+  assert.equal(text.value, `ref ${zw}x${zw} card ****${zw}****${zw}****${zw}6467, 2ª edición, 5 m²`);
+  const prose = inspectBody(compiled, Buffer.from('{"t":"la 2ª edición, 5 m², 1º piso, ① first"}'), ctx);
+  assert.equal(prose.changed, false);
+  assert.equal(prose.findings.length, 0);
+});
+
+test('a value and its look-alike spelling have the same fingerprint (data-flow memory is not fooled by the spelling)', () => {
+  const compiled = compileDataProtection({ profiles: ['pci-dss'] } as never, { fingerprintKey: Buffer.alloc(32, 3) });
+  const ctx = { direction: 'request' as const, upstream: 'u' };
+  const spellings = ['4539 1488 0343 6467', '4539\u200b1488\u200b0343\u200b6467', '４５３９１４８８０３４３６４６７', '٤٥٣٩-١٤٨٨-٠٣٤٣-٦٤٦٧', '𝟒𝟓𝟑𝟗𝟏𝟒𝟖𝟖𝟎𝟑𝟒𝟑𝟔𝟒𝟔𝟕'];
+  const hashes = spellings.map((s) => {
+    const r = inspectBody(compiled, Buffer.from(`{"to":"x","body":"card ${s}"}`), ctx);
+    assert.equal(r.fingerprints.length, 1, s);
+    return r.fingerprints[0]!.hash;
+  });
+  assert.equal(new Set(hashes).size, 1, hashes.join(' '));
+  const other = inspectBody(compiled, Buffer.from('{"body":"card 4111 1111 1111 1111"}'), ctx);
+  assert.notEqual(other.fingerprints[0]!.hash, hashes[0]);
+});
+
 test('a card with dots between its groups is found; a dotted number that fails Luhn is not', () => {
   const compiled = compileDataProtection({ profiles: ['pci-dss'] } as never);
   const ctx = { direction: 'response' as const, upstream: 'u' };

@@ -16,6 +16,7 @@ import type { DataFinding } from '../decision/decision.ts';
 import type { DataProtectionAction } from '../../config/data-protection-schema.ts';
 import { resolveAction, type CompiledDataProtection, type CompiledDataProtectionOk, type CompiledDetector } from './compile.ts';
 import { scanTable, valueOf, type Match, type SegmentTable } from './scan.ts';
+import { readAsAscii } from './look-alikes.ts';
 
 export interface InspectContext {
   direction: 'request' | 'response';
@@ -1067,8 +1068,9 @@ function keyPrefix(key: Buffer): string {
   return p;
 }
 
-/** Separators that do not change a value's identity (spaces, dots, dashes, slashes, brackets). */
-function normalise(value: string): string {
+/** The value in its ASCII reading (look-alikes.ts), without the separators that do not change its identity (spaces, dots, dashes, slashes, brackets). */
+function normalise(original: string): string {
+  const value = readAsAscii(original);
   let out = '';
   let from = 0;
   for (let i = 0; i < value.length; i++) {

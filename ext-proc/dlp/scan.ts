@@ -11,6 +11,7 @@
 // keyword in them, and the per-candidate path allocates little.
 import RE2 from 're2';
 import { keywordPattern, setMaxMemBytes, standaloneNumberGroups, type CompiledDataProtectionOk, type CompiledDetector, type SetEntry } from './compile.ts';
+import { asciiReading } from './look-alikes.ts';
 import { charKind, isTrivial, mayMatch, punctuationBit, type Features, type Requirement } from './prefilter.ts';
 
 /** One piece of text to scan: a JSON string value with the name of its field (the context). */
@@ -391,28 +392,50 @@ export function scanTable(compiled: CompiledDataProtectionOk, t: SegmentTable, r
 }
 
 /**
- * The character a look-alike stands for, one UTF-16 unit for one (so every offset into the mapped
- * text is the original's, and masks land on the original characters): fixed-width spaces and
- * zero-width marks become a space, hyphen and minus variants a hyphen, full-width forms their ASCII
- * letter, digit or sign. A zero-width mark inside a run of digits therefore still splits it.
+ * The table with every text in its ASCII reading (see look-alikes.ts), and for the texts whose
+ * offsets changed (a mark removed, a character outside the BMP read as one unit) where each
+ * segment now starts and ends, and the way back to the original offsets.
  */
-function asciiCounterpart(c: number): number {
-  if (c >= 0xff01 && c <= 0xff5e) return c - 0xfee0;
-  if (c === 0x00a0 || c === 0x00ad || (c >= 0x2000 && c <= 0x200d) || c === 0x202f || c === 0x205f || c === 0x2060 || c === 0x3000 || c === 0xfeff) return 32;
-  if ((c >= 0x2010 && c <= 0x2012) || c === 0x2212) return 45;
-  return c;
+function asciiReadingOf(t: SegmentTable): { table: SegmentTable; origins: (Int32Array | null)[] | null } {
+  let origins: (Int32Array | null)[] | null = null;
+  const texts = t.texts.map((text, i) => {
+    const reading = asciiReading(text);
+    if (reading === null) return text;
+    if (reading.origin !== null) (origins ??= new Array<Int32Array | null>(t.texts.length).fill(null))[i] = reading.origin;
+    return reading.text;
+  });
+  if (origins === null) return { table: { ...t, texts }, origins: null };
+  const start = t.start.slice();
+  const end = t.end.slice();
+  const shifted = origins as (Int32Array | null)[];
+  // Original offset -> offset in the reading: the first character of the reading at or after it.
+  const readingOffsets = shifted.map((origin, i) => {
+    if (origin === null) return null;
+    const length = t.texts[i]!.length;
+    const at = new Int32Array(length + 1);
+    let j = 0;
+    for (let o = 0; o <= length; o++) {
+      while (origin[j]! < o) j++;
+      at[o] = j;
+    }
+    return at;
+  });
+  for (let s = 0; s < t.count; s++) {
+    const at = readingOffsets[t.text[s]!];
+    if (!at) continue;
+    start[s] = at[t.start[s]!]!;
+    end[s] = at[t.end[s]!]!;
+  }
+  return { table: { ...t, texts, start, end }, origins: shifted };
 }
 
-export function withoutLookAlikes(text: string): string {
-  let i = 0;
-  for (; i < text.length; i++) {
-    const c = text.charCodeAt(i);
-    if (c >= 0xa0 && asciiCounterpart(c) !== c) break;
-  }
-  if (i === text.length) return text;
-  let out = text.slice(0, i);
-  for (; i < text.length; i++) out += String.fromCharCode(asciiCounterpart(text.charCodeAt(i)));
-  return out;
+/** A match in a text's ASCII reading, as offsets into the original segment (covering marks removed inside it). */
+function originalSpan(m: Match, t: SegmentTable, reading: SegmentTable, origins: (Int32Array | null)[]): Match {
+  const origin = origins[t.text[m.segment]!];
+  if (!origin) return m;
+  const base = reading.start[m.segment]!;
+  const from = t.start[m.segment]!;
+  return { ...m, start: origin[base + m.start]! - from, end: Math.min(origin[base + m.end]!, t.end[m.segment]!) - from };
 }
 
 function scanWithHits(compiled: CompiledDataProtectionOk, t: SegmentTable, rawHits: number[] | null, depth: number, mapped: boolean): Match[] {
@@ -428,9 +451,11 @@ function scanWithHits(compiled: CompiledDataProtectionOk, t: SegmentTable, rawHi
     hits = rawHits;
   }
   if (!mapped && hits.some((h) => entries[h]?.kind === 'look-alike')) {
-    // The values hold look-alike characters: they are read again with each mapped to its ASCII
-    // counterpart (same offsets), and the Set runs over the mapped values.
-    return scanWithHits(compiled, { ...t, texts: t.texts.map(withoutLookAlikes) }, null, depth, true);
+    // The values hold look-alike characters: they are read again in their ASCII reading, the Set
+    // runs over that, and what it finds is mapped back onto the original characters.
+    const { table, origins } = asciiReadingOf(t);
+    const matches = scanWithHits(compiled, table, null, depth, true);
+    return origins === null ? matches : matches.map((m) => originalSpan(m, t, table, origins));
   }
   const keywordHit = hits.some((h) => entries[h]?.kind === 'keyword');
   // Field names: one Set pass over the distinct names (keyword-gated detectors named by a field).

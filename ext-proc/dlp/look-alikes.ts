@@ -1,0 +1,149 @@
+// Characters that stand in for ASCII ones and would hide a value from patterns written for ASCII:
+// a card typed with no-break spaces or zero-width marks between its digits, in full-width, Arabic-Indic
+// or mathematical bold digits, an access key in full-width letters or smuggled as Unicode tag
+// characters. The scan reads a value that holds any of them in its ASCII reading (see scan.ts), and
+// maps what it finds back onto the original characters, so masks land where the value is.
+//
+// One table decides both what the RE2.Set's look-alike entry matches and how a text is read, so the
+// two cannot disagree. What a character becomes:
+// - invisible marks (zero-width space and joiners, the soft hyphen, word joiner, byte order mark,
+//   bidirectional controls, variation selectors, the tag "cancel" and language marks): nothing;
+// - fixed-width and no-break spaces: a space;
+// - hyphen and minus variants (not the en and em dashes of prose): a hyphen;
+// - decimal digits of any script (Arabic-Indic, Devanagari, mathematical bold, ...): the ASCII digit;
+// - compatibility forms of one ASCII letter or digit (full-width, mathematical alphanumerics,
+//   superscripts, circled letters: whatever NFKC maps to one ASCII letter or digit), and the full-width
+//   punctuation and signs: that ASCII character;
+// - tag characters U+E0020-U+E007E (invisible copies of ASCII): the ASCII character.
+
+/** What a BMP character becomes: its ASCII counterpart, `removed`, or 0 when it stays as it is. */
+const bmpReading = new Uint8Array(0x10000);
+/** The reading of a character outside the BMP, by code point (only those that change). */
+const astralReading = new Map<number, number>();
+const removed = 0xff;
+
+const invisible: [number, number][] = [
+  [0x00ad, 0x00ad], [0x034f, 0x034f], [0x061c, 0x061c], [0x180e, 0x180e], [0x200b, 0x200f], [0x202a, 0x202e],
+  [0x2060, 0x2064], [0x2066, 0x206f], [0xfe00, 0xfe0f], [0xfeff, 0xfeff],
+  [0xe0001, 0xe0001], [0xe007f, 0xe007f], [0xe0100, 0xe01ef],
+];
+const spaces: [number, number][] = [[0x00a0, 0x00a0], [0x1680, 0x1680], [0x2000, 0x200a], [0x202f, 0x202f], [0x205f, 0x205f], [0x3000, 0x3000]];
+const hyphens: [number, number][] = [[0x2010, 0x2012], [0x2212, 0x2212], [0xfe63, 0xfe63]];
+
+function setReading(cp: number, to: number): void {
+  if (cp < 0x10000) bmpReading[cp] = to;
+  else astralReading.set(cp, to);
+}
+
+function isAsciiAlnum(c: number): boolean {
+  return (c >= 48 && c <= 57) || (c >= 65 && c <= 90) || (c >= 97 && c <= 122);
+}
+
+(function buildReadings() {
+  for (const [from, to] of invisible) for (let cp = from; cp <= to; cp++) setReading(cp, removed);
+  for (const [from, to] of spaces) for (let cp = from; cp <= to; cp++) setReading(cp, 32);
+  for (const [from, to] of hyphens) for (let cp = from; cp <= to; cp++) setReading(cp, 45);
+  for (let cp = 0xff01; cp <= 0xff5e; cp++) setReading(cp, cp - 0xfee0);
+  for (let cp = 0xe0020; cp <= 0xe007e; cp++) setReading(cp, cp - 0xe0000);
+  // Decimal digits come in runs of ten, zero first (a Unicode stability rule).
+  const decimal = /^\p{Nd}$/u;
+  let runStart = -1;
+  for (let cp = 0x80; cp <= 0x1ffff; cp++) {
+    if (cp >= 0xd800 && cp <= 0xdfff) continue;
+    const ch = String.fromCodePoint(cp);
+    if (decimal.test(ch)) {
+      if (runStart < 0) runStart = cp;
+      setReading(cp, 48 + ((cp - runStart) % 10));
+      continue;
+    }
+    runStart = -1;
+    if ((cp < 0x10000 ? bmpReading[cp] : astralReading.get(cp)) ?? 0) continue;
+    // Cheap filter before NFKC: only blocks that hold compatibility forms of ASCII letters and digits.
+    if (!(cp <= 0x24ff || (cp >= 0x1d400 && cp <= 0x1d7ff) || (cp >= 0x1f100 && cp <= 0x1f1ff))) continue;
+    const compat = ch.normalize('NFKC');
+    if (compat.length === 1 && isAsciiAlnum(compat.charCodeAt(0))) setReading(cp, compat.charCodeAt(0));
+  }
+})();
+
+/** The characters that change in the ASCII reading, as code point ranges. */
+function readingRanges(): [number, number][] {
+  const ranges: [number, number][] = [];
+  const add = (cp: number) => {
+    const last = ranges[ranges.length - 1];
+    if (last && last[1] === cp - 1) last[1] = cp;
+    else ranges.push([cp, cp]);
+  };
+  for (let cp = 0x80; cp < 0x10000; cp++) if (bmpReading[cp] !== 0) add(cp);
+  for (const cp of [...astralReading.keys()].sort((a, b) => a - b)) add(cp);
+  return ranges;
+}
+
+/** An RE2 character class of every character the ASCII reading changes: the Set's look-alike entry. */
+export const lookAlikeSetSource = `[${readingRanges()
+  .map(([from, to]) => (from === to ? `\\x{${from.toString(16)}}` : `\\x{${from.toString(16)}}-\\x{${to.toString(16)}}`))
+  .join('')}]`;
+
+export interface AsciiReading {
+  text: string;
+  /**
+   * For each UTF-16 unit of the reading, the offset of the original character it came from, and one
+   * more entry: the original's length. Null when the reading has the original's offsets (every
+   * changed character was one unit and became one).
+   */
+  origin: Int32Array | null;
+}
+
+function readingOf(cp: number): number {
+  return cp < 0x10000 ? bmpReading[cp]! : (astralReading.get(cp) ?? 0);
+}
+
+/** The ASCII reading of a text, or null when no character in it changes. */
+export function asciiReading(text: string): AsciiReading | null {
+  let i = 0;
+  for (; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c < 0x80) continue;
+    if (c >= 0xd800 && c <= 0xdbff) {
+      if (readingOf(text.codePointAt(i)!) !== 0) break;
+      i++;
+    } else if (bmpReading[c] !== 0) break;
+  }
+  if (i === text.length) return null;
+  const units = new Uint16Array(text.length);
+  const origin = new Int32Array(text.length + 1);
+  for (let k = 0; k < i; k++) {
+    units[k] = text.charCodeAt(k);
+    origin[k] = k;
+  }
+  let n = i;
+  let sameOffsets = true;
+  while (i < text.length) {
+    const c = text.charCodeAt(i);
+    const wide = c >= 0xd800 && c <= 0xdbff && i + 1 < text.length;
+    const cp = wide ? text.codePointAt(i)! : c;
+    const to = c < 0x80 ? 0 : readingOf(cp);
+    const width = cp > 0xffff ? 2 : 1;
+    if (to === removed) {
+      sameOffsets = false;
+    } else if (to !== 0) {
+      units[n] = to;
+      origin[n++] = i;
+      if (width === 2) sameOffsets = false;
+    } else {
+      for (let k = 0; k < width; k++) {
+        units[n] = text.charCodeAt(i + k);
+        origin[n++] = i + k;
+      }
+    }
+    i += width;
+  }
+  origin[n] = text.length;
+  let out = '';
+  for (let k = 0; k < n; k += 8192) out += String.fromCharCode(...units.subarray(k, Math.min(n, k + 8192)));
+  return { text: out, origin: sameOffsets ? null : origin.slice(0, n + 1) };
+}
+
+/** The ASCII reading alone (fingerprints: a value and its look-alike spelling are the same value). */
+export function readAsAscii(text: string): string {
+  return asciiReading(text)?.text ?? text;
+}
