@@ -104,8 +104,9 @@ export function asciiReading(text: string): AsciiReading | null {
     const c = text.charCodeAt(i);
     if (c < 0x80) continue;
     if (c >= 0xd800 && c <= 0xdbff) {
-      if (readingOf(text.codePointAt(i)!) !== 0) break;
-      i++;
+      const cp = text.codePointAt(i)!;
+      if (readingOf(cp) !== 0) break;
+      if (cp > 0xffff) i++;
     } else if (bmpReading[c] !== 0) break;
   }
   if (i === text.length) return null;
