@@ -11,6 +11,18 @@ test('upstream URLs must be plain http(s) base URLs', () => {
   }
 });
 
+test('an upstream lists the agent headers it receives; headers the gateway owns or that change the authorized call cannot be listed', () => {
+  const base = { kind: 'Upstream', name: 'u', protocol: 'rest', url: 'http://x/' };
+  const parsed = upstreamSchema.parse({ ...base, forwardHeaders: ['x-tenant', 'if-match-etag'] });
+  assert.deepEqual(parsed.forwardHeaders, ['x-tenant', 'if-match-etag']);
+  assert.deepEqual(upstreamSchema.parse(base).forwardHeaders, [], 'none by default');
+  for (const name of ['authorization', 'Host', 'x-http-method-override', 'x-forwarded-host', 'x-envoy-retry-on', 'x-mandate-agent', 'transfer-encoding', 'accept-encoding', 'content-type', 'bad header']) {
+    const result = upstreamSchema.safeParse({ ...base, forwardHeaders: [name] });
+    assert.equal(result.success, false, name);
+    assert.match(result.error!.issues[0]!.message, /cannot be listed|lower case/, name);
+  }
+});
+
 test('CIDR rules are checked for range and shape', () => {
   const persona = (allow: string[]) => personaSchema.safeParse({ kind: 'Persona', name: 'p', description: 'd', network: { allow } });
   assert.ok(persona(['10.0.0.0/8', '::1/128', 'fd00::/8']).success);

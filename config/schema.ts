@@ -5,6 +5,7 @@
 import { z } from 'zod';
 import { dataProtectionSchema } from './data-protection-schema.ts';
 import { behaviourSchema } from './behaviour-schema.ts';
+import { unforwardableHeaderReason } from './forwarded-headers.ts';
 
 export const resourceNameSchema = z
   .string()
@@ -51,6 +52,15 @@ const httpUrlSchema = z
     return url !== null && url.port !== '0' && url.search === '' && url.hash === '' && url.username === '' && url.password === '';
   }, 'must not carry a query, a fragment, credentials or port 0 (put credentials in auth)');
 
+/** A request header name an upstream may receive from agents (lower case; see config/forwarded-headers.ts). */
+export const forwardableHeaderSchema = z
+  .string()
+  .regex(/^[a-z0-9!#$%&'*+.^_`|~-]{1,100}$/, 'must be a header name in lower case')
+  .superRefine((name, ctx) => {
+    const reason = unforwardableHeaderReason(name);
+    if (reason !== null) ctx.addIssue({ code: 'custom', message: `"${name}" cannot be listed: ${reason}` });
+  });
+
 export const upstreamSchema = z
   .object({
     kind: z.literal('Upstream'),
@@ -62,6 +72,13 @@ export const upstreamSchema = z
     auth: upstreamAuthSchema.default({ type: 'none' }),
     timeoutMs: z.number().int().min(100).max(3_600_000).default(30_000),
     classifications: z.array(toolClassificationSchema).default([]),
+    forwardHeaders: z
+      .array(forwardableHeaderSchema)
+      .max(64)
+      .default([])
+      .describe(
+        'Request headers of the agent passed on to this upstream besides the protocol ones (content type, accept, conditional requests, tracing, MCP session headers). Every other header the agent sends is dropped. With data protection on, the values are inspected like the body.',
+      ),
   })
   .strict();
 

@@ -195,3 +195,71 @@ test('the upstream is never invited to compress: accept-encoding and the agent c
   });
   assert.deepEqual(onHeaders?.request_headers?.response?.header_mutation?.remove_headers, ['authorization', 'accept-encoding']);
 });
+
+test('headers the upstream does not list are dropped; a listed one is inspected and its findings join the first decision', () => {
+  const bundle = configBundleSchema.parse({
+    upstreams: [{ kind: 'Upstream', name: 'billing', protocol: 'mcp', url: 'http://127.0.0.1:1/mcp', forwardHeaders: ['x-note'] }],
+    personas: [{ kind: 'Persona', name: 'p', description: 'test', grants: [{ upstream: 'billing', tools: [{ name: '*' }] }], dataProtection: { profiles: ['pci-dss'] } }],
+  });
+  const decisions: Decision[] = [];
+  const processor = createStreamProcessor(route, deps(withBundle(bundle), decisions));
+  const onHeaders = handleNow(processor, {
+    request: 'request_headers',
+    request_headers: { ...headers({ ':method': 'POST', ':path': '/personas/p/billing', 'content-type': 'application/json', authorization: `Bearer ${token}`, 'x-note': `card ${card}`, 'x-other': card, 'x-http-method-override': 'DELETE', traceparent: '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01' }) },
+  });
+  const mutation = onHeaders?.request_headers?.response?.header_mutation;
+  assert.deepEqual(new Set(mutation?.remove_headers), new Set(['authorization', 'accept-encoding', 'x-other', 'x-http-method-override']));
+  const set = Object.fromEntries((mutation?.set_headers ?? []).map((h) => [h.header.key, Buffer.from(h.header.raw_value!).toString('latin1')]));
+  assert.deepEqual(set, { 'x-note': 'card **** **** **** 6467' }, 'the listed header is masked; traceparent passes as it is');
+  const body = Buffer.from(JSON.stringify({ jsonrpc: '2.0', id: 9, method: 'tools/call', params: { name: 'save_note', arguments: {} } }));
+  handleNow(processor, { request: 'request_body', request_body: { body, end_of_stream: true } });
+  assert.equal(decisions.length, 1);
+  assert.deepEqual(decisions[0]!.findings.map((f) => [f.detector, f.location, f.action]), [['payment-card-visa', 'headers["x-note"]', 'mask']]);
+});
+
+test('a value read in the session cannot leave in a header for a development upstream; in monitor mode it is recorded, not refused', () => {
+  for (const mode of ['enforce', 'monitor'] as const) {
+    const bundle = configBundleSchema.parse({
+      upstreams: [
+        { kind: 'Upstream', name: 'billing', protocol: 'mcp', url: 'http://127.0.0.1:1/mcp' },
+        { kind: 'Upstream', name: 'devbox', protocol: 'rest', url: 'http://127.0.0.1:2/api', environment: 'development', forwardHeaders: ['x-note'] },
+      ],
+      personas: [
+        {
+          kind: 'Persona',
+          name: 'p',
+          description: 'test',
+          mode,
+          grants: [{ upstream: 'billing', tools: [{ name: '*' }] }, { upstream: 'devbox', operations: [{ method: 'GET', path: '/notes' }] }],
+          dataProtection: { profiles: ['pci-dss'], defaultAction: 'detect', flow: { enabled: true } },
+        },
+      ],
+    });
+    const decisions: Decision[] = [];
+    const dependencies = deps(withBundle(bundle), decisions);
+    const read = createStreamProcessor(route, dependencies);
+    startToolCall(read, {});
+    handleNow(read, { request: 'response_headers', response_headers: headers({ ':status': '200', 'content-type': 'application/json' }) } as ProcessingRequest);
+    handleNow(read, { request: 'response_body', response_body: { body: Buffer.from(JSON.stringify({ jsonrpc: '2.0', id: 9, result: { content: [{ type: 'text', text: `card ${card}` }] } })), end_of_stream: true } });
+    const devRoute = { persona: 'p', upstream: 'devbox', kind: 'rest' as const, pathPrefix: '/personas/p/devbox', configVersion: 1 };
+    const send = createStreamProcessor(devRoute, dependencies);
+    const answer = handleNow(send, { request: 'request_headers', request_headers: { ...headers({ ':method': 'GET', ':path': '/personas/p/devbox/notes', authorization: `Bearer ${token}`, 'x-note': card }), end_of_stream: true } });
+    const last = decisions.at(-1)!;
+    if (mode === 'enforce') {
+      assert.equal(answer?.immediate_response?.status?.code, 403);
+      assert.equal(last.reasons[0]!.code, 'sensitive_data_flow_blocked');
+    } else {
+      assert.equal(answer?.immediate_response, undefined, 'monitor mode forwards');
+      assert.equal(last.verdict, 'allow');
+      assert.ok(last.reasons.some((r) => r.code === 'sensitive_data_flow_blocked'), 'and records what it would have refused');
+    }
+    assert.deepEqual(last.findings.map((f) => f.location), ['headers["x-note"]']);
+  }
+});
+
+function withBundle(bundle: ReturnType<typeof configBundleSchema.parse>): CompiledPolicy {
+  const credential = { id: '0123456789ab', agent: 'agent-1', persona: 'p', secretHash: createHash('sha256').update(secret).digest('hex'), createdAt: '2026-01-01T00:00:00Z', expiresAt: null };
+  const compiled = compilePolicy({ version: 1, createdAt: '2026-01-01T00:00:00Z', bundle, credentials: [credential], upstreamCredentials: {} }, { fingerprintKey: Buffer.alloc(32, 1) });
+  assert.ok(compiled.ok);
+  return compiled.policy;
+}

@@ -3,7 +3,8 @@
 // ProcessingResponse:
 //   1. request headers  - route identity (from the route, not the client), policy version,
 //                         agent credential, content type; strip the agent's credential
-//                         and inject the upstream's.
+//                         and inject the upstream's; drop the headers the upstream may not
+//                         receive and inspect the values of the others (data protection).
 //   2. request body     - MCP: parse JSON-RPC; for every message, in order (assessCall):
 //                           a. authorization (grants and CEL conditions),
 //                           b. data protection: inspect the arguments (mask/redact/block),
@@ -23,9 +24,10 @@
 //   5. stream end       - the outcome of each allowed call (status, latency, response findings).
 // Every decision is made by pure functions of (compiled policy, call, session state);
 // this file only translates Envoy messages in and ProcessingResponses out.
-// Envoy sends only the headers in the filter's forward_rules (xds-server/snapshot/
-// build-snapshot.ts): a header read here for the first time must be added there.
+// Envoy sends every request and response header. The agent's request headers that the upstream
+// may not receive are dropped here (config/forwarded-headers.ts).
 import type { AgentCredentialRecord } from '../config/bundle.ts';
+import { droppedRequestHeaders, uninspectedRequestHeaders } from '../config/forwarded-headers.ts';
 import type { RouteIdentity } from '../config/route-identity.ts';
 import type { Upstream } from '../config/schema.ts';
 import { authenticateAgent } from './authentication/agent-credential.ts';
@@ -222,10 +224,43 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
     credential = authentication.credential;
     context.agent = credential.agent;
     context.credentialId = credential.id;
+    const headerRefusal = checkForwardedHeaders();
+    if (headerRefusal) return headerRefusal;
 
     const endOfStream = request.request_headers?.end_of_stream === true;
     if (route.kind === 'rest') return onRestRequestHeaders(method, path, endOfStream);
     return onMcpRequestHeaders(method, endOfStream);
+  }
+
+  /**
+   * The agent's request headers: those the upstream may not receive are dropped (see
+   * config/forwarded-headers.ts); with data protection on, the values of the others are inspected
+   * like the body, against the upstream they go to. A block refuses the request here; masks are
+   * written into the headers as they go on; findings join the request's first decision.
+   */
+  function checkForwardedHeaders(): ProcessingResponse | null {
+    const dropped = droppedRequestHeaders(requestHeaders.keys(), policy!.forwardedHeaders.get(route!.upstream) ?? noHeaders);
+    droppedHeaders = new Set(dropped);
+    const dp = persona!.dataProtection;
+    if (!dp.active) return null;
+    const values: Record<string, string> = {};
+    let inspected = 0;
+    for (const [name, value] of requestHeaders) {
+      if (name.startsWith(':') || name === 'host' || uninspectedRequestHeaders.has(name) || droppedHeaders.has(name)) continue;
+      values[name] = value;
+      inspected++;
+    }
+    if (inspected === 0) return null;
+    const protection = protectRequestJson(dp, deps.flow, flowSession(), values, { upstream: route!.upstream, environment: upstream!.environment });
+    if (protection.findings.length === 0 && protection.denial === null && protection.notes.length === 0) return null;
+    const findings = protection.findings.map((f) => ({ ...f, location: `headers${f.location.slice(1)}` }));
+    if (protection.denial && persona!.persona.mode !== 'monitor') {
+      headerRecord = { findings, notes: protection.notes };
+      return refuse(403, protection.denial.code, protection.denial.message, 'data-protection');
+    }
+    headerRecord = { findings, notes: protection.denial ? [protection.denial, ...protection.notes] : protection.notes };
+    if (protection.changed) headerRewrites = Object.entries(protection.value).filter(([name, value]) => value !== values[name]);
+    return null;
   }
 
   function onMcpRequestHeaders(method: string, endOfStream: boolean): ProcessingResponse {
@@ -269,6 +304,11 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
   }
 
   let pendingRestCall: (AgentCall & { kind: 'rest' }) | null = null;
+  /** The agent's headers that do not go upstream, and the masked values of those that do. */
+  let droppedHeaders: ReadonlySet<string> = noHeaders;
+  let headerRewrites: [string, string][] = [];
+  /** What inspecting the headers found: recorded with the request's first decision. */
+  let headerRecord: { findings: DataFinding[]; notes: DecisionReason[] } | null = null;
 
   function restConditionsReadBody(): boolean {
     return (persona!.grants.get(route!.upstream)?.operations ?? []).some((op) => op.whenSource !== null && /\bbody\b/.test(op.whenSource));
@@ -872,13 +912,16 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
 
   function makeDecision(call: AgentCall, denial: DecisionReason | null, extra: { findings?: DataFinding[]; riskScore?: number | null; notes?: DecisionReason[] } = {}): Decision {
     const monitor = persona?.persona.mode === 'monitor';
-    const notes = extra.notes ?? [];
+    const fromHeaders = headerRecord;
+    headerRecord = null;
+    const notes = fromHeaders ? [...fromHeaders.notes, ...(extra.notes ?? [])] : (extra.notes ?? []);
+    const findings = fromHeaders ? [...fromHeaders.findings, ...(extra.findings ?? [])] : (extra.findings ?? []);
     return {
       verdict: denial ? 'deny' : 'allow',
       // Protocol errors are refused even in monitor mode: the message cannot be forwarded meaningfully.
       enforced: denial ? !monitor || denial.stage === 'protocol' || denial.stage === 'authentication' : true,
       reasons: denial ? [denial, ...notes] : notes,
-      findings: extra.findings ?? [],
+      findings,
       riskScore: extra.riskScore ?? null,
       configVersion: policy?.version ?? 0,
       call,
@@ -921,13 +964,15 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
   }
 
   function continueRequestHeaders(extra: [string, string][] = []): ProcessingResponse {
-    const set: [string, string][] = [...extra];
+    const set: [string, string][] = [...extra, ...headerRewrites];
     const injected = policy?.upstreamCredentials[route!.upstream];
     if (injected) set.push([injected.header, injected.value]);
     // The agent's Mandate credential is valid only at the gateway; it never reaches the upstream.
     // Answers are read (tool lists, data protection): the upstream is not invited to compress them
     // (Mandate's own routes drop accept-encoding too; this covers a mesh that inserts ext_proc alone).
-    const remove = [...(injected?.header === 'authorization' ? [] : ['authorization']), 'accept-encoding'];
+    // Headers the upstream may not receive are dropped; a header the gateway sets is set, not dropped.
+    const setNames = new Set(set.map(([name]) => name));
+    const remove = [...new Set(['authorization', 'accept-encoding', ...droppedHeaders])].filter((name) => !setNames.has(name));
     return { request_headers: { response: { status: 'CONTINUE', header_mutation: headerMutation(set, remove) } } };
   }
 
@@ -1012,6 +1057,8 @@ function processingModeWithResponseBody(mode: 'STREAMED' | 'BUFFERED'): NonNulla
     response_trailer_mode: 'SKIP',
   };
 }
+
+const noHeaders: ReadonlySet<string> = new Set();
 
 function headerMap(entries: HttpHeaderEntry[] | undefined): Map<string, string> {
   const map = new Map<string, string>();

@@ -64,7 +64,7 @@ before(async () => {
     upstream('mailer', mailerPort!, 'production'),
     upstream('devbox', devboxPort!, 'development'),
     upstream('billing-stream', ssePort!, 'production'),
-    upstream('notes-api', restPort!, 'production', 'rest', '/api'),
+    { ...upstream('notes-api', restPort!, 'production', 'rest', '/api'), forwardHeaders: ['x-ticket-note'] },
     { kind: 'Persona', name: 'dlp-guard', description: 'Masks cards and credentials, refuses GitHub tokens.', grants: allTools, dataProtection },
     { kind: 'Persona', name: 'dlp-monitor', description: 'Same data protection, monitored only.', mode: 'monitor', grants: allTools, dataProtection },
     { kind: 'Persona', name: 'dlp-small-reads', description: 'Same data protection, answers of at most 64 KiB.', grants: allTools, dataProtection, maxBodyBytes: 65_536 },
@@ -163,6 +163,29 @@ describe('request side: agent to tool', () => {
     assert.equal(answer.contentLengthMatched, true);
     // The REST answer is inspected too: the card the upstream returned reaches the agent masked.
     assert.equal(answer.account.card, '**** **** **** 1111');
+  });
+
+  test('headers: only protocol headers and those the upstream lists go on; a listed one is inspected (masked, or refused before the upstream)', async () => {
+    const url = `${gateway.gatewayUrl}${endpoint('dlp-guard', 'notes-api')}/notes`;
+    const smuggled = { 'x-card': billingCard, 'x-http-method-override': 'DELETE', cookie: 'sid=1', 'x-envoy-note': awsKey, 'x-forwarded-host': 'elsewhere', 'x-mandate-agent': 'someone' };
+    const response = await fetch(url, { headers: { authorization: `Bearer ${tokens['dlp-guard']}`, 'x-ticket-note': `rotate ${awsKey} today`, 'user-agent': 'agent/1.0', ...smuggled } });
+    assert.equal(response.status, 200);
+    await response.arrayBuffer();
+    const received = restEcho.headers.at(-1)!;
+    for (const name of Object.keys(smuggled)) assert.equal(received[name], undefined, `${name} reached the upstream`);
+    assert.equal(received.authorization, undefined, "the agent's Mandate credential never reaches the upstream");
+    assert.equal(received['user-agent'], 'agent/1.0', 'protocol headers go on');
+    assert.match(String(received['x-ticket-note']), /^rotate \*{8,} today$/, 'a listed header is masked like the body');
+    assert.equal(JSON.stringify(received).includes(awsKey), false);
+
+    const before = restEcho.urls.length;
+    const blocked = await fetch(url, { headers: { authorization: `Bearer ${tokens['dlp-guard']}`, 'x-ticket-note': `token ${githubToken}` } });
+    assert.equal(blocked.status, 403);
+    const problem = (await blocked.json()) as { code: string; title: string };
+    assert.equal(problem.code, 'sensitive_data_blocked');
+    assert.match(problem.title, /credentials data \(github-personal-access-token\)/);
+    assert.equal(problem.title.includes(githubToken), false);
+    assert.equal(restEcho.urls.length, before, 'the refused request never reached the upstream');
   });
 
   test('a credential in a REST query string is masked before the upstream sees it; a blocked one is refused', async () => {

@@ -22,6 +22,8 @@ export interface CompiledPolicy {
   revision: { actor: string; summary: string } | null;
   personas: Map<string, CompiledPersona>;
   upstreams: Map<string, Upstream>;
+  /** Per upstream, the agent request headers it lists in `forwardHeaders` (the protocol ones always pass). */
+  forwardedHeaders: Map<string, ReadonlySet<string>>;
   credentials: Map<string, AgentCredentialRecord>;
   upstreamCredentials: Record<string, UpstreamCredentialHeader>;
 }
@@ -104,6 +106,7 @@ export function compilePolicy(snapshot: PolicySnapshot, options: CompilePolicyOp
       revision: snapshot.revision ?? null,
       personas,
       upstreams: new Map(snapshot.bundle.upstreams.map((u) => [u.name, u])),
+      forwardedHeaders: new Map(snapshot.bundle.upstreams.map((u) => [u.name, new Set(u.forwardHeaders)])),
       credentials: new Map(snapshot.credentials.map((c) => [c.id, c])),
       upstreamCredentials: snapshot.upstreamCredentials,
     },

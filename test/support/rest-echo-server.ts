@@ -1,4 +1,4 @@
-// A REST upstream that records each request body it received and echoes it back
+// A REST upstream that records each request (target, headers, body) it received and echoes the body back
 // as JSON, with a fixed sensitive value of its own in the answer when asked.
 import { createServer, type Server } from 'node:http';
 
@@ -8,6 +8,8 @@ export interface RestEchoServer {
   bodies: string[];
   /** Request targets (path and query) as received, oldest first. */
   urls: string[];
+  /** Request headers as received, oldest first. */
+  headers: Record<string, string | string[] | undefined>[];
 }
 
 /**
@@ -17,8 +19,10 @@ export interface RestEchoServer {
 export function createRestEchoServer(options: { secretInAnswer: string; streamedSecret?: string }): RestEchoServer {
   const bodies: string[] = [];
   const urls: string[] = [];
+  const headers: Record<string, string | string[] | undefined>[] = [];
   const server = createServer(async (request, response) => {
     urls.push(request.url ?? '');
+    headers.push(request.headers);
     if (request.method === 'GET' && (request.url ?? '').split('?')[0]!.endsWith('/events') && options.streamedSecret) {
       const lines = Array.from({ length: 20 }, (_, i) => JSON.stringify({ seq: i, note: i === 12 ? `card ${options.streamedSecret}` : 'heartbeat' })).join('\n') + '\n';
       const cut = lines.indexOf(options.streamedSecret) + 7;
@@ -35,5 +39,5 @@ export function createRestEchoServer(options: { secretInAnswer: string; streamed
     const answer = { received: text ? (JSON.parse(text) as unknown) : null, contentLengthMatched: declared === Buffer.byteLength(text), account: { card: options.secretInAnswer } };
     response.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(answer));
   });
-  return { server, bodies, urls };
+  return { server, bodies, urls, headers };
 }

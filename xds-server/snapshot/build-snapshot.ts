@@ -192,16 +192,10 @@ function extProcFilterConfig(settings: GatewaySettings): Record<string, unknown>
     processing_mode: processingMode('NONE', 'NONE'),
     allow_mode_override: true,
     request_attributes: ['source.address'],
-    // Only the headers ext_proc reads are sent to it: less to encode and decode per message, and
-    // cookies and other client headers never leave Envoy. ext-proc/processor.ts reads no others.
-    forward_rules: {
-      allowed_headers: {
-        patterns: [
-          ...[':method', ':path', ':status', 'authorization', 'content-type', 'content-length', 'content-encoding', 'x-request-id'].map((exact) => ({ exact })),
-          { prefix: 'mcp-' },
-        ],
-      },
-    },
+    // ext_proc sees every request header: it drops those the upstream may not receive (a Persona is a
+    // default-deny grant; see config/forwarded-headers.ts) and inspects the values of the others.
+    // Dropping an agent's own x-envoy-* header needs the mutation rules' consent.
+    mutation_rules: { allow_envoy: true },
     stat_prefix: 'mandate',
   };
 }

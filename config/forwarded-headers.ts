@@ -1,0 +1,68 @@
+// Which request headers an agent may send on to an upstream. A Persona is a default-deny grant, and
+// headers are part of what an agent sends: a header the upstream reads can change what a granted
+// call does (X-HTTP-Method-Override turns a granted GET into a DELETE in many frameworks), and any
+// header is a channel out of the gateway for data the body inspection would have caught. So the
+// gateway passes on the headers HTTP and MCP need, plus those an upstream lists in
+// `forwardHeaders`, and drops every other header the agent sends. With data protection on, the
+// values of the headers it passes on are inspected like the body.
+
+/** Passed on to every upstream: content negotiation, conditional requests, tracing, MCP sessions. */
+export const protocolRequestHeaders: ReadonlySet<string> = new Set([
+  'accept',
+  'accept-language',
+  'cache-control',
+  'content-encoding',
+  'content-language',
+  'content-length',
+  'content-type',
+  'if-match',
+  'if-modified-since',
+  'if-none-match',
+  'if-range',
+  'if-unmodified-since',
+  'last-event-id',
+  'mcp-method',
+  'mcp-name',
+  'mcp-protocol-version',
+  'mcp-session-id',
+  'pragma',
+  'range',
+  'traceparent',
+  'tracestate',
+  'user-agent',
+  'x-request-id',
+]);
+
+/** Set by Envoy itself before ext_proc runs (an agent's own value is replaced): kept as they are. */
+export const gatewaySetRequestHeaders: ReadonlySet<string> = new Set(['x-forwarded-for', 'x-forwarded-proto', 'x-envoy-external-address', 'x-envoy-internal']);
+
+/** Never inspected for sensitive data: set by Envoy, or a number. */
+export const uninspectedRequestHeaders: ReadonlySet<string> = new Set([...gatewaySetRequestHeaders, 'content-length']);
+
+/**
+ * Headers an upstream may not list in `forwardHeaders`, with the reason: the gateway owns them
+ * (credentials, routing, connection handling), or they change what the authorized call does.
+ */
+export function unforwardableHeaderReason(name: string): string | null {
+  if (name === 'authorization' || name === 'proxy-authorization') return 'the agent\'s credential is valid only at the gateway; upstream credentials are configured with "auth"';
+  if (name === 'host' || name === 'forwarded' || name.startsWith('x-forwarded-') || name === 'x-real-ip') return 'routing and client-address headers are set by the gateway';
+  if (name.startsWith('x-envoy-') || name.startsWith('x-mandate-')) return 'the gateway\'s own headers';
+  if (['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'expect'].includes(name)) return 'connection handling is the gateway\'s';
+  if (name === 'accept-encoding') return 'answers are read by the gateway and must not be compressed';
+  if (['x-http-method-override', 'x-http-method', 'x-method-override'].includes(name)) return 'it would change the method the gateway authorized';
+  if (protocolRequestHeaders.has(name)) return 'it is always passed on';
+  return null;
+}
+
+/**
+ * The agent's headers to drop before the request goes upstream: every one that is not a pseudo-header,
+ * `host`, a protocol header, one set by Envoy, or one the upstream lists.
+ */
+export function droppedRequestHeaders(names: Iterable<string>, listed: ReadonlySet<string>): string[] {
+  const dropped: string[] = [];
+  for (const name of names) {
+    if (name.startsWith(':') || name === 'host' || protocolRequestHeaders.has(name) || gatewaySetRequestHeaders.has(name) || listed.has(name)) continue;
+    dropped.push(name);
+  }
+  return dropped;
+}
