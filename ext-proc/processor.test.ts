@@ -263,3 +263,21 @@ function withBundle(bundle: ReturnType<typeof configBundleSchema.parse>): Compil
   assert.ok(compiled.ok);
   return compiled.policy;
 }
+
+test('a REST query parameter named __proto__ is inspected and masked like any other', () => {
+  const bundle = configBundleSchema.parse({
+    upstreams: [{ kind: 'Upstream', name: 'notes', protocol: 'rest', url: 'http://127.0.0.1:2/api' }],
+    personas: [{ kind: 'Persona', name: 'p', description: 'test', grants: [{ upstream: 'notes', operations: [{ method: 'GET', path: '/notes' }] }], dataProtection: { profiles: ['pci-dss'] } }],
+  });
+  const decisions: Decision[] = [];
+  const restRoute = { persona: 'p', upstream: 'notes', kind: 'rest' as const, pathPrefix: '/personas/p/notes', configVersion: 1 };
+  const processor = createStreamProcessor(restRoute, deps(withBundle(bundle), decisions));
+  const digits = card.replaceAll(' ', '');
+  const answer = handleNow(processor, { request: 'request_headers', request_headers: { ...headers({ ':method': 'GET', ':path': `/personas/p/notes/notes?__proto__=${digits}&q=1`, authorization: `Bearer ${token}` }), end_of_stream: true } });
+  const path = answer?.request_headers?.response?.header_mutation?.set_headers?.find((h) => h.header.key === ':path');
+  assert.ok(path, 'the query was rewritten');
+  const rewritten = Buffer.from(path.header.raw_value!).toString('latin1');
+  assert.equal(rewritten.includes(digits), false, rewritten);
+  assert.equal(new URL(rewritten, 'http://x').searchParams.get('__proto__'), '************6467');
+  assert.deepEqual(decisions.at(-1)!.findings.map((f) => f.detector), ['payment-card-visa']);
+});

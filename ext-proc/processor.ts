@@ -243,14 +243,13 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
     droppedHeaders = new Set(dropped);
     const dp = persona!.dataProtection;
     if (!dp.active) return null;
-    const values: Record<string, string> = {};
-    let inspected = 0;
+    const inspected: [string, string][] = [];
     for (const [name, value] of requestHeaders) {
       if (name.startsWith(':') || name === 'host' || uninspectedRequestHeaders.has(name) || droppedHeaders.has(name)) continue;
-      values[name] = value;
-      inspected++;
+      inspected.push([name, value]);
     }
-    if (inspected === 0) return null;
+    if (inspected.length === 0) return null;
+    const values: Record<string, string> = Object.fromEntries(inspected);
     const protection = protectRequestJson(dp, deps.flow, flowSession(), values, { upstream: route!.upstream, environment: upstream!.environment });
     if (protection.findings.length === 0 && protection.denial === null && protection.notes.length === 0) return null;
     const findings = protection.findings.map((f) => ({ ...f, location: `headers${f.location.slice(1)}` }));
@@ -1134,12 +1133,21 @@ function queryString(query: Record<string, string | string[]>): string {
 function parseQuery(rawPath: string): Record<string, string | string[]> {
   const index = rawPath.indexOf('?');
   if (index < 0) return {};
-  const query: Record<string, string | string[]> = {};
-  for (const [key, value] of new URLSearchParams(rawPath.slice(index + 1))) {
-    const existing = query[key];
-    query[key] = existing === undefined ? value : Array.isArray(existing) ? [...existing, value] : [existing, value];
+  return parameters(new URLSearchParams(rawPath.slice(index + 1)));
+}
+
+/**
+ * Parameters as an object, a repeated name as an array. Built from entries, so every name is an own
+ * property: `__proto__=...` assigned into an object literal would set its prototype and vanish from
+ * what is inspected.
+ */
+function parameters(params: URLSearchParams): Record<string, string | string[]> {
+  const byName = new Map<string, string | string[]>();
+  for (const [key, value] of params) {
+    const existing = byName.get(key);
+    byName.set(key, existing === undefined ? value : Array.isArray(existing) ? [...existing, value] : [existing, value]);
   }
-  return query;
+  return Object.fromEntries(byName);
 }
 
 function sourceAddressOf(request: ProcessingRequest): string | null {

@@ -42,6 +42,14 @@ describe('auditEventFromDecision', () => {
     });
   });
 
+  it('keeps a "__proto__" key of the arguments as a key of the record: it cannot hide an argument from the audit trail', () => {
+    const args = JSON.parse('{"__proto__": {"token": "ghp_secret_value_here"}, "note": "hi"}') as Record<string, unknown>;
+    const masked = maskArguments(args, [{ detector: 'github-personal-access-token', group: 'credentials', location: '$["__proto__"].token', confidence: 1, action: 'mask', direction: 'request' }]) as Record<string, unknown>;
+    assert.deepEqual(Object.keys(masked), ['__proto__', 'note']);
+    assert.equal(Object.getPrototypeOf(masked), Object.prototype);
+    assert.equal(JSON.stringify(masked), '{"__proto__":{"token":"[redacted:github-personal-access-token/credentials]"},"note":"hi"}');
+  });
+
   it('canonical JSON ignores key order', () => {
     assert.equal(canonicalJson({ b: 1, a: { d: [1, { y: 2, x: 1 }], c: null } }), '{"a":{"c":null,"d":[1,{"x":1,"y":2}]},"b":1}');
     assert.equal(argumentsDigest({ a: 1, b: 2 }), argumentsDigest({ b: 2, a: 1 }));

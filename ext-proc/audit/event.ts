@@ -223,14 +223,14 @@ export function maskArguments(value: unknown, findings: readonly DataFinding[] =
       if (v.length > maxMaskItems) out.push(`[+${v.length - maxMaskItems} more]`);
       return out;
     }
-    const out: Record<string, unknown> = {};
     const entries = Object.entries(v as Record<string, unknown>);
-    for (const [k, item] of entries.slice(0, maxMaskItems)) {
+    // Built from entries: a key "__proto__" stays an own key (assigned, it would set the prototype and vanish from the record).
+    const out: [string, unknown][] = entries.slice(0, maxMaskItems).map(([k, item]) => {
       const redaction = redactionFor([...path, k]);
-      out[k] = redaction && (item === null || typeof item !== 'object') ? `[redacted:${redaction}]` : walk(item, [...path, k], depth + 1);
-    }
-    if (entries.length > maxMaskItems) out['…'] = `[+${entries.length - maxMaskItems} more keys]`;
-    return out;
+      return [k, redaction && (item === null || typeof item !== 'object') ? `[redacted:${redaction}]` : walk(item, [...path, k], depth + 1)];
+    });
+    if (entries.length > maxMaskItems) out.push(['…', `[+${entries.length - maxMaskItems} more keys]`]);
+    return Object.fromEntries(out);
   };
   return walk(value, [], 0);
 }

@@ -129,12 +129,12 @@ function countAgentEvents(audit: Pick<AuditLog, 'store'>, agent: string, fromMs:
 
 /** The parameters as a plain object, or the name of one given twice. */
 function singleValued(searchParams: URLSearchParams): Record<string, string> | string {
-  const out: Record<string, string> = {};
+  const out = new Map<string, string>();
   for (const [key, value] of searchParams) {
-    if (key in out) return key;
-    out[key] = value;
+    if (out.has(key)) return key;
+    out.set(key, value);
   }
-  return out;
+  return Object.fromEntries(out);
 }
 
 function describeIssues(error: z.ZodError): string {
