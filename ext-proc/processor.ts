@@ -359,7 +359,10 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
     if (route.kind === 'rest') {
       if (!pendingRestCall) return { request_body: { response: { status: 'CONTINUE' } } };
       let parsed: unknown = null;
-      if (body.length > 0 && restConditionsReadBody()) {
+      if (body.length > 0 && restConditionsReadBody() && requestIsForm()) {
+        // An HTML form body: conditions read its fields like a JSON object's (a repeated name as an array).
+        parsed = parameters(new URLSearchParams(body.toString('utf8')));
+      } else if (body.length > 0 && restConditionsReadBody()) {
         try {
           parsed = JSON.parse(body.toString('utf8'));
         } catch {
@@ -463,7 +466,9 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
     if (denial === null || monitor) {
       const protection =
         payload instanceof Buffer
-          ? protectRequestBody(persona!.dataProtection, deps.flow, flowSession(), payload, destination)
+          ? requestIsForm()
+            ? protectRequestForm(payload, destination)
+            : protectRequestBody(persona!.dataProtection, deps.flow, flowSession(), payload, destination)
           : payload === null
             ? null
             : protectRequestJson(persona!.dataProtection, deps.flow, flowSession(), payload, destination);
@@ -534,6 +539,21 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
       arguments: args,
       requestBytes,
     };
+  }
+
+  function requestIsForm(): boolean {
+    return (requestHeaders.get('content-type') ?? '').toLowerCase().startsWith('application/x-www-form-urlencoded');
+  }
+
+  /**
+   * An HTML form body (`a=1&b=x+y`) is read field by field, decoded, as a JSON object is: read as raw
+   * text, a card written with "+" for its spaces or an address with "%40" would pass unseen. A
+   * changed form is encoded again whole.
+   */
+  function protectRequestForm(body: Buffer, destination: FlowEndpoint): RequestProtection<Buffer> {
+    const fields = parameters(new URLSearchParams(body.toString('utf8')));
+    const protection = protectRequestJson(persona!.dataProtection, deps.flow, flowSession(), fields, destination);
+    return { ...protection, value: protection.changed ? Buffer.from(queryString(protection.value), 'utf8') : body };
   }
 
   /** Data-flow memory is per Persona, agent and session (the credential when there is no MCP session). */

@@ -188,6 +188,22 @@ describe('request side: agent to tool', () => {
     assert.equal(restEcho.urls.length, before, 'the refused request never reached the upstream');
   });
 
+  test('an HTML form body is read field by field: values written with "+" or percent-escapes are masked before the upstream sees them', async () => {
+    const response = await fetch(`${gateway.gatewayUrl}${endpoint('dlp-guard', 'notes-api')}/notes`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: `Bearer ${tokens['dlp-guard']}` },
+      body: `note=refund&card=${billingCard.replaceAll(' ', '+')}&config=key%3D${awsKey}`,
+    });
+    assert.equal(response.status, 200);
+    const answer = (await response.json()) as { received: Record<string, string>; contentLengthMatched: boolean };
+    const raw = restEcho.bodies.at(-1)!;
+    assert.equal(raw.includes(awsKey) || raw.includes(billingCard.replaceAll(' ', '+')), false, `the upstream received: ${raw}`);
+    assert.equal(answer.received.note, 'refund');
+    assert.equal(answer.received.card, '**** **** **** 6467');
+    assert.match(answer.received.config!, /^key=\*{8,}$/);
+    assert.equal(answer.contentLengthMatched, true);
+  });
+
   test('a credential in a REST query string is masked before the upstream sees it; a blocked one is refused', async () => {
     const url = `${gateway.gatewayUrl}${endpoint('dlp-guard', 'notes-api')}/notes`;
     const masked = await fetch(`${url}?q=rotate%20keys&api_key=${awsKey}`, { headers: { authorization: `Bearer ${tokens['dlp-guard']}` } });

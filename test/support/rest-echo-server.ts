@@ -36,7 +36,8 @@ export function createRestEchoServer(options: { secretInAnswer: string; streamed
     const text = Buffer.concat(chunks).toString('utf8');
     if (request.method === 'POST') bodies.push(text);
     const declared = Number(request.headers['content-length'] ?? -1);
-    const answer = { received: text ? (JSON.parse(text) as unknown) : null, contentLengthMatched: declared === Buffer.byteLength(text), account: { card: options.secretInAnswer } };
+    const form = (request.headers['content-type'] ?? '').startsWith('application/x-www-form-urlencoded');
+    const answer = { received: !text ? null : form ? Object.fromEntries(new URLSearchParams(text)) : (JSON.parse(text) as unknown), contentLengthMatched: declared === Buffer.byteLength(text), account: { card: options.secretInAnswer } };
     response.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(answer));
   });
   return { server, bodies, urls, headers };
