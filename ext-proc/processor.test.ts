@@ -281,3 +281,17 @@ test('a REST query parameter named __proto__ is inspected and masked like any ot
   assert.equal(new URL(rewritten, 'http://x').searchParams.get('__proto__'), '************6467');
   assert.deepEqual(decisions.at(-1)!.findings.map((f) => f.detector), ['payment-card-visa']);
 });
+
+test('a CEL condition reads the fields of an HTML form body like a JSON body', () => {
+  const bundle = configBundleSchema.parse({
+    upstreams: [{ kind: 'Upstream', name: 'notes', protocol: 'rest', url: 'http://127.0.0.1:2/api' }],
+    personas: [{ kind: 'Persona', name: 'p', description: 'test', grants: [{ upstream: 'notes', operations: [{ method: 'POST', path: '/refunds', when: "body.currency == 'EUR'" }] }] }],
+  });
+  const restRoute = { persona: 'p', upstream: 'notes', kind: 'rest' as const, pathPrefix: '/personas/p/notes', configVersion: 1 };
+  for (const [form, allowed] of [['amount=5&currency=EUR', true], ['amount=5&currency=USD', false], ['currency=EUR&currency=USD', false]] as const) {
+    const processor = createStreamProcessor(restRoute, deps(withBundle(bundle)));
+    handleNow(processor, { request: 'request_headers', request_headers: { ...headers({ ':method': 'POST', ':path': '/personas/p/notes/refunds', 'content-type': 'application/x-www-form-urlencoded', authorization: `Bearer ${token}` }) } });
+    const answer = handleNow(processor, { request: 'request_body', request_body: { body: Buffer.from(form), end_of_stream: true } });
+    assert.equal(answer?.immediate_response === undefined, allowed, form);
+  }
+});
