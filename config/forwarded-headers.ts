@@ -39,6 +39,9 @@ export const gatewaySetRequestHeaders: ReadonlySet<string> = new Set(['x-forward
 /** Never inspected for sensitive data: set by Envoy, or a number. */
 export const uninspectedRequestHeaders: ReadonlySet<string> = new Set([...gatewaySetRequestHeaders, 'content-length']);
 
+/** Answer headers data protection does not read: numbers, dates, and how the body is framed. */
+export const uninspectedResponseHeaders: ReadonlySet<string> = new Set(['content-length', 'content-encoding', 'transfer-encoding', 'date', 'last-modified', 'expires', 'age']);
+
 /**
  * Headers an upstream may not list in `forwardHeaders`, with the reason: the gateway owns them
  * (credentials, routing, connection handling), or they change what the authorized call does.

@@ -295,3 +295,43 @@ test('a CEL condition reads the fields of an HTML form body like a JSON body', (
     assert.equal(answer?.immediate_response === undefined, allowed, form);
   }
 });
+
+test('answer headers: a card is remembered for data-flow control; in monitor mode a blocked header is recorded and passes unchanged', () => {
+  for (const mode of ['enforce', 'monitor'] as const) {
+    const bundle = configBundleSchema.parse({
+      upstreams: [
+        { kind: 'Upstream', name: 'billing', protocol: 'mcp', url: 'http://127.0.0.1:1/mcp' },
+        { kind: 'Upstream', name: 'devbox', protocol: 'rest', url: 'http://127.0.0.1:2/api', environment: 'development' },
+      ],
+      personas: [
+        {
+          kind: 'Persona',
+          name: 'p',
+          description: 'test',
+          mode,
+          grants: [{ upstream: 'billing', tools: [{ name: '*' }] }, { upstream: 'devbox', operations: [{ method: 'GET', path: '/notes' }] }],
+          dataProtection: { profiles: ['pci-dss'], rules: [{ groups: ['financial'], direction: 'response', action: 'block' }], flow: { enabled: true } },
+        },
+      ],
+    });
+    const decisions: Decision[] = [];
+    const dependencies = deps(withBundle(bundle), decisions);
+    const processor = createStreamProcessor(route, dependencies);
+    startToolCall(processor, {});
+    const answer = handleNow(processor, { request: 'response_headers', response_headers: headers({ ':status': '200', 'content-type': 'application/json', 'x-card': card }) } as ProcessingRequest);
+    if (mode === 'enforce') {
+      assert.equal(answer?.immediate_response?.status?.code, 200, 'MCP: the answer becomes a JSON-RPC error');
+      assert.match(String(answer?.immediate_response?.body), /sensitive_data_blocked/);
+    } else {
+      assert.equal(answer?.immediate_response, undefined);
+      assert.equal(answer?.response_headers?.response?.header_mutation?.set_headers?.some((h) => h.header.key === 'x-card'), false, 'monitor mode changes nothing');
+      assert.ok(decisions.some((d) => d.enforced === false && d.reasons[0]?.code === 'sensitive_data_blocked'));
+    }
+    // Either way the card was revealed to the session: sending it to a development upstream is a flow.
+    const devRoute = { persona: 'p', upstream: 'devbox', kind: 'rest' as const, pathPrefix: '/personas/p/devbox', configVersion: 1 };
+    const send = createStreamProcessor(devRoute, dependencies);
+    const sent = handleNow(send, { request: 'request_headers', request_headers: { ...headers({ ':method': 'GET', ':path': `/personas/p/devbox/notes?q=${encodeURIComponent(card)}`, authorization: `Bearer ${token}` }), end_of_stream: true } });
+    assert.ok(decisions.at(-1)!.reasons.some((r) => r.code === 'sensitive_data_flow_blocked'), mode);
+    assert.equal(sent?.immediate_response?.status?.code, mode === 'enforce' ? 403 : undefined);
+  }
+});

@@ -27,7 +27,7 @@
 // Envoy sends every request and response header. The agent's request headers that the upstream
 // may not receive are dropped here (config/forwarded-headers.ts).
 import type { AgentCredentialRecord } from '../config/bundle.ts';
-import { droppedRequestHeaders, uninspectedRequestHeaders } from '../config/forwarded-headers.ts';
+import { droppedRequestHeaders, uninspectedRequestHeaders, uninspectedResponseHeaders } from '../config/forwarded-headers.ts';
 import type { RouteIdentity } from '../config/route-identity.ts';
 import type { Upstream } from '../config/schema.ts';
 import { authenticateAgent } from './authentication/agent-credential.ts';
@@ -37,6 +37,7 @@ import { consultExternalDlp } from './dlp/external.ts';
 import type { FlowSignal, FlowTracker } from './dlp/flow.ts';
 import { createStreamInspector, jsonLinesTypes, type StreamInspector } from './dlp/stream.ts';
 import { behaviourResultOf, checkBehaviour, recordBehaviourResult } from './pipeline/behaviour.ts';
+import { inspectJson } from './dlp/inspect.ts';
 import { blockedReason, protectRequestBody, protectRequestJson, protectResponseBody, rememberResponseValues, sensitiveSummary, type FlowEndpoint, type RequestProtection } from './pipeline/data-protection.ts';
 import type { BehaviourCall, BehaviourEngine } from './sequence/engine.ts';
 import {
@@ -663,12 +664,16 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
       (route?.kind === 'rest'
         ? decisions.length > 0 && !decisions.some(blocks)
         : pendingCalls.size > 0 || eventStreamToInspect || (persona.dataProtection.active && requestIds.length > 0 && !decisions.some(blocks)));
+    if (inspectResponse && persona!.dataProtection.active) {
+      const refusal = protectResponseHeaders(headers, setHeaders);
+      if (refusal) return refusal;
+    }
     let mode_override: ProcessingResponse['mode_override'];
     if ((filterToolsList || inspectResponse) && !endOfStream) {
       const encoding = contentEncodingOf(headers);
       if (encoding !== null) {
         // Routes drop accept-encoding, so an upstream that compresses anyway does so unasked.
-        return refuseUnreadableResponse({
+        return refuseAnswerAtHeaders({
           stage: 'data-protection',
           code: 'unsupported_content_encoding',
           message: `the upstream's answer is encoded ("content-encoding: ${encoding}") and Mandate must read it before passing it on`,
@@ -692,7 +697,7 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
       } else if (responseIsJson || (inspectResponse && persona!.dataProtection.active && textualTypes.test(contentType))) {
         const declaredLength = Number(headers.get('content-length') ?? '0');
         if (declaredLength > persona!.persona.maxBodyBytes) {
-          return refuseUnreadableResponse({
+          return refuseAnswerAtHeaders({
             stage: 'data-protection',
             code: 'response_too_large',
             message: `the upstream's answer is ${declaredLength} bytes; this Persona reads at most ${persona!.persona.maxBodyBytes} (maxBodyBytes) before passing an answer on`,
@@ -709,13 +714,32 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
   }
 
   /**
+   * The upstream's answer headers are inspected like its body (a token in `X-Debug-Token`, a card in a
+   * `Location`): masked in place, or the answer is refused as a blocked body is. What they reveal is
+   * remembered for data-flow control. Not inspected: the status, the length and the date.
+   */
+  function protectResponseHeaders(headers: Map<string, string>, setHeaders: [string, string][]): ProcessingResponse | null {
+    const inspected = [...headers].filter(([name]) => !name.startsWith(':') && !uninspectedResponseHeaders.has(name));
+    if (inspected.length === 0) return null;
+    const values: Record<string, string> = Object.fromEntries(inspected);
+    const protection = inspectJson(persona!.dataProtection, values, { direction: 'response', upstream: route!.upstream, ...responseToolContext() });
+    if (protection.findings.length === 0) return null;
+    responseFindings.push(...protection.findings.map((f) => ({ ...f, location: `headers${f.location.slice(1)}` })));
+    signalSession(rememberResponseValues(persona!.dataProtection, deps.flow, flowSession(), responseOrigin(), protection.fingerprints));
+    if (protection.blocked) return refuseAnswerAtHeaders(blockedReason(protection.blocked, 'response'));
+    if (protection.wouldBlock) recordDenial({ ...makeDecision(decisions[0]?.call ?? mcpCall('response'), blockedReason(protection.wouldBlock, 'response')), enforced: false });
+    if (protection.changed) for (const [name, value] of Object.entries(protection.value)) if (value !== values[name]) setHeaders.push([name, value]);
+    return null;
+  }
+
+  /**
    * A response that must be read (a tool list to filter, a result to inspect) but cannot be: larger
    * than the Persona's maxBodyBytes (refused before Envoy starts buffering it; one whose length is
    * not declared and that grows past the limit is cut by Envoy's buffer limit instead, with a bare
-   * 500), or encoded. It is refused with a stable code, never passed on unread; a monitor-mode
-   * Persona records that and lets it pass.
+   * 500), or encoded; or one whose headers carry a value a block rule stops. It is refused with a
+   * stable code, never passed on unread; a monitor-mode Persona records that and lets it pass.
    */
-  function refuseUnreadableResponse(reason: DecisionReason): ProcessingResponse {
+  function refuseAnswerAtHeaders(reason: DecisionReason): ProcessingResponse {
     const monitor = persona!.persona.mode === 'monitor';
     recordDenial({ ...makeDecision(decisions[0]?.call ?? mcpCall('response'), reason), enforced: !monitor });
     if (monitor) return { response_headers: { response: { status: 'CONTINUE' } } };

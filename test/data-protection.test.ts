@@ -326,6 +326,17 @@ describe('response blocks', () => {
     assert.ok(!whole.text.includes(billingCard) && whole.text.includes('Card on file: **** **** **** 6467'));
   });
 
+  test("the upstream's answer headers are inspected: a card in a header is masked, or refuses the answer under a block rule", async () => {
+    const masked = await fetch(`${gateway.gatewayUrl}${endpoint('dlp-guard', 'notes-api')}/notes?debug=1`, { headers: { authorization: `Bearer ${tokens['dlp-guard']}` } });
+    assert.equal(masked.status, 200);
+    assert.equal(masked.headers.get('x-debug-token'), '**** **** **** 1111');
+    assert.equal(masked.headers.get('x-trace'), 'plain');
+    await masked.arrayBuffer();
+    const strict = await fetch(`${gateway.gatewayUrl}${endpoint('dlp-strict', 'notes-api')}/notes?debug=1`, { headers: { authorization: `Bearer ${tokens['dlp-strict']}` } });
+    assert.equal(strict.status, 502);
+    assert.equal(((await strict.json()) as { code: string }).code, 'sensitive_data_blocked');
+  });
+
   test('a blocked REST answer becomes a 502 problem', async () => {
     const response = await fetch(`${gateway.gatewayUrl}${endpoint('dlp-strict', 'notes-api')}/notes`, {
       method: 'POST',

@@ -15,6 +15,7 @@ export interface RestEchoServer {
 /**
  * GET .../events answers a JSON-lines stream (application/x-ndjson) whose 13th line carries
  * `options.streamedSecret`, written in two pieces 150 ms apart with the cut inside the value.
+ * A request whose query has debug=1 gets `options.secretInAnswer` in an answer header too.
  */
 export function createRestEchoServer(options: { secretInAnswer: string; streamedSecret?: string }): RestEchoServer {
   const bodies: string[] = [];
@@ -38,7 +39,8 @@ export function createRestEchoServer(options: { secretInAnswer: string; streamed
     const declared = Number(request.headers['content-length'] ?? -1);
     const form = (request.headers['content-type'] ?? '').startsWith('application/x-www-form-urlencoded');
     const answer = { received: !text ? null : form ? Object.fromEntries(new URLSearchParams(text)) : (JSON.parse(text) as unknown), contentLengthMatched: declared === Buffer.byteLength(text), account: { card: options.secretInAnswer } };
-    response.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(answer));
+    const extra = (request.url ?? '').includes('debug=1') ? { 'x-debug-token': options.secretInAnswer, 'x-trace': 'plain' } : {};
+    response.writeHead(200, { 'content-type': 'application/json', ...extra }).end(JSON.stringify(answer));
   });
   return { server, bodies, urls, headers };
 }
