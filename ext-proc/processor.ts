@@ -63,6 +63,8 @@ export interface DecisionOutcome {
   upstreamStatus: number | null;
   /** Sensitive-data findings in the upstream's answer (never the values). */
   responseFindings: DataFinding[];
+  /** What happened to the allowed call after its decision: an external DLP service rewrote it, or failed and was passed under failMode open. */
+  notes: DecisionReason[];
 }
 
 export interface DecisionRecorder {
@@ -157,6 +159,7 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
   let streamFingerprintsSeen = 0;
   let streamBlocked = false;
   const responseFindings: DataFinding[] = [];
+  const outcomeNotes: DecisionReason[] = [];
   let upstreamStatus: number | null = null;
   let finished = false;
   let answered = false;
@@ -606,6 +609,7 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
         const rewriteProblem = route!.kind === 'mcp' ? (rewritten: Buffer) => rewriteChangesExchange(before, rewritten) : undefined;
         const outcome = await consultExternalDlp(service, { direction, upstream: route!.upstream, ...(tool !== undefined ? { tool } : {}), contentType, body, caller }, rewriteProblem);
         if (outcome.action === 'block') return refuseByExternalDlp(direction, { stage: 'data-protection', code: outcome.code, message: outcome.message });
+        if (outcome.note) outcomeNotes.push({ stage: 'data-protection', code: outcome.note.code, message: `${service.type} ${service.url}: ${outcome.note.message}` });
         if (outcome.body) body = outcome.body;
       }
       if (body === forwarded) return response;
@@ -1024,7 +1028,7 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
     if (finished) return;
     finished = true;
     if (streamInspector) responseFindings.push(...streamInspector.findings());
-    const outcome: DecisionOutcome = { latencyMs: deps.now() - startedAt, decisionMicros, upstreamStatus, responseFindings };
+    const outcome: DecisionOutcome = { latencyMs: deps.now() - startedAt, decisionMicros, upstreamStatus, responseFindings, notes: outcomeNotes };
     for (const decision of decisions) if (!blocks(decision)) deps.audit.outcome(decision, outcome);
   }
 

@@ -132,6 +132,7 @@ export async function startExtProc(options: ExtProcOptions): Promise<ExtProcServ
               latencyMs: outcome.latencyMs,
               upstreamStatus: outcome.upstreamStatus,
               responseFindings: outcome.responseFindings,
+              outcomeNotes: outcome.notes,
               traceId: traceIdFromRequestId(decision.context.requestId),
             }),
           );

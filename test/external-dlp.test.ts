@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { createServer, type Server } from 'node:http';
 import { after, before, test } from 'node:test';
 import { freePort } from '../deploy/gateway-processes.ts';
+import { auditRows } from './support/audit-reader.ts';
 import { startGatewayFixture, type GatewayFixture } from './support/gateway-fixture.ts';
 import { startIcapServer, type IcapServer } from './support/icap-server.ts';
 import { close, createRecordingMcpServer, listen, type RecordingMcpServer } from './support/recording-mcp-server.ts';
@@ -115,4 +116,12 @@ test('an unreachable DLP service fails closed by default, open when the Persona 
   assert.equal(closed.json.error.data.mandate.code, 'external_dlp_unavailable');
   const open = await saveNote('dlp-down-open', 6, 'anything');
   assert.match(JSON.stringify(open.json.result), /saved: anything/);
+  // Passing uninspected is never silent: the audit trail and the metrics say so.
+  const rows = await auditRows(gateway, 'dlp-down-open', (r) => r.some((e) => e.kind === 'response' && e.body.reasons.some((x) => x.code === 'external_dlp_unavailable')));
+  const response = rows.find((e) => e.kind === 'response')!;
+  assert.equal(response.verdict, 'allow');
+  assert.match(response.body.reasons.find((x) => x.code === 'external_dlp_unavailable')!.message, /passed uninspected by this service, which fails open/);
+  const metrics = await (await fetch(`http://127.0.0.1:${gateway.ports.extProcHealth}/metrics`)).text();
+  assert.match(metrics, /^mandate_external_dlp_total\{persona="dlp-down-open",code="external_dlp_unavailable"\} [1-9]/m);
+  assert.match(metrics, /^mandate_external_dlp_total\{persona="dlp-down-closed",code="external_dlp_unavailable"\} [1-9]/m);
 });

@@ -3,7 +3,7 @@
 // arguments plus a masked copy, with values flagged by DLP findings redacted.
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
-import type { DataFinding, Decision } from '../decision/decision.ts';
+import type { DataFinding, Decision, DecisionReason } from '../decision/decision.ts';
 
 export const auditEventKindSchema = z.enum(['decision', 'response', 'admin', 'alert']);
 export type AuditEventKind = z.infer<typeof auditEventKindSchema>;
@@ -121,6 +121,8 @@ export interface DecisionEventExtra {
   traceId?: string | null;
   /** Findings on the response, for a response event. Added to the decision's own. */
   responseFindings?: DataFinding[];
+  /** What happened after the decision (external DLP rewrote or failed open), for a response event. Added to its reasons. */
+  outcomeNotes?: DecisionReason[];
 }
 
 /**
@@ -167,7 +169,7 @@ export function auditEventFromDecision(decision: Decision, extra: DecisionEventE
     maskedArguments,
     verdict: decision.verdict,
     enforced: decision.enforced,
-    reasons: decision.reasons.map((r) => ({ stage: r.stage, code: r.code, message: r.message })),
+    reasons: [...decision.reasons, ...(extra.outcomeNotes ?? [])].map((r) => ({ stage: r.stage, code: r.code, message: r.message })),
     riskScore: decision.riskScore,
     findingTypes: [...new Set(findings.map((f) => `${f.detector}/${f.group}`))],
     latencyMs: extra.latencyMs ?? null,

@@ -17,6 +17,7 @@ export function createAuditMetrics() {
   const requests = new Map<string, number>();
   const findings = new Map<string, number>();
   const alerts = new Map<string, number>();
+  const externalDlp = new Map<string, number>();
   const latency = new Map<string, Histogram>();
   const gauges = new Map<string, { help: string; value: () => number }>();
   let backpressure = 0;
@@ -40,6 +41,7 @@ export function createAuditMetrics() {
       }
       for (const type of event.findingTypes) bump(findings, labelKey({ type, direction: event.kind === 'response' ? 'response' : 'request' }));
       if (event.alert) bump(alerts, labelKey({ alert: event.alert.name, severity: event.alert.severity }));
+      for (const reason of event.reasons) if (reason.code.startsWith('external_dlp_')) bump(externalDlp, labelKey({ persona: event.persona ?? '', code: reason.code }));
     },
     alert(name: string, severity: string): void {
       bump(alerts, labelKey({ alert: name, severity }));
@@ -63,6 +65,7 @@ export function createAuditMetrics() {
       counter('mandate_requests_total', 'Decisions taken, by Persona, verdict and whether the verdict was enforced.', requests);
       counter('mandate_dlp_findings_total', 'Sensitive-data findings, by detector/group and direction.', findings);
       counter('mandate_alerts_total', 'Alerts fired, by name and severity.', alerts);
+      counter('mandate_external_dlp_total', 'External DLP results other than a plain allow (blocks, rewrites, failures refused or passed under the fail mode), by Persona and code.', externalDlp);
       counter('mandate_audit_backpressure_total', 'Appends refused because audit storage was behind or failing.', new Map([['', backpressure]]));
       counter('mandate_audit_storage_errors_total', 'Failed attempts to commit audit events to storage.', new Map([['', storageErrors]]));
       out.push('# HELP mandate_decision_latency_ms Time from request to decision, milliseconds.', '# TYPE mandate_decision_latency_ms histogram');

@@ -44,8 +44,11 @@ function callerHeaders(caller: ExternalRequest['caller']): string {
   return `${ip}X-Authenticated-User: ${b64(caller.agent)}\r\nX-Authenticated-Groups: ${b64(caller.persona)}\r\n`;
 }
 
-/** What the data path does with the verdict, after applying the fail mode. */
-export type ExternalOutcome = { action: 'continue'; body: Buffer | null; note: string | null } | { action: 'block'; code: string; message: string };
+/**
+ * What the data path does with the verdict, after applying the fail mode. `note` is what the audit
+ * trail records about a call that went on: a rewrite, or a failure passed under failMode open.
+ */
+export type ExternalOutcome = { action: 'continue'; body: Buffer | null; note: { code: string; message: string } | null } | { action: 'block'; code: string; message: string };
 
 /**
  * rewriteProblem, when given, holds a rewritten body to what was authorized
@@ -58,15 +61,15 @@ export async function consultExternalDlp(service: ExternalDlp, request: External
   const call = service.type === 'icap' ? icapScan(service.url, request, service.timeoutMs) : webhookScan(service.url, request, service.timeoutMs);
   if (service.mode === 'async') {
     void call.catch(() => undefined);
-    return { action: 'continue', body: null, note: 'sent to external DLP for audit' };
+    return { action: 'continue', body: null, note: null };
   }
   let v = await call;
   const problem = v.verdict === 'modified' && rewriteProblem ? rewriteProblem(v.body) : null;
   if (problem !== null) v = { verdict: 'error', code: 'external_dlp_bad_response', message: problem };
   if (v.verdict === 'allow') return { action: 'continue', body: null, note: null };
-  if (v.verdict === 'modified') return { action: 'continue', body: v.body, note: 'body rewritten by external DLP' };
+  if (v.verdict === 'modified') return { action: 'continue', body: v.body, note: { code: 'external_dlp_rewrote', message: `the external DLP service rewrote this ${request.direction}` } };
   if (v.verdict === 'block') return { action: 'block', code: 'external_dlp_blocked', message: `the external DLP service refused this ${request.direction}: ${v.reason}` };
-  if (service.failMode === 'open') return { action: 'continue', body: null, note: `${v.code}: ${v.message}; failing open` };
+  if (service.failMode === 'open') return { action: 'continue', body: null, note: { code: v.code, message: `${v.message}; passed uninspected by this service, which fails open` } };
   return { action: 'block', code: v.code, message: `the external DLP service could not be consulted (${v.message}); this Persona fails closed` };
 }
 
