@@ -39,7 +39,7 @@ test('a fresh database is migrated, in WAL mode, and starts at version 1 with an
     try {
       const tables = raw.prepare("select name from sqlite_master where type = 'table' order by name").all() as { name: string }[];
       assert.deepEqual(tables.map((t) => t.name), ['__drizzle_migrations', 'credentials', 'revisions']);
-      assert.equal((raw.prepare('select count(*) as n from __drizzle_migrations').get() as { n: number }).n, 1);
+      assert.equal((raw.prepare('select count(*) as n from __drizzle_migrations').get() as { n: number }).n, 2);
       assert.equal(raw.pragma('journal_mode', { simple: true }), 'wal');
     } finally {
       raw.close();
