@@ -73,6 +73,8 @@ export async function startConfigReplication(options: ConfigReplicationOptions):
 
   let nats: NatsConnection | null = null;
   let jsm: JetStreamManager | null = null;
+  /** The NATS connection is up (not reconnecting). */
+  let transportUp = false;
   /** Connected and synchronised: writes may be published. */
   let ready = false;
   let halted: string | null = null;
@@ -230,6 +232,7 @@ export async function startConfigReplication(options: ConfigReplicationOptions):
       return;
     }
     nats = connection;
+    transportUp = true;
     jsm = await connection.jetstreamManager({ timeout: publishTimeoutMs, checkAPI: false });
     connection.subscribe(committedSubject, {
       callback: (error, message) => {
@@ -248,8 +251,10 @@ export async function startConfigReplication(options: ConfigReplicationOptions):
       for await (const status of connection.status()) {
         if (status.type === 'disconnect') {
           if (ready) log('config_replication_disconnected', { replica: replicaId, configVersion: store.current().version });
+          transportUp = false;
           ready = false;
         } else if (status.type === 'reconnect') {
+          transportUp = true;
           void synchronise('reconnected');
         }
       }
@@ -279,7 +284,7 @@ export async function startConfigReplication(options: ConfigReplicationOptions):
   }
 
   const poll = setInterval(() => {
-    if (!jsm || stopped || halted || !nats || nats.isClosed()) return;
+    if (!jsm || stopped || halted || !transportUp) return;
     if (!ready) void synchronise('retry');
     else scheduleCatchUp();
   }, options.pollIntervalMs ?? 2000);
