@@ -1,6 +1,7 @@
 // Benchmark: how long a config write on control-plane replica A takes to reach
 // replica B's policy stream (the snapshot ext_proc follows), with two control-plane
-// processes sharing config over a real NATS server. Run:
+// processes sharing config over a real NATS server; and, as the baseline, a write on
+// one control plane without NATS to its own policy stream. Run:
 //   sh deploy/bootstrap.sh node test/bench/config-replication.ts [personas] [writes]
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -21,13 +22,19 @@ const work = mkdtempSync(join(tmpdir(), 'mandate-bench-config-'));
 const nats = await startNatsServer();
 const children: ChildProcess[] = [];
 
-async function startControlPlane(name: string): Promise<{ adminUrl: string; adminToken: string; internalToken: string }> {
+interface ControlPlaneProcess {
+  adminUrl: string;
+  adminToken: string;
+  internalToken: string;
+}
+
+async function startControlPlane(name: string, natsUrl: string | null): Promise<ControlPlaneProcess> {
   const dataDir = join(work, name);
   mkdirSync(dataDir);
   const admin = await freePort();
   const child = spawn(process.execPath, [join(repoRoot, 'xds-server/main.ts')], {
     cwd: repoRoot,
-    env: { ...process.env, MANDATE_DATA_DIR: dataDir, MANDATE_ADMIN_LISTEN: `127.0.0.1:${admin}`, MANDATE_XDS_LISTEN: `127.0.0.1:${await freePort()}`, MANDATE_NATS_URL: nats.url, MANDATE_REPLICA_ID: name },
+    env: { ...process.env, MANDATE_DATA_DIR: dataDir, MANDATE_ADMIN_LISTEN: `127.0.0.1:${admin}`, MANDATE_XDS_LISTEN: `127.0.0.1:${await freePort()}`, ...(natsUrl ? { MANDATE_NATS_URL: natsUrl, MANDATE_REPLICA_ID: name } : {}) },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   children.push(child);
@@ -38,20 +45,18 @@ async function startControlPlane(name: string): Promise<{ adminUrl: string; admi
   return { adminUrl: `http://127.0.0.1:${admin}`, adminToken: secret('admin-token'), internalToken: secret('internal-token') };
 }
 
-try {
-  const a = await startControlPlane('control-plane-a');
-  const b = await startControlPlane('control-plane-b');
-  const adminHeaders = { authorization: `Bearer ${a.adminToken}`, 'content-type': 'application/json' };
-
+/** Sequential PUTs on `writer`; each is timed until `reader`'s policy stream carries its version. */
+async function measure(writer: ControlPlaneProcess, reader: ControlPlaneProcess): Promise<{ committedMs: number[]; propagatedMs: number[] }> {
+  const adminHeaders = { authorization: `Bearer ${writer.adminToken}`, 'content-type': 'application/json' };
   const documents: unknown[] = [{ kind: 'Upstream', name: 'tickets', protocol: 'mcp', url: 'http://127.0.0.1:3001/mcp' }];
   for (let i = 0; i < personaCount; i += 1) {
     documents.push({ kind: 'Persona', name: `persona-${i}`, description: `Persona ${i}`, grants: [{ upstream: 'tickets', tools: [{ name: 'get_*' }, { name: 'list_*' }] }] });
   }
-  const setup = await fetch(`${a.adminUrl}/v1/apply`, { method: 'POST', headers: adminHeaders, body: JSON.stringify({ documents }) });
+  const setup = await fetch(`${writer.adminUrl}/v1/apply`, { method: 'POST', headers: adminHeaders, body: JSON.stringify({ documents }) });
   if (setup.status !== 200) throw new Error(`setup apply failed: ${setup.status} ${await setup.text()}`);
 
-  const stream = await fetch(`${b.adminUrl}/internal/v1/policy/stream`, { headers: { authorization: `Bearer ${b.internalToken}` } });
-  const reader = stream.body!.getReader();
+  const stream = await fetch(`${reader.adminUrl}/internal/v1/policy/stream`, { headers: { authorization: `Bearer ${reader.internalToken}` } });
+  const lines = stream.body!.getReader();
   const decoder = new TextDecoder();
   let buffered = '';
   const nextVersion = async (): Promise<number> => {
@@ -63,12 +68,12 @@ try {
         if (typeof line.version === 'number') return line.version;
         continue;
       }
-      const chunk = await reader.read();
+      const chunk = await lines.read();
       if (chunk.done) throw new Error('policy stream ended');
       buffered += decoder.decode(chunk.value, { stream: true });
     }
   };
-  // B's stream starts with its current snapshot; wait until it holds the setup version.
+  // The stream starts with the reader's current snapshot; wait until it holds the setup version.
   const setupVersion = ((await setup.json()) as { version: number }).version;
   while ((await nextVersion()) < setupVersion);
 
@@ -76,22 +81,35 @@ try {
   const propagatedMs: number[] = [];
   for (let i = 0; i < writes; i += 1) {
     const started = performance.now();
-    const response = await fetch(`${a.adminUrl}/v1/personas/persona-0`, {
+    const response = await fetch(`${writer.adminUrl}/v1/personas/persona-0`, {
       method: 'PUT',
       headers: adminHeaders,
       body: JSON.stringify({ description: `edit ${i}`, grants: [{ upstream: 'tickets', tools: [{ name: 'get_*' }] }] }),
     });
+    if (response.status !== 200) throw new Error(`PUT failed: ${response.status} ${await response.text()}`);
     const { version } = (await response.json()) as { version: number };
     committedMs.push(performance.now() - started);
     while ((await nextVersion()) < version);
     propagatedMs.push(performance.now() - started);
   }
-  await reader.cancel();
+  await lines.cancel();
+  return { committedMs, propagatedMs };
+}
 
-  const quantile = (values: number[], q: number) => [...values].sort((x, y) => x - y)[Math.min(values.length - 1, Math.floor(q * values.length))]!.toFixed(2);
-  console.log(`two control-plane processes on one NATS server, ${personaCount} personas, ${writes} sequential writes on A`);
-  console.log(`PUT on A acknowledged (published, committed on A):  p50 ${quantile(committedMs, 0.5)} ms  p99 ${quantile(committedMs, 0.99)} ms`);
-  console.log(`PUT on A -> new snapshot on B's policy stream:      p50 ${quantile(propagatedMs, 0.5)} ms  p99 ${quantile(propagatedMs, 0.99)} ms`);
+const quantile = (values: number[], q: number) => [...values].sort((x, y) => x - y)[Math.min(values.length - 1, Math.floor(q * values.length))]!.toFixed(2);
+const line = (label: string, values: number[]) => `${label.padEnd(58)} p50 ${quantile(values, 0.5)} ms  p99 ${quantile(values, 0.99)} ms`;
+
+try {
+  const alone = await startControlPlane('control-plane-alone', null);
+  const baseline = await measure(alone, alone);
+  const a = await startControlPlane('control-plane-a', nats.url);
+  const b = await startControlPlane('control-plane-b', nats.url);
+  const replicated = await measure(a, b);
+  console.log(`${personaCount} personas, ${writes} sequential PUTs of one Persona; every control plane is its own process`);
+  console.log(line('one control plane, no NATS: PUT answered', baseline.committedMs));
+  console.log(line('one control plane, no NATS: PUT -> its policy stream', baseline.propagatedMs));
+  console.log(line('replicas on NATS: PUT on A answered (stream acked)', replicated.committedMs));
+  console.log(line('replicas on NATS: PUT on A -> new snapshot on B\'s stream', replicated.propagatedMs));
 } finally {
   for (const child of children) {
     if (child.exitCode === null) {
