@@ -134,6 +134,7 @@ describe('control-plane replication over NATS', { skip: skip ?? false }, () => {
 
   test('concurrent writes on A and B all land, in one linear history that is identical on both', async () => {
     await resetStream();
+    // A tight loop of writes on both replicas loses more races than admins do: allow more attempts.
     const a = await startReplica('a', newDir(), { maxWriteAttempts: 50 });
     const b = await startReplica('b', newDir(), { maxWriteAttempts: 50 });
     assert.ok((await a.replicated.apply([tickets], { actor: 'setup' })).ok);
@@ -294,6 +295,22 @@ describe('control-plane replication over NATS', { skip: skip ?? false }, () => {
     await a.replicated.apply([persona('billing')], { actor: 'admin' });
     await eventually(() => b.store.current().version === 3 && b.replicated.status().connected, 'B to connect and catch up', 15_000);
     assert.deepEqual(sharedState(b.store), sharedState(a.store));
+    await a.stop();
+    await b.stop();
+  });
+
+  test('a replica whose stream was deleted and recreated halts: it keeps its config and refuses writes rather than fork', async () => {
+    await resetStream();
+    const a = await startReplica('a');
+    await a.replicated.apply([tickets, persona('support')], { actor: 'admin' });
+    await resetStream();
+    const b = await startReplica('b'); // creates the stream anew
+    const refused = await a.replicated.apply([persona('billing')], { actor: 'admin' });
+    assert.equal(refused.ok, false);
+    assert.equal(!refused.ok && refused.issues[0]?.code, 'config_replication_unavailable');
+    assert.match(a.replicated.status().halted ?? '', /deleted or replaced/);
+    assert.equal(a.store.current().version, 2);
+    assert.ok(a.events.some((e) => e.event === 'config_replication_halted'));
     await a.stop();
     await b.stop();
   });

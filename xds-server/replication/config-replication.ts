@@ -38,7 +38,7 @@ export interface ConfigReplicationOptions {
   firstConnectWaitMs?: number;
   /** How long a publish waits for the stream's acknowledgement. Default 2 s. */
   publishTimeoutMs?: number;
-  /** Plans of one write tried against the stream before it is refused as contended. Default 5. */
+  /** Plans of one write tried against the stream before it is refused as contended. Default 10. */
   maxWriteAttempts?: number;
   /** Catch-up poll, the safety net for a lost notice; also retries a failed synchronisation. Default 2 s. */
   pollIntervalMs?: number;
@@ -69,7 +69,7 @@ function refusal(code: 'config_replication_unavailable' | 'config_write_contende
 export async function startConfigReplication(options: ConfigReplicationOptions): Promise<ReplicatedConfigStore> {
   const { store, replicaId, log } = options;
   const publishTimeoutMs = options.publishTimeoutMs ?? 2000;
-  const maxWriteAttempts = options.maxWriteAttempts ?? 5;
+  const maxWriteAttempts = options.maxWriteAttempts ?? 10;
 
   let nats: NatsConnection | null = null;
   let jsm: JetStreamManager | null = null;
@@ -128,6 +128,10 @@ export async function startConfigReplication(options: ConfigReplicationOptions):
     if (last === undefined || last <= lastSequence) {
       const info = await jsm.streams.info(configStream);
       last = info.state.last_seq;
+      if (last < lastSequence) {
+        halt(`the stream ends at sequence ${last} but this replica applied up to ${lastSequence}: the stream was deleted or replaced`);
+        return;
+      }
       if (info.state.first_seq > lastSequence + 1 && info.state.messages > 0) {
         // Only possible if someone changed the stream's limits: what is gone cannot be replayed.
         log('config_replication_stream_truncated', { replica: replicaId, firstSequence: info.state.first_seq, appliedSequence: lastSequence });
@@ -216,13 +220,15 @@ export async function startConfigReplication(options: ConfigReplicationOptions):
     });
   }
 
+  /** Highest sequence a writer's notice announced; a queued catch-up reads up to it without asking the stream. */
+  let noticedSequence = 0;
   let catchUpQueued = false;
-  function scheduleCatchUp(through?: number): void {
+  function scheduleCatchUp(): void {
     if (catchUpQueued || stopped) return;
     catchUpQueued = true;
     void serialized(async () => {
       catchUpQueued = false;
-      await catchUpLocked(through);
+      await catchUpLocked(noticedSequence > lastSequence ? noticedSequence : undefined);
     }).catch((error: unknown) => log('config_replication_catch_up_failed', { replica: replicaId, error: (error as Error).message }));
   }
 
@@ -244,7 +250,10 @@ export async function startConfigReplication(options: ConfigReplicationOptions):
           // ignored: a notice is only a hint
         }
         const parsed = committedNoticeSchema.safeParse(notice);
-        if (parsed.success && parsed.data.sequence > lastSequence) scheduleCatchUp(parsed.data.sequence);
+        if (parsed.success && parsed.data.sequence > lastSequence) {
+          noticedSequence = Math.max(noticedSequence, parsed.data.sequence);
+          scheduleCatchUp();
+        }
       },
     });
     void (async () => {
