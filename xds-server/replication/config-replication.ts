@@ -143,14 +143,16 @@ export async function startConfigReplication(options: ConfigReplicationOptions):
         data = (await jsm.streams.getMessage(configStream, { seq: sequence })).data;
       } catch (error) {
         if ((error as NatsError).api_error?.err_code !== jetStreamNoMessageFound) throw error;
-        // Not stored yet (a notice can outrun nothing, but a poll can race a truncated stream): stop here.
+        // Past the stream's end (a notice from a server that has not replicated it here yet): stop for now.
+        // Before its start: the history this replica missed is gone.
         const info = await jsm.streams.info(configStream);
         if (info.state.last_seq < sequence) return;
-        if (info.state.first_seq > sequence) {
-          halt(`the stream no longer holds sequence ${sequence}; this replica cannot replay the history it missed`);
-          return;
-        }
-        throw error;
+        halt(
+          info.state.first_seq > sequence
+            ? `the stream no longer holds sequence ${sequence}; this replica cannot replay the history it missed`
+            : `sequence ${sequence} is missing from the stream (deleted); this replica cannot replay it`,
+        );
+        return;
       }
       applyMessage(sequence, data);
     }
