@@ -2,7 +2,7 @@
 // production on one machine: control plane, ext_proc, real Envoy, and
 // optionally the demo upstreams. Used by `npm start` and the integration tests.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createWriteStream, mkdirSync } from 'node:fs';
+import { createWriteStream, mkdirSync, readFileSync } from 'node:fs';
 import { connect, createServer } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -31,10 +31,23 @@ export interface Gateway {
   processes: Map<string, ChildProcess>;
   /** Health ports of the ext_proc replicas, replica 0 first. */
   extProcHealthPorts: number[];
+  /**
+   * Control-plane replicas, replica 0 first: the one Envoy and ext_proc follow (its admin API is
+   * adminUrl). Further replicas share its config over NATS; nothing attaches to them.
+   */
+  controlPlanes: ControlPlaneReplica[];
   /** Stops one process (kill -9 with hard) and returns when it has exited. */
   stopProcess(name: string, hard?: boolean): Promise<void>;
   startExtProc(): Promise<void>;
   stop(): Promise<void>;
+}
+
+export interface ControlPlaneReplica {
+  name: string;
+  dataDir: string;
+  adminUrl: string;
+  adminToken: string;
+  xdsPort: number;
 }
 
 export async function freePort(): Promise<number> {
@@ -101,6 +114,9 @@ export interface GatewayOptions {
   logDir: string;
   /** ext_proc replicas behind Envoy (default 1); with more than one, pass natsUrl so they share behaviour state. */
   extProcReplicas?: number;
+  /** Control-plane replicas (default 1); with more than one, pass natsUrl so they share config. */
+  controlPlaneReplicas?: number;
+  /** Scaled out: ext_proc replicas and control-plane replicas each share their state over this NATS server. */
   natsUrl?: string;
 }
 
@@ -142,12 +158,6 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     clearTimeout(timer);
   };
 
-  if (options.demoUpstreams) {
-    launch('mcp-upstream', [join(repoRoot, 'node_modules/@modelcontextprotocol/server-everything/dist/index.js'), 'streamableHttp'], { PORT: String(ports.mcpUpstream) });
-    launch('rest-upstream', [join(repoRoot, 'deploy/demo/tickets-api.ts')], { PORT: String(ports.restUpstream) });
-  }
-  launch('xds-server', [join(repoRoot, 'xds-server/main.ts')]);
-  await waitFor(`http://127.0.0.1:${ports.admin}/healthz`, 30_000);
   const startReplica = async (index: number) => {
     const replica = replicas[index]!;
     launch(index === 0 ? 'ext-proc' : `ext-proc-${index}`, [join(repoRoot, 'ext-proc/main.ts')], {
@@ -159,32 +169,62 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     await waitFor(`http://127.0.0.1:${replica.health}/healthz`, 30_000);
   };
   const startExtProc = () => startReplica(0);
-  for (let i = 0; i < replicas.length; i++) await startReplica(i);
-  const envoy = await startEnvoy({
-    xds: { address: '127.0.0.1', port: ports.xds },
-    adminPort: ports.envoyAdmin,
-    nodeId: 'mandate-gateway-1',
-    logFile: join(options.logDir, 'envoy.log'),
-  });
-  if (options.demoUpstreams) {
-    await waitFor(`http://127.0.0.1:${ports.restUpstream}/api/tickets`, 30_000);
-    await waitFor(`http://127.0.0.1:${ports.mcpUpstream}/mcp`, 30_000, (s) => s > 0);
+  const controlPlanes: ControlPlaneReplica[] = [];
+  let envoy: EnvoyProcess | undefined;
+  try {
+    if (options.demoUpstreams) {
+      launch('mcp-upstream', [join(repoRoot, 'node_modules/@modelcontextprotocol/server-everything/dist/index.js'), 'streamableHttp'], { PORT: String(ports.mcpUpstream) });
+      launch('rest-upstream', [join(repoRoot, 'deploy/demo/tickets-api.ts')], { PORT: String(ports.restUpstream) });
+    }
+    // Control-plane replica 0 uses the named ports and data dir; further replicas get their own.
+    for (let index = 0; index < (options.controlPlaneReplicas ?? 1); index++) {
+      const name = index === 0 ? 'xds-server' : `xds-server-${index}`;
+      const replicaDir = index === 0 ? dataDir : join(dataDir, `control-plane-${index}`);
+      mkdirSync(replicaDir, { recursive: true });
+      const admin = index === 0 ? ports.admin : await freePort();
+      const xds = index === 0 ? ports.xds : await freePort();
+      launch(name, [join(repoRoot, 'xds-server/main.ts')], {
+        MANDATE_DATA_DIR: replicaDir,
+        MANDATE_XDS_LISTEN: `127.0.0.1:${xds}`,
+        MANDATE_ADMIN_LISTEN: `127.0.0.1:${admin}`,
+        ...(options.natsUrl ? { MANDATE_REPLICA_ID: `control-plane-${index}` } : {}),
+      });
+      await waitFor(`http://127.0.0.1:${admin}/healthz`, 30_000);
+      controlPlanes.push({ name, dataDir: replicaDir, adminUrl: `http://127.0.0.1:${admin}`, adminToken: readFileSync(join(replicaDir, 'admin-token'), 'utf8').trim(), xdsPort: xds });
+    }
+    for (let i = 0; i < replicas.length; i++) await startReplica(i);
+    envoy = await startEnvoy({
+      xds: { address: '127.0.0.1', port: ports.xds },
+      adminPort: ports.envoyAdmin,
+      nodeId: 'mandate-gateway-1',
+      logFile: join(options.logDir, 'envoy.log'),
+    });
+    if (options.demoUpstreams) {
+      await waitFor(`http://127.0.0.1:${ports.restUpstream}/api/tickets`, 30_000);
+      await waitFor(`http://127.0.0.1:${ports.mcpUpstream}/mcp`, 30_000, (s) => s > 0);
+    }
+  } catch (error) {
+    // Leave nothing running behind a gateway that failed to start.
+    await envoy?.stop();
+    for (const name of [...processes.keys()].reverse()) await stopProcess(name);
+    throw error;
   }
-  const { readFileSync } = await import('node:fs');
-  const adminToken = readFileSync(join(dataDir, 'admin-token'), 'utf8').trim();
+  const adminToken = controlPlanes[0]!.adminToken;
+  const started = envoy;
   return {
     ports,
     dataDir,
     adminUrl: `http://127.0.0.1:${ports.admin}`,
     gatewayUrl: `http://127.0.0.1:${ports.gateway}`,
     adminToken,
-    envoy,
+    envoy: started,
     processes,
     extProcHealthPorts: replicas.map((r) => r.health),
+    controlPlanes,
     stopProcess,
     startExtProc,
     async stop() {
-      await envoy.stop();
+      await started.stop();
       for (const name of [...processes.keys()].reverse()) await stopProcess(name);
     },
   };

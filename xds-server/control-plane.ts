@@ -1,5 +1,7 @@
 // Wires the control plane together: store -> snapshot builder -> snapshot cache
 // -> ADS server, plus the admin API. Each piece is separate; this only connects them.
+// Scaled out (options.replication), the admin API writes through the replicated
+// store, and revisions from other replicas reach the snapshot through the same onChange.
 import * as grpc from '@grpc/grpc-js';
 import type { Server as HttpServer } from 'node:http';
 import { join } from 'node:path';
@@ -10,6 +12,7 @@ import { ensureSecretFile } from './admin/tokens.ts';
 import { buildSnapshot, type GatewaySettings } from './snapshot/build-snapshot.ts';
 import { createResourceEncoder } from './snapshot/encode-resources.ts';
 import { createSnapshotCache } from './snapshot/snapshot-cache.ts';
+import { startConfigReplication, type ReplicatedConfigStore } from './replication/config-replication.ts';
 import { openConfigStore, type ConfigStore } from './store/config-store.ts';
 import type { PolicySnapshot } from '../config/bundle.ts';
 
@@ -20,10 +23,21 @@ export interface ControlPlaneOptions {
   gateway: GatewaySettings;
   log: (event: string, fields: Record<string, unknown>) => void;
   env?: Record<string, string | undefined>;
+  /** Scaled out: share the config with the other control-plane replicas over NATS JetStream. */
+  replication?: ControlPlaneReplication;
+}
+
+export interface ControlPlaneReplication {
+  natsUrl: string;
+  replicaId: string;
+  /** JetStream replicas of the config stream when this control plane creates it. */
+  streamReplicas?: number;
 }
 
 export interface ControlPlane {
   store: ConfigStore;
+  /** Scaled out only. */
+  replication: ReplicatedConfigStore | null;
   adminToken: string;
   adminTokenPath: string;
   xdsPort: number;
@@ -36,7 +50,8 @@ const gatewayGroup = 'gateway';
 
 export async function startControlPlane(options: ControlPlaneOptions): Promise<ControlPlane> {
   const { log } = options;
-  const store = openConfigStore({ path: join(options.dataDir, 'config.db'), env: options.env ?? process.env });
+  const env = options.env ?? process.env;
+  const store = openConfigStore({ path: join(options.dataDir, 'config.db'), env });
   const adminTokenPath = join(options.dataDir, 'admin-token');
   const adminToken = ensureSecretFile(adminTokenPath);
   const internalToken = ensureSecretFile(join(options.dataDir, 'internal-token'));
@@ -51,8 +66,20 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
       log('snapshot_build_failed', { configVersion: policy.version, error: (error as Error).message });
     }
   };
-  rebuild(store.current());
   const unsubscribe = store.onChange(rebuild);
+  let replication: ReplicatedConfigStore | null = null;
+  if (options.replication) {
+    const { natsUrl, replicaId, streamReplicas } = options.replication;
+    try {
+      // Catches up before ADS and the admin API listen, so nothing serves an old version first when NATS is up.
+      replication = await startConfigReplication({ store, servers: natsUrl, replicaId, log, env, ...(streamReplicas ? { streamReplicas } : {}) });
+    } catch (error) {
+      unsubscribe();
+      store.close();
+      throw error;
+    }
+  }
+  rebuild(store.current());
 
   const ads = createAdsServer({ cache, nodeGroup: () => gatewayGroup, log });
   const grpcServer = new grpc.Server({ 'grpc.max_send_message_length': 64 * 1024 * 1024, 'grpc.keepalive_permit_without_calls': 1 });
@@ -61,17 +88,31 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
     grpcServer.bindAsync(`${options.xds.address}:${options.xds.port}`, grpc.ServerCredentials.createInsecure(), (error, port) => (error ? reject(error) : resolve(port))),
   );
 
-  const admin: HttpServer = createAdminServer({ store, adminToken, internalToken, xdsStatus: ads.nodeStatuses, log: (line) => log('admin', { line }) });
+  const admin: HttpServer = createAdminServer({
+    store: replication ?? store,
+    adminToken,
+    internalToken,
+    xdsStatus: ads.nodeStatuses,
+    ...(replication ? { replicationStatus: replication.status } : {}),
+    log: (line) => log('admin', { line }),
+  });
   await new Promise<void>((resolve, reject) => {
     admin.once('error', reject);
     admin.listen(options.admin.port, options.admin.address, () => resolve());
   });
   const address = admin.address();
   const adminPort = typeof address === 'object' && address ? address.port : options.admin.port;
-  log('control_plane_ready', { xds: `${options.xds.address}:${xdsPort}`, admin: `http://${options.admin.address}:${adminPort}`, adminTokenFile: adminTokenPath, configVersion: store.current().version });
+  log('control_plane_ready', {
+    xds: `${options.xds.address}:${xdsPort}`,
+    admin: `http://${options.admin.address}:${adminPort}`,
+    adminTokenFile: adminTokenPath,
+    configVersion: store.current().version,
+    ...(replication ? { replica: options.replication!.replicaId, natsUrl: options.replication!.natsUrl } : {}),
+  });
 
   return {
     store,
+    replication,
     adminToken,
     adminTokenPath,
     xdsPort,
@@ -81,6 +122,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
       admin.closeAllConnections?.();
       await new Promise<void>((resolve) => admin.close(() => resolve()));
       grpcServer.forceShutdown();
+      await replication?.stop();
       store.close();
     },
   };

@@ -3,7 +3,7 @@
 import { resolve } from 'node:path';
 import { jsonEventLog, parseHostPort, runService } from '../config/service-process.ts';
 import { startControlPlane } from './control-plane.ts';
-import { parseGatewaySettings } from './settings.ts';
+import { parseGatewaySettings, parseReplicationSettings } from './settings.ts';
 
 const log = jsonEventLog('xds-server');
 
@@ -14,6 +14,7 @@ await runService(log, () => {
     xds: parseHostPort(env.MANDATE_XDS_LISTEN ?? '127.0.0.1:18000', 'MANDATE_XDS_LISTEN'),
     admin: parseHostPort(env.MANDATE_ADMIN_LISTEN ?? '127.0.0.1:18080', 'MANDATE_ADMIN_LISTEN'),
     gateway: parseGatewaySettings(env),
+    ...parseReplicationSettings(env),
     log,
   });
 });

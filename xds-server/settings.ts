@@ -1,5 +1,7 @@
 // Gateway settings from the environment, validated with a clear message per variable.
+import { hostname } from 'node:os';
 import { parseHostPort } from '../config/service-process.ts';
+import type { ControlPlaneReplication } from './control-plane.ts';
 import { defaultGatewaySettings, type GatewaySettings } from './snapshot/build-snapshot.ts';
 
 export function parseGatewaySettings(env: Record<string, string | undefined>): GatewaySettings {
@@ -15,4 +17,15 @@ export function parseGatewaySettings(env: Record<string, string | undefined>): G
     messageTimeoutMs: timeout,
     trustedProxyHops: hops,
   };
+}
+
+/** Scaled out when MANDATE_NATS_URL is set (the variable ext_proc reads too); embedded otherwise. */
+export function parseReplicationSettings(env: Record<string, string | undefined>): { replication?: ControlPlaneReplication } {
+  const natsUrl = env.MANDATE_NATS_URL?.trim();
+  if (!natsUrl) return {};
+  const replicaId = env.MANDATE_REPLICA_ID?.trim() || `${hostname()}:${process.pid}`;
+  if (!/^[A-Za-z0-9._:@-]{1,128}$/.test(replicaId)) throw new Error('MANDATE_REPLICA_ID must be 1-128 letters, digits, ".", "_", ":", "@" or "-"');
+  const streamReplicas = Number(env.MANDATE_CONFIG_STREAM_REPLICAS ?? 1);
+  if (!Number.isInteger(streamReplicas) || streamReplicas < 1 || streamReplicas > 5) throw new Error('MANDATE_CONFIG_STREAM_REPLICAS must be an integer 1-5');
+  return { replication: { natsUrl, replicaId, streamReplicas } };
 }

@@ -25,7 +25,7 @@ export function demoDocuments(ports: { mcpUpstream: number; restUpstream: number
 }
 
 export async function startGatewayFixture(
-  options: { demo?: boolean; ports?: Awaited<ReturnType<typeof choosePorts>>; extProcReplicas?: number; natsUrl?: string } = {},
+  options: { demo?: boolean; ports?: Awaited<ReturnType<typeof choosePorts>>; extProcReplicas?: number; controlPlaneReplicas?: number; natsUrl?: string } = {},
 ): Promise<GatewayFixture> {
   const dataDir = mkdtempSync(join(tmpdir(), 'mandate-test-'));
   const ports = options.ports ?? (await choosePorts());
@@ -35,6 +35,7 @@ export async function startGatewayFixture(
     demoUpstreams: true,
     logDir: join(dataDir, 'logs'),
     ...(options.extProcReplicas ? { extProcReplicas: options.extProcReplicas } : {}),
+    ...(options.controlPlaneReplicas ? { controlPlaneReplicas: options.controlPlaneReplicas } : {}),
     ...(options.natsUrl ? { natsUrl: options.natsUrl } : {}),
   });
   const fixture: GatewayFixture = {

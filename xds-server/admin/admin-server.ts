@@ -6,12 +6,13 @@ import { parseAllDocuments } from 'yaml';
 import type { PolicySnapshot } from '../../config/bundle.ts';
 import type { ConfigDocument, ConfigKind } from '../../config/schema.ts';
 import type { XdsNodeStatus } from '../ads/node-status.ts';
-import type { ConfigStore } from '../store/config-store.ts';
+import type { ReplicationStatus } from './api-schemas.ts';
+import type { ConfigEditor } from '../store/config-store.ts';
 import { credentialRequestSchema } from '../store/records.ts';
 import { applyRequestSchema } from './api-schemas.ts';
 import { maskSecrets } from './masking.ts';
 import { buildOpenApiDocument, configCollections } from './openapi.ts';
-import { problem, problemForIssues, sendProblem, type ProblemCode } from './problems.ts';
+import { problem, problemForIssues, replicationRefusal, sendProblem, type ProblemCode } from './problems.ts';
 import { tokenMatches } from './tokens.ts';
 
 export const maxBodyBytes = 1024 * 1024;
@@ -20,12 +21,15 @@ const defaultHeartbeatMs = 15_000;
 const maxStreamBacklogBytes = 32 * 1024 * 1024;
 
 export interface AdminServerOptions {
-  store: ConfigStore;
+  /** The store (embedded) or the replicated store (scaled out over NATS). */
+  store: ConfigEditor;
   /** Bearer token for /v1/*. */
   adminToken: string;
   /** Bearer token for /internal/v1/*, used by ext_proc replicas. */
   internalToken: string;
   xdsStatus: () => XdsNodeStatus[];
+  /** Scaled out: the replication state shown in /v1/status. */
+  replicationStatus?: () => ReplicationStatus;
   log?: (line: string) => void;
   /** Interval of {"heartbeat":true} lines on the policy stream; 15 s unless set (tests shorten it). */
   heartbeatMs?: number;
@@ -127,7 +131,7 @@ export function createAdminServer(options: AdminServerOptions): Server {
         if (document.name !== undefined && document.name !== name) {
           return { problem: problem('invalid_config', 'the body names a different object than the route', [{ path: ['name'], code: 'name_mismatch', message: `expected "${name}" to match the route` }]) };
         }
-        const result = store.apply([{ ...document, kind, name }], { actor });
+        const result = await store.apply([{ ...document, kind, name }], { actor });
         if (!result.ok) {
           // The body is the document itself, so paths are relative to it.
           const issues = result.issues.map((i) => (i.path[0] === 'documents' && i.path[1] === 0 ? { ...i, path: i.path.slice(2) } : i));
@@ -136,7 +140,7 @@ export function createAdminServer(options: AdminServerOptions): Server {
         return { status: 200, body: { version: result.version, changed: result.changed } };
       }
       if (method === 'DELETE') {
-        const result = store.remove(kind, name, actor);
+        const result = await store.remove(kind, name, actor);
         return result.ok ? { status: 200, body: { version: result.version, changed: result.changed } } : { problem: problemForIssues(result.issues) };
       }
       return methodNotAllowed(['GET', 'PUT', 'DELETE']);
@@ -146,17 +150,19 @@ export function createAdminServer(options: AdminServerOptions): Server {
       const body = await readJson(request);
       const parsed = credentialRequestSchema.safeParse(body);
       if (!parsed.success) throw new RequestProblem('invalid_request', 'the body must be {agent, expiresAt?}', zodIssues(parsed.error.issues));
-      const result = store.issueCredential({ persona: second, agent: parsed.data.agent, expiresAt: parsed.data.expiresAt ?? null }, actor);
+      const result = await store.issueCredential({ persona: second, agent: parsed.data.agent, expiresAt: parsed.data.expiresAt ?? null }, actor);
       if (!result.ok) {
         const notFound = result.issues.some((i) => i.code === 'unknown_persona');
-        return { problem: notFound ? problem('not_found', `no persona named "${second}"`, result.issues) : problem('invalid_request', 'the credential request was rejected', result.issues) };
+        if (notFound) return { problem: problem('not_found', `no persona named "${second}"`, result.issues) };
+        const refusal = replicationRefusal(result.issues);
+        return { problem: refusal ?? problem('invalid_request', 'the credential request was rejected', result.issues) };
       }
       return { status: 201, body: { id: result.id, token: result.token, persona: second, agent: parsed.data.agent, version: result.version } };
     }
     if (first === 'apply' && second === undefined) {
       if (method !== 'POST') return methodNotAllowed(['POST']);
       const { documents, prune, dryRun } = await readApplyRequest(request, url);
-      const result = store.apply(documents, { actor, prune, dryRun });
+      const result = await store.apply(documents, { actor, prune, dryRun });
       return result.ok ? { status: 200, body: { version: result.version, changed: result.changed, dryRun } } : { problem: problemForIssues(result.issues) };
     }
     if (first === 'credentials' && second === undefined) {
@@ -167,7 +173,7 @@ export function createAdminServer(options: AdminServerOptions): Server {
     }
     if (first === 'credentials' && second !== undefined && third === undefined) {
       if (method !== 'DELETE') return methodNotAllowed(['DELETE']);
-      const result = store.revokeCredential(second, actor);
+      const result = await store.revokeCredential(second, actor);
       return result.ok ? { status: 200, body: { version: result.version, changed: result.changed } } : { problem: problemForIssues(result.issues) };
     }
     if (first === 'revisions' && second === undefined) {
@@ -179,7 +185,10 @@ export function createAdminServer(options: AdminServerOptions): Server {
       });
     }
     if (first === 'status' && second === undefined) {
-      return onlyMethods(method, ['GET'], () => ({ status: 200, body: { configVersion: store.current().version, nodes: options.xdsStatus() } }));
+      return onlyMethods(method, ['GET'], () => ({
+        status: 200,
+        body: { configVersion: store.current().version, nodes: options.xdsStatus(), ...(options.replicationStatus ? { replication: options.replicationStatus() } : {}) },
+      }));
     }
     return { problem: problem('not_found', `no route /v1/${path.join('/')}`) };
   }

@@ -69,7 +69,17 @@ export const xdsNodeStatusSchema = z.object({
 type SchemaMatchesInterface = [z.infer<typeof xdsNodeStatusSchema>] extends [XdsNodeStatus] ? ([XdsNodeStatus] extends [z.infer<typeof xdsNodeStatusSchema>] ? true : false) : false;
 export const xdsNodeStatusSchemaMatches: SchemaMatchesInterface = true;
 
+export const replicationStatusSchema = z.object({
+  replica: z.string().describe('MANDATE_REPLICA_ID of this control plane'),
+  connected: z.boolean().describe('Connected to NATS; while false, writes are refused with config_replication_unavailable'),
+  streamSequence: z.number().int().describe('Sequence of the last revision message applied from the stream'),
+  halted: z.string().nullable().describe('Why this replica stopped applying the stream (its history diverged from it), or null'),
+});
+
+export type ReplicationStatus = z.infer<typeof replicationStatusSchema>;
+
 export const statusResponseSchema = z.object({
   configVersion: z.number().int(),
   nodes: z.array(xdsNodeStatusSchema).describe('Connected and recently seen Envoys, with per-resource ACK/NACK state'),
+  replication: replicationStatusSchema.optional().describe('Only when control-plane replicas share config over NATS (MANDATE_NATS_URL)'),
 });

@@ -59,9 +59,9 @@ export function buildOpenApiDocument(): JsonObject {
       put: {
         summary: `Create or replace one ${kind} (kind and name default to the route)`,
         requestBody: { required: true, content: { 'application/json': { schema: ref(`${kind}Input`) }, 'application/yaml': { schema: ref(`${kind}Input`) } } },
-        responses: { '200': jsonResponse('Committed', ref('ChangeResponse')), ...errorResponses('400', '401', '413', '415', '422') },
+        responses: { '200': jsonResponse('Committed', ref('ChangeResponse')), ...errorResponses('400', '401', '409', '413', '415', '422', '503') },
       },
-      delete: { summary: `Delete one ${kind}`, responses: { '200': jsonResponse('Committed', ref('ChangeResponse')), ...errorResponses('401', '404', '409') } },
+      delete: { summary: `Delete one ${kind}`, responses: { '200': jsonResponse('Committed', ref('ChangeResponse')), ...errorResponses('401', '404', '409', '503') } },
     };
   }
 
@@ -70,7 +70,7 @@ export function buildOpenApiDocument(): JsonObject {
       summary: 'Apply documents atomically as one new config version',
       description: 'JSON body {documents, prune?, dryRun?}, or application/yaml multi-document text with ?prune=true&dryRun=true. Nothing is applied unless every document and reference is valid.',
       requestBody: { required: true, content: { 'application/json': { schema: ref('ApplyRequest') }, 'application/yaml': { schema: { type: 'string' } } } },
-      responses: { '200': jsonResponse('Committed, or what would change when dryRun', ref('ChangeResponse')), ...errorResponses('400', '401', '413', '415', '422') },
+      responses: { '200': jsonResponse('Committed, or what would change when dryRun', ref('ChangeResponse')), ...errorResponses('400', '401', '409', '413', '415', '422', '503') },
     },
   };
   paths['/v1/personas/{name}/credentials'] = {
@@ -78,7 +78,7 @@ export function buildOpenApiDocument(): JsonObject {
     post: {
       summary: 'Issue an agent credential for this Persona; the token is returned once',
       requestBody: { required: true, content: { 'application/json': { schema: ref('CredentialRequest') } } },
-      responses: { '201': jsonResponse('Issued', ref('CredentialIssued')), ...errorResponses('400', '401', '404', '415') },
+      responses: { '201': jsonResponse('Issued', ref('CredentialIssued')), ...errorResponses('400', '401', '404', '409', '415', '503') },
     },
   };
   paths['/v1/credentials'] = {
@@ -90,7 +90,7 @@ export function buildOpenApiDocument(): JsonObject {
   };
   paths['/v1/credentials/{id}'] = {
     parameters: [{ name: 'id', in: 'path', required: true, schema: { type: 'string' } }],
-    delete: { summary: 'Revoke a credential', responses: { '200': jsonResponse('Revoked', ref('ChangeResponse')), ...errorResponses('401', '404') } },
+    delete: { summary: 'Revoke a credential', responses: { '200': jsonResponse('Revoked', ref('ChangeResponse')), ...errorResponses('401', '404', '409', '503') } },
   };
   paths['/v1/revisions'] = {
     get: {
@@ -150,10 +150,11 @@ const problemDescriptions: Record<string, string> = {
   '400': 'Malformed request (invalid_json, invalid_yaml, invalid_request)',
   '401': 'Missing or wrong bearer token (unauthorized)',
   '404': 'No such object (not_found)',
-  '409': 'Still referenced by other config (conflict)',
+  '409': 'Still referenced by other config (conflict); scaled out, other replicas kept writing first (config_write_contended)',
   '413': 'Body over 1 MiB (payload_too_large)',
   '415': 'Content type not accepted (unsupported_media_type)',
   '422': 'Config rejected; `issues` lists each offending field (invalid_config)',
+  '503': 'Scaled out: NATS is unreachable, so the write was not committed anywhere (config_replication_unavailable)',
 };
 
 function errorResponses(...statuses: string[]): Record<string, JsonObject> {

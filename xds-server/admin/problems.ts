@@ -14,6 +14,8 @@ export const problemCodes = {
   invalid_request: { status: 400, title: 'Invalid request' },
   invalid_config: { status: 422, title: 'Invalid config' },
   conflict: { status: 409, title: 'Conflict' },
+  config_write_contended: { status: 409, title: 'Config write contended' },
+  config_replication_unavailable: { status: 503, title: 'Config replication unavailable' },
   internal_error: { status: 500, title: 'Internal error' },
 } as const;
 
@@ -26,6 +28,8 @@ export function problem(code: ProblemCode, detail: string, issues?: ConfigIssue[
 
 /** The problem for issues the store returned, by the most specific issue code. */
 export function problemForIssues(issues: ConfigIssue[], detail = 'the config was rejected; nothing was applied'): Problem {
+  const refusal = replicationRefusal(issues);
+  if (refusal) return refusal;
   const notFound = issues.find((i) => i.code === 'not_found' || i.code === 'unknown_persona');
   if (notFound) return problem('not_found', notFound.message, issues);
   if (issues.some((i) => i.code === 'still_referenced')) return problem('conflict', 'the object is still referenced; nothing was changed', issues);
@@ -36,4 +40,10 @@ export function sendProblem(response: ServerResponse, body: Problem, headers: Re
   const text = JSON.stringify(body);
   response.writeHead(body.status, { 'content-type': 'application/problem+json', 'content-length': Buffer.byteLength(text), 'cache-control': 'no-store', ...headers });
   response.end(text);
+}
+
+/** Scaled out, a write the replicated store could not commit comes back as one issue with one of these codes. */
+export function replicationRefusal(issues: ConfigIssue[]): Problem | null {
+  const refusal = issues.find((i) => i.code === 'config_replication_unavailable' || i.code === 'config_write_contended');
+  return refusal ? problem(refusal.code as 'config_replication_unavailable' | 'config_write_contended', refusal.message) : null;
 }

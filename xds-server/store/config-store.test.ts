@@ -39,7 +39,7 @@ test('a fresh database is migrated, in WAL mode, and starts at version 1 with an
     try {
       const tables = raw.prepare("select name from sqlite_master where type = 'table' order by name").all() as { name: string }[];
       assert.deepEqual(tables.map((t) => t.name), ['__drizzle_migrations', 'credentials', 'revisions']);
-      assert.equal((raw.prepare('select count(*) as n from __drizzle_migrations').get() as { n: number }).n, 1);
+      assert.equal((raw.prepare('select count(*) as n from __drizzle_migrations').get() as { n: number }).n, 2);
       assert.equal(raw.pragma('journal_mode', { simple: true }), 'wal');
     } finally {
       raw.close();
@@ -244,5 +244,75 @@ test('onChange receives each committed snapshot, not rejected or no-op ones, unt
     unsubscribe();
     store.remove('Persona', 'support', 'alice');
     assert.equal(seen.length, 2);
+  });
+});
+
+test('a planned change writes nothing; committed in another store it reproduces the revision and credential rows; replays are skipped and gaps refused', () => {
+  withStore((origin) => {
+    withStore((replica) => {
+      const planned = origin.plan.apply([ticketsUpstream, supportPersona], { actor: 'alice' });
+      assert.deepEqual(planned.result, { ok: true, version: 2, changed: ['Persona/support', 'Upstream/tickets'] });
+      assert.equal(origin.current().version, 1, 'planning commits nothing');
+      const seen: number[] = [];
+      replica.onChange((snapshot) => seen.push(snapshot.version));
+      assert.deepEqual(replica.commit(planned.change!, 1), { status: 'applied' });
+      assert.deepEqual(replica.commit(planned.change!, 1), { status: 'already_applied' });
+      assert.deepEqual(seen, [2]);
+      assert.equal(replica.history(1)[0]?.actor, 'alice');
+
+      // The origin commits its own plan too (as the replication shell does after the stream's acknowledgement).
+      assert.deepEqual(origin.commit(planned.change!, 1), { status: 'applied' });
+      const issued = origin.plan.issueCredential({ persona: 'support', agent: 'agent-1' }, 'alice');
+      assert.ok(issued.result.ok && issued.change);
+      assert.equal(issued.change.credentialsIssued[0]?.secretHash.length, 64);
+      assert.ok(!JSON.stringify(issued.change).includes(issued.result.token), 'the token never leaves in the change');
+      for (const store of [origin, replica]) assert.deepEqual(store.commit(issued.change, 2), { status: 'applied' });
+      assert.deepEqual(replica.current().credentials, origin.current().credentials);
+      assert.deepEqual(replica.listCredentials(), origin.listCredentials());
+      assert.deepEqual(replica.replicationPosition(), { streamSequence: 2, localOnlyHistory: false });
+
+      // A revision that does not follow the latest version is refused, and nothing is written.
+      const skipped = { ...issued.change, version: 5, credentialsIssued: [] };
+      const refused = replica.commit(skipped, 3);
+      assert.equal(refused.status, 'refused');
+      assert.equal(replica.current().version, 3);
+    });
+  });
+});
+
+test('a base change carries a whole history into a new store; a store with its own history refuses it', () => {
+  withStore((legacy) => {
+    legacy.apply([ticketsUpstream, supportPersona], { actor: 'alice' });
+    const kept = legacy.issueCredential({ persona: 'support', agent: 'agent-1' }, 'alice');
+    const revoked = legacy.issueCredential({ persona: 'support', agent: 'agent-2' }, 'alice');
+    assert.ok(kept.ok && revoked.ok);
+    legacy.revokeCredential(revoked.id, 'alice');
+    assert.deepEqual(legacy.replicationPosition(), { streamSequence: 0, localOnlyHistory: true });
+    const base = legacy.baseChange();
+    assert.equal(base.kind, 'base');
+    assert.equal(base.credentialsIssued.length, 2);
+
+    withStore((fresh) => {
+      assert.deepEqual(fresh.replicationPosition(), { streamSequence: 0, localOnlyHistory: false });
+      assert.deepEqual(fresh.commit(base, 1), { status: 'applied' });
+      assert.equal(fresh.current().version, 5);
+      assert.deepEqual(fresh.current().bundle, legacy.current().bundle);
+      assert.deepEqual(fresh.listCredentials(), legacy.listCredentials());
+      assert.deepEqual(fresh.current().credentials, legacy.current().credentials);
+    });
+    // The store that published it only records the stream sequence: no new version, no listener call.
+    let notified = 0;
+    legacy.onChange(() => notified++);
+    assert.deepEqual(legacy.commit(base, 1), { status: 'applied' });
+    assert.equal(notified, 0);
+    assert.deepEqual(legacy.replicationPosition(), { streamSequence: 1, localOnlyHistory: false });
+
+    withStore((other) => {
+      other.apply([ticketsUpstream], { actor: 'bob' });
+      const refused = other.commit(base, 1);
+      assert.equal(refused.status, 'refused');
+      assert.equal(other.current().version, 2);
+      assert.deepEqual(other.listCredentials(), []);
+    });
   });
 });

@@ -1,6 +1,10 @@
 // The Persona store: SQLite through drizzle, one row per config version. Every
 // committed change (config, credential issue or revoke) is a new version, built
 // into one immutable PolicySnapshot that xDS and ext_proc both report.
+// Each write is planned first (a RevisionChange computed against the current
+// state) and then committed. Embedded, both happen in one transaction; scaled
+// out, the replication shell publishes the plan over NATS and commits it here
+// only once the stream has accepted it (xds-server/replication/).
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { and, desc, eq, isNull, sql } from 'drizzle-orm';
@@ -10,36 +14,76 @@ import { configBundleSchema, type AgentCredentialRecord, type ConfigBundle, type
 import type { ConfigKind } from '../../config/schema.ts';
 import { applyDocuments, describeChanges, emptyBundle, removeObject, type ConfigChange } from './bundle-merge.ts';
 import { generateCredentialToken, hashCredentialSecret } from './credential-token.ts';
-import { credentialIssueInputSchema, type CredentialSummary, type RevisionSummary } from './records.ts';
+import { credentialIssueInputSchema, type CredentialRow, type CredentialSummary, type RevisionChange, type RevisionSummary } from './records.ts';
 import { credentials, revisions } from './tables.ts';
 import { resolveUpstreamCredentials, type SecretEnvironment } from './upstream-secrets.ts';
 
-export type { CredentialSummary, RevisionSummary } from './records.ts';
+export type { CredentialRow, CredentialSummary, RevisionChange, RevisionSummary } from './records.ts';
 
 export type ApplyResult = { ok: true; version: number; changed: string[] } | { ok: false; issues: ConfigIssue[] };
 
 export type IssueCredentialResult = { ok: true; id: string; token: string; version: number } | { ok: false; issues: ConfigIssue[] };
 
-export interface ConfigStore {
+/**
+ * What the admin API reads and writes through: the store itself when embedded, or the
+ * replicated store (xds-server/replication/) whose writes wait for NATS.
+ */
+export interface ConfigEditor {
   /** Latest snapshot (version starts at 1 with an empty bundle on a new database). */
   current(): PolicySnapshot;
   /** Validate with zod + validateBundleReferences, then write atomically as one new version. */
-  apply(documents: unknown[], options: { actor: string; prune?: boolean; dryRun?: boolean }): ApplyResult;
-  remove(kind: ConfigKind, name: string, actor: string): ApplyResult;
-  issueCredential(input: { persona: string; agent: string; expiresAt?: string | null }, actor: string): IssueCredentialResult;
-  revokeCredential(id: string, actor: string): ApplyResult;
+  apply(documents: unknown[], options: { actor: string; prune?: boolean; dryRun?: boolean }): ApplyResult | Promise<ApplyResult>;
+  remove(kind: ConfigKind, name: string, actor: string): ApplyResult | Promise<ApplyResult>;
+  issueCredential(input: { persona: string; agent: string; expiresAt?: string | null }, actor: string): IssueCredentialResult | Promise<IssueCredentialResult>;
+  revokeCredential(id: string, actor: string): ApplyResult | Promise<ApplyResult>;
   /** Never the secret or its hash. */
   listCredentials(persona?: string): CredentialSummary[];
   history(limit?: number): RevisionSummary[];
   /** Called after every committed change with the new snapshot. */
   onChange(listener: (snapshot: PolicySnapshot) => void): () => void;
+}
+
+/** A write's answer and the change that commits it (null: nothing to commit). */
+export interface Planned<T> {
+  result: T;
+  change: RevisionChange | null;
+}
+
+export type CommitOutcome = { status: 'applied' } | { status: 'already_applied' } | { status: 'refused'; reason: string };
+
+export interface ReplicationPosition {
+  /** Stream sequence of the last replicated revision applied here; 0 for none. */
+  streamSequence: number;
+  /** The latest revision was made here and never replicated (and is more than the initial empty config). */
+  localOnlyHistory: boolean;
+}
+
+export interface ConfigStore extends ConfigEditor {
+  apply(documents: unknown[], options: { actor: string; prune?: boolean; dryRun?: boolean }): ApplyResult;
+  remove(kind: ConfigKind, name: string, actor: string): ApplyResult;
+  issueCredential(input: { persona: string; agent: string; expiresAt?: string | null }, actor: string): IssueCredentialResult;
+  revokeCredential(id: string, actor: string): ApplyResult;
+  /** Each write computed against the current state, nothing written. */
+  plan: {
+    apply(documents: unknown[], options: { actor: string; prune?: boolean; dryRun?: boolean }): Planned<ApplyResult>;
+    remove(kind: ConfigKind, name: string, actor: string): Planned<ApplyResult>;
+    issueCredential(input: { persona: string; agent: string; expiresAt?: string | null }, actor: string): Planned<IssueCredentialResult>;
+    revokeCredential(id: string, actor: string): Planned<ApplyResult>;
+  };
+  /**
+   * Commits a replicated change in one transaction, idempotently: a stream sequence already
+   * applied is skipped; a change that does not follow the latest version is refused.
+   */
+  commit(change: RevisionChange, streamSequence: number): CommitOutcome;
+  replicationPosition(): ReplicationPosition;
+  /** The whole current state as one base change: what starts the replicated history of an existing store. */
+  baseChange(): RevisionChange;
   close(): void;
 }
 
 const migrationsFolder = join(import.meta.dirname, 'migrations');
 
 type Db = BetterSQLite3Database;
-type Outcome<T> = { result: T; committed: boolean };
 
 export function openConfigStore(options: { path: string; env?: Record<string, string | undefined>; clock?: () => Date }): ConfigStore {
   const env: SecretEnvironment = options.env ?? process.env;
@@ -55,7 +99,7 @@ export function openConfigStore(options: { path: string; env?: Record<string, st
   db.transaction(
     () => {
       if (!statements.latestRevision.get()) {
-        statements.insertRevision.run({ version: 1, createdAt: clock().toISOString(), actor: 'system', summary: 'initial empty config', bundleJson: JSON.stringify(emptyBundle()) });
+        statements.insertRevision.run({ version: 1, createdAt: clock().toISOString(), actor: 'system', summary: 'initial empty config', bundleJson: JSON.stringify(emptyBundle()), streamSequence: null });
       }
     },
     { behavior: 'immediate' },
@@ -64,10 +108,10 @@ export function openConfigStore(options: { path: string; env?: Record<string, st
   const listeners = new Set<(snapshot: PolicySnapshot) => void>();
   let snapshot = buildSnapshot();
 
-  function readLatest(): { version: number; createdAt: string; actor: string; summary: string; bundle: ConfigBundle } {
+  function readLatest(): { version: number; createdAt: string; actor: string; summary: string; bundle: ConfigBundle; bundleJson: string } {
     const row = statements.latestRevision.get();
     if (!row) throw new Error('the revisions table is empty; the store was not initialised');
-    return { version: row.version, createdAt: row.createdAt, actor: row.actor, summary: row.summary, bundle: configBundleSchema.parse(JSON.parse(row.bundleJson)) };
+    return { version: row.version, createdAt: row.createdAt, actor: row.actor, summary: row.summary, bundle: configBundleSchema.parse(JSON.parse(row.bundleJson)), bundleJson: row.bundleJson };
   }
 
   function buildSnapshot(): PolicySnapshot {
@@ -87,8 +131,8 @@ export function openConfigStore(options: { path: string; env?: Record<string, st
     });
   }
 
-  /** Runs a change in one IMMEDIATE transaction; on commit, rebuilds the snapshot and tells listeners. */
-  function change<T>(body: () => Outcome<T>): T {
+  /** Runs body in one IMMEDIATE transaction; when it committed something, rebuilds the snapshot and tells listeners. */
+  function inTransaction<T>(body: () => { result: T; committed: boolean }): T {
     const outcome = db.transaction(body, { behavior: 'immediate' });
     if (outcome.committed) {
       snapshot = buildSnapshot();
@@ -104,90 +148,172 @@ export function openConfigStore(options: { path: string; env?: Record<string, st
     return outcome.result;
   }
 
-  function insertRevision(version: number, bundle: ConfigBundle, actor: string, summary: string, at: string): void {
-    statements.insertRevision.run({ version, createdAt: at, actor, summary, bundleJson: JSON.stringify(bundle) });
+  /** Embedded writes: plan and commit in the same transaction. */
+  function planAndCommit<T>(plan: () => Planned<T>): T {
+    return inTransaction(() => {
+      const planned = plan();
+      if (planned.change) writeChange(planned.change, null);
+      return { result: planned.result, committed: planned.change !== null };
+    });
   }
 
-  /** Revokes the credentials of deleted Personas in the same version; returns their ids. */
-  function revokePersonaCredentials(changes: readonly ConfigChange[], at: string): string[] {
-    const deleted = changes.filter((c) => c.kind === 'Persona' && c.action === 'deleted').map((c) => c.name);
-    const ids = deleted.flatMap((persona) => statements.activeCredentialIdsOfPersona.all({ persona }).map((row) => row.id));
-    for (const id of ids) statements.revokeCredential.run({ id, revokedAt: at });
-    return ids;
+  function writeChange(change: RevisionChange, streamSequence: number | null): void {
+    for (const row of change.credentialsIssued) statements.insertCredential.run(row);
+    for (const { id, revokedAt } of change.credentialsRevoked) statements.revokeCredential.run({ id, revokedAt });
+    statements.insertRevision.run({ version: change.version, createdAt: change.createdAt, actor: change.actor, summary: change.summary, bundleJson: change.bundleJson, streamSequence });
   }
 
-  function commitBundleChange(latestVersion: number, bundle: ConfigBundle, changes: ConfigChange[], actor: string, verb: string): Outcome<ApplyResult> {
+  function bundleChange(latestVersion: number, bundle: ConfigBundle, changes: ConfigChange[], actor: string, verb: string): Planned<ApplyResult> {
     const at = clock().toISOString();
     const version = latestVersion + 1;
-    const revoked = revokePersonaCredentials(changes, at);
+    // Deleting a Persona revokes its credentials in the same version.
+    const deleted = changes.filter((c) => c.kind === 'Persona' && c.action === 'deleted').map((c) => c.name);
+    const revoked = deleted.flatMap((persona) => statements.activeCredentialIdsOfPersona.all({ persona }).map((row) => row.id));
     const summary = `${verb}: ${describeChanges(changes)}${revoked.length > 0 ? `; revoked ${revoked.length} credential(s) of deleted personas` : ''}`;
-    insertRevision(version, bundle, actor, summary, at);
-    return { result: { ok: true, version, changed: [...changes.map((c) => `${c.kind}/${c.name}`), ...revoked.map((id) => `Credential/${id}`)] }, committed: true };
+    return {
+      result: { ok: true, version, changed: [...changes.map((c) => `${c.kind}/${c.name}`), ...revoked.map((id) => `Credential/${id}`)] },
+      change: { kind: 'change', version, createdAt: at, actor, summary, bundleJson: JSON.stringify(bundle), credentialsIssued: [], credentialsRevoked: revoked.map((id) => ({ id, revokedAt: at })) },
+    };
   }
 
-  return {
-    current: () => snapshot,
-
+  const plan: ConfigStore['plan'] = {
     apply(documents, { actor, prune = false, dryRun = false }) {
-      if (!Array.isArray(documents)) return { ok: false, issues: [{ path: ['documents'], code: 'invalid_type', message: 'expected an array of documents' }] };
-      return change((): Outcome<ApplyResult> => {
-        const latest = readLatest();
-        const next = applyDocuments(latest.bundle, documents, { prune, env });
-        if (!next.ok) return { result: next, committed: false };
-        if (next.changes.length === 0) return { result: { ok: true, version: latest.version, changed: [] }, committed: false };
-        if (dryRun) return { result: { ok: true, version: latest.version + 1, changed: next.changes.map((c) => `${c.kind}/${c.name}`) }, committed: false };
-        return commitBundleChange(latest.version, next.bundle, next.changes, actor, prune ? 'apply --prune' : 'apply');
-      });
+      if (!Array.isArray(documents)) return { result: { ok: false, issues: [{ path: ['documents'], code: 'invalid_type', message: 'expected an array of documents' }] }, change: null };
+      const latest = readLatest();
+      const next = applyDocuments(latest.bundle, documents, { prune, env });
+      if (!next.ok) return { result: next, change: null };
+      if (next.changes.length === 0) return { result: { ok: true, version: latest.version, changed: [] }, change: null };
+      if (dryRun) return { result: { ok: true, version: latest.version + 1, changed: next.changes.map((c) => `${c.kind}/${c.name}`) }, change: null };
+      return bundleChange(latest.version, next.bundle, next.changes, actor, prune ? 'apply --prune' : 'apply');
     },
 
     remove(kind, name, actor) {
-      return change((): Outcome<ApplyResult> => {
-        const latest = readLatest();
-        const next = removeObject(latest.bundle, kind, name);
-        if (!next.ok) return { result: next, committed: false };
-        return commitBundleChange(latest.version, next.bundle, next.changes, actor, 'delete');
-      });
+      const latest = readLatest();
+      const next = removeObject(latest.bundle, kind, name);
+      if (!next.ok) return { result: next, change: null };
+      return bundleChange(latest.version, next.bundle, next.changes, actor, 'delete');
     },
 
     issueCredential(input, actor) {
       const parsed = credentialIssueInputSchema.safeParse(input);
       if (!parsed.success) {
-        return { ok: false, issues: parsed.error.issues.map((i) => ({ path: i.path.filter((p) => typeof p !== 'symbol'), code: i.code, message: i.message })) };
+        return { result: { ok: false, issues: parsed.error.issues.map((i) => ({ path: i.path.filter((p) => typeof p !== 'symbol'), code: i.code, message: i.message })) }, change: null };
       }
       const { persona, agent } = parsed.data;
       const now = clock();
       const expiresAt = parsed.data.expiresAt ? new Date(parsed.data.expiresAt).toISOString() : null;
       if (expiresAt !== null && Date.parse(expiresAt) <= now.getTime()) {
-        return { ok: false, issues: [{ path: ['expiresAt'], code: 'invalid_expiry', message: 'expiresAt is not in the future' }] };
+        return { result: { ok: false, issues: [{ path: ['expiresAt'], code: 'invalid_expiry', message: 'expiresAt is not in the future' }] }, change: null };
       }
-      return change((): Outcome<IssueCredentialResult> => {
-        const latest = readLatest();
-        if (!latest.bundle.personas.some((p) => p.name === persona)) {
-          return { result: { ok: false, issues: [{ path: ['persona'], code: 'unknown_persona', message: `no persona named "${persona}"` }] }, committed: false };
-        }
-        let token = generateCredentialToken();
-        while (statements.credentialById.get({ id: token.id })) token = generateCredentialToken();
-        const at = now.toISOString();
-        statements.insertCredential.run({ id: token.id, persona, agent, secretHash: hashCredentialSecret(token.secret), createdAt: at, expiresAt });
-        const version = latest.version + 1;
-        insertRevision(version, latest.bundle, actor, `issued credential ${token.id} to agent "${agent}" for Persona/${persona}`, at);
-        return { result: { ok: true, id: token.id, token: token.token, version }, committed: true };
-      });
+      const latest = readLatest();
+      if (!latest.bundle.personas.some((p) => p.name === persona)) {
+        return { result: { ok: false, issues: [{ path: ['persona'], code: 'unknown_persona', message: `no persona named "${persona}"` }] }, change: null };
+      }
+      let token = generateCredentialToken();
+      while (statements.credentialById.get({ id: token.id })) token = generateCredentialToken();
+      const at = now.toISOString();
+      const version = latest.version + 1;
+      const row: CredentialRow = { id: token.id, persona, agent, secretHash: hashCredentialSecret(token.secret), createdAt: at, expiresAt, revokedAt: null };
+      return {
+        result: { ok: true, id: token.id, token: token.token, version },
+        change: {
+          kind: 'change',
+          version,
+          createdAt: at,
+          actor,
+          summary: `issued credential ${token.id} to agent "${agent}" for Persona/${persona}`,
+          bundleJson: latest.bundleJson,
+          credentialsIssued: [row],
+          credentialsRevoked: [],
+        },
+      };
     },
 
     revokeCredential(id, actor) {
-      return change((): Outcome<ApplyResult> => {
-        const latest = readLatest();
-        const row = statements.credentialById.get({ id });
-        if (!row) return { result: { ok: false, issues: [{ path: ['id'], code: 'not_found', message: `no credential with id "${id}"` }] }, committed: false };
-        // Revoking twice is not an error and not a change.
-        if (row.revokedAt !== null) return { result: { ok: true, version: latest.version, changed: [] }, committed: false };
-        const at = clock().toISOString();
-        statements.revokeCredential.run({ id, revokedAt: at });
-        const version = latest.version + 1;
-        insertRevision(version, latest.bundle, actor, `revoked credential ${id} of agent "${row.agent}" for Persona/${row.persona}`, at);
-        return { result: { ok: true, version, changed: [`Credential/${id}`] }, committed: true };
+      const latest = readLatest();
+      const row = statements.credentialById.get({ id });
+      if (!row) return { result: { ok: false, issues: [{ path: ['id'], code: 'not_found', message: `no credential with id "${id}"` }] }, change: null };
+      // Revoking twice is not an error and not a change.
+      if (row.revokedAt !== null) return { result: { ok: true, version: latest.version, changed: [] }, change: null };
+      const at = clock().toISOString();
+      const version = latest.version + 1;
+      return {
+        result: { ok: true, version, changed: [`Credential/${id}`] },
+        change: {
+          kind: 'change',
+          version,
+          createdAt: at,
+          actor,
+          summary: `revoked credential ${id} of agent "${row.agent}" for Persona/${row.persona}`,
+          bundleJson: latest.bundleJson,
+          credentialsIssued: [],
+          credentialsRevoked: [{ id, revokedAt: at }],
+        },
+      };
+    },
+  };
+
+  function commitReplicated(change: RevisionChange, streamSequence: number): { result: CommitOutcome; committed: boolean } {
+    const applied = statements.maxStreamSequence.get()?.value ?? 0;
+    if (streamSequence <= applied) return { result: { status: 'already_applied' }, committed: false };
+    const latest = statements.latestRevision.get()!;
+    const refused = (reason: string) => ({ result: { status: 'refused' as const, reason }, committed: false });
+    if (change.kind === 'base') {
+      // The replica that published its own history as the base: the revision is already here.
+      if (latest.version === change.version && latest.streamSequence === null && latest.bundleJson === change.bundleJson) {
+        statements.setStreamSequence.run({ version: latest.version, streamSequence });
+        return { result: { status: 'applied' }, committed: false };
+      }
+      const pristine = latest.version === 1 && (statements.credentialCount.get()?.n ?? 0) === 0;
+      if (!pristine || change.version <= latest.version) {
+        return refused(`a base revision (version ${change.version}) arrived but this store has its own history up to version ${latest.version}`);
+      }
+    } else {
+      if (latest.version > 1 && latest.streamSequence === null) {
+        return refused(`this store has its own history up to version ${latest.version} that the stream does not hold`);
+      }
+      if (change.version !== latest.version + 1) return refused(`version ${change.version} does not follow this store's latest version ${latest.version}`);
+    }
+    writeChange(change, streamSequence);
+    return { result: { status: 'applied' }, committed: true };
+  }
+
+  return {
+    current: () => snapshot,
+    plan,
+    apply: (documents, options) => planAndCommit(() => plan.apply(documents, options)),
+    remove: (kind, name, actor) => planAndCommit(() => plan.remove(kind, name, actor)),
+    issueCredential: (input, actor) => planAndCommit(() => plan.issueCredential(input, actor)),
+    revokeCredential: (id, actor) => planAndCommit(() => plan.revokeCredential(id, actor)),
+
+    commit(change, streamSequence) {
+      return inTransaction(() => {
+        try {
+          return commitReplicated(change, streamSequence);
+        } catch (error) {
+          // e.g. a credential id that exists already: the transaction rolls back.
+          throw Object.assign(new Error(`replicated version ${change.version} could not be written: ${(error as Error).message}`), { cause: error });
+        }
       });
+    },
+
+    replicationPosition() {
+      const latest = statements.latestRevision.get()!;
+      return { streamSequence: statements.maxStreamSequence.get()?.value ?? 0, localOnlyHistory: latest.version > 1 && latest.streamSequence === null };
+    },
+
+    baseChange() {
+      const latest = statements.latestRevision.get()!;
+      return {
+        kind: 'base',
+        version: latest.version,
+        createdAt: latest.createdAt,
+        actor: latest.actor,
+        summary: latest.summary,
+        bundleJson: latest.bundleJson,
+        credentialsIssued: statements.allCredentials.all().map((row) => ({ ...row })),
+        credentialsRevoked: [],
+      };
     },
 
     listCredentials(persona) {
@@ -239,8 +365,18 @@ function prepareStatements(db: Db) {
     latestRevision: db.select().from(revisions).orderBy(desc(revisions.version)).limit(1).prepare(),
     insertRevision: db
       .insert(revisions)
-      .values({ version: placeholder('version'), createdAt: placeholder('createdAt'), actor: placeholder('actor'), summary: placeholder('summary'), bundleJson: placeholder('bundleJson') })
+      .values({
+        version: placeholder('version'),
+        createdAt: placeholder('createdAt'),
+        actor: placeholder('actor'),
+        summary: placeholder('summary'),
+        bundleJson: placeholder('bundleJson'),
+        streamSequence: placeholder('streamSequence'),
+      })
       .prepare(),
+    maxStreamSequence: db.select({ value: sql<number | null>`max(${revisions.streamSequence})` }).from(revisions).prepare(),
+    setStreamSequence: db.update(revisions).set({ streamSequence: sql`${placeholder('streamSequence')}` }).where(eq(revisions.version, placeholder('version'))).prepare(),
+    credentialCount: db.select({ n: sql<number>`count(*)` }).from(credentials).prepare(),
     history: db
       .select({ version: revisions.version, createdAt: revisions.createdAt, actor: revisions.actor, summary: revisions.summary })
       .from(revisions)
@@ -258,7 +394,15 @@ function prepareStatements(db: Db) {
     credentialsOfPersona: db.select().from(credentials).where(eq(credentials.persona, placeholder('persona'))).orderBy(desc(credentials.createdAt), credentials.id).prepare(),
     insertCredential: db
       .insert(credentials)
-      .values({ id: placeholder('id'), persona: placeholder('persona'), agent: placeholder('agent'), secretHash: placeholder('secretHash'), createdAt: placeholder('createdAt'), expiresAt: placeholder('expiresAt') })
+      .values({
+        id: placeholder('id'),
+        persona: placeholder('persona'),
+        agent: placeholder('agent'),
+        secretHash: placeholder('secretHash'),
+        createdAt: placeholder('createdAt'),
+        expiresAt: placeholder('expiresAt'),
+        revokedAt: placeholder('revokedAt'),
+      })
       .prepare(),
     revokeCredential: db.update(credentials).set({ revokedAt: sql`${placeholder('revokedAt')}` }).where(eq(credentials.id, placeholder('id'))).prepare(),
   };

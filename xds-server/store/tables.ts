@@ -2,13 +2,18 @@
 // ./migrations from this file; the store applies them at open.
 import { index, integer, sqliteTable, text } from 'drizzle-orm/sqlite-core';
 
-/** One row per config version. bundle_json is the whole validated ConfigBundle at that version. */
+/**
+ * One row per config version. bundle_json is the whole validated ConfigBundle at that version.
+ * stream_sequence: scaled out, the NATS JetStream sequence of the replicated revision this row
+ * came from (null for revisions made before or without replication).
+ */
 export const revisions = sqliteTable('revisions', {
   version: integer('version').primaryKey(),
   createdAt: text('created_at').notNull(),
   actor: text('actor').notNull(),
   summary: text('summary').notNull(),
   bundleJson: text('bundle_json').notNull(),
+  streamSequence: integer('stream_sequence').unique(),
 });
 
 /** Agent credentials. Only the SHA-256 of the token's secret part is kept. */

@@ -1,0 +1,43 @@
+// The message control-plane replicas share over NATS JetStream: one committed
+// revision per message, in the order the stream accepted them. Checked on
+// arrival like any other input; the store's RevisionChange schema is the shape.
+import { z } from 'zod';
+import { revisionChangeSchema, type RevisionChange } from '../store/records.ts';
+
+/** The stream that holds the shared config history, and its only subject. */
+export const configStream = 'MANDATE_CONFIG';
+export const revisionSubject = 'mandate.config.v1.revisions';
+/**
+ * Core NATS hint, sent by a writer after the stream acknowledged its revision: "catch up to
+ * this sequence". Losing one costs only latency; replicas also poll the stream.
+ */
+export const committedSubject = 'mandate.config.v1.committed';
+
+export const revisionMessageSchema = z.object({
+  format: z.literal(1),
+  /** MANDATE_REPLICA_ID of the control plane that published it, for logs. */
+  replica: z.string().min(1),
+  change: revisionChangeSchema,
+});
+
+export type RevisionMessage = z.infer<typeof revisionMessageSchema>;
+
+export const committedNoticeSchema = z.object({ sequence: z.number().int().positive() });
+
+export function encodeRevisionMessage(replica: string, change: RevisionChange): Uint8Array {
+  const message: RevisionMessage = { format: 1, replica, change };
+  return new TextEncoder().encode(JSON.stringify(message));
+}
+
+/** The message, or why it is not one (a short reason for the log, never the payload). */
+export function decodeRevisionMessage(data: Uint8Array): { ok: true; message: RevisionMessage } | { ok: false; reason: string } {
+  let value: unknown;
+  try {
+    value = JSON.parse(new TextDecoder().decode(data));
+  } catch {
+    return { ok: false, reason: 'not JSON' };
+  }
+  const parsed = revisionMessageSchema.safeParse(value);
+  if (!parsed.success) return { ok: false, reason: parsed.error.issues.slice(0, 3).map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ') };
+  return { ok: true, message: parsed.data };
+}
