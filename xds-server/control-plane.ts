@@ -3,6 +3,7 @@
 // Scaled out (options.replication), the admin API writes through the replicated
 // store, and revisions from other replicas reach the snapshot through the same onChange.
 import * as grpc from '@grpc/grpc-js';
+import { mkdirSync } from 'node:fs';
 import type { Server as HttpServer } from 'node:http';
 import { join } from 'node:path';
 import { loadEnvoyApi } from '../proto/envoy-api.ts';
@@ -51,6 +52,8 @@ const gatewayGroup = 'gateway';
 export async function startControlPlane(options: ControlPlaneOptions): Promise<ControlPlane> {
   const { log } = options;
   const env = options.env ?? process.env;
+  // The data directory is the control plane's own (0700: it holds the admin token and the config).
+  mkdirSync(options.dataDir, { recursive: true, mode: 0o700 });
   const store = openConfigStore({ path: join(options.dataDir, 'config.db'), env });
   const adminTokenPath = join(options.dataDir, 'admin-token');
   const adminToken = ensureSecretFile(adminTokenPath);
