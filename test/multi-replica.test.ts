@@ -71,7 +71,7 @@ after(async () => {
   await gateway?.stop();
   if (helpdesk) await close(helpdesk.server);
   if (mailer) await close(mailer.server);
-  await nats?.stop();
+  await nats?.dispose();
 });
 
 const blockedWith = (code: string) => (error: unknown) => error instanceof McpError && error.code === -32001 && (error.data as { mandate: { code: string } }).mandate.code === code;

@@ -1,7 +1,7 @@
 // A whole gateway for integration tests: real Envoy, the control plane and
 // ext_proc as separate processes, the MCP reference server and the tickets API
 // as upstreams, on free loopback ports, with the demo config applied.
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseAllDocuments } from 'yaml';
@@ -40,6 +40,11 @@ export async function startGatewayFixture(
   });
   const fixture: GatewayFixture = {
     ...gateway,
+    // The data directory (config, audit trail, logs) goes with the gateway; MANDATE_KEEP_TEST_DATA=1 keeps it to look into a failure.
+    async stop() {
+      await gateway.stop();
+      if (!process.env.MANDATE_KEEP_TEST_DATA) rmSync(dataDir, { recursive: true, force: true });
+    },
     tokens: {},
     async configVersion() {
       return (await adminRequest(gateway, 'GET', '/v1/status')).body.configVersion as number;
