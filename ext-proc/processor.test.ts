@@ -20,10 +20,16 @@ const token = `mnd_0123456789ab_${secret}`;
 const card = '4539 1488 0343 6467';
 
 function policyWith(persona: Record<string, unknown>): CompiledPolicy {
-  const bundle = configBundleSchema.parse({
-    upstreams: [{ kind: 'Upstream', name: 'billing', protocol: 'mcp', url: 'http://127.0.0.1:1/mcp' }],
-    personas: [{ kind: 'Persona', name: 'p', description: 'test', grants: [{ upstream: 'billing', tools: [{ name: '*' }] }], ...persona }],
-  });
+  return withBundle(
+    configBundleSchema.parse({
+      upstreams: [{ kind: 'Upstream', name: 'billing', protocol: 'mcp', url: 'http://127.0.0.1:1/mcp' }],
+      personas: [{ kind: 'Persona', name: 'p', description: 'test', grants: [{ upstream: 'billing', tools: [{ name: '*' }] }], ...persona }],
+    }),
+  );
+}
+
+/** The bundle compiled at version 1, with agent-1's credential for Persona p. */
+function withBundle(bundle: ReturnType<typeof configBundleSchema.parse>): CompiledPolicy {
   const credential = { id: '0123456789ab', agent: 'agent-1', persona: 'p', secretHash: createHash('sha256').update(secret).digest('hex'), createdAt: '2026-01-01T00:00:00Z', expiresAt: null };
   const compiled = compilePolicy({ version: 1, createdAt: '2026-01-01T00:00:00Z', bundle, credentials: [credential], upstreamCredentials: {} }, { fingerprintKey: Buffer.alloc(32, 1) });
   assert.ok(compiled.ok);
@@ -256,13 +262,6 @@ test('a value read in the session cannot leave in a header for a development ups
     assert.deepEqual(last.findings.map((f) => f.location), ['headers["x-note"]']);
   }
 });
-
-function withBundle(bundle: ReturnType<typeof configBundleSchema.parse>): CompiledPolicy {
-  const credential = { id: '0123456789ab', agent: 'agent-1', persona: 'p', secretHash: createHash('sha256').update(secret).digest('hex'), createdAt: '2026-01-01T00:00:00Z', expiresAt: null };
-  const compiled = compilePolicy({ version: 1, createdAt: '2026-01-01T00:00:00Z', bundle, credentials: [credential], upstreamCredentials: {} }, { fingerprintKey: Buffer.alloc(32, 1) });
-  assert.ok(compiled.ok);
-  return compiled.policy;
-}
 
 test('a REST query parameter named __proto__ is inspected and masked like any other', () => {
   const bundle = configBundleSchema.parse({
