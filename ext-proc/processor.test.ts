@@ -36,6 +36,28 @@ function withBundle(bundle: ReturnType<typeof configBundleSchema.parse>): Compil
   return compiled.policy;
 }
 
+/** Persona p reads the production MCP upstream billing and may GET /notes on the development REST upstream devbox. */
+function billingAndDevbox(mode: 'enforce' | 'monitor', dataProtection: Record<string, unknown>, devbox: Record<string, unknown> = {}): CompiledPolicy {
+  return withBundle(
+    configBundleSchema.parse({
+      upstreams: [
+        { kind: 'Upstream', name: 'billing', protocol: 'mcp', url: 'http://127.0.0.1:1/mcp' },
+        { kind: 'Upstream', name: 'devbox', protocol: 'rest', url: 'http://127.0.0.1:2/api', environment: 'development', ...devbox },
+      ],
+      personas: [
+        {
+          kind: 'Persona',
+          name: 'p',
+          description: 'test',
+          mode,
+          grants: [{ upstream: 'billing', tools: [{ name: '*' }] }, { upstream: 'devbox', operations: [{ method: 'GET', path: '/notes' }] }],
+          dataProtection,
+        },
+      ],
+    }),
+  );
+}
+
 function deps(policy: CompiledPolicy, decisions: Decision[] = []): ProcessorDependencies {
   return {
     currentPolicy: () => policy,
@@ -225,24 +247,9 @@ test('headers the upstream does not list are dropped; a listed one is inspected 
 
 test('a value read in the session cannot leave in a header for a development upstream; in monitor mode it is recorded, not refused', () => {
   for (const mode of ['enforce', 'monitor'] as const) {
-    const bundle = configBundleSchema.parse({
-      upstreams: [
-        { kind: 'Upstream', name: 'billing', protocol: 'mcp', url: 'http://127.0.0.1:1/mcp' },
-        { kind: 'Upstream', name: 'devbox', protocol: 'rest', url: 'http://127.0.0.1:2/api', environment: 'development', forwardHeaders: ['x-note'] },
-      ],
-      personas: [
-        {
-          kind: 'Persona',
-          name: 'p',
-          description: 'test',
-          mode,
-          grants: [{ upstream: 'billing', tools: [{ name: '*' }] }, { upstream: 'devbox', operations: [{ method: 'GET', path: '/notes' }] }],
-          dataProtection: { profiles: ['pci-dss'], defaultAction: 'detect', flow: { enabled: true } },
-        },
-      ],
-    });
+    const policy = billingAndDevbox(mode, { profiles: ['pci-dss'], defaultAction: 'detect', flow: { enabled: true } }, { forwardHeaders: ['x-note'] });
     const decisions: Decision[] = [];
-    const dependencies = deps(withBundle(bundle), decisions);
+    const dependencies = deps(policy, decisions);
     const read = createStreamProcessor(route, dependencies);
     startToolCall(read, {});
     handleNow(read, { request: 'response_headers', response_headers: headers({ ':status': '200', 'content-type': 'application/json' }) } as ProcessingRequest);
@@ -297,24 +304,9 @@ test('a CEL condition reads the fields of an HTML form body like a JSON body', (
 
 test('answer headers: a card is remembered for data-flow control; in monitor mode a blocked header is recorded and passes unchanged', () => {
   for (const mode of ['enforce', 'monitor'] as const) {
-    const bundle = configBundleSchema.parse({
-      upstreams: [
-        { kind: 'Upstream', name: 'billing', protocol: 'mcp', url: 'http://127.0.0.1:1/mcp' },
-        { kind: 'Upstream', name: 'devbox', protocol: 'rest', url: 'http://127.0.0.1:2/api', environment: 'development' },
-      ],
-      personas: [
-        {
-          kind: 'Persona',
-          name: 'p',
-          description: 'test',
-          mode,
-          grants: [{ upstream: 'billing', tools: [{ name: '*' }] }, { upstream: 'devbox', operations: [{ method: 'GET', path: '/notes' }] }],
-          dataProtection: { profiles: ['pci-dss'], rules: [{ groups: ['financial'], direction: 'response', action: 'block' }], flow: { enabled: true } },
-        },
-      ],
-    });
+    const policy = billingAndDevbox(mode, { profiles: ['pci-dss'], rules: [{ groups: ['financial'], direction: 'response', action: 'block' }], flow: { enabled: true } });
     const decisions: Decision[] = [];
-    const dependencies = deps(withBundle(bundle), decisions);
+    const dependencies = deps(policy, decisions);
     const processor = createStreamProcessor(route, dependencies);
     startToolCall(processor, {});
     const answer = handleNow(processor, { request: 'response_headers', response_headers: headers({ ':status': '200', 'content-type': 'application/json', 'x-card': card }) } as ProcessingRequest);

@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freePort, repoRoot, waitForListener } from '../../deploy/gateway-processes.ts';
 import { natsServerMissing, startNatsServer } from '../support/nats-server.ts';
+import { policyVersions } from '../support/policy-stream.ts';
 
 const personaCount = Number(process.argv[2] ?? 50);
 const writes = Number(process.argv[3] ?? 100);
@@ -56,26 +57,10 @@ async function measure(writer: ControlPlaneProcess, reader: ControlPlaneProcess)
   if (setup.status !== 200) throw new Error(`setup apply failed: ${setup.status} ${await setup.text()}`);
 
   const stream = await fetch(`${reader.adminUrl}/internal/v1/policy/stream`, { headers: { authorization: `Bearer ${reader.internalToken}` } });
-  const lines = stream.body!.getReader();
-  const decoder = new TextDecoder();
-  let buffered = '';
-  const nextVersion = async (): Promise<number> => {
-    for (;;) {
-      const newline = buffered.indexOf('\n');
-      if (newline >= 0) {
-        const line = JSON.parse(buffered.slice(0, newline)) as { version?: number };
-        buffered = buffered.slice(newline + 1);
-        if (typeof line.version === 'number') return line.version;
-        continue;
-      }
-      const chunk = await lines.read();
-      if (chunk.done) throw new Error('policy stream ended');
-      buffered += decoder.decode(chunk.value, { stream: true });
-    }
-  };
+  const versions = policyVersions(stream);
   // The stream starts with the reader's current snapshot; wait until it holds the setup version.
   const setupVersion = ((await setup.json()) as { version: number }).version;
-  while ((await nextVersion()) < setupVersion);
+  while ((await versions.next()) < setupVersion);
 
   const committedMs: number[] = [];
   const propagatedMs: number[] = [];
@@ -89,10 +74,10 @@ async function measure(writer: ControlPlaneProcess, reader: ControlPlaneProcess)
     if (response.status !== 200) throw new Error(`PUT failed: ${response.status} ${await response.text()}`);
     const { version } = (await response.json()) as { version: number };
     committedMs.push(performance.now() - started);
-    while ((await nextVersion()) < version);
+    while ((await versions.next()) < version);
     propagatedMs.push(performance.now() - started);
   }
-  await lines.cancel();
+  await versions.close();
   return { committedMs, propagatedMs };
 }
 

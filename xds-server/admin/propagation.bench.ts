@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { openConfigStore } from '../store/config-store.ts';
+import { policyVersions } from '../../test/support/policy-stream.ts';
 import { createAdminServer } from './admin-server.ts';
 
 const personaCount = Number(process.argv[2] ?? 50);
@@ -23,24 +24,8 @@ for (let i = 0; i < personaCount; i += 1) {
 store.apply(documents, { actor: 'bench' });
 
 const stream = await fetch(`${base}/internal/v1/policy/stream`, { headers: { authorization: 'Bearer i' } });
-const reader = stream.body!.getReader();
-const decoder = new TextDecoder();
-let buffered = '';
-async function nextVersion(): Promise<number> {
-  for (;;) {
-    const newline = buffered.indexOf('\n');
-    if (newline >= 0) {
-      const line = JSON.parse(buffered.slice(0, newline)) as { version?: number };
-      buffered = buffered.slice(newline + 1);
-      if (typeof line.version === 'number') return line.version;
-      continue;
-    }
-    const chunk = await reader.read();
-    if (chunk.done) throw new Error('stream ended');
-    buffered += decoder.decode(chunk.value, { stream: true });
-  }
-}
-await nextVersion();
+const versions = policyVersions(stream);
+await versions.next();
 
 const commitMs: number[] = [];
 const propagationMs: number[] = [];
@@ -53,7 +38,7 @@ for (let i = 0; i < edits; i += 1) {
   });
   const { version } = (await response.json()) as { version: number };
   commitMs.push(performance.now() - started);
-  while ((await nextVersion()) !== version);
+  while ((await versions.next()) !== version);
   propagationMs.push(performance.now() - started);
 }
 
@@ -61,7 +46,7 @@ const quantile = (values: number[], q: number) => [...values].sort((a, b) => a -
 console.log(`${personaCount} personas, ${edits} edits`);
 console.log(`PUT committed (HTTP round trip):   p50 ${quantile(commitMs, 0.5)} ms  p99 ${quantile(commitMs, 0.99)} ms`);
 console.log(`PUT -> snapshot on policy stream:  p50 ${quantile(propagationMs, 0.5)} ms  p99 ${quantile(propagationMs, 0.99)} ms`);
-await reader.cancel();
+await versions.close();
 await new Promise((resolve) => server.close(resolve));
 store.close();
 rmSync(dir, { recursive: true, force: true });
