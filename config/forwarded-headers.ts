@@ -6,7 +6,7 @@
 // `forwardHeaders`, and drops every other header the agent sends. With data protection on, the
 // values of the headers it passes on are inspected like the body.
 
-/** Passed on to every upstream: content negotiation, conditional requests, tracing, MCP sessions. */
+/** Passed on to every upstream: content negotiation, conditional requests, MCP sessions, trace context. */
 export const protocolRequestHeaders: ReadonlySet<string> = new Set([
   'accept',
   'accept-language',
@@ -27,14 +27,36 @@ export const protocolRequestHeaders: ReadonlySet<string> = new Set([
   'mcp-session-id',
   'pragma',
   'range',
-  'traceparent',
-  'tracestate',
   'user-agent',
   'x-request-id',
+  // Trace context, so a mesh's distributed traces continue through the gateway (W3C, B3, and the
+  // other propagation formats Envoy's tracers and Istio use).
+  'traceparent',
+  'tracestate',
+  'baggage',
+  'b3',
+  'x-b3-traceid',
+  'x-b3-spanid',
+  'x-b3-parentspanid',
+  'x-b3-sampled',
+  'x-b3-flags',
+  'x-ot-span-context',
+  'x-cloud-trace-context',
+  'grpc-trace-bin',
+  'uber-trace-id',
+  'x-datadog-trace-id',
+  'x-datadog-parent-id',
+  'x-datadog-sampling-priority',
+  'x-datadog-origin',
+  'x-amzn-trace-id',
 ]);
 
-/** Set by Envoy itself before ext_proc runs (an agent's own value is replaced): kept as they are. */
-export const gatewaySetRequestHeaders: ReadonlySet<string> = new Set(['x-forwarded-for', 'x-forwarded-proto', 'x-envoy-external-address', 'x-envoy-internal']);
+/**
+ * Set by Envoy itself before ext_proc runs (an agent's own value is replaced or, for the client
+ * certificate, sanitised by default): kept as they are. In an Istio mesh the inbound sidecar sets
+ * x-forwarded-client-cert for the workload behind it.
+ */
+export const gatewaySetRequestHeaders: ReadonlySet<string> = new Set(['x-forwarded-for', 'x-forwarded-proto', 'x-envoy-external-address', 'x-envoy-internal', 'x-forwarded-client-cert']);
 
 /** Never inspected for sensitive data: set by Envoy, or a number. */
 export const uninspectedRequestHeaders: ReadonlySet<string> = new Set([...gatewaySetRequestHeaders, 'content-length']);
