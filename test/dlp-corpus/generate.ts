@@ -145,6 +145,21 @@ export function generateCorpus(seed = 20240601, perDetector = 40): LabelledSampl
   neg(() => ({ ssn_like: `000-${digits(2)}-${digits(4)}`, other: `666-${digits(2)}-${digits(4)}` }), 'invalid SSN areas');
   neg(() => ({ version: `${1 + Math.floor(rnd() * 9)}.${Math.floor(rnd() * 20)}.${Math.floor(rnd() * 50)}`, build: digits(8), sha: chars(40, '0123456789abcdef') }), 'versions and git shas');
   neg(() => ({ description: 'Quarterly report with 1234 5678 entries, see page 12 of 400', count: 123456789012 }), 'numbers in prose');
+
+  // Cards split by other separators next to a card word (added last: the samples above keep their seeded values).
+  const split = (n: string) => {
+    const separators = ['_', '/', ' - ', '  ', ' ', '.', '-'];
+    const groups = n.match(/\d{1,4}/g)!;
+    return groups.map((g, i) => (i === 0 ? g : pick(separators) + g)).join('');
+  };
+  tp('payment-card-separated', () => ({ note: `card on file: ${split(card(pick(['4', '51', '55', '37', '6011']), 16))}` }), 'card split by mixed or unusual separators');
+  tp('payment-card-separated', () => ({ payment: { method: 'visa', card_number: [...card('4', 16)].join(pick([' ', '-', '_'])) } }), 'card with a separator between every digit');
+  neg(() => {
+    let n = '4' + digits(15);
+    while (luhnValid(n)) n = '4' + digits(15);
+    return { note: `card ref ${split(n)}` };
+  }, 'card-worded digit groups failing Luhn');
+  neg(() => ({ note: `card printed ${digits(4)}_${digits(2)}_${digits(2)} batch ${digits(6)}`, shipped: `${digits(4)}/${digits(2)}/${digits(2)}` }), 'card-worded dates and batch numbers');
   return samples;
 }
 

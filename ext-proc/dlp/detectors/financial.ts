@@ -8,6 +8,9 @@ import { checksumConfidence, contextConfidence, weakConfidence, type DetectorDef
 const cardKeywords = ['card', 'credit', 'debit', 'visa', 'mastercard', 'amex', 'pan', 'cc_number', 'ccnum', 'payment', 'cardnumber', 'card_number'];
 const cardNegative = ['order', 'tracking', 'invoice', 'isbn', 'serial', 'sku', 'reference'];
 
+/** The issuer prefixes of the brand detectors below, on a card's digits alone. */
+const cardBrandPrefix = /^(?:4|5[1-5]|2(?:2[2-9]|[3-6]|7[01]|720)|3[47]|6(?:011|5|4[4-9]|2)|35(?:2[89]|[3-8])|3(?:0[0-5]|[68])|5018|5020|5038|5893|6304|6759|676[1-3]|220[0-4])/;
+
 /** Luhn over the digits of the candidate (separators skipped), 13 to 19 of them. */
 const luhnCard = (c: string) => {
   let sum = 0;
@@ -57,6 +60,26 @@ export const financialDetectors: DetectorDefinition[] = [
   card('payment-card-unionpay', 'UnionPay', `${grouped('62\\d{2}', [4, 4, 4])}(?:\\d{3})?`, '6200000000000005'),
   card('payment-card-maestro', 'Maestro', `(?:5018|5020|5038|5893|6304|6759|676[1-3])\\d{8,15}`, '6759649826438453'),
   card('payment-card-mir', 'Mir', grouped('220[0-4]', [4, 4, 4]), '2200 0000 0000 0004'),
+  {
+    // The brand detectors above accept no separator or one consistent space, dash or dot between
+    // groups, which keeps UUID pieces and references out. Next to a card word, digits split any
+    // other way (underscores, slashes, mixed or doubled separators, one between every digit) are a
+    // card written so as not to look like one.
+    id: 'payment-card-separated',
+    group: 'financial',
+    dataClass: 'payment-card',
+    description: 'Payment card number (PAN) with its digits split by other separators (underscores, slashes, mixed or repeated), next to a card word; Luhn-validated, known brand prefix',
+    examples: ['card: 4539_1488_0343_6467', 'visa 4539/1488/0343/6467', 'card 4 5 3 9 1 4 8 8 0 3 4 3 6 4 6 7'],
+    pattern: '\\b\\d(?:[ _/.,:;|*+~-]{0,3}\\d){12,18}\\b',
+    keywords: cardKeywords,
+    negativeKeywords: cardNegative,
+    requiresContext: true,
+    contextWindow: 32,
+    validate: (c) => luhnCard(c) && cardBrandPrefix.test(digitsOf(c)),
+    confidence: checksumConfidence,
+    profiles: ['pci-dss', 'gdpr-pii'],
+    maskKeep: 4,
+  },
   {
     id: 'payment-card-track-data',
     group: 'financial',
