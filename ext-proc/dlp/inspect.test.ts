@@ -322,6 +322,28 @@ test('a value and its look-alike spelling have the same fingerprint (data-flow m
   assert.notEqual(other.fingerprints[0]!.hash, hashes[0]);
 });
 
+test('a card split by other separators is found next to a card word, and only there', () => {
+  const compiled = compileDataProtection({ profiles: ['pci-dss'] } as never);
+  const ctx = { direction: 'request' as const, upstream: 'u' };
+  const found: [string, string][] = [
+    ['card: 4539_1488_0343_6467', 'card: ****_****_****_6467'],
+    ['visa 4539/1488/0343/6467', 'visa ****/****/****/6467'],
+    ['card 4539-1488 0343.6467', 'card ****-**** ****.6467'],
+    ['card 4539 - 1488 - 0343 - 6467', 'card **** - **** - **** - 6467'],
+    ['payment 4 5 3 9 1 4 8 8 0 3 4 3 6 4 6 7 today', 'payment * * * * * * * * * * * * 6 4 6 7 today'],
+  ];
+  for (const [text, masked] of found) {
+    const r = inspectBody(compiled, Buffer.from(JSON.stringify({ note: text })), ctx);
+    assert.deepEqual(r.findings.map((f) => f.detector), ['payment-card-separated'], text);
+    assert.equal(JSON.parse(r.value.toString()).note, masked);
+  }
+  // A field name is context too. Below: no card word, a negative word, Luhn fails, no known brand prefix (9539... passes Luhn), a date.
+  assert.equal(inspectBody(compiled, Buffer.from('{"card_number":"4539_1488_0343_6467"}'), ctx).findings.length, 1);
+  for (const text of ['ref: 4539_1488_0343_6467', 'order card 4539_1488_0343_6467', 'card: 4539_1488_0343_6468', 'card: 9539_1488_0343_6466', 'batch 2024_01_15_1234_5678 card']) {
+    assert.equal(inspectBody(compiled, Buffer.from(JSON.stringify({ note: text })), ctx).findings.length, 0, text);
+  }
+});
+
 test('a card with dots between its groups is found; a dotted number that fails Luhn is not', () => {
   const compiled = compileDataProtection({ profiles: ['pci-dss'] } as never);
   const ctx = { direction: 'response' as const, upstream: 'u' };

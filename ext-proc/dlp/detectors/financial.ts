@@ -11,6 +11,21 @@ const cardNegative = ['order', 'tracking', 'invoice', 'isbn', 'serial', 'sku', '
 /** The issuer prefixes of the brand detectors below, on a card's digits alone. */
 const cardBrandPrefix = /^(?:4|5[1-5]|2(?:2[2-9]|[3-6]|7[01]|720)|3[47]|6(?:011|5|4[4-9]|2)|35(?:2[89]|[3-8])|3(?:0[0-5]|[68])|5018|5020|5038|5893|6304|6759|676[1-3]|220[0-4])/;
 
+/**
+ * Card digits split in a way the brand detectors do not accept: groups of up to eight digits with at
+ * least one separator that is not a single space, dash or dot (an underscore, slash, comma, colon...,
+ * or two or three in a row); or four-digit groups whose space, dash or dot separators are mixed; or one
+ * space, dash or dot between every digit.
+ */
+const separatedCardShape = (() => {
+  const any = '[ _/.,:;|*+~-]{1,3}';
+  const unusual = '(?:[ .-]{0,2}[_/,:;|*+~][ _/.,:;|*+~-]{0,2}|[ .-]{2,3})';
+  const odd = `\\d{1,8}(?:${any}\\d{1,8}){0,17}?${unusual}\\d{1,8}(?:${any}\\d{1,8}){0,17}`;
+  const mixed = '\\d{4}(?: \\d{4}(?: \\d{4}[-.]|[-.]\\d{4}[ .-])|-\\d{4}(?:-\\d{4}[ .]|[ .]\\d{4}[ .-])|\\.\\d{4}(?:\\.\\d{4}[ -]|[ -]\\d{4}[ .-]))\\d{1,7}';
+  const spread = '\\d(?:[ .-]\\d){12,18}';
+  return `\\b(?:${odd}|${mixed}|${spread})\\b`;
+})();
+
 /** Luhn over the digits of the candidate (separators skipped), 13 to 19 of them. */
 const luhnCard = (c: string) => {
   let sum = 0;
@@ -62,21 +77,21 @@ export const financialDetectors: DetectorDefinition[] = [
   card('payment-card-mir', 'Mir', grouped('220[0-4]', [4, 4, 4]), '2200 0000 0000 0004'),
   {
     // The brand detectors above accept no separator or one consistent space, dash or dot between
-    // groups, which keeps UUID pieces and references out. Next to a card word, digits split any
-    // other way (underscores, slashes, mixed or doubled separators, one between every digit) are a
-    // card written so as not to look like one.
+    // groups, which keeps UUID pieces and references out. A card written so as not to look like one
+    // (underscores, slashes, mixed or doubled separators, one between every digit) has a shape of its
+    // own that ordinary text seldom has, so this detector costs nothing until such a shape appears;
+    // then only a card word nearby (in the text or the field name) lifts it over the confidence bar.
     id: 'payment-card-separated',
     group: 'financial',
     dataClass: 'payment-card',
     description: 'Payment card number (PAN) with its digits split by other separators (underscores, slashes, mixed or repeated), next to a card word; Luhn-validated, known brand prefix',
-    examples: ['card: 4539_1488_0343_6467', 'visa 4539/1488/0343/6467', 'card 4 5 3 9 1 4 8 8 0 3 4 3 6 4 6 7'],
-    pattern: '\\b\\d(?:[ _/.,:;|*+~-]{0,3}\\d){12,18}\\b',
+    examples: ['card: 4539_1488_0343_6467', 'visa 4539/1488/0343/6467', 'card 4539-1488 0343.6467', 'card 4 5 3 9 1 4 8 8 0 3 4 3 6 4 6 7'],
+    pattern: separatedCardShape,
     keywords: cardKeywords,
     negativeKeywords: cardNegative,
-    requiresContext: true,
-    contextWindow: 32,
     validate: (c) => luhnCard(c) && cardBrandPrefix.test(digitsOf(c)),
-    confidence: checksumConfidence,
+    // Below the default bar (0.6) alone, over it with a card word nearby.
+    confidence: { base: 0.3, contextBoost: 0.55, negativePenalty: 0.3 },
     profiles: ['pci-dss', 'gdpr-pii'],
     maskKeep: 4,
   },
