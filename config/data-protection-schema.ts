@@ -81,7 +81,12 @@ export const dataProtectionSchema = z
     maskCharacter: z.string().length(1).default('*'),
     rules: z.array(dataProtectionRuleSchema).default([]),
     detectors: z.array(detectorOverrideSchema).default([]),
-    scanKeys: z.boolean().default(false).describe('Also scan JSON object keys, not only values'),
+    scanKeys: z
+      .union([z.boolean(), z.literal('request')])
+      .default('request')
+      .describe(
+        'Also scan JSON object keys, not only values: true in both directions; "request" (the default) in what agents send only, where a key is the agent\'s to choose (a tool result\'s keys are its schema); false never',
+      ),
     decodeEncoded: z.boolean().default(true).describe('Decode base64, hex and URL-encoded segments and scan them too'),
     maxStreamHoldBytes: z.number().int().min(256).max(1_048_576).default(65_536),
     flow: dataFlowSchema.default({

@@ -137,12 +137,19 @@ test('credentials are masked whole and JWTs must decode', () => {
   assert.equal(inspectJson(all, { x: 'eyJub3QiOiJqd3QifQ.eyJub3QiOiJqd3QifQ.abc' }, request).findings.length, 0);
 });
 
-test('keys are scanned only when configured', () => {
+test('keys are scanned in what agents send by default, in answers only when configured', () => {
   const body = { 'jane.doe@example.org': { visits: 3 } };
   assert.equal(inspectJson(all, body, response).findings.length, 0);
   const c = compile({ scanKeys: true, defaultAction: 'redact' });
   const r = inspectJson(c, body, response);
   assert.deepEqual(r.value, { '[REDACTED:email]': { visits: 3 } });
+  // A tool argument whose key carries the value (an agent hiding it from a values-only scan).
+  const args = { note: 'see attached', refs: { '4539148803436467': true } };
+  const masked = inspectJson(all, args, request);
+  assert.deepEqual(masked.findings.map((f) => f.detector), ['payment-card-visa']);
+  assert.equal(JSON.stringify(masked.value).includes('4539148803436467'), false);
+  assert.equal(inspectBody(all, Buffer.from(JSON.stringify(args)), request).findings.length, 1, 'the raw-body path too');
+  assert.equal(inspectJson(compile({ scanKeys: false }), args, request).findings.length, 0, 'false: never');
 });
 
 test('inspectBody: clean bodies are returned as-is without parsing; dirty JSON is rewritten', () => {

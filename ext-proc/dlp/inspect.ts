@@ -275,7 +275,8 @@ function trustedHits(compiled: CompiledDataProtectionOk, hits: number[]): number
 
 /** null when the text is not JSON. */
 function inspectJsonText(compiled: CompiledDataProtectionOk, text: string, context: InspectContext, hits: number[] | null, bytes: Buffer | null): InspectResult<string | Buffer> | null {
-  const doc = readJson(text, compiled.policy.scanKeys);
+  const scanKeys = compiled.policy.scanKeys === true || (compiled.policy.scanKeys === 'request' && context.direction === 'request');
+  const doc = readJson(text, scanKeys);
   if (doc === null) return null;
   return inspectDocument(compiled, doc, context, hits, text, null, bytes);
 }
