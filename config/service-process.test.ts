@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -16,10 +16,12 @@ test('host:port settings are checked and name the variable at fault', () => {
 
 test('a process with a bad setting exits 1 with one start_failed line naming it', async () => {
   const main = fileURLToPath(new URL('../xds-server/main.ts', import.meta.url));
-  const env = { ...process.env, MANDATE_DATA_DIR: mkdtempSync(join(tmpdir(), 'mandate-bad-env-')), MANDATE_XDS_LISTEN: 'nowhere' };
+  const dataDir = mkdtempSync(join(tmpdir(), 'mandate-bad-env-'));
+  const env = { ...process.env, MANDATE_DATA_DIR: dataDir, MANDATE_XDS_LISTEN: 'nowhere' };
   const result = await new Promise<{ code: number; stdout: string }>((resolve) =>
     execFile(process.execPath, [main], { env }, (error, stdout) => resolve({ code: error ? ((error as { code?: number }).code ?? 1) : 0, stdout })),
   );
+  rmSync(dataDir, { recursive: true, force: true });
   assert.equal(result.code, 1);
   const line = JSON.parse(result.stdout.trim().split('\n').at(-1)!) as { component: string; event: string; error: string };
   assert.equal(line.component, 'xds-server');

@@ -2,7 +2,7 @@
 // bootstrap in this folder, pointed at a given control plane, and waits until
 // its admin endpoint answers.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync, createWriteStream } from 'node:fs';
+import { createWriteStream, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -61,7 +61,8 @@ export async function startEnvoy(options: EnvoyOptions): Promise<EnvoyProcess> {
     child.stderr!.pipe(process.stderr);
   }
   const adminUrl = `http://127.0.0.1:${options.adminPort}`;
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  // The rendered bootstrap lives as long as this Envoy.
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve())).then(() => rmSync(dir, { recursive: true, force: true }));
   const deadline = Date.now() + 20_000;
   for (;;) {
     if (child.exitCode !== null) throw new Error(`Envoy exited with code ${child.exitCode} during start (log: ${options.logFile ?? 'stdout'})`);
