@@ -188,8 +188,9 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
       case 'response_body': {
         const body = request.response_body?.body ?? Buffer.alloc(0);
         const response = timed(() => onResponseBody(body, request.response_body?.end_of_stream === true));
-        // External DLP sees whole bodies only: buffered responses, not event streams.
-        return responseMode === 'buffered' ? withExternalDlp('response', body, response) : response;
+        // External DLP sees whole buffered bodies, and an event stream's messages one by one.
+        if (responseMode === 'buffered') return withExternalDlp('response', body, response);
+        return responseMode === 'sse' ? withExternalDlpOnEvents(response) : response;
       }
       case 'request_trailers':
         return { request_trailers: {} };
@@ -618,6 +619,59 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
           response: { ...phase.response, status: 'CONTINUE', header_mutation: headerMutation([['content-length', String(body.length)]], []), body_mutation: { body } },
         },
       } as ProcessingResponse;
+    })();
+    return { deferred, waitMs };
+  }
+
+  /**
+   * An event stream's messages go to the Persona's response-direction external DLP one at a time, as
+   * their events complete and after Mandate's own stages: a rewrite replaces the event's data (it
+   * must answer the same request), a block replaces the event with a JSON-RPC error for its request
+   * and ends the stream, as a value Mandate's own rules block does. Monitor mode records a block and
+   * passes the event.
+   */
+  function withExternalDlpOnEvents(response: ProcessingResponse): ProcessingResponse | DeferredAnswer {
+    const services = (persona?.dataProtection.external ?? []).filter((service) => service.directions.includes('response'));
+    const mutation = response.response_body?.response?.body_mutation;
+    if (services.length === 0 || streamBlocked || answered || !mutation || !('body' in mutation) || !mutation.body || mutation.body.length === 0) return response;
+    const splitter = createSseSplitter();
+    const events = splitter.push(Buffer.from(mutation.body));
+    const rest = splitter.rest();
+    if (!events.some((event) => event.data !== null)) return response;
+    const tool = responseToolContext().tool;
+    const caller = { agent: credential?.agent ?? '', persona: route!.persona, sourceAddress: context?.sourceAddress ?? null };
+    const perEventMs = services.reduce((total, service) => total + (service.mode === 'inline' ? service.timeoutMs : 0), 0);
+    const waitMs = Math.min(30_000, perEventMs * events.length + 1000);
+    const deferred = (async (): Promise<ProcessingResponse> => {
+      const out: string[] = [];
+      for (const event of events) {
+        if (streamBlocked) break;
+        if (event.data === null) {
+          out.push(`${event.raw}\n\n`);
+          continue;
+        }
+        let data = event.data;
+        for (const service of services) {
+          const before = Buffer.from(data, 'utf8');
+          const outcome = await consultExternalDlp(service, { direction: 'response', upstream: route!.upstream, ...(tool !== undefined ? { tool } : {}), contentType: 'application/json', body: before, caller }, (rewritten) => rewriteChangesExchange(before, rewritten));
+          if (outcome.action === 'block') {
+            const reason: DecisionReason = { stage: 'data-protection', code: outcome.code, message: outcome.message };
+            const monitor = persona?.persona.mode === 'monitor';
+            recordDenial({ ...makeDecision(decisions[0]?.call ?? mcpCall('external-dlp'), reason), enforced: !monitor });
+            if (monitor) continue;
+            streamBlocked = true;
+            const id = jsonRpcIdOf(data);
+            data = JSON.stringify(jsonRpcError(id, jsonRpcCodes.policyDenied, `Mandate: ${reason.message}`, { mandate: { code: reason.code, persona: route!.persona, configVersion: policy?.version ?? 0 } }));
+            break;
+          }
+          if (outcome.note) outcomeNotes.push({ stage: 'data-protection', code: outcome.note.code, message: `${service.type} ${service.url}: ${outcome.note.message}` });
+          if (outcome.body) data = JSON.stringify(JSON.parse(outcome.body.toString('utf8')));
+        }
+        out.push(`${data === event.data ? event.raw : withData(event, data)}\n\n`);
+      }
+      if (!streamBlocked && rest !== '') out.push(rest);
+      const body = Buffer.from(out.join(''), 'utf8');
+      return { response_body: { response: { status: 'CONTINUE', body_mutation: body.length > 0 ? { body } : { clear_body: true } } } };
     })();
     return { deferred, waitMs };
   }
@@ -1106,6 +1160,16 @@ function processingModeWithResponseBody(mode: 'STREAMED' | 'BUFFERED'): NonNulla
 }
 
 const noHeaders: ReadonlySet<string> = new Set();
+
+/** The id of the JSON-RPC message in an event's data (null when it has none or is not JSON). */
+function jsonRpcIdOf(data: string): string | number | null {
+  try {
+    const id = (JSON.parse(data) as { id?: unknown } | null)?.id;
+    return typeof id === 'string' || typeof id === 'number' ? id : null;
+  } catch {
+    return null;
+  }
+}
 
 function headerMap(entries: HttpHeaderEntry[] | undefined): Map<string, string> {
   const map = new Map<string, string>();

@@ -12,6 +12,7 @@ import { close, createRecordingMcpServer, listen, type RecordingMcpServer } from
 
 let gateway: GatewayFixture;
 let notes: RecordingMcpServer;
+let streamingNotes: RecordingMcpServer;
 let icap: IcapServer;
 let webhook: Server;
 const webhookSeen: { direction: string; body: string; agent: string; persona: string; sourceAddress: string | null }[] = [];
@@ -27,8 +28,10 @@ function encapsulatedJson(icapRequest: string): { id?: number; params?: { argume
 before(async () => {
   notes = createRecordingMcpServer({ save_note: (args) => `saved: ${String(args.note)}` });
   const notesPort = await listen(notes.server);
+  streamingNotes = createRecordingMcpServer({ save_note: (args) => `saved: ${String(args.note)}` }, { eventStream: true });
+  const streamingNotesPort = await listen(streamingNotes.server);
   icap = await startIcapServer((request) => {
-    if (request.includes('forbidden-project')) return 'block';
+    if (request.includes('forbidden-project') || request.includes('secret-result')) return 'block';
     if (request.includes('rewrite-me')) {
       const message = encapsulatedJson(request);
       return { rewrite: JSON.stringify({ ...message, params: { name: 'save_note', arguments: { note: '[cleaned by enterprise DLP]' } } }) };
@@ -52,34 +55,41 @@ before(async () => {
   const webhookPort = await listen(webhook);
   const deadPort = await freePort();
   gateway = await startGatewayFixture({ demo: false });
-  const grants = [{ upstream: 'notes', tools: [{ name: 'save_note' }] }];
+  const grants = [{ upstream: 'notes', tools: [{ name: 'save_note' }] }, { upstream: 'streaming-notes', tools: [{ name: 'save_note' }] }];
   const persona = (name: string, external: unknown[]) => ({ kind: 'Persona', name, description: `external DLP: ${name}`, grants, dataProtection: { external } });
   await gateway.apply([
     { kind: 'Upstream', name: 'notes', protocol: 'mcp', url: `http://127.0.0.1:${notesPort}/mcp` },
+    { kind: 'Upstream', name: 'streaming-notes', protocol: 'mcp', url: `http://127.0.0.1:${streamingNotesPort}/mcp` },
+    persona('icap-results', [{ type: 'icap', url: `icap://127.0.0.1:${icap.port}/respmod`, directions: ['response'], timeoutMs: 2000 }]),
     persona('icap-guarded', [{ type: 'icap', url: `icap://127.0.0.1:${icap.port}/reqmod`, directions: ['request'], timeoutMs: 2000 }]),
     persona('webhook-guarded', [{ type: 'webhook', url: `http://127.0.0.1:${webhookPort}/scan`, directions: ['response'], timeoutMs: 2000 }]),
     persona('dlp-down-closed', [{ type: 'icap', url: `icap://127.0.0.1:${deadPort}/reqmod`, timeoutMs: 300 }]),
     persona('dlp-down-open', [{ type: 'icap', url: `icap://127.0.0.1:${deadPort}/reqmod`, timeoutMs: 300, failMode: 'open' }]),
   ]);
-  for (const name of ['icap-guarded', 'webhook-guarded', 'dlp-down-closed', 'dlp-down-open']) tokens[name] = (await gateway.issueToken(name, `${name}-agent`)).token;
+  for (const name of ['icap-guarded', 'icap-results', 'webhook-guarded', 'dlp-down-closed', 'dlp-down-open']) tokens[name] = (await gateway.issueToken(name, `${name}-agent`)).token;
 });
 
 after(async () => {
   await gateway?.stop();
   await close(notes.server);
+  await close(streamingNotes.server);
   await icap.close().catch(() => undefined);
   await close(webhook);
 });
 
-async function saveNote(persona: string, id: number, note: string): Promise<{ status: number; json: any }> {
-  const response = await fetch(`${gateway.gatewayUrl}/personas/${persona}/notes`, {
+/** A tools/call through the gateway; an event-stream answer is read as the data of its message event. */
+async function saveNote(persona: string, id: number, note: string, upstream = 'notes'): Promise<{ status: number; json: any; eventStream: boolean }> {
+  const response = await fetch(`${gateway.gatewayUrl}/personas/${persona}/${upstream}`, {
     method: 'POST',
     headers: { authorization: `Bearer ${tokens[persona]}`, 'content-type': 'application/json', accept: 'application/json, text/event-stream', 'mcp-protocol-version': '2025-06-18' },
     body: JSON.stringify({ jsonrpc: '2.0', id, method: 'tools/call', params: { name: 'save_note', arguments: { note } } }),
   });
   const text = await response.text();
   if (!text) throw new Error(`${persona}: HTTP ${response.status} with an empty body (${JSON.stringify([...response.headers])})`);
-  return { status: response.status, json: JSON.parse(text) };
+  const eventStream = (response.headers.get('content-type') ?? '').startsWith('text/event-stream');
+  const data = eventStream ? text.split('\n').filter((l) => l.startsWith('data: ')).map((l) => l.slice(6)) : [text];
+  assert.equal(data.length, 1, `one message expected: ${text}`);
+  return { status: response.status, json: JSON.parse(data[0]!), eventStream };
 }
 
 test('ICAP: allowed as is, rewritten before the upstream sees it, or refused', async () => {
@@ -124,4 +134,23 @@ test('an unreachable DLP service fails closed by default, open when the Persona 
   const metrics = await (await fetch(`http://127.0.0.1:${gateway.ports.extProcHealth}/metrics`)).text();
   assert.match(metrics, /^mandate_external_dlp_total\{persona="dlp-down-open",code="external_dlp_unavailable"\} [1-9]/m);
   assert.match(metrics, /^mandate_external_dlp_total\{persona="dlp-down-closed",code="external_dlp_unavailable"\} [1-9]/m);
+});
+
+test('an event-stream answer goes to external DLP message by message: rewritten, or refused for its request', async () => {
+  // The webhook rewrites a result that mentions "confidential"; the ICAP service refuses one that mentions "secret-result".
+  const rewritten = await saveNote('webhook-guarded', 21, 'confidential numbers', 'streaming-notes');
+  assert.equal(rewritten.eventStream, true, 'the upstream answered with an event stream');
+  assert.equal(rewritten.json.id, 21);
+  assert.equal(rewritten.json.result.content[0].text, '[withheld by enterprise DLP]');
+  assert.ok(webhookSeen.some((s) => s.direction === 'response' && s.body.includes('"id":21') && s.body.includes('confidential')), 'the webhook saw the message itself');
+
+  const plain = await saveNote('icap-results', 22, 'hello', 'streaming-notes');
+  assert.equal(plain.eventStream, true);
+  assert.match(JSON.stringify(plain.json.result), /saved: hello/);
+  const refused = await saveNote('icap-results', 23, 'the secret-result', 'streaming-notes');
+  assert.equal(refused.eventStream, true);
+  assert.equal(refused.json.id, 23);
+  assert.equal(refused.json.error.data.mandate.code, 'external_dlp_blocked');
+  assert.equal(JSON.stringify(refused.json).includes('secret-result'), false, 'the refused result never reached the agent');
+  assert.ok(icap.seen.some((r) => r.startsWith('RESPMOD ') && r.includes('secret-result')), 'the gateway spoke RESPMOD for the streamed result');
 });

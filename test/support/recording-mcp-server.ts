@@ -30,7 +30,8 @@ const argumentShape = {
   token: z.string().optional(),
 };
 
-export function createRecordingMcpServer(answers: ToolAnswers): RecordingMcpServer {
+/** `eventStream`: answer each POST as a server-sent event stream (the SDK's default), not as one JSON body. */
+export function createRecordingMcpServer(answers: ToolAnswers, options: { eventStream?: boolean } = {}): RecordingMcpServer {
   const calls: RecordedCall[] = [];
   const server = createServer(async (request, response) => {
     const chunks: Buffer[] = [];
@@ -48,7 +49,7 @@ export function createRecordingMcpServer(answers: ToolAnswers): RecordingMcpServ
         return typeof result === 'string' ? { content: [{ type: 'text', text: result }] } : { content: [{ type: 'text', text: result.error }], isError: true };
       });
     }
-    const transport = new StreamableHTTPServerTransport({ sessionIdGenerator: undefined, enableJsonResponse: true });
+    const transport = new StreamableHTTPServerTransport({ sessionIdGenerator: undefined, enableJsonResponse: options.eventStream !== true });
     response.on('close', () => {
       void transport.close();
       void mcp.close();
