@@ -35,7 +35,7 @@ import { authorizeMcpMethod, authorizeOperation, isToolVisible } from './authori
 import { blocks, type AgentCall, type CallContext, type DataFinding, type Decision, type DecisionReason } from './decision/decision.ts';
 import { consultExternalDlp } from './dlp/external.ts';
 import type { FlowSignal, FlowTracker } from './dlp/flow.ts';
-import { createStreamInspector, jsonLinesTypes, type StreamInspector } from './dlp/stream.ts';
+import { binaryTypes, createStreamInspector, jsonLinesTypes, looksBinary, type StreamInspector } from './dlp/stream.ts';
 import { behaviourResultOf, checkBehaviour, recordBehaviourResult } from './pipeline/behaviour.ts';
 import { inspectJson } from './dlp/inspect.ts';
 import { blockedReason, protectRequestBody, protectRequestJson, protectResponseBody, rememberResponseValues, sensitiveSummary, type FlowEndpoint, type RequestProtection } from './pipeline/data-protection.ts';
@@ -146,7 +146,8 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
   const requestIds: (string | number)[] = [];
   /** Allowed calls whose results the response stages look at, by JSON-RPC id (REST: one, keyed "rest"). */
   const pendingCalls = new Map<string | number, PendingCall>();
-  let responseMode: 'none' | 'buffered' | 'sse' | 'text-stream' = 'none';
+  /** sniff: an answer of no or an unknown content type, read as a text stream unless its first bytes are binary. */
+  let responseMode: 'none' | 'buffered' | 'sse' | 'text-stream' | 'sniff' = 'none';
   /** This stream is the session's GET event stream (server-to-client messages). */
   let serverEventStream = false;
   let responseContentType = 'application/octet-stream';
@@ -763,6 +764,10 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
         }
         responseMode = 'buffered';
         mode_override = processingModeWithResponseBody('BUFFERED');
+      } else if (inspectResponse && persona!.dataProtection.active && !binaryTypes.test(contentType)) {
+        // No content type, application/octet-stream or a type Mandate does not know: the bytes decide.
+        responseMode = 'sniff';
+        mode_override = processingModeWithResponseBody('STREAMED');
       }
     }
     return {
@@ -818,6 +823,7 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
   }
 
   function onResponseBody(chunk: Buffer, endOfStream: boolean): ProcessingResponse {
+    if (responseMode === 'sniff') startSniffedStream(chunk, endOfStream);
     if (responseMode === 'buffered') return onBufferedResponse(chunk);
     if (responseMode === 'sse' && sse) return onSseResponseChunk(chunk, endOfStream);
     if (responseMode === 'text-stream' && streamInspector) return onTextStreamChunk(chunk, endOfStream);
@@ -855,6 +861,21 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
         },
       },
     };
+  }
+
+  /**
+   * The first bytes of an answer of no or an unknown content type: binary ones (a file, an image) pass
+   * as they are from here on; anything else is inspected as a raw text stream, so a JSON or text answer
+   * with the wrong label is not passed unread.
+   */
+  function startSniffedStream(first: Buffer, endOfStream: boolean): void {
+    if (first.length === 0 && !endOfStream) return;
+    if (looksBinary(first)) {
+      responseMode = 'none';
+      return;
+    }
+    responseMode = 'text-stream';
+    streamInspector = createStreamInspector(persona!.dataProtection, { direction: 'response', upstream: route!.upstream, ...responseToolContext(), contentType: 'text/plain' });
   }
 
   /**

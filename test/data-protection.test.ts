@@ -57,7 +57,7 @@ before(async () => {
     { upstream: 'mailer', tools: [{ name: 'send_email' }] },
     { upstream: 'devbox', tools: [{ name: 'store_note' }] },
     { upstream: 'billing-stream', tools: [{ name: 'read_card' }] },
-    { upstream: 'notes-api', operations: [{ method: 'POST', path: '/notes' }, { method: 'GET', path: '/notes' }, { method: 'GET', path: '/events' }, { method: 'GET', path: '/keys/{key}' }] },
+    { upstream: 'notes-api', operations: [{ method: 'POST', path: '/notes' }, { method: 'GET', path: '/notes' }, { method: 'GET', path: '/events' }, { method: 'GET', path: '/keys/{key}' }, { method: 'GET', path: '/download' }] },
   ];
   await gateway.apply([
     upstream('billing', billingPort!, 'production'),
@@ -335,6 +335,24 @@ describe('response blocks', () => {
     const strict = await fetch(`${gateway.gatewayUrl}${endpoint('dlp-strict', 'notes-api')}/notes?debug=1`, { headers: { authorization: `Bearer ${tokens['dlp-strict']}` } });
     assert.equal(strict.status, 502);
     assert.equal(((await strict.json()) as { code: string }).code, 'sensitive_data_blocked');
+  });
+
+  test('an answer with no or the wrong content type is read as text unless its bytes are binary', async () => {
+    const get = async (kind: string) => {
+      const response = await fetch(`${gateway.gatewayUrl}${endpoint('dlp-guard', 'notes-api')}/download?kind=${kind}`, { headers: { authorization: `Bearer ${tokens['dlp-guard']}` } });
+      assert.equal(response.status, 200, kind);
+      return Buffer.from(await response.arrayBuffer());
+    };
+    for (const kind of ['unlabelled', 'octet']) {
+      const body = (await get(kind)).toString('utf8');
+      assert.equal(body.includes(otherCard), false, `${kind}: ${body}`);
+      assert.deepEqual(JSON.parse(body), { account: { card: '**** **** **** 1111' } }, kind);
+    }
+    for (const kind of ['binary', 'png']) {
+      const body = await get(kind);
+      assert.ok(body.includes(Buffer.from(otherCard)), `${kind}: binary bytes pass as they are`);
+      assert.equal(body.length, 8 + otherCard.length + 2 + 64);
+    }
   });
 
   test('a blocked REST answer becomes a 502 problem', async () => {

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { compileDataProtection } from './compile.ts';
-import { createStreamInspector, rawStreamTail } from './stream.ts';
+import { binaryTypes, createStreamInspector, looksBinary, rawStreamTail } from './stream.ts';
 
 const compiled = compileDataProtection({ defaultAction: 'mask', maxStreamHoldBytes: 4096 } as never);
 const ctx = { direction: 'response' as const, upstream: 'billing' };
@@ -64,4 +64,16 @@ test('multi-byte characters split across chunks survive', () => {
   for (let i = 0; i < bytes.length; i += 5) out += inspector.push(bytes.subarray(i, i + 5)).toString();
   out += inspector.end().toString();
   assert.equal(out, bytes.toString());
+});
+
+test('looksBinary: NUL bytes, control bytes or bytes that are not UTF-8 are binary; text in any script is not', () => {
+  assert.equal(looksBinary(Buffer.from('{"card":"4111 1111 1111 1111"}')), false);
+  assert.equal(looksBinary(Buffer.from('café 中文 ١٢٣\n\ttab')), false);
+  assert.equal(looksBinary(Buffer.from('中文').subarray(0, 4)), false, 'a character cut at the end of the sample is still text');
+  assert.equal(looksBinary(Buffer.alloc(0)), false);
+  assert.equal(looksBinary(Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0, 0, 0, 0x0d])), true, 'PNG signature');
+  assert.equal(looksBinary(Buffer.from([0x1f, 0x8b, 0x08, 0x00])), true, 'gzip');
+  assert.equal(looksBinary(Buffer.from([0xff, 0xfe, 0x41, 0x42, 0x43])), true, 'not UTF-8');
+  assert.equal(looksBinary(Buffer.from('ab\x01\x02\x03\x04cd')), true, 'mostly control bytes');
+  assert.equal(binaryTypes.test('image/png') && binaryTypes.test('application/pdf') && !binaryTypes.test('application/octet-stream') && !binaryTypes.test(''), true);
 });

@@ -2,6 +2,7 @@
 // (their data: lines carry JSON-RPC messages); raw text streams keep a short
 // tail back so a value split across chunks is still seen whole. Memory is
 // bounded by the policy's maxStreamHoldBytes.
+import { isUtf8 } from 'node:buffer';
 import { StringDecoder } from 'node:string_decoder';
 import type { DataFinding } from '../decision/decision.ts';
 import type { CompiledDataProtection } from './compile.ts';
@@ -28,6 +29,31 @@ export const rawStreamTail = 256;
 
 /** Streams of one JSON value per line (JSON Lines, NDJSON, JSON text sequences). */
 export const jsonLinesTypes = /^application\/(x-ndjson|ndjson|jsonl|x-jsonlines|jsonlines|json-seq)\b/i;
+
+/**
+ * Content types that are binary by definition (media, fonts, archives, office documents, protobuf):
+ * their bytes pass uninspected. An answer with no content type, application/octet-stream or another
+ * type is read as text unless its first bytes look binary (see looksBinary).
+ */
+export const binaryTypes =
+  /^(image|audio|video|font)\/|^application\/(pdf|zip|gzip|x-gzip|x-tar|x-7z-compressed|x-rar-compressed|x-bzip2|x-xz|zstd|wasm|protobuf|x-protobuf|grpc|vnd\.ms-|vnd\.openxmlformats|vnd\.oasis\.opendocument|msword)/i;
+
+/**
+ * Whether the first bytes of an answer are binary rather than text: a NUL byte, bytes that are not
+ * UTF-8 (a sequence cut at the end of the sample is allowed), or more than one in ten control bytes
+ * other than tab, line feed, carriage return and form feed, in the first KiB.
+ */
+export function looksBinary(bytes: Uint8Array): boolean {
+  const sample = bytes.subarray(0, 1024);
+  let control = 0;
+  for (const b of sample) {
+    if (b === 0) return true;
+    if (b < 0x20 && b !== 0x09 && b !== 0x0a && b !== 0x0d && b !== 0x0c && b !== 0x1b) control++;
+  }
+  if (control * 10 > sample.length) return true;
+  for (let cut = 0; cut <= 3 && cut < sample.length; cut++) if (isUtf8(sample.subarray(0, sample.length - cut))) return false;
+  return sample.length > 0;
+}
 
 export function createStreamInspector(
   compiled: CompiledDataProtection,

@@ -16,6 +16,7 @@ export interface RestEchoServer {
  * GET .../events answers a JSON-lines stream (application/x-ndjson) whose 13th line carries
  * `options.streamedSecret`, written in two pieces 150 ms apart with the cut inside the value.
  * A request whose query has debug=1 gets `options.secretInAnswer` in an answer header too.
+ * GET .../download?kind=unlabelled|octet|binary|png answers that secret with the wrong or no label.
  */
 export function createRestEchoServer(options: { secretInAnswer: string; streamedSecret?: string }): RestEchoServer {
   const bodies: string[] = [];
@@ -30,6 +31,16 @@ export function createRestEchoServer(options: { secretInAnswer: string; streamed
       response.writeHead(200, { 'content-type': 'application/x-ndjson' });
       response.write(lines.slice(0, cut));
       setTimeout(() => response.end(lines.slice(cut)), 150);
+      return;
+    }
+    const download = /\/download\?kind=(\w+)/.exec(request.url ?? '')?.[1];
+    if (request.method === 'GET' && download) {
+      // The same secret as text with no content type, as text labelled application/octet-stream, and
+      // inside binary bytes (NULs around it) labelled application/octet-stream and image/png.
+      const text = Buffer.from(JSON.stringify({ account: { card: options.secretInAnswer } }));
+      const binary = Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0, 0, 0, 0x0d]), Buffer.from(` ${options.secretInAnswer} `), Buffer.alloc(64)]);
+      const headers: Record<string, string> = download === 'unlabelled' ? {} : { 'content-type': download === 'png' ? 'image/png' : 'application/octet-stream' };
+      response.writeHead(200, headers).end(download === 'binary' || download === 'png' ? binary : text);
       return;
     }
     const chunks: Buffer[] = [];
