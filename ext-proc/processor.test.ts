@@ -326,3 +326,20 @@ test('answer headers: a card is remembered for data-flow control; in monitor mod
     assert.equal(sent?.immediate_response?.status?.code, mode === 'enforce' ? 403 : undefined);
   }
 });
+
+test('a batch: the tool arguments and a notification are masked in place, each in its own part of the body', () => {
+  const processor = createStreamProcessor(route, deps(policyWith({ dataProtection: { profiles: ['pci-dss'] } })));
+  handleNow(processor, { request: 'request_headers', request_headers: { ...headers({ ':method': 'POST', ':path': '/personas/p/billing', 'content-type': 'application/json', authorization: `Bearer ${token}`, 'mcp-protocol-version': '2025-03-26' }) } });
+  const batch = [
+    { jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 'save_note', arguments: { note: `card ${card}` } } },
+    { jsonrpc: '2.0', method: 'notifications/cancelled', params: { requestId: 0, reason: `card ${card}` } },
+    { jsonrpc: '2.0', id: 'srv-1', result: { content: { text: 'nothing here' } } },
+  ];
+  const answer = handleNow(processor, { request: 'request_body', request_body: { body: Buffer.from(JSON.stringify(batch)), end_of_stream: true } });
+  const mutation = answer?.request_body?.response?.body_mutation;
+  assert.ok(mutation && 'body' in mutation);
+  const forwarded = JSON.parse(Buffer.from(mutation.body!).toString('utf8')) as typeof batch;
+  assert.equal((forwarded[0]!.params as { arguments: { note: string } }).arguments.note, 'card **** **** **** 6467');
+  assert.equal((forwarded[1]!.params as { reason: string }).reason, 'card **** **** **** 6467');
+  assert.deepEqual(forwarded[2], batch[2], 'a clean message is forwarded as it was');
+});

@@ -117,8 +117,11 @@ interface AssessedCall {
   decision: Decision;
   /** For a throttle: seconds until the agent may retry. */
   retryAfterSeconds: number | null;
-  /** Masked or redacted arguments (MCP) or body (REST) to forward instead of the original. */
-  rewritten: { value: unknown } | null;
+  /**
+   * Masked or redacted arguments (MCP) or body (REST) to forward instead of the original; for another
+   * MCP message, the part of it that was inspected (its params, or the client's result or error).
+   */
+  rewritten: { value: unknown; part?: 'params' | 'result' | 'error' } | null;
   /** REST: the query string with masked or redacted values, to forward instead of the original. */
   rewrittenQuery: string | null;
   /** REST: the path below the route prefix with masked or redacted segments (percent-encoded). */
@@ -400,8 +403,8 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
     const perMessage: { message: JsonRpcMessage; assessed: AssessedCall }[] = [];
     for (const message of parsed.messages) {
       if (message.type === 'response') {
-        // The client answering a server request (sampling, elicitation): passed through, never dropped.
-        perMessage.push({ message, assessed: { decision: makeDecision(mcpCall('response', undefined, undefined, message.id), null), retryAfterSeconds: null, rewritten: null, rewrittenQuery: null, rewrittenPath: null } });
+        // The client answering a server request (sampling, elicitation): what it answers is inspected like arguments.
+        perMessage.push({ message, assessed: assessOtherMessage(message, mcpCall('response', undefined, undefined, message.id), null) });
         continue;
       }
       const tool = message.method === 'tools/call' ? toolNameOf(message.params) : undefined;
@@ -411,9 +414,7 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
       const call = mcpCall(message.method, tool, args, id);
       const denial = authorization.allowed ? null : authorization.reason;
       // Session plumbing (initialize, tools/list, notifications) is authorized only; tool calls go through every stage.
-      const assessed = message.method === 'tools/call' && tool !== undefined
-        ? assessCall(call, tool, args ?? {}, denial, id ?? null, body.length)
-        : { decision: makeDecision(call, denial), retryAfterSeconds: null, rewritten: null, rewrittenQuery: null, rewrittenPath: null };
+      const assessed = message.method === 'tools/call' && tool !== undefined ? assessCall(call, tool, args ?? {}, denial, id ?? null, body.length) : assessOtherMessage(message, call, denial);
       perMessage.push({ message, assessed });
       if (message.type === 'request' && message.method === 'tools/list') toolsListIds.add(message.id);
       if (message.type === 'request' && message.id !== null) requestIds.push(message.id);
@@ -423,7 +424,7 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
     if (auditFailure) return auditFailure;
     if (!decisions.some(blocks)) {
       if (!perMessage.some((m) => m.assessed.rewritten)) return { request_body: { response: { status: 'CONTINUE' } } };
-      return replaceRequestBody(withRewrittenArguments(body, parsed.batch, perMessage.map((m) => m.assessed.rewritten)));
+      return replaceRequestBody(withRewrittenMessages(body, parsed.batch, perMessage.map((m) => m.assessed.rewritten)));
     }
 
     // Refuse the whole body: a batch is not half-forwarded.
@@ -444,9 +445,34 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
         });
       });
     const payload = parsed.batch ? errors : errors[0];
-    const firstDenied = decisions.find(blocks)!.reasons[0]!.code;
-    if (payload === undefined) return immediate(202, '', [], firstDenied);
+    const firstReason = decisions.find(blocks)!.reasons[0]!;
+    const firstDenied = firstReason.code;
+    if (payload === undefined) {
+      // Only notifications and responses, and they may not go on: an HTTP error with a JSON-RPC error without an id.
+      const error = jsonRpcError(null, jsonRpcCodes.policyDenied, `Mandate: ${firstReason.message}`, { mandate: { code: firstDenied, persona: route!.persona, configVersion: policy!.version } });
+      return immediate(403, JSON.stringify(error), [['content-type', 'application/json'], ['cache-control', 'no-store']], firstDenied);
+    }
     return immediate(200, JSON.stringify(payload), [['content-type', 'application/json'], ['cache-control', 'no-store']], firstDenied);
+  }
+
+  /**
+   * A message other than a tool call (session plumbing, notifications, the client's answers to server
+   * requests such as sampling and elicitation): authorized by the caller; with data protection on, what
+   * it carries (its params, or the answer's result or error) is inspected like tool arguments, against
+   * the upstream it goes to, and masked, refused or checked against data-flow rules.
+   */
+  function assessOtherMessage(message: JsonRpcMessage, call: AgentCall, denial: DecisionReason | null): AssessedCall {
+    const unassessed = { retryAfterSeconds: null, rewritten: null, rewrittenQuery: null, rewrittenPath: null };
+    const part = message.type === 'response' ? ('result' in message ? 'result' : 'error') : 'params';
+    const payload = message.type === 'response' ? (message.result ?? message.error) : message.params;
+    const dp = persona!.dataProtection;
+    if (!dp.active || payload === undefined || payload === null || typeof payload !== 'object' || (denial !== null && persona!.persona.mode !== 'monitor')) {
+      return { decision: makeDecision(call, denial), ...unassessed };
+    }
+    const protection = protectRequestJson(dp, deps.flow, flowSession(), payload, { upstream: route!.upstream, environment: upstream!.environment });
+    const findings = protection.findings.map((f) => ({ ...f, location: `${part}${f.location.slice(1)}` }));
+    const decision = makeDecision(call, denial ?? protection.denial, { findings, notes: denial && protection.denial ? [protection.denial, ...protection.notes] : protection.notes });
+    return { decision, ...unassessed, rewritten: protection.changed ? { value: protection.value, part } : null };
   }
 
   /**
@@ -1126,13 +1152,15 @@ const textualTypes = /^(text\/(?!event-stream)|application\/(xml|yaml|x-yaml|x-w
 /** REST streams carry one call; its pending result is kept under this key. */
 const restResultKey = 'rest';
 
-/** The body with masked or redacted tool arguments put back in place (`rewritten` is per message, in body order). */
-function withRewrittenArguments(body: Buffer, batch: boolean, rewritten: ({ value: unknown } | null)[]): Buffer {
+/** The body with masked or redacted tool arguments (or other messages' inspected parts) put back in place (`rewritten` is per message, in body order). */
+function withRewrittenMessages(body: Buffer, batch: boolean, rewritten: AssessedCall['rewritten'][]): Buffer {
   const value = JSON.parse(body.toString('utf8')) as unknown;
-  const messages = (batch ? value : [value]) as { params?: { arguments?: unknown } }[];
+  const messages = (batch ? value : [value]) as Record<string, unknown>[];
   rewritten.forEach((r, index) => {
-    const params = messages[index]?.params;
-    if (r && params) params.arguments = r.value;
+    const message = messages[index];
+    if (!r || !message) return;
+    if (r.part) message[r.part] = r.value;
+    else (message.params as { arguments?: unknown }).arguments = r.value;
   });
   return Buffer.from(JSON.stringify(value), 'utf8');
 }

@@ -131,6 +131,30 @@ describe('request side: agent to tool', () => {
     await client.close();
   });
 
+  test("every message the agent sends is inspected: a notification's reason is masked; a refused answer to the server is an HTTP 403 and never reaches it", async () => {
+    const post = (message: unknown) =>
+      fetch(`${gateway.gatewayUrl}${endpoint('dlp-guard', 'billing')}`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream', authorization: `Bearer ${tokens['dlp-guard']}`, 'mcp-protocol-version': '2025-06-18' },
+        body: JSON.stringify(message),
+      });
+    const cancelled = await post({ jsonrpc: '2.0', method: 'notifications/cancelled', params: { requestId: 41, reason: `giving up, use ${awsKey}` } });
+    assert.equal(cancelled.status, 202);
+    const received = billing.messages.filter((m) => (m as { method?: string }).method === 'notifications/cancelled').at(-1) as { params: { reason: string } };
+    assert.match(received.params.reason, /^giving up, use \*{8,}$/);
+    assert.equal(JSON.stringify(billing.messages).includes(awsKey), false);
+
+    const before = billing.messages.length;
+    // The client's answer to a server request (elicitation) with a value a block rule stops.
+    const answer = await post({ jsonrpc: '2.0', id: 'elicit-1', result: { action: 'accept', content: { token: githubToken } } });
+    assert.equal(answer.status, 403);
+    const error = (await answer.json()) as { id: unknown; error: { code: number; data: { mandate: { code: string } } } };
+    assert.equal(error.id, null);
+    assert.equal(error.error.code, -32001);
+    assert.equal(error.error.data.mandate.code, 'sensitive_data_blocked');
+    assert.equal(billing.messages.length, before, 'the refused answer never reached the upstream');
+  });
+
   test('a block rule refuses the call with -32001, naming the detector group, never the value', async () => {
     const before = billing.calls.length;
     const client = await gateway.mcpClient(endpoint('dlp-guard', 'billing'), tokens['dlp-guard']!);

@@ -7,7 +7,7 @@ export type JsonRpcId = string | number | null;
 export type JsonRpcMessage =
   | { type: 'request'; id: string | number; method: string; params: unknown }
   | { type: 'notification'; method: string; params: unknown }
-  | { type: 'response'; id: JsonRpcId };
+  | { type: 'response'; id: JsonRpcId; result?: unknown; error?: unknown };
 
 export type ParsedBody =
   | { ok: true; batch: boolean; messages: JsonRpcMessage[] }
@@ -59,7 +59,7 @@ function parseMessage(value: unknown): JsonRpcMessage | string {
     if (m.id === null) return 'a request id must not be null';
     return { type: 'request', id: m.id as string | number, method: m.method, params: m.params };
   }
-  if (hasId && ('result' in m || 'error' in m)) return { type: 'response', id: m.id as JsonRpcId };
+  if (hasId && ('result' in m || 'error' in m)) return { type: 'response', id: m.id as JsonRpcId, ...('result' in m ? { result: m.result } : { error: m.error }) };
   return 'not a JSON-RPC request, notification or response';
 }
 

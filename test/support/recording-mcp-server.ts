@@ -16,6 +16,8 @@ export interface RecordingMcpServer {
   server: Server;
   /** Every tools/call this upstream received, oldest first, arguments as sent on the wire. */
   calls: RecordedCall[];
+  /** Every JSON-RPC message this upstream received (requests, notifications, the client's responses), oldest first. */
+  messages: unknown[];
 }
 
 /** Tool name -> the text its result carries (or an error result). */
@@ -33,11 +35,13 @@ const argumentShape = {
 /** `eventStream`: answer each POST as a server-sent event stream (the SDK's default), not as one JSON body. */
 export function createRecordingMcpServer(answers: ToolAnswers, options: { eventStream?: boolean } = {}): RecordingMcpServer {
   const calls: RecordedCall[] = [];
+  const messages: unknown[] = [];
   const server = createServer(async (request, response) => {
     const chunks: Buffer[] = [];
     for await (const chunk of request) chunks.push(chunk as Buffer);
     const text = Buffer.concat(chunks).toString('utf8');
     const body = text ? (JSON.parse(text) as unknown) : undefined;
+    if (body !== undefined) messages.push(...(Array.isArray(body) ? body : [body]));
     for (const message of Array.isArray(body) ? body : [body]) {
       const m = message as { method?: string; params?: { name?: string; arguments?: unknown } } | undefined;
       if (m?.method === 'tools/call') calls.push({ tool: m.params?.name ?? '', arguments: m.params?.arguments });
@@ -57,7 +61,7 @@ export function createRecordingMcpServer(answers: ToolAnswers, options: { eventS
     await mcp.connect(transport);
     await transport.handleRequest(request, response, body);
   });
-  return { server, calls };
+  return { server, calls, messages };
 }
 
 export async function listen(server: Server): Promise<number> {
