@@ -8,19 +8,21 @@
 //   2. request body     - MCP: parse JSON-RPC; for every message, in order (assessCall):
 //                           a. authorization (grants and CEL conditions),
 //                           b. data protection: inspect the arguments (mask/redact/block),
-//                              check data-flow rules against what the session read,
+//                              check data-flow rules against what the session read
+//                              (other messages: their params or answer, assessOtherMessage),
 //                           c. behaviour: sequence rules, guardrails, baselines;
 //                         record the decisions (audit), then refuse, rewrite or continue;
 //                         then the Persona's external DLP (ICAP/webhook), if any, answers later.
 //                         REST: the same stages for method + path template (+ query, + body).
-//   3. response headers - ask for the body when it must be filtered (tools/list, also by
-//                         shape on the session's GET stream) or inspected (every answer under
-//                         data protection, tool results under behaviour): BUFFERED for JSON and
-//                         text, STREAMED for SSE and JSON lines.
+//   3. response headers - inspect the answer's headers; ask for the body when it must be
+//                         filtered (tools/list, also by shape on the session's GET stream) or
+//                         inspected (every answer under data protection, tool results under
+//                         behaviour): BUFFERED for JSON and text, STREAMED for SSE, JSON lines
+//                         and answers of no or an unknown content type (read unless binary).
 //   4. response body    - filter tools/list; mask/redact/block sensitive data; feed results,
 //                         with what data protection found, to the behaviour engine; remember
 //                         revealed values (gradual collection signals the behaviour stage);
-//                         external DLP on whole (buffered) bodies.
+//                         external DLP on whole (buffered) bodies and on SSE messages.
 //   5. stream end       - the outcome of each allowed call (status, latency, response findings).
 // Every decision is made by pure functions of (compiled policy, call, session state);
 // this file only translates Envoy messages in and ProcessingResponses out.
