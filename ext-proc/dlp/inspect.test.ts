@@ -2,6 +2,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { compileDataProtection, type CompiledDataProtection } from './compile.ts';
 import { inspectBody, inspectJson, inspectText } from './inspect.ts';
+import { lookAlikeSetSource } from './look-alikes.ts';
+import RE2 from 're2';
 
 const response = { direction: 'response' as const, upstream: 'billing' };
 const request = { direction: 'request' as const, upstream: 'mailer', tool: 'send_email' };
@@ -313,6 +315,22 @@ test('invisible marks, digits of other scripts and tag characters do not hide a 
   const prose = inspectBody(compiled, Buffer.from('{"t":"la 2ª edición, 5 m², 1º piso, ① first"}'), ctx);
   assert.equal(prose.changed, false);
   assert.equal(prose.findings.length, 0);
+});
+
+test('Cyrillic and Greek letters drawn like Latin ones do not hide a key; text in those alphabets alone is not read twice', () => {
+  const compiled = compileDataProtection({ profiles: ['pci-dss', 'secrets'] } as never);
+  const ctx = { direction: 'request' as const, upstream: 'u' };
+  for (const key of ['АКІАZ3MQ7HW2XK4JLP5R', 'ΑΚΙΑZ3MQ7HW2XK4JLP5R', 'АКІАZ3МQ7НW2ХК4JLР5R']) {
+    const r = inspectBody(compiled, Buffer.from(JSON.stringify({ note: `key ${key}` })), ctx);
+    assert.deepEqual(r.findings.map((f) => f.detector), ['aws-access-key-id'], key);
+    assert.equal(JSON.parse(r.value.toString()).note, `key ${'*'.repeat(20)}`);
+  }
+  const russian = inspectBody(compiled, Buffer.from(JSON.stringify({ note: 'Карта клиента 4539 1488 0343 6467, Москва' })), ctx);
+  assert.equal(JSON.parse(russian.value.toString()).note, 'Карта клиента **** **** **** 6467, Москва', 'the Cyrillic around the value stays as it was');
+  const latinLike = new RE2(lookAlikeSetSource);
+  assert.equal(latinLike.test('Привет! Обычный текст о погоде в Москве.'), false, 'Russian prose alone does not make the Set notice');
+  assert.equal(latinLike.test('АКІАZ3'), true);
+  assert.equal(latinLike.test('nif В-58378431'), true, 'a capital beside a digit across a separator');
 });
 
 test('a value and its look-alike spelling have the same fingerprint (data-flow memory is not fooled by the spelling)', () => {

@@ -14,7 +14,8 @@
 // - compatibility forms of one ASCII letter or digit (full-width, mathematical alphanumerics,
 //   superscripts, circled letters: whatever NFKC maps to one ASCII letter or digit), and the full-width
 //   punctuation and signs: that ASCII character;
-// - tag characters U+E0020-U+E007E (invisible copies of ASCII): the ASCII character.
+// - tag characters U+E0020-U+E007E (invisible copies of ASCII): the ASCII character;
+// - Cyrillic and Greek letters drawn like Latin ones: the Latin letter.
 
 /** What a BMP character becomes: its ASCII counterpart, `removed`, or 0 when it stays as it is. */
 const bmpReading = new Uint8Array(0x10000);
@@ -29,6 +30,17 @@ const invisible: [number, number][] = [
 ];
 const spaces: [number, number][] = [[0x00a0, 0x00a0], [0x1680, 0x1680], [0x2000, 0x200a], [0x202f, 0x202f], [0x205f, 0x205f], [0x3000, 0x3000]];
 const hyphens: [number, number][] = [[0x2010, 0x2012], [0x2212, 0x2212], [0xfe63, 0xfe63]];
+
+/**
+ * Cyrillic and Greek letters drawn like Latin ones (`АКІА` in Cyrillic for `AKIA`). They are read as
+ * the Latin letter, but only where they mix with Latin letters or digits does the Set notice (see
+ * lookAlikeSetSource): text written in those alphabets alone is not read twice for nothing.
+ */
+const latinLookingLetters: Record<string, string> = {
+  А: 'A', В: 'B', Е: 'E', К: 'K', М: 'M', Н: 'H', О: 'O', Р: 'P', С: 'C', Т: 'T', У: 'Y', Х: 'X', Ѕ: 'S', І: 'I', Ј: 'J', Ԛ: 'Q', Ԝ: 'W',
+  а: 'a', е: 'e', о: 'o', р: 'p', с: 'c', у: 'y', х: 'x', ѕ: 's', і: 'i', ј: 'j', һ: 'h', ԁ: 'd', ԛ: 'q', ԝ: 'w', ӏ: 'l',
+  Α: 'A', Β: 'B', Ε: 'E', Ζ: 'Z', Η: 'H', Ι: 'I', Κ: 'K', Μ: 'M', Ν: 'N', Ο: 'O', Ρ: 'P', Τ: 'T', Υ: 'Y', Χ: 'X', ο: 'o',
+};
 
 function setReading(cp: number, to: number): void {
   if (cp < 0x10000) bmpReading[cp] = to;
@@ -45,6 +57,7 @@ function isAsciiAlnum(c: number): boolean {
   for (const [from, to] of hyphens) for (let cp = from; cp <= to; cp++) setReading(cp, 45);
   for (let cp = 0xff01; cp <= 0xff5e; cp++) setReading(cp, cp - 0xfee0);
   for (let cp = 0xe0020; cp <= 0xe007e; cp++) setReading(cp, cp - 0xe0000);
+  for (const [letter, latin] of Object.entries(latinLookingLetters)) setReading(letter.codePointAt(0)!, latin.charCodeAt(0));
   // Decimal digits come in runs of ten, zero first (a Unicode stability rule).
   const decimal = /^\p{Nd}$/u;
   let runStart = -1;
@@ -73,15 +86,28 @@ function readingRanges(): [number, number][] {
     if (last && last[1] === cp - 1) last[1] = cp;
     else ranges.push([cp, cp]);
   };
-  for (let cp = 0x80; cp < 0x10000; cp++) if (bmpReading[cp] !== 0) add(cp);
+  for (let cp = 0x80; cp < 0x10000; cp++) if (bmpReading[cp] !== 0 && !latinLooking.has(cp)) add(cp);
   for (const cp of [...astralReading.keys()].sort((a, b) => a - b)) add(cp);
   return ranges;
 }
 
-/** An RE2 character class of every character the ASCII reading changes: the Set's look-alike entry. */
-export const lookAlikeSetSource = `[${readingRanges()
-  .map(([from, to]) => (from === to ? `\\x{${from.toString(16)}}` : `\\x{${from.toString(16)}}-\\x{${to.toString(16)}}`))
-  .join('')}]`;
+const latinLooking = new Set(Object.keys(latinLookingLetters).map((letter) => letter.codePointAt(0)!));
+
+const hex = (cp: number) => `\\x{${cp.toString(16)}}`;
+
+/**
+ * The Set's look-alike entry: any character the ASCII reading changes, except the Latin-looking
+ * Cyrillic and Greek letters, which count only glued to a Latin letter or digit.
+ */
+export const lookAlikeSetSource = (() => {
+  const changed = `[${readingRanges()
+    .map(([from, to]) => (from === to ? hex(from) : `${hex(from)}-${hex(to)}`))
+    .join('')}]`;
+  const latinLike = `[${[...latinLooking].map(hex).join('')}]`;
+  const upperLatinLike = `[${[...latinLooking].filter((cp) => String.fromCodePoint(cp) !== String.fromCodePoint(cp).toLowerCase()).map(hex).join('')}]`;
+  // Glued to a Latin letter or digit (АКІА7...), or a capital one beside one across a separator (an id's "-Х" or " С ").
+  return `${changed}|[A-Za-z0-9]${latinLike}|${latinLike}[A-Za-z0-9]|[A-Za-z0-9][-./ ]${upperLatinLike}|${upperLatinLike}[-./ ][A-Za-z0-9]`;
+})();
 
 export interface AsciiReading {
   text: string;

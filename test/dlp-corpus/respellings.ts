@@ -5,6 +5,11 @@
 import { evaluate, loadCorpus, type DetectorScore } from './evaluate.ts';
 import type { LabelledSample } from './generate.ts';
 
+const cyrillicFor: Record<string, string> = {
+  A: 'А', B: 'В', C: 'С', E: 'Е', H: 'Н', K: 'К', M: 'М', O: 'О', P: 'Р', T: 'Т', X: 'Х', Y: 'У',
+  a: 'а', c: 'с', e: 'е', o: 'о', p: 'р', x: 'х', y: 'у',
+};
+
 export const respellings: Record<string, (text: string) => string> = {
   'zero-width space after every character': (t) => [...t].map((c) => `${c}\u200b`).join(''),
   'soft hyphen between digits': (t) => t.replace(/(\d)(?=\d)/g, '$1\u00ad'),
@@ -12,6 +17,7 @@ export const respellings: Record<string, (text: string) => string> = {
   'Arabic-Indic digits': (t) => t.replace(/\d/g, (d) => String.fromCharCode(0x0660 + Number(d))),
   'mathematical bold digits': (t) => t.replace(/\d/g, (d) => String.fromCodePoint(0x1d7ce + Number(d))),
   'no-break spaces': (t) => t.replaceAll(' ', '\u00a0'),
+  'Cyrillic letters drawn like Latin ones': (t) => t.replace(/[ABCEHKMOPTXYaceopxy]/g, (c) => cyrillicFor[c]!),
 };
 
 function respell(value: unknown, how: (text: string) => string): unknown {
