@@ -333,10 +333,27 @@ test('Cyrillic and Greek letters drawn like Latin ones do not hide a key; text i
   assert.equal(latinLike.test('nif В-58378431'), true, 'a capital beside a digit across a separator');
 });
 
+test('percent-escapes here and there do not hide a value: a card with %20 for its spaces, an address with %40', () => {
+  const compiled = compileDataProtection({ profiles: ['pci-dss', 'gdpr-pii'] } as never);
+  const ctx = { direction: 'request' as const, upstream: 'u' };
+  // Found in the decoded reading; percent-encoded in the original, so redacted whole as the url decoder's finds are.
+  const card = inspectBody(compiled, Buffer.from(JSON.stringify({ note: 'card 4539%201488%200343%206467 ok' })), ctx);
+  assert.deepEqual(card.findings.map((f) => [f.detector, f.location]), [['payment-card-visa', '$.note (url)']]);
+  assert.equal(JSON.parse(card.value.toString()).note, 'card [REDACTED:payment-card] ok');
+  const mail = inspectBody(compiled, Buffer.from(JSON.stringify({ note: 'write to jane%40example.com today' })), ctx);
+  assert.deepEqual(mail.findings.map((f) => f.detector), ['email-address']);
+  assert.equal(JSON.parse(mail.value.toString()).note, 'write to [REDACTED:email] today');
+  // Escapes elsewhere change nothing: a file name in a URL, a bare percent sign.
+  for (const note of ['https://files.example/report%202024.pdf', 'up 100% and 50%zz']) {
+    const r = inspectBody(compiled, Buffer.from(JSON.stringify({ note })), ctx);
+    assert.equal(r.changed, false, note);
+  }
+});
+
 test('a value and its look-alike spelling have the same fingerprint (data-flow memory is not fooled by the spelling)', () => {
   const compiled = compileDataProtection({ profiles: ['pci-dss'] } as never, { fingerprintKey: Buffer.alloc(32, 3) });
   const ctx = { direction: 'request' as const, upstream: 'u' };
-  const spellings = ['4539 1488 0343 6467', '4539\u200b1488\u200b0343\u200b6467', '４５３９１４８８０３４３６４６７', '٤٥٣٩-١٤٨٨-٠٣٤٣-٦٤٦٧', '𝟒𝟓𝟑𝟗𝟏𝟒𝟖𝟖𝟎𝟑𝟒𝟑𝟔𝟒𝟔𝟕'];
+  const spellings = ['4539 1488 0343 6467', '4539\u200b1488\u200b0343\u200b6467', '４５３９１４８８０３４３６４６７', '٤٥٣٩-١٤٨٨-٠٣٤٣-٦٤٦٧', '𝟒𝟓𝟑𝟗𝟏𝟒𝟖𝟖𝟎𝟑𝟒𝟑𝟔𝟒𝟔𝟕', '4539%201488%200343%206467'];
   const hashes = spellings.map((s) => {
     const r = inspectBody(compiled, Buffer.from(`{"to":"x","body":"card ${s}"}`), ctx);
     assert.equal(r.fingerprints.length, 1, s);

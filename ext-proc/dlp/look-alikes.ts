@@ -15,7 +15,9 @@
 //   superscripts, circled letters: whatever NFKC maps to one ASCII letter or digit), and the full-width
 //   punctuation and signs: that ASCII character;
 // - tag characters U+E0020-U+E007E (invisible copies of ASCII): the ASCII character;
-// - Cyrillic and Greek letters drawn like Latin ones: the Latin letter.
+// - Cyrillic and Greek letters drawn like Latin ones: the Latin letter;
+// - a percent-escape of a printable ASCII character (`%20`, `%40`): that character (a value
+//   URL-encoded here and there; long encoded runs are the url decoder's, see compile.ts).
 
 /** What a BMP character becomes: its ASCII counterpart, `removed`, or 0 when it stays as it is. */
 const bmpReading = new Uint8Array(0x10000);
@@ -106,7 +108,10 @@ export const lookAlikeSetSource = (() => {
   const latinLike = `[${[...latinLooking].map(hex).join('')}]`;
   const upperLatinLike = `[${[...latinLooking].filter((cp) => String.fromCodePoint(cp) !== String.fromCodePoint(cp).toLowerCase()).map(hex).join('')}]`;
   // Glued to a Latin letter or digit (АКІА7...), or a capital one beside one across a separator (an id's "-Х" or " С ").
-  return `${changed}|[A-Za-z0-9]${latinLike}|${latinLike}[A-Za-z0-9]|[A-Za-z0-9][-./ ]${upperLatinLike}|${upperLatinLike}[-./ ][A-Za-z0-9]`;
+  const mixedScript = `[A-Za-z0-9]${latinLike}|${latinLike}[A-Za-z0-9]|[A-Za-z0-9][-./ ]${upperLatinLike}|${upperLatinLike}[-./ ][A-Za-z0-9]`;
+  // A percent-escaped space, sign or digit beside a digit (4539%201488...), or an escaped @ (jane%40example.com).
+  const percent = '[0-9]%[23][0-9A-Fa-f]|%[23][0-9A-Fa-f][0-9]|%40';
+  return `${changed}|${mixedScript}|${percent}`;
 })();
 
 export interface AsciiReading {
@@ -123,12 +128,32 @@ function readingOf(cp: number): number {
   return cp < 0x10000 ? bmpReading[cp]! : (astralReading.get(cp) ?? 0);
 }
 
+/** The printable ASCII character a percent-escape at `i` stands for (`%20`, `%34`, `%40`), or 0. */
+function percentEscaped(text: string, i: number): number {
+  if (text.charCodeAt(i) !== 0x25 || i + 2 >= text.length) return 0;
+  const hi = hexValue(text.charCodeAt(i + 1));
+  const lo = hexValue(text.charCodeAt(i + 2));
+  if (hi < 0 || lo < 0) return 0;
+  const c = hi * 16 + lo;
+  return c >= 0x20 && c <= 0x7e ? c : 0;
+}
+
+function hexValue(c: number): number {
+  if (c >= 48 && c <= 57) return c - 48;
+  if (c >= 65 && c <= 70) return c - 55;
+  if (c >= 97 && c <= 102) return c - 87;
+  return -1;
+}
+
 /** The ASCII reading of a text, or null when no character in it changes. */
 export function asciiReading(text: string): AsciiReading | null {
   let i = 0;
   for (; i < text.length; i++) {
     const c = text.charCodeAt(i);
-    if (c < 0x80) continue;
+    if (c < 0x80) {
+      if (c === 0x25 && percentEscaped(text, i) !== 0) break;
+      continue;
+    }
     if (c >= 0xd800 && c <= 0xdbff) {
       const cp = text.codePointAt(i)!;
       if (readingOf(cp) !== 0) break;
@@ -146,6 +171,14 @@ export function asciiReading(text: string): AsciiReading | null {
   let sameOffsets = true;
   while (i < text.length) {
     const c = text.charCodeAt(i);
+    const escaped = c === 0x25 ? percentEscaped(text, i) : 0;
+    if (escaped !== 0) {
+      units[n] = escaped;
+      origin[n++] = i;
+      sameOffsets = false;
+      i += 3;
+      continue;
+    }
     const wide = c >= 0xd800 && c <= 0xdbff && i + 1 < text.length;
     const cp = wide ? text.codePointAt(i)! : c;
     const to = c < 0x80 ? 0 : readingOf(cp);

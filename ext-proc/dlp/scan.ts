@@ -429,13 +429,22 @@ function asciiReadingOf(t: SegmentTable): { table: SegmentTable; origins: (Int32
   return { table: { ...t, texts, start, end }, origins: shifted };
 }
 
-/** A match in a text's ASCII reading, as offsets into the original segment (covering marks removed inside it). */
+/**
+ * A match in a text's ASCII reading, as offsets into the original segment (covering marks removed
+ * inside it). A match that was percent-encoded in the original counts as URL-encoded: like the url
+ * decoder's finds, it is redacted whole (masking inside escapes would leave them half-readable).
+ */
 function originalSpan(m: Match, t: SegmentTable, reading: SegmentTable, origins: (Int32Array | null)[]): Match {
-  const origin = origins[t.text[m.segment]!];
+  const textIndex = t.text[m.segment]!;
+  const origin = origins[textIndex];
   if (!origin) return m;
   const base = reading.start[m.segment]!;
   const from = t.start[m.segment]!;
-  return { ...m, start: origin[base + m.start]! - from, end: Math.min(origin[base + m.end]!, t.end[m.segment]!) - from };
+  const original = t.texts[textIndex]!;
+  const read = reading.texts[textIndex]!;
+  let encoded = m.encoding !== null;
+  for (let k = base + m.start; k < base + m.end && !encoded; k++) encoded = original.charCodeAt(origin[k]!) === 0x25 && read.charCodeAt(k) !== 0x25;
+  return { ...m, start: origin[base + m.start]! - from, end: Math.min(origin[base + m.end]!, t.end[m.segment]!) - from, encoding: m.encoding ?? (encoded ? 'url' : null) };
 }
 
 function scanWithHits(compiled: CompiledDataProtectionOk, t: SegmentTable, rawHits: number[] | null, depth: number, mapped: boolean): Match[] {
@@ -452,10 +461,15 @@ function scanWithHits(compiled: CompiledDataProtectionOk, t: SegmentTable, rawHi
   }
   if (!mapped && hits.some((h) => entries[h]?.kind === 'look-alike')) {
     // The values hold look-alike characters: they are read again in their ASCII reading, the Set
-    // runs over that, and what it finds is mapped back onto the original characters.
+    // runs over that, and what it finds is mapped back onto the original characters. The values as
+    // they are are scanned too (a decoder's run of escapes, a word boundary the reading glues away),
+    // and where both find the same characters the usual overlap rules choose.
     const { table, origins } = asciiReadingOf(t);
-    const matches = scanWithHits(compiled, table, null, depth, true);
-    return origins === null ? matches : matches.map((m) => originalSpan(m, t, table, origins));
+    const read = scanWithHits(compiled, table, null, depth, true);
+    const readBack = origins === null ? read : read.map((m) => originalSpan(m, t, table, origins));
+    const plain = scanWithHits(compiled, t, rawHits, depth, true);
+    if (plain.length === 0) return readBack;
+    return resolveOverlaps([...plain, ...readBack].sort((a, b) => a.segment - b.segment || a.start - b.start || b.end - a.end));
   }
   const keywordHit = hits.some((h) => entries[h]?.kind === 'keyword');
   // Field names: one Set pass over the distinct names (keyword-gated detectors named by a field).

@@ -18,6 +18,7 @@ export const respellings: Record<string, (text: string) => string> = {
   'mathematical bold digits': (t) => t.replace(/\d/g, (d) => String.fromCodePoint(0x1d7ce + Number(d))),
   'no-break spaces': (t) => t.replaceAll(' ', '\u00a0'),
   'Cyrillic letters drawn like Latin ones': (t) => t.replace(/[ABCEHKMOPTXYaceopxy]/g, (c) => cyrillicFor[c]!),
+  'percent-escaped spaces, dashes and @': (t) => t.replace(/[ @-]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`),
 };
 
 function respell(value: unknown, how: (text: string) => string): unknown {
