@@ -83,11 +83,11 @@ export function unforwardableHeaderReason(name: string): string | null {
  * The agent's headers to drop before the request goes upstream: every one that is not a pseudo-header,
  * `host`, a protocol header, one set by Envoy, or one the upstream lists.
  */
-export function droppedRequestHeaders(names: Iterable<string>, listed: ReadonlySet<string>): string[] {
-  const dropped: string[] = [];
+export function droppedRequestHeaders(names: Iterable<string>, listed: ReadonlySet<string>): ReadonlySet<string> {
+  const dropped = new Set<string>();
   for (const name of names) {
     if (name.startsWith(':') || name === 'host' || protocolRequestHeaders.has(name) || gatewaySetRequestHeaders.has(name) || listed.has(name)) continue;
-    dropped.push(name);
+    dropped.add(name);
   }
   return dropped;
 }

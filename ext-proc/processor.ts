@@ -35,6 +35,7 @@ import type { Upstream } from '../config/schema.ts';
 import { authenticateAgent } from './authentication/agent-credential.ts';
 import { authorizeMcpMethod, authorizeOperation, isToolVisible } from './authorization/authorize.ts';
 import { blocks, type AgentCall, type CallContext, type DataFinding, type Decision, type DecisionReason } from './decision/decision.ts';
+import type { ExternalDlp } from '../config/data-protection-schema.ts';
 import { consultExternalDlp } from './dlp/external.ts';
 import type { FlowSignal, FlowTracker } from './dlp/flow.ts';
 import { binaryTypes, createStreamInspector, jsonLinesTypes, looksBinary, type StreamInspector } from './dlp/stream.ts';
@@ -250,8 +251,7 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
    * written into the headers as they go on; findings join the request's first decision.
    */
   function checkForwardedHeaders(): ProcessingResponse | null {
-    const dropped = droppedRequestHeaders(requestHeaders.keys(), policy!.forwardedHeaders.get(route!.upstream) ?? noHeaders);
-    droppedHeaders = new Set(dropped);
+    droppedHeaders = droppedRequestHeaders(requestHeaders.keys(), policy!.forwardedHeaders.get(route!.upstream) ?? noHeaders);
     const dp = persona!.dataProtection;
     if (!dp.active) return null;
     const inspected: [string, string][] = [];
@@ -263,7 +263,7 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
     const values: Record<string, string> = Object.fromEntries(inspected);
     const protection = protectRequestJson(dp, deps.flow, flowSession(), values, { upstream: route!.upstream, environment: upstream!.environment });
     if (protection.findings.length === 0 && protection.denial === null && protection.notes.length === 0) return null;
-    const findings = protection.findings.map((f) => ({ ...f, location: `headers${f.location.slice(1)}` }));
+    const findings = locatedIn('headers', protection.findings);
     if (protection.denial && persona!.persona.mode !== 'monitor') {
       headerRecord = { findings, notes: protection.notes };
       return refuse(403, protection.denial.code, protection.denial.message, 'data-protection');
@@ -472,7 +472,7 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
       return { decision: makeDecision(call, denial), ...unassessed };
     }
     const protection = protectRequestJson(dp, deps.flow, flowSession(), payload, { upstream: route!.upstream, environment: upstream!.environment });
-    const findings = protection.findings.map((f) => ({ ...f, location: `${part}${f.location.slice(1)}` }));
+    const findings = locatedIn(part, protection.findings);
     const decision = makeDecision(call, denial ?? protection.denial, { findings, notes: denial && protection.denial ? [protection.denial, ...protection.notes] : protection.notes });
     return { decision, ...unassessed, rewritten: protection.changed ? { value: protection.value, part } : null };
   }
@@ -515,7 +515,7 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
     }
     /** Takes what inspecting one part of a REST request found, its findings located under `part` ("path", "query"). */
     const adopt = (result: RequestProtection<unknown>, part: string) => {
-      findings = [...findings, ...result.findings.map((f) => ({ ...f, location: `${part}${f.location.slice(1)}` }))];
+      findings = [...findings, ...locatedIn(part, result.findings)];
       notes.push(...result.notes);
       if (result.denial) deny(result.denial);
     };
@@ -622,26 +622,58 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
    * The Persona's external DLP services (ICAP or webhook), after Mandate's own stages
    * allowed the body: inline ones may rewrite or refuse it; async ones only receive a copy.
    */
+  function externalServices(direction: 'request' | 'response'): ExternalDlp[] {
+    return (persona?.dataProtection.external ?? []).filter((service) => service.directions.includes(direction));
+  }
+
+  /** How long one body may wait for the inline services, in order. */
+  function inlineWaitMs(services: ExternalDlp[]): number {
+    return services.reduce((total, service) => total + (service.mode === 'inline' ? service.timeoutMs : 0), 0);
+  }
+
+  /**
+   * One body through the services, in order, each seeing what the one before let through: the body
+   * as they leave it, or the first refusal. A rewrite or a failure passed under failMode open is a note
+   * for the call's outcome. A JSON-RPC body (MCP, or one event's message) may be rewritten only in
+   * ways that keep the exchange (rewriteChangesExchange).
+   */
+  async function consultServices(
+    services: ExternalDlp[],
+    direction: 'request' | 'response',
+    body: Buffer,
+    contentType: string,
+    jsonRpc = route!.kind === 'mcp',
+  ): Promise<{ body: Buffer; refusal: DecisionReason | null }> {
+    const tool = responseToolContext().tool;
+    const caller = { agent: credential?.agent ?? '', persona: route!.persona, sourceAddress: context?.sourceAddress ?? null };
+    for (const service of services) {
+      const before = body;
+      const rewriteProblem = jsonRpc ? (rewritten: Buffer) => rewriteChangesExchange(before, rewritten) : undefined;
+      const outcome = await consultExternalDlp(service, { direction, upstream: route!.upstream, ...(tool !== undefined ? { tool } : {}), contentType, body, caller }, rewriteProblem);
+      if (outcome.action === 'block') return { body, refusal: { stage: 'data-protection', code: outcome.code, message: outcome.message } };
+      if (outcome.note) outcomeNotes.push({ stage: 'data-protection', code: outcome.note.code, message: `${service.type} ${service.url}: ${outcome.note.message}` });
+      if (outcome.body) body = outcome.body;
+    }
+    return { body, refusal: null };
+  }
+
+  /** Records an external DLP refusal (not enforced in monitor mode); true when it is enforced. */
+  function recordExternalRefusal(reason: DecisionReason): boolean {
+    const enforced = persona?.persona.mode !== 'monitor';
+    recordDenial({ ...makeDecision(decisions[0]?.call ?? mcpCall('external-dlp'), reason), enforced });
+    return enforced;
+  }
+
   function withExternalDlp(direction: 'request' | 'response', original: Buffer, response: ProcessingResponse | null): ProcessingResponse | null | DeferredAnswer {
-    const services = (persona?.dataProtection.external ?? []).filter((service) => service.directions.includes(direction));
+    const services = externalServices(direction);
     const phase = direction === 'request' ? response?.request_body : response?.response_body;
     if (services.length === 0 || !phase || answered) return response;
     const mutation = phase.response?.body_mutation;
     const forwarded = mutation && 'body' in mutation ? mutation.body : original;
     const contentType = direction === 'request' ? (requestHeaders.get('content-type') ?? 'application/json') : responseContentType;
-    const tool = responseToolContext().tool;
-    const waitMs = services.reduce((total, service) => total + (service.mode === 'inline' ? service.timeoutMs : 0), 0) + 1000;
-    const caller = { agent: credential?.agent ?? '', persona: route!.persona, sourceAddress: context?.sourceAddress ?? null };
     const deferred = (async () => {
-      let body = forwarded;
-      for (const service of services) {
-        const before = body;
-        const rewriteProblem = route!.kind === 'mcp' ? (rewritten: Buffer) => rewriteChangesExchange(before, rewritten) : undefined;
-        const outcome = await consultExternalDlp(service, { direction, upstream: route!.upstream, ...(tool !== undefined ? { tool } : {}), contentType, body, caller }, rewriteProblem);
-        if (outcome.action === 'block') return refuseByExternalDlp(direction, { stage: 'data-protection', code: outcome.code, message: outcome.message });
-        if (outcome.note) outcomeNotes.push({ stage: 'data-protection', code: outcome.note.code, message: `${service.type} ${service.url}: ${outcome.note.message}` });
-        if (outcome.body) body = outcome.body;
-      }
+      const { body, refusal } = await consultServices(services, direction, forwarded, contentType);
+      if (refusal) return refuseByExternalDlp(direction, refusal);
       if (body === forwarded) return response;
       return {
         [direction === 'request' ? 'request_body' : 'response_body']: {
@@ -649,7 +681,7 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
         },
       } as ProcessingResponse;
     })();
-    return { deferred, waitMs };
+    return { deferred, waitMs: inlineWaitMs(services) + 1000 };
   }
 
   /**
@@ -660,17 +692,14 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
    * passes the event.
    */
   function withExternalDlpOnEvents(response: ProcessingResponse): ProcessingResponse | DeferredAnswer {
-    const services = (persona?.dataProtection.external ?? []).filter((service) => service.directions.includes('response'));
+    const services = externalServices('response');
     const mutation = response.response_body?.response?.body_mutation;
     if (services.length === 0 || streamBlocked || answered || !mutation || !('body' in mutation) || !mutation.body || mutation.body.length === 0) return response;
     const splitter = createSseSplitter();
     const events = splitter.push(Buffer.from(mutation.body));
     const rest = splitter.rest();
     if (!events.some((event) => event.data !== null)) return response;
-    const tool = responseToolContext().tool;
-    const caller = { agent: credential?.agent ?? '', persona: route!.persona, sourceAddress: context?.sourceAddress ?? null };
-    const perEventMs = services.reduce((total, service) => total + (service.mode === 'inline' ? service.timeoutMs : 0), 0);
-    const waitMs = Math.min(30_000, perEventMs * events.length + 1000);
+    const waitMs = Math.min(30_000, inlineWaitMs(services) * events.length + 1000);
     const deferred = (async (): Promise<ProcessingResponse> => {
       const out: string[] = [];
       for (const event of events) {
@@ -679,22 +708,15 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
           out.push(`${event.raw}\n\n`);
           continue;
         }
+        const sent = Buffer.from(event.data, 'utf8');
+        const { body, refusal } = await consultServices(services, 'response', sent, 'application/json', true);
         let data = event.data;
-        for (const service of services) {
-          const before = Buffer.from(data, 'utf8');
-          const outcome = await consultExternalDlp(service, { direction: 'response', upstream: route!.upstream, ...(tool !== undefined ? { tool } : {}), contentType: 'application/json', body: before, caller }, (rewritten) => rewriteChangesExchange(before, rewritten));
-          if (outcome.action === 'block') {
-            const reason: DecisionReason = { stage: 'data-protection', code: outcome.code, message: outcome.message };
-            const monitor = persona?.persona.mode === 'monitor';
-            recordDenial({ ...makeDecision(decisions[0]?.call ?? mcpCall('external-dlp'), reason), enforced: !monitor });
-            if (monitor) continue;
-            streamBlocked = true;
-            const id = jsonRpcIdOf(data);
-            data = JSON.stringify(jsonRpcError(id, jsonRpcCodes.policyDenied, `Mandate: ${reason.message}`, { mandate: { code: reason.code, persona: route!.persona, configVersion: policy?.version ?? 0 } }));
-            break;
-          }
-          if (outcome.note) outcomeNotes.push({ stage: 'data-protection', code: outcome.note.code, message: `${service.type} ${service.url}: ${outcome.note.message}` });
-          if (outcome.body) data = JSON.stringify(JSON.parse(outcome.body.toString('utf8')));
+        if (refusal && recordExternalRefusal(refusal)) {
+          streamBlocked = true;
+          data = JSON.stringify(jsonRpcError(jsonRpcIdOf(event.data), jsonRpcCodes.policyDenied, `Mandate: ${refusal.message}`, { mandate: { code: refusal.code, persona: route!.persona, configVersion: policy?.version ?? 0 } }));
+        } else if (!refusal && body !== sent) {
+          // One line of data: the rewrite was parsed as JSON already (rewriteChangesExchange).
+          data = JSON.stringify(JSON.parse(body.toString('utf8')));
         }
         out.push(`${data === event.data ? event.raw : withData(event, data)}\n\n`);
       }
@@ -706,9 +728,7 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
   }
 
   function refuseByExternalDlp(direction: 'request' | 'response', reason: DecisionReason): ProcessingResponse {
-    const monitor = persona?.persona.mode === 'monitor';
-    recordDenial({ ...makeDecision(decisions[0]?.call ?? mcpCall('external-dlp'), reason), enforced: !monitor });
-    if (monitor) return direction === 'request' ? { request_body: { response: { status: 'CONTINUE' } } } : { response_body: { response: { status: 'CONTINUE' } } };
+    if (!recordExternalRefusal(reason)) return direction === 'request' ? { request_body: { response: { status: 'CONTINUE' } } } : { response_body: { response: { status: 'CONTINUE' } } };
     if (direction === 'response') {
       if (route!.kind === 'rest') {
         answered = true;
@@ -815,7 +835,7 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
     const values: Record<string, string> = Object.fromEntries(inspected);
     const protection = inspectJson(persona!.dataProtection, values, { direction: 'response', upstream: route!.upstream, ...responseToolContext() });
     if (protection.findings.length === 0) return null;
-    responseFindings.push(...protection.findings.map((f) => ({ ...f, location: `headers${f.location.slice(1)}` })));
+    responseFindings.push(...locatedIn('headers', protection.findings));
     signalSession(rememberResponseValues(persona!.dataProtection, deps.flow, flowSession(), responseOrigin(), protection.fingerprints));
     if (protection.blocked) return refuseAnswerAtHeaders(blockedReason(protection.blocked, 'response'));
     if (protection.wouldBlock) recordDenial({ ...makeDecision(decisions[0]?.call ?? mcpCall('response'), blockedReason(protection.wouldBlock, 'response')), enforced: false });
@@ -1211,6 +1231,11 @@ function processingModeWithResponseBody(mode: 'STREAMED' | 'BUFFERED'): NonNulla
 }
 
 const noHeaders: ReadonlySet<string> = new Set();
+
+/** Findings in one part of a call inspected on its own, located under that part ("$.x" -> "query.x", "headers[\"x\"]"). */
+function locatedIn(part: string, findings: DataFinding[]): DataFinding[] {
+  return findings.map((f) => ({ ...f, location: `${part}${f.location.slice(1)}` }));
+}
 
 /** The id of the JSON-RPC message in an event's data (null when it has none or is not JSON). */
 function jsonRpcIdOf(data: string): string | number | null {
