@@ -16,6 +16,7 @@ export const problemCodes = {
   conflict: { status: 409, title: 'Conflict' },
   config_write_contended: { status: 409, title: 'Config write contended' },
   config_replication_unavailable: { status: 503, title: 'Config replication unavailable' },
+  config_revision_too_large: { status: 413, title: 'Config revision too large to replicate' },
   internal_error: { status: 500, title: 'Internal error' },
 } as const;
 
@@ -43,7 +44,10 @@ export function sendProblem(response: ServerResponse, body: Problem, headers: Re
 }
 
 /** Scaled out, a write the replicated store could not commit comes back as one issue with one of these codes. */
+const replicationRefusalCodes = ['config_replication_unavailable', 'config_write_contended', 'config_revision_too_large'] as const;
+
 export function replicationRefusal(issues: ConfigIssue[]): Problem | null {
-  const refusal = issues.find((i) => i.code === 'config_replication_unavailable' || i.code === 'config_write_contended');
-  return refusal ? problem(refusal.code as 'config_replication_unavailable' | 'config_write_contended', refusal.message) : null;
+  const refusal = issues.find((i) => (replicationRefusalCodes as readonly string[]).includes(i.code));
+  return refusal ? problem(refusal.code as (typeof replicationRefusalCodes)[number], refusal.message) : null;
 }
+

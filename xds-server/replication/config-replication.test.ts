@@ -2,6 +2,7 @@
 // replication, concurrent writes, late and restarted replicas, the migration of
 // an existing history, an outage, and a malformed message on the subject.
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -336,6 +337,90 @@ describe('control-plane replication over NATS', { skip: skip ?? false }, () => {
       assert.equal(replica.replicated.status().streamSequence, 4);
       assert.equal(replica.replicated.status().halted, null);
     }
+    assert.deepEqual(sharedState(a.store), sharedState(b.store));
+    await a.stop();
+    await b.stop();
+  });
+
+  test('a bundle over max_payload as JSON replicates compressed; one over it even compressed is refused with config_revision_too_large and nothing is committed', async () => {
+    await resetStream();
+    const a = await startReplica('a');
+    const b = await startReplica('b');
+    // 3,000 Personas: over the server's 1 MiB max_payload as JSON, far under it compressed.
+    const many = Array.from({ length: 3000 }, (_, i) => persona(`team-${i}`, `Reads the tickets of team ${i}, answers its customers and escalates what it cannot answer to the on-call engineer`));
+    const applied = await a.replicated.apply([tickets, ...many], { actor: 'admin' });
+    assert.ok(applied.ok, JSON.stringify(applied).slice(0, 500));
+    const change = a.store.history(1)[0]!;
+    assert.ok(a.store.current().bundle.personas.length === 3000 && JSON.stringify(a.store.current().bundle).length > 1024 * 1024, 'the bundle alone is over 1 MiB as JSON');
+    await eventually(() => b.store.current().version === change.version, 'B to apply the large revision', 20_000);
+    assert.deepEqual(sharedState(b.store), sharedState(a.store));
+
+    // Incompressible descriptions (random, 8,000 characters): the revision outgrows max_payload.
+    const noisy = (i: number) => persona(`noisy-${i}`, randomBytes(6000).toString('base64'));
+    const bulk = await a.replicated.apply(Array.from({ length: 160 }, (_, i) => noisy(i)), { actor: 'admin' });
+    assert.ok(bulk.ok, JSON.stringify(bulk).slice(0, 500));
+    let refused: Awaited<ReturnType<ReplicatedConfigStore['apply']>> | null = null;
+    for (let i = 160; i < 400 && refused === null; i += 10) {
+      const result = await a.replicated.apply(Array.from({ length: 10 }, (_, k) => noisy(i + k)), { actor: 'admin' });
+      if (!result.ok) refused = result;
+    }
+    assert.ok(refused && !refused.ok, 'a write was refused before 400 noisy Personas');
+    assert.equal(refused.issues[0]?.code, 'config_revision_too_large');
+    assert.match(refused.issues[0]!.message, /bytes compressed, over the NATS server's max_payload of 1048576 bytes.*nothing was changed/);
+    // Through the admin API, one Persona at a time up to the edge: 200 until the revision no longer
+    // fits, then 413 with the stable code, and nothing committed on either replica.
+    const admin = createAdminServer({ store: a.replicated, adminToken: 'admin-token', internalToken: 'internal-token', xdsStatus: () => [], replicationStatus: a.replicated.status });
+    await new Promise<void>((resolve) => admin.listen(0, '127.0.0.1', resolve));
+    let versionBefore = a.store.current().version;
+    try {
+      const base = `http://127.0.0.1:${(admin.address() as AddressInfo).port}`;
+      let problem: { code: string; detail: string } | null = null;
+      for (let i = 1000; i < 1010 && problem === null; i++) {
+        versionBefore = a.store.current().version;
+        const response = await fetch(`${base}/v1/personas/noisy-${i}`, { method: 'PUT', headers: { authorization: 'Bearer admin-token', 'content-type': 'application/json' }, body: JSON.stringify(noisy(i)) });
+        if (response.status === 413) problem = (await response.json()) as { code: string; detail: string };
+        else assert.equal(response.status, 200, await response.text());
+      }
+      assert.ok(problem, 'one of 10 more Personas was refused');
+      assert.equal(problem.code, 'config_revision_too_large');
+      assert.match(problem.detail, /raise max_payload/);
+    } finally {
+      await new Promise((resolve) => admin.close(resolve));
+    }
+    await eventually(() => b.store.current().version === versionBefore, 'B to reach the last accepted version', 20_000);
+    assert.equal(a.store.current().version, versionBefore);
+    assert.equal(a.store.history(1)[0]!.version, versionBefore);
+    assert.equal(a.replicated.status().halted, null);
+    assert.deepEqual(sharedState(a.store), sharedState(b.store));
+    await a.stop();
+    await b.stop();
+  });
+
+  test('messages on the wire are gzip; plain JSON messages of the first format are still applied', async () => {
+    await resetStream();
+    const a = await startReplica('a');
+    await a.replicated.apply([tickets], { actor: 'admin' });
+    const connection = await connect({ servers: nats.url });
+    try {
+      const jsm = await connection.jetstreamManager();
+      const stored = await jsm.streams.getMessage(configStream, { seq: 1 });
+      assert.deepEqual([...stored.data.subarray(0, 2)], [0x1f, 0x8b], 'gzip magic');
+    } finally {
+      await connection.close();
+    }
+    // A revision published as plain JSON (by a replica of an earlier release) is read too.
+    const b = await startReplica('b');
+    await eventually(() => b.store.current().version === 2, 'B at version 2');
+    const planned = b.store.plan.apply([persona('support')], { actor: 'admin:old-replica' });
+    assert.ok(planned.change);
+    const plain = await connect({ servers: nats.url });
+    try {
+      await plain.jetstream().publish(revisionSubject, new TextEncoder().encode(JSON.stringify({ format: 1, replica: 'old', change: planned.change })), { expect: { lastSubjectSequence: 1 } });
+    } finally {
+      await plain.close();
+    }
+    await eventually(() => a.store.current().version === 3 && b.store.current().version === 3, 'both to apply the plain JSON revision');
+    assert.ok(a.store.current().bundle.personas.some((p) => p.name === 'support'));
     assert.deepEqual(sharedState(a.store), sharedState(b.store));
     await a.stop();
     await b.stop();

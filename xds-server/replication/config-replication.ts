@@ -62,7 +62,8 @@ const jetStreamStreamNotFound = 10059;
 
 /** A write refused before anything was committed anywhere (or, after a lost acknowledgement, possibly committed). */
 type Refusal = { ok: false; issues: ConfigIssue[] };
-function refusal(code: 'config_replication_unavailable' | 'config_write_contended', message: string): Refusal {
+type ReplicationRefusalCode = 'config_replication_unavailable' | 'config_write_contended' | 'config_revision_too_large';
+function refusal(code: ReplicationRefusalCode, message: string): Refusal {
   return { ok: false, issues: [{ path: [], code, message }] };
 }
 
@@ -204,8 +205,11 @@ export async function startConfigReplication(options: ConfigReplicationOptions):
   /** Migration: the first replica with a history of its own makes it the base of the shared one, exactly once. */
   async function publishBaseLocked(): Promise<void> {
     const base = store.baseChange();
+    const message = encodeRevisionMessage(replicaId, base);
+    const tooLarge = overMaxPayload(nats!, message, `the local history (version ${base.version})`);
+    if (tooLarge) throw new Error(tooLarge);
     try {
-      const ack = await nats!.jetstream().publish(revisionSubject, encodeRevisionMessage(replicaId, base), { expect: { lastSubjectSequence: 0 }, timeout: publishTimeoutMs });
+      const ack = await nats!.jetstream().publish(revisionSubject, message, { expect: { lastSubjectSequence: 0 }, timeout: publishTimeoutMs });
       const outcome = store.commit(base, ack.seq);
       lastSequence = ack.seq;
       log('config_replication_base_published', { replica: replicaId, sequence: ack.seq, configVersion: base.version, credentials: base.credentialsIssued.length, outcome: outcome.status });
@@ -315,9 +319,12 @@ export async function startConfigReplication(options: ConfigReplicationOptions):
             `NATS is unreachable, so the change cannot reach the other control-plane replicas; nothing was changed. Reads still serve version ${store.current().version}; retry when NATS is back`,
           );
         }
+        const message = encodeRevisionMessage(replicaId, planned.change);
+        const tooLarge = overMaxPayload(nats, message, `version ${planned.change.version}`);
+        if (tooLarge) return refusal('config_revision_too_large', `${tooLarge}; nothing was changed`);
         let sequence: number;
         try {
-          const ack = await nats.jetstream().publish(revisionSubject, encodeRevisionMessage(replicaId, planned.change), {
+          const ack = await nats.jetstream().publish(revisionSubject, message, {
             expect: { lastSubjectSequence: lastSequence },
             timeout: publishTimeoutMs,
           });
@@ -373,4 +380,11 @@ export async function startConfigReplication(options: ConfigReplicationOptions):
       else void connecting.then((connection) => connection.close()).catch(() => undefined);
     },
   };
+}
+
+/** Why a message cannot be published on this connection (over the server's max_payload), or null. */
+function overMaxPayload(connection: NatsConnection, message: Uint8Array, what: string): string | null {
+  const limit = connection.info?.max_payload;
+  if (limit === undefined || message.length <= limit) return null;
+  return `${what} is ${message.length} bytes compressed, over the NATS server's max_payload of ${limit} bytes, so it cannot be shared with the other replicas; raise max_payload in the NATS server configuration (at most 64 MB)`;
 }

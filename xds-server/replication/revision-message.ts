@@ -1,6 +1,8 @@
 // The message control-plane replicas share over NATS JetStream: one committed
 // revision per message, in the order the stream accepted them. Checked on
 // arrival like any other input; the store's RevisionChange schema is the shape.
+// On the wire: gzip of the JSON message (plain JSON is read too).
+import { gunzipSync, gzipSync } from 'node:zlib';
 import { z } from 'zod';
 import { revisionChangeSchema, type RevisionChange } from '../store/records.ts';
 
@@ -24,16 +26,36 @@ export type RevisionMessage = z.infer<typeof revisionMessageSchema>;
 
 export const committedNoticeSchema = z.object({ sequence: z.number().int().positive() });
 
+/**
+ * A revision carries the whole bundle, so messages are gzip-compressed JSON: a bundle of many similar
+ * Personas shrinks about tenfold, which keeps it under the server's max_payload and the stream small.
+ * Plain JSON (the first releases of this format) is still read.
+ */
 export function encodeRevisionMessage(replica: string, change: RevisionChange): Uint8Array {
   const message: RevisionMessage = { format: 1, replica, change };
-  return new TextEncoder().encode(JSON.stringify(message));
+  return gzipSync(JSON.stringify(message));
+}
+
+/** Decompressed messages larger than this are refused (a compressed bomb must not exhaust memory). */
+export const maxRevisionMessageBytes = 256 * 1024 * 1024;
+
+function isGzip(data: Uint8Array): boolean {
+  return data.length >= 2 && data[0] === 0x1f && data[1] === 0x8b;
 }
 
 /** The message, or why it is not one (a short reason for the log, never the payload). */
-export function decodeRevisionMessage(data: Uint8Array): { ok: true; message: RevisionMessage } | { ok: false; reason: string } {
+export function decodeRevisionMessage(data: Uint8Array, maxBytes = maxRevisionMessageBytes): { ok: true; message: RevisionMessage } | { ok: false; reason: string } {
+  let text: Uint8Array = data;
+  if (isGzip(data)) {
+    try {
+      text = gunzipSync(data, { maxOutputLength: maxBytes });
+    } catch (error) {
+      return { ok: false, reason: (error as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE' ? `decompresses to more than ${maxBytes} bytes` : 'not valid gzip' };
+    }
+  }
   let value: unknown;
   try {
-    value = JSON.parse(new TextDecoder().decode(data));
+    value = JSON.parse(new TextDecoder().decode(text));
   } catch {
     return { ok: false, reason: 'not JSON' };
   }
