@@ -61,7 +61,7 @@ export function buildOpenApiDocument(): JsonObject {
         requestBody: { required: true, content: { 'application/json': { schema: ref(`${kind}Input`) }, 'application/yaml': { schema: ref(`${kind}Input`) } } },
         responses: { '200': jsonResponse('Committed', ref('ChangeResponse')), ...errorResponses('400', '401', '409', '413', '415', '422', '503') },
       },
-      delete: { summary: `Delete one ${kind}`, responses: { '200': jsonResponse('Committed', ref('ChangeResponse')), ...errorResponses('401', '404', '409', '413', '503') } },
+      delete: { summary: `Delete one ${kind}`, responses: { '200': jsonResponse('Committed', ref('ChangeResponse')), ...errorResponses('401', '404', '409', '413', '422', '503') } },
     };
   }
 
@@ -78,7 +78,7 @@ export function buildOpenApiDocument(): JsonObject {
     post: {
       summary: 'Issue an agent credential for this Persona; the token is returned once',
       requestBody: { required: true, content: { 'application/json': { schema: ref('CredentialRequest') } } },
-      responses: { '201': jsonResponse('Issued', ref('CredentialIssued')), ...errorResponses('400', '401', '404', '409', '413', '415', '503') },
+      responses: { '201': jsonResponse('Issued', ref('CredentialIssued')), ...errorResponses('400', '401', '404', '409', '413', '415', '422', '503') },
     },
   };
   paths['/v1/credentials'] = {
@@ -90,7 +90,7 @@ export function buildOpenApiDocument(): JsonObject {
   };
   paths['/v1/credentials/{id}'] = {
     parameters: [{ name: 'id', in: 'path', required: true, schema: { type: 'string' } }],
-    delete: { summary: 'Revoke a credential', responses: { '200': jsonResponse('Revoked', ref('ChangeResponse')), ...errorResponses('401', '404', '409', '413', '503') } },
+    delete: { summary: 'Revoke a credential', responses: { '200': jsonResponse('Revoked', ref('ChangeResponse')), ...errorResponses('401', '404', '409', '413', '422', '503') } },
   };
   paths['/v1/revisions'] = {
     get: {
@@ -153,7 +153,7 @@ const problemDescriptions: Record<string, string> = {
   '409': 'Still referenced by other config (conflict); scaled out, other replicas kept writing first (config_write_contended)',
   '413': 'Body over 1 MiB (payload_too_large); scaled out, the new revision is over the NATS server\'s max_payload even compressed (config_revision_too_large)',
   '415': 'Content type not accepted (unsupported_media_type)',
-  '422': 'Config rejected; `issues` lists each offending field (invalid_config)',
+  '422': 'Config rejected; `issues` lists each offending field (invalid_config); scaled out, an inline upstream secret with no MANDATE_CONFIG_SECRETS_KEY to seal it (config_secrets_key_missing)',
   '503': 'Scaled out: NATS is unreachable, so the write was not committed anywhere (config_replication_unavailable)',
 };
 

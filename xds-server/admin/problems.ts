@@ -17,6 +17,7 @@ export const problemCodes = {
   config_write_contended: { status: 409, title: 'Config write contended' },
   config_replication_unavailable: { status: 503, title: 'Config replication unavailable' },
   config_revision_too_large: { status: 413, title: 'Config revision too large to replicate' },
+  config_secrets_key_missing: { status: 422, title: 'Config secrets key missing' },
   internal_error: { status: 500, title: 'Internal error' },
 } as const;
 
@@ -44,7 +45,7 @@ export function sendProblem(response: ServerResponse, body: Problem, headers: Re
 }
 
 /** Scaled out, a write the replicated store could not commit comes back as one issue with one of these codes. */
-const replicationRefusalCodes = ['config_replication_unavailable', 'config_write_contended', 'config_revision_too_large'] as const;
+const replicationRefusalCodes = ['config_replication_unavailable', 'config_write_contended', 'config_revision_too_large', 'config_secrets_key_missing'] as const;
 
 export function replicationRefusal(issues: ConfigIssue[]): Problem | null {
   const refusal = issues.find((i) => (replicationRefusalCodes as readonly string[]).includes(i.code));

@@ -8,10 +8,12 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { gunzipSync } from 'node:zlib';
 import { connect, type NatsConnection } from 'nats';
 import { natsServerMissing, startNatsServer, type NatsServer } from '../../test/support/nats-server.ts';
 import { createAdminServer } from '../admin/admin-server.ts';
 import { findCredentialForToken } from '../store/credential-token.ts';
+import { resolveUpstreamCredentials } from '../store/upstream-secrets.ts';
 import { openConfigStore, type ConfigStore } from '../store/config-store.ts';
 import { startConfigReplication, type ReplicatedConfigStore } from './config-replication.ts';
 import { configStream, revisionSubject } from './revision-message.ts';
@@ -38,12 +40,12 @@ function newDir(): string {
   return dir;
 }
 
-async function startReplica(name: string, dir = newDir(), options: { firstConnectWaitMs?: number; maxWriteAttempts?: number } = {}): Promise<Replica> {
-  const store = openConfigStore({ path: join(dir, 'config.db'), env: {} });
+async function startReplica(name: string, dir = newDir(), options: { firstConnectWaitMs?: number; maxWriteAttempts?: number; env?: Record<string, string> } = {}): Promise<Replica> {
+  const store = openConfigStore({ path: join(dir, 'config.db'), env: options.env ?? {} });
   const events: Replica['events'] = [];
   let replicated: ReplicatedConfigStore;
   try {
-    replicated = await startConfigReplication({ store, servers: nats.url, replicaId: name, log: (event, fields) => events.push({ event, fields }), env: {}, pollIntervalMs: 200, ...options });
+    replicated = await startConfigReplication({ store, servers: nats.url, replicaId: name, log: (event, fields) => events.push({ event, fields }), pollIntervalMs: 200, ...options, env: options.env ?? {} });
   } catch (error) {
     store.close();
     throw error;
@@ -424,5 +426,57 @@ describe('control-plane replication over NATS', { skip: skip ?? false }, () => {
     assert.deepEqual(sharedState(a.store), sharedState(b.store));
     await a.stop();
     await b.stop();
+  });
+
+  test('an inline upstream secret crosses NATS only sealed with the config secrets key; a replica without the key halts; without a key the write is refused', async () => {
+    await resetStream();
+    const key = { MANDATE_CONFIG_SECRETS_KEY: randomBytes(32).toString('base64') };
+    const secret = 'sk-live-5e2d9c8b7a6f4e3d2c1b0a99';
+    const billing = { kind: 'Upstream', name: 'billing', protocol: 'mcp', url: 'http://127.0.0.1:3002/mcp', auth: { type: 'bearer', token: { value: secret } } };
+    const a = await startReplica('a', newDir(), { env: key });
+    const b = await startReplica('b', newDir(), { env: key });
+    const applied = await a.replicated.apply([tickets, billing], { actor: 'admin' });
+    assert.ok(applied.ok, JSON.stringify(applied));
+    await eventually(() => b.store.current().version === applied.version, 'B to apply the sealed revision');
+    assert.deepEqual(sharedState(b.store), sharedState(a.store));
+    assert.deepEqual(resolveUpstreamCredentials(b.store.current().bundle, {}).headers.billing, { header: 'authorization', value: `Bearer ${secret}` });
+
+    // What NATS keeps (forever) has no trace of the secret.
+    const connection = await connect({ servers: nats.url });
+    try {
+      const stored = await (await connection.jetstreamManager()).streams.getMessage(configStream, { seq: 1 });
+      const text = gunzipSync(stored.data).toString('utf8');
+      assert.ok(!text.includes(secret) && !text.includes(Buffer.from(secret).toString('base64')));
+      assert.match(text, /"sealedSecrets":\[\{"upstream":"billing","field":"token"/);
+    } finally {
+      await connection.close();
+    }
+
+    // A replica without the key cannot apply the revision: it refuses to start, saying why.
+    await assert.rejects(startReplica('c'), /sequence 1 from a cannot be applied: its secret for Upstream billing is sealed with config secrets key [0-9a-f]{16}, which this replica does not have/);
+    // A replica with a wrong key too; a running one that meets such a revision halts and keeps its config.
+    await assert.rejects(startReplica('c2', newDir(), { env: { MANDATE_CONFIG_SECRETS_KEY: randomBytes(32).toString('hex') } }), /which this replica does not have/);
+    await a.stop();
+    await b.stop();
+    await resetStream();
+    const e = await startReplica('e');
+    const e2 = await startReplica('e2', newDir(), { env: key });
+    await e.replicated.catchUp();
+    assert.ok((await e2.replicated.apply([billing], { actor: 'admin' })).ok);
+    await eventually(() => e.replicated.status().halted !== null, 'E to halt');
+    assert.match(e.replicated.status().halted!, /which this replica does not have/);
+    assert.equal(e.store.current().version, 1);
+    await e.stop();
+    await e2.stop();
+    // Without a key, writes of inline secrets are refused before anything is published.
+    await resetStream();
+    const d = await startReplica('d', newDir(), { env: { BILLING_TOKEN: 'from-the-environment' } });
+    const refused = await d.replicated.apply([billing], { actor: 'admin' });
+    assert.equal(refused.ok, false);
+    assert.equal(!refused.ok && refused.issues[0]?.code, 'config_secrets_key_missing');
+    assert.equal(d.store.current().version, 1);
+    const envSecret = await d.replicated.apply([{ ...billing, auth: { type: 'bearer', token: { env: 'BILLING_TOKEN' } } }], { actor: 'admin' });
+    assert.ok(envSecret.ok, `an {env} secret is a name and replicates without a key: ${JSON.stringify(envSecret)}`);
+    await d.stop();
   });
 });

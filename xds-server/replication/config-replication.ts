@@ -22,6 +22,7 @@ import type { ReplicationStatus } from '../admin/api-schemas.ts';
 import type { ApplyResult, ConfigEditor, ConfigStore, IssueCredentialResult, Planned, RevisionChange } from '../store/config-store.ts';
 import { resolveUpstreamCredentials, type SecretEnvironment } from '../store/upstream-secrets.ts';
 import { committedNoticeSchema, committedSubject, configStream, decodeRevisionMessage, encodeRevisionMessage, revisionSubject } from './revision-message.ts';
+import { openSecrets, sealSecrets, secretsKeyringFromEnv } from './sealed-secrets.ts';
 
 export interface ConfigReplicationOptions {
   store: ConfigStore;
@@ -30,7 +31,10 @@ export interface ConfigReplicationOptions {
   /** Unique among the control-plane replicas (MANDATE_REPLICA_ID). */
   replicaId: string;
   log: (event: string, fields: Record<string, unknown>) => void;
-  /** The environment upstream secrets are read from; a replicated revision naming a variable missing here is logged. */
+  /**
+   * The environment upstream secrets are read from (a replicated revision naming a variable missing here
+   * is logged), and MANDATE_CONFIG_SECRETS_KEY (and _PREVIOUS_KEYS) that seal inline secrets on the wire.
+   */
   env?: SecretEnvironment;
   /** JetStream replicas of the stream when this replica creates it (3 in a NATS cluster). Default 1. */
   streamReplicas?: number;
@@ -62,13 +66,15 @@ const jetStreamStreamNotFound = 10059;
 
 /** A write refused before anything was committed anywhere (or, after a lost acknowledgement, possibly committed). */
 type Refusal = { ok: false; issues: ConfigIssue[] };
-type ReplicationRefusalCode = 'config_replication_unavailable' | 'config_write_contended' | 'config_revision_too_large';
+type ReplicationRefusalCode = 'config_replication_unavailable' | 'config_write_contended' | 'config_revision_too_large' | 'config_secrets_key_missing';
 function refusal(code: ReplicationRefusalCode, message: string): Refusal {
   return { ok: false, issues: [{ path: [], code, message }] };
 }
 
 export async function startConfigReplication(options: ConfigReplicationOptions): Promise<ReplicatedConfigStore> {
   const { store, replicaId, log } = options;
+  // A malformed key stops startup here: secrets must never be shared in the clear by mistake.
+  const keyring = secretsKeyringFromEnv(options.env ?? process.env);
   const publishTimeoutMs = options.publishTimeoutMs ?? 2000;
   const maxWriteAttempts = options.maxWriteAttempts ?? 10;
 
@@ -166,7 +172,13 @@ export async function startConfigReplication(options: ConfigReplicationOptions):
       lastSequence = sequence;
       return;
     }
-    const { change, replica: publisher } = decoded.message;
+    const { replica: publisher } = decoded.message;
+    const opened = openSecrets(decoded.message.change, decoded.message.sealedSecrets ?? [], keyring);
+    if ('refused' in opened) {
+      halt(`sequence ${sequence} from ${publisher} cannot be applied: ${opened.refused}`);
+      return;
+    }
+    const { change } = opened;
     let outcome: ReturnType<ConfigStore['commit']>;
     try {
       outcome = store.commit(change, sequence);
@@ -205,7 +217,9 @@ export async function startConfigReplication(options: ConfigReplicationOptions):
   /** Migration: the first replica with a history of its own makes it the base of the shared one, exactly once. */
   async function publishBaseLocked(): Promise<void> {
     const base = store.baseChange();
-    const message = encodeRevisionMessage(replicaId, base);
+    const sealed = sealSecrets(base, keyring);
+    if ('refused' in sealed) throw new Error(`the local history cannot become the shared base: ${sealed.refused}`);
+    const message = encodeRevisionMessage(replicaId, sealed.change, sealed.sealedSecrets);
     const tooLarge = overMaxPayload(nats!, message, `the local history (version ${base.version})`);
     if (tooLarge) throw new Error(tooLarge);
     try {
@@ -319,7 +333,9 @@ export async function startConfigReplication(options: ConfigReplicationOptions):
             `NATS is unreachable, so the change cannot reach the other control-plane replicas; nothing was changed. Reads still serve version ${store.current().version}; retry when NATS is back`,
           );
         }
-        const message = encodeRevisionMessage(replicaId, planned.change);
+        const sealed = sealSecrets(planned.change, keyring);
+        if ('refused' in sealed) return refusal('config_secrets_key_missing', `${sealed.refused}; nothing was changed`);
+        const message = encodeRevisionMessage(replicaId, sealed.change, sealed.sealedSecrets);
         const tooLarge = overMaxPayload(nats, message, `version ${planned.change.version}`);
         if (tooLarge) return refusal('config_revision_too_large', `${tooLarge}; nothing was changed`);
         let sequence: number;

@@ -5,6 +5,7 @@
 import { gunzipSync, gzipSync } from 'node:zlib';
 import { z } from 'zod';
 import { revisionChangeSchema, type RevisionChange } from '../store/records.ts';
+import { sealedSecretSchema, type SealedSecret } from './sealed-secrets.ts';
 
 /** The stream that holds the shared config history, and its only subject. */
 export const configStream = 'MANDATE_CONFIG';
@@ -20,6 +21,8 @@ export const revisionMessageSchema = z.object({
   /** MANDATE_REPLICA_ID of the control plane that published it, for logs. */
   replica: z.string().min(1),
   change: revisionChangeSchema,
+  /** The change's inline upstream secrets, sealed (sealed-secrets.ts); the change holds placeholders. */
+  sealedSecrets: z.array(sealedSecretSchema).optional(),
 });
 
 export type RevisionMessage = z.infer<typeof revisionMessageSchema>;
@@ -31,8 +34,8 @@ export const committedNoticeSchema = z.object({ sequence: z.number().int().posit
  * Personas shrinks about tenfold, which keeps it under the server's max_payload and the stream small.
  * Plain JSON (the first releases of this format) is still read.
  */
-export function encodeRevisionMessage(replica: string, change: RevisionChange): Uint8Array {
-  const message: RevisionMessage = { format: 1, replica, change };
+export function encodeRevisionMessage(replica: string, change: RevisionChange, sealedSecrets: SealedSecret[] = []): Uint8Array {
+  const message: RevisionMessage = { format: 1, replica, change, ...(sealedSecrets.length > 0 ? { sealedSecrets } : {}) };
   return gzipSync(JSON.stringify(message));
 }
 
