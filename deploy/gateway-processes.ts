@@ -118,6 +118,8 @@ export interface GatewayOptions {
   controlPlaneReplicas?: number;
   /** Scaled out: ext_proc replicas and control-plane replicas each share their state over this NATS server. */
   natsUrl?: string;
+  /** More environment for every Mandate process (e.g. MANDATE_OTLP_ENDPOINT). */
+  env?: Record<string, string>;
 }
 
 export async function startGateway(options: GatewayOptions): Promise<Gateway> {
@@ -137,6 +139,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     MANDATE_EXT_PROC_ENDPOINTS: replicas.map((r) => `127.0.0.1:${r.grpc}`).join(','),
     MANDATE_CONTROL_PLANE_URL: `http://127.0.0.1:${ports.admin}`,
     ...(options.natsUrl ? { MANDATE_NATS_URL: options.natsUrl } : {}),
+    ...options.env,
   };
   const launch = (name: string, args: string[], extraEnv: Record<string, string> = {}) => {
     const child = spawn(process.execPath, args, { cwd: repoRoot, env: { ...env, ...extraEnv }, stdio: ['ignore', 'pipe', 'pipe'] });

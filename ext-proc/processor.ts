@@ -32,6 +32,7 @@ import type { AgentCredentialRecord } from '../config/bundle.ts';
 import { droppedRequestHeaders, uninspectedRequestHeaders, uninspectedResponseHeaders } from '../config/forwarded-headers.ts';
 import type { RouteIdentity } from '../config/route-identity.ts';
 import type { Upstream } from '../config/schema.ts';
+import { parseTraceparent } from './audit/trace-context.ts';
 import { authenticateAgent } from './authentication/agent-credential.ts';
 import { authorizeMcpMethod, authorizeOperation, isToolVisible } from './authorization/authorize.ts';
 import { blocks, type AgentCall, type CallContext, type DataFinding, type Decision, type DecisionReason } from './decision/decision.ts';
@@ -222,6 +223,7 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
       sessionId: requestHeaders.get('mcp-session-id') ?? null,
       sourceAddress: sourceAddressOf(request),
       requestId: requestHeaders.get('x-request-id') ?? null,
+      trace: parseTraceparent(requestHeaders.get('traceparent')),
     };
     if (!policy) return refuse(503, 'policy_unavailable', 'the policy service has no configuration yet; refusing (fail closed)', 'availability');
     persona = policy.personas.get(route.persona) ?? null;

@@ -11,7 +11,8 @@ import { performance } from 'node:perf_hooks';
 import { loadEnvoyApi } from '../proto/envoy-api.ts';
 import { auditEventFromDecision } from './audit/event.ts';
 import { openAuditLog } from './audit/log.ts';
-import { createAuditOtlpExporter, feedAuditToOtlp, traceIdFromRequestId } from './audit/otlp.ts';
+import { createAuditOtlpExporter, feedAuditToOtlp } from './audit/otlp.ts';
+import { auditTraceOf } from './audit/trace-context.ts';
 import { handleAuditApi } from './audit/http-api.ts';
 import { selectDetectors } from './dlp/catalogue.ts';
 import { FlowTracker } from './dlp/flow.ts';
@@ -122,7 +123,7 @@ export async function startExtProc(options: ExtProcOptions): Promise<ExtProcServ
     currentPolicy: policy.current,
     audit: {
       decision(decision, decisionMicros) {
-        audit.append(auditEventFromDecision(decision, { kind: 'decision', latencyMs: decisionMicros / 1000, traceId: traceIdFromRequestId(decision.context.requestId) }));
+        audit.append(auditEventFromDecision(decision, { kind: 'decision', latencyMs: decisionMicros / 1000, ...auditTraceOf(decision.context) }));
       },
       outcome(decision, outcome) {
         try {
@@ -133,7 +134,7 @@ export async function startExtProc(options: ExtProcOptions): Promise<ExtProcServ
               upstreamStatus: outcome.upstreamStatus,
               responseFindings: outcome.responseFindings,
               outcomeNotes: outcome.notes,
-              traceId: traceIdFromRequestId(decision.context.requestId),
+              ...auditTraceOf(decision.context),
             }),
           );
         } catch (error) {

@@ -1,7 +1,8 @@
 // OTLP export of the audit trail against a real OpenTelemetry Collector (built
 // from the Go module proxy on first run): spans per decision in the request's
 // trace, a log record per audit event, and a dead receiver that costs the data
-// path nothing.
+// path nothing. Through the real gateway: a caller's traceparent puts Mandate's
+// spans in the caller's trace.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -11,7 +12,9 @@ import { allow, deny } from '../ext-proc/decision/decision.ts';
 import { auditEventFromDecision } from '../ext-proc/audit/event.ts';
 import { spanIdFor } from '../ext-proc/audit/export.ts';
 import { openAuditLog } from '../ext-proc/audit/log.ts';
-import { createAuditOtlpExporter, feedAuditToOtlp, traceIdFromRequestId } from '../ext-proc/audit/otlp.ts';
+import { createAuditOtlpExporter, feedAuditToOtlp } from '../ext-proc/audit/otlp.ts';
+import { auditTraceOf, parseTraceparent, traceIdFromRequestId } from '../ext-proc/audit/trace-context.ts';
+import { startGatewayFixture } from './support/gateway-fixture.ts';
 import { collectorUnavailableReason, startCollector, type RunningCollector } from './support/otel-collector.ts';
 
 interface OtlpAttribute {
@@ -28,6 +31,7 @@ interface OtlpSpan {
 }
 interface OtlpLogRecord {
   traceId?: string;
+  spanId?: string;
   severityText?: string;
   body?: { stringValue?: string };
   attributes: OtlpAttribute[];
@@ -114,6 +118,44 @@ describe('OTLP export through a real OpenTelemetry Collector', { skip: unavailab
     await log.close();
   });
 
+  it('through real Envoy: a request with a traceparent puts its span and its log records in the caller\'s trace, under the caller\'s span; an invalid one is ignored', async () => {
+    const gateway = await startGatewayFixture({ env: { MANDATE_OTLP_ENDPOINT: collector.endpoint } });
+    try {
+      const traceId = '4bf92f3577b34da6a3ce929d0e0e4736';
+      const callerSpan = '00f067aa0ba902b7';
+      const url = `http://127.0.0.1:${gateway.ports.gateway}/personas/support-agent/tickets/tickets/1`;
+      const authorization = `Bearer ${gateway.tokens['support-agent']}`;
+      const traced = await fetch(url, { headers: { authorization, traceparent: `00-${traceId}-${callerSpan}-01`, tracestate: 'vendor=opaque' } });
+      assert.equal(traced.status, 200);
+      const received = (await traced.json()) as { received: { path: string } };
+      assert.equal(received.received.path, '/api/tickets/1');
+      // An all-zero trace id is invalid (W3C): the request gets the trace its request id names.
+      const invalid = await fetch(url, { headers: { authorization, traceparent: `00-${'0'.repeat(32)}-${callerSpan}-01` } });
+      assert.equal(invalid.status, 200);
+      await invalid.arrayBuffer();
+      const persona = (attributes: OtlpAttribute[]) => attribute(attributes, 'mandate.persona') === 'support-agent';
+      const spans = () => spansOf(collector.received.traces).filter((s) => persona(s.attributes));
+      const records = () => logsOf(collector.received.logs).filter((r) => persona(r.attributes));
+      // One span per decision; a log record per decision and per response event.
+      await collector.waitFor(() => spans().length >= 2 && records().length >= 4, 30_000);
+
+      const [tracedSpan, ...rest] = spans().filter((s) => s.traceId === traceId);
+      assert.equal(rest.length, 0);
+      assert.equal(tracedSpan?.name, 'mandate.decision GET /tickets/1');
+      assert.equal(tracedSpan.parentSpanId, callerSpan, 'the decision span is a child of the caller\'s span');
+      const tracedRecords = records().filter((r) => r.traceId === traceId);
+      assert.deepEqual(tracedRecords.map((r) => r.eventName).sort(), ['mandate.audit.decision', 'mandate.audit.response']);
+      for (const record of tracedRecords) assert.equal(record.spanId, callerSpan);
+
+      const other = spans().find((s) => s.traceId !== traceId)!;
+      const requestId = String(attribute(other.attributes, 'http.request.header.x-request-id'));
+      assert.equal(other.traceId, traceIdFromRequestId(requestId), 'the invalid traceparent is ignored: the request id names the trace');
+      assert.notEqual(other.parentSpanId, callerSpan);
+    } finally {
+      await gateway.stop();
+    }
+  });
+
   it('a receiver that is gone costs the data path nothing: every append commits and shutdown returns', async () => {
     const log = openAuditLog({ directory: freshDirectory() });
     // A port nothing listens on: every export fails fast.
@@ -139,5 +181,40 @@ describe('trace ids from request ids', () => {
     assert.equal(traceIdFromRequestId('req-42'), null);
     assert.equal(traceIdFromRequestId('00000000-0000-0000-0000-000000000000'), null);
     assert.equal(traceIdFromRequestId(null), null);
+  });
+});
+
+describe('the caller\'s trace from its traceparent header (W3C Trace Context)', () => {
+  const trace = '4bf92f3577b34da6a3ce929d0e0e4736';
+  const span = '00f067aa0ba902b7';
+  it('reads a valid header, and a later version by its first four fields', () => {
+    assert.deepEqual(parseTraceparent(`00-${trace}-${span}-01`), { traceId: trace, parentSpanId: span });
+    assert.deepEqual(parseTraceparent(`00-${trace}-${span}-00`), { traceId: trace, parentSpanId: span }, 'not sampled by the caller: the audit exports it anyway');
+    assert.deepEqual(parseTraceparent(` 00-${trace}-${span}-01 `), { traceId: trace, parentSpanId: span });
+    assert.deepEqual(parseTraceparent(`cc-${trace}-${span}-01-what-comes-later`), { traceId: trace, parentSpanId: span });
+  });
+  it('ignores what the spec says to ignore', () => {
+    for (const bad of [
+      '',
+      null,
+      undefined,
+      `ff-${trace}-${span}-01`,
+      `00-${trace}-${span}-01-extra`,
+      `00-${'0'.repeat(32)}-${span}-01`,
+      `00-${trace}-${'0'.repeat(16)}-01`,
+      `00-${trace.toUpperCase()}-${span}-01`,
+      `00-${trace.slice(1)}-${span}-01`,
+      `00-${trace}-${span}-1`,
+      `00_${trace}_${span}_01`,
+      `00-${trace}-${span}-0g`,
+    ]) {
+      assert.equal(parseTraceparent(bad), null, String(bad));
+    }
+  });
+  it('the audit takes the caller\'s trace first, else the request id\'s', () => {
+    const requestId = '6f1c2a9e-3b4d-4e5f-8a7b-1c2d3e4f5a6b';
+    assert.deepEqual(auditTraceOf({ requestId, trace: { traceId: trace, parentSpanId: span } }), { traceId: trace, parentSpanId: span });
+    assert.deepEqual(auditTraceOf({ requestId, trace: null }), { traceId: '6f1c2a9e3b4d4e5f8a7b1c2d3e4f5a6b', parentSpanId: null });
+    assert.deepEqual(auditTraceOf({ requestId: 'req-1' }), { traceId: null, parentSpanId: null });
   });
 });

@@ -40,6 +40,8 @@ export const auditEventInputSchema = z.object({
   kind: auditEventKindSchema,
   requestId: z.string().nullable().default(null),
   traceId: z.string().nullable().default(null),
+  /** The caller's span (from its traceparent) that the event's span is a child of; absent without one. */
+  parentSpanId: z.string().regex(/^[0-9a-f]{16}$/).optional(),
   agent: z.string().nullable().default(null),
   user: z.string().nullable().default(null),
   credentialId: z.string().nullable().default(null),
@@ -89,6 +91,7 @@ export function normaliseEventInput(input: AuditEventInput): AuditEventFields {
     kind: input.kind,
     requestId: input.requestId ?? null,
     traceId: input.traceId ?? null,
+    ...(input.parentSpanId ? { parentSpanId: input.parentSpanId } : {}),
     agent: input.agent ?? null,
     user: input.user ?? null,
     credentialId: input.credentialId ?? null,
@@ -119,6 +122,7 @@ export interface DecisionEventExtra {
   upstreamStatus?: number | null;
   user?: string | null;
   traceId?: string | null;
+  parentSpanId?: string | null;
   /** Findings on the response, for a response event. Added to the decision's own. */
   responseFindings?: DataFinding[];
   /** What happened after the decision (external DLP rewrote or failed open), for a response event. Added to its reasons. */
@@ -155,6 +159,7 @@ export function auditEventFromDecision(decision: Decision, extra: DecisionEventE
     kind: extra.kind ?? 'decision',
     requestId: context.requestId,
     traceId: extra.traceId ?? null,
+    ...(extra.parentSpanId ? { parentSpanId: extra.parentSpanId } : {}),
     agent: context.agent,
     user: extra.user ?? null,
     credentialId: context.credentialId,

@@ -89,13 +89,14 @@ export function spanAttributes(event: AuditEvent): Record<string, string | numbe
 }
 
 /**
- * One span per audit event, ending at its time and lasting its latency. If the
- * event carries the W3C trace id Envoy propagated, the span joins that trace;
- * the Envoy request id is an attribute either way.
+ * One span per audit event, ending at its time and lasting its latency. It joins
+ * the event's trace (trace-context.ts): as a child of the caller's span when the
+ * request carried a traceparent, else under a parent id derived from the request
+ * id. The Envoy request id is an attribute either way.
  */
 export function exportSpan(tracer: Tracer, event: AuditEvent): void {
   const parent = event.traceId && /^[0-9a-f]{32}$/.test(event.traceId)
-    ? trace.setSpanContext(otelContext.active(), { traceId: event.traceId, spanId: spanIdFor(event), traceFlags: TraceFlags.SAMPLED, isRemote: true })
+    ? trace.setSpanContext(otelContext.active(), { traceId: event.traceId, spanId: event.parentSpanId ?? spanIdFor(event), traceFlags: TraceFlags.SAMPLED, isRemote: true })
     : otelContext.active();
   const durationMs = event.latencyMs ?? 0;
   const span = tracer.startSpan(
@@ -108,7 +109,7 @@ export function exportSpan(tracer: Tracer, event: AuditEvent): void {
   span.end(event.at);
 }
 
-/** A stable parent span id derived from the request id (Envoy's own span id is not in the decision). */
+/** Without a caller's span: a stable parent span id derived from the request id. */
 export function spanIdFor(event: AuditEvent): string {
   const source = event.requestId ?? String(event.seq);
   let a = 0x811c9dc5;

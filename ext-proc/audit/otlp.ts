@@ -92,7 +92,7 @@ export function createAuditOtlpExporter(options: OtlpExportOptions): AuditOtlpEx
 export function emitLogRecord(logger: Logger, event: AuditEvent): void {
   const severity = auditSeverity(event);
   const parent = event.traceId && /^[0-9a-f]{32}$/.test(event.traceId) && !/^0+$/.test(event.traceId)
-    ? trace.setSpanContext(otelContext.active(), { traceId: event.traceId, spanId: spanIdFor(event), traceFlags: TraceFlags.SAMPLED, isRemote: true })
+    ? trace.setSpanContext(otelContext.active(), { traceId: event.traceId, spanId: event.parentSpanId ?? spanIdFor(event), traceFlags: TraceFlags.SAMPLED, isRemote: true })
     : undefined;
   logger.emit({
     eventName: `mandate.audit.${event.kind}`,
@@ -113,16 +113,4 @@ function auditSeverity(event: AuditEvent): { number: SeverityNumber; text: strin
   }
   if (event.verdict === 'deny') return { number: SeverityNumber.WARN, text: 'WARN' };
   return { number: SeverityNumber.INFO, text: 'INFO' };
-}
-
-/**
- * The W3C trace id for a request when Envoy's x-request-id is a UUID (Envoy's
- * default): its 32 hex digits. Every event of that request then lands in one
- * trace, findable by request id. Null for any other request id.
- */
-export function traceIdFromRequestId(requestId: string | null): string | null {
-  if (!requestId) return null;
-  const hex = requestId.toLowerCase().replace(/-/g, '');
-  if (!/^[0-9a-f]{32}$/.test(hex) || /^0+$/.test(hex)) return null;
-  return /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/.test(requestId.toLowerCase()) ? hex : null;
 }

@@ -52,6 +52,15 @@ export interface CallContext {
   sessionId: string | null;
   sourceAddress: string | null;
   requestId: string | null;
+  /** The caller's span, from a valid W3C traceparent header; the audit's spans join its trace. */
+  trace?: TraceParent | null;
+}
+
+/** A caller's span as a traceparent header names it (audit/trace-context.ts reads the header). */
+export interface TraceParent {
+  traceId: string;
+  /** The caller's span: the parent of the spans Mandate exports for the request. */
+  parentSpanId: string;
 }
 
 export type Verdict = 'allow' | 'deny';

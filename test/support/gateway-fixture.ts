@@ -25,7 +25,7 @@ export function demoDocuments(ports: { mcpUpstream: number; restUpstream: number
 }
 
 export async function startGatewayFixture(
-  options: { demo?: boolean; ports?: Awaited<ReturnType<typeof choosePorts>>; extProcReplicas?: number; controlPlaneReplicas?: number; natsUrl?: string } = {},
+  options: { demo?: boolean; ports?: Awaited<ReturnType<typeof choosePorts>>; extProcReplicas?: number; controlPlaneReplicas?: number; natsUrl?: string; env?: Record<string, string> } = {},
 ): Promise<GatewayFixture> {
   const dataDir = mkdtempSync(join(tmpdir(), 'mandate-test-'));
   const ports = options.ports ?? (await choosePorts());
@@ -37,6 +37,7 @@ export async function startGatewayFixture(
     ...(options.extProcReplicas ? { extProcReplicas: options.extProcReplicas } : {}),
     ...(options.controlPlaneReplicas ? { controlPlaneReplicas: options.controlPlaneReplicas } : {}),
     ...(options.natsUrl ? { natsUrl: options.natsUrl } : {}),
+    ...(options.env ? { env: options.env } : {}),
   });
   const fixture: GatewayFixture = {
     ...gateway,

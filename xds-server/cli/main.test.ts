@@ -183,3 +183,21 @@ test('as a process: file paths resolve against MANDATE_CWD and the exit code is 
     return true;
   });
 });
+
+test('as a process: each stage command reaches its module with the arguments it expects', async () => {
+  const { openAuditLog } = await import('../../ext-proc/audit/log.ts');
+  const auditDir = join(dir, 'audit-trail');
+  const log = openAuditLog({ directory: auditDir });
+  log.append({ kind: 'decision', persona: 'support', agent: 'agent-7', verdict: 'allow' });
+  await log.flush();
+  await log.close();
+  const run = promisify(execFile);
+  const mandateCli = (...args: string[]) => run(process.execPath, [join(import.meta.dirname, 'main.ts'), ...args], { env: { ...process.env, MANDATE_CWD: dir } });
+  assert.match((await mandateCli('audit', 'verify', '--dir', auditDir)).stdout, /^ok: 1 records/);
+  const queried = JSON.parse((await mandateCli('audit', 'query', '--dir', auditDir, '--persona', 'support', '--json')).stdout) as { events: { agent: string }[] };
+  assert.deepEqual(queried.events.map((e) => e.agent), ['agent-7']);
+  assert.match((await mandateCli('report', '--help')).stdout, /mandate report --agent ID/);
+  assert.match((await mandateCli('dlp', 'catalogue', '--profile', 'pci-dss')).stdout, /payment-card/);
+  assert.match((await mandateCli('simulate', '--help')).stdout, /mandate simulate --persona FILE/);
+  assert.match((await mandateCli('quarantine', '--help')).stdout, /mandate quarantine list/);
+});

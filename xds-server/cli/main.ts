@@ -56,7 +56,7 @@ export interface StageCommand {
 const dispatchedCommands: Record<string, StageCommand> = {
   dlp: { module: '../../ext-proc/dlp/cli.ts', prefix: [] },
   simulate: { module: '../../ext-proc/sequence/cli.ts', prefix: [] },
-  audit: { module: '../../ext-proc/audit/cli.ts', prefix: [] },
+  audit: { module: '../../ext-proc/audit/cli.ts', prefix: ['audit'] },
   report: { module: '../../ext-proc/audit/cli.ts', prefix: ['report'] },
   quarantine: { module: '../../ext-proc/sequence/quarantine-cli.ts', prefix: [] },
 };
