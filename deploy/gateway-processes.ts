@@ -1,11 +1,13 @@
 // Starts a whole Mandate gateway as separate processes, the way it runs in
 // production on one machine: control plane, ext_proc, real Envoy, and
 // optionally the demo upstreams. Used by `npm start` and the integration tests.
+import { randomBytes } from 'node:crypto';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream, mkdirSync, readFileSync } from 'node:fs';
 import { connect, createServer } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { configuredToken } from '../config/configured-token.ts';
 import { startEnvoy, type EnvoyProcess } from '../envoy/run-envoy.ts';
 
 export const repoRoot = fileURLToPath(new URL('..', import.meta.url));
@@ -139,6 +141,15 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     MANDATE_EXT_PROC_ENDPOINTS: replicas.map((r) => `127.0.0.1:${r.grpc}`).join(','),
     MANDATE_CONTROL_PLANE_URL: `http://127.0.0.1:${ports.admin}`,
     ...(options.natsUrl ? { MANDATE_NATS_URL: options.natsUrl } : {}),
+    // Control-plane replicas share their tokens and the key that seals inline secrets on NATS, as a
+    // deployment gives them from a secret.
+    ...((options.controlPlaneReplicas ?? 1) > 1
+      ? {
+          MANDATE_ADMIN_TOKEN: randomBytes(32).toString('base64url'),
+          MANDATE_INTERNAL_TOKEN: randomBytes(32).toString('base64url'),
+          MANDATE_CONFIG_SECRETS_KEY: randomBytes(32).toString('base64'),
+        }
+      : {}),
     ...options.env,
   };
   const launch = (name: string, args: string[], extraEnv: Record<string, string> = {}) => {
@@ -193,7 +204,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
         ...(options.natsUrl ? { MANDATE_REPLICA_ID: `control-plane-${index}` } : {}),
       });
       await waitFor(`http://127.0.0.1:${admin}/healthz`, 30_000);
-      controlPlanes.push({ name, dataDir: replicaDir, adminUrl: `http://127.0.0.1:${admin}`, adminToken: readFileSync(join(replicaDir, 'admin-token'), 'utf8').trim(), xdsPort: xds });
+      controlPlanes.push({ name, dataDir: replicaDir, adminUrl: `http://127.0.0.1:${admin}`, adminToken: configuredToken(env, 'MANDATE_ADMIN_TOKEN') ?? readFileSync(join(replicaDir, 'admin-token'), 'utf8').trim(), xdsPort: xds });
     }
     for (let i = 0; i < replicas.length; i++) await startReplica(i);
     envoy = await startEnvoy({

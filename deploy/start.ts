@@ -51,7 +51,7 @@ process.stdout.write(`
 Mandate is running (config version ${version}).
 
   Gateway (agents connect here)   ${g}
-  Admin API                       ${gateway.adminUrl}   (token in ${join(dataDir, 'admin-token')})
+  Admin API                       ${gateway.adminUrl}   (token ${process.env.MANDATE_ADMIN_TOKEN ? 'from MANDATE_ADMIN_TOKEN' : process.env.MANDATE_ADMIN_TOKEN_FILE ? `in ${process.env.MANDATE_ADMIN_TOKEN_FILE}` : `in ${join(dataDir, 'admin-token')}`})
   Envoy admin                     http://127.0.0.1:${ports.envoyAdmin}
   Logs                            ${logDir}
 

@@ -3,6 +3,7 @@
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join, resolve } from 'node:path';
+import { configuredToken } from '../config/configured-token.ts';
 import { jsonEventLog, parseHostPort, runService } from '../config/service-process.ts';
 import { startExtProc } from './service.ts';
 
@@ -11,7 +12,8 @@ const log = jsonEventLog('ext-proc');
 await runService(log, () => {
   const env = process.env;
   const dataDir = resolve(env.MANDATE_DATA_DIR ?? '.data');
-  const internalToken = env.MANDATE_INTERNAL_TOKEN ?? readFileSync(env.MANDATE_INTERNAL_TOKEN_FILE ?? join(dataDir, 'internal-token'), 'utf8').trim();
+  // The control plane's internal token: given (MANDATE_INTERNAL_TOKEN or _FILE), else its file in a shared data dir.
+  const internalToken = configuredToken(env, 'MANDATE_INTERNAL_TOKEN') ?? readFileSync(join(dataDir, 'internal-token'), 'utf8').trim();
   return startExtProc({
     listen: parseHostPort(env.MANDATE_EXT_PROC_LISTEN ?? '127.0.0.1:9002', 'MANDATE_EXT_PROC_LISTEN'),
     health: parseHostPort(env.MANDATE_EXT_PROC_HEALTH_LISTEN ?? '127.0.0.1:9003', 'MANDATE_EXT_PROC_HEALTH_LISTEN'),

@@ -2,7 +2,8 @@
 // Envoy and ext_proc follow replica B; an admin configures replica A. The Persona,
 // upstreams and credential made on A reach Envoy and ext_proc through B, and the
 // traffic works. With NATS gone, A refuses writes while the data path keeps serving
-// what it has; when NATS is back, a revoke made on A takes effect through B.
+// what it has; when NATS is back, a revoke made on A takes effect through B. The
+// replicas share their tokens and the key that seals inline secrets on NATS.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { adminRequest, waitForEnvoyVersion, type ControlPlaneReplica } from '../deploy/gateway-processes.ts';
@@ -55,6 +56,11 @@ describe('control-plane replicas over NATS, with real Envoy', { skip: skip ?? fa
     const result = await client.callTool({ name: 'echo', arguments: { message: 'through replica B' } });
     assert.match(JSON.stringify(result.content), /through replica B/);
     await client.close();
+    // The tickets upstream's backend token is an inline secret: it crossed NATS sealed
+    // (MANDATE_CONFIG_SECRETS_KEY), B opened it, and ext_proc injects it on B's behalf.
+    const ticket = await fetch(`${gateway.gatewayUrl}${support}/tickets/tickets/1`, { headers: { authorization: `Bearer ${token.token}` } });
+    assert.equal(ticket.status, 200);
+    assert.equal(((await ticket.json()) as { received: { authorization: string } }).received.authorization, 'Bearer demo-backend-token');
   });
 
   test('without NATS, replica A refuses writes and the data path keeps serving; once NATS is back, a revoke on A takes effect through B', async () => {

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -20,6 +21,42 @@ test('a data directory that does not exist yet is created, private to the contro
     } finally {
       await controlPlane.stop();
     }
+  } finally {
+    rmSync(parent, { recursive: true, force: true });
+  }
+});
+
+test('replicas share the admin and internal tokens an operator gives (MANDATE_*_TOKEN or _FILE); a weak or unreadable one stops startup', async () => {
+  const parent = mkdtempSync(join(tmpdir(), 'mandate-cp-'));
+  const adminToken = randomBytes(32).toString('base64');
+  const internalToken = randomBytes(32).toString('base64url');
+  const internalFile = join(parent, 'internal-token.secret');
+  writeFileSync(internalFile, `${internalToken}\n`, { mode: 0o600 });
+  const env = { MANDATE_ADMIN_TOKEN: adminToken, MANDATE_INTERNAL_TOKEN_FILE: internalFile };
+  const start = (name: string, environment: Record<string, string>) =>
+    startControlPlane({ dataDir: join(parent, name), xds: { address: '127.0.0.1', port: 0 }, admin: { address: '127.0.0.1', port: 0 }, gateway: defaultGatewaySettings, log: () => {}, env: environment });
+  try {
+    const replicas = [await start('a', env), await start('b', env)];
+    try {
+      for (const replica of replicas) {
+        assert.equal(replica.adminToken, adminToken);
+        assert.equal(replica.adminTokenPath, null);
+        assert.ok(!existsSync(join(parent, replica === replicas[0] ? 'a' : 'b', 'admin-token')), 'no token of its own is written');
+        const base = `http://127.0.0.1:${replica.adminPort}`;
+        assert.equal((await fetch(`${base}/v1/status`, { headers: { authorization: `Bearer ${adminToken}` } })).status, 200);
+        assert.equal((await fetch(`${base}/v1/status`, { headers: { authorization: `Bearer ${internalToken}` } })).status, 401, 'the internal token is not an admin token');
+        const policy = await fetch(`${base}/internal/v1/policy`, { headers: { authorization: `Bearer ${internalToken}` } });
+        assert.equal(policy.status, 200, 'the internal API takes the shared internal token');
+        assert.equal(((await policy.json()) as { version: number }).version, 1);
+        assert.equal((await fetch(`${base}/internal/v1/policy`, { headers: { authorization: `Bearer ${adminToken}` } })).status, 401);
+      }
+    } finally {
+      for (const replica of replicas) await replica.stop();
+    }
+    await assert.rejects(start('c', { MANDATE_ADMIN_TOKEN: 'admin' }), /MANDATE_ADMIN_TOKEN: the token must be at least 32 characters/);
+    await assert.rejects(start('d', { MANDATE_INTERNAL_TOKEN_FILE: join(parent, 'absent') }), /MANDATE_INTERNAL_TOKEN_FILE: cannot read .*absent \(ENOENT\)/);
+    await assert.rejects(start('e', { MANDATE_ADMIN_TOKEN: adminToken, MANDATE_ADMIN_TOKEN_FILE: internalFile }), /set MANDATE_ADMIN_TOKEN or MANDATE_ADMIN_TOKEN_FILE, not both/);
+    await assert.rejects(start('f', { MANDATE_ADMIN_TOKEN: `${adminToken.slice(0, 20)} ${adminToken.slice(20)}` }), /must not contain whitespace/);
   } finally {
     rmSync(parent, { recursive: true, force: true });
   }

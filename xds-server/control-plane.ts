@@ -10,6 +10,7 @@ import { loadEnvoyApi } from '../proto/envoy-api.ts';
 import { createAdsServer } from './ads/ads-server.ts';
 import { createAdminServer } from './admin/admin-server.ts';
 import { ensureSecretFile } from './admin/tokens.ts';
+import { configuredToken } from '../config/configured-token.ts';
 import { buildSnapshot, type GatewaySettings } from './snapshot/build-snapshot.ts';
 import { createResourceEncoder } from './snapshot/encode-resources.ts';
 import { createSnapshotCache } from './snapshot/snapshot-cache.ts';
@@ -40,7 +41,8 @@ export interface ControlPlane {
   /** Scaled out only. */
   replication: ReplicatedConfigStore | null;
   adminToken: string;
-  adminTokenPath: string;
+  /** The data dir's token file, or null when the token came from MANDATE_ADMIN_TOKEN(_FILE). */
+  adminTokenPath: string | null;
   xdsPort: number;
   adminPort: number;
   stop(): Promise<void>;
@@ -55,9 +57,12 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
   // The data directory is the control plane's own (0700: it holds the admin token and the config).
   mkdirSync(options.dataDir, { recursive: true, mode: 0o700 });
   const store = openConfigStore({ path: join(options.dataDir, 'config.db'), env });
-  const adminTokenPath = join(options.dataDir, 'admin-token');
-  const adminToken = ensureSecretFile(adminTokenPath);
-  const internalToken = ensureSecretFile(join(options.dataDir, 'internal-token'));
+  // Tokens an operator gives (the same on every replica behind one address), else the data dir's own.
+  const givenAdminToken = configuredToken(env, 'MANDATE_ADMIN_TOKEN');
+  const givenInternalToken = configuredToken(env, 'MANDATE_INTERNAL_TOKEN');
+  const adminTokenPath = givenAdminToken === null ? join(options.dataDir, 'admin-token') : null;
+  const adminToken = givenAdminToken ?? ensureSecretFile(adminTokenPath!);
+  const internalToken = givenInternalToken ?? ensureSecretFile(join(options.dataDir, 'internal-token'));
 
   const api = loadEnvoyApi();
   const cache = createSnapshotCache(createResourceEncoder(api.root));
@@ -108,7 +113,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
   log('control_plane_ready', {
     xds: `${options.xds.address}:${xdsPort}`,
     admin: `http://${options.admin.address}:${adminPort}`,
-    adminTokenFile: adminTokenPath,
+    adminTokenFrom: adminTokenPath ?? (env.MANDATE_ADMIN_TOKEN ? 'MANDATE_ADMIN_TOKEN' : 'MANDATE_ADMIN_TOKEN_FILE'),
     configVersion: store.current().version,
     ...(replication ? { replica: options.replication!.replicaId, natsUrl: options.replication!.natsUrl } : {}),
   });
