@@ -61,6 +61,24 @@ export const forwardableHeaderSchema = z
     if (reason !== null) ctx.addIssue({ code: 'custom', message: `"${name}" cannot be listed: ${reason}` });
   });
 
+/** How the gateway verifies an https:// upstream's certificate. Verification is always on. */
+export const upstreamTlsSchema = z
+  .object({
+    caFile: z
+      .string()
+      .regex(/^\/[^\0]*$/, 'must be an absolute path')
+      .max(1024)
+      .optional()
+      .describe('PEM file, on the Envoy hosts, of the CAs that may sign the upstream certificate; default: the gateway\'s MANDATE_UPSTREAM_CA_FILE (the system bundle)'),
+    serverName: z
+      .string()
+      .regex(/^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/, 'must be a DNS name')
+      .max(253)
+      .optional()
+      .describe('The name sent as SNI and required in the certificate\'s subject alternative names; default: the URL\'s host'),
+  })
+  .strict();
+
 export const upstreamSchema = z
   .object({
     kind: z.literal('Upstream'),
@@ -79,8 +97,12 @@ export const upstreamSchema = z
       .describe(
         'Request headers of the agent passed on to this upstream besides the protocol ones (content type, accept, conditional requests, tracing, MCP session headers). Every other header the agent sends is dropped. With data protection on, the values are inspected like the body.',
       ),
+    tls: upstreamTlsSchema.optional().describe('https:// upstreams only: which CAs and name the certificate is checked against (it always is)'),
   })
-  .strict();
+  .strict()
+  .superRefine((upstream, ctx) => {
+    if (upstream.tls && !upstream.url.startsWith('https://')) ctx.addIssue({ code: 'custom', path: ['tls'], message: 'applies to https:// upstreams only' });
+  });
 
 /** A REST path template: literal segments and {param} segments; a trailing {rest*} matches the remainder. */
 export const pathTemplateSchema = z

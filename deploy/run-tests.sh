@@ -5,10 +5,11 @@
 set -eu
 # Real peers the integration tests start on loopback, from Debian's packages, installed here if missing:
 # nats-server (JetStream) for the scaled-out tests, c-icap with its content-filtering service as the
-# enterprise ICAP DLP.
+# enterprise ICAP DLP, and openssl, which issues the certificates of the https:// upstream tests.
 missing=""
 command -v nats-server >/dev/null 2>&1 || missing="$missing nats-server"
 command -v c-icap >/dev/null 2>&1 || missing="$missing c-icap"
+command -v openssl >/dev/null 2>&1 || missing="$missing openssl"
 filtering=""
 for module in /usr/lib/c_icap/srv_content_filtering.so /usr/lib/*/c_icap/srv_content_filtering.so; do
   [ -e "$module" ] && filtering="$module"

@@ -9,6 +9,8 @@ export function parseGatewaySettings(env: Record<string, string | undefined>): G
   if (!Number.isInteger(hops) || hops < 0 || hops > 10) throw new Error(`MANDATE_TRUSTED_PROXY_HOPS must be an integer 0-10`);
   const timeout = Number(env.MANDATE_EXT_PROC_MESSAGE_TIMEOUT_MS ?? defaultGatewaySettings.messageTimeoutMs);
   if (!Number.isInteger(timeout) || timeout < 50 || timeout > 60_000) throw new Error('MANDATE_EXT_PROC_MESSAGE_TIMEOUT_MS must be 50-60000');
+  const upstreamCaFile = env.MANDATE_UPSTREAM_CA_FILE?.trim() || defaultGatewaySettings.upstreamCaFile;
+  if (!upstreamCaFile.startsWith('/')) throw new Error('MANDATE_UPSTREAM_CA_FILE must be an absolute path (on the Envoy hosts)');
   return {
     listener: env.MANDATE_GATEWAY_LISTEN ? parseHostPort(env.MANDATE_GATEWAY_LISTEN, 'MANDATE_GATEWAY_LISTEN') : defaultGatewaySettings.listener,
     extProcEndpoints: env.MANDATE_EXT_PROC_ENDPOINTS
@@ -16,6 +18,7 @@ export function parseGatewaySettings(env: Record<string, string | undefined>): G
       : defaultGatewaySettings.extProcEndpoints,
     messageTimeoutMs: timeout,
     trustedProxyHops: hops,
+    upstreamCaFile,
   };
 }
 

@@ -62,6 +62,41 @@ test('IP upstreams use EDS; host names use STRICT_DNS with TLS and SNI for https
   assert.deepEqual(snapshot.resources.endpoints.map((e) => e.cluster_name).sort(), ['mandate-ext-proc', upstreamClusterName('mcp-a')]);
 });
 
+test('https upstreams are verified: the chain against the system CAs or the upstream\'s own, the name against the URL host or tls.serverName', () => {
+  const tlsOf = (upstream: Record<string, unknown>, settings = defaultGatewaySettings) => {
+    const bundle = configBundleSchema.parse({ upstreams: [{ kind: 'Upstream', name: 'u', protocol: 'rest', ...upstream }], skills: [], personas: [] });
+    const cluster = buildSnapshot({ version: 1, createdAt: '2026-01-01T00:00:00Z', bundle, credentials: [], upstreamCredentials: {} }, settings).resources.clusters.find((c) => c.name === upstreamClusterName('u'))!;
+    createResourceEncoder(api.root)('clusters', cluster);
+    return (cluster.transport_socket as { typed_config: Record<string, any> } | undefined)?.typed_config;
+  };
+  assert.deepEqual(tlsOf({ url: 'https://api.example.com:8443/v2' }), {
+    '@type': 'type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext',
+    sni: 'api.example.com',
+    common_tls_context: {
+      validation_context: {
+        trusted_ca: { filename: '/etc/ssl/certs/ca-certificates.crt' },
+        match_typed_subject_alt_names: [{ san_type: 'DNS', matcher: { exact: 'api.example.com' } }],
+      },
+    },
+  });
+  const own = tlsOf({ url: 'https://10.1.2.3/api', tls: { caFile: '/etc/mandate/internal-ca.pem', serverName: 'billing.internal' } }, { ...defaultGatewaySettings, upstreamCaFile: '/opt/ca.pem' });
+  assert.equal(own?.sni, 'billing.internal');
+  assert.deepEqual(own?.common_tls_context.validation_context, {
+    trusted_ca: { filename: '/etc/mandate/internal-ca.pem' },
+    match_typed_subject_alt_names: [{ san_type: 'DNS', matcher: { exact: 'billing.internal' } }],
+  });
+  const ip = tlsOf({ url: 'https://10.1.2.3/api' }, { ...defaultGatewaySettings, upstreamCaFile: '/opt/ca.pem' });
+  assert.equal(ip?.sni, undefined, 'no SNI for an IP address');
+  assert.deepEqual(ip?.common_tls_context.validation_context, { trusted_ca: { filename: '/opt/ca.pem' }, match_typed_subject_alt_names: [{ san_type: 'IP_ADDRESS', matcher: { exact: '10.1.2.3' } }] });
+  assert.equal(tlsOf({ url: 'http://api.example.com/' }), undefined);
+  const refused = configBundleSchema.safeParse({ upstreams: [{ kind: 'Upstream', name: 'u', protocol: 'rest', url: 'http://api.example.com/', tls: { caFile: '/ca.pem' } }], skills: [], personas: [] });
+  assert.equal(refused.success, false);
+  assert.match(JSON.stringify(refused.error?.issues), /applies to https:\/\/ upstreams only/);
+  for (const tls of [{ caFile: 'relative/ca.pem' }, { serverName: 'not a name' }, { insecure: true }]) {
+    assert.equal(configBundleSchema.safeParse({ upstreams: [{ kind: 'Upstream', name: 'u', protocol: 'rest', url: 'https://a.example/', tls }], skills: [], personas: [] }).success, false, JSON.stringify(tls));
+  }
+});
+
 test('every resource encodes against the Envoy descriptors, and the build is deterministic', () => {
   const encode = createResourceEncoder(api.root);
   const a = buildSnapshot(policy(5, { network: { allow: ['fd00::/8'], deny: [] } }), defaultGatewaySettings);

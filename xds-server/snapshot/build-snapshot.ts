@@ -14,6 +14,8 @@ export interface GatewaySettings {
   messageTimeoutMs: number;
   /** Number of trusted proxies in front of Envoy that append to X-Forwarded-For (0: the peer address is the source). */
   trustedProxyHops: number;
+  /** PEM bundle, on the Envoy hosts, of the CAs https:// upstreams are verified against unless an upstream names its own. */
+  upstreamCaFile: string;
 }
 
 export const defaultGatewaySettings: GatewaySettings = {
@@ -21,6 +23,7 @@ export const defaultGatewaySettings: GatewaySettings = {
   extProcEndpoints: [{ address: '127.0.0.1', port: 9002 }],
   messageTimeoutMs: 2000,
   trustedProxyHops: 0,
+  upstreamCaFile: '/etc/ssl/certs/ca-certificates.crt',
 };
 
 export const typeUrls = {
@@ -55,7 +58,7 @@ export function upstreamClusterName(upstream: string): string {
 export function buildSnapshot(policy: PolicySnapshot, settings: GatewaySettings): XdsSnapshot {
   const upstreams = [...policy.bundle.upstreams].sort((a, b) => a.name.localeCompare(b.name));
   const personas = [...policy.bundle.personas].sort((a, b) => a.name.localeCompare(b.name));
-  const clusters: ResourceObject[] = [extProcCluster(), ...upstreams.map(upstreamCluster)];
+  const clusters: ResourceObject[] = [extProcCluster(), ...upstreams.map((u) => upstreamCluster(u, settings))];
   const endpoints: ResourceObject[] = [
     loadAssignment(extProcClusterName, settings.extProcEndpoints),
     ...upstreams.filter((u) => isIpLiteral(parseUpstreamUrl(u).host)).map((u) => loadAssignment(upstreamClusterName(u.name), [endpointOf(u)])),
@@ -90,7 +93,7 @@ function extProcCluster(): ResourceObject {
   };
 }
 
-function upstreamCluster(upstream: Upstream): ResourceObject {
+function upstreamCluster(upstream: Upstream, settings: GatewaySettings): ResourceObject {
   const url = parseUpstreamUrl(upstream);
   const common: ResourceObject = {
     name: upstreamClusterName(upstream.name),
@@ -98,11 +101,19 @@ function upstreamCluster(upstream: Upstream): ResourceObject {
     circuit_breakers: { thresholds: [{ max_connections: 100_000, max_pending_requests: 100_000, max_requests: 100_000 }] },
   };
   if (url.tls) {
+    // Envoy verifies nothing unless told to: the chain against the CAs, and the name the URL (or tls.serverName) gives.
+    const serverName = upstream.tls?.serverName ?? url.host;
     common.transport_socket = {
       name: 'envoy.transport_sockets.tls',
       typed_config: {
         '@type': 'type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext',
-        sni: url.host,
+        ...(isIpLiteral(serverName) ? {} : { sni: serverName }),
+        common_tls_context: {
+          validation_context: {
+            trusted_ca: { filename: upstream.tls?.caFile ?? settings.upstreamCaFile },
+            match_typed_subject_alt_names: [{ san_type: isIpLiteral(serverName) ? 'IP_ADDRESS' : 'DNS', matcher: { exact: serverName } }],
+          },
+        },
       },
     };
   }
