@@ -3,32 +3,17 @@
 // CA, a server certificate for localhost and one for another name. An upstream
 // whose certificate the gateway cannot verify never receives the agent's request.
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { startGatewayFixture, type GatewayFixture } from './support/gateway-fixture.ts';
+import { createTestCertificateAuthority, type TestCertificateAuthority } from './support/test-certificates.ts';
 
-let dir: string;
+let authority: TestCertificateAuthority;
 let gateway: GatewayFixture;
 let token = '';
 const servers: Server[] = [];
 const seen: Record<string, number> = { localhost: 0, other: 0 };
-
-/** A key and a certificate for `san`, signed by the test CA. */
-function issue(name: string, san: string): { key: Buffer; cert: Buffer } {
-  const key = join(dir, `${name}.key`);
-  const csr = join(dir, `${name}.csr`);
-  const cert = join(dir, `${name}.pem`);
-  const ext = join(dir, `${name}.ext`);
-  writeFileSync(ext, `subjectAltName=${san}\nextendedKeyUsage=serverAuth\n`);
-  execFileSync('openssl', ['req', '-new', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', key, '-out', csr, '-subj', `/CN=${name}`], { stdio: 'ignore' });
-  execFileSync('openssl', ['x509', '-req', '-in', csr, '-CA', join(dir, 'ca.pem'), '-CAkey', join(dir, 'ca.key'), '-CAcreateserial', '-days', '2', '-out', cert, '-extfile', ext], { stdio: 'ignore' });
-  return { key: readFileSync(key), cert: readFileSync(cert) };
-}
 
 async function serve(name: string, credentials: { key: Buffer; cert: Buffer }): Promise<number> {
   const server = createServer(credentials, (request, response) => {
@@ -42,11 +27,10 @@ async function serve(name: string, credentials: { key: Buffer; cert: Buffer }): 
 }
 
 before(async () => {
-  dir = mkdtempSync(join(tmpdir(), 'mandate-upstream-tls-'));
-  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', join(dir, 'ca.key'), '-out', join(dir, 'ca.pem'), '-days', '2', '-subj', '/CN=Mandate test CA'], { stdio: 'ignore' });
-  const localhostPort = await serve('localhost', issue('localhost', 'DNS:localhost'));
-  const otherPort = await serve('other', issue('other', 'DNS:billing.internal'));
-  const ca = join(dir, 'ca.pem');
+  authority = createTestCertificateAuthority();
+  const localhostPort = await serve('localhost', authority.issue('localhost', 'DNS:localhost'));
+  const otherPort = await serve('other', authority.issue('other', 'DNS:billing.internal'));
+  const ca = authority.caFile;
   const upstreams = [
     { name: 'verified', url: `https://localhost:${localhostPort}/api`, tls: { caFile: ca } },
     { name: 'untrusted', url: `https://localhost:${localhostPort}/api` },
@@ -64,7 +48,7 @@ before(async () => {
 after(async () => {
   await gateway?.stop();
   for (const server of servers) await new Promise((resolve) => server.close(resolve));
-  if (dir) rmSync(dir, { recursive: true, force: true });
+  authority?.dispose();
 });
 
 const get = (upstream: string) => fetch(`${gateway.gatewayUrl}/personas/reader/${upstream}/tickets/7`, { headers: { authorization: `Bearer ${token}` } });

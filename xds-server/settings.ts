@@ -12,6 +12,7 @@ export function parseGatewaySettings(env: Record<string, string | undefined>): G
   const upstreamCaFile = env.MANDATE_UPSTREAM_CA_FILE?.trim() || defaultGatewaySettings.upstreamCaFile;
   if (!upstreamCaFile.startsWith('/')) throw new Error('MANDATE_UPSTREAM_CA_FILE must be an absolute path (on the Envoy hosts)');
   return {
+    listenerTls: parseListenerTls(env),
     listener: env.MANDATE_GATEWAY_LISTEN ? parseHostPort(env.MANDATE_GATEWAY_LISTEN, 'MANDATE_GATEWAY_LISTEN') : defaultGatewaySettings.listener,
     extProcEndpoints: env.MANDATE_EXT_PROC_ENDPOINTS
       ? env.MANDATE_EXT_PROC_ENDPOINTS.split(',').map((e) => parseHostPort(e, 'MANDATE_EXT_PROC_ENDPOINTS'))
@@ -31,4 +32,20 @@ export function parseReplicationSettings(env: Record<string, string | undefined>
   const streamReplicas = Number(env.MANDATE_CONFIG_STREAM_REPLICAS ?? 1);
   if (!Number.isInteger(streamReplicas) || streamReplicas < 1 || streamReplicas > 5) throw new Error('MANDATE_CONFIG_STREAM_REPLICAS must be an integer 1-5');
   return { replication: { natsUrl, replicaId, streamReplicas } };
+}
+
+/** TLS for agents from MANDATE_GATEWAY_TLS_CERT_FILE and _KEY_FILE (both or neither), and MANDATE_GATEWAY_TLS_CLIENT_CA_FILE for mutual TLS. */
+function parseListenerTls(env: Record<string, string | undefined>): GatewaySettings['listenerTls'] {
+  const certFile = env.MANDATE_GATEWAY_TLS_CERT_FILE?.trim() || null;
+  const keyFile = env.MANDATE_GATEWAY_TLS_KEY_FILE?.trim() || null;
+  const clientCaFile = env.MANDATE_GATEWAY_TLS_CLIENT_CA_FILE?.trim() || null;
+  if (certFile === null && keyFile === null) {
+    if (clientCaFile !== null) throw new Error('MANDATE_GATEWAY_TLS_CLIENT_CA_FILE needs MANDATE_GATEWAY_TLS_CERT_FILE and MANDATE_GATEWAY_TLS_KEY_FILE');
+    return null;
+  }
+  if (certFile === null || keyFile === null) throw new Error('set both MANDATE_GATEWAY_TLS_CERT_FILE and MANDATE_GATEWAY_TLS_KEY_FILE, or neither');
+  for (const [name, path] of [['MANDATE_GATEWAY_TLS_CERT_FILE', certFile], ['MANDATE_GATEWAY_TLS_KEY_FILE', keyFile], ['MANDATE_GATEWAY_TLS_CLIENT_CA_FILE', clientCaFile]] as const) {
+    if (path !== null && !path.startsWith('/')) throw new Error(`${name} must be an absolute path (on the Envoy hosts)`);
+  }
+  return { certFile, keyFile, clientCaFile };
 }

@@ -123,3 +123,20 @@ test('per-type versions change only when that type changes', () => {
   assert.notEqual(second.types.routes.version, first.types.routes.version);
   assert.equal(second.configVersion, 2);
 });
+
+test('with TLS settings the agents\' listener terminates TLS from watched files, and with a client CA requires a client certificate', () => {
+  const encode = createResourceEncoder(api.root);
+  const listenerOf = (listenerTls: typeof defaultGatewaySettings.listenerTls) => {
+    const listener = buildSnapshot(policy(1), { ...defaultGatewaySettings, listenerTls }).resources.listeners[0]!;
+    encode('listeners', listener);
+    return (listener.filter_chains as { transport_socket?: { typed_config: Record<string, any> } }[])[0]!.transport_socket?.typed_config;
+  };
+  assert.equal(listenerOf(null), undefined, 'plain HTTP by default');
+  const tls = listenerOf({ certFile: '/etc/mandate/tls/tls.crt', keyFile: '/etc/mandate/tls/tls.key', clientCaFile: null })!;
+  assert.deepEqual(tls.common_tls_context.tls_certificates, [{ certificate_chain: { filename: '/etc/mandate/tls/tls.crt' }, private_key: { filename: '/etc/mandate/tls/tls.key' }, watched_directory: { path: '/etc/mandate/tls' } }]);
+  assert.equal(tls.require_client_certificate, undefined);
+  assert.equal(tls.common_tls_context.validation_context, undefined);
+  const mutual = listenerOf({ certFile: '/etc/mandate/tls/tls.crt', keyFile: '/etc/mandate/tls/tls.key', clientCaFile: '/etc/mandate/agents/ca.pem' })!;
+  assert.equal(mutual.require_client_certificate, true);
+  assert.deepEqual(mutual.common_tls_context.validation_context, { trusted_ca: { filename: '/etc/mandate/agents/ca.pem' }, watched_directory: { path: '/etc/mandate/agents' } });
+});

@@ -1,6 +1,7 @@
 // Builds the Envoy configuration for one node group as a pure function of the
 // stored config: the same PolicySnapshot and settings always give the same
 // resources. Nothing here does I/O or knows about xDS streams.
+import { dirname } from 'node:path';
 import { effectiveGrants, type PolicySnapshot } from '../../config/bundle.ts';
 import { reservedRequestHeaders, routeMetadataKeys } from '../../config/route-identity.ts';
 import { personaPathPrefix, type Grant, type Persona, type Upstream } from '../../config/schema.ts';
@@ -16,6 +17,8 @@ export interface GatewaySettings {
   trustedProxyHops: number;
   /** PEM bundle, on the Envoy hosts, of the CAs https:// upstreams are verified against unless an upstream names its own. */
   upstreamCaFile: string;
+  /** TLS on the agents' listener (files on the Envoy hosts); with clientCaFile, agents must present a certificate it signed. Null: plain HTTP. */
+  listenerTls: { certFile: string; keyFile: string; clientCaFile: string | null } | null;
 }
 
 export const defaultGatewaySettings: GatewaySettings = {
@@ -24,6 +27,7 @@ export const defaultGatewaySettings: GatewaySettings = {
   messageTimeoutMs: 2000,
   trustedProxyHops: 0,
   upstreamCaFile: '/etc/ssl/certs/ca-certificates.crt',
+  listenerTls: null,
 };
 
 export const typeUrls = {
@@ -147,6 +151,7 @@ function gatewayListener(settings: GatewaySettings): ResourceObject {
     address: { socket_address: { address: settings.listener.address, port_value: settings.listener.port } },
     filter_chains: [
       {
+        ...(settings.listenerTls ? { transport_socket: listenerTransportSocket(settings.listenerTls) } : {}),
         filters: [
           {
             name: 'envoy.filters.network.http_connection_manager',
@@ -178,6 +183,26 @@ function gatewayListener(settings: GatewaySettings): ResourceObject {
         ],
       },
     ],
+  };
+}
+
+/**
+ * TLS for agents. The key pair is read from files whose directory Envoy watches, so a rotation that
+ * swaps the directory (a Kubernetes secret, cert-manager) takes effect without a restart.
+ */
+function listenerTransportSocket(tls: NonNullable<GatewaySettings['listenerTls']>): ResourceObject {
+  return {
+    name: 'envoy.transport_sockets.tls',
+    typed_config: {
+      '@type': 'type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext',
+      common_tls_context: {
+        alpn_protocols: ['h2', 'http/1.1'],
+        tls_params: { tls_minimum_protocol_version: 'TLSv1_2' },
+        tls_certificates: [{ certificate_chain: { filename: tls.certFile }, private_key: { filename: tls.keyFile }, watched_directory: { path: dirname(tls.certFile) } }],
+        ...(tls.clientCaFile ? { validation_context: { trusted_ca: { filename: tls.clientCaFile }, watched_directory: { path: dirname(tls.clientCaFile) } } } : {}),
+      },
+      ...(tls.clientCaFile ? { require_client_certificate: true } : {}),
+    },
   };
 }
 
