@@ -8,6 +8,7 @@ import { connect, createServer } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { configuredToken } from '../config/configured-token.ts';
+import { envoyChannelTlsFromEnv } from '../config/grpc-tls.ts';
 import { startEnvoy, type EnvoyProcess } from '../envoy/run-envoy.ts';
 
 export const repoRoot = fileURLToPath(new URL('..', import.meta.url));
@@ -209,6 +210,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     for (let i = 0; i < replicas.length; i++) await startReplica(i);
     envoy = await startEnvoy({
       xds: { address: '127.0.0.1', port: ports.xds },
+      xdsTls: envoyChannelTlsFromEnv(env, 'MANDATE_ENVOY_XDS'),
       adminPort: ports.envoyAdmin,
       nodeId: 'mandate-gateway-1',
       logFile: join(options.logDir, 'envoy.log'),

@@ -7,11 +7,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse } from 'yaml';
+import { envoyChannelTransportSocket, type EnvoyChannelTls } from '../config/grpc-tls.ts';
 
 export interface EnvoyOptions {
   xds: { address: string; port: number };
   adminPort: number;
   nodeId: string;
+  /** TLS to the control plane's ADS server (MANDATE_ENVOY_XDS_*); absent: plain gRPC. */
+  xdsTls?: EnvoyChannelTls | null;
   /** Where Envoy's own log and access log go; inherit prints them. */
   logFile?: string;
   baseId?: number;
@@ -41,6 +44,7 @@ export function renderBootstrap(options: EnvoyOptions): Record<string, unknown> 
   const socket = bootstrap.static_resources.clusters[0]!.load_assignment.endpoints[0]!.lb_endpoints[0]!.endpoint.address.socket_address;
   socket.address = options.xds.address;
   socket.port_value = options.xds.port;
+  if (options.xdsTls) (bootstrap.static_resources.clusters[0] as Record<string, unknown>).transport_socket = envoyChannelTransportSocket(options.xdsTls);
   bootstrap.admin.address.socket_address.port_value = options.adminPort;
   return bootstrap as unknown as Record<string, unknown>;
 }

@@ -4,6 +4,7 @@ import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join, resolve } from 'node:path';
 import { configuredToken } from '../config/configured-token.ts';
+import { serverTlsFromEnv } from '../config/grpc-tls.ts';
 import { jsonEventLog, parseHostPort, runService } from '../config/service-process.ts';
 import { startExtProc } from './service.ts';
 
@@ -19,6 +20,7 @@ await runService(log, () => {
     health: parseHostPort(env.MANDATE_EXT_PROC_HEALTH_LISTEN ?? '127.0.0.1:9003', 'MANDATE_EXT_PROC_HEALTH_LISTEN'),
     controlPlaneUrl: env.MANDATE_CONTROL_PLANE_URL ?? 'http://127.0.0.1:18080',
     internalToken,
+    tls: serverTlsFromEnv(env, 'MANDATE_EXT_PROC_TLS'),
     auditDir: resolve(env.MANDATE_AUDIT_DIR ?? join(dataDir, 'audit')),
     log,
     ...(env.MANDATE_ALERT_WEBHOOK_URL ? { alertWebhookUrl: env.MANDATE_ALERT_WEBHOOK_URL } : {}),

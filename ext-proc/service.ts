@@ -13,6 +13,7 @@ import { auditEventFromDecision } from './audit/event.ts';
 import { openAuditLog } from './audit/log.ts';
 import { createAuditOtlpExporter, feedAuditToOtlp } from './audit/otlp.ts';
 import { auditTraceOf } from './audit/trace-context.ts';
+import { grpcServerCredentials, type ServerTlsFiles } from '../config/grpc-tls.ts';
 import { handleAuditApi } from './audit/http-api.ts';
 import { selectDetectors } from './dlp/catalogue.ts';
 import { FlowTracker } from './dlp/flow.ts';
@@ -46,6 +47,8 @@ export interface ExtProcOptions {
   baselineDir?: string;
   /** OTLP/HTTP receiver for audit spans and log records; default MANDATE_OTLP_ENDPOINT; unset: no export. */
   otlpEndpoint?: string;
+  /** TLS on the ExternalProcessor server (MANDATE_EXT_PROC_TLS_*); null or absent: plain gRPC. */
+  tls?: ServerTlsFiles | null;
 }
 
 export interface ExtProcService {
@@ -149,7 +152,7 @@ export async function startExtProc(options: ExtProcOptions): Promise<ExtProcServ
     log,
   });
   const grpcPort = await new Promise<number>((resolve, reject) =>
-    server.bindAsync(`${options.listen.address}:${options.listen.port}`, grpc.ServerCredentials.createInsecure(), (error, port) => (error ? reject(error) : resolve(port))),
+    server.bindAsync(`${options.listen.address}:${options.listen.port}`, grpcServerCredentials(options.tls ?? null), (error, port) => (error ? reject(error) : resolve(port))),
   );
 
   const health: Server = createServer((request, response) => {

@@ -11,6 +11,7 @@ import { createAdsServer } from './ads/ads-server.ts';
 import { createAdminServer } from './admin/admin-server.ts';
 import { ensureSecretFile } from './admin/tokens.ts';
 import { configuredToken } from '../config/configured-token.ts';
+import { grpcServerCredentials, type ServerTlsFiles } from '../config/grpc-tls.ts';
 import { buildSnapshot, type GatewaySettings } from './snapshot/build-snapshot.ts';
 import { createResourceEncoder } from './snapshot/encode-resources.ts';
 import { createSnapshotCache } from './snapshot/snapshot-cache.ts';
@@ -27,6 +28,8 @@ export interface ControlPlaneOptions {
   env?: Record<string, string | undefined>;
   /** Scaled out: share the config with the other control-plane replicas over NATS JetStream. */
   replication?: ControlPlaneReplication;
+  /** TLS on the ADS server (MANDATE_XDS_TLS_*); null or absent: plain gRPC. */
+  xdsTls?: ServerTlsFiles | null;
 }
 
 export interface ControlPlaneReplication {
@@ -93,7 +96,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
   const grpcServer = new grpc.Server({ 'grpc.max_send_message_length': 64 * 1024 * 1024, 'grpc.keepalive_permit_without_calls': 1 });
   grpcServer.addService(api.adsService, ads.implementation as unknown as grpc.UntypedServiceImplementation);
   const xdsPort = await new Promise<number>((resolve, reject) =>
-    grpcServer.bindAsync(`${options.xds.address}:${options.xds.port}`, grpc.ServerCredentials.createInsecure(), (error, port) => (error ? reject(error) : resolve(port))),
+    grpcServer.bindAsync(`${options.xds.address}:${options.xds.port}`, grpcServerCredentials(options.xdsTls ?? null), (error, port) => (error ? reject(error) : resolve(port))),
   );
 
   const admin: HttpServer = createAdminServer({

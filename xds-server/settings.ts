@@ -1,5 +1,6 @@
 // Gateway settings from the environment, validated with a clear message per variable.
 import { hostname } from 'node:os';
+import { envoyChannelTlsFromEnv } from '../config/grpc-tls.ts';
 import { parseHostPort } from '../config/service-process.ts';
 import type { ControlPlaneReplication } from './control-plane.ts';
 import { defaultGatewaySettings, type GatewaySettings } from './snapshot/build-snapshot.ts';
@@ -13,6 +14,7 @@ export function parseGatewaySettings(env: Record<string, string | undefined>): G
   if (!upstreamCaFile.startsWith('/')) throw new Error('MANDATE_UPSTREAM_CA_FILE must be an absolute path (on the Envoy hosts)');
   return {
     listenerTls: parseListenerTls(env),
+    extProcTls: envoyChannelTlsFromEnv(env, 'MANDATE_ENVOY_EXT_PROC'),
     listener: env.MANDATE_GATEWAY_LISTEN ? parseHostPort(env.MANDATE_GATEWAY_LISTEN, 'MANDATE_GATEWAY_LISTEN') : defaultGatewaySettings.listener,
     extProcEndpoints: env.MANDATE_EXT_PROC_ENDPOINTS
       ? env.MANDATE_EXT_PROC_ENDPOINTS.split(',').map((e) => parseHostPort(e, 'MANDATE_EXT_PROC_ENDPOINTS'))

@@ -3,6 +3,7 @@
 // resources. Nothing here does I/O or knows about xDS streams.
 import { dirname } from 'node:path';
 import { effectiveGrants, type PolicySnapshot } from '../../config/bundle.ts';
+import { envoyChannelTransportSocket, type EnvoyChannelTls } from '../../config/grpc-tls.ts';
 import { reservedRequestHeaders, routeMetadataKeys } from '../../config/route-identity.ts';
 import { personaPathPrefix, type Grant, type Persona, type Upstream } from '../../config/schema.ts';
 
@@ -19,6 +20,8 @@ export interface GatewaySettings {
   upstreamCaFile: string;
   /** TLS on the agents' listener (files on the Envoy hosts); with clientCaFile, agents must present a certificate it signed. Null: plain HTTP. */
   listenerTls: { certFile: string; keyFile: string; clientCaFile: string | null } | null;
+  /** TLS from Envoy to the ext_proc replicas; null: plain gRPC (the replicas beside Envoy). */
+  extProcTls: EnvoyChannelTls | null;
 }
 
 export const defaultGatewaySettings: GatewaySettings = {
@@ -28,6 +31,7 @@ export const defaultGatewaySettings: GatewaySettings = {
   trustedProxyHops: 0,
   upstreamCaFile: '/etc/ssl/certs/ca-certificates.crt',
   listenerTls: null,
+  extProcTls: null,
 };
 
 export const typeUrls = {
@@ -62,7 +66,7 @@ export function upstreamClusterName(upstream: string): string {
 export function buildSnapshot(policy: PolicySnapshot, settings: GatewaySettings): XdsSnapshot {
   const upstreams = [...policy.bundle.upstreams].sort((a, b) => a.name.localeCompare(b.name));
   const personas = [...policy.bundle.personas].sort((a, b) => a.name.localeCompare(b.name));
-  const clusters: ResourceObject[] = [extProcCluster(), ...upstreams.map((u) => upstreamCluster(u, settings))];
+  const clusters: ResourceObject[] = [extProcCluster(settings), ...upstreams.map((u) => upstreamCluster(u, settings))];
   const endpoints: ResourceObject[] = [
     loadAssignment(extProcClusterName, settings.extProcEndpoints),
     ...upstreams.filter((u) => isIpLiteral(parseUpstreamUrl(u).host)).map((u) => loadAssignment(upstreamClusterName(u.name), [endpointOf(u)])),
@@ -78,9 +82,10 @@ export function buildSnapshot(policy: PolicySnapshot, settings: GatewaySettings)
   };
 }
 
-function extProcCluster(): ResourceObject {
+function extProcCluster(settings: GatewaySettings): ResourceObject {
   return {
     name: extProcClusterName,
+    ...(settings.extProcTls ? { transport_socket: envoyChannelTransportSocket(settings.extProcTls) } : {}),
     type: 'EDS',
     eds_cluster_config: { eds_config: { ads: {}, resource_api_version: 'V3' } },
     connect_timeout: duration(1000),
