@@ -7,6 +7,7 @@
 // stops the process at startup.
 import { readFileSync } from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
+import { dnsNamePattern } from './schema.ts';
 
 /** A Mandate gRPC server's TLS files (on its own host). */
 export interface ServerTlsFiles {
@@ -77,7 +78,7 @@ export function envoyChannelTlsFromEnv(env: Env, prefix: string): EnvoyChannelTl
     if (serverName !== null) throw new Error(`${prefix}_SERVER_NAME needs ${prefix}_CA_FILE`);
     return null;
   }
-  if (serverName !== null && !/^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/.test(serverName)) {
+  if (serverName !== null && !dnsNamePattern.test(serverName)) {
     throw new Error(`${prefix}_SERVER_NAME must be a DNS name`);
   }
   return { caFile, serverName, certFile, keyFile };

@@ -61,6 +61,9 @@ export const forwardableHeaderSchema = z
     if (reason !== null) ctx.addIssue({ code: 'custom', message: `"${name}" cannot be listed: ${reason}` });
   });
 
+/** A DNS host name (letters, digits and dashes in dot-separated labels of at most 63). */
+export const dnsNamePattern = /^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
+
 /** How the gateway verifies an https:// upstream's certificate. Verification is always on. */
 export const upstreamTlsSchema = z
   .object({
@@ -72,7 +75,7 @@ export const upstreamTlsSchema = z
       .describe('PEM file, on the Envoy hosts, of the CAs that may sign the upstream certificate; default: the gateway\'s MANDATE_UPSTREAM_CA_FILE (the system bundle)'),
     serverName: z
       .string()
-      .regex(/^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/, 'must be a DNS name')
+      .regex(dnsNamePattern, 'must be a DNS name')
       .max(253)
       .optional()
       .describe('The name sent as SNI and required in the certificate\'s subject alternative names; default: the URL\'s host'),
