@@ -69,6 +69,10 @@ describe('control-plane replicas over NATS, with real Envoy', { skip: skip ?? fa
     const refused = await adminRequest(replicaA, 'DELETE', `/v1/credentials/${token.id}`);
     assert.equal(refused.status, 503);
     assert.equal(refused.body.code, 'config_replication_unavailable');
+    const metricsWhileDown = await (await fetch(`${replicaA.adminUrl}/metrics`)).text();
+    assert.match(metricsWhileDown, /^mandate_config_replication_connected 0$/m, 'a scraper sees the replica cut off');
+    assert.match(metricsWhileDown, /^mandate_config_replication_halted 0$/m);
+    assert.match(metricsWhileDown, /^mandate_admin_responses_total\{method="DELETE",status="503"\} 1$/m);
     // Fail static: the credential still works through Envoy and B.
     const client = await gateway.mcpClient(`${support}/everything`, token.token);
     const result = await client.callTool({ name: 'echo', arguments: { message: 'still serving' } });
@@ -78,6 +82,7 @@ describe('control-plane replicas over NATS, with real Envoy', { skip: skip ?? fa
     await nats.start();
     await waitForReplication(replicaA, true);
     await waitForReplication(replicaB, true);
+    assert.match(await (await fetch(`${replicaA.adminUrl}/metrics`)).text(), /^mandate_config_replication_connected 1$/m);
     const revoked = await adminRequest(replicaA, 'DELETE', `/v1/credentials/${token.id}`);
     assert.equal(revoked.status, 200, JSON.stringify(revoked.body));
     await waitForEnvoyVersion(replicaB, revoked.body.version as number);

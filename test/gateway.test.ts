@@ -398,6 +398,23 @@ describe('control plane', () => {
     assert.match(dump, /status_on_error/);
     assert.match(dump, /ServiceUnavailable/);
   });
+
+  test('/metrics (Prometheus) says what /v1/status says: the version served, the connected Envoy at that version, no NACK, the ext_proc stream', async () => {
+    const status = await adminRequest(gateway, 'GET', '/v1/status');
+    const response = await fetch(`${gateway.adminUrl}/metrics`);
+    assert.equal(response.status, 200);
+    assert.match(response.headers.get('content-type') ?? '', /^text\/plain; version=0\.0\.4/);
+    const metrics = await response.text();
+    const sample = (line: RegExp) => Number(line.exec(metrics)?.[1] ?? Number.NaN);
+    assert.equal(sample(/^mandate_config_version (\d+)$/m), status.body.configVersion);
+    assert.equal(sample(/^mandate_xds_nodes\{state="connected"\} (\d+)$/m), 1);
+    assert.equal(sample(/^mandate_xds_node_config_version\{node="mandate-gateway-1"\} (\d+)$/m), status.body.configVersion);
+    assert.equal((metrics.match(/^mandate_xds_node_nacked\{node="mandate-gateway-1",type="\w+"\} 0$/gm) ?? []).length, 4);
+    assert.equal(sample(/^mandate_policy_streams (\d+)$/m), 1, 'the ext_proc replica follows the policy stream');
+    assert.ok(sample(/^mandate_admin_responses_total\{method="GET",status="200"\} (\d+)$/m) >= 1);
+    assert.doesNotMatch(metrics, /mandate_config_replication_/, 'one control plane: no replication metrics');
+    assert.equal((await fetch(`${gateway.adminUrl}/metrics`, { method: 'POST' })).status, 405);
+  });
 });
 
 describe('audit trail', () => {

@@ -46,4 +46,8 @@ test('a NACKed listener shows Envoy\'s error in the admin status and is not retr
   const listenerPushes = log.split('\n').filter((line) => line.includes('"event":"xds_push"') && line.includes('"type":"listeners"'));
   assert.equal(listenerPushes.length, 1, 'the rejected version was sent once, not retried');
   assert.ok(log.includes('"event":"xds_nack"'), 'the NACK is logged');
+  // Prometheus sees it too: the node rejects its listeners and nothing else.
+  const metrics = await (await fetch(`${gateway.adminUrl}/metrics`)).text();
+  assert.match(metrics, /^mandate_xds_node_nacked\{node="mandate-gateway-1",type="listeners"\} 1$/m);
+  assert.match(metrics, /^mandate_xds_node_nacked\{node="mandate-gateway-1",type="clusters"\} 0$/m);
 });

@@ -1,6 +1,7 @@
 // Prometheus metrics derived from audit events, rendered in the text
 // exposition format (version 0.0.4). Labels are bounded: Persona, verdict,
 // kind, finding type, alert name; never agent or request ids.
+import { labelKey } from '../../config/prometheus-text.ts';
 import type { AuditEventFields } from './event.ts';
 
 /** Decision latency buckets, milliseconds. */
@@ -82,12 +83,3 @@ export function createAuditMetrics() {
 }
 
 export type AuditMetrics = ReturnType<typeof createAuditMetrics>;
-
-function labelKey(labels: Record<string, string>): string {
-  const parts = Object.entries(labels).map(([k, v]) => `${k}="${escapeLabel(v)}"`);
-  return parts.length ? `{${parts.join(',')}}` : '';
-}
-
-function escapeLabel(value: string): string {
-  return value.replace(/\\/g, '\\\\').replace(/\n/g, '\\n').replace(/"/g, '\\"');
-}

@@ -7,6 +7,7 @@ import type { PolicySnapshot } from '../../config/bundle.ts';
 import type { ConfigDocument, ConfigKind } from '../../config/schema.ts';
 import type { XdsNodeStatus } from '../ads/node-status.ts';
 import type { ReplicationStatus } from './api-schemas.ts';
+import { renderControlPlaneMetrics } from './metrics.ts';
 import type { ConfigEditor } from '../store/config-store.ts';
 import { credentialRequestSchema } from '../store/records.ts';
 import { applyRequestSchema } from './api-schemas.ts';
@@ -54,9 +55,22 @@ export function createAdminServer(options: AdminServerOptions): Server {
   const openApiText = JSON.stringify(buildOpenApiDocument());
   const openStreams = new Set<() => void>();
 
+  const adminResponses = new Map<string, { method: string; status: number; count: number }>();
+  const countResponse = (method: string, status: number) => {
+    // Methods outside HTTP's usual set share one label, so a client cannot grow the label space.
+    const label = ['GET', 'PUT', 'POST', 'DELETE', 'PATCH', 'HEAD', 'OPTIONS'].includes(method) ? method : 'OTHER';
+    const key = `${label} ${status}`;
+    const entry = adminResponses.get(key);
+    if (entry) entry.count += 1;
+    else adminResponses.set(key, { method: label, status, count: 1 });
+  };
+
   const server = createServer((request, response) => {
     const started = performance.now();
-    response.on('finish', () => log?.(`admin ${request.method} ${request.url?.split('?')[0]} ${response.statusCode} ${(performance.now() - started).toFixed(1)}ms`));
+    response.on('finish', () => {
+      countResponse(request.method ?? 'OTHER', response.statusCode);
+      log?.(`admin ${request.method} ${request.url?.split('?')[0]} ${response.statusCode} ${(performance.now() - started).toFixed(1)}ms`);
+    });
     handle(request, response).catch((error: unknown) => {
       if (error instanceof RequestProblem) {
         if (!response.headersSent) sendProblem(response, problem(error.code, error.message, error.issues), error.code === 'payload_too_large' ? { connection: 'close' } : {});
@@ -81,6 +95,19 @@ export function createAdminServer(options: AdminServerOptions): Server {
     const method = request.method ?? 'GET';
 
     if (url.pathname === '/healthz') return send(response, onlyMethods(method, ['GET'], () => ({ status: 200, body: { ok: true, configVersion: store.current().version } })));
+    if (url.pathname === '/metrics') {
+      if (method !== 'GET') return send(response, methodNotAllowed(['GET']));
+      const text = renderControlPlaneMetrics({
+        configVersion: store.current().version,
+        nodes: options.xdsStatus(),
+        policyStreams: openStreams.size,
+        replication: options.replicationStatus?.() ?? null,
+        adminResponses,
+      });
+      response.writeHead(200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8', 'content-length': Buffer.byteLength(text), 'cache-control': 'no-store' });
+      response.end(text);
+      return;
+    }
     if (url.pathname === '/v1/openapi.json') {
       if (method !== 'GET') return send(response, methodNotAllowed(['GET']));
       response.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(openApiText), 'cache-control': 'no-cache' });

@@ -40,6 +40,13 @@ export function buildOpenApiDocument(): JsonObject {
   };
   const paths: Record<string, JsonObject> = {
     '/healthz': { get: { summary: 'Liveness', security: [], responses: { '200': jsonResponse('OK', { type: 'object', properties: { ok: { type: 'boolean' } } }) } } },
+    '/metrics': {
+      get: {
+        summary: 'Prometheus metrics: config version, Envoy nodes (connected, version sent, NACKs), policy streams, replication, admin answers',
+        security: [],
+        responses: { '200': { description: 'Prometheus text format 0.0.4', content: { 'text/plain': { schema: { type: 'string' } } } } },
+      },
+    },
     '/v1/openapi.json': { get: { summary: 'This document', security: [], responses: { '200': jsonResponse('OpenAPI 3.1 document', { type: 'object' }) } } },
   };
 
