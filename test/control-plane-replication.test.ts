@@ -69,6 +69,9 @@ describe('control-plane replicas over NATS, with real Envoy', { skip: skip ?? fa
     const refused = await adminRequest(replicaA, 'DELETE', `/v1/credentials/${token.id}`);
     assert.equal(refused.status, 503);
     assert.equal(refused.body.code, 'config_replication_unavailable');
+    const readiness = await fetch(`${replicaA.adminUrl}/readyz`);
+    assert.equal(readiness.status, 503, 'not ready for writes while cut off');
+    assert.equal(((await readiness.json()) as { ready: boolean }).ready, false);
     const metricsWhileDown = await (await fetch(`${replicaA.adminUrl}/metrics`)).text();
     assert.match(metricsWhileDown, /^mandate_config_replication_connected 0$/m, 'a scraper sees the replica cut off');
     assert.match(metricsWhileDown, /^mandate_config_replication_halted 0$/m);
@@ -83,6 +86,7 @@ describe('control-plane replicas over NATS, with real Envoy', { skip: skip ?? fa
     await waitForReplication(replicaA, true);
     await waitForReplication(replicaB, true);
     assert.match(await (await fetch(`${replicaA.adminUrl}/metrics`)).text(), /^mandate_config_replication_connected 1$/m);
+    assert.equal((await fetch(`${replicaA.adminUrl}/readyz`)).status, 200);
     const revoked = await adminRequest(replicaA, 'DELETE', `/v1/credentials/${token.id}`);
     assert.equal(revoked.status, 200, JSON.stringify(revoked.body));
     await waitForEnvoyVersion(replicaB, revoked.body.version as number);

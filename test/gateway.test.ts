@@ -414,6 +414,9 @@ describe('control plane', () => {
     assert.ok(sample(/^mandate_admin_responses_total\{method="GET",status="200"\} (\d+)$/m) >= 1);
     assert.doesNotMatch(metrics, /mandate_config_replication_/, 'one control plane: no replication metrics');
     assert.equal((await fetch(`${gateway.adminUrl}/metrics`, { method: 'POST' })).status, 405);
+    const ready = await fetch(`${gateway.adminUrl}/readyz`);
+    assert.equal(ready.status, 200);
+    assert.deepEqual(await ready.json(), { ready: true, configVersion: status.body.configVersion });
   });
 });
 

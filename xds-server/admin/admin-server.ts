@@ -95,6 +95,13 @@ export function createAdminServer(options: AdminServerOptions): Server {
     const method = request.method ?? 'GET';
 
     if (url.pathname === '/healthz') return send(response, onlyMethods(method, ['GET'], () => ({ status: 200, body: { ok: true, configVersion: store.current().version } })));
+    if (url.pathname === '/readyz') {
+      // Ready to take writes and to be followed: scaled out, only while synchronised with the shared history.
+      const replication = options.replicationStatus?.() ?? null;
+      const ready = replication === null || (replication.connected && replication.halted === null);
+      const body = { ready, configVersion: store.current().version, ...(replication ? { replication } : {}) };
+      return send(response, onlyMethods(method, ['GET'], () => ({ status: ready ? 200 : 503, body })));
+    }
     if (url.pathname === '/metrics') {
       if (method !== 'GET') return send(response, methodNotAllowed(['GET']));
       const text = renderControlPlaneMetrics({

@@ -40,6 +40,16 @@ export function buildOpenApiDocument(): JsonObject {
   };
   const paths: Record<string, JsonObject> = {
     '/healthz': { get: { summary: 'Liveness', security: [], responses: { '200': jsonResponse('OK', { type: 'object', properties: { ok: { type: 'boolean' } } }) } } },
+    '/readyz': {
+      get: {
+        summary: 'Readiness: 200 when this control plane can take writes (scaled out: connected to NATS and not halted), else 503',
+        security: [],
+        responses: {
+          '200': jsonResponse('Ready', { type: 'object', properties: { ready: { type: 'boolean' }, configVersion: { type: 'integer' } } }),
+          '503': jsonResponse('Not ready (scaled out: NATS unreachable or the replica halted); reads and ADS still serve the last applied config', { type: 'object', properties: { ready: { type: 'boolean' } } }),
+        },
+      },
+    },
     '/metrics': {
       get: {
         summary: 'Prometheus metrics: config version, Envoy nodes (connected, version sent, NACKs), policy streams, replication, admin answers',
