@@ -166,6 +166,37 @@ export const networkRulesSchema = z
   })
   .strict();
 
+/** JWS algorithms an agent's JWT may be signed with (asymmetric only: Mandate holds no shared secrets for agents). */
+export const jwtAlgorithmSchema = z.enum(['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA']);
+
+const claimNameSchema = z.string().regex(/^[A-Za-z0-9_.:-]{1,64}$/, 'must be a claim name');
+
+/** Agents that present a JWT from the enterprise's identity provider (OAuth 2.1 access tokens, workload identities). */
+export const jwtAuthenticationSchema = z
+  .object({
+    issuer: z.string().min(1).max(1024).describe('The `iss` the token must carry, exactly'),
+    audiences: z.array(z.string().min(1).max(1024)).min(1).max(16).describe('The token\'s `aud` must contain one of these'),
+    jwksUri: httpUrlSchema
+      .refine((value) => value.startsWith('https://') || /^http:\/\/(127\.0\.0\.1|localhost|\[::1\])(:\d+)?\//.test(value), 'must be https:// (http:// only on loopback)')
+      .describe('Where the issuer publishes its signing keys (JWKS); ext_proc fetches and refreshes them'),
+    agentClaim: claimNameSchema.default('sub').describe('The claim whose value is the agent\'s identity in decisions and the audit trail'),
+    requiredClaims: z
+      .record(claimNameSchema, z.string().min(1).max(256))
+      .default({})
+      .describe('Claims the token must carry: equal to the value, or containing it (an array, or the space-separated `scope`/`scp`)'),
+    algorithms: z.array(jwtAlgorithmSchema).min(1).default(['RS256', 'ES256', 'EdDSA']),
+    clockSkewSeconds: z.number().int().min(0).max(300).default(60),
+  })
+  .strict();
+
+export const personaAuthenticationSchema = z
+  .object({
+    tokens: z.boolean().default(true).describe('Accept agent tokens issued by Mandate (mnd_...)'),
+    jwt: jwtAuthenticationSchema.optional(),
+  })
+  .strict()
+  .refine((a) => a.tokens || a.jwt !== undefined, 'accept Mandate tokens, JWTs, or both');
+
 export const personaSchema = z
   .object({
     kind: z.literal('Persona'),
@@ -185,6 +216,7 @@ export const personaSchema = z
     skills: z.array(resourceNameSchema).default([]),
     grants: z.array(grantSchema).default([]),
     network: networkRulesSchema.default({ allow: [], deny: [] }),
+    authentication: personaAuthenticationSchema.default({ tokens: true }).describe('How agents prove who they are: Mandate tokens, JWTs from an identity provider, or both'),
     failOpen: z.boolean().default(false).describe('If true, requests continue when the policy service is unreachable'),
     maxBodyBytes: z.number().int().min(1024).max(64 * 1024 * 1024).default(4 * 1024 * 1024),
     dataProtection: dataProtectionSchema.optional(),
@@ -204,6 +236,7 @@ export type ConfigDocument = z.infer<typeof configDocumentSchema>;
 export type ConfigKind = ConfigDocument['kind'];
 export type SecretValue = z.infer<typeof secretValueSchema>;
 export type Environment = z.infer<typeof environmentSchema>;
+export type JwtAuthentication = z.infer<typeof jwtAuthenticationSchema>;
 export type ToolClass = z.infer<typeof toolClassSchema>;
 
 export function personaPathPrefix(persona: Persona): string {

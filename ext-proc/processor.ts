@@ -28,12 +28,12 @@
 // this file only translates Envoy messages in and ProcessingResponses out.
 // Envoy sends every request and response header. The agent's request headers that the upstream
 // may not receive are dropped here (config/forwarded-headers.ts).
-import type { AgentCredentialRecord } from '../config/bundle.ts';
 import { droppedRequestHeaders, uninspectedRequestHeaders, uninspectedResponseHeaders } from '../config/forwarded-headers.ts';
 import type { RouteIdentity } from '../config/route-identity.ts';
 import type { Upstream } from '../config/schema.ts';
 import { parseTraceparent } from './audit/trace-context.ts';
-import { authenticateAgent } from './authentication/agent-credential.ts';
+import { authenticateCaller, type AgentIdentity } from './authentication/authenticate.ts';
+import type { JwksCache } from './authentication/jwks.ts';
 import { authorizeMcpMethod, authorizeOperation, isToolVisible } from './authorization/authorize.ts';
 import { blocks, type AgentCall, type CallContext, type DataFinding, type Decision, type DecisionReason } from './decision/decision.ts';
 import type { ExternalDlp } from '../config/data-protection-schema.ts';
@@ -93,6 +93,8 @@ export interface ProcessorDependencies {
   flow: FlowTracker;
   /** Sequence rules, guardrails and quarantine, with their session store: one engine for the process. */
   behaviour: BehaviourEngine;
+  /** Signing keys of the identity providers Personas trust (authentication.jwt); absent: JWTs are refused. */
+  jwks?: JwksCache;
 }
 
 const mcpBatchProtocol = '2025-03-26';
@@ -144,7 +146,7 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
   let policy: CompiledPolicy | null = null;
   let persona: CompiledPersona | null = null;
   let upstream: Upstream | null = null;
-  let credential: AgentCredentialRecord | null = null;
+  let credential: AgentIdentity | null = null;
   let context: CallContext | null = null;
   let requestHeaders = new Map<string, string>();
   let decisions: Decision[] = [];
@@ -231,11 +233,11 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
     upstream = policy.upstreams.get(route.upstream) ?? null;
     if (!upstream) return refuse(404, 'upstream_unknown', `upstream "${route.upstream}" does not exist at config version ${policy.version}`, 'authorization');
 
-    const authentication = authenticateAgent(requestHeaders.get('authorization'), policy.credentials, route.persona, deps.wallClock());
+    const authentication = authenticateCaller(requestHeaders.get('authorization'), persona.persona, policy.credentials, deps.wallClock(), deps.jwks ?? null);
     if (!authentication.ok) {
-      return refuse(401, authentication.reason.code, authentication.reason.message, 'authentication', [['www-authenticate', authentication.challenge]]);
+      return refuse(authentication.status, authentication.reason.code, authentication.reason.message, 'authentication', [['www-authenticate', authentication.challenge]]);
     }
-    credential = authentication.credential;
+    credential = authentication.identity;
     context.agent = credential.agent;
     context.credentialId = credential.id;
     const headerRefusal = checkForwardedHeaders();

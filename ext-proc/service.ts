@@ -13,6 +13,7 @@ import { auditEventFromDecision } from './audit/event.ts';
 import { openAuditLog } from './audit/log.ts';
 import { createAuditOtlpExporter, feedAuditToOtlp } from './audit/otlp.ts';
 import { auditTraceOf } from './audit/trace-context.ts';
+import { createJwksCache } from './authentication/jwks.ts';
 import { grpcServerCredentials, type ServerTlsFiles } from '../config/grpc-tls.ts';
 import { handleAuditApi } from './audit/http-api.ts';
 import { selectDetectors } from './dlp/catalogue.ts';
@@ -84,12 +85,17 @@ export async function startExtProc(options: ExtProcOptions): Promise<ExtProcServ
   // Data-flow fingerprints: one process keys them itself; replicas share one key, so a value read through
   // one of them is recognised by the others.
   const fingerprintKey = natsConnection ? await sharedFingerprintKey(natsConnection) : randomBytes(32);
+  const jwks = createJwksCache({ log });
   const policy = followPolicyStream({
     url: `${options.controlPlaneUrl}/internal/v1/policy/stream`,
     token: options.internalToken,
     log,
     compile: { fingerprintKey },
-    onPolicy: recordConfigChange,
+    onPolicy: (installed) => {
+      recordConfigChange(installed);
+      // The identity providers this version's Personas trust: their keys are fetched and kept fresh.
+      jwks.track([...installed.personas.values()].flatMap((p) => (p.persona.authentication.jwt ? [p.persona.authentication.jwt.jwksUri] : [])));
+    },
   });
   const flowOptions = { now: () => Date.now(), maxFingerprintsPerSession: 4096, ttlMs: 3_600_000, gradualCollectionThreshold: 50 };
   const replicatedFlow = natsConnection ? new ReplicatedFlowTracker(flowOptions, natsConnection, options.nats!.replicaId, log) : null;
@@ -149,6 +155,7 @@ export async function startExtProc(options: ExtProcOptions): Promise<ExtProcServ
     wallClock: () => Date.now(),
     flow,
     behaviour,
+    jwks,
     log,
   });
   const grpcPort = await new Promise<number>((resolve, reject) =>
@@ -204,6 +211,7 @@ export async function startExtProc(options: ExtProcOptions): Promise<ExtProcServ
       await alertSink.close();
       if ('close' in sessionStore) await sessionStore.close();
       replicatedFlow?.stop();
+      jwks.stop();
       await natsConnection?.drain();
       await audit.close();
       stopOtlpFeed();
