@@ -34,6 +34,7 @@ import type { Upstream } from '../config/schema.ts';
 import { parseTraceparent } from './audit/trace-context.ts';
 import { authenticateCaller, type AgentIdentity } from './authentication/authenticate.ts';
 import type { JwksCache } from './authentication/jwks.ts';
+import { isResourceMetadataPath, resourceMetadata, resourceMetadataUrl, resourceUrl } from './authentication/resource-metadata.ts';
 import { authorizeMcpMethod, authorizeOperation, isToolVisible } from './authorization/authorize.ts';
 import { blocks, type AgentCall, type CallContext, type DataFinding, type Decision, type DecisionReason } from './decision/decision.ts';
 import type { ExternalDlp } from '../config/data-protection-schema.ts';
@@ -233,9 +234,19 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
     upstream = policy.upstreams.get(route.upstream) ?? null;
     if (!upstream) return refuse(404, 'upstream_unknown', `upstream "${route.upstream}" does not exist at config version ${policy.version}`, 'authorization');
 
+    const jwt = persona.persona.authentication.jwt;
+    const resource = jwt ? resourceUrl(requestHeaders.get(':scheme') ?? 'http', requestHeaders.get(':authority') ?? requestHeaders.get('host') ?? '', route.pathPrefix) : null;
+    if (resource !== null && isResourceMetadataPath(path, route.pathPrefix)) {
+      // Public, like any OAuth metadata: it names the issuer agents must get a token from.
+      if (method !== 'GET' && method !== 'HEAD') return refuse(405, 'method_not_allowed', 'the resource metadata is read with GET', 'protocol', [['allow', 'GET']]);
+      answered = true;
+      return immediate(200, JSON.stringify(resourceMetadata(persona.persona, resource)), [['content-type', 'application/json'], ['cache-control', 'max-age=300']], 'resource_metadata');
+    }
     const authentication = authenticateCaller(requestHeaders.get('authorization'), persona.persona, policy.credentials, deps.wallClock(), deps.jwks ?? null);
     if (!authentication.ok) {
-      return refuse(authentication.status, authentication.reason.code, authentication.reason.message, 'authentication', [['www-authenticate', authentication.challenge]]);
+      // An OAuth-capable client (the MCP authorization spec) finds the issuer through resource_metadata.
+      const challenge = resource !== null ? `${authentication.challenge}, resource_metadata="${resourceMetadataUrl(resource)}"` : authentication.challenge;
+      return refuse(authentication.status, authentication.reason.code, authentication.reason.message, 'authentication', [['www-authenticate', challenge]]);
     }
     credential = authentication.identity;
     context.agent = credential.agent;

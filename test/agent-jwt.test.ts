@@ -2,11 +2,13 @@
 // the real Envoy, with the official MCP SDK client. The Persona trusts one issuer and
 // audience, requires a scope, and accepts no Mandate tokens; ext_proc fetches the
 // issuer's JWKS itself. The agent's identity in decisions and the audit trail is the
-// token's subject.
+// token's subject. An OAuth-capable client finds the issuer through the 401's
+// resource_metadata (RFC 9728), as the MCP SDK's discovery does.
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
+import { discoverOAuthProtectedResourceMetadata, extractResourceMetadataUrl } from '@modelcontextprotocol/sdk/client/auth.js';
 import { startGatewayFixture, type GatewayFixture } from './support/gateway-fixture.ts';
 import { newSigningKey, signJwt, startTestIdentityProvider, type TestIdentityProvider } from './support/test-identity-provider.ts';
 
@@ -97,4 +99,22 @@ test('expired, mis-addressed, under-scoped and forged JWTs, and Mandate tokens t
   // The other demo Personas still take their Mandate tokens.
   const tickets = await fetch(`${gateway.gatewayUrl}/personas/support-agent/tickets/tickets/1`, { headers: { authorization: `Bearer ${gateway.tokens['support-agent']}` } });
   assert.equal(tickets.status, 200);
+});
+
+test('an MCP client without a token learns where to get one: the 401 points at the resource metadata, which names the issuer (RFC 9728, read by the MCP SDK)', async () => {
+  const refused = await initialize('');
+  assert.equal(refused.status, 401);
+  const metadataUrl = extractResourceMetadataUrl(refused);
+  const endpoint = `${gateway.gatewayUrl}${path}`;
+  assert.equal(metadataUrl?.href, `${endpoint}/.well-known/oauth-protected-resource`);
+  const metadata = await discoverOAuthProtectedResourceMetadata(endpoint, { resourceMetadataUrl: metadataUrl });
+  assert.deepEqual(metadata, { resource: endpoint, authorization_servers: [idp.issuer], bearer_methods_supported: ['header'], scopes_supported: ['mcp:echo'], resource_name: 'Mandate Persona sso-agent' });
+  // The RFC's own well-known location (the SDK's fallback) answers the same, through its own Envoy route.
+  const wellKnown = await discoverOAuthProtectedResourceMetadata(endpoint);
+  assert.deepEqual(wellKnown, metadata);
+  assert.equal((await fetch(`${endpoint}/.well-known/oauth-protected-resource`, { method: 'POST' })).status, 405);
+  // A Persona on Mandate tokens publishes none.
+  const plain = await fetch(`${gateway.gatewayUrl}/.well-known/oauth-protected-resource/personas/support-agent/everything`);
+  assert.equal(plain.status, 404);
+  await plain.arrayBuffer();
 });

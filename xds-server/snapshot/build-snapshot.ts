@@ -259,7 +259,10 @@ function routeConfiguration(policy: PolicySnapshot, personas: Persona[], upstrea
     const grants = effectiveGrants(persona, policy.bundle);
     for (const upstreamName of [...new Set(grants.map((g) => g.upstream))].sort()) {
       const upstream = upstreamByName.get(upstreamName);
-      if (upstream) routes.push(personaRoute(persona, upstream, grants, policy.version));
+      if (!upstream) continue;
+      const route = personaRoute(persona, upstream, grants, policy.version);
+      routes.push(route);
+      if (persona.authentication.jwt) routes.push(resourceMetadataRoute(route));
     }
   }
   routes.push(notFoundRoute());
@@ -315,6 +318,23 @@ function personaRoute(persona: Persona, upstream: Upstream, grants: Grant[], con
     // Answers are read (tool lists filtered, data protection): upstreams must not compress them.
     // ext_proc refuses one that is compressed anyway (unsupported_content_encoding).
     request_headers_to_remove: ['accept-encoding'],
+    typed_per_filter_config: perFilter,
+  };
+}
+
+/**
+ * RFC 9728's well-known location of an endpoint's OAuth resource metadata (for Personas whose agents
+ * sign in with a JWT): /.well-known/oauth-protected-resource<endpoint path>. It carries the endpoint's
+ * identity to ext_proc, which answers it from the Persona's config; nothing reaches the upstream.
+ */
+function resourceMetadataRoute(personaRoute: ResourceObject): ResourceObject {
+  const prefix = (personaRoute.match as { path_separated_prefix: string }).path_separated_prefix;
+  const perFilter = structuredClone(personaRoute.typed_per_filter_config) as Record<string, { overrides?: { processing_mode?: unknown } }>;
+  perFilter[extProcFilterName]!.overrides!.processing_mode = processingMode('NONE', 'NONE');
+  return {
+    ...personaRoute,
+    name: `${personaRoute.name}/resource-metadata`,
+    match: { path: `/.well-known/oauth-protected-resource${prefix}` },
     typed_per_filter_config: perFilter,
   };
 }
