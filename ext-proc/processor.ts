@@ -256,7 +256,7 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
 
     const endOfStream = request.request_headers?.end_of_stream === true;
     if (route.kind === 'rest') return onRestRequestHeaders(method, path, endOfStream);
-    return onMcpRequestHeaders(method, endOfStream);
+    return onMcpRequestHeaders(method, path, endOfStream);
   }
 
   /**
@@ -288,7 +288,11 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
     return null;
   }
 
-  function onMcpRequestHeaders(method: string, endOfStream: boolean): ProcessingResponse {
+  function onMcpRequestHeaders(method: string, path: string, endOfStream: boolean): ProcessingResponse {
+    // Streamable HTTP has one endpoint: nothing below it is forwarded (it would reach other paths of the server's host).
+    if (relativePath(path, route!.pathPrefix) !== '/') {
+      return refuse(404, 'unknown_endpoint', `the MCP endpoint is ${route!.pathPrefix}; Mandate forwards nothing below it`, 'protocol');
+    }
     if (method === 'GET' || method === 'DELETE') {
       // The server-to-client event stream and session termination: the session's own plumbing.
       // What the GET stream carries is still inspected (see onResponseHeaders).

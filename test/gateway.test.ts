@@ -2,7 +2,7 @@
 // clients talk to Persona endpoints; the control plane, ext_proc, the MCP
 // reference server and a REST API run as separate processes.
 import assert from 'node:assert/strict';
-import { createServer, type Server } from 'node:http';
+import { createServer, request as httpRequest, type Server } from 'node:http';
 import { after, before, describe, test } from 'node:test';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -459,3 +459,42 @@ async function waitForExtProcVersion(version: number): Promise<void> {
 async function fetchSlowTicketList(): Promise<Response> {
   return fetch(`${gateway.gatewayUrl}${support}/tickets/tickets?project=DEMO&delayMs=1500`, { headers: { authorization: `Bearer ${gateway.tokens['support-agent']}` } });
 }
+
+describe('paths: a route is chosen by the path after normalisation, and nothing below an MCP endpoint is forwarded', () => {
+  /** A request with the path exactly as written (fetch would resolve dot segments itself). */
+  const raw = (path: string, method = 'GET', body?: string): Promise<{ status: number; body: string }> =>
+    new Promise((resolve, reject) => {
+      const req = httpRequest(
+        { host: '127.0.0.1', port: gateway.ports.gateway, path, method, headers: { authorization: `Bearer ${gateway.tokens['support-agent']}`, ...(body ? { 'content-type': 'application/json', accept: 'application/json, text/event-stream' } : {}) } },
+        (res) => {
+          let text = '';
+          res.setEncoding('utf8');
+          res.on('data', (c: string) => (text += c));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text }));
+        },
+      );
+      req.on('error', reject);
+      req.end(body);
+    });
+
+  test('dot segments and doubled slashes are resolved before routing: a path cannot sit under one endpoint and name another', async () => {
+    const viaMcpPrefix = await raw('/personas/support-agent/everything/../tickets/tickets/1');
+    assert.equal(viaMcpPrefix.status, 200, viaMcpPrefix.body);
+    assert.equal((JSON.parse(viaMcpPrefix.body) as { received: { path: string } }).received.path, '/api/tickets/1', 'routed as the tickets path it resolves to');
+    const merged = await raw('/personas/support-agent//tickets//tickets/1');
+    assert.equal(merged.status, 200, merged.body);
+    // Climbing into another Persona's endpoint is judged as that endpoint: this agent's token is not valid there.
+    const climbed = await raw('/personas/support-agent/tickets/tickets/../../../research-agent/everything', 'POST', JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/list' }));
+    assert.equal(climbed.status, 401);
+    assert.match(climbed.body, /credential_wrong_persona/);
+  });
+
+  test('an MCP endpoint forwards nothing below it, and dot segments behind encoded slashes are refused', async () => {
+    const below = await raw('/personas/support-agent/everything/admin', 'POST', JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/list' }));
+    assert.equal(below.status, 404);
+    assert.match(below.body, /unknown_endpoint/);
+    const encoded = await raw('/personas/support-agent/tickets/tickets/..%2F..%2Fadmin');
+    assert.equal(encoded.status, 400);
+    assert.match(encoded.body, /invalid_path/);
+  });
+});

@@ -29,4 +29,11 @@ test('request paths with dot segments or bad encoding are refused before matchin
   assert.equal(normaliseRequestPath('/tickets/%zz'), null);
   assert.equal(normaliseRequestPath('/a\\b'), null);
   assert.equal(normaliseRequestPath('//tickets///1?x=1'), '/tickets/1');
+  // Dot segments behind encoded slashes climb out on upstreams that decode before routing; an encoded slash alone is data.
+  assert.equal(normaliseRequestPath('/tickets/..%2F..%2Fadmin'), null);
+  assert.equal(normaliseRequestPath('/tickets/x%2F.%2Fy'), null);
+  assert.equal(normaliseRequestPath('/tickets/%2e%2e%2fadmin'), null);
+  assert.equal(normaliseRequestPath('/tickets/%5C..'), null);
+  assert.equal(normaliseRequestPath('/projects/group%2Fproject/issues'), '/projects/group%2Fproject/issues');
+  assert.equal(normaliseRequestPath('/files/v1..2'), '/files/v1..2');
 });

@@ -72,7 +72,9 @@ export function normaliseRequestPath(path: string): string | null {
         return null;
       }
     })();
-    if (decoded === null || decoded === '.' || decoded === '..' || decoded.includes('\\')) return null;
+    // An encoded slash is data inside a segment ("group%2Fproject"), but dot segments hidden behind it
+    // ("..%2F..%2Fadmin") would climb out on an upstream that decodes before it routes.
+    if (decoded === null || decoded.includes('\\') || decoded.split('/').some((piece) => piece === '.' || piece === '..')) return null;
   }
   return collapsed;
 }

@@ -166,6 +166,12 @@ function gatewayListener(settings: GatewaySettings): ResourceObject {
               codec_type: 'AUTO',
               use_remote_address: true,
               xff_num_trusted_hops: settings.trustedProxyHops,
+              // Routes are chosen by path prefix (the Persona's endpoint): "..", "." and "//" are resolved
+              // first (RFC 3986), so no path can reach one endpoint's route while naming another's place.
+              // Encoded slashes stay as they are: inside one segment they are data (ext_proc decodes segments).
+              normalize_path: true,
+              merge_slashes: true,
+              path_with_escaped_slashes_action: 'KEEP_UNCHANGED',
               generate_request_id: true,
               rds: { route_config_name: routeConfigName, config_source: { ads: {}, resource_api_version: 'V3' } },
               http_filters: [
