@@ -379,11 +379,28 @@ test('a card split by other separators is found next to a card word, and only th
     assert.deepEqual(r.findings.map((f) => f.detector), ['payment-card-separated'], text);
     assert.equal(JSON.parse(r.value.toString()).note, masked);
   }
-  // A field name is context too. Below: no card word, a negative word, Luhn fails, no known brand prefix (9539... passes Luhn), a date.
+  // A field name is context too. Below: no card word, a negative word naming the number, Luhn fails, no known brand prefix (9539... passes Luhn), a date.
   assert.equal(inspectBody(compiled, Buffer.from('{"card_number":"4539_1488_0343_6467"}'), ctx).findings.length, 1);
-  for (const text of ['ref: 4539_1488_0343_6467', 'order card 4539_1488_0343_6467', 'card: 4539_1488_0343_6468', 'card: 9539_1488_0343_6466', 'batch 2024_01_15_1234_5678 card']) {
+  for (const text of ['ref: 4539_1488_0343_6467', 'card order no. 4539_1488_0343_6467', 'card: 4539_1488_0343_6468', 'card: 9539_1488_0343_6466', 'batch 2024_01_15_1234_5678 card']) {
     assert.equal(inspectBody(compiled, Buffer.from(JSON.stringify({ note: text })), ctx).findings.length, 0, text);
   }
+});
+
+test('a negative word lowers a card only where it names the number: not on an earlier line, not earlier in the sentence, not thousands of times over in one export', () => {
+  const compiled = compileDataProtection({ profiles: ['pci-dss'] } as never);
+  const ctx = { direction: 'response' as const, upstream: 'u' };
+  const card = '4539 1488 0343 6467';
+  const masked = (text: string) => (JSON.parse(inspectBody(compiled, Buffer.from(JSON.stringify({ note: text })), ctx).value.toString()) as { note: string }).note;
+  assert.equal(masked(`Order 100000 shipped.\nCustomer 1: ${card}`), 'Order 100000 shipped.\nCustomer 1: **** **** **** 6467');
+  assert.equal(masked(`order 12345 charged to ${card}`), 'order 12345 charged to **** **** **** 6467');
+  // Where the word names the number, it is an order number that looks like a card, as before.
+  for (const named of [`order ${card}`, `Order #: ${card}`, `Invoice no.: ${card}`, `tracking-${card}`]) assert.equal(masked(named), named);
+  assert.equal(inspectBody(compiled, Buffer.from(JSON.stringify({ order_id: card })), ctx).findings.length, 0, 'a field named for orders qualifies its value');
+  // The export that once leaked all but its first card: 6,000 lines, a card and an order number on each.
+  const lines = Array.from({ length: 6000 }, (_, i) => `Customer ${i}: ${card}, order ${100000 + i}, kept for audit.`);
+  const out = masked(lines.join('\n'));
+  assert.ok(!out.includes(card));
+  assert.equal(out.match(/\*\*\*\* \*\*\*\* \*\*\*\* 6467/g)?.length, 6000);
 });
 
 test('a card with dots between its groups is found; a dotted number that fails Luhn is not', () => {

@@ -1092,7 +1092,14 @@ function pushContextMatch(scan: Scan, d: CompiledDetector, seg: number, start: n
 }
 
 /** Bit 1: a context word is near; bit 2: a negative word is near. */
-function contextFlags(d: CompiledDetector, before: string): number {
+/**
+ * Context words before a match: a keyword anywhere in the field name or the text before it (bit 1);
+ * a negative word (bit 2) in the field name, or naming the match itself: right before it, with at
+ * most a label and separators between ("order 4539...", "Invoice no.: 4539..."). A negative word
+ * elsewhere in the text says nothing of this value: "order 100231 charged to 4539 1488 0343 6467",
+ * or an order number on the line before, must not hide the card.
+ */
+function contextFlags(d: CompiledDetector, before: string, label: string | null = null): number {
   let flags = 0;
   for (const k of d.keywordsLower) {
     if (before.includes(k)) {
@@ -1100,13 +1107,24 @@ function contextFlags(d: CompiledDetector, before: string): number {
       break;
     }
   }
+  const negativeIn = label === null ? before : label;
   for (const k of d.negativesLower) {
-    if (before.includes(k)) {
+    if (label === null ? negativeIn.includes(k) : negativeIn.endsWith(k)) {
       flags |= 2;
       break;
     }
   }
   return flags;
+}
+
+/** How far before a match a word naming it is looked for. */
+const labelLookback = 32;
+const labelTail = /(?:[\s:#=.\-_(]|\b(?:number|num|no|nr|id|ref|code)\b)*$/;
+
+/** The text right before a match with the separators and a label word ("number", "no.", "#") taken off its end. */
+function labelBefore(window: string): string {
+  const line = window.slice(Math.max(window.lastIndexOf('\n') + 1, window.length - labelLookback));
+  return line.replace(labelTail, '');
 }
 
 function adjustForContext(d: CompiledDetector, t: SegmentTable, seg: number, start: number, confidence: number, contextKnown: boolean): number {
@@ -1126,7 +1144,11 @@ function adjustForContext(d: CompiledDetector, t: SegmentTable, seg: number, sta
   } else {
     const base = t.start[seg]!;
     const s = t.texts[t.text[seg]!]!;
-    flags = contextFlags(d, (key + ' ' + s.slice(base + Math.max(0, start - contextLookback), base + start)).toLowerCase());
+    const window = s.slice(base + Math.max(0, start - contextLookback), base + start).toLowerCase();
+    const keyLower = key.toLowerCase();
+    flags = contextFlags(d, `${keyLower} ${window}`, labelBefore(window));
+    // The field name qualifies every value in it ("order_id": ...).
+    if ((flags & 2) === 0 && d.negativesLower.some((k) => keyLower.includes(k))) flags |= 2;
   }
   let c = confidence;
   if (contextKnown || (flags & 1) !== 0) c += d.def.confidence.contextBoost;
