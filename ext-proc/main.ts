@@ -21,6 +21,7 @@ await runService(log, () => {
     controlPlaneUrl: env.MANDATE_CONTROL_PLANE_URL ?? 'http://127.0.0.1:18080',
     internalToken,
     tls: serverTlsFromEnv(env, 'MANDATE_EXT_PROC_TLS'),
+    ...(env.MANDATE_DLP_WORKER_THRESHOLD_BYTES !== undefined ? { bodyInspectionThresholdBytes: parseByteCount(env.MANDATE_DLP_WORKER_THRESHOLD_BYTES, 'MANDATE_DLP_WORKER_THRESHOLD_BYTES') } : {}),
     auditDir: resolve(env.MANDATE_AUDIT_DIR ?? join(dataDir, 'audit')),
     log,
     ...(env.MANDATE_ALERT_WEBHOOK_URL ? { alertWebhookUrl: env.MANDATE_ALERT_WEBHOOK_URL } : {}),
@@ -28,3 +29,9 @@ await runService(log, () => {
     ...(env.MANDATE_NATS_URL ? { nats: { servers: env.MANDATE_NATS_URL, replicaId: env.MANDATE_REPLICA_ID ?? `${hostname()}:${process.pid}` } } : {}),
   });
 });
+
+function parseByteCount(text: string, name: string): number {
+  const value = Number(text);
+  if (!Number.isInteger(value) || value < 0 || value > 1024 * 1024 * 1024) throw new Error(`${name} must be a whole number of bytes (0 turns the worker off)`);
+  return value;
+}

@@ -343,3 +343,41 @@ test('a batch: the tool arguments and a notification are masked in place, each i
   assert.equal((forwarded[1]!.params as { reason: string }).reason, 'card **** **** **** 6467');
   assert.deepEqual(forwarded[2], batch[2], 'a clean message is forwarded as it was');
 });
+
+test('a whole answer over the worker threshold is inspected on the worker thread, with the answer inline inspection gives; a failed worker falls back to inline', async () => {
+  const { createBodyInspectionPool } = await import('./dlp/body-inspection.ts');
+  const policy = policyWith({ dataProtection: { profiles: ['pci-dss', 'secrets'], flow: { enabled: true } } });
+  const rows = Array.from({ length: 400 }, (_, i) => ({ id: i, name: `Customer ${i}`, card: i % 3 === 0 ? card : `order ${1000 + i}`, key: i % 50 === 0 ? 'AKIAZ3MQ7HW2XK4JLP5R' : 'none' }));
+  const result = Buffer.from(JSON.stringify({ jsonrpc: '2.0', id: 9, result: { content: [{ type: 'text', text: JSON.stringify(rows) }] } }));
+  const answer = async (dependencies: ProcessorDependencies) => {
+    const processor = createStreamProcessor(route, dependencies);
+    startToolCall(processor, { customer: 'all' });
+    handleNow(processor, { request: 'response_headers', response_headers: headers({ ':status': '200', 'content-type': 'application/json' }) } as ProcessingRequest);
+    const outcome = processor.handle({ request: 'response_body', response_body: { body: result, end_of_stream: true } });
+    return { deferred: outcome !== null && 'deferred' in outcome, response: outcome !== null && 'deferred' in outcome ? await outcome.deferred : outcome };
+  };
+  const inline = await answer(deps(policy));
+  assert.equal(inline.deferred, false);
+  const inlineBody = (inline.response?.response_body?.response?.body_mutation as { body: Buffer }).body.toString('utf8');
+  assert.ok(!inlineBody.includes(card) && inlineBody.includes('6467'));
+
+  const pool = createBodyInspectionPool({ thresholdBytes: 1024, log: () => {} });
+  let sentToWorker = 0;
+  const counted = { ...pool, thresholdBytes: pool.thresholdBytes, inspect: (...args: Parameters<typeof pool.inspect>) => (sentToWorker++, pool.inspect(...args)) };
+  try {
+    const offloaded = await answer({ ...deps(policy), bodyInspection: counted });
+    assert.equal(offloaded.deferred, true);
+    assert.equal(sentToWorker, 1);
+    assert.equal((offloaded.response?.response_body?.response?.body_mutation as { body: Buffer }).body.toString('utf8'), inlineBody, 'the same bytes as inline');
+    // Under the threshold, inline as before.
+    const small = await answer({ ...deps(policy), bodyInspection: { ...counted, thresholdBytes: result.length + 1 } });
+    assert.equal(small.deferred, false);
+  } finally {
+    await pool.stop();
+  }
+  const events: string[] = [];
+  const broken = { thresholdBytes: 1, inspect: () => Promise.reject(new Error('worker gone')), stop: async () => {} };
+  const fallback = await answer({ ...deps(policy), bodyInspection: broken, log: (event) => events.push(event) });
+  assert.equal((fallback.response?.response_body?.response?.body_mutation as { body: Buffer }).body.toString('utf8'), inlineBody, 'never passed unread');
+  assert.deepEqual(events, ['body_inspection_inline']);
+});

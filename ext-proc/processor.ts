@@ -34,6 +34,7 @@ import type { Upstream } from '../config/schema.ts';
 import { parseTraceparent } from './audit/trace-context.ts';
 import { authenticateCaller, type AgentIdentity } from './authentication/authenticate.ts';
 import type { JwksCache } from './authentication/jwks.ts';
+import type { BodyInspectionPool } from './dlp/body-inspection.ts';
 import { isResourceMetadataPath, resourceMetadata, resourceMetadataUrl, resourceUrl } from './authentication/resource-metadata.ts';
 import { authorizeMcpMethod, authorizeOperation, isToolVisible } from './authorization/authorize.ts';
 import { blocks, type AgentCall, type CallContext, type DataFinding, type Decision, type DecisionReason } from './decision/decision.ts';
@@ -42,7 +43,7 @@ import { consultExternalDlp } from './dlp/external.ts';
 import type { FlowSignal, FlowTracker } from './dlp/flow.ts';
 import { binaryTypes, createStreamInspector, jsonLinesTypes, looksBinary, type StreamInspector } from './dlp/stream.ts';
 import { behaviourResultOf, checkBehaviour, recordBehaviourResult } from './pipeline/behaviour.ts';
-import { inspectJson } from './dlp/inspect.ts';
+import { inspectJson, type InspectResult } from './dlp/inspect.ts';
 import { blockedReason, protectRequestBody, protectRequestJson, protectResponseBody, rememberResponseValues, sensitiveSummary, type FlowEndpoint, type RequestProtection } from './pipeline/data-protection.ts';
 import type { BehaviourCall, BehaviourEngine } from './sequence/engine.ts';
 import {
@@ -96,7 +97,13 @@ export interface ProcessorDependencies {
   behaviour: BehaviourEngine;
   /** Signing keys of the identity providers Personas trust (authentication.jwt); absent: JWTs are refused. */
   jwks?: JwksCache;
+  /** Inspects large whole answers on a worker thread; absent: every body is inspected inline. */
+  bodyInspection?: BodyInspectionPool;
+  log?: (event: string, fields: Record<string, unknown>) => void;
 }
+
+/** How long Envoy is asked to wait for an answer inspected on the worker thread (a 64 MiB body at the slowest measured rate). */
+const largeBodyWaitMs = 10_000;
 
 const mcpBatchProtocol = '2025-03-26';
 const statelessProtocols = new Set(['2026-07-28']);
@@ -198,6 +205,8 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
         return onResponseHeaders(request);
       case 'response_body': {
         const body = request.response_body?.body ?? Buffer.alloc(0);
+        const pool = deps.bodyInspection;
+        if (pool && responseMode === 'buffered' && body.length >= pool.thresholdBytes && protectsBufferedResponse()) return onLargeBufferedResponse(body, pool);
         const response = timed(() => onResponseBody(body, request.response_body?.end_of_stream === true));
         // External DLP sees whole buffered bodies, and an event stream's messages one by one.
         if (responseMode === 'buffered') return withExternalDlp('response', body, response);
@@ -899,9 +908,44 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
 
   /** A whole JSON (or text) response: filter the tool list, count the results, protect the data. */
   function onBufferedResponse(original: Buffer): ProcessingResponse {
-    let body = original;
-    if (toolsListIds.size > 0 && upstreamStatus === 200 && responseIsJson) body = filterJsonResponse(body);
-    const protection = inspectResponse && persona!.dataProtection.active ? protectResponseBody(persona!.dataProtection, body, { upstream: route!.upstream, ...responseToolContext() }) : null;
+    const body = bufferedResponseToInspect(original);
+    const protection = protectsBufferedResponse() ? protectResponseBody(persona!.dataProtection, body, { upstream: route!.upstream, ...responseToolContext() }) : null;
+    return completeBufferedResponse(original, body, protection);
+  }
+
+  /** The whole answer as data protection reads it: a tool list is filtered first. */
+  function bufferedResponseToInspect(original: Buffer): Buffer {
+    return toolsListIds.size > 0 && upstreamStatus === 200 && responseIsJson ? filterJsonResponse(original) : original;
+  }
+
+  function protectsBufferedResponse(): boolean {
+    return inspectResponse && persona!.dataProtection.active;
+  }
+
+  /**
+   * A large whole answer is inspected on the worker thread (dlp/body-inspection.ts), so it does not
+   * stall the other requests; the rest of the answer's handling and external DLP follow as usual.
+   * If the worker fails, the answer is inspected here: never passed unread.
+   */
+  function onLargeBufferedResponse(original: Buffer, pool: BodyInspectionPool): DeferredAnswer {
+    const body = bufferedResponseToInspect(original);
+    const context = { direction: 'response' as const, upstream: route!.upstream, ...responseToolContext() };
+    const deferred = pool.inspect(persona!.dataProtection, body, context).then(
+      (protection) => protection,
+      (error: unknown) => {
+        deps.log?.('body_inspection_inline', { reason: (error as Error).message, bytes: body.length });
+        return protectResponseBody(persona!.dataProtection, body, context);
+      },
+    ).then(async (protection) => {
+      const response = timed(() => completeBufferedResponse(original, body, protection));
+      const next = withExternalDlp('response', original, response);
+      return next !== null && 'deferred' in next ? next.deferred : next;
+    });
+    return { deferred, waitMs: largeBodyWaitMs };
+  }
+
+  function completeBufferedResponse(original: Buffer, filtered: Buffer, protection: InspectResult<Buffer> | null): ProcessingResponse {
+    let body = filtered;
     // The behaviour stage reads the results as the upstream sent them, with what data protection found in each.
     if (inspectResponse && route!.kind === 'mcp' && persona!.behaviour.active && responseIsJson) recordJsonResults(body, protection?.findings ?? []);
     if (protection) {

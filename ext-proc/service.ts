@@ -14,6 +14,7 @@ import { openAuditLog } from './audit/log.ts';
 import { createAuditOtlpExporter, feedAuditToOtlp } from './audit/otlp.ts';
 import { auditTraceOf } from './audit/trace-context.ts';
 import { createJwksCache } from './authentication/jwks.ts';
+import { createBodyInspectionPool } from './dlp/body-inspection.ts';
 import { grpcServerCredentials, type ServerTlsFiles } from '../config/grpc-tls.ts';
 import { handleAuditApi } from './audit/http-api.ts';
 import { selectDetectors } from './dlp/catalogue.ts';
@@ -50,7 +51,11 @@ export interface ExtProcOptions {
   otlpEndpoint?: string;
   /** TLS on the ExternalProcessor server (MANDATE_EXT_PROC_TLS_*); null or absent: plain gRPC. */
   tls?: ServerTlsFiles | null;
+  /** Whole answers of at least this many bytes are inspected on a worker thread; 0: all inline. Default 256 KiB. */
+  bodyInspectionThresholdBytes?: number;
 }
+
+export const defaultBodyInspectionThresholdBytes = 256 * 1024;
 
 export interface ExtProcService {
   grpcPort: number;
@@ -86,6 +91,7 @@ export async function startExtProc(options: ExtProcOptions): Promise<ExtProcServ
   // one of them is recognised by the others.
   const fingerprintKey = natsConnection ? await sharedFingerprintKey(natsConnection) : randomBytes(32);
   const jwks = createJwksCache({ log });
+  const bodyInspection = options.bodyInspectionThresholdBytes === 0 ? null : createBodyInspectionPool({ thresholdBytes: options.bodyInspectionThresholdBytes ?? defaultBodyInspectionThresholdBytes, log });
   const policy = followPolicyStream({
     url: `${options.controlPlaneUrl}/internal/v1/policy/stream`,
     token: options.internalToken,
@@ -156,6 +162,7 @@ export async function startExtProc(options: ExtProcOptions): Promise<ExtProcServ
     flow,
     behaviour,
     jwks,
+    ...(bodyInspection ? { bodyInspection } : {}),
     log,
   });
   const grpcPort = await new Promise<number>((resolve, reject) =>
@@ -212,6 +219,7 @@ export async function startExtProc(options: ExtProcOptions): Promise<ExtProcServ
       if ('close' in sessionStore) await sessionStore.close();
       replicatedFlow?.stop();
       jwks.stop();
+      await bodyInspection?.stop();
       await natsConnection?.drain();
       await audit.close();
       stopOtlpFeed();

@@ -44,6 +44,9 @@ before(async () => {
     save_note: () => 'saved',
     // An archive page larger than the small-reads Persona's maxBodyBytes, with a card at its end.
     read_archive: () => `${'archived line\n'.repeat(8 * 1024)}Card on file: ${billingCard}`,
+    // A customer export of about 480 KB, a card on every line: over the size (256 KiB) that ext_proc
+    // inspects on its worker thread rather than on the event loop.
+    read_export: () => Array.from({ length: 6000 }, (_, i) => `Customer ${i}: ${billingCard}, order ${100000 + i}, ticket T-${i}, kept for audit.`).join('\n'),
   });
   mailer = createRecordingMcpServer({ send_email: () => 'sent' });
   devbox = createRecordingMcpServer({ store_note: () => 'stored' });
@@ -53,7 +56,7 @@ before(async () => {
   gateway = await startGatewayFixture({ demo: false });
   const upstream = (name: string, port: number, environment: string, protocol = 'mcp', path = '/mcp') => ({ kind: 'Upstream', name, protocol, url: `http://127.0.0.1:${port}${path}`, environment });
   const allTools = [
-    { upstream: 'billing', tools: [{ name: 'read_card' }, { name: 'save_note' }, { name: 'read_archive' }] },
+    { upstream: 'billing', tools: [{ name: 'read_card' }, { name: 'save_note' }, { name: 'read_archive' }, { name: 'read_export' }] },
     { upstream: 'mailer', tools: [{ name: 'send_email' }] },
     { upstream: 'devbox', tools: [{ name: 'store_note' }] },
     { upstream: 'billing-stream', tools: [{ name: 'read_card' }] },
@@ -105,6 +108,22 @@ async function rawToolCall(persona: string, upstream: string, tool: string, args
 function resultText(result: object): string {
   return (result as { content: { text: string }[] }).content.map((c) => c.text).join('\n');
 }
+
+describe('a large answer', () => {
+  test('a 480 KB export with a card on every line is masked whole, inspected off the event loop while a small call goes through', async () => {
+    const client = await gateway.mcpClient(endpoint('dlp-guard', 'billing'), tokens['dlp-guard']!);
+    const [exported, small] = await Promise.all([client.callTool({ name: 'read_export', arguments: {} }), client.callTool({ name: 'read_card', arguments: {} })]);
+    const text = resultText(exported);
+    assert.ok(text.length > 400 * 1024, `the export arrived whole (${text.length} characters)`);
+    assert.equal(text.split('\n').length, 6000);
+    assert.ok(!text.includes(billingCard), 'no card number passed unmasked');
+    assert.equal(text.match(/\*\*\*\* \*\*\*\* \*\*\*\* \d{4}/g)?.length, 6000);
+    assert.match(resultText(small), /^Card on file: \*\*\*\* \*\*\*\* \*\*\*\* \d{4}$/);
+    await client.close();
+    const log = readFileSync(join(gateway.dataDir, 'logs', 'ext-proc.log'), 'utf8');
+    assert.ok(!log.includes('body_inspection_inline') && !log.includes('body_inspection_worker_lost'), 'the worker inspected it');
+  });
+});
 
 describe('request side: agent to tool', () => {
   test('a credential in a tool argument is masked before the upstream sees it', async () => {

@@ -1,0 +1,35 @@
+// Worker thread side of body-inspection.ts: compiles each data-protection config it is
+// sent once (its own RE2 objects: they cannot cross threads) and inspects bodies with it.
+import { parentPort } from 'node:worker_threads';
+import { compileDataProtection, type CompiledDataProtectionOk } from './compile.ts';
+import { inspectBody } from './inspect.ts';
+import type { InspectionReply, InspectionRequest } from './body-inspection.ts';
+
+const compiled = new Map<string, CompiledDataProtectionOk>();
+const maxCompiled = 32;
+
+function engineFor(request: InspectionRequest): CompiledDataProtectionOk {
+  let engine = compiled.get(request.configKey);
+  if (engine === undefined) {
+    const result = compileDataProtection(request.config, { monitor: request.monitor, ...(request.fingerprintKey ? { fingerprintKey: Buffer.from(request.fingerprintKey) } : {}) });
+    if (!result.ok) throw new Error(`the data-protection config does not compile in the worker: ${result.issues.map((i) => i.message).join('; ')}`);
+    if (compiled.size >= maxCompiled) compiled.delete(compiled.keys().next().value!);
+    compiled.set(request.configKey, (engine = result));
+  }
+  return engine;
+}
+
+parentPort!.on('message', (request: InspectionRequest) => {
+  let reply: InspectionReply;
+  const transfer: ArrayBuffer[] = [];
+  try {
+    const result = inspectBody(engineFor(request), Buffer.from(request.body), request.context);
+    const value = new Uint8Array(result.value.length);
+    value.set(result.value);
+    transfer.push(value.buffer);
+    reply = { id: request.id, ok: true, result: { ...result, value } };
+  } catch (error) {
+    reply = { id: request.id, ok: false, error: (error as Error).message };
+  }
+  parentPort!.postMessage(reply, transfer);
+});
