@@ -68,11 +68,14 @@ test('an agent with a valid JWT works through the MCP SDK client; it sees its gr
   await client.close();
   assert.ok(idp.fetches >= 1, 'ext_proc fetched the JWKS');
 
+  // The audit API reads committed events; the commit runs on the audit worker, just behind the answer.
   const internalToken = readFileSync(join(gateway.dataDir, 'internal-token'), 'utf8').trim();
-  const events = (await (await fetch(`http://127.0.0.1:${gateway.extProcHealthPorts[0]}/v1/audit/events?persona=sso-agent&kind=decision&limit=50`, { headers: { authorization: `Bearer ${internalToken}` } })).json()) as {
-    events: { agent: string | null; credentialId: string | null; tool: string | null; verdict: string }[];
-  };
-  const call = events.events.find((e) => e.tool === 'echo' && e.verdict === 'allow');
+  type Event = { agent: string | null; credentialId: string | null; tool: string | null; verdict: string };
+  let call: Event | undefined;
+  for (const deadline = Date.now() + 10_000; call === undefined && Date.now() < deadline; await new Promise((r) => setTimeout(r, 100))) {
+    const page = (await (await fetch(`http://127.0.0.1:${gateway.extProcHealthPorts[0]}/v1/audit/events?persona=sso-agent&kind=decision&limit=50`, { headers: { authorization: `Bearer ${internalToken}` } })).json()) as { events: Event[] };
+    call = page.events.find((e) => e.tool === 'echo' && e.verdict === 'allow');
+  }
   assert.equal(call?.agent, 'billing-bot@corp');
   assert.match(call?.credentialId ?? '', /^jwt:t-\d+$/);
 });
