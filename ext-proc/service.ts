@@ -13,7 +13,8 @@ import { auditEventFromDecision } from './audit/event.ts';
 import { openAuditLog } from './audit/log.ts';
 import { createAuditOtlpExporter, feedAuditToOtlp } from './audit/otlp.ts';
 import { auditTraceOf } from './audit/trace-context.ts';
-import { createJwksCache } from './authentication/jwks.ts';
+import { createJwksCache, type JwksCache } from './authentication/jwks.ts';
+import { metricFamily } from '../config/prometheus-text.ts';
 import { createBodyInspectionPool } from './dlp/body-inspection.ts';
 import { grpcServerCredentials, type ServerTlsFiles } from '../config/grpc-tls.ts';
 import { handleAuditApi } from './audit/http-api.ts';
@@ -177,7 +178,7 @@ export async function startExtProc(options: ExtProcOptions): Promise<ExtProcServ
     } else if (path === '/readyz') {
       response.writeHead(current ? 200 : 503, { 'content-type': 'application/json' }).end(JSON.stringify({ ready: current !== null, configVersion: current?.version ?? null }));
     } else if (path === '/metrics') {
-      response.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' }).end(audit.metrics());
+      response.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' }).end(audit.metrics() + jwksMetrics(jwks.status()));
     } else if (path.startsWith('/v1/') && !bearerMatches(request.headers.authorization, options.internalToken)) {
       // Every /v1 route (baselines, audit, quarantine) is for operators and the control plane only.
       response.setHeader('www-authenticate', 'Bearer realm="mandate-ext-proc"');
@@ -355,4 +356,13 @@ function sendProblem(response: ServerResponse, status: number, code: string, tit
 function lastAdminEventVersion(audit: AuditLog): number {
   const newest = audit.query({ kind: 'admin' }, { limit: 1, order: 'newest' }).events[0];
   return newest?.admin?.afterVersion ?? 0;
+}
+
+/** The identity providers' key sets: 0 keys means JWTs for their Personas are refused (jwks_unavailable). */
+function jwksMetrics(status: ReturnType<JwksCache['status']>): string {
+  if (status.length === 0) return '';
+  return `${[
+    ...metricFamily('mandate_jwks_keys', 'gauge', 'Signing keys held for each identity provider a Persona trusts (0: none fetched yet).', status.map((s) => [{ uri: s.uri }, s.keys ?? 0])),
+    ...metricFamily('mandate_jwks_last_success_timestamp_seconds', 'gauge', 'When each key set was last fetched successfully (0: never).', status.map((s) => [{ uri: s.uri }, s.lastSuccessMs === null ? 0 : Math.floor(s.lastSuccessMs / 1000)])),
+  ].join('\n')}\n`;
 }

@@ -67,6 +67,9 @@ test('an agent with a valid JWT works through the MCP SDK client; it sees its gr
   assert.match(JSON.stringify(result.content), /signed in with SSO/);
   await client.close();
   assert.ok(idp.fetches >= 1, 'ext_proc fetched the JWKS');
+  const metrics = await (await fetch(`http://127.0.0.1:${gateway.extProcHealthPorts[0]}/metrics`)).text();
+  assert.ok(metrics.includes(`mandate_jwks_keys{uri="${idp.jwksUri}"} 1\n`), 'the key set shows in the metrics');
+  assert.match(metrics, /^mandate_jwks_last_success_timestamp_seconds\{uri="[^"]+"\} [1-9]\d{9}$/m);
 
   // The audit API reads committed events; the commit runs on the audit worker, just behind the answer.
   const internalToken = readFileSync(join(gateway.dataDir, 'internal-token'), 'utf8').trim();

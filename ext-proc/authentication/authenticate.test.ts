@@ -19,7 +19,7 @@ const jwtConfig = { issuer: 'https://idp.example.com/', audiences: ['mandate'], 
 
 function cache(loaded: boolean): JwksCache & { refreshes: number } {
   const keys = parseJwks({ keys: [key.publicJwk] }).keys;
-  const fake = { refreshes: 0, keys: () => (loaded ? keys : null), track() {}, refreshSoon() { fake.refreshes += 1; }, settled: async () => {}, stop() {} };
+  const fake = { refreshes: 0, keys: () => (loaded ? keys : null), track() {}, refreshSoon() { fake.refreshes += 1; }, settled: async () => {}, status: () => [], stop() {} };
   return fake;
 }
 

@@ -27,6 +27,8 @@ export interface JwksCache {
   refreshSoon(uri: string): void;
   /** Resolves once every tracked key set has been fetched once (or failed), for startup and tests. */
   settled(): Promise<void>;
+  /** Each tracked key set: how many keys it holds (null before the first successful fetch), and when it was last fetched. */
+  status(): { uri: string; keys: number | null; lastSuccessMs: number | null }[];
   stop(): void;
 }
 
@@ -70,6 +72,7 @@ export function parseJwks(document: unknown): { keys: IssuerKeys; skipped: numbe
 
 interface Tracked {
   keys: IssuerKeys | null;
+  lastSuccess: number | null;
   lastAttempt: number;
   inFlight: Promise<void> | null;
   timer: NodeJS.Timeout | null;
@@ -93,6 +96,7 @@ export function createJwksCache(options: JwksCacheOptions): JwksCache {
       if (body.byteLength > maxBodyBytes) throw new Error(`larger than ${maxBodyBytes} bytes`);
       const { keys, skipped } = parseJwks(JSON.parse(Buffer.from(body).toString('utf8')));
       entry.keys = keys;
+      entry.lastSuccess = now();
       options.log('jwks_loaded', { uri, keys: keys.byKid.size + keys.unnamed.length, skipped });
     } catch (error) {
       // The previous keys stay in force: an issuer's outage must not lock every agent out at once.
@@ -127,7 +131,7 @@ export function createJwksCache(options: JwksCacheOptions): JwksCache {
       }
       for (const uri of wanted) {
         if (tracked.has(uri) || stopped) continue;
-        const entry: Tracked = { keys: null, lastAttempt: 0, inFlight: null, timer: null };
+        const entry: Tracked = { keys: null, lastSuccess: null, lastAttempt: 0, inFlight: null, timer: null };
         tracked.set(uri, entry);
         void fetchNow(uri, entry);
       }
@@ -138,6 +142,9 @@ export function createJwksCache(options: JwksCacheOptions): JwksCache {
       const wait = entry.lastAttempt + minRefreshMs - now();
       if (wait <= 0) void fetchNow(uri, entry);
       else schedule(uri, entry, wait);
+    },
+    status() {
+      return [...tracked].map(([uri, e]) => ({ uri, keys: e.keys === null ? null : e.keys.byKid.size + e.keys.unnamed.length, lastSuccessMs: e.lastSuccess }));
     },
     async settled() {
       await Promise.all([...tracked.values()].map((e) => e.inFlight));

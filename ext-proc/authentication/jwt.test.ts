@@ -85,6 +85,7 @@ test('the JWKS cache fetches tracked key sets, picks up a rotation on an unknown
     await cache.settled();
     assert.deepEqual([...cache.keys(provider.jwksUri)!.byKid.keys()], ['rsa-1']);
     assert.equal(provider.fetches, 1);
+    assert.deepEqual(cache.status(), [{ uri: provider.jwksUri, keys: 1, lastSuccessMs: clock }]);
 
     provider.publish([rsa, ec]);
     clock += 1001;
