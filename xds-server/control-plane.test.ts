@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
-import { existsSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { createHash, randomBytes } from 'node:crypto';
+import { existsSync, mkdtempSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -57,6 +57,53 @@ test('replicas share the admin and internal tokens an operator gives (MANDATE_*_
     await assert.rejects(start('d', { MANDATE_INTERNAL_TOKEN_FILE: join(parent, 'absent') }), /MANDATE_INTERNAL_TOKEN_FILE: cannot read .*absent \(ENOENT\)/);
     await assert.rejects(start('e', { MANDATE_ADMIN_TOKEN: adminToken, MANDATE_ADMIN_TOKEN_FILE: internalFile }), /set MANDATE_ADMIN_TOKEN or MANDATE_ADMIN_TOKEN_FILE, not both/);
     await assert.rejects(start('f', { MANDATE_ADMIN_TOKEN: `${adminToken.slice(0, 20)} ${adminToken.slice(20)}` }), /must not contain whitespace/);
+  } finally {
+    rmSync(parent, { recursive: true, force: true });
+  }
+});
+
+test('named admin tokens (MANDATE_ADMIN_TOKENS_FILE): the revision names the token\'s admin, a viewer only reads, the file is reread when it changes', async () => {
+  const parent = mkdtempSync(join(tmpdir(), 'mandate-cp-'));
+  const tokenOf = () => randomBytes(32).toString('base64url');
+  const [alice, grafana, shared] = [tokenOf(), tokenOf(), tokenOf()];
+  const sha = (token: string) => createHash('sha256').update(token).digest('hex');
+  const file = join(parent, 'admins.yaml');
+  const write = (text: string) => {
+    writeFileSync(file, text);
+    utimesSync(file, new Date(), new Date(Date.now() + Math.floor(Math.random() * 1e6)));
+  };
+  write(`admins:\n  - { name: alice, role: admin, tokenSha256: ${sha(alice)} }\n  - { name: grafana, role: viewer, tokenSha256: ${sha(grafana)} }\n`);
+  const start = (name: string, path = file) =>
+    startControlPlane({ dataDir: join(parent, name), xds: { address: '127.0.0.1', port: 0 }, admin: { address: '127.0.0.1', port: 0 }, gateway: defaultGatewaySettings, log: () => {}, env: { MANDATE_ADMIN_TOKEN: shared, MANDATE_ADMIN_TOKENS_FILE: path } });
+  const controlPlane = await start('a');
+  try {
+    const base = `http://127.0.0.1:${controlPlane.adminPort}`;
+    const call = (token: string, method: string, path: string, body?: unknown) =>
+      fetch(`${base}${path}`, { method, headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json', 'x-mandate-actor': 'mallory' }, ...(body ? { body: JSON.stringify(body) } : {}) });
+    const upstream = { kind: 'Upstream', name: 'tickets', protocol: 'mcp', url: 'http://127.0.0.1:3001/mcp' };
+    assert.equal((await call(alice, 'PUT', '/v1/upstreams/tickets', upstream)).status, 200);
+    const actors = async () => ((await (await call(grafana, 'GET', '/v1/revisions?limit=1')).json()) as { items: { actor: string }[] }).items[0]!.actor;
+    assert.equal(await actors(), 'admin:alice', 'the token names the admin; x-mandate-actor cannot');
+    const refused = await call(grafana, 'PUT', '/v1/upstreams/tickets', { ...upstream, description: 'changed' });
+    assert.equal(refused.status, 403);
+    assert.equal(((await refused.json()) as { code: string }).code, 'forbidden');
+    assert.equal(controlPlane.store.current().version, 2, 'nothing changed');
+    assert.equal((await call(shared, 'DELETE', '/v1/upstreams/tickets')).status, 200);
+    assert.equal(await actors(), 'admin:mallory', 'the shared token\'s holder names themself, as before');
+
+    // alice leaves: her token stops working without a restart; a broken edit keeps the last good list.
+    write(`admins:\n  - { name: grafana, role: viewer, tokenSha256: ${sha(grafana)} }\n`);
+    assert.equal((await call(alice, 'GET', '/v1/personas')).status, 401);
+    write('admins: [ { name: grafana, role: superuser } ]\n');
+    assert.equal((await call(grafana, 'GET', '/v1/personas')).status, 200);
+  } finally {
+    await controlPlane.stop();
+  }
+  try {
+    const broken = join(parent, 'broken.yaml');
+    writeFileSync(broken, `admins:\n  - { name: alice, role: admin, tokenSha256: ${sha(alice)} }\n  - { name: alice, role: viewer, tokenSha256: ${sha(grafana)} }\n`);
+    await assert.rejects(start('b', broken), /broken\.yaml: admins\.1\.name: "alice" is listed twice/);
+    await assert.rejects(start('c', join(parent, 'absent.yaml')), /ENOENT/);
   } finally {
     rmSync(parent, { recursive: true, force: true });
   }

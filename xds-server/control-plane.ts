@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { loadEnvoyApi } from '../proto/envoy-api.ts';
 import { createAdsServer } from './ads/ads-server.ts';
 import { createAdminServer } from './admin/admin-server.ts';
+import { watchAdminIdentities } from './admin/admin-identities.ts';
 import { ensureSecretFile } from './admin/tokens.ts';
 import { configuredToken } from '../config/configured-token.ts';
 import { grpcServerCredentials, type ServerTlsFiles } from '../config/grpc-tls.ts';
@@ -66,6 +67,8 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
   const adminTokenPath = givenAdminToken === null ? join(options.dataDir, 'admin-token') : null;
   const adminToken = givenAdminToken ?? ensureSecretFile(adminTokenPath!);
   const internalToken = givenInternalToken ?? ensureSecretFile(join(options.dataDir, 'internal-token'));
+  // Named admins with their own tokens and roles; a file that does not parse stops startup.
+  const namedAdmins = env.MANDATE_ADMIN_TOKENS_FILE ? watchAdminIdentities(env.MANDATE_ADMIN_TOKENS_FILE, log) : null;
 
   const api = loadEnvoyApi();
   const cache = createSnapshotCache(createResourceEncoder(api.root));
@@ -102,6 +105,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
   const admin: HttpServer = createAdminServer({
     store: replication ?? store,
     adminToken,
+    ...(namedAdmins ? { namedAdmins } : {}),
     internalToken,
     xdsStatus: ads.nodeStatuses,
     ...(replication ? { replicationStatus: replication.status } : {}),

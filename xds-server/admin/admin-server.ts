@@ -14,6 +14,7 @@ import { applyRequestSchema } from './api-schemas.ts';
 import { maskSecrets } from './masking.ts';
 import { buildOpenApiDocument, configCollections } from './openapi.ts';
 import { problem, problemForIssues, replicationRefusal, sendProblem, type ProblemCode } from './problems.ts';
+import { identifyAdmin, type NamedAdmin } from './admin-identities.ts';
 import { tokenMatches } from './tokens.ts';
 
 export const maxBodyBytes = 1024 * 1024;
@@ -24,8 +25,10 @@ const maxStreamBacklogBytes = 32 * 1024 * 1024;
 export interface AdminServerOptions {
   /** The store (embedded) or the replicated store (scaled out over NATS). */
   store: ConfigEditor;
-  /** Bearer token for /v1/*. */
+  /** Bearer token for /v1/* (the role admin; its holder names themself with x-mandate-actor). */
   adminToken: string;
+  /** Named admins with their own tokens and roles (MANDATE_ADMIN_TOKENS_FILE); the current list on each call. */
+  namedAdmins?: () => readonly NamedAdmin[];
   /** Bearer token for /internal/v1/*, used by ext_proc replicas. */
   internalToken: string;
   xdsStatus: () => XdsNodeStatus[];
@@ -132,13 +135,18 @@ export function createAdminServer(options: AdminServerOptions): Server {
       return send(response, { problem: problem('not_found', `no route ${url.pathname}`) });
     }
     if (segments[0] !== 'v1') return send(response, { problem: problem('not_found', `no route ${url.pathname}`) });
-    if (!authorized(request, options.adminToken)) return send(response, { problem: problem('unauthorized', 'send the admin token as "Authorization: Bearer <token>"'), headers: { 'www-authenticate': 'Bearer realm="mandate-admin"' } });
-    const reply = await route(method, segments.slice(1), url, request);
+    const presented = /^Bearer ([^\s]+)$/i.exec(request.headers.authorization ?? '')?.[1];
+    const identity = presented === undefined ? null : identifyAdmin(presented, options.adminToken, options.namedAdmins?.() ?? []);
+    if (identity === null) return send(response, { problem: problem('unauthorized', 'send an admin token as "Authorization: Bearer <token>"'), headers: { 'www-authenticate': 'Bearer realm="mandate-admin"' } });
+    if (identity.role === 'viewer' && method !== 'GET' && method !== 'HEAD') {
+      return send(response, { problem: problem('forbidden', `${identity.name}'s token may only read (role viewer); nothing was changed`) });
+    }
+    // A named token says who acts; the shared token's holder names themself (the CLI sends the local user).
+    const reply = await route(method, segments.slice(1), url, request, identity.name === null ? actorOf(request) : `admin:${identity.name}`);
     send(response, reply);
   }
 
-  async function route(method: string, path: string[], url: URL, request: IncomingMessage): Promise<Reply> {
-    const actor = actorOf(request);
+  async function route(method: string, path: string[], url: URL, request: IncomingMessage, actor: string): Promise<Reply> {
     const [first, second, third, ...extra] = path;
     if (first === undefined) return { problem: problem('not_found', 'no route /v1') };
     const kind = kindOfCollection.get(first);

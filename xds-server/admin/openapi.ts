@@ -76,9 +76,9 @@ export function buildOpenApiDocument(): JsonObject {
       put: {
         summary: `Create or replace one ${kind} (kind and name default to the route)`,
         requestBody: { required: true, content: { 'application/json': { schema: ref(`${kind}Input`) }, 'application/yaml': { schema: ref(`${kind}Input`) } } },
-        responses: { '200': jsonResponse('Committed', ref('ChangeResponse')), ...errorResponses('400', '401', '409', '413', '415', '422', '503') },
+        responses: { '200': jsonResponse('Committed', ref('ChangeResponse')), ...errorResponses('400', '401', '403', '409', '413', '415', '422', '503') },
       },
-      delete: { summary: `Delete one ${kind}`, responses: { '200': jsonResponse('Committed', ref('ChangeResponse')), ...errorResponses('401', '404', '409', '413', '422', '503') } },
+      delete: { summary: `Delete one ${kind}`, responses: { '200': jsonResponse('Committed', ref('ChangeResponse')), ...errorResponses('401', '403', '404', '409', '413', '422', '503') } },
     };
   }
 
@@ -87,7 +87,7 @@ export function buildOpenApiDocument(): JsonObject {
       summary: 'Apply documents atomically as one new config version',
       description: 'JSON body {documents, prune?, dryRun?}, or application/yaml multi-document text with ?prune=true&dryRun=true. Nothing is applied unless every document and reference is valid.',
       requestBody: { required: true, content: { 'application/json': { schema: ref('ApplyRequest') }, 'application/yaml': { schema: { type: 'string' } } } },
-      responses: { '200': jsonResponse('Committed, or what would change when dryRun', ref('ChangeResponse')), ...errorResponses('400', '401', '409', '413', '415', '422', '503') },
+      responses: { '200': jsonResponse('Committed, or what would change when dryRun', ref('ChangeResponse')), ...errorResponses('400', '401', '403', '409', '413', '415', '422', '503') },
     },
   };
   paths['/v1/personas/{name}/credentials'] = {
@@ -95,7 +95,7 @@ export function buildOpenApiDocument(): JsonObject {
     post: {
       summary: 'Issue an agent credential for this Persona; the token is returned once',
       requestBody: { required: true, content: { 'application/json': { schema: ref('CredentialRequest') } } },
-      responses: { '201': jsonResponse('Issued', ref('CredentialIssued')), ...errorResponses('400', '401', '404', '409', '413', '415', '422', '503') },
+      responses: { '201': jsonResponse('Issued', ref('CredentialIssued')), ...errorResponses('400', '401', '403', '404', '409', '413', '415', '422', '503') },
     },
   };
   paths['/v1/credentials'] = {
@@ -107,7 +107,7 @@ export function buildOpenApiDocument(): JsonObject {
   };
   paths['/v1/credentials/{id}'] = {
     parameters: [{ name: 'id', in: 'path', required: true, schema: { type: 'string' } }],
-    delete: { summary: 'Revoke a credential', responses: { '200': jsonResponse('Revoked', ref('ChangeResponse')), ...errorResponses('401', '404', '409', '413', '422', '503') } },
+    delete: { summary: 'Revoke a credential', responses: { '200': jsonResponse('Revoked', ref('ChangeResponse')), ...errorResponses('401', '403', '404', '409', '413', '422', '503') } },
   };
   paths['/v1/revisions'] = {
     get: {
@@ -166,6 +166,7 @@ function jsonResponse(description: string, schema: JsonObject): JsonObject {
 const problemDescriptions: Record<string, string> = {
   '400': 'Malformed request (invalid_json, invalid_yaml, invalid_request)',
   '401': 'Missing or wrong bearer token (unauthorized)',
+  '403': 'A viewer\'s token tried to change something (forbidden)',
   '404': 'No such object (not_found)',
   '409': 'Still referenced by other config (conflict); scaled out, other replicas kept writing first (config_write_contended)',
   '413': 'Body over 1 MiB (payload_too_large); scaled out, the new revision is over the NATS server\'s max_payload even compressed (config_revision_too_large)',
