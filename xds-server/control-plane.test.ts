@@ -108,3 +108,58 @@ test('named admin tokens (MANDATE_ADMIN_TOKENS_FILE): the revision names the tok
     rmSync(parent, { recursive: true, force: true });
   }
 });
+
+test('HTTPS on the admin listener (MANDATE_ADMIN_TLS_*): ext_proc follows the policy stream over TLS when it trusts the CA, and not otherwise', async () => {
+  const { createTestCertificateAuthority } = await import('../test/support/test-certificates.ts');
+  const { freePort } = await import('../deploy/gateway-processes.ts');
+  const { spawn } = await import('node:child_process');
+  const { request } = await import('node:https');
+  const authority = createTestCertificateAuthority();
+  const parent = mkdtempSync(join(tmpdir(), 'mandate-cp-'));
+  const server = authority.issue('control-plane', 'IP:127.0.0.1,DNS:localhost');
+  const internalToken = randomBytes(32).toString('base64url');
+  const controlPlane = await startControlPlane({
+    dataDir: join(parent, 'cp'), xds: { address: '127.0.0.1', port: 0 }, admin: { address: '127.0.0.1', port: 0 }, gateway: defaultGatewaySettings, log: () => {},
+    env: { MANDATE_INTERNAL_TOKEN: internalToken }, adminTls: { certFile: server.certFile, keyFile: server.keyFile, clientCaFile: null },
+  });
+  const children: ReturnType<typeof spawn>[] = [];
+  try {
+    const adminUrl = `https://127.0.0.1:${controlPlane.adminPort}`;
+    const status = await new Promise<number>((resolve, reject) => request(`${adminUrl}/healthz`, { ca: authority.ca }, (res) => (res.resume(), resolve(res.statusCode ?? 0))).on('error', reject).end());
+    assert.equal(status, 200);
+    await assert.rejects(fetch(`http://127.0.0.1:${controlPlane.adminPort}/healthz`), 'plain HTTP gets no answer');
+
+    const startExtProc = async (name: string, extraEnv: Record<string, string>) => {
+      const health = await freePort();
+      const child = spawn(process.execPath, [join(import.meta.dirname, '..', 'ext-proc', 'main.ts')], {
+        env: { ...process.env, MANDATE_DATA_DIR: join(parent, name), MANDATE_CONTROL_PLANE_URL: adminUrl, MANDATE_INTERNAL_TOKEN: internalToken, MANDATE_EXT_PROC_LISTEN: `127.0.0.1:${await freePort()}`, MANDATE_EXT_PROC_HEALTH_LISTEN: `127.0.0.1:${health}`, ...extraEnv },
+        stdio: ['ignore', 'ignore', 'ignore'],
+      });
+      children.push(child);
+      return health;
+    };
+    const readiness = async (port: number) => {
+      try {
+        return (await (await fetch(`http://127.0.0.1:${port}/readyz`)).json()) as { ready: boolean; configVersion: number | null };
+      } catch {
+        return null;
+      }
+    };
+    const trusting = await startExtProc('trusting', { NODE_EXTRA_CA_CERTS: authority.caFile });
+    const untrusting = await startExtProc('untrusting', {});
+    const deadline = Date.now() + 20_000;
+    while ((await readiness(trusting))?.configVersion !== 1 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
+    assert.deepEqual(await readiness(trusting), { ready: true, configVersion: 1 }, 'the policy arrived over HTTPS');
+    // A change reaches it over the same stream.
+    await controlPlane.store.apply([{ kind: 'Upstream', name: 'tickets', protocol: 'mcp', url: 'http://127.0.0.1:3001/mcp' }], { actor: 'test' });
+    while ((await readiness(trusting))?.configVersion !== 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    assert.equal((await readiness(trusting))?.configVersion, 2);
+    // Without the CA, the certificate is not trusted: no policy, not ready (fail closed).
+    assert.deepEqual(await readiness(untrusting), { ready: false, configVersion: null });
+  } finally {
+    for (const child of children) child.kill('SIGKILL');
+    await controlPlane.stop();
+    authority.dispose();
+    rmSync(parent, { recursive: true, force: true });
+  }
+});

@@ -3,7 +3,7 @@
 // Scaled out (options.replication), the admin API writes through the replicated
 // store, and revisions from other replicas reach the snapshot through the same onChange.
 import * as grpc from '@grpc/grpc-js';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import type { Server as HttpServer } from 'node:http';
 import { join } from 'node:path';
 import { loadEnvoyApi } from '../proto/envoy-api.ts';
@@ -31,6 +31,8 @@ export interface ControlPlaneOptions {
   replication?: ControlPlaneReplication;
   /** TLS on the ADS server (MANDATE_XDS_TLS_*); null or absent: plain gRPC. */
   xdsTls?: ServerTlsFiles | null;
+  /** HTTPS on the admin listener (MANDATE_ADMIN_TLS_*), which also carries the policy stream; null or absent: HTTP. */
+  adminTls?: ServerTlsFiles | null;
 }
 
 export interface ControlPlaneReplication {
@@ -110,6 +112,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
     xdsStatus: ads.nodeStatuses,
     ...(replication ? { replicationStatus: replication.status } : {}),
     log: (line) => log('admin', { line }),
+    ...(options.adminTls ? { tls: readKeyPair(options.adminTls) } : {}),
   });
   await new Promise<void>((resolve, reject) => {
     admin.once('error', reject);
@@ -119,7 +122,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
   const adminPort = typeof address === 'object' && address ? address.port : options.admin.port;
   log('control_plane_ready', {
     xds: `${options.xds.address}:${xdsPort}`,
-    admin: `http://${options.admin.address}:${adminPort}`,
+    admin: `${options.adminTls ? 'https' : 'http'}://${options.admin.address}:${adminPort}`,
     adminTokenFrom: adminTokenPath ?? (env.MANDATE_ADMIN_TOKEN ? 'MANDATE_ADMIN_TOKEN' : 'MANDATE_ADMIN_TOKEN_FILE'),
     configVersion: store.current().version,
     ...(replication ? { replica: options.replication!.replicaId, natsUrl: options.replication!.natsUrl } : {}),
@@ -141,4 +144,17 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
       store.close();
     },
   };
+}
+
+/** The admin listener's certificate and key; clients cannot be asked for certificates (ext_proc's fetch presents none). */
+function readKeyPair(tls: ServerTlsFiles): { cert: Buffer; key: Buffer } {
+  if (tls.clientCaFile !== null) throw new Error('MANDATE_ADMIN_TLS_CLIENT_CA_FILE is not supported: ext_proc follows the policy stream without a client certificate; the internal token authenticates it');
+  const read = (file: string) => {
+    try {
+      return readFileSync(file);
+    } catch (error) {
+      throw new Error(`cannot read ${file} (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`);
+    }
+  };
+  return { cert: read(tls.certFile), key: read(tls.keyFile) };
 }

@@ -17,6 +17,7 @@ await runService(log, () => {
     gateway: parseGatewaySettings(env),
     ...parseReplicationSettings(env),
     xdsTls: serverTlsFromEnv(env, 'MANDATE_XDS_TLS'),
+    adminTls: serverTlsFromEnv(env, 'MANDATE_ADMIN_TLS'),
     log,
   });
 });

@@ -2,6 +2,7 @@
 // token; /internal/v1 serves ext_proc replicas with the internal token and is
 // the only place resolved upstream secrets leave the control plane.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import { parseAllDocuments } from 'yaml';
 import type { PolicySnapshot } from '../../config/bundle.ts';
 import type { ConfigDocument, ConfigKind } from '../../config/schema.ts';
@@ -35,6 +36,8 @@ export interface AdminServerOptions {
   /** Scaled out: the replication state shown in /v1/status. */
   replicationStatus?: () => ReplicationStatus;
   log?: (line: string) => void;
+  /** Serve HTTPS with this key pair (MANDATE_ADMIN_TLS_*): the policy stream carries upstream credentials. */
+  tls?: { cert: Buffer; key: Buffer };
   /** Interval of {"heartbeat":true} lines on the policy stream; 15 s unless set (tests shorten it). */
   heartbeatMs?: number;
 }
@@ -68,7 +71,7 @@ export function createAdminServer(options: AdminServerOptions): Server {
     else adminResponses.set(key, { method: label, status, count: 1 });
   };
 
-  const server = createServer((request, response) => {
+  const handler = (request: IncomingMessage, response: ServerResponse) => {
     const started = performance.now();
     response.on('finish', () => {
       countResponse(request.method ?? 'OTHER', response.statusCode);
@@ -83,7 +86,9 @@ export function createAdminServer(options: AdminServerOptions): Server {
       if (!response.headersSent) sendProblem(response, problem('internal_error', 'the admin API failed to handle this request; see the control plane log'));
       else response.destroy();
     });
-  });
+  };
+  // An HTTPS server has the same request API; it is typed as the HTTP one it behaves like.
+  const server = (options.tls ? createHttpsServer({ cert: options.tls.cert, key: options.tls.key, minVersion: 'TLSv1.2' }, handler) : createServer(handler)) as Server;
 
   // Policy streams never end on their own; end them so close() can finish.
   const closeServer = server.close.bind(server);
