@@ -50,18 +50,20 @@ export function serverTlsFromEnv(env: Env, prefix: string): ServerTlsFiles | nul
   return { certFile, keyFile, clientCaFile };
 }
 
+/** A PEM file of a TLS setting, or an error naming it (what it is, where, why not). */
+export function readTlsFile(file: string, what: string): Buffer {
+  try {
+    return readFileSync(file);
+  } catch (error) {
+    throw new Error(`cannot read the ${what} ${file} (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`);
+  }
+}
+
 /** gRPC server credentials: insecure without TLS files, else TLS (mutual with a client CA). */
 export function grpcServerCredentials(tls: ServerTlsFiles | null): grpc.ServerCredentials {
   if (tls === null) return grpc.ServerCredentials.createInsecure();
-  const read = (file: string, what: string) => {
-    try {
-      return readFileSync(file);
-    } catch (error) {
-      throw new Error(`cannot read the ${what} ${file} (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`);
-    }
-  };
-  const clientCa = tls.clientCaFile === null ? null : read(tls.clientCaFile, 'client CA');
-  return grpc.ServerCredentials.createSsl(clientCa, [{ cert_chain: read(tls.certFile, 'certificate'), private_key: read(tls.keyFile, 'key') }], clientCa !== null);
+  const clientCa = tls.clientCaFile === null ? null : readTlsFile(tls.clientCaFile, 'client CA');
+  return grpc.ServerCredentials.createSsl(clientCa, [{ cert_chain: readTlsFile(tls.certFile, 'certificate'), private_key: readTlsFile(tls.keyFile, 'key') }], clientCa !== null);
 }
 
 /**
@@ -84,21 +86,36 @@ export function envoyChannelTlsFromEnv(env: Env, prefix: string): EnvoyChannelTl
   return { caFile, serverName, certFile, keyFile };
 }
 
-/** The transport socket of an Envoy cluster that reaches a Mandate gRPC server over TLS. */
-export function envoyChannelTransportSocket(tls: EnvoyChannelTls): Record<string, unknown> {
+/** An IPv4 or IPv6 literal (a certificate names it as an IP address, and it is never sent as SNI). */
+export function isIpLiteral(host: string): boolean {
+  return /^\d{1,3}(\.\d{1,3}){3}$/.test(host) || host.includes(':');
+}
+
+/**
+ * The transport socket of an Envoy cluster that verifies its server: the chain against `caFile`, and,
+ * with a server name, that name as the certificate's DNS or IP subject alternative name (sent as SNI
+ * when it is a DNS name). Optionally ALPN and a client certificate for Envoy.
+ */
+export function verifiedUpstreamTransportSocket(tls: { caFile: string; serverName: string | null; alpn?: string[]; certFile?: string | null; keyFile?: string | null }): Record<string, unknown> {
+  const ip = tls.serverName !== null && isIpLiteral(tls.serverName);
   return {
     name: 'envoy.transport_sockets.tls',
     typed_config: {
       '@type': 'type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext',
-      ...(tls.serverName ? { sni: tls.serverName } : {}),
+      ...(tls.serverName && !ip ? { sni: tls.serverName } : {}),
       common_tls_context: {
-        alpn_protocols: ['h2'],
+        ...(tls.alpn ? { alpn_protocols: tls.alpn } : {}),
         ...(tls.certFile && tls.keyFile ? { tls_certificates: [{ certificate_chain: { filename: tls.certFile }, private_key: { filename: tls.keyFile } }] } : {}),
         validation_context: {
           trusted_ca: { filename: tls.caFile },
-          ...(tls.serverName ? { match_typed_subject_alt_names: [{ san_type: 'DNS', matcher: { exact: tls.serverName } }] } : {}),
+          ...(tls.serverName ? { match_typed_subject_alt_names: [{ san_type: ip ? 'IP_ADDRESS' : 'DNS', matcher: { exact: tls.serverName } }] } : {}),
         },
       },
     },
   };
+}
+
+/** The transport socket of an Envoy cluster that reaches a Mandate gRPC server over TLS. */
+export function envoyChannelTransportSocket(tls: EnvoyChannelTls): Record<string, unknown> {
+  return verifiedUpstreamTransportSocket({ ...tls, alpn: ['h2'] });
 }

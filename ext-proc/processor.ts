@@ -243,18 +243,19 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
     upstream = policy.upstreams.get(route.upstream) ?? null;
     if (!upstream) return refuse(404, 'upstream_unknown', `upstream "${route.upstream}" does not exist at config version ${policy.version}`, 'authorization');
 
-    const jwt = persona.persona.authentication.jwt;
-    const resource = jwt ? resourceUrl(requestHeaders.get(':scheme') ?? 'http', requestHeaders.get(':authority') ?? requestHeaders.get('host') ?? '', route.pathPrefix) : null;
-    if (resource !== null && isResourceMetadataPath(path, route.pathPrefix)) {
+    // The endpoint's URL as the agent addressed it; only a Persona on JWTs publishes OAuth metadata.
+    const resource = () => resourceUrl(requestHeaders.get(':scheme') ?? 'http', requestHeaders.get(':authority') ?? requestHeaders.get('host') ?? '', route!.pathPrefix);
+    const signsInWithJwt = persona.persona.authentication.jwt !== undefined;
+    if (signsInWithJwt && isResourceMetadataPath(path, route.pathPrefix)) {
       // Public, like any OAuth metadata: it names the issuer agents must get a token from.
       if (method !== 'GET' && method !== 'HEAD') return refuse(405, 'method_not_allowed', 'the resource metadata is read with GET', 'protocol', [['allow', 'GET']]);
       answered = true;
-      return immediate(200, JSON.stringify(resourceMetadata(persona.persona, resource)), [['content-type', 'application/json'], ['cache-control', 'max-age=300']], 'resource_metadata');
+      return immediate(200, JSON.stringify(resourceMetadata(persona.persona, resource())), [['content-type', 'application/json'], ['cache-control', 'max-age=300']], 'resource_metadata');
     }
     const authentication = authenticateCaller(requestHeaders.get('authorization'), persona.persona, policy.credentials, deps.wallClock(), deps.jwks ?? null);
     if (!authentication.ok) {
       // An OAuth-capable client (the MCP authorization spec) finds the issuer through resource_metadata.
-      const challenge = resource !== null ? `${authentication.challenge}, resource_metadata="${resourceMetadataUrl(resource)}"` : authentication.challenge;
+      const challenge = signsInWithJwt ? `${authentication.challenge}, resource_metadata="${resourceMetadataUrl(resource())}"` : authentication.challenge;
       return refuse(authentication.status, authentication.reason.code, authentication.reason.message, 'authentication', [['www-authenticate', challenge]]);
     }
     credential = authentication.identity;
@@ -930,17 +931,16 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
   function onLargeBufferedResponse(original: Buffer, pool: BodyInspectionPool): DeferredAnswer {
     const body = bufferedResponseToInspect(original);
     const context = { direction: 'response' as const, upstream: route!.upstream, ...responseToolContext() };
-    const deferred = pool.inspect(persona!.dataProtection, body, context).then(
-      (protection) => protection,
-      (error: unknown) => {
+    const deferred = pool
+      .inspect(persona!.dataProtection, body, context)
+      .catch((error: unknown) => {
         deps.log?.('body_inspection_inline', { reason: (error as Error).message, bytes: body.length });
         return protectResponseBody(persona!.dataProtection, body, context);
-      },
-    ).then(async (protection) => {
-      const response = timed(() => completeBufferedResponse(original, body, protection));
-      const next = withExternalDlp('response', original, response);
-      return next !== null && 'deferred' in next ? next.deferred : next;
-    });
+      })
+      .then((protection) => {
+        const next = withExternalDlp('response', original, timed(() => completeBufferedResponse(original, body, protection)));
+        return next !== null && 'deferred' in next ? next.deferred : next;
+      });
     return { deferred, waitMs: largeBodyWaitMs };
   }
 

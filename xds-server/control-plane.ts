@@ -3,7 +3,7 @@
 // Scaled out (options.replication), the admin API writes through the replicated
 // store, and revisions from other replicas reach the snapshot through the same onChange.
 import * as grpc from '@grpc/grpc-js';
-import { mkdirSync, readFileSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import type { Server as HttpServer } from 'node:http';
 import { join } from 'node:path';
 import { loadEnvoyApi } from '../proto/envoy-api.ts';
@@ -12,7 +12,7 @@ import { createAdminServer } from './admin/admin-server.ts';
 import { watchAdminIdentities } from './admin/admin-identities.ts';
 import { ensureSecretFile } from './admin/tokens.ts';
 import { configuredToken } from '../config/configured-token.ts';
-import { grpcServerCredentials, type ServerTlsFiles } from '../config/grpc-tls.ts';
+import { grpcServerCredentials, readTlsFile, type ServerTlsFiles } from '../config/grpc-tls.ts';
 import { buildSnapshot, type GatewaySettings } from './snapshot/build-snapshot.ts';
 import { createResourceEncoder } from './snapshot/encode-resources.ts';
 import { createSnapshotCache } from './snapshot/snapshot-cache.ts';
@@ -149,12 +149,5 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
 /** The admin listener's certificate and key; clients cannot be asked for certificates (ext_proc's fetch presents none). */
 function readKeyPair(tls: ServerTlsFiles): { cert: Buffer; key: Buffer } {
   if (tls.clientCaFile !== null) throw new Error('MANDATE_ADMIN_TLS_CLIENT_CA_FILE is not supported: ext_proc follows the policy stream without a client certificate; the internal token authenticates it');
-  const read = (file: string) => {
-    try {
-      return readFileSync(file);
-    } catch (error) {
-      throw new Error(`cannot read ${file} (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`);
-    }
-  };
-  return { cert: read(tls.certFile), key: read(tls.keyFile) };
+  return { cert: readTlsFile(tls.certFile, 'certificate'), key: readTlsFile(tls.keyFile, 'key') };
 }

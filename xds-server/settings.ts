@@ -1,6 +1,6 @@
 // Gateway settings from the environment, validated with a clear message per variable.
 import { hostname } from 'node:os';
-import { envoyChannelTlsFromEnv } from '../config/grpc-tls.ts';
+import { envoyChannelTlsFromEnv, serverTlsFromEnv } from '../config/grpc-tls.ts';
 import { parseHostPort } from '../config/service-process.ts';
 import type { ControlPlaneReplication } from './control-plane.ts';
 import { defaultGatewaySettings, type GatewaySettings } from './snapshot/build-snapshot.ts';
@@ -13,7 +13,8 @@ export function parseGatewaySettings(env: Record<string, string | undefined>): G
   const upstreamCaFile = env.MANDATE_UPSTREAM_CA_FILE?.trim() || defaultGatewaySettings.upstreamCaFile;
   if (!upstreamCaFile.startsWith('/')) throw new Error('MANDATE_UPSTREAM_CA_FILE must be an absolute path (on the Envoy hosts)');
   return {
-    listenerTls: parseListenerTls(env),
+    // TLS for agents: MANDATE_GATEWAY_TLS_CERT_FILE and _KEY_FILE, and _CLIENT_CA_FILE for mutual TLS.
+    listenerTls: serverTlsFromEnv(env, 'MANDATE_GATEWAY_TLS'),
     extProcTls: envoyChannelTlsFromEnv(env, 'MANDATE_ENVOY_EXT_PROC'),
     listener: env.MANDATE_GATEWAY_LISTEN ? parseHostPort(env.MANDATE_GATEWAY_LISTEN, 'MANDATE_GATEWAY_LISTEN') : defaultGatewaySettings.listener,
     extProcEndpoints: env.MANDATE_EXT_PROC_ENDPOINTS
@@ -34,20 +35,4 @@ export function parseReplicationSettings(env: Record<string, string | undefined>
   const streamReplicas = Number(env.MANDATE_CONFIG_STREAM_REPLICAS ?? 1);
   if (!Number.isInteger(streamReplicas) || streamReplicas < 1 || streamReplicas > 5) throw new Error('MANDATE_CONFIG_STREAM_REPLICAS must be an integer 1-5');
   return { replication: { natsUrl, replicaId, streamReplicas } };
-}
-
-/** TLS for agents from MANDATE_GATEWAY_TLS_CERT_FILE and _KEY_FILE (both or neither), and MANDATE_GATEWAY_TLS_CLIENT_CA_FILE for mutual TLS. */
-function parseListenerTls(env: Record<string, string | undefined>): GatewaySettings['listenerTls'] {
-  const certFile = env.MANDATE_GATEWAY_TLS_CERT_FILE?.trim() || null;
-  const keyFile = env.MANDATE_GATEWAY_TLS_KEY_FILE?.trim() || null;
-  const clientCaFile = env.MANDATE_GATEWAY_TLS_CLIENT_CA_FILE?.trim() || null;
-  if (certFile === null && keyFile === null) {
-    if (clientCaFile !== null) throw new Error('MANDATE_GATEWAY_TLS_CLIENT_CA_FILE needs MANDATE_GATEWAY_TLS_CERT_FILE and MANDATE_GATEWAY_TLS_KEY_FILE');
-    return null;
-  }
-  if (certFile === null || keyFile === null) throw new Error('set both MANDATE_GATEWAY_TLS_CERT_FILE and MANDATE_GATEWAY_TLS_KEY_FILE, or neither');
-  for (const [name, path] of [['MANDATE_GATEWAY_TLS_CERT_FILE', certFile], ['MANDATE_GATEWAY_TLS_KEY_FILE', keyFile], ['MANDATE_GATEWAY_TLS_CLIENT_CA_FILE', clientCaFile]] as const) {
-    if (path !== null && !path.startsWith('/')) throw new Error(`${name} must be an absolute path (on the Envoy hosts)`);
-  }
-  return { certFile, keyFile, clientCaFile };
 }

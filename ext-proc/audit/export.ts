@@ -1,7 +1,7 @@
 // Getting the trail out: JSONL (a file or a stream), a polling tail for another
 // process, and OpenTelemetry spans through @opentelemetry/api (whatever SDK and
 // exporter the host process registered decide where they go).
-import { SpanKind, SpanStatusCode, TraceFlags, context as otelContext, trace, type Tracer } from '@opentelemetry/api';
+import { SpanKind, SpanStatusCode, TraceFlags, context as otelContext, trace, type Context, type Tracer } from '@opentelemetry/api';
 import type { AuditEvent } from './event.ts';
 import { filterConditions, type AuditFilter } from './query.ts';
 import { auditEvents } from './schema.ts';
@@ -95,9 +95,7 @@ export function spanAttributes(event: AuditEvent): Record<string, string | numbe
  * id. The Envoy request id is an attribute either way.
  */
 export function exportSpan(tracer: Tracer, event: AuditEvent): void {
-  const parent = event.traceId && /^[0-9a-f]{32}$/.test(event.traceId)
-    ? trace.setSpanContext(otelContext.active(), { traceId: event.traceId, spanId: event.parentSpanId ?? spanIdFor(event), traceFlags: TraceFlags.SAMPLED, isRemote: true })
-    : otelContext.active();
+  const parent = traceContextOf(event) ?? otelContext.active();
   const durationMs = event.latencyMs ?? 0;
   const span = tracer.startSpan(
     `mandate.${event.kind}${event.tool ? ` ${event.tool}` : ''}`,
@@ -107,6 +105,12 @@ export function exportSpan(tracer: Tracer, event: AuditEvent): void {
   if (event.verdict === 'deny') span.setStatus({ code: SpanStatusCode.ERROR, message: event.reasons.map((r) => r.code).join(' ') || 'denied' });
   if (event.alert) span.addEvent('mandate.alert', { name: event.alert.name, severity: event.alert.severity, message: event.alert.message }, event.at);
   span.end(event.at);
+}
+
+/** The OpenTelemetry context of the event's trace (its parent span remote), or null when it belongs to none. */
+export function traceContextOf(event: AuditEvent): Context | null {
+  if (!event.traceId || !/^[0-9a-f]{32}$/.test(event.traceId) || /^0+$/.test(event.traceId)) return null;
+  return trace.setSpanContext(otelContext.active(), { traceId: event.traceId, spanId: event.parentSpanId ?? spanIdFor(event), traceFlags: TraceFlags.SAMPLED, isRemote: true });
 }
 
 /** Without a caller's span: a stable parent span id derived from the request id. */

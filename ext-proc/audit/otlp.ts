@@ -3,7 +3,7 @@
 // sent over OTLP/HTTP protobuf. Everything runs after the commit, through the
 // SDK's batching processors with bounded queues: when the receiver is slow or
 // gone, records are dropped and counted, and the data path never waits.
-import { SeverityNumber, TraceFlags, context as otelContext, trace, type Logger, type Tracer } from '@opentelemetry/api';
+import { SeverityNumber, type Logger, type Tracer } from '@opentelemetry/api';
 import { OTLPLogExporter } from '@opentelemetry/exporter-logs-otlp-proto';
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-proto';
 import { resourceFromAttributes } from '@opentelemetry/resources';
@@ -12,7 +12,7 @@ import { BatchSpanProcessor, TracerProvider } from '@opentelemetry/sdk-trace';
 import { ATTR_SERVICE_NAME } from '@opentelemetry/semantic-conventions';
 import type { AuditEvent } from './event.ts';
 import type { AuditLog } from './log.ts';
-import { exportSpan, spanAttributes, spanIdFor } from './export.ts';
+import { exportSpan, spanAttributes, traceContextOf } from './export.ts';
 
 export interface OtlpExportOptions {
   /** Base URL of an OTLP/HTTP receiver, e.g. http://otel-collector:4318 (…/v1/traces and …/v1/logs are appended). */
@@ -91,9 +91,7 @@ export function createAuditOtlpExporter(options: OtlpExportOptions): AuditOtlpEx
 /** One log record per audit event: the stored (already masked) event as the body, searchable attributes, the trace it belongs to. */
 export function emitLogRecord(logger: Logger, event: AuditEvent): void {
   const severity = auditSeverity(event);
-  const parent = event.traceId && /^[0-9a-f]{32}$/.test(event.traceId) && !/^0+$/.test(event.traceId)
-    ? trace.setSpanContext(otelContext.active(), { traceId: event.traceId, spanId: event.parentSpanId ?? spanIdFor(event), traceFlags: TraceFlags.SAMPLED, isRemote: true })
-    : undefined;
+  const parent = traceContextOf(event);
   logger.emit({
     eventName: `mandate.audit.${event.kind}`,
     timestamp: event.at,

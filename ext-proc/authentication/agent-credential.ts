@@ -19,6 +19,16 @@ export type AuthenticationResult =
   | { ok: true; credential: AgentCredentialRecord }
   | { ok: false; reason: DecisionReason; challenge: string };
 
+/** The token of an `Authorization: Bearer <token>` header, or undefined. */
+export function bearerOf(authorization: string | undefined): string | undefined {
+  return authorization ? /^Bearer\s+(\S+)$/i.exec(authorization.trim())?.[1] : undefined;
+}
+
+/** The WWW-Authenticate challenge of a refused credential (RFC 6750). */
+export function bearerChallenge(error: 'invalid_request' | 'invalid_token', message: string): string {
+  return `Bearer realm="mandate", error="${error}", error_description="${message.replace(/"/g, "'")}"`;
+}
+
 export function authenticateAgent(
   authorization: string | undefined,
   credentials: ReadonlyMap<string, AgentCredentialRecord>,
@@ -28,11 +38,10 @@ export function authenticateAgent(
   const fail = (code: string, message: string, error: 'invalid_request' | 'invalid_token'): AuthenticationResult => ({
     ok: false,
     reason: { stage: 'authentication', code, message },
-    challenge: `Bearer realm="mandate", error="${error}", error_description="${message.replace(/"/g, "'")}"`,
+    challenge: bearerChallenge(error, message),
   });
   if (!authorization) return fail('credential_missing', 'an agent credential is required: send "Authorization: Bearer mnd_..."', 'invalid_request');
-  const match = /^Bearer\s+(\S+)$/i.exec(authorization.trim());
-  const token = match?.[1];
+  const token = bearerOf(authorization);
   const parts = token ? tokenPattern.exec(token) : null;
   if (!parts) return fail('credential_malformed', 'the credential is not a Mandate agent token', 'invalid_token');
   const record = credentials.get(parts[1]!);

@@ -4,7 +4,7 @@
 import type { AgentCredentialRecord } from '../../config/bundle.ts';
 import type { Persona } from '../../config/schema.ts';
 import type { DecisionReason } from '../decision/decision.ts';
-import { authenticateAgent } from './agent-credential.ts';
+import { authenticateAgent, bearerChallenge, bearerOf } from './agent-credential.ts';
 import type { JwksCache } from './jwks.ts';
 import { looksLikeJwt, verifyJwt } from './jwt.ts';
 
@@ -22,7 +22,7 @@ function refusal(status: 401 | 503, code: string, message: string, error: 'inval
     ok: false,
     status,
     reason: { stage: 'authentication', code, message },
-    challenge: `Bearer realm="mandate", error="${error}", error_description="${message.replace(/"/g, "'")}"`,
+    challenge: bearerChallenge(error, message),
   };
 }
 
@@ -34,7 +34,7 @@ export function authenticateCaller(
   jwks: JwksCache | null,
 ): CallerAuthentication {
   const { tokens, jwt } = persona.authentication;
-  const bearer = authorization ? /^Bearer\s+(\S+)$/i.exec(authorization.trim())?.[1] : undefined;
+  const bearer = bearerOf(authorization);
   if (jwt && bearer !== undefined && !bearer.startsWith('mnd_') && looksLikeJwt(bearer)) {
     const keys = jwks?.keys(jwt.jwksUri) ?? null;
     if (keys === null) {

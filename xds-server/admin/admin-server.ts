@@ -140,7 +140,7 @@ export function createAdminServer(options: AdminServerOptions): Server {
       return send(response, { problem: problem('not_found', `no route ${url.pathname}`) });
     }
     if (segments[0] !== 'v1') return send(response, { problem: problem('not_found', `no route ${url.pathname}`) });
-    const presented = /^Bearer ([^\s]+)$/i.exec(request.headers.authorization ?? '')?.[1];
+    const presented = bearerOf(request);
     const identity = presented === undefined ? null : identifyAdmin(presented, options.adminToken, options.namedAdmins?.() ?? []);
     if (identity === null) return send(response, { problem: problem('unauthorized', 'send an admin token as "Authorization: Bearer <token>"'), headers: { 'www-authenticate': 'Bearer realm="mandate-admin"' } });
     if (identity.role === 'viewer' && method !== 'GET' && method !== 'HEAD') {
@@ -285,10 +285,13 @@ function methodNotAllowed(allowed: string[]): Reply {
   return { problem: problem('method_not_allowed', `use ${allowed.join(' or ')}`), headers: { allow: allowed.join(', ') } };
 }
 
+function bearerOf(request: IncomingMessage): string | undefined {
+  return /^Bearer ([^\s]+)$/i.exec(request.headers.authorization ?? '')?.[1];
+}
+
 function authorized(request: IncomingMessage, expected: string): boolean {
-  const header = request.headers.authorization ?? '';
-  const match = /^Bearer ([^\s]+)$/i.exec(header);
-  return match?.[1] !== undefined && tokenMatches(match[1], expected);
+  const presented = bearerOf(request);
+  return presented !== undefined && tokenMatches(presented, expected);
 }
 
 /** Who made the change, for the revision history: the admin, and the name the CLI passes along. */

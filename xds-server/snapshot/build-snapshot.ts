@@ -3,7 +3,7 @@
 // resources. Nothing here does I/O or knows about xDS streams.
 import { dirname } from 'node:path';
 import { effectiveGrants, type PolicySnapshot } from '../../config/bundle.ts';
-import { envoyChannelTransportSocket, type EnvoyChannelTls } from '../../config/grpc-tls.ts';
+import { envoyChannelTransportSocket, isIpLiteral, verifiedUpstreamTransportSocket, type EnvoyChannelTls, type ServerTlsFiles } from '../../config/grpc-tls.ts';
 import { reservedRequestHeaders, routeMetadataKeys } from '../../config/route-identity.ts';
 import { personaPathPrefix, type Grant, type Persona, type Upstream } from '../../config/schema.ts';
 
@@ -19,7 +19,7 @@ export interface GatewaySettings {
   /** PEM bundle, on the Envoy hosts, of the CAs https:// upstreams are verified against unless an upstream names its own. */
   upstreamCaFile: string;
   /** TLS on the agents' listener (files on the Envoy hosts); with clientCaFile, agents must present a certificate it signed. Null: plain HTTP. */
-  listenerTls: { certFile: string; keyFile: string; clientCaFile: string | null } | null;
+  listenerTls: ServerTlsFiles | null;
   /** TLS from Envoy to the ext_proc replicas; null: plain gRPC (the replicas beside Envoy). */
   extProcTls: EnvoyChannelTls | null;
 }
@@ -111,20 +111,7 @@ function upstreamCluster(upstream: Upstream, settings: GatewaySettings): Resourc
   };
   if (url.tls) {
     // Envoy verifies nothing unless told to: the chain against the CAs, and the name the URL (or tls.serverName) gives.
-    const serverName = upstream.tls?.serverName ?? url.host;
-    common.transport_socket = {
-      name: 'envoy.transport_sockets.tls',
-      typed_config: {
-        '@type': 'type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext',
-        ...(isIpLiteral(serverName) ? {} : { sni: serverName }),
-        common_tls_context: {
-          validation_context: {
-            trusted_ca: { filename: upstream.tls?.caFile ?? settings.upstreamCaFile },
-            match_typed_subject_alt_names: [{ san_type: isIpLiteral(serverName) ? 'IP_ADDRESS' : 'DNS', matcher: { exact: serverName } }],
-          },
-        },
-      },
-    };
+    common.transport_socket = verifiedUpstreamTransportSocket({ caFile: upstream.tls?.caFile ?? settings.upstreamCaFile, serverName: upstream.tls?.serverName ?? url.host });
   }
   if (isIpLiteral(url.host)) {
     return { ...common, type: 'EDS', eds_cluster_config: { eds_config: { ads: {}, resource_api_version: 'V3' } } };
@@ -413,10 +400,6 @@ export function parseUpstreamUrl(upstream: Upstream): ParsedUpstreamUrl {
 function endpointOf(upstream: Upstream): { address: string; port: number } {
   const url = parseUpstreamUrl(upstream);
   return { address: url.host, port: url.port };
-}
-
-function isIpLiteral(host: string): boolean {
-  return /^\d{1,3}(\.\d{1,3}){3}$/.test(host) || host.includes(':');
 }
 
 export function duration(ms: number): { seconds: number; nanos: number } {
