@@ -154,7 +154,9 @@ test('HTTPS on the admin listener (MANDATE_ADMIN_TLS_*): ext_proc follows the po
     await controlPlane.store.apply([{ kind: 'Upstream', name: 'tickets', protocol: 'mcp', url: 'http://127.0.0.1:3001/mcp' }], { actor: 'test' });
     while ((await readiness(trusting))?.configVersion !== 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
     assert.equal((await readiness(trusting))?.configVersion, 2);
-    // Without the CA, the certificate is not trusted: no policy, not ready (fail closed).
+    // Without the CA, the certificate is not trusted: no policy, not ready (fail closed). Its health
+    // listener may still be starting on a slow machine: wait for it to answer.
+    while ((await readiness(untrusting)) === null && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
     assert.deepEqual(await readiness(untrusting), { ready: false, configVersion: null });
   } finally {
     for (const child of children) child.kill('SIGKILL');
