@@ -53,16 +53,28 @@ export interface ControlPlaneReplica {
   xdsPort: number;
 }
 
+/**
+ * Ports this process handed out. A port is free when chosen and bound only later, so the kernel can
+ * offer the same one again to the next call: two services of one gateway would then share a port (the
+ * second fails to bind, and its traffic reaches the first).
+ */
+const handedOut = new Set<number>();
+
 export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address ? address.port : 0;
-      server.close(() => resolve(port));
+  for (;;) {
+    const port = await new Promise<number>((resolve, reject) => {
+      const server = createServer();
+      server.once('error', reject);
+      server.listen(0, '127.0.0.1', () => {
+        const address = server.address();
+        const chosen = typeof address === 'object' && address ? address.port : 0;
+        server.close(() => resolve(chosen));
+      });
     });
-  });
+    if (handedOut.has(port)) continue;
+    handedOut.add(port);
+    return port;
+  }
 }
 
 /**
