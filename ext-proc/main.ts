@@ -23,6 +23,7 @@ await runService(log, () => {
     tls: serverTlsFromEnv(env, 'MANDATE_EXT_PROC_TLS'),
     ...(env.MANDATE_DLP_WORKER_THRESHOLD_BYTES !== undefined ? { bodyInspectionThresholdBytes: parseByteCount(env.MANDATE_DLP_WORKER_THRESHOLD_BYTES, 'MANDATE_DLP_WORKER_THRESHOLD_BYTES') } : {}),
     auditDir: resolve(env.MANDATE_AUDIT_DIR ?? join(dataDir, 'audit')),
+    ...(configuredToken(env, 'MANDATE_AUDIT_DIGEST_KEY') !== null ? { argumentsDigestKey: configuredToken(env, 'MANDATE_AUDIT_DIGEST_KEY')! } : {}),
     log,
     ...(env.MANDATE_ALERT_WEBHOOK_URL ? { alertWebhookUrl: env.MANDATE_ALERT_WEBHOOK_URL } : {}),
     // Each replica needs a name unique in the fleet (in Kubernetes, the pod name).

@@ -6,6 +6,7 @@
 import * as grpc from '@grpc/grpc-js';
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { loadEnvoyApi } from '../proto/envoy-api.ts';
@@ -54,6 +55,11 @@ export interface ExtProcOptions {
   tls?: ServerTlsFiles | null;
   /** Whole answers of at least this many bytes are inspected on a worker thread; 0: all inline. Default 256 KiB. */
   bodyInspectionThresholdBytes?: number;
+  /**
+   * The key of the audit trail's arguments digests (MANDATE_AUDIT_DIGEST_KEY or _FILE; the same on every
+   * replica for digests that compare across replicas). Default: a random key kept in the audit directory.
+   */
+  argumentsDigestKey?: string;
 }
 
 export const defaultBodyInspectionThresholdBytes = 256 * 1024;
@@ -68,6 +74,7 @@ export async function startExtProc(options: ExtProcOptions): Promise<ExtProcServ
   const { log } = options;
   const api = loadEnvoyApi();
   const audit = openAuditLog({ directory: options.auditDir, onAlert: (alert) => log('audit_alert', { alert }) });
+  const digestKey = options.argumentsDigestKey ?? localArgumentsDigestKey(options.auditDir);
   // Committed audit events go out as OTLP spans and log records: batched, bounded, off the request path.
   const otlpEndpoint = options.otlpEndpoint ?? process.env['MANDATE_OTLP_ENDPOINT'] ?? '';
   const otlp = otlpEndpoint ? createAuditOtlpExporter({ endpoint: otlpEndpoint }) : null;
@@ -139,12 +146,12 @@ export async function startExtProc(options: ExtProcOptions): Promise<ExtProcServ
     currentPolicy: policy.current,
     audit: {
       decision(decision, decisionMicros) {
-        audit.append(auditEventFromDecision(decision, { kind: 'decision', latencyMs: decisionMicros / 1000, ...auditTraceOf(decision.context) }));
+        audit.append(auditEventFromDecision(decision, digestKey, { kind: 'decision', latencyMs: decisionMicros / 1000, ...auditTraceOf(decision.context) }));
       },
       outcome(decision, outcome) {
         try {
           audit.append(
-            auditEventFromDecision(decision, {
+            auditEventFromDecision(decision, digestKey, {
               kind: 'response',
               latencyMs: outcome.latencyMs,
               upstreamStatus: outcome.upstreamStatus,
@@ -365,4 +372,17 @@ function jwksMetrics(status: ReturnType<JwksCache['status']>): string {
     ...metricFamily('mandate_jwks_keys', 'gauge', 'Signing keys held for each identity provider a Persona trusts (0: none fetched yet).', status.map((s) => [{ uri: s.uri }, s.keys ?? 0])),
     ...metricFamily('mandate_jwks_last_success_timestamp_seconds', 'gauge', 'When each key set was last fetched successfully (0: never).', status.map((s) => [{ uri: s.uri }, s.lastSuccessMs === null ? 0 : Math.floor(s.lastSuccessMs / 1000)])),
   ].join('\n')}\n`;
+}
+
+/** The audit directory's own arguments-digest key: read, or made once (32 random bytes, hex, mode 0600). */
+function localArgumentsDigestKey(auditDir: string): string {
+  const file = join(auditDir, 'arguments-digest-key');
+  try {
+    writeFileSync(file, `${randomBytes(32).toString('hex')}\n`, { mode: 0o600, flag: 'wx' });
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+  }
+  const key = readFileSync(file, 'utf8').trim();
+  if (key.length < 32) throw new Error(`${file}: the arguments digest key must be at least 32 characters; delete the file to make a new one`);
+  return key;
 }

@@ -137,6 +137,21 @@ describe('request side: agent to tool', () => {
     await client.close();
   });
 
+  test('a credential under a dotted field name, and a card used as a field name, are masked upstream and in the audit trail', async () => {
+    const client = await gateway.mcpClient(endpoint('dlp-guard', 'billing'), tokens['dlp-guard']!);
+    const result = await client.callTool({ name: 'save_note', arguments: { id: 'n-keys', 'deploy.key': awsKey, cards: { [otherCard]: 'primary' } } });
+    assert.equal(resultText(result), 'saved');
+    const received = JSON.stringify(billing.calls.filter((c) => c.tool === 'save_note').at(-1)!.arguments);
+    assert.ok(!received.includes(awsKey) && !received.includes(otherCard), `the upstream received: ${received}`);
+    const rows = await auditRows(gateway, 'dlp-guard', (r) => r.some((e) => e.kind === 'decision' && JSON.stringify(e.body.maskedArguments ?? null).includes('n-keys')));
+    const recorded = JSON.stringify(rows.find((e) => e.kind === 'decision' && JSON.stringify(e.body.maskedArguments ?? null).includes('n-keys'))!.body.maskedArguments);
+    // Not even the first characters the record keeps of an unflagged string.
+    assert.ok(!recorded.includes(awsKey.slice(0, 8)) && !recorded.includes(otherCard.slice(0, 8)), `the audit trail recorded: ${recorded}`);
+    assert.match(recorded, /"deploy\.key":"\[redacted:aws-access-key-id\/credentials\]"/);
+    assert.match(recorded, /\[redacted-key:payment-card-visa\/financial\]#1":"primary"/);
+    await client.close();
+  });
+
   test('a credential hidden with zero-width marks or full-width letters is masked before the upstream sees it', async () => {
     const client = await gateway.mcpClient(endpoint('dlp-guard', 'billing'), tokens['dlp-guard']!);
     const hidden = [[...awsKey].join('\u200b'), [...awsKey].map((c) => String.fromCharCode(c.charCodeAt(0) + 0xfee0)).join('')];

@@ -17,6 +17,8 @@ import { auditTraceOf, parseTraceparent, traceIdFromRequestId } from '../ext-pro
 import { startGatewayFixture } from './support/gateway-fixture.ts';
 import { collectorUnavailableReason, startCollector, type RunningCollector } from './support/otel-collector.ts';
 
+const testDigestKey = 'test-arguments-digest-key-of-32-characters';
+
 interface OtlpAttribute {
   key: string;
   value: { stringValue?: string; intValue?: string; doubleValue?: number; boolValue?: boolean; arrayValue?: unknown };
@@ -76,9 +78,10 @@ describe('OTLP export through a real OpenTelemetry Collector', { skip: unavailab
     const log = openAuditLog({ directory: freshDirectory() });
     const exporter = createAuditOtlpExporter({ endpoint: collector.endpoint, scheduledDelayMs: 100 });
     const stopFeed = feedAuditToOtlp(log, exporter);
-    const allowed = auditEventFromDecision(allow(readCall, context(requestIds[0]!), 7), { latencyMs: 0.8, traceId: traceIdFromRequestId(requestIds[0]!) });
+    const allowed = auditEventFromDecision(allow(readCall, context(requestIds[0]!), 7), testDigestKey, { latencyMs: 0.8, traceId: traceIdFromRequestId(requestIds[0]!) });
     const denied = auditEventFromDecision(
       deny(writeCall, context(requestIds[1]!), 7, { stage: 'authorization', code: 'tool_not_granted', message: 'write_file is not granted' }),
+      testDigestKey,
       { latencyMs: 0.5, traceId: traceIdFromRequestId(requestIds[1]!) },
     );
     const stored = [log.append(allowed), log.append(denied)];
@@ -162,7 +165,7 @@ describe('OTLP export through a real OpenTelemetry Collector', { skip: unavailab
     const exporter = createAuditOtlpExporter({ endpoint: 'http://127.0.0.1:1', maxQueueSize: 256, scheduledDelayMs: 20, exportTimeoutMs: 500 });
     const stopFeed = feedAuditToOtlp(log, exporter);
     for (let i = 0; i < 5_000; i += 1) {
-      log.append(auditEventFromDecision(allow(readCall, context(requestIds[i % 2]!), 7), { latencyMs: 0.3, traceId: traceIdFromRequestId(requestIds[i % 2]!) }));
+      log.append(auditEventFromDecision(allow(readCall, context(requestIds[i % 2]!), 7), testDigestKey, { latencyMs: 0.3, traceId: traceIdFromRequestId(requestIds[i % 2]!) }));
       if (i % 500 === 0) await new Promise((resolve) => setImmediate(resolve));
     }
     await log.flush();

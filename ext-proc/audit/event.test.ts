@@ -1,7 +1,10 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { allow, deny, type Decision } from '../decision/decision.ts';
-import { argumentsDigest, auditEventFromDecision, canonicalJson, maskArguments } from './event.ts';
+import { argumentsDigest, auditEventFromDecision, canonicalJson } from './event.ts';
+import { maskArguments } from './masked-arguments.ts';
+
+const testDigestKey = 'test-arguments-digest-key-of-32-characters';
 
 const context = { persona: 'code-assistant', upstream: 'repo-tools', agent: 'agent-7', credentialId: 'cred-1', sessionId: 's-1', sourceAddress: '10.0.0.9', requestId: 'req-42' };
 
@@ -10,14 +13,14 @@ describe('auditEventFromDecision', () => {
     const secret = 'AKIAIOSFODNN7EXAMPLE';
     const decision: Decision = {
       ...allow({ kind: 'mcp', method: 'tools/call', tool: 'write_file', arguments: { path: '/repo/src/very/long/path.ts', token: secret, mode: 'w', size: 12 } }, context, 12),
-      findings: [{ detector: 'aws-access-key', group: 'secrets', location: '$.arguments.token', confidence: 0.99, action: 'mask', direction: 'request' }],
+      findings: [{ detector: 'aws-access-key', group: 'secrets', location: '$.token', confidence: 0.99, action: 'mask', direction: 'request' }],
     };
-    const event = auditEventFromDecision(decision, { latencyMs: 1.5, upstreamStatus: 200, user: 'dana', traceId: 'a'.repeat(32) });
+    const event = auditEventFromDecision(decision, testDigestKey, { latencyMs: 1.5, upstreamStatus: 200, user: 'dana', traceId: 'a'.repeat(32) });
     assert.equal(event.tool, 'write_file');
     assert.equal(event.operation, 'tools/call');
     assert.equal(event.configVersion, 12);
     assert.equal(event.requestId, 'req-42');
-    assert.equal(event.argumentsDigest, argumentsDigest({ size: 12, mode: 'w', token: secret, path: '/repo/src/very/long/path.ts' }));
+    assert.equal(event.argumentsDigest, argumentsDigest({ size: 12, mode: 'w', token: secret, path: '/repo/src/very/long/path.ts' }, testDigestKey));
     assert.deepEqual(event.maskedArguments, { path: '/repo/sr…(27)', token: '[redacted:aws-access-key/secrets]', mode: 'w', size: 12 });
     assert.deepEqual(event.findingTypes, ['aws-access-key/secrets']);
     assert.ok(!JSON.stringify(event).includes(secret));
@@ -26,7 +29,7 @@ describe('auditEventFromDecision', () => {
 
   it('carries the verdict, reasons and REST operation of a denial', () => {
     const decision = deny({ kind: 'rest', method: 'DELETE', path: '/tickets/9', query: { force: 'true' } }, context, 3, { stage: 'authorization', code: 'operation_not_granted', message: 'DELETE /tickets/{id} is not granted' }, false);
-    const event = auditEventFromDecision(decision, { kind: 'response', upstreamStatus: 204 });
+    const event = auditEventFromDecision(decision, testDigestKey, { kind: 'response', upstreamStatus: 204 });
     assert.equal(event.kind, 'response');
     assert.equal(event.tool, 'DELETE /tickets/9');
     assert.equal(event.verdict, 'deny');
@@ -52,8 +55,11 @@ describe('auditEventFromDecision', () => {
 
   it('canonical JSON ignores key order', () => {
     assert.equal(canonicalJson({ b: 1, a: { d: [1, { y: 2, x: 1 }], c: null } }), '{"a":{"c":null,"d":[1,{"x":1,"y":2}]},"b":1}');
-    assert.equal(argumentsDigest({ a: 1, b: 2 }), argumentsDigest({ b: 2, a: 1 }));
-    assert.notEqual(argumentsDigest({ a: 1 }), argumentsDigest({ a: 2 }));
+    assert.equal(argumentsDigest({ a: 1, b: 2 }, testDigestKey), argumentsDigest({ b: 2, a: 1 }, testDigestKey));
+    assert.notEqual(argumentsDigest({ a: 1 }, testDigestKey), argumentsDigest({ a: 2 }, testDigestKey));
+    // Keyed: without the key, hashing a guess does not give the stored digest.
+    assert.notEqual(argumentsDigest({ ssn: '123-45-6788' }, testDigestKey), argumentsDigest({ ssn: '123-45-6788' }, 'another-key-of-at-least-32-characters'));
+    assert.match(argumentsDigest({ a: 1 }, testDigestKey), /^hmac-sha256:[0-9a-f]{64}$/);
   });
 });
 
@@ -64,7 +70,7 @@ describe('normaliseEventInput', () => {
     assert.deepEqual(normaliseEventInput(sparse), auditEventInputSchema.parse(sparse));
     const admin = { kind: 'admin' as const, admin: { actor: 'a', action: 'b', target: 'c', beforeVersion: 1, afterVersion: 2 } };
     assert.deepEqual(normaliseEventInput(admin), auditEventInputSchema.parse(admin));
-    const full = auditEventFromDecision(allow({ kind: 'mcp', method: 'tools/call', tool: 't', arguments: { a: 1 } }, context, 1), { latencyMs: 1 });
+    const full = auditEventFromDecision(allow({ kind: 'mcp', method: 'tools/call', tool: 't', arguments: { a: 1 } }, context, 1), testDigestKey, { latencyMs: 1 });
     assert.deepEqual(normaliseEventInput(full), auditEventInputSchema.parse(full));
     assert.throws(() => normaliseEventInput({ kind: 'nonsense' as 'alert' }), /unknown audit event kind/);
   });

@@ -1,9 +1,10 @@
 // One audit event: what the data path (or an admin) did, in a shape that is safe
 // to keep forever. Arguments are never stored raw: a digest of the canonical
 // arguments plus a masked copy, with values flagged by DLP findings redacted.
-import { createHash } from 'node:crypto';
+import { createHmac } from 'node:crypto';
 import { z } from 'zod';
 import type { DataFinding, Decision, DecisionReason } from '../decision/decision.ts';
+import { maskArguments } from './masked-arguments.ts';
 
 export const auditEventKindSchema = z.enum(['decision', 'response', 'admin', 'alert']);
 export type AuditEventKind = z.infer<typeof auditEventKindSchema>;
@@ -136,7 +137,7 @@ export interface DecisionEventExtra {
  */
 const argumentRecords = new WeakMap<Decision, { argumentsDigest: string | null; maskedArguments: unknown }>();
 
-function argumentRecordOf(decision: Decision): { argumentsDigest: string | null; maskedArguments: unknown } {
+function argumentRecordOf(decision: Decision, digestKey: string | Buffer): { argumentsDigest: string | null; maskedArguments: unknown } {
   let record = argumentRecords.get(decision);
   if (record === undefined) {
     const { call } = decision;
@@ -144,17 +145,17 @@ function argumentRecordOf(decision: Decision): { argumentsDigest: string | null;
     record =
       rawArguments === undefined
         ? { argumentsDigest: null, maskedArguments: null }
-        : { argumentsDigest: argumentsDigest(rawArguments), maskedArguments: maskArguments(rawArguments, decision.findings.filter((f) => f.direction === 'request')) };
+        : { argumentsDigest: argumentsDigest(rawArguments, digestKey), maskedArguments: maskArguments(rawArguments, decision.findings.filter((f) => f.direction === 'request'), call.kind) };
     argumentRecords.set(decision, record);
   }
   return record;
 }
 
 /** The audit event for a decision (kind "decision") or for the upstream's answer to it (kind "response"). */
-export function auditEventFromDecision(decision: Decision, extra: DecisionEventExtra = {}): AuditEventFields {
+export function auditEventFromDecision(decision: Decision, digestKey: string | Buffer, extra: DecisionEventExtra = {}): AuditEventFields {
   const { call, context } = decision;
   const findings = extra.responseFindings && extra.responseFindings.length > 0 ? [...decision.findings, ...extra.responseFindings] : decision.findings;
-  const { argumentsDigest: digest, maskedArguments } = argumentRecordOf(decision);
+  const { argumentsDigest: digest, maskedArguments } = argumentRecordOf(decision, digestKey);
   return {
     kind: extra.kind ?? 'decision',
     requestId: context.requestId,
@@ -194,66 +195,11 @@ export function canonicalJson(value: unknown): string {
   return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(',')}}`;
 }
 
-export function argumentsDigest(value: unknown): string {
-  return `sha256:${createHash('sha256').update(canonicalJson(value)).digest('hex')}`;
-}
-
-/** Strings up to this length are kept; longer ones keep this many characters and their length. */
-export const maskedStringKeep = 8;
-const maxMaskDepth = 6;
-const maxMaskItems = 32;
-
 /**
- * A copy of the arguments safe to store: strings longer than a few characters
- * are truncated, values at a location flagged by a finding are replaced by the
- * finding's type, and very deep or wide structures are cut.
+ * The digest of a call's canonical arguments: an HMAC with the deployment's audit digest key, so that
+ * whoever reads the trail (or the traces it is exported to) cannot recover a redacted low-entropy
+ * value (an SSN, a PIN) by hashing guesses. Equal arguments give equal digests under one key.
  */
-export function maskArguments(value: unknown, findings: readonly DataFinding[] = []): unknown {
-  const flagged = findings.map((f) => ({ path: normaliseLocation(f.location), type: `${f.detector}/${f.group}` }));
-  const wholeBody = flagged.find((f) => f.path.length === 1 && f.path[0] === 'body');
-  const redactionFor = (path: string[]): string | null => {
-    if (wholeBody) return wholeBody.type;
-    for (const f of flagged) if (endsWith(f.path, path) || endsWith(path, f.path)) return f.type;
-    return null;
-  };
-  const walk = (v: unknown, path: string[], depth: number): unknown => {
-    if (v === null || typeof v === 'boolean' || typeof v === 'number') return v;
-    if (typeof v === 'string') {
-      const redaction = redactionFor(path);
-      if (redaction) return `[redacted:${redaction}]`;
-      return v.length <= maskedStringKeep ? v : `${v.slice(0, maskedStringKeep)}…(${v.length})`;
-    }
-    if (typeof v !== 'object') return null;
-    if (depth >= maxMaskDepth) return '[truncated]';
-    if (Array.isArray(v)) {
-      const out = v.slice(0, maxMaskItems).map((item, i) => walk(item, [...path, String(i)], depth + 1));
-      if (v.length > maxMaskItems) out.push(`[+${v.length - maxMaskItems} more]`);
-      return out;
-    }
-    const entries = Object.entries(v as Record<string, unknown>);
-    // Built from entries: a key "__proto__" stays an own key (assigned, it would set the prototype and vanish from the record).
-    const out: [string, unknown][] = entries.slice(0, maxMaskItems).map(([k, item]) => {
-      const redaction = redactionFor([...path, k]);
-      return [k, redaction && (item === null || typeof item !== 'object') ? `[redacted:${redaction}]` : walk(item, [...path, k], depth + 1)];
-    });
-    if (entries.length > maxMaskItems) out.push(['…', `[+${entries.length - maxMaskItems} more keys]`]);
-    return Object.fromEntries(out);
-  };
-  return walk(value, [], 0);
-}
-
-/** "$.arguments.path[0]", "arguments.path.0" and "/arguments/path/0" all become ["arguments","path","0"]. */
-function normaliseLocation(location: string): string[] {
-  return location
-    .replace(/^\$\.?/, '')
-    .replace(/\[(\d+|'[^']*'|"[^"]*")\]/g, (_, key: string) => `.${key.replace(/^['"]|['"]$/g, '')}`)
-    .split(/[./]/)
-    .filter((segment) => segment.length > 0);
-}
-
-/** True if `path` ends with `suffix` (and suffix is not empty). */
-function endsWith(path: string[], suffix: string[]): boolean {
-  if (suffix.length === 0 || suffix.length > path.length) return false;
-  const offset = path.length - suffix.length;
-  return suffix.every((segment, i) => path[offset + i] === segment);
+export function argumentsDigest(value: unknown, key: string | Buffer): string {
+  return `hmac-sha256:${createHmac('sha256', key).update(canonicalJson(value)).digest('hex')}`;
 }

@@ -6,6 +6,8 @@ import { join } from 'node:path';
 import { run } from './cli.ts';
 import type { SimulationReport } from './simulate.ts';
 
+const testDigestKey = 'test-arguments-digest-key-of-32-characters';
+
 const personaYaml = `kind: Persona
 name: support
 description: Answers customer tickets
@@ -154,7 +156,7 @@ test('an audit trail export replays through the simulator like a trace file', as
           configVersion: 3,
           call: { kind: 'mcp', method: 'tools/call', tool, arguments: args, jsonRpcId: 1 },
           context: { persona: 'support', upstream, agent: 'agent-1', credentialId: 'c1', sessionId: 'exfil', sourceAddress: null, requestId: null },
-        }),
+        }, testDigestKey),
       );
     for (let i = 0; i < 55; i += 1) decide('tickets.get', { id: String(i) }, 'tickets');
     decide('email.send', { to: 'x@example.com' }, 'mail');

@@ -11,6 +11,8 @@ import { auditEventFromDecision } from '../../ext-proc/audit/event.ts';
 import { openAuditLog } from '../../ext-proc/audit/log.ts';
 import { buildIncidentReport } from '../../ext-proc/audit/report.ts';
 
+const benchDigestKey = 'bench-arguments-digest-key-of-32-characters';
+
 const { values } = parseArgs({ options: { events: { type: 'string', default: '1000000' } } });
 const total = Number(values.events);
 const directory = mkdtempSync(join(tmpdir(), 'mandate-audit-bench-'));
@@ -21,7 +23,7 @@ const templates = Array.from({ length: 1_000 }, (_, i) => {
   const context = { persona: `persona-${i % 5}`, upstream: 'repo-tools', agent: `agent-${i % 200}`, credentialId: `cred-${i % 200}`, sessionId: `s-${i % 50}`, sourceAddress: '10.0.0.9', requestId: `req-${i}` };
   const call = { kind: 'mcp' as const, method: 'tools/call', tool: ['read_file', 'write_file', 'git_commit', 'search'][i % 4]!, arguments: { path: `/repo/src/module-${i}/file-${i}.ts`, sha: 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855' } };
   const decision = i % 5 === 0 ? deny(call, context, 7, { stage: 'authorization', code: 'tool_not_granted', message: 'write_file is not granted to this Persona' }) : allow(call, context, 7);
-  return auditEventFromDecision(decision, { latencyMs: 0.4 + (i % 10) / 10, user: `user-${i % 20}` });
+  return auditEventFromDecision(decision, benchDigestKey, { latencyMs: 0.4 + (i % 10) / 10, user: `user-${i % 20}` });
 });
 
 const appendNs: number[] = [];
