@@ -6,6 +6,8 @@
 // `forwardHeaders`, and drops every other header the agent sends. With data protection on, the
 // values of the headers it passes on are inspected like the body.
 
+import { isIP } from 'node:net';
+
 /** Passed on to every upstream: content negotiation, conditional requests, MCP sessions, trace context. */
 export const protocolRequestHeaders: ReadonlySet<string> = new Set([
   'accept',
@@ -53,7 +55,9 @@ export const protocolRequestHeaders: ReadonlySet<string> = new Set([
 
 /**
  * Set by Envoy itself before ext_proc runs (an agent's own value is replaced or, for the client
- * certificate, sanitised by default): kept as they are. In an Istio mesh the inbound sidecar sets
+ * certificate, sanitised by default): kept as they are. X-Forwarded-For is the exception: Envoy
+ * appends to the agent's value, so ext_proc keeps only its entries that are IP addresses
+ * (forwardedForAddresses), and with no trusted proxy the routes replace it with the peer's address. In an Istio mesh the inbound sidecar sets
  * x-forwarded-client-cert for the workload behind it.
  */
 export const gatewaySetRequestHeaders: ReadonlySet<string> = new Set(['x-forwarded-for', 'x-forwarded-proto', 'x-envoy-external-address', 'x-envoy-internal', 'x-forwarded-client-cert']);
@@ -90,4 +94,33 @@ export function droppedRequestHeaders(names: Iterable<string>, listed: ReadonlyS
     dropped.add(name);
   }
   return dropped;
+}
+
+/**
+ * X-Forwarded-For with only the entries that are IP addresses ("203.0.113.7", "2001:db8::1", with or
+ * without a port), or null when every entry is one. Envoy appends the peer's address to the value an
+ * agent sent; anything else the agent wrote there (a token, a card number) is dropped rather than
+ * forwarded uninspected. An agent can still name a false address; only trusted proxies' entries count.
+ */
+export function forwardedForAddresses(value: string): string | null {
+  const entries = value.split(',').map((entry) => entry.trim());
+  const addresses = entries.filter(isAddressEntry);
+  return addresses.length === entries.length ? null : addresses.join(', ');
+}
+
+function isAddressEntry(entry: string): boolean {
+  if (isIP(entry) !== 0) return true;
+  // "[2001:db8::1]:443" and "203.0.113.7:443"
+  if (entry.startsWith('[')) {
+    const close = entry.indexOf(']');
+    return close > 0 && isIP(entry.slice(1, close)) === 6 && isPort(entry.slice(close + 1));
+  }
+  const colon = entry.lastIndexOf(':');
+  return colon > 0 && isIP(entry.slice(0, colon)) === 4 && isPort(entry.slice(colon));
+}
+
+function isPort(text: string): boolean {
+  if (text.length < 2 || text.length > 6 || text.charCodeAt(0) !== 58 /* : */) return false;
+  for (let i = 1; i < text.length; i++) if (text.charCodeAt(i) < 48 || text.charCodeAt(i) > 57) return false;
+  return Number(text.slice(1)) <= 65535;
 }

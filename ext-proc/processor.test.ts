@@ -381,3 +381,82 @@ test('a whole answer over the worker threshold is inspected on the worker thread
   assert.equal((fallback.response?.response_body?.response?.body_mutation as { body: Buffer }).body.toString('utf8'), inlineBody, 'never passed unread');
   assert.deepEqual(events, ['body_inspection_inline']);
 });
+
+const githubToken = 'ghp_16C7e42F292c6912E7710c838347Ae178B4a';
+
+function toolCallBody(message: Record<string, unknown>): ProcessingRequest {
+  return { request: 'request_body', request_body: { body: Buffer.from(JSON.stringify({ jsonrpc: '2.0', method: 'tools/call', ...message })), end_of_stream: true } };
+}
+
+function startHeaders(processor: ReturnType<typeof createStreamProcessor>, extra: Record<string, string> = {}, path = '/personas/p/billing'): ProcessingResponse | null {
+  return handleNow(processor, { request: 'request_headers', request_headers: { ...headers({ ':method': 'POST', ':path': path, 'content-type': 'application/json', authorization: `Bearer ${token}`, ...extra }) } });
+}
+
+test("a tool call's _meta, other params and extra members are inspected like its arguments: masked in place, or refused", () => {
+  const decisions: Decision[] = [];
+  const processor = createStreamProcessor(route, deps(policyWith({ dataProtection: { profiles: ['pci-dss'] } }), decisions));
+  startHeaders(processor);
+  const answer = handleNow(processor, toolCallBody({ id: 9, params: { name: 'save_note', arguments: { id: 'x' }, _meta: { progressToken: `card ${card}` }, note: card }, extra: { card } }));
+  const mutation = answer?.request_body?.response?.body_mutation;
+  assert.ok(mutation && 'body' in mutation, 'the body is rewritten');
+  const forwarded = JSON.parse(Buffer.from(mutation.body!).toString('utf8'));
+  assert.equal(JSON.stringify(forwarded).includes(card), false, JSON.stringify(forwarded));
+  assert.equal(forwarded.params._meta.progressToken, 'card **** **** **** 6467');
+  assert.equal(forwarded.params.name, 'save_note');
+  assert.deepEqual(forwarded.params.arguments, { id: 'x' });
+  assert.equal(forwarded.id, 9);
+  assert.deepEqual(decisions.at(-1)!.findings.map((f) => f.location).sort(), ['message.extra.card', 'message.params._meta.progressToken', 'message.params.note']);
+
+  const blocking = createStreamProcessor(route, deps(policyWith({ dataProtection: { profiles: ['secrets'], defaultAction: 'block' } }), decisions));
+  startHeaders(blocking);
+  const refused = handleNow(blocking, toolCallBody({ id: 10, params: { name: 'save_note', arguments: {}, _meta: { progressToken: githubToken } } }));
+  assert.ok(refused?.immediate_response, 'a blocked value in _meta refuses the call');
+  assert.equal(decisions.at(-1)!.reasons[0]!.code, 'sensitive_data_blocked');
+});
+
+test('a JSON-RPC id carrying sensitive data is refused, not masked (a masked id could not be matched to its answer)', () => {
+  const decisions: Decision[] = [];
+  const processor = createStreamProcessor(route, deps(policyWith({ dataProtection: { profiles: ['pci-dss'] } }), decisions));
+  startHeaders(processor);
+  const answer = handleNow(processor, toolCallBody({ id: card, params: { name: 'save_note', arguments: {} } }));
+  assert.ok(answer?.immediate_response, 'refused');
+  assert.equal(JSON.stringify(answer).includes(card), false, 'the refusal does not echo the value');
+  assert.equal(decisions.at(-1)!.reasons[0]!.code, 'sensitive_data_blocked');
+  assert.deepEqual(decisions.at(-1)!.findings.map((f) => f.location), ['message.id']);
+});
+
+test('a query string on an MCP endpoint is inspected: masked in the path the upstream receives, or refused', () => {
+  const decisions: Decision[] = [];
+  const processor = createStreamProcessor(route, deps(policyWith({ dataProtection: { profiles: ['pci-dss'] } }), decisions));
+  const onHeaders = startHeaders(processor, {}, `/personas/p/billing?c=${encodeURIComponent(card)}&page=2`);
+  const set = Object.fromEntries((onHeaders?.request_headers?.response?.header_mutation?.set_headers ?? []).map((h) => [h.header.key, Buffer.from(h.header.raw_value!).toString('latin1')]));
+  assert.equal(set[':path'], '/personas/p/billing?c=****+****+****+6467&page=2');
+  handleNow(processor, toolCallBody({ id: 1, params: { name: 'save_note', arguments: {} } }));
+  assert.deepEqual(decisions.at(-1)!.findings.map((f) => f.location), ['query.c']);
+
+  const blocking = createStreamProcessor(route, deps(policyWith({ dataProtection: { profiles: ['secrets'], defaultAction: 'block' } })));
+  const refused = startHeaders(blocking, {}, `/personas/p/billing?t=${githubToken}`);
+  assert.equal(refused?.immediate_response?.status?.code, 403);
+});
+
+test("X-Forwarded-For keeps only its entries that are IP addresses: what else the agent wrote in it never reaches the upstream", () => {
+  const processor = createStreamProcessor(route, deps(policyWith({})));
+  const onHeaders = startHeaders(processor, { 'x-forwarded-for': `${githubToken}, 203.0.113.9:443, card ${card},[2001:db8::1]:8443, 198.51.100.2` });
+  const set = Object.fromEntries((onHeaders?.request_headers?.response?.header_mutation?.set_headers ?? []).map((h) => [h.header.key, Buffer.from(h.header.raw_value!).toString('latin1')]));
+  assert.equal(set['x-forwarded-for'], '203.0.113.9:443, [2001:db8::1]:8443, 198.51.100.2');
+  const clean = createStreamProcessor(route, deps(policyWith({})));
+  const untouched = startHeaders(clean, { 'x-forwarded-for': '203.0.113.9, 198.51.100.2' });
+  assert.equal((untouched?.request_headers?.response?.header_mutation?.set_headers ?? []).some((h) => h.header.key === 'x-forwarded-for'), false);
+});
+
+test('a body nested deeper than 128 is refused with json_too_deep, and the refusal is recorded', () => {
+  const decisions: Decision[] = [];
+  const processor = createStreamProcessor(route, deps(policyWith({ dataProtection: { profiles: ['pci-dss'] } }), decisions));
+  startHeaders(processor);
+  const deep = '['.repeat(3000) + ']'.repeat(3000);
+  const body = Buffer.from(`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"save_note","arguments":{"a":${deep}}}}`);
+  const answer = handleNow(processor, { request: 'request_body', request_body: { body, end_of_stream: true } });
+  assert.equal(answer?.immediate_response?.status?.code, 400);
+  assert.match(Buffer.from(answer!.immediate_response!.body!).toString('utf8'), /json_too_deep/);
+  assert.equal(decisions.at(-1)!.reasons[0]!.code, 'json_too_deep');
+});

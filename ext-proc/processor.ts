@@ -28,7 +28,7 @@
 // this file only translates Envoy messages in and ProcessingResponses out.
 // Envoy sends every request and response header. The agent's request headers that the upstream
 // may not receive are dropped here (config/forwarded-headers.ts).
-import { droppedRequestHeaders, uninspectedRequestHeaders, uninspectedResponseHeaders } from '../config/forwarded-headers.ts';
+import { droppedRequestHeaders, forwardedForAddresses, uninspectedRequestHeaders, uninspectedResponseHeaders } from '../config/forwarded-headers.ts';
 import type { RouteIdentity } from '../config/route-identity.ts';
 import type { Upstream } from '../config/schema.ts';
 import { parseTraceparent } from './audit/trace-context.ts';
@@ -47,18 +47,21 @@ import { inspectJson, type InspectResult } from './dlp/inspect.ts';
 import { blockedReason, protectRequestBody, protectRequestJson, protectResponseBody, rememberResponseValues, sensitiveSummary, type FlowEndpoint, type RequestProtection } from './pipeline/data-protection.ts';
 import type { BehaviourCall, BehaviourEngine } from './sequence/engine.ts';
 import {
+  envelopeOf,
   jsonRpcCodes,
   jsonRpcError,
   parseJsonRpcBody,
   rewriteChangesExchange,
   toolArgumentsOf,
   toolNameOf,
+  withEnvelope,
   type JsonRpcId,
   type JsonRpcMessage,
 } from './mcp/json-rpc.ts';
 import { createSseSplitter, withData, type SseSplitter } from './mcp/sse.ts';
 import type { CompiledPersona, CompiledPolicy } from './policy/compile-policy.ts';
 import { normaliseRequestPath } from './rest/path-template.ts';
+import { jsonNestingExceeds, maxJsonNestingDepth } from './json-nesting.ts';
 import type { HeaderMutation, HttpHeaderEntry, ProcessingRequest, ProcessingResponse } from './envoy-messages.ts';
 
 export interface DecisionOutcome {
@@ -140,6 +143,8 @@ interface AssessedCall {
   rewrittenQuery: string | null;
   /** REST: the path below the route prefix with masked or redacted segments (percent-encoded). */
   rewrittenPath: string | null;
+  /** MCP: the message's other members (id aside), masked or redacted, to put back (see envelopeOf). */
+  rewrittenEnvelope?: Record<string, unknown> | null;
 }
 
 /** A tools/call or REST operation waiting for its result. */
@@ -277,6 +282,9 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
    */
   function checkForwardedHeaders(): ProcessingResponse | null {
     droppedHeaders = droppedRequestHeaders(requestHeaders.keys(), policy!.forwardedHeaders.get(route!.upstream) ?? noHeaders);
+    const forwardedFor = requestHeaders.get('x-forwarded-for');
+    const addressesOnly = forwardedFor === undefined ? null : forwardedForAddresses(forwardedFor);
+    if (addressesOnly !== null) headerRewrites = [...headerRewrites, ['x-forwarded-for', addressesOnly]];
     const dp = persona!.dataProtection;
     if (!dp.active) return null;
     const inspected: [string, string][] = [];
@@ -294,7 +302,31 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
       return refuse(403, protection.denial.code, protection.denial.message, 'data-protection');
     }
     headerRecord = { findings, notes: protection.denial ? [protection.denial, ...protection.notes] : protection.notes };
-    if (protection.changed) headerRewrites = Object.entries(protection.value).filter(([name, value]) => value !== values[name]);
+    if (protection.changed) headerRewrites = [...headerRewrites, ...Object.entries(protection.value).filter(([name, value]) => value !== values[name])];
+    return null;
+  }
+
+  /**
+   * A query string on an MCP endpoint is what the agent sends too: with data protection on, its values are
+   * inspected like header values (findings join the request's first decision, under "query"); a block
+   * refuses the request, masks are written into the path the upstream receives.
+   */
+  function checkMcpQuery(path: string): ProcessingResponse | null {
+    const dp = persona!.dataProtection;
+    const mark = path.indexOf('?');
+    if (!dp.active || mark < 0) return null;
+    const query = parseQuery(path);
+    if (Object.keys(query).length === 0) return null;
+    const protection = protectRequestJson(dp, deps.flow, flowSession(), query, { upstream: route!.upstream, environment: upstream!.environment });
+    if (protection.findings.length === 0 && protection.denial === null && protection.notes.length === 0) return null;
+    const findings = [...(headerRecord?.findings ?? []), ...locatedIn('query', protection.findings)];
+    const notes = [...(headerRecord?.notes ?? []), ...protection.notes];
+    if (protection.denial && persona!.persona.mode !== 'monitor') {
+      headerRecord = { findings, notes };
+      return refuse(403, protection.denial.code, protection.denial.message, 'data-protection');
+    }
+    headerRecord = { findings, notes: protection.denial ? [protection.denial, ...notes] : notes };
+    if (protection.changed) headerRewrites = [...headerRewrites, [':path', `${path.slice(0, mark)}?${queryString(protection.value)}`]];
     return null;
   }
 
@@ -303,6 +335,8 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
     if (relativePath(path, route!.pathPrefix) !== '/') {
       return refuse(404, 'unknown_endpoint', `the MCP endpoint is ${route!.pathPrefix}; Mandate forwards nothing below it`, 'protocol');
     }
+    const queryRefusal = checkMcpQuery(path);
+    if (queryRefusal) return queryRefusal;
     if (method === 'GET' || method === 'DELETE') {
       // The server-to-client event stream and session termination: the session's own plumbing.
       // What the GET stream carries is still inspected (see onResponseHeaders).
@@ -399,6 +433,9 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
     if (route.kind === 'rest') {
       if (!pendingRestCall) return { request_body: { response: { status: 'CONTINUE' } } };
       let parsed: unknown = null;
+      if (body.length > 0 && !requestIsForm() && (restConditionsReadBody() || requestDeclaresJson()) && jsonNestingExceeds(body)) {
+        return refuse(400, 'json_too_deep', `the body nests objects and arrays more than ${maxJsonNestingDepth} deep`, 'protocol');
+      }
       if (body.length > 0 && restConditionsReadBody() && requestIsForm()) {
         // An HTML form body: conditions read its fields like a JSON object's (a repeated name as an array).
         parsed = parameters(new URLSearchParams(body.toString('utf8')));
@@ -432,10 +469,11 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
     }
     const grants = persona!.grants.get(route!.upstream);
     const perMessage: { message: JsonRpcMessage; assessed: AssessedCall }[] = [];
-    for (const message of parsed.messages) {
+    for (const [index, message] of parsed.messages.entries()) {
+      const envelope = persona!.dataProtection.active ? envelopeOf(parsed.raw[index]!, message) : null;
       if (message.type === 'response') {
         // The client answering a server request (sampling, elicitation): what it answers is inspected like arguments.
-        perMessage.push({ message, assessed: assessOtherMessage(message, mcpCall('response', undefined, undefined, message.id), null) });
+        perMessage.push({ message, assessed: withEnvelopeProtection(assessOtherMessage(message, mcpCall('response', undefined, undefined, message.id), null), envelope) });
         continue;
       }
       const tool = message.method === 'tools/call' ? toolNameOf(message.params) : undefined;
@@ -446,7 +484,7 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
       const denial = authorization.allowed ? null : authorization.reason;
       // Session plumbing (initialize, tools/list, notifications) is authorized only; tool calls go through every stage.
       const assessed = message.method === 'tools/call' && tool !== undefined ? assessCall(call, tool, args ?? {}, denial, id ?? null, body.length) : assessOtherMessage(message, call, denial);
-      perMessage.push({ message, assessed });
+      perMessage.push({ message, assessed: withEnvelopeProtection(assessed, envelope) });
       if (message.type === 'request' && message.method === 'tools/list') toolsListIds.add(message.id);
       if (message.type === 'request' && message.id !== null) requestIds.push(message.id);
     }
@@ -454,8 +492,8 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
     const auditFailure = recordDecisions(decisions);
     if (auditFailure) return auditFailure;
     if (!decisions.some(blocks)) {
-      if (!perMessage.some((m) => m.assessed.rewritten)) return { request_body: { response: { status: 'CONTINUE' } } };
-      return replaceRequestBody(withRewrittenMessages(body, parsed.batch, perMessage.map((m) => m.assessed.rewritten)));
+      if (!perMessage.some((m) => m.assessed.rewritten || m.assessed.rewrittenEnvelope)) return { request_body: { response: { status: 'CONTINUE' } } };
+      return replaceRequestBody(withRewrittenMessages(body, parsed.batch, perMessage.map((m) => m.assessed)));
     }
 
     // Refuse the whole body: a batch is not half-forwarded.
@@ -484,6 +522,35 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
       return immediate(403, JSON.stringify(error), [['content-type', 'application/json'], ['cache-control', 'no-store']], firstDenied);
     }
     return immediate(200, JSON.stringify(payload), [['content-type', 'application/json'], ['cache-control', 'no-store']], firstDenied);
+  }
+
+  /**
+   * Data protection on what a message carries besides its inspected part (envelopeOf): its id, other
+   * members, a tool call's `_meta`. Findings join the message's decision, located under "message"; a
+   * value to mask is masked in place, but a finding in the id refuses the message (a masked id could
+   * not be matched to its answer, and the raw one may not reach the upstream).
+   */
+  function withEnvelopeProtection(assessed: AssessedCall, envelope: Record<string, unknown> | null): AssessedCall {
+    const { decision } = assessed;
+    if (envelope === null || (decision.verdict === 'deny' && decision.enforced)) return assessed;
+    const tool = decision.call.kind === 'mcp' ? decision.call.tool : undefined;
+    const destination: FlowEndpoint =
+      tool === undefined
+        ? { upstream: route!.upstream, environment: upstream!.environment }
+        : { upstream: route!.upstream, environment: upstream!.environment, tool, ...optionalToolClass(persona!.behaviour.classify(route!.upstream, tool).toolClass) };
+    const protection = protectRequestJson(persona!.dataProtection, deps.flow, flowSession(), envelope, destination);
+    if (protection.findings.length === 0 && protection.denial === null && protection.notes.length === 0) return assessed;
+    const idFinding = protection.findings.find((f) => f.location === '$.id' && f.action !== 'detect');
+    const denial: DecisionReason | null =
+      protection.denial ?? (idFinding ? { stage: 'data-protection', code: 'sensitive_data_blocked', message: `the JSON-RPC id carries sensitive data (${idFinding.group}); a message whose id would have to be masked is refused` } : null);
+    const monitor = persona!.persona.mode === 'monitor';
+    const findings = [...decision.findings, ...locatedIn('message', protection.findings)];
+    const notes = [...protection.notes];
+    let next: Decision = { ...decision, findings };
+    if (denial !== null && decision.verdict === 'allow') next = { ...next, verdict: 'deny', enforced: !monitor, reasons: [denial, ...decision.reasons, ...notes] };
+    else next = { ...next, reasons: [...decision.reasons, ...(denial ? [denial] : []), ...notes] };
+    const rewrittenEnvelope = denial === null && protection.changed ? (protection.value as Record<string, unknown>) : null;
+    return { ...assessed, decision: next, rewrittenEnvelope };
   }
 
   /**
@@ -602,6 +669,11 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
       arguments: args,
       requestBytes,
     };
+  }
+
+  function requestDeclaresJson(): boolean {
+    const contentType = (requestHeaders.get('content-type') ?? '').toLowerCase();
+    return contentType.startsWith('application/json') || contentType.includes('+json');
   }
 
   function requestIsForm(): boolean {
@@ -1238,12 +1310,14 @@ const textualTypes = /^(text\/(?!event-stream)|application\/(xml|yaml|x-yaml|x-w
 const restResultKey = 'rest';
 
 /** The body with masked or redacted tool arguments (or other messages' inspected parts) put back in place (`rewritten` is per message, in body order). */
-function withRewrittenMessages(body: Buffer, batch: boolean, rewritten: AssessedCall['rewritten'][]): Buffer {
+function withRewrittenMessages(body: Buffer, batch: boolean, assessed: Pick<AssessedCall, 'rewritten' | 'rewrittenEnvelope'>[]): Buffer {
   const value = JSON.parse(body.toString('utf8')) as unknown;
   const messages = (batch ? value : [value]) as Record<string, unknown>[];
-  rewritten.forEach((r, index) => {
+  assessed.forEach(({ rewritten: r, rewrittenEnvelope }, index) => {
     const message = messages[index];
-    if (!r || !message) return;
+    if (!message) return;
+    if (rewrittenEnvelope) withEnvelope(message, rewrittenEnvelope);
+    if (!r) return;
     if (r.part) message[r.part] = r.value;
     else (message.params as { arguments?: unknown }).arguments = r.value;
   });
@@ -1419,4 +1493,8 @@ function looksLikeToolList(tools: unknown[]): boolean {
     const t = tool as { name?: unknown; inputSchema?: unknown } | null;
     return t !== null && typeof t === 'object' && typeof t.name === 'string' && t.inputSchema !== null && typeof t.inputSchema === 'object';
   });
+}
+
+function optionalToolClass(toolClass: FlowEndpoint['toolClass'] | undefined): { toolClass?: NonNullable<FlowEndpoint['toolClass']> } {
+  return toolClass ? { toolClass } : {};
 }

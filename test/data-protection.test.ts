@@ -178,6 +178,19 @@ describe('request side: agent to tool', () => {
     assert.match(received.params.reason, /^giving up, use \*{8,}$/);
     assert.equal(JSON.stringify(billing.messages).includes(awsKey), false);
 
+    // A tool call's _meta and the endpoint's query string are the agent's too.
+    const called = await fetch(`${gateway.gatewayUrl}${endpoint('dlp-guard', 'billing')}?ref=${awsKey}`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream', authorization: `Bearer ${tokens['dlp-guard']}`, 'mcp-protocol-version': '2025-06-18' },
+      body: JSON.stringify({ jsonrpc: '2.0', id: 77, method: 'tools/call', params: { name: 'save_note', arguments: { id: 'meta' }, _meta: { progressToken: `p-${awsKey}` } } }),
+    });
+    assert.equal(called.status, 200);
+    await called.arrayBuffer();
+    const call = billing.messages.filter((m) => (m as { id?: unknown }).id === 77).at(-1) as { params: { _meta: { progressToken: string } } };
+    assert.match(call.params._meta.progressToken, /^p-\*{8,}$/);
+    assert.equal(billing.urls.some((u) => u.includes(awsKey)), false, `the upstream received ${billing.urls.at(-1)}`);
+    assert.match(billing.urls.at(-1)!, /\?ref=\*{8,}$/);
+
     const before = billing.messages.length;
     // The client's answer to a server request (elicitation) with a value a block rule stops.
     const answer = await post({ jsonrpc: '2.0', id: 'elicit-1', result: { action: 'accept', content: { token: githubToken } } });
@@ -235,6 +248,13 @@ describe('request side: agent to tool', () => {
     assert.equal(received['user-agent'], 'agent/1.0', 'protocol headers go on');
     assert.match(String(received['x-ticket-note']), /^rotate \*{8,} today$/, 'a listed header is masked like the body');
     assert.equal(JSON.stringify(received).includes(awsKey), false);
+
+    // X-Forwarded-For: Envoy appends the peer's address to the agent's value; with no trusted proxy the
+    // upstream receives the peer's address alone, never what the agent wrote there.
+    const forwarded = await fetch(url, { headers: { authorization: `Bearer ${tokens['dlp-guard']}`, 'x-forwarded-for': `203.0.113.50, ${awsKey}` } });
+    assert.equal(forwarded.status, 200);
+    await forwarded.arrayBuffer();
+    assert.equal(restEcho.headers.at(-1)!['x-forwarded-for'], '127.0.0.1');
 
     const before = restEcho.urls.length;
     const blocked = await fetch(url, { headers: { authorization: `Bearer ${tokens['dlp-guard']}`, 'x-ticket-note': `token ${githubToken}` } });

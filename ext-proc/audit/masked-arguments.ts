@@ -98,8 +98,8 @@ function isNameChar(c: number, notFirst: boolean): boolean {
   return (c >= 65 && c <= 90) || (c >= 97 && c <= 122) || c === 95 || c === 36 || c === 45 || (notFirst && c >= 48 && c <= 57);
 }
 
-/** Parts of a call that findings may be located under but that the arguments record does not hold (the tool name holds the masked path). */
-const partsOutsideTheRecord = new Set(['headers', 'path', 'params', 'result', 'error']);
+/** Parts of a call that findings may be located under but that the arguments record does not hold (the tool name holds the masked path; "message" is a JSON-RPC message's id, _meta and other members). */
+const partsOutsideTheRecord = new Set(['headers', 'path', 'params', 'result', 'error', 'message']);
 
 /** What to redact in one object or array: by field name or index, the value, the field name, or both. */
 type Redactions = Map<string | number, { value?: string; key?: string }>;

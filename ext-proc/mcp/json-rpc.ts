@@ -2,6 +2,8 @@
 // messages (a batch is allowed in protocol 2025-03-26), and building the
 // error responses Mandate answers with. Error codes are documented in docs/errors.md.
 
+import { jsonNestingExceeds, maxJsonNestingDepth } from '../json-nesting.ts';
+
 export type JsonRpcId = string | number | null;
 
 export type JsonRpcMessage =
@@ -10,7 +12,8 @@ export type JsonRpcMessage =
   | { type: 'response'; id: JsonRpcId; result?: unknown; error?: unknown };
 
 export type ParsedBody =
-  | { ok: true; batch: boolean; messages: JsonRpcMessage[] }
+  /** `raw` holds each message as sent, in the same order: members the parsed message does not name are still in it. */
+  | { ok: true; batch: boolean; messages: JsonRpcMessage[]; raw: Record<string, unknown>[] }
   | { ok: false; code: number; mandateCode: string; message: string };
 
 /** JSON-RPC codes Mandate uses: the standard ones, and -32001 for a policy refusal. */
@@ -24,6 +27,9 @@ export const jsonRpcCodes = {
 } as const;
 
 export function parseJsonRpcBody(body: Buffer, allowBatch: boolean): ParsedBody {
+  if (jsonNestingExceeds(body)) {
+    return { ok: false, code: jsonRpcCodes.invalidRequest, mandateCode: 'json_too_deep', message: `the body nests objects and arrays more than ${maxJsonNestingDepth} deep` };
+  }
   let value: unknown;
   try {
     value = JSON.parse(body.toString('utf8'));
@@ -39,11 +45,46 @@ export function parseJsonRpcBody(body: Buffer, allowBatch: boolean): ParsedBody 
       if (typeof parsed === 'string') return { ok: false, code: jsonRpcCodes.invalidRequest, mandateCode: 'invalid_json_rpc', message: `batch item ${index}: ${parsed}` };
       messages.push(parsed);
     }
-    return { ok: true, batch: true, messages };
+    return { ok: true, batch: true, messages, raw: value as Record<string, unknown>[] };
   }
   const parsed = parseMessage(value);
   if (typeof parsed === 'string') return { ok: false, code: jsonRpcCodes.invalidRequest, mandateCode: 'invalid_json_rpc', message: parsed };
-  return { ok: true, batch: false, messages: [parsed] };
+  return { ok: true, batch: false, messages: [parsed], raw: [value as Record<string, unknown>] };
+}
+
+/**
+ * What a message carries besides the part the stages inspect already (a tool call's arguments, another
+ * request's params, a response's result or error): its id, any other member, and the rest of a tool
+ * call's params (`_meta`...). Without `jsonrpc`, `method` and a tool call's `name`, which authorization
+ * matches exactly. Null when there is nothing else.
+ */
+export function envelopeOf(raw: Record<string, unknown>, message: JsonRpcMessage): Record<string, unknown> | null {
+  const envelope: [string, unknown][] = [];
+  for (const [key, value] of Object.entries(raw)) {
+    if (key === 'jsonrpc' || key === 'method') continue;
+    if (message.type === 'response' && (key === 'result' || key === 'error')) continue;
+    if (key === 'params') {
+      if (message.type === 'response' || message.method !== 'tools/call' || value === null || typeof value !== 'object' || Array.isArray(value)) continue;
+      const rest = Object.entries(value as Record<string, unknown>).filter(([k]) => k !== 'name' && k !== 'arguments');
+      if (rest.length > 0) envelope.push(['params', Object.fromEntries(rest)]);
+      continue;
+    }
+    envelope.push([key, value]);
+  }
+  return envelope.length === 0 ? null : Object.fromEntries(envelope);
+}
+
+/** Puts an envelope's (masked) members back into the message as sent: its params' members into its params. */
+export function withEnvelope(raw: Record<string, unknown>, envelope: Record<string, unknown>): void {
+  for (const [key, value] of Object.entries(envelope)) {
+    if (key === 'params') for (const [name, member] of Object.entries(value as Record<string, unknown>)) setOwn(raw.params as Record<string, unknown>, name, member);
+    else setOwn(raw, key, value);
+  }
+}
+
+/** Sets an own member, "__proto__" included (an assignment would set the prototype instead). */
+function setOwn(target: Record<string, unknown>, key: string, value: unknown): void {
+  Object.defineProperty(target, key, { value, enumerable: true, writable: true, configurable: true });
 }
 
 function parseMessage(value: unknown): JsonRpcMessage | string {

@@ -18,6 +18,8 @@ export interface RecordingMcpServer {
   calls: RecordedCall[];
   /** Every JSON-RPC message this upstream received (requests, notifications, the client's responses), oldest first. */
   messages: unknown[];
+  /** The request target of every request, query string included. */
+  urls: string[];
 }
 
 /** Tool name -> the text its result carries (or an error result). */
@@ -36,7 +38,9 @@ const argumentShape = {
 export function createRecordingMcpServer(answers: ToolAnswers, options: { eventStream?: boolean } = {}): RecordingMcpServer {
   const calls: RecordedCall[] = [];
   const messages: unknown[] = [];
+  const urls: string[] = [];
   const server = createServer(async (request, response) => {
+    urls.push(request.url ?? '');
     const chunks: Buffer[] = [];
     for await (const chunk of request) chunks.push(chunk as Buffer);
     const text = Buffer.concat(chunks).toString('utf8');
@@ -61,7 +65,7 @@ export function createRecordingMcpServer(answers: ToolAnswers, options: { eventS
     await mcp.connect(transport);
     await transport.handleRequest(request, response, body);
   });
-  return { server, calls, messages };
+  return { server, calls, messages, urls };
 }
 
 export async function listen(server: Server): Promise<number> {

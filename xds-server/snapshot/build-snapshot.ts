@@ -77,7 +77,7 @@ export function buildSnapshot(policy: PolicySnapshot, settings: GatewaySettings)
       clusters,
       endpoints,
       listeners: [gatewayListener(settings)],
-      routes: [routeConfiguration(policy, personas, upstreams)],
+      routes: [routeConfiguration(policy, personas, upstreams, settings)],
     },
   };
 }
@@ -245,7 +245,7 @@ function processingMode(requestBody: 'NONE' | 'BUFFERED', responseBody: 'NONE' |
   };
 }
 
-function routeConfiguration(policy: PolicySnapshot, personas: Persona[], upstreams: Upstream[]): ResourceObject {
+function routeConfiguration(policy: PolicySnapshot, personas: Persona[], upstreams: Upstream[], settings: GatewaySettings): ResourceObject {
   const upstreamByName = new Map(upstreams.map((u) => [u.name, u]));
   const routes: ResourceObject[] = [];
   for (const persona of personas) {
@@ -269,6 +269,12 @@ function routeConfiguration(policy: PolicySnapshot, personas: Persona[], upstrea
       },
     ],
     request_headers_to_remove: reservedRequestHeaders,
+    // Envoy appends the peer's address to the agent's own X-Forwarded-For. With no trusted proxy in
+    // front, everything before that address is the agent's to write (a fake client address, or data
+    // smuggled past inspection): upstreams receive the peer's address alone.
+    ...(settings.trustedProxyHops === 0
+      ? { request_headers_to_add: [{ header: { key: 'x-forwarded-for', value: '%DOWNSTREAM_DIRECT_REMOTE_ADDRESS_WITHOUT_PORT%' }, append_action: 'OVERWRITE_IF_EXISTS_OR_ADD' }] }
+      : {}),
   };
 }
 
