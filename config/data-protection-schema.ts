@@ -88,7 +88,7 @@ export const dataProtectionSchema = z
         'Also scan JSON object keys, not only values: true in both directions; "request" (the default) in what agents send only, where a key is the agent\'s to choose (a tool result\'s keys are its schema); false never',
       ),
     decodeEncoded: z.boolean().default(true).describe('Decode base64, hex and URL-encoded segments and scan them too'),
-    maxStreamHoldBytes: z.number().int().min(256).max(1_048_576).default(65_536),
+    maxStreamHoldBytes: z.number().int().min(256).max(1_048_576).default(65_536).describe('Most bytes of a JSON-lines or text stream held back while no safe cut is in reach (a long record, a PEM block); past it the stream is ended (stream_hold_exceeded)'),
     flow: dataFlowSchema.default({
       enabled: false,
       rules: [],

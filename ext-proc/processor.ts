@@ -894,7 +894,7 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
         responseMode = 'sse';
         sse = createSseSplitter();
         if (inspectResponse && persona!.dataProtection.active) {
-          streamInspector = createStreamInspector(persona!.dataProtection, { direction: 'response', upstream: route!.upstream, ...responseToolContext(), contentType });
+          streamInspector = createStreamInspector(persona!.dataProtection, { direction: 'response', upstream: route!.upstream, ...responseToolContext(), contentType, maxEventBytes: persona!.persona.maxBodyBytes });
         }
         mode_override = processingModeWithResponseBody('STREAMED');
       } else if (inspectResponse && persona!.dataProtection.active && jsonLinesTypes.test(contentType)) {
@@ -1070,12 +1070,16 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
     if (streamBlocked) return { response_body: { response: { status: 'CONTINUE', body_mutation: { clear_body: true } } } };
     const inspected = inspectStreamed(streamInspector!, chunk, endOfStream);
     let body = inspected.body;
-    if (inspected.blocked) {
+    const exceeded = streamInspector!.exceeded();
+    if (inspected.blocked || exceeded) {
       // The lines before the blocked one go out; the blocked line and the rest become one error line.
+      // Held text that outgrew the hold limit without a safe cut was dropped: the stream ends the same way.
       streamBlocked = true;
-      const reason = blockedReason(inspected.blocked, 'response');
+      const error = inspected.blocked
+        ? blockedReason(inspected.blocked, 'response')
+        : { code: 'stream_hold_exceeded', message: `more than ${exceeded!.limitBytes} bytes of the answer had no point where they could be released without cutting through a value (the Persona's dataProtection.maxStreamHoldBytes); the rest was dropped` };
       const separator = body.length > 0 && body[body.length - 1] !== 0x0a ? '\n' : '';
-      body = Buffer.concat([body, Buffer.from(`${separator}${JSON.stringify({ error: { code: reason.code, message: `Mandate: ${reason.message}` } })}\n`, 'utf8')]);
+      body = Buffer.concat([body, Buffer.from(`${separator}${JSON.stringify({ error: { code: error.code, message: `Mandate: ${error.message}` } })}\n`, 'utf8')]);
     }
     return { response_body: { response: { status: 'CONTINUE', body_mutation: body.length > 0 ? { body } : { clear_body: true } } } };
   }

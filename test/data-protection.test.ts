@@ -355,6 +355,17 @@ describe('response side: tool to agent', () => {
     assert.equal(rows[12]!.note, 'card **** **** **** 7610');
   });
 
+  test('a spaced card number in one long JSON-lines record, written in two pieces with the cut at a space inside it, is masked', async () => {
+    for (const label of ['ndjson', 'none']) {
+      const response = await fetch(`${gateway.gatewayUrl}${endpoint('dlp-guard', 'notes-api')}/events?shape=long&label=${label}`, { headers: { authorization: `Bearer ${tokens['dlp-guard']}` } });
+      assert.equal(response.status, 200);
+      const text = await response.text();
+      assert.ok(!text.includes('4716 3915') && !text.includes('8245 7610'), `${label}: no part of the card reached the agent`);
+      const row = JSON.parse(text) as { seq: number; note: string };
+      assert.equal(row.note, `${'z'.repeat(300)} card **** **** **** 7610 ${'y'.repeat(244)}`, label);
+    }
+  });
+
   test('a card number split across two SSE chunks is masked, and the event stays valid', async () => {
     const response = await rawToolCall('dlp-guard', 'billing-stream', 'read_card', {}, 41);
     assert.equal(response.status, 200);

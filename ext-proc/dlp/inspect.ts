@@ -122,11 +122,40 @@ export function inspectText(compiled: CompiledDataProtection, text: string, cont
 
 /** The text as one segment; with `bytes` (the text's bytes, one per character), a changed value is written as bytes. */
 function textResult(compiled: CompiledDataProtectionOk, text: string, context: InspectContext, bytes: Buffer | null): InspectResult<string | Buffer> {
+  return inspectDocument(compiled, textDocument(text), context, null, text, 'body', bytes);
+}
+
+function textDocument(text: string): Document {
   const doc = newDocument();
   doc.texts.push(text);
   doc.origins.push({ host: -1, hostStart: 0, hostEnd: text.length });
   addSegment(doc, 0, 0, text.length, '', Mode.text, null, null);
-  return inspectDocument(compiled, doc, context, null, text, 'body', bytes);
+  return doc;
+}
+
+/**
+ * Where the engine finds values in a text, sorted and without overlaps: a stream reads them to
+ * choose where to cut (see stream.ts) and hands them back to inspectTextRange.
+ */
+export function textMatches(compiled: CompiledDataProtectionOk, text: string): Match[] {
+  return scanTable(compiled, textDocument(text), null, 0);
+}
+
+/**
+ * Inspects text.slice(from, to) with the matches of the whole text (from textMatches): what lies
+ * before `from` was only context (a stream released it already), what lies after `to` is not yet
+ * released. A match reaching over either end is applied to its part inside.
+ */
+export function inspectTextRange(compiled: CompiledDataProtection, text: string, matches: readonly Match[], from: number, to: number, context: InspectContext): InspectResult<string> {
+  const piece = text.slice(from, to);
+  if (!compiled.ok || !compiled.active) return emptyResult(piece);
+  const inside: Match[] = [];
+  for (const m of matches) {
+    if (m.end <= from || m.start >= to) continue;
+    inside.push({ ...m, segment: 0, start: Math.max(m.start, from) - from, end: Math.min(m.end, to) - from });
+  }
+  if (inside.length === 0) return emptyResult(piece);
+  return applyMatches(compiled, context, inside, textDocument(piece), piece, 'body', null) as InspectResult<string>;
 }
 
 /**

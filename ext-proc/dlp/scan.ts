@@ -51,6 +51,21 @@ const maxDecodeDepth = 2;
 const contextLookback = 64;
 /** Longest keyword-gated region scanned after a keyword. */
 const keywordRegionLimit = 320;
+/**
+ * How many characters before a match can change whether or how it is found: context and negative
+ * words near it, and the keyword a context-gated detector's candidate must follow. A stream keeps
+ * this much of the text it released as context for what comes next (see stream.ts).
+ */
+export function contextReachOf(compiled: CompiledDataProtectionOk): number {
+  let reach = contextLookback;
+  for (const d of compiled.detectors) {
+    let keyword = 0;
+    for (const k of d.keywordsLower) keyword = Math.max(keyword, k.length);
+    // the keyword, the character before it that its pattern reads, and the window after it
+    reach = Math.max(reach, d.contextWindow + keyword + 2);
+  }
+  return reach;
+}
 /** Per-detector caches (context words in a field name) are dropped past this size. */
 const cacheLimit = 4096;
 

@@ -1,12 +1,16 @@
 // Streaming responses: SSE events are inspected one whole event at a time
-// (their data: lines carry JSON-RPC messages); raw text streams keep a short
-// tail back so a value split across chunks is still seen whole. Memory is
-// bounded by the policy's maxStreamHoldBytes.
+// (their data: lines carry JSON-RPC messages). A text stream is released piece
+// by piece, each piece cut where no value the engine could find runs across the
+// cut (see releasePoint), and inspected with the text around it as context.
+// Memory is bounded: an event by maxEventBytes, held text by the policy's
+// maxStreamHoldBytes; past either, the held text is dropped (fail closed).
 import { isUtf8 } from 'node:buffer';
 import { StringDecoder } from 'node:string_decoder';
 import type { DataFinding } from '../decision/decision.ts';
+import { firstEventEnd, sseEventOf, withData } from '../mcp/sse.ts';
 import type { CompiledDataProtection } from './compile.ts';
-import { inspectJson, inspectText, type BlockedBy, type InspectContext, type ValueFingerprint } from './inspect.ts';
+import { inspectJson, inspectText, inspectTextRange, textMatches, type BlockedBy, type InspectContext, type InspectResult, type ValueFingerprint } from './inspect.ts';
+import { contextReachOf } from './scan.ts';
 
 export interface StreamInspector {
   /** Returns the bytes that may be sent now (possibly empty while an event is incomplete). */
@@ -22,9 +26,25 @@ export interface StreamInspector {
    * event; for a JSON-lines stream, the whole lines before the blocking one.
    */
   blocked(): BlockedBy | null;
+  /**
+   * Set when held text outgrew its limit and was dropped rather than passed on unread: an event of
+   * an event stream (the stream goes on with the next event), or text with no safe cut within
+   * maxStreamHoldBytes (nothing more of the stream is released; the data path ends it).
+   */
+  exceeded(): StreamLimitExceeded | null;
 }
 
-/** Characters held back from a raw text stream so a split value is seen whole; longer than any detector match we mask. */
+export interface StreamLimitExceeded {
+  kind: 'event' | 'text';
+  limitBytes: number;
+}
+
+/**
+ * Characters of a text stream held back after a cut, so a value still arriving is seen whole:
+ * longer than any value a detector reports with a space or line break inside, except the ones
+ * the engine already sees reaching the end of the held text (a PEM block, a bearer token), which
+ * releasePoint holds back whole.
+ */
 export const rawStreamTail = 256;
 
 /** Streams of one JSON value per line (JSON Lines, NDJSON, JSON text sequences). */
@@ -57,16 +77,29 @@ export function looksBinary(bytes: Uint8Array): boolean {
 
 export function createStreamInspector(
   compiled: CompiledDataProtection,
-  context: InspectContext & { contentType: string },
+  context: InspectContext & {
+    contentType: string;
+    /** Largest event of an event stream held until complete (the data path: the Persona's maxBodyBytes); default maxStreamHoldBytes. */
+    maxEventBytes?: number;
+  },
 ): StreamInspector {
   const isSse = /^text\/event-stream/i.test(context.contentType);
   const lineOriented = jsonLinesTypes.test(context.contentType);
+  const scanning = compiled.ok && compiled.active;
+  const monitor = compiled.ok && compiled.monitor;
   const maxHold = compiled.ok ? compiled.policy.maxStreamHoldBytes : 65_536;
+  const maxEvent = context.maxEventBytes ?? maxHold;
+  const reach = compiled.ok ? contextReachOf(compiled) : 0;
   const decoder = new StringDecoder('utf8');
   const found: DataFinding[] = [];
   const prints: ValueFingerprint[] = [];
   let blocked: BlockedBy | null = null;
+  let exceeded: StreamLimitExceeded | null = null;
   let pending = '';
+  /** The end of the released text, as received: context for what follows. */
+  let released = '';
+  /** The rest of an oversized event is dropped up to its blank line. */
+  let dropping = false;
 
   const note = (r: { findings: DataFinding[]; blocked: BlockedBy | null; fingerprints: ValueFingerprint[] }) => {
     found.push(...r.findings);
@@ -74,80 +107,99 @@ export function createStreamInspector(
     blocked ??= r.blocked;
   };
 
-  const inspectEvent = (event: string): string => {
-    const lines = event.split(/\r?\n/);
-    const data = lines.filter((l) => l.startsWith('data:')).map((l) => l.slice(l.startsWith('data: ') ? 6 : 5));
-    if (data.length === 0) return event;
-    const payload = data.join('\n');
+  const inspectEvent = (raw: string): string => {
+    const event = sseEventOf(raw);
+    if (event.data === null) return raw;
     let parsed: unknown;
     let json = true;
     try {
-      parsed = JSON.parse(payload);
+      parsed = JSON.parse(event.data);
     } catch {
       json = false;
     }
-    if (json) {
-      const r = inspectJson(compiled, parsed, context);
-      note(r);
-      if (!r.changed) return event;
-      const others = lines.filter((l) => !l.startsWith('data:'));
-      return [...others, `data: ${JSON.stringify(r.value)}`].join('\n');
-    }
-    const r = inspectText(compiled, payload, context);
+    const r: InspectResult<unknown> = json ? inspectJson(compiled, parsed, context) : inspectText(compiled, event.data, context);
     note(r);
-    if (!r.changed) return event;
-    const others = lines.filter((l) => !l.startsWith('data:'));
-    return [...others, ...r.value.split('\n').map((l) => `data: ${l}`)].join('\n');
+    if (!r.changed) return raw;
+    return withData(event, json ? JSON.stringify(r.value) : (r.value as string));
   };
 
   const sseFlush = (final: boolean): string => {
     let out = '';
-    for (;;) {
-      const m = /\r?\n\r?\n/.exec(pending);
-      if (!m) break;
-      const event = pending.slice(0, m.index);
-      out += inspectEvent(event) + m[0];
-      pending = pending.slice(m.index + m[0].length);
+    for (let end = firstEventEnd(pending); end; end = firstEventEnd(pending)) {
+      const raw = pending.slice(0, end.at);
+      const blankLine = pending.slice(end.at, end.next);
+      pending = pending.slice(end.next);
+      if (dropping) dropping = false;
+      else out += inspectEvent(raw) + blankLine;
     }
-    if (final || Buffer.byteLength(pending) > maxHold) {
-      // An oversized or unterminated event is inspected as text, so nothing passes unscanned.
+    if (dropping) {
+      // the end of a line end may come with the next chunk
+      pending = final ? '' : pending.slice(-2);
+    } else if (final) {
+      // An unterminated last event is inspected as text, so nothing passes unscanned.
       const r = inspectText(compiled, pending, context);
       note(r);
       out += r.value;
       pending = '';
+    } else if (Buffer.byteLength(pending) > maxEvent) {
+      // An event over the limit is dropped whole, as the data path does (event_too_large).
+      exceeded ??= { kind: 'event', limitBytes: maxEvent };
+      pending = pending.slice(-2);
+      dropping = true;
     }
     return out;
   };
 
-  const rawFlush = (final: boolean): string => {
-    if (!final && pending.length <= rawStreamTail && Buffer.byteLength(pending) <= maxHold) return '';
-    // Emit everything except the tail; findings inside the tail are seen again with the next chunk.
-    let cut = final ? pending.length : Math.max(0, pending.length - rawStreamTail);
-    if (!final) {
-      // Never cut inside a run without whitespace (a token may continue): back up to the last whitespace.
-      // With none in reach, hold everything until the hold limit forces a cut.
-      const boundary = Math.max(pending.lastIndexOf(' ', cut - 1), pending.lastIndexOf('\n', cut - 1));
-      if (boundary >= 0) cut = boundary + 1;
-      else if (Buffer.byteLength(pending) <= maxHold) return '';
+  const textFlush = (final: boolean): string => {
+    if (!scanning) {
+      const out = pending;
+      pending = '';
+      return out;
     }
-    const head = pending.slice(0, cut);
-    pending = pending.slice(cut);
-    const rh = inspectText(compiled, head, context);
-    if (rh.blocked && lineOriented) return linesBeforeBlock(head);
-    note(rh);
-    return rh.value;
+    if (exceeded) {
+      pending = '';
+      return '';
+    }
+    if (!final && (lineOriented ? pending.indexOf('\n') < 0 : pending.length <= rawStreamTail) && Buffer.byteLength(pending) <= maxHold) return '';
+    const text = released + pending;
+    const from = released.length;
+    const matches = textMatches(compiled, text);
+    let cut = final ? text.length : releasePoint(text, from, matches, lineOriented);
+    if (cut === from && !final && Buffer.byteLength(pending) > maxHold) {
+      if (!monitor) {
+        // No safe cut within the limit: dropped rather than cut through a value (fail closed).
+        exceeded = { kind: 'text', limitBytes: maxHold };
+        pending = '';
+        return '';
+      }
+      // Monitor mode changes nothing: the held text goes on as it is, its findings recorded.
+      cut = text.length;
+    }
+    if (cut === from) return '';
+    const out = releaseRange(text, matches, from, cut);
+    released = text.slice(Math.max(0, cut - reach), cut);
+    pending = text.slice(cut);
+    return out;
   };
 
-  // A line-oriented stream that reaches a blocked value keeps the whole lines before it: each line is
-  // inspected on its own, and output stops before the first line that blocks (that line and the rest
-  // are dropped; the data path ends the stream there).
-  const linesBeforeBlock = (head: string): string => {
+  // A piece holding a blocked value keeps the whole lines before it: each line is inspected on its
+  // own, and output stops before the first line that blocks (that line and the rest are dropped;
+  // the data path ends the stream there).
+  const releaseRange = (text: string, matches: ReturnType<typeof textMatches>, from: number, to: number): string => {
+    const whole = inspectTextRange(compiled, text, matches, from, to, context);
+    if (!whole.blocked) {
+      note(whole);
+      return whole.value;
+    }
     let out = '';
-    for (const line of head.split(/(?<=\n)/)) {
-      const r = inspectText(compiled, line, context);
-      note(r);
-      if (r.blocked) break;
-      out += r.value;
+    for (let start = from; start < to; ) {
+      const lineEnd = text.indexOf('\n', start);
+      const end = lineEnd < 0 || lineEnd >= to ? to : lineEnd + 1;
+      const line = inspectTextRange(compiled, text, matches, start, end, context);
+      note(line);
+      if (line.blocked) break;
+      out += line.value;
+      start = end;
     }
     return out;
   };
@@ -155,16 +207,55 @@ export function createStreamInspector(
   return {
     push(chunk) {
       pending += decoder.write(chunk);
-      const out = isSse ? sseFlush(false) : rawFlush(false);
+      const out = isSse ? sseFlush(false) : textFlush(false);
       return Buffer.from(out, 'utf8');
     },
     end() {
       pending += decoder.end();
-      const out = isSse ? sseFlush(true) : rawFlush(true);
+      const out = isSse ? sseFlush(true) : textFlush(true);
       return Buffer.from(out, 'utf8');
     },
     findings: () => [...found],
     fingerprints: () => [...prints],
     blocked: () => blocked,
+    exceeded: () => exceeded,
   };
+}
+
+/**
+ * Where a held text may be cut: text.slice(from, cut) is released now, text.slice(0, from) went out
+ * before and is only context. `matches` are the engine's findings in the whole text (sorted, no
+ * overlaps). The cut never falls inside one that starts in the held part, so a value is always
+ * inspected whole:
+ * - a line-oriented stream (JSON Lines) is cut only after a line end: whole records go out;
+ * - other text is cut after a whitespace character or a double quote (no run a decoder or a token
+ *   pattern reads spans those), at least rawStreamTail characters before the end of the held text,
+ *   so a value still arriving (a spaced card, an IBAN, a phone number) is in the held part whole.
+ *   A value the engine finds reaching the end of the held text (a PEM block before its END line, a
+ *   long token) keeps everything from its start held.
+ * Returns `from` when nothing may go out yet.
+ */
+export function releasePoint(text: string, from: number, matches: readonly { start: number; end: number }[], lineOriented: boolean): number {
+  const cutBefore = lineOriented ? lineStartAtOrBefore : breakAtOrBefore;
+  let cut = lineOriented ? lineStartAtOrBefore(text, text.length) : breakAtOrBefore(text, text.length - rawStreamTail);
+  for (let i = matches.length - 1; i >= 0 && cut > from; i--) {
+    const m = matches[i]!;
+    if (m.end <= cut || m.start < from) break;
+    if (m.start < cut) cut = cutBefore(text, m.start);
+  }
+  return Math.max(cut, from);
+}
+
+/** The last position at or before `at` that starts a line (0 when none). */
+function lineStartAtOrBefore(text: string, at: number): number {
+  return at <= 0 ? 0 : text.lastIndexOf('\n', at - 1) + 1;
+}
+
+/** The last position at or before `at` right after a whitespace character or a double quote (0 when none). */
+function breakAtOrBefore(text: string, at: number): number {
+  for (let i = Math.min(at, text.length); i > 0; i--) {
+    const c = text.charCodeAt(i - 1);
+    if (c === 32 || c === 10 || c === 13 || c === 9 || c === 12 || c === 34) return i;
+  }
+  return 0;
 }

@@ -15,6 +15,9 @@ export interface RestEchoServer {
 /**
  * GET .../events answers a JSON-lines stream (application/x-ndjson) whose 13th line carries
  * `options.streamedSecret`, written in two pieces 150 ms apart with the cut inside the value.
+ * With ?shape=long it is one long line, cut at the space before the secret's third group with
+ * 256 characters of the line after that space in the first write (where a cut at the last space
+ * before a fixed tail would split the value); with &label=none the same comes without a content type.
  * A request whose query has debug=1 gets `options.secretInAnswer` in an answer header too.
  * GET .../download?kind=unlabelled|octet|binary|png answers that secret with the wrong or no label.
  */
@@ -26,9 +29,15 @@ export function createRestEchoServer(options: { secretInAnswer: string; streamed
     urls.push(request.url ?? '');
     headers.push(request.headers);
     if (request.method === 'GET' && (request.url ?? '').split('?')[0]!.endsWith('/events') && options.streamedSecret) {
-      const lines = Array.from({ length: 20 }, (_, i) => JSON.stringify({ seq: i, note: i === 12 ? `card ${options.streamedSecret}` : 'heartbeat' })).join('\n') + '\n';
-      const cut = lines.indexOf(options.streamedSecret) + 7;
-      response.writeHead(200, { 'content-type': 'application/x-ndjson' });
+      const query = new URLSearchParams((request.url ?? '').split('?')[1] ?? '');
+      const long = query.get('shape') === 'long';
+      const secret = options.streamedSecret;
+      const lines = long
+        ? JSON.stringify({ seq: 0, note: `${'z'.repeat(300)} card ${secret} ${'y'.repeat(244)}` }) + '\n'
+        : Array.from({ length: 20 }, (_, i) => JSON.stringify({ seq: i, note: i === 12 ? `card ${secret}` : 'heartbeat' })).join('\n') + '\n';
+      const thirdGroup = lines.indexOf(secret) + secret.indexOf(' ', secret.indexOf(' ') + 1) + 1;
+      const cut = long ? thirdGroup + 256 : lines.indexOf(secret) + 7;
+      response.writeHead(200, query.get('label') === 'none' ? {} : { 'content-type': 'application/x-ndjson' });
       response.write(lines.slice(0, cut));
       setTimeout(() => response.end(lines.slice(cut)), 150);
       return;
