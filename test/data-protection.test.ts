@@ -422,6 +422,7 @@ describe('the detector catalogue API', () => {
     const visa = all.detectors.find((d) => d.id === 'payment-card-visa');
     assert.equal(visa?.group, 'financial');
     assert.equal(visa?.validation, 'checksum');
+    assert.equal(all.detectors.find((d) => d.id === 'us-ein')?.validation, 'structure', 'no check digit: not claimed as one');
     assert.ok(visa!.examples.length > 0);
     const pci = (await (await api('?profile=pci-dss&group=financial')).json()) as { detectors: { group: string; profiles: string[] }[] };
     assert.ok(pci.detectors.length > 0 && pci.detectors.every((d) => d.group === 'financial' && d.profiles.includes('pci-dss')));
