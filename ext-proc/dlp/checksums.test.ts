@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   aadhaarValid, abaRoutingValid, bech32AddressValid, bitcoinBase58Valid, canadianSinValid, deaValid, ibanValid, imeiValid,
-  jwtValid, luhnValid, nhsValid, npiValid, prefixedCrc32TokenValid, ssnValid, verhoeffCheckDigit, vinValid,
+  base62, crc32, jwtValid, luhnValid, nhsValid, npiValid, prefixedCrc32TokenValid, ssnValid, verhoeffCheckDigit, vinValid,
 } from './checksums.ts';
 import { checksummedToken } from './detectors/secrets.ts';
 
@@ -63,6 +63,8 @@ test('IMEI and Canadian SIN use Luhn', () => {
 });
 
 test('GitHub token CRC32 checksum', () => {
+  assert.equal(crc32('123456789'), 0xcbf43926, 'the CRC-32 check value');
+  assert.equal(base62(0xcbf43926, 6), '3jZRME');
   const token = checksummedToken('ghp', 'abcdefghijklmnopqrstuvwxyz0123');
   assert.ok(prefixedCrc32TokenValid(token));
   assert.equal(prefixedCrc32TokenValid(token.slice(0, -1) + (token.endsWith('a') ? 'b' : 'a')), false);
