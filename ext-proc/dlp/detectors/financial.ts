@@ -1,7 +1,7 @@
 // Payment cards (PCI-DSS), bank identifiers and crypto wallets.
 import { stdnumCheck } from './stdnum-check.ts';
 import {
-  abaRoutingValid, bech32AddressValid, bicValid, bitcoinBase58Valid, cardExpiryValid, digitsOf, ibanValid, luhnValid,
+  abaRoutingValid, bech32AddressValid, bicValid, bitcoinBase58Valid, cardExpiryValid, digitsOf, firstCardDigitRun, ibanValid, luhnValid,
 } from '../checksums.ts';
 import { checksumConfidence, contextConfidence, weakConfidence, type DetectorDefinition } from '../detector.ts';
 
@@ -105,7 +105,7 @@ export const financialDetectors: DetectorDefinition[] = [
     examples: ['%B4111111111111111^DOE/JOHN^2512101000000000?', ';4111111111111111=25121010000000000?'],
     pattern: '(?:%B\\d{13,19}\\^[^^\\n]{2,26}\\^\\d{4}|;\\d{13,19}=\\d{4})\\d{0,40}\\??',
     validation: 'structure',
-    validate: (c) => luhnValid(/\d{13,19}/.exec(c)?.[0] ?? ''),
+    validate: (c) => luhnValid(firstCardDigitRun(c)),
     confidence: { base: 0.95, contextBoost: 0.04, negativePenalty: 0.1 },
     profiles: ['pci-dss'],
     maskKeep: 0,

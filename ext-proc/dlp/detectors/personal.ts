@@ -3,7 +3,7 @@
 // format live in national.ts (keyword-gated, validated by stdnum).
 import { stdnumCheck } from './stdnum-check.ts';
 import {
-  aadhaarValid, digitCount, canadianSinValid, iccidValid, imeiValid, ipv4Valid, itinValid, ssnValid, vinValid,
+  aadhaarValid, digitCount, canadianSinValid, hasUpperLetterAndDigit, iccidValid, imeiValid, ipv4Valid, itinValid, ssnValid, vinValid,
 } from '../checksums.ts';
 import { checksumConfidence, contextConfidence, strongConfidence, weakConfidence, type DetectorDefinition } from '../detector.ts';
 
@@ -463,7 +463,7 @@ export const personalDetectors: DetectorDefinition[] = [
     pattern: '\\b[A-HJ-NPR-Z0-9]{17}\\b',
     keywords: ['vin', 'vehicle', 'chassis'],
     validation: 'checksum',
-    validate: (c) => vinValid(c) && /[A-Z]/.test(c) && /\d/.test(c),
+    validate: (c) => vinValid(c) && hasUpperLetterAndDigit(c),
     confidence: { base: 0.75, contextBoost: 0.2, negativePenalty: 0.3 },
     profiles: ['gdpr-pii'],
     maskKeep: 0,
