@@ -3,6 +3,7 @@
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { adminRequest, choosePorts, repoRoot, startGateway, waitForEnvoyVersion } from './gateway-processes.ts';
+import { checksummedToken } from '../ext-proc/dlp/detectors/secrets.ts';
 
 const dataDir = process.env.MANDATE_DATA_DIR ?? join(repoRoot, '.data');
 const ports = await choosePorts({
@@ -47,6 +48,8 @@ const version = (await adminRequest(gateway, 'GET', '/v1/status')).body.configVe
 await waitForEnvoyVersion(gateway, version, 15_000);
 
 const g = gateway.gatewayUrl;
+// A made-up GitHub token with a valid checksum: one whose checksum fails is not a GitHub token and is let through.
+const githubToken = checksummedToken('ghp', '16C7e42F292c6912E7710c838347Ae');
 process.stdout.write(`
 Mandate is running (config version ${version}).
 
@@ -81,7 +84,7 @@ Demo agent tokens are in ${credentialsFile}. Try:
   curl -s ${g}/personas/support-agent/everything -H "authorization: Bearer $TOKEN" -H "mcp-session-id: $SESSION" $MCP \\
     -d '{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"echo","arguments":{"message":"deploy with AKIAZ3MQ7HW2XK4JLP5R"}}}'
   curl -s ${g}/personas/support-agent/everything -H "authorization: Bearer $TOKEN" -H "mcp-session-id: $SESSION" $MCP \\
-    -d '{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"echo","arguments":{"message":"token ghp_16C7e42F292c6912E7710c838347Ae178B4a"}}}'
+    -d '{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"echo","arguments":{"message":"token ${githubToken}"}}}'
   # the CLI
   npm run mandate -- describe persona support-agent
   npm run mandate -- dlp catalogue --profile pci-dss

@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import type { Server } from 'node:http';
 import { after, before, describe, test } from 'node:test';
 import { McpError } from '@modelcontextprotocol/sdk/types.js';
+import { checksummedToken } from '../ext-proc/dlp/detectors/secrets.ts';
 import { startGatewayFixture, type GatewayFixture } from './support/gateway-fixture.ts';
 import { auditRows, filesContaining } from './support/audit-reader.ts';
 import { close, createRecordingMcpServer, listen, type RecordingMcpServer } from './support/recording-mcp-server.ts';
@@ -19,7 +20,8 @@ import { createSplitSseUpstream } from './support/split-sse-upstream.ts';
 
 // Test values with valid shapes and checksums (they are not real credentials or cards).
 const awsKey = 'AKIAZ3MQ7HW2XK4JLP5R';
-const githubToken = 'ghp_16C7e42F292c6912E7710c838347Ae178B4a';
+// Made up, with a valid checksum (a ghp_ token whose checksum fails is below the default bar).
+const githubToken = checksummedToken('ghp', '16C7e42F292c6912E7710c838347Ae');
 const billingCard = '4539 1488 0343 6467';
 const otherCard = '4111 1111 1111 1111';
 const streamedCard = '4716 3915 8245 7610';
@@ -468,6 +470,7 @@ describe('the detector catalogue API', () => {
     const visa = all.detectors.find((d) => d.id === 'payment-card-visa');
     assert.equal(visa?.group, 'financial');
     assert.equal(visa?.validation, 'checksum');
+    assert.equal(all.detectors.find((d) => d.id === 'us-ein')?.validation, 'structure', 'no check digit: not claimed as one');
     assert.ok(visa!.examples.length > 0);
     const pci = (await (await api('?profile=pci-dss&group=financial')).json()) as { detectors: { group: string; profiles: string[] }[] };
     assert.ok(pci.detectors.length > 0 && pci.detectors.every((d) => d.group === 'financial' && d.profiles.includes('pci-dss')));

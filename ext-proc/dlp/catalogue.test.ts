@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { listDetectors } from './catalogue.ts';
+import { builtInDetectors, listDetectors } from './catalogue.ts';
 import { compileDataProtection } from './compile.ts';
 import { inspectText } from './inspect.ts';
 import { detectorGroups } from './detector.ts';
@@ -21,7 +21,7 @@ test('the catalogue has at least 200 detectors with unique ids, known groups and
 });
 
 // Where two detectors claim the same characters the stronger wins, so a sibling of the same group may report it.
-test('every detector example is reported by that detector (or a sibling of its group)', () => {
+test('every detector has examples, each reported by that detector (or a sibling of its group)', () => {
   const compiled = compileDataProtection({ defaultAction: 'detect', minConfidence: 0.5 } as never);
   assert.ok(compiled.ok);
   const keywordsOf = new Map(detectors.map((x) => [x.id, new Set(x.keywords)]));
@@ -30,6 +30,7 @@ test('every detector example is reported by that detector (or a sibling of its g
   const missed: string[] = [];
   let checked = 0;
   for (const d of detectors) {
+    if (d.examples.length === 0) missed.push(`${d.id}: no example`);
     for (const example of d.examples) {
       checked++;
       const r = inspectText(compiled, example, { direction: 'response', upstream: 'u' });
@@ -38,4 +39,52 @@ test('every detector example is reported by that detector (or a sibling of its g
   }
   assert.ok(checked >= 300, `only ${checked} examples`);
   assert.deepEqual(missed, []);
+});
+
+/** The longest stretch of the example, from a letter or digit to a letter or digit, that the validator accepts. */
+function validatedValueOf(example: string, validate: (candidate: string) => boolean): string | null {
+  const alnum = (c: string | undefined) => c !== undefined && /[A-Za-z0-9]/.test(c);
+  for (let length = example.length; length > 0; length--) {
+    for (let start = 0; start + length <= example.length; start++) {
+      const candidate = example.slice(start, start + length);
+      if (alnum(candidate[0]) && alnum(candidate.at(-1)) && validate(candidate)) return candidate;
+    }
+  }
+  return null;
+}
+
+// "checksum" is what the evaluation's strictest bar and the catalogue promise: a check digit over the
+// whole value, so a mistyped or made-up digit is rejected. Every one-digit change of the examples is tried.
+test('every detector that claims a checksum rejects at least 90% of the one-digit changes of its examples', () => {
+  const weak: string[] = [];
+  let claimed = 0;
+  const definitions = new Map(builtInDetectors.map((d) => [d.id, d]));
+  for (const { id, validation } of detectors) {
+    const d = definitions.get(id)!;
+    if (validation !== 'checksum' || !d.validate) continue;
+    claimed++;
+    let tried = 0;
+    let rejected = 0;
+    for (const example of d.examples) {
+      const value = validatedValueOf(example, d.validate!);
+      if (value === null) continue;
+      for (let i = 0; i < value.length; i++) {
+        if (!/\d/.test(value[i]!)) continue;
+        for (let digit = 0; digit <= 9; digit++) {
+          if (String(digit) === value[i]) continue;
+          tried++;
+          if (!d.validate!(value.slice(0, i) + digit + value.slice(i + 1))) rejected++;
+        }
+      }
+    }
+    if (tried === 0) weak.push(`${d.id}: no example its validator accepts`);
+    else if (rejected * 10 < tried * 9) weak.push(`${d.id}: rejects ${rejected} of ${tried}`);
+  }
+  assert.ok(claimed >= 100, `only ${claimed} detectors claim a checksum`);
+  assert.deepEqual(weak, []);
+});
+
+test('a detector without a validator is reported as checked by its format alone', () => {
+  const definitions = new Map(builtInDetectors.map((d) => [d.id, d]));
+  for (const d of detectors) if (!definitions.get(d.id)!.validate) assert.equal(d.validation, 'format', d.id);
 });

@@ -21,7 +21,7 @@ export function listDetectors(): DetectorInfo[] {
     dataClass: d.dataClass,
     description: d.description,
     examples: [...d.examples],
-    validation: validationKind(d),
+    validation: d.validation ?? 'format',
     requiresContext: d.requiresContext ?? false,
     keywords: [...(d.keywords ?? [])],
     confidence: { ...d.confidence },
@@ -48,9 +48,4 @@ export function selectDetectors(filter: DetectorFilter): { ok: true; detectors: 
   }
   const { group, profile } = filter;
   return { ok: true, detectors: all.filter((d) => (group == null || d.group === group) && (profile == null || (d.profiles as string[]).includes(profile))) };
-}
-
-function validationKind(d: DetectorDefinition): DetectorInfo['validation'] {
-  if (!d.validate) return 'none';
-  return /checksum|luhn|mod-|check digit|check char|verhoeff|crc32|stdnum/i.test(d.description) ? 'checksum' : 'structure';
 }

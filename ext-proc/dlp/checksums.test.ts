@@ -1,10 +1,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  aadhaarValid, abaRoutingValid, bech32AddressValid, bitcoinBase58Valid, canadianSinValid, deaValid, ibanValid, imeiValid,
-  jwtValid, luhnValid, nhsValid, npiValid, prefixedCrc32TokenValid, ssnValid, verhoeffCheckDigit, vinValid,
+  aadhaarValid, abaRoutingValid, basicAuthValid, bech32AddressValid, bitcoinBase58Valid, canadianSinValid, deaValid, firstCardDigitRun, ibanValid, imeiValid,
+  base62, crc32, jwtValid, luhnValid, nhsValid, npiValid, prefixedCrc32TokenValid, ssnValid, verhoeffCheckDigit, vinValid,
 } from './checksums.ts';
 import { checksummedToken } from './detectors/secrets.ts';
+import { builtInDetectors } from './catalogue.ts';
 
 test('Luhn accepts published test card numbers and rejects a changed digit', () => {
   assert.ok(luhnValid('4111111111111111'));
@@ -63,6 +64,8 @@ test('IMEI and Canadian SIN use Luhn', () => {
 });
 
 test('GitHub token CRC32 checksum', () => {
+  assert.equal(crc32('123456789'), 0xcbf43926, 'the CRC-32 check value');
+  assert.equal(base62(0xcbf43926, 6), '3jZRME');
   const token = checksummedToken('ghp', 'abcdefghijklmnopqrstuvwxyz0123');
   assert.ok(prefixedCrc32TokenValid(token));
   assert.equal(prefixedCrc32TokenValid(token.slice(0, -1) + (token.endsWith('a') ? 'b' : 'a')), false);
@@ -86,4 +89,59 @@ test('crypto addresses: base58check and bech32', () => {
 test('VIN check digit', () => {
   assert.ok(vinValid('1M8GDM9AXKP042788'));
   assert.equal(vinValid('1M8GDM9A1KP042788'), false);
+});
+
+test('DEA, VIN and Basic credentials: the edges of their rules', () => {
+  assert.ok(deaValid('ab1234563'), 'lower case is read as upper case');
+  assert.ok(deaValid('A91234563'), 'a 9 stands for a business name starting with a digit');
+  assert.equal(deaValid('IB1234563'), false, 'I is not a registrant letter');
+  assert.equal(deaValid('AB12345630'), false);
+  assert.equal(deaValid('AB123456'), false);
+  assert.ok(vinValid('1m8gdm9axkp042788'));
+  assert.equal(vinValid('1M8GDM9AXKP04278'), false);
+  assert.equal(vinValid('1M8GDM9AXKP0427O8'), false, 'no I, O or Q in a VIN');
+  const basic = (decoded: string, scheme = 'Basic ') => basicAuthValid(scheme + Buffer.from(decoded).toString('base64'));
+  assert.ok(basic('admin:hunter22'));
+  assert.ok(basic('a:b:c'), 'the password may hold a colon');
+  assert.ok(basic('user:pass word'), 'and spaces');
+  assert.ok(basic('admin:hunter22', 'bASIC \t'));
+  assert.ok(basic('admin:hunter22', ''), 'the scheme is optional');
+  assert.equal(basic('ad min:hunter22'), false, 'no space in the user');
+  assert.equal(basic(':hunter22'), false);
+  assert.equal(basic('admin:'), false);
+  assert.equal(basic('admin:tab\there'), false);
+  assert.ok(basic(`${'u'.repeat(128)}:p`));
+  assert.equal(basic(`${'u'.repeat(129)}:p`), false);
+  assert.ok(basic(`u:${'p'.repeat(256)}`));
+  assert.equal(basic(`u:${'p'.repeat(257)}`), false);
+  assert.ok(basic(`u:u:${'p'.repeat(256)}`), 'a later colon leaves the password its length');
+});
+
+test('track data: the card number is the first run of 13 to 19 digits', () => {
+  assert.equal(firstCardDigitRun('%B4111111111111111^DOE/JOHN^2512101000000000?'), '4111111111111111');
+  assert.equal(firstCardDigitRun(';123=4111111111111111=2512'), '4111111111111111');
+  assert.equal(firstCardDigitRun(';41111111111111110000000=25'), '4111111111111111000');
+  assert.equal(firstCardDigitRun('4111111111111111'), '4111111111111111');
+  assert.equal(firstCardDigitRun(';411111111111=2512'), '');
+});
+
+// Validators run on candidates in the data path, where no backtracking regular expression engine runs.
+test('the DEA, VIN, Basic credentials and track data validators use no JavaScript RegExp', () => {
+  const exec = RegExp.prototype.exec;
+  let calls = 0;
+  RegExp.prototype.exec = function (this: RegExp, text: string) {
+    calls++;
+    return exec.call(this, text);
+  };
+  try {
+    const byId = new Map(builtInDetectors.map((d) => [d.id, d]));
+    const run = (id: string, candidate: string) => byId.get(id)!.validate!(candidate);
+    assert.ok(run('us-dea-number', 'AB1234563'));
+    assert.ok(run('vehicle-identification-number', '1M8GDM9AXKP042788'));
+    assert.ok(run('http-basic-auth-header', `Basic ${Buffer.from('admin:hunter22').toString('base64')}`));
+    assert.ok(run('payment-card-track-data', ';4111111111111111=25121010000000000?'));
+  } finally {
+    RegExp.prototype.exec = exec;
+  }
+  assert.equal(calls, 0);
 });

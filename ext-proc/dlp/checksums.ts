@@ -26,6 +26,18 @@ export function digitCount(text: string): number {
   return n;
 }
 
+/** The first run of 13 or more ASCII digits, cut to 19 (the card number in track data); '' if none. */
+export function firstCardDigitRun(text: string): string {
+  let start = 0;
+  for (let i = 0; i <= text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c >= 48 && c <= 57) continue;
+    if (i - start >= 13) return text.slice(start, Math.min(i, start + 19));
+    start = i + 1;
+  }
+  return '';
+}
+
 export function luhnValid(digits: string): boolean {
   if (digits.length < 2) return false;
   let sum = 0;
@@ -143,11 +155,29 @@ export function abaRoutingValid(text: string): boolean {
 
 /** DEA registration number: 2 letters + 7 digits; (d1+d3+d5) + 2*(d2+d4+d6) ends in d7. */
 export function deaValid(text: string): boolean {
-  const m = /^([ABCDEFGHJKLMPRSTUX][A-Z9])(\d{7})$/.exec(text.toUpperCase());
-  if (!m || !m[2]) return false;
-  const n = m[2].split('').map(Number) as number[];
-  const sum = (n[0]! + n[2]! + n[4]!) + 2 * (n[1]! + n[3]! + n[5]!);
-  return sum % 10 === n[6];
+  const t = text.toUpperCase();
+  if (t.length !== 9 || !deaRegistrantLetters.includes(t[0]!)) return false;
+  const second = t.charCodeAt(1);
+  if (!isUpperAsciiLetter(second) && second !== 57) return false;
+  if (!allAsciiDigits(t, 2, 9)) return false;
+  const n = (i: number) => t.charCodeAt(2 + i) - 48;
+  const sum = (n(0) + n(2) + n(4)) + 2 * (n(1) + n(3) + n(5));
+  return sum % 10 === n(6);
+}
+
+const deaRegistrantLetters = 'ABCDEFGHJKLMPRSTUX';
+
+function isAsciiDigit(c: number): boolean {
+  return c >= 48 && c <= 57;
+}
+
+function isUpperAsciiLetter(c: number): boolean {
+  return c >= 65 && c <= 90;
+}
+
+function allAsciiDigits(text: string, from: number, to: number): boolean {
+  for (let i = from; i < to; i++) if (!isAsciiDigit(text.charCodeAt(i))) return false;
+  return true;
 }
 
 const verhoeffD = [
@@ -244,17 +274,31 @@ export function imeiValid(text: string): boolean {
 /** Vehicle identification number, North American check digit at position 9. */
 export function vinValid(text: string): boolean {
   const vin = text.toUpperCase();
-  if (!/^[A-HJ-NPR-Z0-9]{17}$/.test(vin)) return false;
+  if (vin.length !== 17) return false;
   const translit = '0123456789.ABCDEFGH..JKLMN.P.R..STUVWXYZ';
   const weights = [8, 7, 6, 5, 4, 3, 2, 10, 0, 9, 8, 7, 6, 5, 4, 3, 2];
   let sum = 0;
   for (let i = 0; i < 17; i++) {
-    const ch = vin[i]!;
-    const value = /\d/.test(ch) ? Number(ch) : translit.indexOf(ch) % 10;
+    const c = vin.charCodeAt(i);
+    // letters I, O and Q are never used (they read as 1 and 0)
+    if (!isAsciiDigit(c) && (!isUpperAsciiLetter(c) || c === 73 || c === 79 || c === 81)) return false;
+    const value = isAsciiDigit(c) ? c - 48 : translit.indexOf(vin[i]!) % 10;
     sum += value * weights[i]!;
   }
   const check = sum % 11;
   return vin[8] === (check === 10 ? 'X' : String(check));
+}
+
+/** At least one ASCII upper-case letter and one ASCII digit. */
+export function hasUpperLetterAndDigit(text: string): boolean {
+  let letter = false;
+  let digit = false;
+  for (let i = 0; i < text.length && !(letter && digit); i++) {
+    const c = text.charCodeAt(i);
+    letter ||= isUpperAsciiLetter(c);
+    digit ||= isAsciiDigit(c);
+  }
+  return letter && digit;
 }
 
 const crcTable = (() => {
@@ -452,9 +496,41 @@ export function cardExpiryValid(text: string): boolean {
 
 /** Base64 that decodes to "user:password" (HTTP Basic credentials). */
 export function basicAuthValid(text: string): boolean {
-  const b64 = text.replace(/^Basic\s+/i, '');
-  const decoded = Buffer.from(b64, 'base64').toString('utf8');
-  return /^[\x21-\x7e]{1,128}:[\x20-\x7e]{1,256}$/.test(decoded) && !decoded.includes('\ufffd');
+  const decoded = Buffer.from(withoutBasicScheme(text), 'base64').toString('utf8');
+  return isUserColonPassword(decoded);
+}
+
+/** The text after a leading "Basic" (any case) and the whitespace that follows it, or the text itself. */
+function withoutBasicScheme(text: string): string {
+  if (text.length < 6 || !isJsWhitespace(text.charCodeAt(5))) return text;
+  for (let i = 0; i < 5; i++) if ((text.charCodeAt(i) | 0x20) !== 'basic'.charCodeAt(i)) return text;
+  let i = 6;
+  while (i < text.length && isJsWhitespace(text.charCodeAt(i))) i++;
+  return text.slice(i);
+}
+
+/** What \s matches in a JavaScript regular expression. */
+function isJsWhitespace(c: number): boolean {
+  return (c >= 9 && c <= 13) || c === 32 || c === 0xa0 || c === 0x1680 || (c >= 0x2000 && c <= 0x200a) ||
+    c === 0x2028 || c === 0x2029 || c === 0x202f || c === 0x205f || c === 0x3000 || c === 0xfeff;
+}
+
+/**
+ * Printable ASCII as "user:password": 1-128 characters without a space, a colon, then 1-256
+ * characters (spaces allowed). The user part may hold colons too, so any colon that leaves both
+ * parts their lengths will do.
+ */
+function isUserColonPassword(decoded: string): boolean {
+  let firstSpace = decoded.length;
+  for (let i = 0; i < decoded.length; i++) {
+    const c = decoded.charCodeAt(i);
+    if (c < 0x20 || c > 0x7e) return false;
+    if (c === 0x20 && firstSpace === decoded.length) firstSpace = i;
+  }
+  const lowest = Math.max(1, decoded.length - 257);
+  const highest = Math.min(128, firstSpace, decoded.length - 2);
+  for (let colon = lowest; colon <= highest; colon++) if (decoded.charCodeAt(colon) === 58) return true;
+  return false;
 }
 
 /** US Medicare Beneficiary Identifier position rules. */

@@ -8,8 +8,11 @@ import { run } from './cli.ts';
 test('dlp catalogue lists every detector, as a table or JSON', async () => {
   const lines: string[] = [];
   assert.equal(await run(['catalogue', '--json'], (l) => lines.push(l)), 0);
-  const detectors = JSON.parse(lines.join('\n')) as { id: string }[];
+  const detectors = JSON.parse(lines.join('\n')) as { id: string; validation: string }[];
   assert.ok(detectors.length >= 200);
+  // what a validator proves, as the detector's definition states it (not read from its description)
+  const validation = Object.fromEntries(detectors.map((d) => [d.id, d.validation]));
+  assert.deepEqual([validation['payment-card-visa'], validation['us-ein'], validation['uk-nino']], ['checksum', 'structure', 'format']);
   const table: string[] = [];
   await run(['catalogue'], (l) => table.push(l));
   assert.equal(table.filter((l) => l.startsWith('| ') && !l.startsWith('| id | group |')).length, detectors.length);

@@ -30,7 +30,30 @@ export interface ConfidenceModel {
   negativePenalty: number;
 }
 
-export interface DetectorDefinition {
+/**
+ * How much a detector's validator proves beyond the candidate's shape; the catalogue reports it and
+ * the evaluation holds 'checksum' detectors to its strictest bar.
+ * - checksum: a check digit or checksum over the whole value, so almost every single-character change
+ *   is rejected (catalogue.test.ts holds each to 90% of the one-digit changes of its examples).
+ * - structure: rules beyond the shape but no whole-value checksum: dates, ranges, registry prefixes,
+ *   decoding, entropy, or a check digit over only part of the value.
+ * - format: the shape alone (pattern, length, character classes).
+ */
+export const validationKinds = ['checksum', 'structure', 'format'] as const;
+export type ValidationKind = (typeof validationKinds)[number];
+
+/** A validator always says what it proves; a detector without one is checked by its format alone. */
+export type DetectorValidation =
+  | { validate?: undefined; validation?: 'format' }
+  | {
+      /** Candidate must pass this. */
+      validate: (candidate: string) => boolean;
+      validation: ValidationKind;
+    };
+
+export type DetectorDefinition = DetectorShape & DetectorValidation;
+
+interface DetectorShape {
   id: string;
   group: DetectorGroup;
   /** What kind of data it is; used in redaction placeholders and flow rules. */
@@ -52,9 +75,10 @@ export interface DetectorDefinition {
   contextWindow?: number;
   /** Words that lower confidence when near (order numbers, tracking ids...). */
   negativeKeywords?: string[];
-  /** Candidate must pass this (checksum / structure). */
-  validate?: (candidate: string) => boolean;
-  /** If true a failed validation lowers confidence instead of discarding (vendor token checksums). */
+  /**
+   * If true a failed validation lowers confidence below the default bar instead of discarding
+   * (vendor token checksums: see failedChecksumPenalty in scan.ts).
+   */
   validationBoostsOnly?: boolean;
   confidence: ConfidenceModel;
   profiles: ComplianceProfile[];
@@ -72,7 +96,7 @@ export interface DetectorInfo {
   dataClass: string;
   description: string;
   examples: string[];
-  validation: 'checksum' | 'structure' | 'none';
+  validation: ValidationKind;
   requiresContext: boolean;
   keywords: string[];
   confidence: ConfidenceModel;

@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { compileDataProtection, type CompiledDataProtection } from './compile.ts';
 import { inspectBody, inspectJson, inspectText } from './inspect.ts';
 import { lookAlikeSetSource } from './look-alikes.ts';
+import { checksummedToken } from './detectors/secrets.ts';
 import RE2 from 're2';
 
 const response = { direction: 'response' as const, upstream: 'billing' };
@@ -43,6 +44,18 @@ test('mask keeps the last 4 card digits and separators; JSON stays valid; input 
   assert.deepEqual(r.value, { payment: { card: '**** **** **** 1111', amount: 12.5 } });
   assert.equal(input.payment.card, '4111 1111 1111 1111');
   assert.deepEqual(r.findings, [{ detector: 'payment-card-visa', group: 'financial', location: '$.payment.card', confidence: 0.95, action: 'mask', direction: 'response' }]);
+});
+
+// GitHub's own secret scanning relies on the token's CRC32: a ghp_ token whose checksum fails was never issued.
+test('a GitHub token whose checksum fails falls below the default bar; a lower minConfidence still reports it', () => {
+  const valid = checksummedToken('ghp', 'Zq8mW3xR7tLk2Vb9Nc4Hd6Fg1Js5Py');
+  const last = valid.at(-1)!;
+  const broken = valid.slice(0, -1) + (last === 'A' ? 'B' : 'A');
+  const finding = (c: CompiledDataProtection & { ok: true }, token: string) => inspectText(c, `deploy with ${token}`, response).findings.find((f) => f.detector === 'github-personal-access-token');
+  assert.equal(finding(all, valid)?.confidence, 0.92);
+  assert.equal(finding(all, broken), undefined);
+  const lenient = finding(compile({ defaultAction: 'mask', minConfidence: 0.4 }), broken);
+  assert.ok(lenient && lenient.confidence < 0.6, JSON.stringify(lenient));
 });
 
 test('findings never carry the matched value', () => {

@@ -887,6 +887,13 @@ function boundaryAt(text: string, i: number): boolean {
   return before !== after;
 }
 
+/**
+ * A vendor token whose checksum fails (GitHub, npm) was not issued by the vendor, whose own secret
+ * scanning relies on that checksum: it drops below the default bar (0.6; 0.92 becomes 0.47). A policy
+ * with a lower minConfidence still sees it, as a mistyped or made-up token.
+ */
+const failedChecksumPenalty = 0.45;
+
 function scanPattern(scan: Scan, d: CompiledDetector): void {
   const j = !d.lineFree ? scan.joinedFor(d.need) : scan.small ? scan.smallFor(d.need) : scan.linesFor(d.need);
   if (j.segs.length === 0) return;
@@ -919,7 +926,7 @@ function scanPattern(scan: Scan, d: CompiledDetector): void {
     let confidence = d.def.confidence.base;
     if (validate && !validate(candidate)) {
       if (!d.def.validationBoostsOnly) continue;
-      confidence -= 0.25;
+      confidence -= failedChecksumPenalty;
     }
     confidence = adjustForContext(d, t, seg, start, confidence, false);
     if (confidence >= d.minConfidence) scan.out.push({ segment: seg, start, end, detector: d, confidence, encoding: null });

@@ -1,7 +1,7 @@
 // Payment cards (PCI-DSS), bank identifiers and crypto wallets.
 import { stdnumCheck } from './stdnum-check.ts';
 import {
-  abaRoutingValid, bech32AddressValid, bicValid, bitcoinBase58Valid, cardExpiryValid, digitsOf, ibanValid, luhnValid,
+  abaRoutingValid, bech32AddressValid, bicValid, bitcoinBase58Valid, cardExpiryValid, digitsOf, firstCardDigitRun, ibanValid, luhnValid,
 } from '../checksums.ts';
 import { checksumConfidence, contextConfidence, weakConfidence, type DetectorDefinition } from '../detector.ts';
 
@@ -53,6 +53,7 @@ function card(id: string, brand: string, pattern: string, example: string): Dete
     pattern: `\\b${pattern}\\b`,
     keywords: cardKeywords,
     negativeKeywords: cardNegative,
+    validation: 'checksum',
     validate: luhnCard,
     confidence: checksumConfidence,
     profiles: ['pci-dss', 'gdpr-pii'],
@@ -89,6 +90,7 @@ export const financialDetectors: DetectorDefinition[] = [
     pattern: separatedCardShape,
     keywords: cardKeywords,
     negativeKeywords: cardNegative,
+    validation: 'checksum',
     validate: (c) => luhnCard(c) && cardBrandPrefix.test(digitsOf(c)),
     // Below the default bar (0.6) alone, over it with a card word nearby.
     confidence: { base: 0.3, contextBoost: 0.55, negativePenalty: 0.3 },
@@ -102,7 +104,8 @@ export const financialDetectors: DetectorDefinition[] = [
     description: 'Magnetic stripe track 1/2 data (card number with expiry and service code)',
     examples: ['%B4111111111111111^DOE/JOHN^2512101000000000?', ';4111111111111111=25121010000000000?'],
     pattern: '(?:%B\\d{13,19}\\^[^^\\n]{2,26}\\^\\d{4}|;\\d{13,19}=\\d{4})\\d{0,40}\\??',
-    validate: (c) => luhnValid(/\d{13,19}/.exec(c)?.[0] ?? ''),
+    validation: 'structure',
+    validate: (c) => luhnValid(firstCardDigitRun(c)),
     confidence: { base: 0.95, contextBoost: 0.04, negativePenalty: 0.1 },
     profiles: ['pci-dss'],
     maskKeep: 0,
@@ -131,6 +134,7 @@ export const financialDetectors: DetectorDefinition[] = [
     keywords: ['exp', 'expiry', 'expiration', 'valid thru', 'exp_date', 'expiry_date'],
     requiresContext: true,
     contextWindow: 16,
+    validation: 'structure',
     validate: cardExpiryValid,
     confidence: weakConfidence,
     profiles: ['pci-dss'],
@@ -144,6 +148,7 @@ export const financialDetectors: DetectorDefinition[] = [
     examples: ['DE89 3704 0044 0532 0130 00', 'GB82WEST12345698765432'],
     pattern: '\\b[A-Z]{2}\\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,4})?\\b',
     keywords: ['iban', 'account', 'bank'],
+    validation: 'checksum',
     validate: ibanValid,
     confidence: { base: 0.9, contextBoost: 0.08, negativePenalty: 0.2 },
     profiles: ['pci-dss', 'gdpr-pii'],
@@ -158,6 +163,7 @@ export const financialDetectors: DetectorDefinition[] = [
     pattern: '\\b\\d{9}\\b',
     keywords: ['routing', 'aba', 'rtn', 'routing_number', 'transit'],
     requiresContext: true,
+    validation: 'checksum',
     validate: abaRoutingValid,
     confidence: checksumConfidence,
     profiles: ['pci-dss', 'gdpr-pii'],
@@ -187,6 +193,7 @@ export const financialDetectors: DetectorDefinition[] = [
     keywords: ['swift', 'bic', 'swift_code', 'bic_code'],
     requiresContext: true,
     contextWindow: 16,
+    validation: 'structure',
     validate: bicValid,
     confidence: weakConfidence,
     profiles: ['gdpr-pii'],
@@ -201,6 +208,7 @@ export const financialDetectors: DetectorDefinition[] = [
     pattern: '\\b\\d{18}\\b',
     keywords: ['clabe'],
     requiresContext: true,
+    validation: 'checksum',
     validate: stdnumCheck('MX.clabe'),
     confidence: checksumConfidence,
     profiles: ['pci-dss', 'gdpr-pii'],
@@ -215,6 +223,7 @@ export const financialDetectors: DetectorDefinition[] = [
     pattern: '\\b\\d{22}\\b',
     keywords: ['cbu'],
     requiresContext: true,
+    validation: 'checksum',
     validate: stdnumCheck('AR.cbu'),
     confidence: checksumConfidence,
     profiles: ['pci-dss', 'gdpr-pii'],
@@ -228,6 +237,7 @@ export const financialDetectors: DetectorDefinition[] = [
     examples: ['1BvBMSEYstWetqTFn5Au4m4GFg7xJaNVN2'],
     pattern: '\\b[13][1-9A-HJ-NP-Za-km-z]{25,34}\\b',
     keywords: ['bitcoin', 'btc', 'wallet'],
+    validation: 'checksum',
     validate: bitcoinBase58Valid,
     confidence: { base: 0.85, contextBoost: 0.1, negativePenalty: 0.2 },
     profiles: ['gdpr-pii'],
@@ -241,6 +251,7 @@ export const financialDetectors: DetectorDefinition[] = [
     examples: ['bc1qar0srrr7xfkvy5l643lydnw9re59gtzzwf5mdq'],
     pattern: '\\b(?:bc|tb)1[02-9ac-hj-np-z]{11,71}\\b',
     keywords: ['bitcoin', 'btc', 'wallet'],
+    validation: 'checksum',
     validate: bech32AddressValid,
     confidence: { base: 0.9, contextBoost: 0.08, negativePenalty: 0.2 },
     profiles: ['gdpr-pii'],

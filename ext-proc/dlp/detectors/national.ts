@@ -1,9 +1,9 @@
 // National, tax and company identifiers of ~90 countries, validated by the
-// stdnum library's check algorithms. These numbers have no distinctive shape
+// stdnum library's check algorithms (most have a check digit; some only a format). These numbers have no distinctive shape
 // (a run of digits), so every one is keyword-gated: it counts only next to its
 // own name (CPF, PESEL, BSN, NINO...) in the text or in the JSON field name.
 import { stdnum } from 'stdnum';
-import type { DetectorDefinition, DetectorGroup } from '../detector.ts';
+import type { DetectorDefinition, DetectorGroup, ValidationKind } from '../detector.ts';
 import { quietly } from './stdnum-check.ts';
 import stdnumExamples from './stdnum-examples.json' with { type: 'json' };
 
@@ -19,6 +19,33 @@ const coveredElsewhere = new Set([
   'US.ssn', 'GB.nino', 'CA.sin', 'IN.aadhaar', 'IT.codicefiscale', 'ES.dni', 'ES.nie', 'FR.nir', 'CN.ric', 'KR.rrn',
   'MX.curp', 'SE.personnummer', 'MX.clabe', 'AR.cbu', 'CA.bc_bhn', 'SI.jmbg',
 ]);
+
+/**
+ * stdnum validators without a check digit over the whole number, read from their source (stdnum
+ * 1.12) and measured (most single-digit changes of their test vectors still validate). The rest
+ * have one; catalogue.test.ts holds every detector that claims a checksum to that.
+ * - format: length and character classes, perhaps a fixed leading character.
+ * - structure: dates, registry or region tables, prefixes, or a check digit over only part of
+ *   the number (CA.bn, CA.gst, CA.qst, ID.npwp: the first nine digits; CZ.rc/SK.rc: none in the
+ *   nine-digit form; DE.passport: only the issuing-authority part; EC.ruc, GT.cui, NL.btw, NZ.bank).
+ */
+const withoutCheckDigit: Record<string, Exclude<ValidationKind, 'checksum'>> = {
+  'AO.bi': 'format', 'AO.nif': 'format', 'AR.dni': 'format', 'AT.businessid': 'format', 'AZ.pin': 'format', 'AZ.tin': 'format',
+  'CA.pst': 'format', 'CR.cpf': 'format', 'CR.cr': 'format', 'DZ.nif': 'format', 'EG.tn': 'format', 'FO.vn': 'format',
+  'IS.vsk': 'format', 'KE.pin': 'format', 'LI.peid': 'format', 'MA.ice9': 'format', 'MZ.bi': 'format', 'PE.ce': 'format',
+  'PK.ntn': 'format', 'PY.cedula': 'format', 'TW.ban': 'format', 'ZA.vat': 'format',
+  'AD.nrt': 'structure', 'AL.nipt': 'structure', 'BO.ci': 'structure', 'BZ.tin': 'structure', 'CA.bn': 'structure', 'CA.gst': 'structure',
+  'CA.qst': 'structure', 'CR.cpj': 'structure', 'CU.ni': 'structure', 'CZ.rc': 'structure', 'DE.passport': 'structure', 'DE.stnr': 'structure',
+  'DK.cpr': 'structure', 'DO.ncf': 'structure', 'EC.ruc': 'structure', 'GT.cui': 'structure', 'ID.npwp': 'structure', 'IN.pan': 'structure',
+  'MY.nric': 'structure', 'NL.btw': 'structure', 'NZ.bank': 'structure', 'PK.cnic': 'structure', 'RO.onrc': 'structure', 'SK.rc': 'structure',
+  'SM.coe': 'structure', 'TN.mf': 'structure', 'TW.tax_code': 'structure', 'US.ein': 'structure',
+};
+
+const validatedBy: Record<ValidationKind, string> = {
+  checksum: 'check digits validated by stdnum',
+  structure: 'structure checked by stdnum, no check digit over the whole number',
+  format: 'format checked by stdnum, no check digit',
+};
 
 /** Extra context words where the abbreviation alone is too short or ambiguous. */
 const extraKeywords: Record<string, string[]> = {
@@ -66,15 +93,17 @@ export const nationalDetectors: DetectorDefinition[] = Object.entries(stdnum as 
     const { group, dataClass } = classify(validator.name);
     const keywords = keywordsFor(path, key, validator);
     const sample = examples[path]?.[0];
+    const validation = withoutCheckDigit[path] ?? 'checksum';
     return {
       id: `${country.toLowerCase()}-${key.toLowerCase().replace(/_/g, '-')}`,
       group,
       dataClass,
-      description: `${validator.name}${validator.abbreviation ? ` (${validator.abbreviation})` : ''}, check digits validated by stdnum; reported next to its name`,
+      description: `${validator.name}${validator.abbreviation ? ` (${validator.abbreviation})` : ''}, ${validatedBy[validation]}; reported next to its name`,
       examples: sample ? [`${keywords[0]}: ${sample}`] : [],
       keywords,
       requiresContext: true,
       contextWindow: 32,
+      validation,
       validate: (candidate) => quietly(() => validator.validate(candidate).isValid),
       confidence: { base: 0.8, contextBoost: 0.15, negativePenalty: 0.3 },
       profiles: group === 'health' ? ['hipaa', 'gdpr-pii'] : ['gdpr-pii'],

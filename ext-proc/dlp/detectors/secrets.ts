@@ -2,7 +2,7 @@
 // documented prefix and shape; GitHub/npm tokens carry a CRC32 checksum we
 // verify. Secrets without structure are keyword-gated and entropy-checked.
 import { base62, basicAuthValid, crc32, jwtValid, looksRandom, prefixedCrc32TokenValid } from '../checksums.ts';
-import type { ConfidenceModel, DetectorDefinition } from '../detector.ts';
+import type { ConfidenceModel, DetectorDefinition, DetectorValidation } from '../detector.ts';
 
 const vendorConfidence: ConfidenceModel = { base: 0.92, contextBoost: 0.06, negativePenalty: 0.15 };
 const keyedConfidence: ConfidenceModel = { base: 0.8, contextBoost: 0.15, negativePenalty: 0.3 };
@@ -27,7 +27,7 @@ function vendor(
   description: string,
   pattern: string,
   example: string,
-  extra: Partial<DetectorDefinition> = {},
+  extra: Partial<Omit<DetectorDefinition, 'validate' | 'validation'>> & DetectorValidation = {},
 ): DetectorDefinition {
   return {
     id,
@@ -48,7 +48,7 @@ export function checksummedToken(prefix: string, random30: string): string {
   return `${prefix}_${random30}${base62(crc32(random30), 6)}`;
 }
 
-const githubChecksum = { validate: prefixedCrc32TokenValid, validationBoostsOnly: true };
+const githubChecksum = { validate: prefixedCrc32TokenValid, validation: 'checksum', validationBoostsOnly: true } as const;
 const ghRandom = syntheticBody(30, alnum, 11);
 
 export const secretDetectors: DetectorDefinition[] = [
@@ -78,6 +78,7 @@ export const secretDetectors: DetectorDefinition[] = [
     keywords: ['aws_secret', 'secret_access_key', 'aws secret', 'secretaccesskey', 'aws_secret_access_key'],
     requiresContext: true,
     contextWindow: 32,
+    validation: 'structure',
     validate: (c) => looksRandom(c, 4),
     confidence: keyedConfidence,
     profiles: ['secrets', 'soc2'],
@@ -154,14 +155,14 @@ export const secretDetectors: DetectorDefinition[] = [
   vendor('facebook-access-token', 'Facebook/Meta access token', '\\bEAA[A-Z][A-Za-z0-9]{80,}', `EAAB${syntheticBody(100, alnum)}`),
   vendor('okta-api-token', 'Okta API token next to an Okta label', '\\b00[A-Za-z0-9_-]{40}\\b', `okta token 00${syntheticBody(40, b64url)}`, { keywords: ['okta', 'ssws'], requiresContext: true, contextWindow: 32, confidence: keyedConfidence }),
   vendor('heroku-api-key', 'Heroku API key next to a Heroku label', '\\b[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\\b', `HEROKU_API_KEY=01234567-89ab-4def-8123-456789abcdef`, { keywords: ['heroku'], requiresContext: true, contextWindow: 24, confidence: keyedConfidence }),
-  vendor('cloudflare-api-token', 'Cloudflare API token (40 chars) next to a Cloudflare label', '\\b[A-Za-z0-9_-]{40}\\b', `CLOUDFLARE_API_TOKEN=${syntheticBody(40, alnum)}`, { keywords: ['cloudflare', 'cf_api_token', 'cf-api-token'], requiresContext: true, contextWindow: 24, validate: (c) => looksRandom(c), confidence: keyedConfidence }),
+  vendor('cloudflare-api-token', 'Cloudflare API token (40 chars) next to a Cloudflare label', '\\b[A-Za-z0-9_-]{40}\\b', `CLOUDFLARE_API_TOKEN=${syntheticBody(40, alnum)}`, { keywords: ['cloudflare', 'cf_api_token', 'cf-api-token'], requiresContext: true, contextWindow: 24, validation: 'structure', validate: (c) => looksRandom(c), confidence: keyedConfidence }),
   vendor('private-key-block', 'PEM private key block (RSA, EC, DSA, OpenSSH, PGP, PKCS#8)', '-----BEGIN (?:RSA |EC |DSA |OPENSSH |ENCRYPTED |PGP )?PRIVATE KEY(?: BLOCK)?-----', '-----BEGIN RSA PRIVATE KEY-----\nMIIEow...\n-----END RSA PRIVATE KEY-----', { confidence: { base: 0.98, contextBoost: 0.01, negativePenalty: 0.1 }, wholeBlock: true }),
   vendor('putty-private-key', 'PuTTY private key file', 'PuTTY-User-Key-File-\\d: ', 'PuTTY-User-Key-File-3: ssh-ed25519', { wholeBlock: true }),
-  vendor('json-web-token', 'JSON Web Token (header and payload decoded and checked)', '\\beyJ[A-Za-z0-9_-]{5,}\\.eyJ[A-Za-z0-9_-]{5,}\\.[A-Za-z0-9_-]{0,}', `${Buffer.from('{"alg":"HS256","typ":"JWT"}').toString('base64url')}.${Buffer.from('{"sub":"1234567890","name":"Jane"}').toString('base64url')}.${syntheticBody(43, b64url)}`, { validate: jwtValid, confidence: { base: 0.85, contextBoost: 0.1, negativePenalty: 0.2 } }),
+  vendor('json-web-token', 'JSON Web Token (header and payload decoded and checked)', '\\beyJ[A-Za-z0-9_-]{5,}\\.eyJ[A-Za-z0-9_-]{5,}\\.[A-Za-z0-9_-]{0,}', `${Buffer.from('{"alg":"HS256","typ":"JWT"}').toString('base64url')}.${Buffer.from('{"sub":"1234567890","name":"Jane"}').toString('base64url')}.${syntheticBody(43, b64url)}`, { validation: 'structure', validate: jwtValid, confidence: { base: 0.85, contextBoost: 0.1, negativePenalty: 0.2 } }),
   vendor('url-embedded-credentials', 'URL with user:password credentials (database and service URLs)', '\\b[a-zA-Z][a-zA-Z0-9+.-]{1,20}://[^\\s:@/"\']{1,64}:[^\\s@/"\']{1,128}@[A-Za-z0-9.-]+', 'postgres://app:S3cr3tPa55@db.internal:5432/app'),
   vendor('url-token-parameter', 'URL query parameter carrying a token or key', '[?&](?:access_token|api_key|apikey|token|auth|password|client_secret|sig|signature|key)=[A-Za-z0-9%._~+/-]{16,}', 'https://api.example.com/v1/items?api_key=Zx81kd0s9Qm3Lp7Vn2Tc', { confidence: { base: 0.75, contextBoost: 0.15, negativePenalty: 0.3 } }),
-  vendor('http-basic-auth-header', 'HTTP Basic Authorization credentials (decodes to user:password)', '\\bBasic [A-Za-z0-9+/]{8,}={0,2}', `Authorization: Basic ${Buffer.from('admin:hunter22').toString('base64')}`, { validate: basicAuthValid }),
-  vendor('http-bearer-token', 'HTTP Bearer token in an Authorization value', '\\b[Bb]earer [A-Za-z0-9._~+/-]{20,}=*', `Authorization: Bearer ${syntheticBody(40, alnum)}`, { validate: (c) => looksRandom(c.slice(7), 3.2), confidence: { base: 0.85, contextBoost: 0.1, negativePenalty: 0.3 } }),
+  vendor('http-basic-auth-header', 'HTTP Basic Authorization credentials (decodes to user:password)', '\\bBasic [A-Za-z0-9+/]{8,}={0,2}', `Authorization: Basic ${Buffer.from('admin:hunter22').toString('base64')}`, { validation: 'structure', validate: basicAuthValid }),
+  vendor('http-bearer-token', 'HTTP Bearer token in an Authorization value', '\\b[Bb]earer [A-Za-z0-9._~+/-]{20,}=*', `Authorization: Bearer ${syntheticBody(40, alnum)}`, { validation: 'structure', validate: (c) => looksRandom(c.slice(7), 3.2), confidence: { base: 0.85, contextBoost: 0.1, negativePenalty: 0.3 } }),
   {
     id: 'password-field',
     group: 'credentials',
@@ -189,6 +190,7 @@ export const secretDetectors: DetectorDefinition[] = [
     requiresContext: true,
     contextWindow: 24,
     wholeValueWhenKeyMatches: true,
+    validation: 'structure',
     validate: (c) => looksRandom(c),
     confidence: { base: 0.7, contextBoost: 0.2, negativePenalty: 0.4 },
     negativeKeywords: ['example', 'placeholder', 'your_', 'xxxx'],
