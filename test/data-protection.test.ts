@@ -510,6 +510,17 @@ describe('data-flow control', () => {
       );
     }
     assert.equal(mailer.calls.length, before, 'no respelled email reached the mailer');
+    // Spelled so that no detector finds it: underscores and no card word, in base64. The search by
+    // the remembered values' canonical form finds it all the same.
+    const groups = billingCard.split(' ');
+    for (const evasive of [groups.join('_'), `ref ${digits}x`, Buffer.from(digits).toString('base64')]) {
+      await assert.rejects(
+        () => mail.callTool({ name: 'send_email', arguments: { to: 'x@example.com', text: evasive } }),
+        (error: unknown) => error instanceof McpError && (error.data as { mandate: { code: string } }).mandate.code === 'sensitive_data_flow_blocked',
+        evasive,
+      );
+    }
+    assert.equal(mailer.calls.length, before, 'no evasive email reached the mailer');
     const unseen = await mail.callTool({ name: 'send_email', arguments: { to: 'x@example.com', text: `a different card ${otherCard}` } });
     assert.equal(resultText(unseen), 'sent', 'a value the session never read from another upstream is not a flow');
     await mail.close();

@@ -3,7 +3,8 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { connect } from 'nats';
 import { startNatsServer } from '../../test/support/nats-server.ts';
-import { compileDataProtection } from './compile.ts';
+import { protectRequestJson } from '../pipeline/data-protection.ts';
+import { compileDataProtection, type CompiledDataProtectionOk } from './compile.ts';
 import { flowSubject, ReplicatedFlowTracker, sharedFingerprintKey } from './flow-replication.ts';
 import { inspectBody } from './inspect.ts';
 
@@ -45,6 +46,10 @@ test('replicas share one fingerprint key, and a value read on one is refused on 
     assert.deepEqual(violations.map((v) => [v.code, v.action, v.from.upstream]), [['sensitive_data_flow_blocked', 'block', 'billing']]);
     // Another session on replica B knows nothing of it.
     assert.deepEqual(replicaB.checkRequest('session-2', mailer, outgoing.fingerprints), []);
+    // The shape travels with the fingerprint: replica B finds the card spelled so no detector does.
+    const evasive = protectRequestJson(onB as CompiledDataProtectionOk, replicaB, 'session-1', { text: '4539_1488_0343_6467' }, mailer);
+    assert.equal(evasive.findings.length, 0);
+    assert.equal(evasive.denial?.code, 'sensitive_data_flow_blocked');
 
     // Malformed messages on the subject are logged and dropped; the replica keeps working.
     const bad: string[] = [];

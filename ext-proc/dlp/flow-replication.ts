@@ -5,20 +5,23 @@
 //     first replica in a JetStream KV bucket and read by the others;
 //   - each remembered tool result is published (core NATS, at most once) and
 //     every other replica records it in its own FlowTracker.
-// Only keyed hashes, data classes and origins cross the wire, never values. A
-// message lost in a NATS outage leaves that value known to its own replica only.
+// Only keyed hashes (fingerprints and probes), canonical lengths, data classes
+// and origins cross the wire, never values. A message lost in a NATS outage
+// leaves that value known to its own replica only.
 import { randomBytes } from 'node:crypto';
 import { JSONCodec, type NatsConnection, type Subscription } from 'nats';
 import { z } from 'zod';
 import { environmentSchema } from '../../config/schema.ts';
+import { maxCanonicalLength, minCanonicalLength } from './fingerprint.ts';
 import type { FlowLimits, FlowOrigin, FlowSignal, FlowTrackerOptions } from './flow.ts';
 import { FlowTracker } from './flow.ts';
 import type { ValueFingerprint } from './inspect.ts';
 
 const keyBucket = 'mandate-flow';
 const keyName = 'fingerprint-key';
-export const flowSubject = 'mandate.flow.v1';
-/** About 150 bytes each as JSON: a message stays near 150 KB. */
+/** v2: fingerprints of the canonical form, with shapes (fingerprint.ts); v1 replicas hashed otherwise and are not listened to. */
+export const flowSubject = 'mandate.flow.v2';
+/** About 200 bytes each as JSON: a message stays near 200 KB. */
 const fingerprintsPerMessage = 1000;
 
 /** What a replica publishes per remembered tool result; checked on arrival like any other input. */
@@ -26,7 +29,17 @@ const flowMessageSchema = z.object({
   replica: z.string(),
   session: z.string(),
   origin: z.object({ upstream: z.string(), environment: environmentSchema, tool: z.string().optional() }),
-  fingerprints: z.array(z.object({ hash: z.string(), dataClass: z.string(), detector: z.string(), group: z.string() })).max(fingerprintsPerMessage),
+  fingerprints: z
+    .array(
+      z.object({
+        hash: z.string(),
+        dataClass: z.string(),
+        detector: z.string(),
+        group: z.string(),
+        shape: z.object({ length: z.number().int().min(minCanonicalLength).max(maxCanonicalLength), digitsOnly: z.boolean(), probe: z.number().int().min(0).max(0xffffffff) }).optional(),
+      }),
+    )
+    .max(fingerprintsPerMessage),
   limits: z.object({ maxFingerprintsPerSession: z.number().int().positive(), ttlMs: z.number().positive(), gradualCollectionThreshold: z.number().int().positive() }).nullable(),
 });
 type FlowMessage = z.infer<typeof flowMessageSchema>;

@@ -71,14 +71,16 @@ test('configured rules replace the defaults', () => {
   assert.equal(flow.checkRequest('s', { upstream: 'ext', environment: 'external', toolClass: 'egress' }, fp).length, 0);
 });
 
-test('fingerprints are a keyed SHA3-256 of the data class and the value without separators', async () => {
+test('fingerprints are a keyed SHA3-256 of the value in canonical form (letters and digits, lower case)', async () => {
   const { hash } = await import('node:crypto');
-  const { fingerprint } = await import('./inspect.ts');
-  const expected = hash('sha3-256', `${key.toString('hex')}\0payment-card\u00004111111111111111`, 'hex').slice(0, 32);
-  assert.equal(fingerprint(key, 'payment-card', '4111 1111-1111.1111'), expected);
+  const { fingerprint } = await import('./fingerprint.ts');
+  const expected = hash('sha3-256', `${key.toString('hex')}\u00004111111111111111`, 'hex').slice(0, 32);
+  assert.equal(fingerprint(key, '4111 1111-1111.1111'), expected);
+  assert.equal(fingerprint(key, '4111_1111_1111_1111'), expected);
   const r = inspectJson(compiled, { c: '4111 1111 1111 1111' }, { direction: 'response', upstream: 'x' });
   assert.equal(r.fingerprints[0]!.hash, expected);
-  assert.notEqual(fingerprint(Buffer.alloc(32, 1), 'payment-card', '4111111111111111'), expected, 'another key, another hash');
+  assert.notEqual(fingerprint(Buffer.alloc(32, 1), '4111111111111111'), expected, 'another key, another hash');
+  assert.equal(fingerprint(key, 'Jane.Doe@Example.org'), fingerprint(key, 'JANE DOE example.ORG'));
 });
 
 test("a Persona's own limits (memory, TTL, gradual-collection threshold) win over the tracker's", () => {
@@ -104,4 +106,51 @@ test("a Persona's own limits (memory, TTL, gradual-collection threshold) win ove
   assert.equal(flow2.checkRequest('t', egress, synthetic(3), undefined, personaLimits).length, 0, 'the oldest values were evicted');
   assert.equal(flow2.checkRequest('t', egress, synthetic(4), undefined, personaLimits).length, 1, 'the newest 16 are kept');
   assert.equal(flow2.checkRequest('t', egress, synthetic(19), undefined, personaLimits).length, 1);
+});
+
+test('a request is searched beyond its findings only when the session remembers values its destination may not receive', () => {
+  const now = { t: 0 };
+  const flow = tracker(now, { maxFingerprintsPerSession: 2 });
+  const egress = { upstream: 'mailer', environment: 'production' as const, toolClass: 'egress' as const };
+  const origin = { upstream: 'billing', environment: 'production' as const };
+  assert.equal(flow.restrictedValues('s', egress), null, 'a session that read nothing');
+  const read = (value: unknown) => inspectJson(compiled, value, { direction: 'response', upstream: 'billing' }).fingerprints;
+  const card = read({ card: '4539 1488 0343 6467' });
+  assert.deepEqual(card[0]!.shape && { length: card[0]!.shape.length, digitsOnly: card[0]!.shape.digitsOnly }, { length: 16, digitsOnly: true });
+  flow.recordResponse('s', origin, card);
+  assert.equal(flow.restrictedValues('s', { upstream: 'billing', environment: 'production', toolClass: 'egress' }), null, 'the same upstream may receive it');
+  assert.equal(flow.restrictedValues('s', { upstream: 'crm', environment: 'production', toolClass: 'write' }), null, 'so may a write tool in production');
+  assert.deepEqual([...flow.restrictedValues('s', egress)!.lengths], [[16, 1]]);
+  flow.recordResponse('s', origin, read({ email: 'jane.doe@example.org' }));
+  assert.deepEqual([...flow.restrictedValues('s', egress)!.lengths].sort(), [[16, 1], [17, 2]]);
+  // The memory bound (2) evicts the card: its length and probe go with it.
+  flow.recordResponse('s', origin, read({ ssn: '123-45-6788' }));
+  const restricted = flow.restrictedValues('s', egress)!;
+  assert.deepEqual([...restricted.lengths].sort(), [[17, 2], [9, 1]]);
+  assert.equal(restricted.probes.size, 2);
+  assert.ok(!restricted.probes.has(card[0]!.shape!.probe));
+});
+
+test('values too short or too uniform to find without their detector get no shape', async () => {
+  const { canonicalShape, canonicalForm } = await import('./fingerprint.ts');
+  assert.equal(canonicalShape(key, canonicalForm('12-34-56')), null, 'six characters');
+  assert.equal(canonicalShape(key, canonicalForm('1111 1111 1111 1111')), null, 'one character repeated');
+  assert.equal(canonicalShape(key, canonicalForm('123-45-6788'))?.length, 9);
+  assert.equal(canonicalShape(key, canonicalForm('AKIAZ3MQ7HW2XK4JLP5R'))?.probe, canonicalShape(key, canonicalForm('akiaz3mq7hw2xk4jlp5r'))?.probe);
+  assert.notEqual(canonicalShape(key, '123456788')?.probe, canonicalShape(Buffer.alloc(32, 9), '123456788')?.probe, 'the probe is keyed');
+});
+
+test('the search of a request is bounded: a megabyte of digits and separators is searched in bounded time', async () => {
+  const { spannedFingerprints, maxSpansPerRequest } = await import('./flow-candidates.ts');
+  const { canonicalShape } = await import('./fingerprint.ts');
+  const lengths = new Map([[8, 1], [9, 1], [16, 1], [17, 2], [20, 2], [22, 2]]);
+  const probes = new Map([[canonicalShape(key, '123456788')!.probe, 1]]);
+  const text = '1 2-3 4_5 6 7 8 9 '.repeat(60_000);
+  const started = performance.now();
+  const found = spannedFingerprints(key, [text + ' 123456788'], { lengths, probes });
+  const elapsed = performance.now() - started;
+  assert.ok(elapsed < 1000, `${elapsed} ms`);
+  assert.ok(maxSpansPerRequest < text.length * lengths.size, 'the bound was reached');
+  assert.deepEqual(found, [], 'past the bound the rest is left to the detectors');
+  assert.equal(spannedFingerprints(key, ['x 123456788'], { lengths, probes }).length, 1);
 });

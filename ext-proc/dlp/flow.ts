@@ -1,9 +1,17 @@
 // Data-flow control: remembers keyed fingerprints of sensitive values that came
 // out of tool results, per session, and refuses a later request that carries one
 // of them somewhere its data class may not go. Pure: clock and memory bounds are
-// injected; no values are kept, only keyed hashes (see inspect.ts fingerprint()).
+// injected; no values are kept, only keyed hashes (see fingerprint.ts).
+//
+// A request is matched two ways: the fingerprints of what the detectors found in
+// it, and, when the session remembers values the destination may not receive,
+// every span of the request that could spell one of them (flow-candidates.ts),
+// found or not by a detector. For the latter the tracker keeps, per origin and
+// data class, the lengths and kinds of the remembered values, and the probes of
+// all of them (fingerprint.ts).
 import type { DataFlowRule, DataProtection } from '../../config/data-protection-schema.ts';
 import type { Environment, ToolClass } from '../../config/schema.ts';
+import type { CanonicalShape } from './fingerprint.ts';
 import type { ValueFingerprint } from './inspect.ts';
 
 export interface FlowOrigin {
@@ -59,12 +67,37 @@ interface Remembered {
   dataClass: string;
   detector: string;
   seenAt: number;
+  source: ValueSource;
+  shape: CanonicalShape | null;
+}
+
+/** The remembered values of one origin and data class: what decides whether a destination may receive them. */
+interface ValueSource {
+  key: string;
+  origin: FlowOrigin;
+  dataClass: string;
+  values: number;
+  /** (length << 1 | digitsOnly) → how many of its values have that shape. */
+  shapes: Map<number, number>;
 }
 
 interface SessionFlow {
   values: Map<string, Remembered>;
+  sources: Map<string, ValueSource>;
+  /** Probe → how many remembered values have it. */
+  probes: Map<number, number>;
   distinctEver: number;
   signalled: boolean;
+}
+
+/**
+ * What a request is searched for when its destination may not receive some remembered values:
+ * their canonical lengths, each with the kinds present (1: all digits, 2: with letters), and the
+ * probes of the session's values.
+ */
+export interface RestrictedValues {
+  lengths: ReadonlyMap<number, number>;
+  probes: ReadonlyMap<number, number>;
 }
 
 /** Used when a Persona enables flow control without rules of its own. */
@@ -93,10 +126,18 @@ export class FlowTracker {
     const now = this.#options.now();
     for (const f of fingerprints) {
       if (!s.values.has(f.hash)) s.distinctEver++;
-      s.values.delete(f.hash);
-      s.values.set(f.hash, { origin, dataClass: f.dataClass, detector: f.detector, seenAt: now });
+      forget(s, f.hash);
+      const source = sourceOf(s, origin, f.dataClass);
+      const shape = f.shape ?? null;
+      s.values.set(f.hash, { origin, dataClass: f.dataClass, detector: f.detector, seenAt: now, source, shape });
+      source.values++;
+      if (shape) {
+        const k = shapeKey(shape);
+        source.shapes.set(k, (source.shapes.get(k) ?? 0) + 1);
+        s.probes.set(shape.probe, (s.probes.get(shape.probe) ?? 0) + 1);
+      }
       // Oldest first out: Map keeps insertion order, and re-seen values were re-inserted above.
-      while (s.values.size > maxFingerprintsPerSession) s.values.delete(s.values.keys().next().value!);
+      while (s.values.size > maxFingerprintsPerSession) forget(s, s.values.keys().next().value!);
     }
     if (!s.signalled && s.distinctEver >= gradualCollectionThreshold) {
       s.signalled = true;
@@ -114,7 +155,7 @@ export class FlowTracker {
    * Checks values about to be sent in a request against what the session read earlier.
    * `rules` and `limits` override the tracker's: one tracker serves every Persona, each with its own.
    */
-  checkRequest(session: string, destination: FlowDestination, fingerprints: ValueFingerprint[], rules?: DataFlowRule[], limits?: FlowLimits): FlowViolation[] {
+  checkRequest(session: string, destination: FlowDestination, fingerprints: Iterable<Pick<ValueFingerprint, 'hash'>>, rules?: DataFlowRule[], limits?: FlowLimits): FlowViolation[] {
     const { ttlMs } = limits ?? this.#options;
     const activeRules = rules && rules.length > 0 ? rules : this.#rules;
     const s = this.#sessions.get(session);
@@ -125,7 +166,7 @@ export class FlowTracker {
       const r = s.values.get(f.hash);
       if (!r) continue;
       if (now - r.seenAt > ttlMs) {
-        s.values.delete(f.hash);
+        forget(s, f.hash);
         continue;
       }
       for (const rule of activeRules) {
@@ -145,6 +186,29 @@ export class FlowTracker {
     return out;
   }
 
+  /**
+   * What a request to `destination` must be searched for beyond its findings, or null when no
+   * remembered value of the session is barred from it (then the search costs nothing): the
+   * lengths and kinds of the barred values, and the probes of all. One look per origin and data
+   * class the session read, not per value. Values past their TTL may still count here; checkRequest
+   * drops them.
+   */
+  restrictedValues(session: string, destination: FlowDestination, rules?: DataFlowRule[]): RestrictedValues | null {
+    const s = this.#sessions.get(session);
+    if (!s || s.probes.size === 0) return null;
+    const activeRules = rules && rules.length > 0 ? rules : this.#rules;
+    let lengths: Map<number, number> | null = null;
+    for (const source of s.sources.values()) {
+      if (source.shapes.size === 0 || !activeRules.some((rule) => ruleApplies(rule, source, destination))) continue;
+      lengths ??= new Map();
+      for (const k of source.shapes.keys()) {
+        const length = k >>> 1;
+        lengths.set(length, (lengths.get(length) ?? 0) | ((k & 1) === 1 ? 1 : 2));
+      }
+    }
+    return lengths === null ? null : { lengths, probes: s.probes };
+  }
+
   forgetSession(session: string): void {
     this.#sessions.delete(session);
   }
@@ -152,7 +216,7 @@ export class FlowTracker {
   #session(id: string): SessionFlow {
     let s = this.#sessions.get(id);
     if (!s) {
-      s = { values: new Map(), distinctEver: 0, signalled: false };
+      s = { values: new Map(), sources: new Map(), probes: new Map(), distinctEver: 0, signalled: false };
       this.#sessions.set(id, s);
       const max = this.#options.maxSessions ?? 10_000;
       while (this.#sessions.size > max) this.#sessions.delete(this.#sessions.keys().next().value!);
@@ -161,7 +225,37 @@ export class FlowTracker {
   }
 }
 
-function ruleApplies(rule: DataFlowRule, r: Remembered, to: FlowDestination): boolean {
+function sourceOf(s: SessionFlow, origin: FlowOrigin, dataClass: string): ValueSource {
+  const key = `${origin.upstream}\0${origin.environment}\0${dataClass}`;
+  let source = s.sources.get(key);
+  if (source === undefined) s.sources.set(key, (source = { key, origin: { upstream: origin.upstream, environment: origin.environment }, dataClass, values: 0, shapes: new Map() }));
+  return source;
+}
+
+function shapeKey(shape: CanonicalShape): number {
+  return (shape.length << 1) | (shape.digitsOnly ? 1 : 0);
+}
+
+/** Drops a remembered value and its share of the session's lengths and probes. */
+function forget(s: SessionFlow, hash: string): void {
+  const r = s.values.get(hash);
+  if (r === undefined) return;
+  s.values.delete(hash);
+  const source = r.source;
+  if (r.shape) {
+    decrement(source.shapes, shapeKey(r.shape));
+    decrement(s.probes, r.shape.probe);
+  }
+  if (--source.values === 0) s.sources.delete(source.key);
+}
+
+function decrement(counts: Map<number, number>, key: number): void {
+  const n = (counts.get(key) ?? 0) - 1;
+  if (n <= 0) counts.delete(key);
+  else counts.set(key, n);
+}
+
+function ruleApplies(rule: DataFlowRule, r: Pick<Remembered, 'origin' | 'dataClass'>, to: FlowDestination): boolean {
   if (rule.crossUpstreamOnly && r.origin.upstream === to.upstream) return false;
   if (rule.dataClasses && !rule.dataClasses.includes(r.dataClass)) return false;
   if (rule.fromEnvironments && !rule.fromEnvironments.includes(r.origin.environment)) return false;

@@ -11,12 +11,11 @@
 // whole new JSON string). JSON nested in a string is read from the decoded
 // string and, when edited, written back as one JSON string.
 import { isAscii } from 'node:buffer';
-import { hash } from 'node:crypto';
 import type { DataFinding } from '../decision/decision.ts';
 import type { DataProtectionAction } from '../../config/data-protection-schema.ts';
 import { resolveAction, type CompiledDataProtection, type CompiledDataProtectionOk, type CompiledDetector } from './compile.ts';
 import { scanTable, valueOf, type Match, type SegmentTable } from './scan.ts';
-import { readAsAscii } from './look-alikes.ts';
+import { canonicalForm, canonicalShape, fingerprintOfCanonical, keyPrefix, type CanonicalShape } from './fingerprint.ts';
 
 export interface InspectContext {
   direction: 'request' | 'response';
@@ -24,12 +23,14 @@ export interface InspectContext {
   tool?: string;
 }
 
-/** A keyed hash of one sensitive value, for data-flow tracking. Never the value. */
+/** A keyed hash of one sensitive value, for data-flow tracking (fingerprint.ts). Never the value. */
 export interface ValueFingerprint {
   hash: string;
   dataClass: string;
   detector: string;
   group: string;
+  /** How a request can be searched for the value without its detector; absent for short or uniform values. */
+  shape?: CanonicalShape;
 }
 
 export interface BlockedBy {
@@ -680,7 +681,9 @@ function applyMatches(
     if (prefix !== null) {
       const s = doc.texts[doc.text[m.segment]!]!;
       const base = doc.start[m.segment]!;
-      fingerprints.push({ hash: fingerprintWith(prefix, d.def.dataClass, s.slice(base + m.start, base + m.end)), dataClass: d.def.dataClass, detector: d.def.id, group: d.def.group });
+      const canonical = canonicalForm(s.slice(base + m.start, base + m.end));
+      const shape = context.direction === 'response' ? canonicalShape(key!, canonical) : null;
+      fingerprints.push({ hash: fingerprintOfCanonical(prefix, canonical), dataClass: d.def.dataClass, detector: d.def.id, group: d.def.group, ...(shape ? { shape } : {}) });
     }
     if (action === 'block') blocked ??= { group: d.def.group, detector: d.def.id };
   }
@@ -1087,49 +1090,4 @@ function isLetterOrDigit(ch: string): boolean {
   const c = ch.charCodeAt(0);
   if (c < 128) return (c >= 48 && c <= 57) || (c >= 65 && c <= 90) || (c >= 97 && c <= 122);
   return letterOrDigit.test(ch);
-}
-
-const prefixByKey = new WeakMap<Buffer, string>();
-
-/** The key as the hash input's prefix (hex, then NUL), per key. */
-function keyPrefix(key: Buffer): string {
-  let p = prefixByKey.get(key);
-  if (p === undefined) prefixByKey.set(key, (p = key.toString('hex') + '\0'));
-  return p;
-}
-
-/** The value in its ASCII reading (look-alikes.ts), without the separators that do not change its identity (spaces, dots, dashes, slashes, brackets). */
-function normalise(original: string): string {
-  const value = readAsAscii(original);
-  let out = '';
-  let from = 0;
-  for (let i = 0; i < value.length; i++) {
-    const c = value.charCodeAt(i);
-    if (c === 46 || c === 45 || c === 47 || c === 40 || c === 41 || isSpace(c)) {
-      out += value.slice(from, i);
-      from = i + 1;
-    }
-  }
-  return (from === 0 ? value : out + value.slice(from)).toLowerCase();
-}
-
-/** What \s matches in a JS RegExp. */
-function isSpace(c: number): boolean {
-  return (c >= 9 && c <= 13) || c === 32 || c === 160 || c === 0x1680 || (c >= 0x2000 && c <= 0x200a) || c === 0x2028 || c === 0x2029 || c === 0x202f || c === 0x205f || c === 0x3000 || c === 0xfeff;
-}
-
-/**
- * A keyed hash of a value: SHA3-256 over the secret key, the data class and
- * the value without separators, first 128 bits in hex. The key is a prefix,
- * which is sound for SHA-3 (no length extension; KMAC builds on the same
- * property) and costs one short native hash per finding, a fraction of an
- * HMAC object's setup. Fingerprints only ever meet fingerprints of the same
- * process and key.
- */
-function fingerprintWith(prefix: string, dataClass: string, value: string): string {
-  return (hash('sha3-256', prefix + dataClass + '\0' + normalise(value), 'hex') as string).slice(0, 32);
-}
-
-export function fingerprint(key: Buffer, dataClass: string, value: string): string {
-  return fingerprintWith(keyPrefix(key), dataClass, value);
 }

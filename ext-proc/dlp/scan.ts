@@ -1216,7 +1216,8 @@ function hasLower(s: string): boolean {
   return false;
 }
 
-function decode(decoder: 'base64' | 'hex' | 'url', raw: string): string | null {
+/** The text an encoded run stands for, or null when it decodes to too little or to bytes that are not mostly printable. */
+export function decode(decoder: 'base64' | 'hex' | 'url', raw: string): string | null {
   let bytes: Buffer;
   if (decoder === 'hex') bytes = Buffer.from(raw, 'hex');
   else if (decoder === 'base64') bytes = Buffer.from(raw, 'base64');

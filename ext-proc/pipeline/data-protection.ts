@@ -6,6 +6,7 @@ import type { Environment, ToolClass } from '../../config/schema.ts';
 import type { DataFinding, DecisionReason } from '../decision/decision.ts';
 import type { CompiledDataProtectionOk } from '../dlp/compile.ts';
 import type { FlowSignal, FlowTracker } from '../dlp/flow.ts';
+import { spannedFingerprints, textsOfBody, textsOfJson } from '../dlp/flow-candidates.ts';
 import { blockedMessage, dataBlockedCode, inspectBody, inspectJson, type BlockedBy, type InspectResult, type ValueFingerprint } from '../dlp/inspect.ts';
 
 export interface FlowEndpoint {
@@ -29,21 +30,31 @@ export interface RequestProtection<T> {
 /** Tool arguments (MCP) or a parsed body. */
 export function protectRequestJson<T>(dp: CompiledDataProtectionOk, flow: FlowTracker, flowSession: string, value: T, to: FlowEndpoint): RequestProtection<T> {
   if (!dp.active) return { value, changed: false, findings: [], denial: null, notes: [] };
-  return withFlowCheck(dp, flow, flowSession, inspectJson(dp, value, { direction: 'request', upstream: to.upstream, ...(to.tool ? { tool: to.tool } : {}) }), to);
+  return withFlowCheck(dp, flow, flowSession, inspectJson(dp, value, { direction: 'request', upstream: to.upstream, ...(to.tool ? { tool: to.tool } : {}) }), to, () => textsOfJson(value));
 }
 
 /** A raw request body (REST): JSON is parsed only when something may match. */
 export function protectRequestBody(dp: CompiledDataProtectionOk, flow: FlowTracker, flowSession: string, body: Buffer, to: FlowEndpoint): RequestProtection<Buffer> {
   if (!dp.active) return { value: body, changed: false, findings: [], denial: null, notes: [] };
-  return withFlowCheck(dp, flow, flowSession, inspectBody(dp, body, { direction: 'request', upstream: to.upstream, ...(to.tool ? { tool: to.tool } : {}) }), to);
+  return withFlowCheck(dp, flow, flowSession, inspectBody(dp, body, { direction: 'request', upstream: to.upstream, ...(to.tool ? { tool: to.tool } : {}) }), to, () => textsOfBody(body));
 }
 
-function withFlowCheck<T>(dp: CompiledDataProtectionOk, flow: FlowTracker, flowSession: string, result: InspectResult<T>, to: FlowEndpoint): RequestProtection<T> {
+/**
+ * The request is checked against the session's remembered values by the fingerprints of its
+ * findings and, when some remembered values may not go to `to`, by every span that could spell
+ * one of them, found by a detector or not (flow-candidates.ts). `texts` reads the request for
+ * that search; a session with nothing barred from `to` never reads it.
+ */
+function withFlowCheck<T>(dp: CompiledDataProtectionOk, flow: FlowTracker, flowSession: string, result: InspectResult<T>, to: FlowEndpoint, texts: () => string[]): RequestProtection<T> {
   const blocked = result.blocked ?? result.wouldBlock;
   let denial: DecisionReason | null = blocked ? blockedReason(blocked, 'request') : null;
   const notes: DecisionReason[] = [];
-  if (dp.policy.flow.enabled && result.fingerprints.length > 0) {
-    for (const violation of flow.checkRequest(flowSession, to, result.fingerprints, dp.policy.flow.rules, dp.flowLimits)) {
+  if (!dp.policy.flow.enabled) return { value: result.value, changed: result.changed, findings: result.findings, denial, notes };
+  const restricted = dp.fingerprintKey ? flow.restrictedValues(flowSession, to, dp.policy.flow.rules) : null;
+  const hashes = new Set(result.fingerprints.map((f) => f.hash));
+  if (restricted !== null) for (const hash of spannedFingerprints(dp.fingerprintKey!, texts(), restricted)) hashes.add(hash);
+  if (hashes.size > 0) {
+    for (const violation of flow.checkRequest(flowSession, to, [...hashes].map((hash) => ({ hash })), dp.policy.flow.rules, dp.flowLimits)) {
       const reason: DecisionReason = { stage: 'data-protection', code: violation.code, message: violation.message };
       if (violation.action === 'block' && denial === null) denial = reason;
       else notes.push(reason);
