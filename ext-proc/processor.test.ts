@@ -6,6 +6,7 @@ import { createHash } from 'node:crypto';
 import { test } from 'node:test';
 import { configBundleSchema } from '../config/bundle.ts';
 import type { Decision } from './decision/decision.ts';
+import { checksummedToken } from './dlp/detectors/secrets.ts';
 import { FlowTracker } from './dlp/flow.ts';
 import type { ProcessingRequest, ProcessingResponse } from './envoy-messages.ts';
 import { compilePolicy, type CompiledPolicy } from './policy/compile-policy.ts';
@@ -382,7 +383,7 @@ test('a whole answer over the worker threshold is inspected on the worker thread
   assert.deepEqual(events, ['body_inspection_inline']);
 });
 
-const githubToken = 'ghp_16C7e42F292c6912E7710c838347Ae178B4a';
+const githubToken = checksummedToken('ghp', '16C7e42F292c6912E7710c838347Ae');
 
 function toolCallBody(message: Record<string, unknown>): ProcessingRequest {
   return { request: 'request_body', request_body: { body: Buffer.from(JSON.stringify({ jsonrpc: '2.0', method: 'tools/call', ...message })), end_of_stream: true } };
