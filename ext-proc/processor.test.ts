@@ -461,3 +461,150 @@ test('a body nested deeper than 128 is refused with json_too_deep, and the refus
   assert.match(Buffer.from(answer!.immediate_response!.body!).toString('utf8'), /json_too_deep/);
   assert.equal(decisions.at(-1)!.reasons[0]!.code, 'json_too_deep');
 });
+
+/** Starts an MCP request with this JSON-RPC body on a processor. */
+function startMcp(processor: ReturnType<typeof createStreamProcessor>, message: unknown): ProcessingResponse | null {
+  handleNow(processor, { request: 'request_headers', request_headers: { ...headers({ ':method': 'POST', ':path': '/personas/p/billing', 'content-type': 'application/json', authorization: `Bearer ${token}` }) } });
+  return handleNow(processor, { request: 'request_body', request_body: { body: Buffer.from(JSON.stringify(message)), end_of_stream: true } });
+}
+
+function answerHeaders(processor: ReturnType<typeof createStreamProcessor>, status: string, contentType: string | null): ProcessingResponse | null {
+  return handleNow(processor, { request: 'response_headers', response_headers: headers({ ':status': status, ...(contentType === null ? {} : { 'content-type': contentType }) }) } as ProcessingRequest);
+}
+
+function answerBody(processor: ReturnType<typeof createStreamProcessor>, body: Buffer): { body: Buffer | null; headers: Record<string, string> } {
+  const response = handleNow(processor, { request: 'response_body', response_body: { body, end_of_stream: true } })?.response_body?.response;
+  const mutation = response?.body_mutation;
+  const set = Object.fromEntries((response?.header_mutation?.set_headers ?? []).map((h) => [h.header.key, Buffer.from(h.header.raw_value!).toString('latin1')]));
+  return { body: mutation && 'body' in mutation ? mutation.body : null, headers: set };
+}
+
+test('an answer in UTF-16 or another charset Mandate cannot read is refused with unsupported_charset, JSON and event streams alike', () => {
+  for (const contentType of ['application/json; charset=utf-16le', 'text/event-stream; charset=UTF-16', 'text/plain; charset=shift_jis', 'application/x-ndjson; charset=iso-8859-1']) {
+    const decisions: Decision[] = [];
+    const processor = createStreamProcessor(route, deps(policyWith({ dataProtection: { profiles: ['pci-dss'] } }), decisions));
+    startToolCall(processor, {});
+    const answer = answerHeaders(processor, '200', contentType);
+    assert.equal(answer?.immediate_response?.status?.code, 200, contentType);
+    const error = JSON.parse(String(answer.immediate_response.body));
+    assert.equal(error.id, 9);
+    assert.equal(error.error.data.mandate.code, 'unsupported_charset', contentType);
+    assert.equal(decisions.at(-1)!.reasons[0]!.code, 'unsupported_charset');
+  }
+  // REST: a 502 problem.
+  const policy = billingAndDevbox('enforce', { profiles: ['pci-dss'] });
+  const devRoute = { persona: 'p', upstream: 'devbox', kind: 'rest' as const, pathPrefix: '/personas/p/devbox', configVersion: 1 };
+  const rest = createStreamProcessor(devRoute, deps(policy));
+  handleNow(rest, { request: 'request_headers', request_headers: { ...headers({ ':method': 'GET', ':path': '/personas/p/devbox/notes', authorization: `Bearer ${token}` }), end_of_stream: true } });
+  const refused = answerHeaders(rest, '200', 'application/json; charset=utf-16le');
+  assert.equal(refused?.immediate_response?.status?.code, 502);
+  assert.equal(JSON.parse(String(refused.immediate_response.body)).code, 'unsupported_charset');
+  // Without data protection, nothing reads a tool result: it is not Mandate's to refuse.
+  const plain = createStreamProcessor(route, deps(policyWith({})));
+  startToolCall(plain, {});
+  assert.equal(answerHeaders(plain, '200', 'application/json; charset=utf-16le')?.immediate_response, undefined);
+});
+
+test('an answer in ISO-8859-1 or windows-1252 is read decoded, masked, and written back in its own charset', () => {
+  const nbspCard = card.replaceAll(' ', '\u00a0');
+  const cases: [string, string, string][] = [
+    ['application/json; charset=iso-8859-1', 'latin1', 'café'],
+    ['application/json; charset=windows-1252', 'windows-1252', '€ café'],
+    ['text/plain; charset="ISO-8859-1"', 'latin1', 'naïve'],
+  ];
+  for (const [contentType, encoding, prose] of cases) {
+    const processor = createStreamProcessor(route, deps(policyWith({ dataProtection: { profiles: ['pci-dss'], maskCharacter: '█' } })));
+    startToolCall(processor, {});
+    assert.equal(answerHeaders(processor, '200', contentType)?.mode_override?.response_body_mode, 'BUFFERED');
+    const json = contentType.includes('json');
+    const text = json ? JSON.stringify({ jsonrpc: '2.0', id: 9, result: { content: [{ type: 'text', text: `${prose}: ${nbspCard}` }] } }) : `${prose}: ${nbspCard}`;
+    // The euro sign is byte 0x80 in windows-1252; everything else here is the same byte in both charsets.
+    const sent = Buffer.from(text.replace('€', '\x80'), 'latin1');
+    const out = answerBody(processor, sent);
+    assert.ok(out.body, contentType);
+    assert.equal(out.headers['content-length'], String(out.body.length));
+    const decoded = new TextDecoder(encoding).decode(out.body);
+    assert.ok(!decoded.includes(nbspCard) && !decoded.includes('4539'), decoded);
+    assert.ok(out.body.includes(Buffer.from([0xa0])), 'the no-break spaces are still single bytes');
+    assert.ok(decoded.startsWith(json ? `{"jsonrpc":"2.0","id":9,"result":{"content":[{"type":"text","text":"${prose}: ` : `${prose}: `), decoded);
+    // The mask character is outside both charsets: JSON carries it escaped, text as "?".
+    if (json) assert.equal(JSON.parse(decoded).result.content[0].text, `${prose}: ████\u00a0████\u00a0████\u00a06467`);
+    else assert.equal(decoded, `${prose}: ????\u00a0????\u00a0????\u00a06467`);
+  }
+});
+
+test("the JSON-RPC id the client sent comes back unmasked, while a card in the result is masked (JSON, batch, SSE)", () => {
+  // Cards the agent sends are only recorded here: a card-like id it sends may then reach the upstream (with a mask rule it would be refused).
+  const dataProtection = { profiles: ['pci-dss'], rules: [{ groups: ['financial'], direction: 'request', action: 'detect' }] };
+  const result = { content: [{ type: 'text', text: `card ${card}` }] };
+  const call = (id: unknown) => ({ jsonrpc: '2.0', id, method: 'tools/call', params: { name: 'read_card', arguments: {} } });
+  // one call, answered as JSON
+  const single = createStreamProcessor(route, deps(policyWith({ dataProtection })));
+  startMcp(single, call(card));
+  answerHeaders(single, '200', 'application/json');
+  const one = JSON.parse(answerBody(single, Buffer.from(JSON.stringify({ jsonrpc: '2.0', id: card, result }))).body!.toString('utf8'));
+  assert.equal(one.id, card);
+  assert.equal(one.result.content[0].text, 'card **** **** **** 6467');
+  // a batch (2025-03-26), answered as JSON
+  const batch = createStreamProcessor(route, deps(policyWith({ dataProtection })));
+  handleNow(batch, { request: 'request_headers', request_headers: { ...headers({ ':method': 'POST', ':path': '/personas/p/billing', 'content-type': 'application/json', 'mcp-protocol-version': '2025-03-26', authorization: `Bearer ${token}` }) } });
+  handleNow(batch, { request: 'request_body', request_body: { body: Buffer.from(JSON.stringify([call(card), call(4539148803436467)])), end_of_stream: true } });
+  answerHeaders(batch, '200', 'application/json');
+  const both = JSON.parse(answerBody(batch, Buffer.from(JSON.stringify([{ jsonrpc: '2.0', id: card, result }, { jsonrpc: '2.0', id: 4539148803436467, result }]))).body!.toString('utf8'));
+  assert.deepEqual(both.map((m: { id: unknown }) => m.id), [card, 4539148803436467]);
+  assert.ok(both.every((m: { result: typeof result }) => m.result.content[0]!.text === 'card **** **** **** 6467'));
+  // one call, answered as an event stream; an id the client did not send is masked
+  const stream = createStreamProcessor(route, deps(policyWith({ dataProtection })));
+  startMcp(stream, call(card));
+  answerHeaders(stream, '200', 'text/event-stream');
+  const events = [{ jsonrpc: '2.0', id: '4111 1111 1111 1111', method: 'elicitation/create', params: {} }, { jsonrpc: '2.0', id: card, result }];
+  const sse = answerBody(stream, Buffer.from(events.map((e) => `event: message\ndata: ${JSON.stringify(e)}\n\n`).join(''))).body!.toString('utf8');
+  const [request, answer] = sse.split('\n\n').filter(Boolean).map((e) => JSON.parse(e.split('\n').find((l) => l.startsWith('data: '))!.slice(6)));
+  assert.equal(request.id, '**** **** **** 1111', "the server's own id is inspected");
+  assert.equal(answer.id, card);
+  assert.equal(answer.result.content[0].text, 'card **** **** **** 6467');
+});
+
+test('a tool list is filtered whatever the status and the content type; a successful answer that is not JSON is replaced, an error page passes', () => {
+  const grants = [{ upstream: 'billing', tools: [{ name: 'read_card' }] }];
+  const list = JSON.stringify({ jsonrpc: '2.0', id: 3, result: { tools: ['read_card', 'admin_console'].map((name) => ({ name, inputSchema: { type: 'object' } })) } });
+  const listRequest = { jsonrpc: '2.0', id: 3, method: 'tools/list', params: {} };
+  for (const dataProtection of [undefined, { profiles: ['pci-dss'] }]) {
+    for (const [status, contentType, framed] of [
+      ['201', 'text/event-stream', `event: message\ndata: ${list}\n\n`],
+      ['200', 'application/octet-stream', list],
+      ['200', null, list],
+      ['200', 'image/png', list],
+      ['203', 'text/plain', list],
+      ['200', 'application/x-ndjson', list],
+      ['200', 'application/json; charset=iso-8859-1', list],
+      ['500', 'application/json', list],
+    ] as const) {
+      const processor = createStreamProcessor(route, deps(policyWith({ grants, ...(dataProtection ? { dataProtection } : {}) })));
+      startMcp(processor, listRequest);
+      const onHeaders = answerHeaders(processor, status, contentType);
+      assert.ok(onHeaders?.mode_override, `${status} ${contentType}: the body is asked for`);
+      if (onHeaders.mode_override.response_body_mode === 'STREAMED') {
+        assert.deepEqual(onHeaders.response_headers?.response?.header_mutation?.remove_headers, ['content-length'], 'a streamed answer is rewritten: its declared length goes');
+      }
+      const out = answerBody(processor, Buffer.from(framed)).body?.toString('utf8') ?? '';
+      assert.ok(out.includes('read_card') && !out.includes('admin_console'), `${status} ${contentType} (${dataProtection ? 'with' : 'without'} data protection): ${out}`);
+    }
+  }
+  for (const [status, body, replaced] of [['200', '\x89PNG not a tool list', true], ['502', '<html>bad gateway</html>', false]] as const) {
+    const decisions: Decision[] = [];
+    const processor = createStreamProcessor(route, deps(policyWith({ grants }), decisions));
+    startMcp(processor, listRequest);
+    answerHeaders(processor, status, 'image/png');
+    const out = answerBody(processor, Buffer.from(body));
+    if (!replaced) {
+      assert.equal(out.body, null, 'an error page passes as it came');
+      continue;
+    }
+    const error = JSON.parse(out.body!.toString('utf8'));
+    assert.equal(error.id, 3);
+    assert.equal(error.error.data.mandate.code, 'upstream_invalid_response');
+    assert.equal(out.headers['content-type'], 'application/json');
+    assert.equal(decisions.at(-1)!.reasons[0]!.code, 'upstream_invalid_response');
+  }
+});

@@ -15,10 +15,12 @@
 //                         then the Persona's external DLP (ICAP/webhook), if any, answers later.
 //                         REST: the same stages for method + path template (+ query, + body).
 //   3. response headers - inspect the answer's headers; ask for the body when it must be
-//                         filtered (tools/list, also by shape on the session's GET stream) or
-//                         inspected (every answer under data protection, tool results under
-//                         behaviour): BUFFERED for JSON and text, STREAMED for SSE, JSON lines
-//                         and answers of no or an unknown content type (read unless binary).
+//                         filtered (tools/list, whatever its status and content type; also by
+//                         shape on the session's GET stream) or inspected (every answer under data
+//                         protection, tool results under behaviour): BUFFERED for JSON, text and
+//                         tool lists, STREAMED for SSE, JSON lines and answers of no or an unknown
+//                         content type (read unless binary); refuse one in a charset Mandate
+//                         cannot read (whole answers in single-byte charsets are decoded).
 //   4. response body    - filter tools/list; mask/redact/block sensitive data; feed results,
 //                         with what data protection found, to the behaviour engine; remember
 //                         revealed values (gradual collection signals the behaviour stage);
@@ -28,6 +30,7 @@
 // this file only translates Envoy messages in and ProcessingResponses out.
 // Envoy sends every request and response header. The agent's request headers that the upstream
 // may not receive are dropped here (config/forwarded-headers.ts).
+import { isAscii } from 'node:buffer';
 import { droppedRequestHeaders, forwardedForAddresses, uninspectedRequestHeaders, uninspectedResponseHeaders } from '../config/forwarded-headers.ts';
 import type { RouteIdentity } from '../config/route-identity.ts';
 import type { Upstream } from '../config/schema.ts';
@@ -41,9 +44,10 @@ import { blocks, type AgentCall, type CallContext, type DataFinding, type Decisi
 import type { ExternalDlp } from '../config/data-protection-schema.ts';
 import { consultExternalDlp } from './dlp/external.ts';
 import type { FlowSignal, FlowTracker } from './dlp/flow.ts';
+import { answerCharset, decodeSingleByte, encodeSingleByte, type SingleByteCharset } from './dlp/charset.ts';
 import { binaryTypes, createStreamInspector, jsonLinesTypes, looksBinary, type StreamInspector } from './dlp/stream.ts';
 import { behaviourResultOf, checkBehaviour, recordBehaviourResult } from './pipeline/behaviour.ts';
-import { inspectJson, type InspectResult } from './dlp/inspect.ts';
+import { inspectJson, type InspectContext, type InspectResult } from './dlp/inspect.ts';
 import { blockedReason, protectRequestBody, protectRequestJson, protectResponseBody, rememberResponseValues, sensitiveSummary, type FlowEndpoint, type RequestProtection } from './pipeline/data-protection.ts';
 import type { BehaviourCall, BehaviourEngine } from './sequence/engine.ts';
 import {
@@ -176,6 +180,10 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
   /** The request body was a JSON-RPC batch, so answers made here are lists too. */
   let requestWasBatch = false;
   let responseIsJson = false;
+  /** A whole answer declared in a single-byte charset: read decoded, and written back in that charset. */
+  let answerSingleByte: SingleByteCharset | null = null;
+  /** A successful answer to tools/list was not JSON: an error replaced it. */
+  let toolsListUnreadable = false;
   let inspectResponse = false;
   let sse: SseSplitter | null = null;
   let streamInspector: StreamInspector | null = null;
@@ -857,8 +865,10 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
     const endOfStream = request.response_headers?.end_of_stream === true;
     // Answers can also arrive on the session's GET event stream (resumed or server-routed): every
     // tool list there is filtered by its shape, and results are inspected when data protection is on.
-    const eventStreamToInspect = serverEventStream && upstreamStatus === 200 && contentType.startsWith('text/event-stream');
-    const filterToolsList = (toolsListIds.size > 0 || eventStreamToInspect) && upstreamStatus === 200;
+    const eventStreamToInspect = serverEventStream && isSuccess(upstreamStatus) && contentType.startsWith('text/event-stream');
+    // A tool list is filtered whatever the status and the label the upstream gives its answer: an agent
+    // may read a 201, or a JSON body labelled application/octet-stream, all the same.
+    const filterToolsList = toolsListIds.size > 0 || eventStreamToInspect;
     const restCall = pendingCalls.get(restResultKey);
     if (route?.kind === 'rest' && restCall && persona) {
       // A REST result is an error by its status; the body adds nothing the behaviour stage reads.
@@ -890,19 +900,25 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
       // The tool list differs per Persona: no shared cache may keep it.
       if (filterToolsList) setHeaders.push(['cache-control', 'private, no-store']);
       responseIsJson = contentType.startsWith('application/json') || /\+json\b/.test(contentType);
+      const protect = inspectResponse && persona!.dataProtection.active;
+      const charset = answerCharset(contentType);
       if (contentType.startsWith('text/event-stream')) {
+        // Event streams are UTF-8 by their definition (and MCP's); Mandate reads no other charset in a stream.
+        if (charset.kind !== 'utf-8') return refuseAnswerAtHeaders(unreadableCharset(charset.charset, 'an event stream'));
         responseMode = 'sse';
         sse = createSseSplitter();
-        if (inspectResponse && persona!.dataProtection.active) {
-          streamInspector = createStreamInspector(persona!.dataProtection, { direction: 'response', upstream: route!.upstream, ...responseToolContext(), contentType, maxEventBytes: persona!.persona.maxBodyBytes });
-        }
+        if (protect) streamInspector = createStreamInspector(persona!.dataProtection, { ...responseInspectContext(), contentType, maxEventBytes: persona!.persona.maxBodyBytes });
         mode_override = processingModeWithResponseBody('STREAMED');
-      } else if (inspectResponse && persona!.dataProtection.active && jsonLinesTypes.test(contentType)) {
+      } else if (protect && toolsListIds.size === 0 && jsonLinesTypes.test(contentType)) {
         // One JSON value per line, often long-lived: inspected as it streams, never buffered whole.
+        if (charset.kind !== 'utf-8') return refuseAnswerAtHeaders(unreadableCharset(charset.charset, 'a JSON-lines stream'));
         responseMode = 'text-stream';
-        streamInspector = createStreamInspector(persona!.dataProtection, { direction: 'response', upstream: route!.upstream, ...responseToolContext(), contentType });
+        streamInspector = createStreamInspector(persona!.dataProtection, { ...responseInspectContext(), contentType });
         mode_override = processingModeWithResponseBody('STREAMED');
-      } else if (responseIsJson || (inspectResponse && persona!.dataProtection.active && textualTypes.test(contentType))) {
+      } else if (toolsListIds.size > 0 || responseIsJson || (protect && textualTypes.test(contentType))) {
+        // A whole answer: JSON, text, or any answer to tools/list, whose body decides whether it is a tool list.
+        if (charset.kind === 'unsupported') return refuseAnswerAtHeaders(unreadableCharset(charset.charset, 'an answer'));
+        answerSingleByte = charset.kind === 'single-byte' ? charset.charset : null;
         const declaredLength = Number(headers.get('content-length') ?? '0');
         if (declaredLength > persona!.persona.maxBodyBytes) {
           return refuseAnswerAtHeaders({
@@ -913,14 +929,18 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
         }
         responseMode = 'buffered';
         mode_override = processingModeWithResponseBody('BUFFERED');
-      } else if (inspectResponse && persona!.dataProtection.active && !binaryTypes.test(contentType)) {
+      } else if (protect && !binaryTypes.test(contentType)) {
         // No content type, application/octet-stream or a type Mandate does not know: the bytes decide.
+        if (charset.kind !== 'utf-8') return refuseAnswerAtHeaders(unreadableCharset(charset.charset, 'a streamed answer'));
         responseMode = 'sniff';
         mode_override = processingModeWithResponseBody('STREAMED');
       }
     }
+    // A streamed answer is rewritten as it passes (events rebuilt, values masked): a length the upstream
+    // declared for it no longer holds, and Envoy refuses a mutated body that disagrees with it.
+    const remove = mode_override?.response_body_mode === 'STREAMED' ? ['content-length'] : [];
     return {
-      response_headers: { response: { status: 'CONTINUE', header_mutation: headerMutation(setHeaders, []) } },
+      response_headers: { response: { status: 'CONTINUE', header_mutation: headerMutation(setHeaders, remove) } },
       ...(mode_override ? { mode_override } : {}),
     };
   }
@@ -960,6 +980,15 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
     return immediate(200, JSON.stringify(toolResultAnswer(reason)), [['content-type', 'application/json'], ['cache-control', 'no-store']], reason.code);
   }
 
+  /**
+   * How data protection reads the answer's body: rules may name the tool, and the JSON-RPC ids the
+   * client sent come back in the response messages uninspected (the client matches answers by them; a
+   * sensitive id is the request side's to stop).
+   */
+  function responseInspectContext(): InspectContext {
+    return { direction: 'response', upstream: route!.upstream, ...responseToolContext(), ...(requestIds.length > 0 ? { clientIds: requestIds } : {}) };
+  }
+
   /** Data-protection rules may name the tool: known when the response answers exactly one call. */
   function responseToolContext(): { tool?: string } {
     if (pendingCalls.size !== 1) return {};
@@ -980,15 +1009,34 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
   }
 
   /** A whole JSON (or text) response: filter the tool list, count the results, protect the data. */
-  function onBufferedResponse(original: Buffer): ProcessingResponse {
+  function onBufferedResponse(received: Buffer): ProcessingResponse {
+    const original = readAnswer(received);
     const body = bufferedResponseToInspect(original);
-    const protection = protectsBufferedResponse() ? protectResponseBody(persona!.dataProtection, body, { upstream: route!.upstream, ...responseToolContext() }) : null;
-    return completeBufferedResponse(original, body, protection);
+    const protection = protectsBufferedResponse() ? protectResponseBody(persona!.dataProtection, body, responseInspectContext()) : null;
+    return inAnswerCharset(completeBufferedResponse(original, body, protection));
+  }
+
+  /** The whole answer as UTF-8: one in a single-byte charset is decoded (an ASCII one reads the same either way). */
+  function readAnswer(received: Buffer): Buffer {
+    return answerSingleByte && !isAscii(received) ? Buffer.from(decodeSingleByte(received, answerSingleByte), 'utf8') : received;
+  }
+
+  /** A changed answer written back in the single-byte charset its content type still declares. */
+  function inAnswerCharset(response: ProcessingResponse): ProcessingResponse {
+    const mutation = response.response_body?.response?.body_mutation;
+    if (!answerSingleByte || !mutation || !('body' in mutation) || !mutation.body) return response;
+    const body = encodeSingleByte(mutation.body.toString('utf8'), answerSingleByte, responseIsJson || looksLikeJsonText(mutation.body));
+    return {
+      ...response,
+      response_body: {
+        response: { ...response.response_body!.response!, header_mutation: headerMutation(replacedAnswerHeaders(body), []), body_mutation: { body } },
+      },
+    };
   }
 
   /** The whole answer as data protection reads it: a tool list is filtered first. */
   function bufferedResponseToInspect(original: Buffer): Buffer {
-    return toolsListIds.size > 0 && upstreamStatus === 200 && responseIsJson ? filterJsonResponse(original) : original;
+    return toolsListIds.size > 0 ? filterJsonResponse(original) : original;
   }
 
   function protectsBufferedResponse(): boolean {
@@ -1000,9 +1048,10 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
    * stall the other requests; the rest of the answer's handling and external DLP follow as usual.
    * If the worker fails, the answer is inspected here: never passed unread.
    */
-  function onLargeBufferedResponse(original: Buffer, pool: BodyInspectionPool): DeferredAnswer {
+  function onLargeBufferedResponse(received: Buffer, pool: BodyInspectionPool): DeferredAnswer {
+    const original = readAnswer(received);
     const body = bufferedResponseToInspect(original);
-    const context = { direction: 'response' as const, upstream: route!.upstream, ...responseToolContext() };
+    const context = responseInspectContext();
     const deferred = pool
       .inspect(persona!.dataProtection, body, context)
       .catch((error: unknown) => {
@@ -1010,7 +1059,7 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
         return protectResponseBody(persona!.dataProtection, body, context);
       })
       .then((protection) => {
-        const next = withExternalDlp('response', original, timed(() => completeBufferedResponse(original, body, protection)));
+        const next = withExternalDlp('response', received, timed(() => inAnswerCharset(completeBufferedResponse(original, body, protection))));
         return next !== null && 'deferred' in next ? next.deferred : next;
       });
     return { deferred, waitMs: largeBodyWaitMs };
@@ -1039,11 +1088,16 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
       response_body: {
         response: {
           status: 'CONTINUE',
-          header_mutation: headerMutation([['content-length', String(body.length)]], []),
+          header_mutation: headerMutation(replacedAnswerHeaders(body), []),
           body_mutation: { body },
         },
       },
     };
+  }
+
+  /** Headers for a replaced whole answer: its length, and its type when Mandate wrote an error in place of an unreadable tool list. */
+  function replacedAnswerHeaders(body: Buffer): [string, string][] {
+    return [['content-length', String(body.length)], ...(toolsListUnreadable ? [['content-type', 'application/json'] as [string, string]] : [])];
   }
 
   /**
@@ -1058,7 +1112,7 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
       return;
     }
     responseMode = 'text-stream';
-    streamInspector = createStreamInspector(persona!.dataProtection, { direction: 'response', upstream: route!.upstream, ...responseToolContext(), contentType: 'text/plain' });
+    streamInspector = createStreamInspector(persona!.dataProtection, { ...responseInspectContext(), contentType: 'text/plain' });
   }
 
   /**
@@ -1185,8 +1239,16 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
     try {
       value = JSON.parse(body.toString('utf8'));
     } catch {
-      // A tool list we cannot read is a tool list we cannot filter: replace it (fail closed).
-      return Buffer.from(JSON.stringify(jsonRpcError(null, jsonRpcCodes.unavailable, 'Mandate: the upstream answered with invalid JSON', { mandate: { code: 'upstream_invalid_response' } })));
+      // An error page holds no tool list; a successful answer that is not JSON may hold one Mandate
+      // cannot filter: it is replaced (fail closed), whatever its content type said.
+      if (!isSuccess(upstreamStatus)) return body;
+      const reason: DecisionReason = { stage: 'protocol', code: 'upstream_invalid_response', message: 'the upstream answered tools/list with a body that is not JSON; the tool list cannot be filtered' };
+      recordDenial({ ...makeDecision(decisions[0]?.call ?? mcpCall('tools/list'), reason), enforced: true });
+      toolsListUnreadable = true;
+      // The whole answer is replaced: every request in the body gets the error.
+      const ids = requestIds.length > 0 ? requestIds : [...toolsListIds];
+      const errors = ids.map((id) => jsonRpcError(id, jsonRpcCodes.unavailable, `Mandate: ${reason.message}`, { mandate: { code: reason.code } }));
+      return Buffer.from(JSON.stringify(requestWasBatch ? errors : errors[0]), 'utf8');
     }
     const filtered = Array.isArray(value) ? value.map(filterToolsListMessage) : filterToolsListMessage(value);
     return Buffer.from(JSON.stringify(filtered), 'utf8');
@@ -1309,6 +1371,26 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
 
 /** Text that data protection reads whole (buffered): text/* other than event streams, XML, YAML, form data. */
 const textualTypes = /^(text\/(?!event-stream)|application\/(xml|yaml|x-yaml|x-www-form-urlencoded|graphql)\b|application\/[\w.+-]+\+xml\b)/;
+
+/** 2xx: an answer a client reads as a result. */
+function isSuccess(status: number | null): boolean {
+  return status !== null && status >= 200 && status < 300;
+}
+
+/** A body that is JSON by its first and last characters (an object or a list). */
+function looksLikeJsonText(body: Buffer): boolean {
+  const text = body.toString('latin1').trim();
+  return (text.startsWith('{') && text.endsWith('}')) || (text.startsWith('[') && text.endsWith(']'));
+}
+
+/** An answer that must be read is in a charset Mandate does not read (stable code: unsupported_charset). */
+function unreadableCharset(charset: string, what: string): DecisionReason {
+  return {
+    stage: 'data-protection',
+    code: 'unsupported_charset',
+    message: `the upstream sent ${what} in charset "${charset}", which Mandate cannot read before passing it on (it reads UTF-8, and whole answers in US-ASCII, ISO-8859-1 or windows-1252)`,
+  };
+}
 
 /** REST streams carry one call; its pending result is kept under this key. */
 const restResultKey = 'rest';

@@ -17,6 +17,7 @@ import { auditRows, filesContaining } from './support/audit-reader.ts';
 import { close, createRecordingMcpServer, listen, type RecordingMcpServer } from './support/recording-mcp-server.ts';
 import { createRestEchoServer, type RestEchoServer } from './support/rest-echo-server.ts';
 import { createSplitSseUpstream } from './support/split-sse-upstream.ts';
+import { createFramedAnswerUpstream, resultFor, type FramedAnswer, type JsonRpcRequest } from './support/framed-answer-upstream.ts';
 
 // Test values with valid shapes and checksums (they are not real credentials or cards).
 const awsKey = 'AKIAZ3MQ7HW2XK4JLP5R';
@@ -32,6 +33,7 @@ let mailer: RecordingMcpServer;
 let devbox: RecordingMcpServer;
 let restEcho: RestEchoServer;
 let sseUpstream: Server;
+let charsetUpstream: Server;
 const tokens: Record<string, string> = {};
 
 const dataProtection = {
@@ -54,7 +56,10 @@ before(async () => {
   devbox = createRecordingMcpServer({ store_note: () => 'stored' });
   restEcho = createRestEchoServer({ secretInAnswer: otherCard, streamedSecret: streamedCard });
   sseUpstream = createSplitSseUpstream({ resultText: `Card on file: ${streamedCard}`, splitInside: streamedCard, offset: 7, pauseMs: 150 });
-  const [billingPort, mailerPort, devboxPort, restPort, ssePort] = await Promise.all([listen(billing.server), listen(mailer.server), listen(devbox.server), listen(restEcho.server), listen(sseUpstream)]);
+  charsetUpstream = createFramedAnswerUpstream(charsetAnswer);
+  const [billingPort, mailerPort, devboxPort, restPort, ssePort, charsetPort] = await Promise.all([
+    listen(billing.server), listen(mailer.server), listen(devbox.server), listen(restEcho.server), listen(sseUpstream), listen(charsetUpstream),
+  ]);
   gateway = await startGatewayFixture({ demo: false });
   const upstream = (name: string, port: number, environment: string, protocol = 'mcp', path = '/mcp') => ({ kind: 'Upstream', name, protocol, url: `http://127.0.0.1:${port}${path}`, environment });
   const allTools = [
@@ -62,6 +67,7 @@ before(async () => {
     { upstream: 'mailer', tools: [{ name: 'send_email' }] },
     { upstream: 'devbox', tools: [{ name: 'store_note' }] },
     { upstream: 'billing-stream', tools: [{ name: 'read_card' }] },
+    { upstream: 'billing-charsets', tools: [{ name: 'read_card' }] },
     { upstream: 'notes-api', operations: [{ method: 'POST', path: '/notes' }, { method: 'GET', path: '/notes' }, { method: 'GET', path: '/events' }, { method: 'GET', path: '/keys/{key}' }, { method: 'GET', path: '/download' }] },
   ];
   await gateway.apply([
@@ -69,6 +75,7 @@ before(async () => {
     upstream('mailer', mailerPort!, 'production'),
     upstream('devbox', devboxPort!, 'development'),
     upstream('billing-stream', ssePort!, 'production'),
+    upstream('billing-charsets', charsetPort!, 'production'),
     { ...upstream('notes-api', restPort!, 'production', 'rest', '/api'), forwardHeaders: ['x-ticket-note'] },
     { kind: 'Persona', name: 'dlp-guard', description: 'Masks cards and credentials, refuses GitHub tokens.', grants: allTools, dataProtection },
     { kind: 'Persona', name: 'dlp-monitor', description: 'Same data protection, monitored only.', mode: 'monitor', grants: allTools, dataProtection },
@@ -82,18 +89,25 @@ before(async () => {
     },
     {
       kind: 'Persona',
+      name: 'dlp-answers',
+      description: 'Masks cards in answers only.',
+      grants: allTools,
+      dataProtection: { profiles: ['pci-dss'], rules: [{ groups: ['financial'], direction: 'request', action: 'detect' }] },
+    },
+    {
+      kind: 'Persona',
       name: 'flow-guard',
       description: 'Sees card numbers, but may not send them out or to development.',
       grants: allTools,
       dataProtection: { profiles: ['pci-dss'], defaultAction: 'detect', flow: { enabled: true } },
     },
   ]);
-  for (const persona of ['dlp-guard', 'dlp-monitor', 'dlp-strict', 'flow-guard', 'dlp-small-reads']) tokens[persona] = (await gateway.issueToken(persona, `${persona}-agent`)).token;
+  for (const persona of ['dlp-guard', 'dlp-monitor', 'dlp-strict', 'flow-guard', 'dlp-small-reads', 'dlp-answers']) tokens[persona] = (await gateway.issueToken(persona, `${persona}-agent`)).token;
 });
 
 after(async () => {
   await gateway?.stop();
-  for (const server of [billing?.server, mailer?.server, devbox?.server, restEcho?.server, sseUpstream]) if (server) await close(server);
+  for (const server of [billing?.server, mailer?.server, devbox?.server, restEcho?.server, sseUpstream, charsetUpstream]) if (server) await close(server);
 });
 
 const endpoint = (persona: string, upstream: string) => `/personas/${persona}/${upstream}`;
@@ -105,6 +119,32 @@ async function rawToolCall(persona: string, upstream: string, tool: string, args
     body: JSON.stringify({ jsonrpc: '2.0', id, method: 'tools/call', params: { name: tool, arguments: args } }),
   });
   return { status: response.status, contentType: response.headers.get('content-type') ?? '', text: await response.text() };
+}
+
+/** billing-charsets answers read_card in the framing its `charset` argument names. */
+function charsetAnswer(request: JsonRpcRequest): FramedAnswer {
+  const card = request.params?.arguments?.['nbsp'] === true ? billingCard.replaceAll(' ', '\u00a0') : billingCard;
+  const body = resultFor(request, { content: [{ type: 'text', text: `Card on file: ${card}` }] });
+  switch (request.params?.arguments?.['charset']) {
+    case 'utf-16le':
+      return { status: 200, contentType: 'application/json; charset=utf-16le', body: Buffer.from(body, 'utf16le') };
+    case 'utf-16le-sse':
+      return { status: 200, contentType: 'text/event-stream; charset=utf-16le', body: Buffer.from(`event: message\ndata: ${body}\n\n`, 'utf16le') };
+    case 'iso-8859-1':
+      return { status: 200, contentType: 'application/json; charset=iso-8859-1', body: Buffer.from(body, 'latin1') };
+    default:
+      return { status: 200, contentType: 'application/json', body: Buffer.from(body) };
+  }
+}
+
+/** A tool call answered in bytes, as the agent receives them. */
+async function rawToolCallBytes(persona: string, upstream: string, args: Record<string, unknown>, id: string | number = 1): Promise<{ status: number; contentType: string; contentLength: string | null; body: Buffer }> {
+  const response = await fetch(`${gateway.gatewayUrl}${endpoint(persona, upstream)}`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream', authorization: `Bearer ${tokens[persona]}`, 'mcp-protocol-version': '2025-06-18' },
+    body: JSON.stringify({ jsonrpc: '2.0', id, method: 'tools/call', params: { name: 'read_card', arguments: args } }),
+  });
+  return { status: response.status, contentType: response.headers.get('content-type') ?? '', contentLength: response.headers.get('content-length'), body: Buffer.from(await response.arrayBuffer()) };
 }
 
 function resultText(result: object): string {
@@ -456,6 +496,41 @@ describe('response blocks', () => {
     const text = await response.text();
     assert.ok(!text.includes(otherCard));
     assert.equal((JSON.parse(text) as { code: string }).code, 'sensitive_data_blocked');
+  });
+});
+
+describe('answers in another charset, and the JSON-RPC id', () => {
+  const digitsIn = (body: Buffer) => ['utf8', 'utf16le', 'latin1'].some((encoding) => /4539\D{0,2}1488\D{0,2}0343\D{0,2}6467/.test(body.toString(encoding as BufferEncoding)));
+
+  test('an answer in UTF-16, JSON or an event stream, is refused with unsupported_charset; the card never reaches the agent', async () => {
+    for (const charset of ['utf-16le', 'utf-16le-sse']) {
+      const answer = await rawToolCallBytes('dlp-guard', 'billing-charsets', { charset }, 4);
+      assert.equal(answer.status, 200, charset);
+      assert.equal(digitsIn(answer.body), false, charset);
+      const error = JSON.parse(answer.body.toString('utf8')) as { id: number; error: { code: number; data: { mandate: { code: string } } } };
+      assert.equal(error.id, 4);
+      assert.equal(error.error.code, -32001);
+      assert.equal(error.error.data.mandate.code, 'unsupported_charset', charset);
+    }
+  });
+
+  test('an ISO-8859-1 answer with no-break spaces in a card reaches the agent masked, still ISO-8859-1', async () => {
+    const answer = await rawToolCallBytes('dlp-guard', 'billing-charsets', { charset: 'iso-8859-1', nbsp: true });
+    assert.equal(answer.status, 200);
+    assert.equal(answer.contentType, 'application/json; charset=iso-8859-1');
+    assert.equal(answer.contentLength, String(answer.body.length));
+    assert.equal(digitsIn(answer.body), false);
+    assert.ok(answer.body.includes(Buffer.from([0x2a, 0xa0, 0x2a])), 'the no-break spaces are single ISO-8859-1 bytes');
+    const decoded = JSON.parse(answer.body.toString('latin1')) as { result: { content: { text: string }[] } };
+    assert.equal(decoded.result.content[0]!.text, 'Card on file: ****\u00a0****\u00a0****\u00a06467');
+  });
+
+  test("the client's JSON-RPC id comes back as sent, even when it looks like a card; the card in the result is masked", async () => {
+    const answer = await rawToolCallBytes('dlp-answers', 'billing-charsets', {}, billingCard);
+    assert.equal(answer.status, 200);
+    const decoded = JSON.parse(answer.body.toString('utf8')) as { id: string; result: { content: { text: string }[] } };
+    assert.equal(decoded.id, billingCard);
+    assert.equal(decoded.result.content[0]!.text, 'Card on file: **** **** **** 6467');
   });
 });
 

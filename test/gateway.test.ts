@@ -11,6 +11,7 @@ import { verifyAuditDirectory } from '../ext-proc/audit/verify.ts';
 import { adminRequest, freePort, waitForEnvoyVersion } from '../deploy/gateway-processes.ts';
 import { demoDocuments, startGatewayFixture, type GatewayFixture } from './support/gateway-fixture.ts';
 import { createJsonMcpServer, jsonServerTools } from './support/json-mcp-server.ts';
+import { createFramedAnswerUpstream, resultFor } from './support/framed-answer-upstream.ts';
 
 let gateway: GatewayFixture;
 let jsonUpstream: Server;
@@ -139,6 +140,67 @@ describe('MCP through Envoy with the official SDK client', () => {
     assert.deepEqual((await client.listTools()).tools.map((t) => t.name).sort(), ['list_tickets', 'read_ticket']);
     await assert.rejects(() => client.callTool({ name: 'send_email', arguments: {} }), (e: unknown) => e instanceof McpError && e.code === -32001);
     await client.close();
+  });
+});
+
+describe('tools/list whatever its framing', () => {
+  let framed: Server;
+  let framedPort: number;
+  const offered = ['list_tickets', 'read_ticket', 'delete_ticket', 'admin_console'].map((name) => ({ name, inputSchema: { type: 'object' } }));
+  before(async () => {
+    framedPort = await freePort();
+    // The upstream URL's last segment names how the tool list is framed.
+    framed = createFramedAnswerUpstream((request, path) => {
+      const list = resultFor(request, { tools: offered });
+      switch (path.split('/').pop()) {
+        case 'created-sse':
+          return { status: 201, contentType: 'text/event-stream', body: Buffer.from(`event: message\ndata: ${list}\n\n`) };
+        case 'octet':
+          return { status: 200, contentType: 'application/octet-stream', body: Buffer.from(list) };
+        case 'unlabelled':
+          return { status: 200, body: Buffer.from(list) };
+        case 'png':
+          return { status: 200, contentType: 'image/png', body: Buffer.from(list) };
+        default:
+          return { status: 200, contentType: 'image/png', body: Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0, 0, 0, 0]) };
+      }
+    });
+    await new Promise<void>((resolve) => framed.listen(framedPort, '127.0.0.1', () => resolve()));
+  });
+  after(async () => {
+    await new Promise<void>((resolve) => framed?.close(() => resolve()));
+  });
+
+  test('a tool list answered with status 201, or labelled application/octet-stream, image/png or nothing, is filtered; one that is not JSON is refused', async () => {
+    const framings = ['created-sse', 'octet', 'unlabelled', 'png', 'real-png'];
+    await gateway.apply([
+      ...framings.map((framing) => ({ kind: 'Upstream', name: `framed-${framing}`, protocol: 'mcp', url: `http://127.0.0.1:${framedPort}/mcp/${framing}` })),
+      {
+        kind: 'Persona',
+        name: 'framed-reader',
+        description: 'Reads tickets from upstreams that frame their answers oddly.',
+        grants: framings.map((framing) => ({ upstream: `framed-${framing}`, tools: [{ name: 'list_tickets' }, { name: 'read_*' }] })),
+      },
+    ]);
+    const { token } = await gateway.issueToken('framed-reader', 'framed-1');
+    for (const framing of framings) {
+      const listed = await post(`/personas/framed-reader/framed-${framing}`, JSON.stringify({ jsonrpc: '2.0', id: 7, method: 'tools/list', params: {} }), {
+        ...mcpJsonHeaders,
+        authorization: `Bearer ${token}`,
+        'mcp-protocol-version': '2025-06-18',
+      });
+      assert.equal(listed.text.includes('admin_console') || listed.text.includes('delete_ticket'), false, `${framing}: ${listed.text}`);
+      if (framing === 'real-png') {
+        assert.equal(listed.status, 200);
+        assert.equal(listed.json.id, 7);
+        assert.equal(listed.json.error.data.mandate.code, 'upstream_invalid_response');
+        continue;
+      }
+      assert.equal(listed.status, framing === 'created-sse' ? 201 : 200, `${framing}: ${listed.status} ${listed.text}`);
+      const message = framing === 'created-sse' ? JSON.parse(listed.text.split('\n').find((line) => line.startsWith('data: '))!.slice(6)) : listed.json;
+      assert.deepEqual(message.result.tools.map((t: { name: string }) => t.name).sort(), ['list_tickets', 'read_ticket'], framing);
+      assert.equal(listed.headers.get('cache-control'), 'private, no-store');
+    }
   });
 });
 

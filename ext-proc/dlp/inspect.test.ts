@@ -8,6 +8,7 @@ import RE2 from 're2';
 
 const response = { direction: 'response' as const, upstream: 'billing' };
 const request = { direction: 'request' as const, upstream: 'mailer', tool: 'send_email' };
+const card = '4539 1488 0343 6467';
 
 function compile(policy: object, options = {}): CompiledDataProtection & { ok: true } {
   const c = compileDataProtection(policy as never, options);
@@ -274,6 +275,68 @@ test('an ASCII body whose value is rewritten whole stays valid UTF-8 JSON: chara
     assert.equal(parsed.note, `café 中 card ${m.repeat(4)} ${m.repeat(4)} ${m.repeat(4)} 1111 x`);
     assert.equal(parsed.tab, `a\tb ${m.repeat(4)} ${m.repeat(4)} ${m.repeat(4)} 1111`);
   }
+});
+
+test('no-break and other Unicode spaces, and C1 control characters, do not hide a card, an IBAN or a phone number', () => {
+  const compiled = compileDataProtection({ profiles: ['pci-dss', 'gdpr-pii'], defaultAction: 'mask' } as never);
+  const ctx = { direction: 'response' as const, upstream: 'u' };
+  const values: [string, string][] = [
+    ['4539 1488 0343 6467', 'payment-card-visa'],
+    ['DE89 3704 0044 0532 0130 00', 'iban'],
+    ['+44 20 7946 0958', 'phone-number-e164'],
+  ];
+  // no-break, figure, thin, narrow no-break, ideographic and Ogham spaces; C1 controls (bytes 0x80-0x9F of an ISO-8859-1 answer)
+  for (const separator of ['\u00a0', '\u2007', '\u2009', '\u202f', '\u3000', '\u1680', '\u0080', '\u0085', '\u009f']) {
+    for (const [value, detector] of values) {
+      const spelled = value.replaceAll(' ', separator);
+      for (const r of [inspectBody(compiled, Buffer.from(JSON.stringify({ n: spelled })), ctx), inspectText(compiled, `on file: ${spelled}.`, ctx)]) {
+        assert.deepEqual(r.findings.map((f) => f.detector), [detector], JSON.stringify(spelled));
+        const out = Buffer.isBuffer(r.value) ? r.value.toString('utf8') : r.value;
+        assert.ok(!out.includes(spelled), JSON.stringify(spelled));
+        assert.ok(out.includes(separator), 'the separators stay where they were');
+      }
+    }
+  }
+});
+
+test("the client's own JSON-RPC id in a response message is not inspected; any other id is", () => {
+  const compiled = compileDataProtection({ profiles: ['pci-dss'], defaultAction: 'mask' } as never);
+  const clientIds = [card, 4539148803436467];
+  const ctx = { direction: 'response' as const, upstream: 'u', clientIds };
+  const result = { content: [{ type: 'text', text: `card ${card}` }] };
+  const maskedText = 'card **** **** **** 6467';
+  // one response, a batch (a string and a number id), and the same through inspectJson (SSE events)
+  const single = { jsonrpc: '2.0', id: card, result };
+  const batch = [{ jsonrpc: '2.0', id: 4539148803436467, result }, { jsonrpc: '2.0', id: card, error: { code: 1, message: `no ${card}` } }];
+  for (const value of [single, batch]) {
+    const fromBody = inspectBody(compiled, Buffer.from(JSON.stringify(value)), ctx);
+    const fromJson = inspectJson(compiled, value, ctx);
+    for (const out of [JSON.parse(fromBody.value.toString('utf8')), fromJson.value]) {
+      const messages = (Array.isArray(out) ? out : [out]) as { id: unknown; result?: typeof result; error?: { message: string } }[];
+      assert.deepEqual(messages.map((m) => m.id), Array.isArray(value) ? [4539148803436467, card] : [card], 'the ids come back as the client sent them');
+      assert.ok(messages.every((m) => (m.result ? m.result.content[0]!.text === maskedText : m.error!.message === 'no **** **** **** 6467')));
+    }
+    assert.ok(fromBody.findings.every((f) => !/^\$(\[\d+\])?\.id$/.test(f.location)), 'the id is not a finding');
+    assert.equal(fromBody.findings.length, fromJson.findings.length);
+  }
+  // An id the client did not send, a request from the server, a nested id, and no client ids: inspected.
+  const inspected: [unknown, typeof ctx | typeof response][] = [
+    [{ jsonrpc: '2.0', id: '4111 1111 1111 1111', result: {} }, ctx],
+    [{ jsonrpc: '2.0', id: card, method: 'sampling/createMessage', params: {} }, ctx],
+    [{ jsonrpc: '2.0', id: 1, result: { id: card } }, { ...ctx, clientIds: [1] }],
+    [single, response],
+  ];
+  for (const [value, context] of inspected) {
+    const r = inspectBody(compiled, Buffer.from(JSON.stringify(value)), context);
+    assert.equal(r.changed, true, JSON.stringify(value));
+    assert.ok(!r.value.toString('utf8').includes('1111 1111 1111 1111') && !r.value.toString('utf8').includes(card));
+  }
+  // A body with nothing else to mask is passed as it came.
+  const clean = Buffer.from(JSON.stringify({ jsonrpc: '2.0', id: card, result: { ok: true } }));
+  const r = inspectBody(compiled, clean, ctx);
+  assert.equal(r.changed, false);
+  assert.equal(r.value, clean);
+  assert.deepEqual(r.findings, []);
 });
 
 test('look-alike characters do not hide a value: no-break spaces, zero-width marks, full-width forms, escaped or raw', () => {

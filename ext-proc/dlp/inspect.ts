@@ -21,6 +21,13 @@ export interface InspectContext {
   direction: 'request' | 'response';
   upstream: string;
   tool?: string;
+  /**
+   * The JSON-RPC ids of the client's requests. In an answer, a response message (an object with a
+   * result or an error and no method, alone or in a batch) whose top-level id is one of them carries
+   * the client's own correlation value back: that id is not inspected, so the client can still match
+   * the answer. Any other id, and any other member named id, is.
+   */
+  clientIds?: readonly (string | number)[];
 }
 
 /** A keyed hash of one sensitive value, for data-flow tracking (fingerprint.ts). Never the value. */
@@ -104,6 +111,11 @@ const longEscapedString = 256;
 /** Inspects a parsed JSON value; the result's value is a new value when anything changed (the input is never modified). */
 export function inspectJson<T>(compiled: CompiledDataProtection, value: T, context: InspectContext): InspectResult<T> {
   if (!compiled.ok || !compiled.active || !compiled.set) return emptyResult(value);
+  const kept = context.clientIds?.length ? withoutClientIds(value, context.clientIds) : null;
+  if (kept) {
+    const r = inspectJson(compiled, kept.value as T, { ...context, clientIds: [] });
+    return r.changed ? { ...r, value: kept.restore(r.value) as T } : { ...r, value };
+  }
   const text = JSON.stringify(value) as string | undefined;
   if (text === undefined) return emptyResult(value);
   // The Set reads bytes: a string would be converted (and copied into a new native buffer) on every call.
@@ -174,8 +186,54 @@ export function inspectBody(compiled: CompiledDataProtection, body: Buffer, cont
   // An ASCII body's edits are written straight into a copy of its bytes.
   const bytes = ascii ? body : null;
   const r = inspectJsonText(compiled, text, context, pass, bytes) ?? textResult(compiled, text, context, bytes);
+  if (context.clientIds?.length && r.findings.some((f) => topLevelId.test(f.location))) {
+    const again = inspectParsedBody(compiled, body, text, context);
+    if (again) return again;
+  }
   if (!r.changed) return { ...r, value: body };
   return { ...r, value: typeof r.value === 'string' ? (ascii ? Buffer.from(asciiJson(r.value), 'latin1') : Buffer.from(r.value, 'utf8')) : r.value };
+}
+
+/** The location of a top-level id: of the message, or of a message in a batch. */
+const topLevelId = /^\$(\[\d+\])?\.id$/;
+
+/**
+ * A body where a value was found in a top-level id, which may be the client's (see clientIds): read
+ * again parsed, with the client's ids set aside. Null when it is not JSON after all.
+ */
+function inspectParsedBody(compiled: CompiledDataProtectionOk, body: Buffer, text: string, context: InspectContext): InspectResult<Buffer> | null {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    return null;
+  }
+  const r = inspectJson(compiled, value, context);
+  return { ...r, value: r.changed ? Buffer.from(JSON.stringify(r.value), 'utf8') : body };
+}
+
+/**
+ * The value with the client's ids of its response messages set to null, and how to put them back into
+ * an inspected copy; null when no message carries one.
+ */
+function withoutClientIds(value: unknown, clientIds: readonly (string | number)[]): { value: unknown; restore: (inspected: unknown) => unknown } | null {
+  const messages = Array.isArray(value) ? value : [value];
+  const kept = new Map<number, string | number>();
+  messages.forEach((message, index) => {
+    if (message === null || typeof message !== 'object' || Array.isArray(message) || 'method' in message || !('result' in message || 'error' in message)) return;
+    const id = (message as { id?: unknown }).id;
+    if ((typeof id === 'string' || typeof id === 'number') && clientIds.includes(id)) kept.set(index, id);
+  });
+  if (kept.size === 0) return null;
+  const aside = messages.map((message, index) => (kept.has(index) ? { ...(message as object), id: null } : message));
+  return {
+    value: Array.isArray(value) ? aside : aside[0],
+    restore: (inspected) => {
+      const copies = Array.isArray(inspected) ? inspected : [inspected];
+      for (const [index, id] of kept) (copies[index] as { id: unknown }).id = id;
+      return inspected;
+    },
+  };
 }
 
 /**

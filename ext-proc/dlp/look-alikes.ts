@@ -7,7 +7,9 @@
 // One table decides both what the RE2.Set's look-alike entry matches and how a text is read, so the
 // two cannot disagree. What a character becomes:
 // - invisible marks (zero-width space and joiners, the soft hyphen, word joiner, byte order mark,
-//   bidirectional controls, variation selectors, the tag "cancel" and language marks): nothing;
+//   bidirectional controls, variation selectors, the tag "cancel" and language marks) and the C1
+//   control characters U+0080-U+009F (what bytes 0x80-0x9F of an ISO-8859-1 answer read as; nothing
+//   shows them): nothing;
 // - fixed-width and no-break spaces: a space;
 // - hyphen and minus variants (not the en and em dashes of prose): a hyphen;
 // - decimal digits of any script (Arabic-Indic, Devanagari, mathematical bold, ...): the ASCII digit;
@@ -26,7 +28,7 @@ const astralReading = new Map<number, number>();
 const removed = 0xff;
 
 const invisible: [number, number][] = [
-  [0x00ad, 0x00ad], [0x034f, 0x034f], [0x061c, 0x061c], [0x180e, 0x180e], [0x200b, 0x200f], [0x202a, 0x202e],
+  [0x0080, 0x009f], [0x00ad, 0x00ad], [0x034f, 0x034f], [0x061c, 0x061c], [0x180e, 0x180e], [0x200b, 0x200f], [0x202a, 0x202e],
   [0x2060, 0x2064], [0x2066, 0x206f], [0xfe00, 0xfe0f], [0xfeff, 0xfeff],
   [0xe0001, 0xe0001], [0xe007f, 0xe007f], [0xe0100, 0xe01ef],
 ];

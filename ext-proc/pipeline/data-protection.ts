@@ -63,9 +63,12 @@ function withFlowCheck<T>(dp: CompiledDataProtectionOk, flow: FlowTracker, flowS
   return { value: result.value, changed: result.changed, findings: result.findings, denial, notes };
 }
 
-/** A buffered response body (JSON or text). In monitor mode nothing changes and nothing is blocked. */
-export function protectResponseBody(dp: CompiledDataProtectionOk, body: Buffer, from: { upstream: string; tool?: string }): InspectResult<Buffer> {
-  return inspectBody(dp, body, { direction: 'response', upstream: from.upstream, ...(from.tool ? { tool: from.tool } : {}) });
+/**
+ * A buffered response body (JSON or text). In monitor mode nothing changes and nothing is blocked.
+ * `clientIds`: the JSON-RPC ids of the client's requests, which the answer's response messages carry back uninspected.
+ */
+export function protectResponseBody(dp: CompiledDataProtectionOk, body: Buffer, from: { upstream: string; tool?: string; clientIds?: readonly (string | number)[] }): InspectResult<Buffer> {
+  return inspectBody(dp, body, { direction: 'response', upstream: from.upstream, ...(from.tool ? { tool: from.tool } : {}), ...(from.clientIds?.length ? { clientIds: from.clientIds } : {}) });
 }
 
 /**
