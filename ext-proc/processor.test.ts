@@ -381,3 +381,16 @@ test('a whole answer over the worker threshold is inspected on the worker thread
   assert.equal((fallback.response?.response_body?.response?.body_mutation as { body: Buffer }).body.toString('utf8'), inlineBody, 'never passed unread');
   assert.deepEqual(events, ['body_inspection_inline']);
 });
+
+test('a request on no Mandate route is answered 404 unknown_endpoint, logged, and not audited (no Persona, no agent action)', () => {
+  const decisions: Decision[] = [];
+  const logged: [string, Record<string, unknown>][] = [];
+  const processor = createStreamProcessor(null, { ...deps(policyWith({}), decisions), log: (event, fields) => logged.push([event, fields]) });
+  const response = handleNow(processor, { request: 'request_headers', request_headers: headers({ ':method': 'GET', ':path': '/elsewhere', 'x-request-id': 'r-1' }) });
+  const reply = response?.immediate_response;
+  assert.equal(reply?.status.code, 404);
+  assert.equal(reply?.details, 'mandate_unknown_endpoint');
+  assert.equal(JSON.parse(reply!.body!.toString('utf8')).code, 'unknown_endpoint');
+  assert.equal(decisions.length, 0);
+  assert.deepEqual(logged, [['request_without_route', { method: 'GET', requestId: 'r-1' }]]);
+});
