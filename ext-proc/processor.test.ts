@@ -608,3 +608,16 @@ test('a tool list is filtered whatever the status and the content type; a succes
     assert.equal(decisions.at(-1)!.reasons[0]!.code, 'upstream_invalid_response');
   }
 });
+
+test('a request on no Mandate route is answered 404 unknown_endpoint, logged, and not audited (no Persona, no agent action)', () => {
+  const decisions: Decision[] = [];
+  const logged: [string, Record<string, unknown>][] = [];
+  const processor = createStreamProcessor(null, { ...deps(policyWith({}), decisions), log: (event, fields) => logged.push([event, fields]) });
+  const response = handleNow(processor, { request: 'request_headers', request_headers: headers({ ':method': 'GET', ':path': '/elsewhere', 'x-request-id': 'r-1' }) });
+  const reply = response?.immediate_response;
+  assert.equal(reply?.status.code, 404);
+  assert.equal(reply?.details, 'mandate_unknown_endpoint');
+  assert.equal(JSON.parse(reply!.body!.toString('utf8')).code, 'unknown_endpoint');
+  assert.equal(decisions.length, 0);
+  assert.deepEqual(logged, [['request_without_route', { method: 'GET', requestId: 'r-1' }]]);
+});

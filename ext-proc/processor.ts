@@ -238,7 +238,7 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
     requestHeaders = headerMap(request.request_headers?.headers?.headers);
     const method = requestHeaders.get(':method') ?? '';
     const path = requestHeaders.get(':path') ?? '/';
-    if (!route) return refuse(500, 'route_unknown', 'this route carries no Mandate identity; the gateway is misconfigured', 'protocol');
+    if (!route) return refuseUnrouted(method);
     policy = deps.currentPolicy();
     context = {
       persona: route.persona,
@@ -1328,6 +1328,18 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
     answered = true;
     finish();
     return immediate(status, problem(status, reason), [['content-type', 'application/problem+json'], ...extraHeaders], code);
+  }
+
+  /**
+   * A request on no Mandate route (Envoy answers those itself; this covers a route built elsewhere):
+   * no Persona, so no agent action to audit. Logged for the operator; the agent gets a 404.
+   */
+  function refuseUnrouted(method: string): ProcessingResponse {
+    deps.log?.('request_without_route', { method, requestId: requestHeaders.get('x-request-id') ?? null });
+    answered = true;
+    finish();
+    const reason: DecisionReason = { stage: 'protocol', code: 'unknown_endpoint', message: 'No Persona endpoint at this path' };
+    return immediate(404, problem(404, reason), [['content-type', 'application/problem+json']], reason.code);
   }
 
   function restCallFromHeaders(): AgentCall {

@@ -403,6 +403,8 @@ describe('bad input', () => {
     const huge = JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 'echo', arguments: { message: 'x'.repeat(5 * 1024 * 1024) } } });
     const response = await post(`${support}/everything`, huge, auth());
     assert.equal(response.status, 413);
+    // Envoy's own answer past the route's buffer limit, as a problem document.
+    assert.equal(response.json.code, 'payload_too_large');
   });
 
   test('an unsupported HTTP method: 405', async () => {
@@ -421,6 +423,7 @@ describe('bad input', () => {
     await gateway.stopProcess('ext-proc', true);
     const refused = await post(`${support}/everything`, initialize(), auth());
     assert.equal(refused.status, 503);
+    assert.equal(refused.json.code, 'policy_service_unavailable');
     await gateway.startExtProc();
     await waitForExtProcVersion(await gateway.configVersion());
     const deadline = Date.now() + 10_000;

@@ -16,3 +16,16 @@ test('gateway TLS and CA settings: defaults, the pairs that go together, absolut
   ];
   for (const [env, message] of refused) assert.throws(() => parseGatewaySettings(env), message, JSON.stringify(env));
 });
+
+test('request timeouts pushed to Envoy: defaults, and whole milliseconds from 100 ms to an hour', () => {
+  const defaults = parseGatewaySettings({});
+  assert.equal(defaults.requestHeadersTimeoutMs, 10_000);
+  assert.equal(defaults.requestTimeoutMs, 60_000);
+  const set = parseGatewaySettings({ MANDATE_GATEWAY_REQUEST_HEADERS_TIMEOUT_MS: '500', MANDATE_GATEWAY_REQUEST_TIMEOUT_MS: '120000' });
+  assert.equal(set.requestHeadersTimeoutMs, 500);
+  assert.equal(set.requestTimeoutMs, 120_000);
+  for (const value of ['0', '99', '1.5', 'ten', '3600001']) {
+    assert.throws(() => parseGatewaySettings({ MANDATE_GATEWAY_REQUEST_TIMEOUT_MS: value }), /MANDATE_GATEWAY_REQUEST_TIMEOUT_MS must be an integer 100-3600000/);
+    assert.throws(() => parseGatewaySettings({ MANDATE_GATEWAY_REQUEST_HEADERS_TIMEOUT_MS: value }), /MANDATE_GATEWAY_REQUEST_HEADERS_TIMEOUT_MS must be/);
+  }
+});

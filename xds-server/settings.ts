@@ -10,6 +10,8 @@ export function parseGatewaySettings(env: Record<string, string | undefined>): G
   if (!Number.isInteger(hops) || hops < 0 || hops > 10) throw new Error(`MANDATE_TRUSTED_PROXY_HOPS must be an integer 0-10`);
   const timeout = Number(env.MANDATE_EXT_PROC_MESSAGE_TIMEOUT_MS ?? defaultGatewaySettings.messageTimeoutMs);
   if (!Number.isInteger(timeout) || timeout < 50 || timeout > 60_000) throw new Error('MANDATE_EXT_PROC_MESSAGE_TIMEOUT_MS must be 50-60000');
+  const requestHeadersTimeoutMs = timeoutSetting(env, 'MANDATE_GATEWAY_REQUEST_HEADERS_TIMEOUT_MS', defaultGatewaySettings.requestHeadersTimeoutMs);
+  const requestTimeoutMs = timeoutSetting(env, 'MANDATE_GATEWAY_REQUEST_TIMEOUT_MS', defaultGatewaySettings.requestTimeoutMs);
   const upstreamCaFile = env.MANDATE_UPSTREAM_CA_FILE?.trim() || defaultGatewaySettings.upstreamCaFile;
   if (!upstreamCaFile.startsWith('/')) throw new Error('MANDATE_UPSTREAM_CA_FILE must be an absolute path (on the Envoy hosts)');
   return {
@@ -21,9 +23,18 @@ export function parseGatewaySettings(env: Record<string, string | undefined>): G
       ? env.MANDATE_EXT_PROC_ENDPOINTS.split(',').map((e) => parseHostPort(e, 'MANDATE_EXT_PROC_ENDPOINTS'))
       : defaultGatewaySettings.extProcEndpoints,
     messageTimeoutMs: timeout,
+    requestHeadersTimeoutMs,
+    requestTimeoutMs,
     trustedProxyHops: hops,
     upstreamCaFile,
   };
+}
+
+/** A timeout in milliseconds pushed to Envoy: 100 ms to 1 hour. */
+function timeoutSetting(env: Record<string, string | undefined>, name: string, fallback: number): number {
+  const value = Number(env[name] ?? fallback);
+  if (!Number.isInteger(value) || value < 100 || value > 3_600_000) throw new Error(`${name} must be an integer 100-3600000 (milliseconds)`);
+  return value;
 }
 
 /** Scaled out when MANDATE_NATS_URL is set (the variable ext_proc reads too); embedded otherwise. */

@@ -19,6 +19,7 @@ import (
 	_ "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/config/rbac/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/filters/cel/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/stream/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/local_ratelimit/v3"
@@ -39,6 +40,7 @@ var rootFiles = []string{
 	"envoy/config/endpoint/v3/endpoint.proto",
 	"envoy/config/listener/v3/listener.proto",
 	"envoy/config/route/v3/route.proto",
+	"envoy/extensions/access_loggers/filters/cel/v3/cel.proto",
 	"envoy/extensions/access_loggers/stream/v3/stream.proto",
 	"envoy/extensions/filters/http/ext_proc/v3/ext_proc.proto",
 	"envoy/extensions/filters/http/local_ratelimit/v3/local_rate_limit.proto",

@@ -25,7 +25,7 @@ const api = loadEnvoyApi();
 test('one route per Persona and granted upstream, with the route identity in ext_proc metadata', () => {
   const snapshot = buildSnapshot(policy(3), defaultGatewaySettings);
   const routes = (snapshot.resources.routes[0]!.virtual_hosts as { routes: Record<string, any>[] }[])[0]!.routes;
-  assert.deepEqual(routes.map((r) => r.name), ['support/mcp-a', 'support/rest-b', 'not-found']);
+  assert.deepEqual(routes.map((r) => r.name), ['support/mcp-a', 'support/rest-b', 'connect-refused', 'not-found']);
   const mcp = routes[0]!;
   assert.deepEqual(mcp.match, { path_separated_prefix: '/personas/support/mcp-a' });
   assert.equal(mcp.route.prefix_rewrite, '/mcp');
@@ -39,6 +39,44 @@ test('one route per Persona and granted upstream, with the route identity in ext
   // A REST grant whose condition reads the body makes that route buffer bodies.
   assert.equal(routes[1]!.typed_per_filter_config['envoy.filters.http.ext_proc'].overrides.processing_mode.request_body_mode, 'BUFFERED');
   assert.ok((snapshot.resources.routes[0]!.request_headers_to_remove as string[]).includes('x-mandate-persona'));
+});
+
+test('ext_proc asks for response headers only on Mandate routes: Envoy\'s replies to requests on no route pass it by', () => {
+  const snapshot = buildSnapshot(policy(1, { authentication: { tokens: true, jwt: { issuer: 'https://idp.example', jwksUri: 'https://idp.example/jwks', audiences: ['a'] } } }), defaultGatewaySettings);
+  const hcm = (snapshot.resources.listeners[0]!.filter_chains as any[])[0].filters[0].typed_config;
+  const extProc = hcm.http_filters.find((f: { name: string }) => f.name === 'envoy.filters.http.ext_proc').typed_config;
+  // Still consulted (and refusing) for a request on a route without its own config: fail closed.
+  assert.equal(extProc.processing_mode.request_header_mode, 'SEND');
+  assert.equal(extProc.processing_mode.response_header_mode, 'SKIP');
+  assert.equal(extProc.failure_mode_allow, false);
+  const routes = (snapshot.resources.routes[0]!.virtual_hosts as { routes: Record<string, any>[] }[])[0]!.routes;
+  const mandateRoutes = routes.filter((r) => r.route);
+  assert.deepEqual(mandateRoutes.map((r) => r.name), ['support/mcp-a', 'support/mcp-a/resource-metadata', 'support/rest-b', 'support/rest-b/resource-metadata']);
+  for (const route of mandateRoutes) {
+    const mode = route.typed_per_filter_config['envoy.filters.http.ext_proc'].overrides.processing_mode;
+    assert.equal(mode.request_header_mode, 'SEND', route.name);
+    assert.equal(mode.response_header_mode, 'SEND', route.name);
+  }
+  // The rest Envoy answers itself, without ext_proc: CONNECT (405) and every other path (404).
+  for (const route of routes.filter((r) => !r.route)) {
+    assert.equal(route.typed_per_filter_config['envoy.filters.http.ext_proc'].disabled, true, route.name);
+    assert.equal(JSON.parse(route.direct_response.body.inline_string).code, route.name === 'connect-refused' ? 'method_not_allowed' : 'unknown_endpoint');
+  }
+});
+
+test('the agents\' listener bounds how long a request may take to arrive, and Envoy\'s own replies carry a Mandate code', () => {
+  const encode = createResourceEncoder(api.root);
+  const listener = buildSnapshot(policy(1), { ...defaultGatewaySettings, requestHeadersTimeoutMs: 1500, requestTimeoutMs: 45_000 }).resources.listeners[0]!;
+  encode('listeners', listener);
+  const hcm = (listener.filter_chains as any[])[0].filters[0].typed_config;
+  assert.deepEqual(hcm.request_headers_timeout, { seconds: 1, nanos: 500_000_000 });
+  assert.deepEqual(hcm.request_timeout, { seconds: 45, nanos: 0 });
+  const mappers = hcm.local_reply_config.mappers as Record<string, any>[];
+  // Replies ext_proc and the routes made pass unchanged; they match first.
+  assert.match(mappers[0]!.filter.extension_filter.typed_config.expression, /startsWith\('mandate_'\).*direct_response/);
+  assert.equal(mappers[0]!.body_format_override, undefined);
+  const codes = mappers.slice(1).map((m) => m.body_format_override.json_format.fields.find((f: { key: string }) => f.key === 'code').value.string_value);
+  assert.deepEqual(codes, ['malformed_request', 'request_headers_too_large', 'unsupported_http_version', 'payload_too_large', 'request_timeout', 'upgrade_not_supported', 'unknown_endpoint', 'policy_service_unavailable', 'upstream_timeout', 'upstream_unavailable']);
 });
 
 test('CIDR rules become per-route RBAC; no rules means no RBAC on the route', () => {

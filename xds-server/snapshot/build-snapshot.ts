@@ -14,6 +14,10 @@ export interface GatewaySettings {
   extProcEndpoints: { address: string; port: number }[];
   /** Per-message ext_proc timeout; generous because a Node process can pause for GC. */
   messageTimeoutMs: number;
+  /** How long an agent may take to send a request's headers (from their first byte). */
+  requestHeadersTimeoutMs: number;
+  /** How long an agent may take to send a whole request (headers and body, ext_proc's decision included); answers and event streams are not limited by it. */
+  requestTimeoutMs: number;
   /** Number of trusted proxies in front of Envoy that append to X-Forwarded-For (0: the peer address is the source). */
   trustedProxyHops: number;
   /** PEM bundle, on the Envoy hosts, of the CAs https:// upstreams are verified against unless an upstream names its own. */
@@ -28,6 +32,8 @@ export const defaultGatewaySettings: GatewaySettings = {
   listener: { address: '127.0.0.1', port: 10000 },
   extProcEndpoints: [{ address: '127.0.0.1', port: 9002 }],
   messageTimeoutMs: 2000,
+  requestHeadersTimeoutMs: 10_000,
+  requestTimeoutMs: 60_000,
   trustedProxyHops: 0,
   upstreamCaFile: '/etc/ssl/certs/ca-certificates.crt',
   listenerTls: null,
@@ -160,6 +166,14 @@ function gatewayListener(settings: GatewaySettings): ResourceObject {
               merge_slashes: true,
               path_with_escaped_slashes_action: 'KEEP_UNCHANGED',
               generate_request_id: true,
+              // A client that stops sending part-way would otherwise hold its connection and an ext_proc
+              // stream until the 5-minute stream idle timeout. Both end when the request is in: a long
+              // answer or event stream is bounded by the route's timeouts, not these.
+              request_headers_timeout: duration(settings.requestHeadersTimeoutMs),
+              request_timeout: duration(settings.requestTimeoutMs),
+              local_reply_config: localReplyConfig(),
+              // CONNECT reaches the route that refuses it (405) instead of a bare 403 "upgrade_failed".
+              upgrade_configs: [{ upgrade_type: 'CONNECT' }],
               rds: { route_config_name: routeConfigName, config_source: { ads: {}, resource_api_version: 'V3' } },
               http_filters: [
                 // No rules at filter level: enforcement comes only from per-route RBAC (Persona CIDR rules).
@@ -213,7 +227,12 @@ const accessLogFormat =
   '[%START_TIME%] "%REQ(:METHOD)% route=%ROUTE_NAME% %PROTOCOL%" %RESPONSE_CODE% %RESPONSE_FLAGS% %RESPONSE_CODE_DETAILS% ' +
   '%BYTES_RECEIVED% %BYTES_SENT% %DURATION% %RESP(X-ENVOY-UPSTREAM-SERVICE-TIME)% "%REQ(USER-AGENT)%" "%REQ(X-REQUEST-ID)%" "%UPSTREAM_HOST%"\n';
 
-/** Filter-wide defaults: fail closed, headers only; each route asks for the body phases it needs. */
+/**
+ * Filter-wide defaults, for requests on no Mandate route (which ext_proc refuses): request headers
+ * only. Each Mandate route asks for the phases it needs, response headers included. Envoy's own
+ * replies to malformed requests pass the encoder filters while the connection is being closed: an
+ * ext_proc asked for their headers then never answers in time, and the agent would get nothing.
+ */
 function extProcFilterConfig(settings: GatewaySettings): Record<string, unknown> {
   return {
     '@type': 'type.googleapis.com/envoy.extensions.filters.http.ext_proc.v3.ExternalProcessor',
@@ -223,7 +242,7 @@ function extProcFilterConfig(settings: GatewaySettings): Record<string, unknown>
     status_on_error: { code: 'ServiceUnavailable' },
     message_timeout: duration(settings.messageTimeoutMs),
     max_message_timeout: duration(30_000),
-    processing_mode: processingMode('NONE', 'NONE'),
+    processing_mode: { ...processingMode('NONE', 'NONE'), response_header_mode: 'SKIP' },
     allow_mode_override: true,
     request_attributes: ['source.address'],
     // ext_proc sees every request header: it drops those the upstream may not receive (a Persona is a
@@ -258,7 +277,7 @@ function routeConfiguration(policy: PolicySnapshot, personas: Persona[], upstrea
       if (persona.authentication.jwt) routes.push(resourceMetadataRoute(route));
     }
   }
-  routes.push(notFoundRoute());
+  routes.push(connectRoute(), notFoundRoute());
   return {
     name: routeConfigName,
     virtual_hosts: [
@@ -339,23 +358,78 @@ function resourceMetadataRoute(personaRoute: ResourceObject): ResourceObject {
 }
 
 function notFoundRoute(): ResourceObject {
+  return envoyAnswerRoute('not-found', { prefix: '/' }, 404, 'unknown_endpoint', 'No Persona endpoint at this path');
+}
+
+/** CONNECT (a tunnel request) matches no path route; the gateway tunnels nothing. */
+function connectRoute(): ResourceObject {
+  return envoyAnswerRoute('connect-refused', { connect_matcher: {} }, 405, 'method_not_allowed', 'The gateway does not tunnel (CONNECT)');
+}
+
+/** A route Envoy answers itself with a problem document; ext_proc is not consulted. */
+function envoyAnswerRoute(name: string, match: Record<string, unknown>, status: number, code: string, title: string): ResourceObject {
   return {
-    name: 'not-found',
-    match: { prefix: '/' },
-    direct_response: {
-      status: 404,
-      body: {
-        inline_string: JSON.stringify({
-          type: 'https://mandate.dev/errors/unknown_endpoint',
-          title: 'No Persona endpoint at this path',
-          status: 404,
-          code: 'unknown_endpoint',
-        }),
-      },
-    },
+    name,
+    match,
+    direct_response: { status, body: { inline_string: JSON.stringify({ type: `${problemTypeBase}${code}`, title, status, code }) } },
     response_headers_to_add: [{ header: { key: 'content-type', value: 'application/problem+json' }, append_action: 'OVERWRITE_IF_EXISTS_OR_ADD' }],
     typed_per_filter_config: {
       [extProcFilterName]: { '@type': 'type.googleapis.com/envoy.extensions.filters.http.ext_proc.v3.ExtProcPerRoute', disabled: true },
+    },
+  };
+}
+
+const problemTypeBase = 'https://mandate.dev/errors/';
+
+/**
+ * Envoy's own answers on the agents' listener (malformed requests, bodies over the route's limit,
+ * timeouts, ext_proc or upstream failures) as problem documents with a stable code, like Mandate's.
+ * Replies ext_proc makes (details "mandate_<code>") and the routes' direct responses stay as they are;
+ * so does RBAC's 403. The first mapper that matches applies.
+ */
+const envoyReplyCodes: { code: string; title: string; filter: Record<string, unknown> }[] = [
+  { code: 'malformed_request', title: 'The request is not valid HTTP', filter: { or_filter: { filters: [status(400), status(501)] } } },
+  { code: 'request_headers_too_large', title: 'The request headers are too large or too many', filter: status(431) },
+  { code: 'unsupported_http_version', title: 'HTTP/1.1 or later is required', filter: status(426) },
+  { code: 'payload_too_large', title: "The request body exceeds the endpoint's size limit", filter: status(413) },
+  { code: 'request_timeout', title: 'The request was not received in time', filter: status(408) },
+  { code: 'upgrade_not_supported', title: 'The gateway does not upgrade connections (WebSocket and the like)', filter: cel("response.code_details == 'upgrade_failed'") },
+  { code: 'unknown_endpoint', title: 'No Persona endpoint at this path', filter: status(404) },
+  { code: 'policy_service_unavailable', title: 'The policy service could not be reached; refused (fail closed)', filter: cel("response.code_details.startsWith('ext_proc')") },
+  { code: 'upstream_timeout', title: 'The upstream did not answer in time', filter: status(504) },
+  { code: 'upstream_unavailable', title: 'The upstream could not be reached', filter: { or_filter: { filters: [status(502), status(503)] } } },
+];
+
+function localReplyConfig(): Record<string, unknown> {
+  return {
+    mappers: [
+      // First: what ext_proc and the routes answered themselves passes unchanged.
+      { filter: cel("response.code_details.startsWith('mandate_') || response.code_details == 'direct_response'") },
+      ...envoyReplyCodes.map(({ code, title, filter }) => ({
+        filter,
+        body_format_override: {
+          json_format: jsonStruct({ type: `${problemTypeBase}${code}`, title, status: '%RESPONSE_CODE%', code, detail: '%RESPONSE_CODE_DETAILS%' }),
+          content_type: 'application/problem+json',
+        },
+      })),
+    ],
+  };
+}
+
+function status(code: number): Record<string, unknown> {
+  return { status_code_filter: { comparison: { op: 'EQ', value: { default_value: code, runtime_key: `mandate.local_reply.status_${code}` } } } };
+}
+
+/** A google.protobuf.Struct of strings, in the shape the descriptor-built encoder takes. */
+function jsonStruct(values: Record<string, string>): Record<string, unknown> {
+  return { fields: Object.entries(values).map(([key, value]) => ({ key, value: { string_value: value } })) };
+}
+
+function cel(expression: string): Record<string, unknown> {
+  return {
+    extension_filter: {
+      name: 'envoy.access_loggers.extension_filters.cel',
+      typed_config: { '@type': 'type.googleapis.com/envoy.extensions.access_loggers.filters.cel.v3.ExpressionFilter', expression },
     },
   };
 }
