@@ -24,3 +24,28 @@ test('the stricter Set entry still hits on standalone numbers and numbers after 
   assert.ok(hitDetectors('paid: -4111111111111111- ok').includes('payment-card-visa'));
   assert.ok(hitDetectors('{"n":"2345 6789 0123"}').includes('in-aadhaar'));
 });
+
+test('without a profile every detector runs: tuning one detector or adding a rule never switches the others off', () => {
+  const activeIds = (config: Record<string, unknown>) => {
+    const result = compileDataProtection(config as never);
+    assert.ok(result.ok);
+    return new Set(result.detectors.map((d) => d.def.id));
+  };
+  const all = activeIds({});
+  assert.ok(all.size >= 200);
+  for (const config of [
+    { detectors: [{ id: 'payment-card-visa', maskKeep: 2 }] },
+    { rules: [{ groups: ['credentials'], direction: 'request', action: 'block' }] },
+    { detectors: [{ id: 'aws-access-key-id', action: 'block' }], rules: [{ detectors: ['us-ssn'], action: 'redact' }] },
+  ]) {
+    assert.equal(activeIds(config).size, all.size, JSON.stringify(config));
+  }
+  const withoutIp = activeIds({ detectors: [{ id: 'ipv4-address', enabled: false }] });
+  assert.equal(withoutIp.size, all.size - 1);
+  assert.equal(withoutIp.has('ipv4-address'), false);
+  // With a profile: its detectors, plus those a rule or an override names.
+  const pci = activeIds({ profiles: ['pci-dss'] });
+  const pciAndKeys = activeIds({ profiles: ['pci-dss'], rules: [{ groups: ['credentials'], action: 'block' }], detectors: [{ id: 'us-ssn' }] });
+  assert.ok(pci.has('payment-card-visa') && !pci.has('aws-access-key-id') && !pci.has('us-ssn'));
+  assert.ok(pciAndKeys.has('payment-card-visa') && pciAndKeys.has('aws-access-key-id') && pciAndKeys.has('us-ssn'));
+});

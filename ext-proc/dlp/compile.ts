@@ -240,9 +240,15 @@ export function compileDataProtection(policy: DataProtection | undefined, option
   };
 }
 
-/** Profiles, rule selectors and enabled overrides pick detectors; with none of them, all detectors run. */
+/**
+ * Which detectors run. Without a profile, all of them: rules and overrides then only set actions, so
+ * tuning one detector (its maskKeep, its action) or adding a rule never switches the others off. With
+ * profiles, those profiles' detectors plus any a rule (`groups`/`detectors`) or an override names.
+ * `enabled: false` always wins.
+ */
 function selectDetectors(p: DataProtection): DetectorDefinition[] {
   const disabled = new Set(p.detectors.filter((o) => !o.enabled).map((o) => o.id));
+  if (p.profiles.length === 0) return builtInDetectors.filter((d) => !disabled.has(d.id));
   const ids = new Set<string>(p.detectors.filter((o) => o.enabled).map((o) => o.id));
   const groups = new Set<string>();
   for (const r of p.rules) {
@@ -250,10 +256,7 @@ function selectDetectors(p: DataProtection): DetectorDefinition[] {
     r.groups?.forEach((g) => groups.add(g));
   }
   const profiles = new Set<string>(p.profiles);
-  const everything = ids.size === 0 && groups.size === 0 && profiles.size === 0;
-  return builtInDetectors.filter(
-    (d) => !disabled.has(d.id) && (everything || ids.has(d.id) || groups.has(d.group) || d.profiles.some((x) => profiles.has(x))),
-  );
+  return builtInDetectors.filter((d) => !disabled.has(d.id) && (ids.has(d.id) || groups.has(d.group) || d.profiles.some((x) => profiles.has(x))));
 }
 
 /** Keywords match when not glued to other letters or digits (so "customer_ssn" matches "ssn", "lesson" does not). */
