@@ -621,3 +621,61 @@ test('a request on no Mandate route is answered 404 unknown_endpoint, logged, an
   assert.equal(decisions.length, 0);
   assert.deepEqual(logged, [['request_without_route', { method: 'GET', requestId: 'r-1' }]]);
 });
+
+/** What reaches the agent of an answer sent in chunks cut at `cuts`. */
+function answerChunks(processor: ReturnType<typeof createStreamProcessor>, text: string, cuts: number[]): string {
+  let out = '';
+  let from = 0;
+  for (const [i, cut] of [...cuts, text.length].entries()) {
+    const chunk = Buffer.from(text.slice(from, cut));
+    from = cut;
+    const mutation = handleNow(processor, { request: 'response_body', response_body: { body: chunk, end_of_stream: i === cuts.length } })?.response_body?.response?.body_mutation;
+    out += mutation === undefined ? chunk.toString('utf8') : 'body' in mutation ? mutation.body.toString('utf8') : '';
+  }
+  return out;
+}
+
+test('an event stream is framed as clients read it: CR-only or mixed line ends, a final event without its blank line, data over several lines', () => {
+  const grants = [{ upstream: 'billing', tools: [{ name: 'read_card' }] }];
+  const listRequest = { jsonrpc: '2.0', id: 3, method: 'tools/list', params: {} };
+  const list = JSON.stringify({ jsonrpc: '2.0', id: 3, result: { tools: ['read_card', 'admin_console'].map((name) => ({ name, description: `reads ${card}`, inputSchema: { type: 'object' } })) } });
+  const notice = JSON.stringify({ jsonrpc: '2.0', method: 'notifications/message', params: { level: 'info', data: `card ${card}` } });
+  const halfway = list.indexOf('"result"');
+  const framings: [string, string][] = [
+    ['CR-only', `event: message\rdata: ${notice}\r\revent: message\rdata: ${list}\r\r`],
+    ['no blank line after the last event', `event: message\ndata: ${notice}\n\nevent: message\ndata: ${list}`],
+    ['a lone CR after the last event', `data: ${notice}\r\n\r\ndata: ${list}\r`],
+    ['mixed line ends', `event: message\r\ndata: ${notice}\r\n\revent: message\rdata: ${list}\n\r\n`],
+    ['JSON over two data: lines', `event: message\r\ndata: ${notice}\n\nevent: message\rdata: ${list.slice(0, halfway)}\rdata: ${list.slice(halfway)}\r\r`],
+  ];
+  for (const dataProtection of [undefined, { profiles: ['pci-dss'] }]) {
+    for (const [label, text] of framings) {
+      for (let cut = 0; cut <= text.length; cut += label === 'mixed line ends' ? 1 : 97) {
+        const processor = createStreamProcessor(route, deps(policyWith({ grants, ...(dataProtection ? { dataProtection } : {}) })));
+        startMcp(processor, listRequest);
+        answerHeaders(processor, '200', 'text/event-stream');
+        const out = answerChunks(processor, text, cut === 0 ? [] : [cut]);
+        const where = `${label}, cut at ${cut}, ${dataProtection ? 'with' : 'without'} data protection: ${JSON.stringify(out)}`;
+        assert.ok(out.includes('read_card') && !out.includes('admin_console'), where);
+        if (dataProtection) assert.ok(!out.includes(card) && !out.includes('4539'), where);
+        assert.ok(out.endsWith('\n\n'), `${where}: every event goes out complete`);
+      }
+    }
+  }
+});
+
+test('in an answer to tools/list, an event that is not JSON is replaced by an error, as a whole answer that is not JSON is', () => {
+  const decisions: Decision[] = [];
+  const processor = createStreamProcessor(route, deps(policyWith({ grants: [{ upstream: 'billing', tools: [{ name: 'read_card' }] }] }), decisions));
+  startMcp(processor, { jsonrpc: '2.0', id: 3, method: 'tools/list', params: {} });
+  answerHeaders(processor, '200', 'text/event-stream');
+  // JSON.parse refuses NaN; a lenient client (Python's json module) reads this tool list.
+  const out = answerChunks(processor, `id: 0\ndata: \n\nevent: message\ndata: {"jsonrpc":"2.0","id":3,"result":{"tools":[{"name":"admin_console","x":NaN}]}}\n\n`, []);
+  assert.ok(!out.includes('admin_console'), out);
+  const [priming, event] = out.split('\n\n');
+  assert.equal(priming, 'id: 0\ndata: ', "a server's priming event (empty data) passes");
+  const error = JSON.parse(event!.split('\n').find((l) => l.startsWith('data: '))!.slice(6));
+  assert.equal(error.id, 3);
+  assert.equal(error.error.data.mandate.code, 'upstream_invalid_response');
+  assert.equal(decisions.at(-1)!.reasons[0]!.code, 'upstream_invalid_response');
+});

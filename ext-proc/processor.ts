@@ -62,7 +62,7 @@ import {
   type JsonRpcId,
   type JsonRpcMessage,
 } from './mcp/json-rpc.ts';
-import { createSseSplitter, withData, type SseSplitter } from './mcp/sse.ts';
+import { createSseSplitter, withData, type SseEvent, type SseSplitter } from './mcp/sse.ts';
 import type { CompiledPersona, CompiledPolicy } from './policy/compile-policy.ts';
 import { normaliseRequestPath } from './rest/path-template.ts';
 import { jsonNestingExceeds, maxJsonNestingDepth } from './json-nesting.ts';
@@ -182,7 +182,7 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
   let responseIsJson = false;
   /** A whole answer declared in a single-byte charset: read decoded, and written back in that charset. */
   let answerSingleByte: SingleByteCharset | null = null;
-  /** A successful answer to tools/list was not JSON: an error replaced it. */
+  /** A successful answer to tools/list (or an event of one) was not JSON: an error replaced it. */
   let toolsListUnreadable = false;
   let inspectResponse = false;
   let sse: SseSplitter | null = null;
@@ -804,9 +804,9 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
     const services = externalServices('response');
     const mutation = response.response_body?.response?.body_mutation;
     if (services.length === 0 || streamBlocked || answered || !mutation || !('body' in mutation) || !mutation.body || mutation.body.length === 0) return response;
+    // The body holds whole events (the SSE stage writes no other), so the splitter ends with it.
     const splitter = createSseSplitter();
-    const events = splitter.push(Buffer.from(mutation.body));
-    const rest = splitter.rest();
+    const events = [...splitter.push(Buffer.from(mutation.body)), ...splitter.end()];
     if (!events.some((event) => event.data !== null)) return response;
     const waitMs = Math.min(30_000, inlineWaitMs(services) * events.length + 1000);
     const deferred = (async (): Promise<ProcessingResponse> => {
@@ -829,7 +829,6 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
         }
         out.push(`${data === event.data ? event.raw : withData(event, data)}\n\n`);
       }
-      if (!streamBlocked && rest !== '') out.push(rest);
       const body = Buffer.from(out.join(''), 'utf8');
       return { response_body: { response: { status: 'CONTINUE', body_mutation: body.length > 0 ? { body } : { clear_body: true } } } };
     })();
@@ -1157,13 +1156,12 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
     if (streamBlocked) return { response_body: { response: { status: 'CONTINUE', body_mutation: { clear_body: true } } } };
     const out: string[] = [];
     const results: unknown[] = [];
-    for (const event of sse!.push(chunk)) out.push(`${processSseEvent(event, results)}\n\n`);
-    if (endOfStream) {
-      const rest = sse!.rest();
-      if (rest.trim() !== '') out.push(rest);
-    } else if (sse!.heldBytes() > (persona?.persona.maxBodyBytes ?? 4 * 1024 * 1024)) {
-      // One event larger than the Persona's body limit: cut it rather than hold unbounded memory.
-      sse!.rest();
+    // A final event the upstream left without its blank line is filtered and inspected like any
+    // other, and goes out complete, so every stage after this one reads whole events.
+    for (const event of endOfStream ? [...sse!.push(chunk), ...sse!.end()] : sse!.push(chunk)) out.push(`${processSseEvent(event, results)}\n\n`);
+    if (!endOfStream && sse!.heldBytes() > (persona?.persona.maxBodyBytes ?? 4 * 1024 * 1024)) {
+      // One event larger than the Persona's body limit: dropped (up to its end) rather than hold unbounded memory.
+      sse!.drop();
       out.push(`event: message\ndata: ${JSON.stringify(jsonRpcError(null, jsonRpcCodes.unavailable, 'Mandate: an event exceeded the size limit and was dropped', { mandate: { code: 'event_too_large' } }))}\n\n`);
     }
     let body: Buffer = Buffer.from(out.join(''), 'utf8');
@@ -1242,26 +1240,36 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
       // An error page holds no tool list; a successful answer that is not JSON may hold one Mandate
       // cannot filter: it is replaced (fail closed), whatever its content type said.
       if (!isSuccess(upstreamStatus)) return body;
-      const reason: DecisionReason = { stage: 'protocol', code: 'upstream_invalid_response', message: 'the upstream answered tools/list with a body that is not JSON; the tool list cannot be filtered' };
-      recordDenial({ ...makeDecision(decisions[0]?.call ?? mcpCall('tools/list'), reason), enforced: true });
-      toolsListUnreadable = true;
       // The whole answer is replaced: every request in the body gets the error.
-      const ids = requestIds.length > 0 ? requestIds : [...toolsListIds];
-      const errors = ids.map((id) => jsonRpcError(id, jsonRpcCodes.unavailable, `Mandate: ${reason.message}`, { mandate: { code: reason.code } }));
+      const errors = unreadableToolsListErrors('a body', requestIds.length > 0 ? requestIds : [...toolsListIds]);
       return Buffer.from(JSON.stringify(requestWasBatch ? errors : errors[0]), 'utf8');
     }
     const filtered = Array.isArray(value) ? value.map(filterToolsListMessage) : filterToolsListMessage(value);
     return Buffer.from(JSON.stringify(filtered), 'utf8');
   }
 
+  /** A tool list Mandate cannot read is not passed on (fail closed): errors for `ids` in its place, the refusal recorded. */
+  function unreadableToolsListErrors(what: string, ids: (string | number)[]): unknown[] {
+    const reason: DecisionReason = { stage: 'protocol', code: 'upstream_invalid_response', message: `the upstream answered tools/list with ${what} that is not JSON; the tool list cannot be filtered` };
+    if (!toolsListUnreadable) recordDenial({ ...makeDecision(decisions[0]?.call ?? mcpCall('tools/list'), reason), enforced: true });
+    toolsListUnreadable = true;
+    return ids.map((id) => jsonRpcError(id, jsonRpcCodes.unavailable, `Mandate: ${reason.message}`, { mandate: { code: reason.code } }));
+  }
+
   /** Filters a tool list in one event; collects tool results (for the behaviour stage) into `results`. */
-  function processSseEvent(event: { raw: string; data: string | null }, results: unknown[]): string {
+  function processSseEvent(event: SseEvent, results: unknown[]): string {
     if (event.data === null) return event.raw;
     let value: unknown;
     try {
       value = JSON.parse(event.data);
     } catch {
-      return event.raw;
+      // In an answer to tools/list, an event that is not JSON may be one a lenient client reads: as
+      // for a whole answer, it is replaced by an error for each tool list asked for. Empty data (a
+      // server's priming event, a keep-alive) holds no tool list: clients skip it.
+      if (toolsListIds.size === 0 || !isSuccess(upstreamStatus) || event.data.trim() === '') return event.raw;
+      return unreadableToolsListErrors('an event', [...toolsListIds])
+        .map((error) => withData(event, JSON.stringify(error)))
+        .join('\n\n');
     }
     if (inspectResponse && route!.kind === 'mcp' && persona!.behaviour.active) results.push(value);
     const filtered = filterToolsListMessage(value);

@@ -155,6 +155,15 @@ describe('tools/list whatever its framing', () => {
       switch (path.split('/').pop()) {
         case 'created-sse':
           return { status: 201, contentType: 'text/event-stream', body: Buffer.from(`event: message\ndata: ${list}\n\n`) };
+        // Lines of an event stream may end with CR alone, and a client may read a last event left without its blank line.
+        case 'sse-cr':
+          return { status: 200, contentType: 'text/event-stream', body: Buffer.from(`event: message\rdata: ${list}\r\r`) };
+        case 'sse-unterminated':
+          return { status: 200, contentType: 'text/event-stream', body: Buffer.from(`: ready\n\nevent: message\ndata: ${list}`) };
+        case 'sse-data-lines': {
+          const halfway = list.indexOf('"result"');
+          return { status: 200, contentType: 'text/event-stream', body: Buffer.from(`event: message\r\ndata: ${list.slice(0, halfway)}\rdata: ${list.slice(halfway)}\n`) };
+        }
         case 'octet':
           return { status: 200, contentType: 'application/octet-stream', body: Buffer.from(list) };
         case 'unlabelled':
@@ -172,7 +181,7 @@ describe('tools/list whatever its framing', () => {
   });
 
   test('a tool list answered with status 201, or labelled application/octet-stream, image/png or nothing, is filtered; one that is not JSON is refused', async () => {
-    const framings = ['created-sse', 'octet', 'unlabelled', 'png', 'real-png'];
+    const framings = ['created-sse', 'sse-cr', 'sse-unterminated', 'sse-data-lines', 'octet', 'unlabelled', 'png', 'real-png'];
     await gateway.apply([
       ...framings.map((framing) => ({ kind: 'Upstream', name: `framed-${framing}`, protocol: 'mcp', url: `http://127.0.0.1:${framedPort}/mcp/${framing}` })),
       {
@@ -197,7 +206,7 @@ describe('tools/list whatever its framing', () => {
         continue;
       }
       assert.equal(listed.status, framing === 'created-sse' ? 201 : 200, `${framing}: ${listed.status} ${listed.text}`);
-      const message = framing === 'created-sse' ? JSON.parse(listed.text.split('\n').find((line) => line.startsWith('data: '))!.slice(6)) : listed.json;
+      const message = framing.includes('sse') ? JSON.parse(listed.text.split('\n').find((line) => line.startsWith('data: '))!.slice(6)) : listed.json;
       assert.deepEqual(message.result.tools.map((t: { name: string }) => t.name).sort(), ['list_tickets', 'read_ticket'], framing);
       assert.equal(listed.headers.get('cache-control'), 'private, no-store');
     }

@@ -68,7 +68,33 @@ test('SSE: the blank line ending a dropped event may arrive split across chunks'
   const inspector = createStreamInspector(compiled, { ...ctx, contentType: 'text/event-stream' });
   let out = inspector.push(Buffer.from('data: ' + 'x'.repeat(5000) + '\r\n')).toString();
   out += inspector.push(Buffer.from('\r\ndata: {"next":1}\r\n\r\n')).toString();
-  assert.equal(out, 'data: {"next":1}\r\n\r\n');
+  assert.equal(out, 'data: {"next":1}\n\n', 'events go out with LF line ends, as they were read');
+});
+
+test('SSE: CR-only line ends, a final event without its blank line, and data split over data: lines are all inspected', () => {
+  const result = (text: string) => JSON.stringify({ jsonrpc: '2.0', id: 1, result: { content: [{ type: 'text', text }] } });
+  const cases: [string, string][] = [
+    [`event: message\rdata: ${result(`card 4111 1111 1111 1111`)}\r\r`, 'CR-only'],
+    [`event: message\ndata: ${result(`card 4111 1111 1111 1111`)}`, 'no blank line at the end'],
+    [`event: message\ndata: ${result(`card 4111 1111 1111 1111`)}\r`, 'a lone CR at the end'],
+    [`event: message\r\ndata: {"jsonrpc":"2.0","id":1,\r\ndata: "result":{"content":[{"type":"text","text":"card 4111 1111 1111 1111"}]}}\r\n\r\n`, 'JSON over two data: lines'],
+  ];
+  for (const [text, label] of cases) {
+    for (const size of [1, 3, 64, text.length]) {
+      const inspector = createStreamInspector(compiled, { ...ctx, contentType: 'text/event-stream' });
+      const { out } = feed(inspector, text, size);
+      assert.ok(!out.includes('4111 1111 1111 1111'), `${label}, chunks of ${size}: ${out}`);
+      assert.equal(JSON.parse(out.split('\n').find((l) => l.startsWith('data: '))!.slice(6)).result.content[0].text, 'card **** **** **** 1111', label);
+      assert.ok(out.endsWith('\n\n'), `${label}: the event goes out complete`);
+    }
+  }
+});
+
+test('SSE: text data over several data: lines is inspected as the client joins it, with "\\n" between the lines', () => {
+  // The engine reads a card whole on one line, but not one cut by a line break (as anywhere else): the joined data decides.
+  const inspector = createStreamInspector(compiled, { ...ctx, contentType: 'text/event-stream' });
+  const { out } = feed(inspector, 'data: card 4111 1111 1111 1111\rdata: also 4539 1488\rdata: 0343 6467\r\r', 5);
+  assert.equal(out, 'data: card **** **** **** 1111\ndata: also 4539 1488\ndata: 0343 6467\n\n');
 });
 
 test('multi-byte characters split across chunks survive', () => {

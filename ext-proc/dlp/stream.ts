@@ -7,7 +7,7 @@
 import { isUtf8 } from 'node:buffer';
 import { StringDecoder } from 'node:string_decoder';
 import type { DataFinding } from '../decision/decision.ts';
-import { firstEventEnd, sseEventOf, withData } from '../mcp/sse.ts';
+import { createSseSplitter, withData, type SseEvent, type SseSplitter } from '../mcp/sse.ts';
 import type { CompiledDataProtection } from './compile.ts';
 import { inspectJson, inspectText, inspectTextRange, textMatches, type BlockedBy, type InspectContext, type InspectResult, type ValueFingerprint } from './inspect.ts';
 import { contextReachOf } from './scan.ts';
@@ -98,8 +98,7 @@ export function createStreamInspector(
   let pending = '';
   /** The end of the released text, as received: context for what follows. */
   let released = '';
-  /** The rest of an oversized event is dropped up to its blank line. */
-  let dropping = false;
+  const events = isSse ? createSseSplitter() : null;
 
   const note = (r: { findings: DataFinding[]; blocked: BlockedBy | null; fingerprints: ValueFingerprint[] }) => {
     found.push(...r.findings);
@@ -107,9 +106,8 @@ export function createStreamInspector(
     blocked ??= r.blocked;
   };
 
-  const inspectEvent = (raw: string): string => {
-    const event = sseEventOf(raw);
-    if (event.data === null) return raw;
+  const inspectEvent = (event: SseEvent): string => {
+    if (event.data === null) return event.raw;
     let parsed: unknown;
     let json = true;
     try {
@@ -117,35 +115,21 @@ export function createStreamInspector(
     } catch {
       json = false;
     }
+    // The data as a client reads it: its data: lines joined with "\n".
     const r: InspectResult<unknown> = json ? inspectJson(compiled, parsed, context) : inspectText(compiled, event.data, context);
     note(r);
-    if (!r.changed) return raw;
+    if (!r.changed) return event.raw;
     return withData(event, json ? JSON.stringify(r.value) : (r.value as string));
   };
 
-  const sseFlush = (final: boolean): string => {
+  // Events go out whole, each inspected; a final one left without its blank line is read as complete.
+  const sseFlush = (splitter: SseSplitter, chunk: Buffer | null): string => {
     let out = '';
-    for (let end = firstEventEnd(pending); end; end = firstEventEnd(pending)) {
-      const raw = pending.slice(0, end.at);
-      const blankLine = pending.slice(end.at, end.next);
-      pending = pending.slice(end.next);
-      if (dropping) dropping = false;
-      else out += inspectEvent(raw) + blankLine;
-    }
-    if (dropping) {
-      // the end of a line end may come with the next chunk
-      pending = final ? '' : pending.slice(-2);
-    } else if (final) {
-      // An unterminated last event is inspected as text, so nothing passes unscanned.
-      const r = inspectText(compiled, pending, context);
-      note(r);
-      out += r.value;
-      pending = '';
-    } else if (Buffer.byteLength(pending) > maxEvent) {
+    for (const event of chunk ? splitter.push(chunk) : splitter.end()) out += `${inspectEvent(event)}\n\n`;
+    if (chunk && splitter.heldBytes() > maxEvent) {
       // An event over the limit is dropped whole, as the data path does (event_too_large).
       exceeded ??= { kind: 'event', limitBytes: maxEvent };
-      pending = pending.slice(-2);
-      dropping = true;
+      splitter.drop();
     }
     return out;
   };
@@ -206,14 +190,14 @@ export function createStreamInspector(
 
   return {
     push(chunk) {
+      if (events) return Buffer.from(sseFlush(events, chunk), 'utf8');
       pending += decoder.write(chunk);
-      const out = isSse ? sseFlush(false) : textFlush(false);
-      return Buffer.from(out, 'utf8');
+      return Buffer.from(textFlush(false), 'utf8');
     },
     end() {
+      if (events) return Buffer.from(sseFlush(events, null), 'utf8');
       pending += decoder.end();
-      const out = isSse ? sseFlush(true) : textFlush(true);
-      return Buffer.from(out, 'utf8');
+      return Buffer.from(textFlush(true), 'utf8');
     },
     findings: () => [...found],
     fingerprints: () => [...prints],

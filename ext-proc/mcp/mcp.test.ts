@@ -40,13 +40,70 @@ test('SSE events split across chunks (even inside a UTF-8 character) come out wh
     const events = [];
     for (let i = 0; i < bytes.length; i += size) events.push(...splitter.push(bytes.subarray(i, i + size)));
     assert.deepEqual(events.map((e) => e.data), ['{"v":"é😀"}', '{"v":2}'], `chunk size ${size}`);
-    assert.equal(splitter.rest(), '');
+    assert.deepEqual(splitter.end(), []);
   }
 });
 
 test('an event rebuilt with new data keeps its other fields', () => {
   const [event] = createSseSplitter().push(Buffer.from('event: message\nid: 9\ndata: {"a":1}\n\n'));
   assert.equal(withData(event!, '{"a":2}'), 'event: message\nid: 9\ndata: {"a":2}');
+});
+
+/** Every event the splitter reads from `text` cut at `cuts`, the end of the stream included. */
+function splitAt(text: string, cuts: number[]): { raw: string; data: string | null }[] {
+  const splitter = createSseSplitter();
+  const events = [];
+  let from = 0;
+  for (const cut of [...cuts, text.length]) {
+    events.push(...splitter.push(Buffer.from(text.slice(from, cut))));
+    from = cut;
+  }
+  return [...events, ...splitter.end()];
+}
+
+test('SSE lines end with CRLF, LF or CR, mixed in one stream and cut anywhere, a CRLF across two chunks included', () => {
+  const expected = [
+    { raw: 'event: message\nid: 1\ndata: {"a":1}', data: '{"a":1}' },
+    { raw: 'data: {"b":\ndata: 2}', data: '{"b":\n2}' },
+    { raw: ': comment\ndata: {"c":3}', data: '{"c":3}' },
+    { raw: 'data: {"d":4}', data: '{"d":4}' },
+  ];
+  const cr = 'event: message\rid: 1\rdata: {"a":1}\r\rdata: {"b":\rdata: 2}\r\r: comment\rdata: {"c":3}\r\rdata: {"d":4}\r\r';
+  const mixed = 'event: message\r\nid: 1\rdata: {"a":1}\n\r\ndata: {"b":\r\ndata: 2}\r\n\r: comment\ndata: {"c":3}\r\r\ndata: {"d":4}\n\n';
+  for (const text of [cr, mixed]) {
+    assert.deepEqual(splitAt(text, []), expected);
+    for (let cut = 1; cut < text.length; cut++) assert.deepEqual(splitAt(text, [cut]), expected, `cut at ${cut}: ${JSON.stringify(text.slice(0, cut))}`);
+    assert.deepEqual(splitAt(text, [...text].map((_, i) => i + 1)), expected, 'one character a chunk');
+  }
+  // A CR that ends a chunk ends its line: the event completes at once, before the next chunk says whether an LF follows.
+  const splitter = createSseSplitter();
+  assert.deepEqual(splitter.push(Buffer.from('data: {"a":1}\r\r')), [{ raw: 'data: {"a":1}', data: '{"a":1}' }]);
+  assert.deepEqual(splitter.push(Buffer.from('\ndata: 2\n\n')), [{ raw: 'data: 2', data: '2' }], 'the LF was the second half of a CRLF, not another blank line');
+});
+
+test('SSE: a final event without its blank line is read at the end of the stream; a data field needs no colon or space', () => {
+  for (const end of ['data: {"a":1}', 'data: {"a":1}\n', 'data: {"a":1}\r', 'data: {"a":1}\r\n']) {
+    assert.deepEqual(splitAt(`data: 0\n\n${end}`, [3]), [{ raw: 'data: 0', data: '0' }, { raw: 'data: {"a":1}', data: '{"a":1}' }], JSON.stringify(end));
+  }
+  assert.deepEqual(splitAt('data:x\ndata\ndata:  y\nid: 1\ndatum: z\n\n', []), [{ raw: 'data:x\ndata\ndata:  y\nid: 1\ndatum: z', data: 'x\n\n y' }]);
+  assert.deepEqual(splitAt('\n\n: only a comment\n\n', []), [{ raw: ': only a comment', data: null }], 'blank lines alone make no event');
+});
+
+test('SSE: an event dropped for its size is dropped up to its blank line; the stream goes on', () => {
+  const splitter = createSseSplitter();
+  assert.deepEqual(splitter.push(Buffer.from('data: {"ok":1}\r\rid: 7\rdata: aaaa')), [{ raw: 'data: {"ok":1}', data: '{"ok":1}' }]);
+  assert.ok(splitter.heldBytes() >= 'id: 7 data: aaaa'.length);
+  splitter.drop();
+  assert.equal(splitter.heldBytes() <= 1, true, 'nothing of it is held');
+  assert.deepEqual(splitter.push(Buffer.from('aaaa\rdata: {"hidden":1}\r')), [], 'the rest of the dropped event is not read as an event');
+  assert.deepEqual(splitter.push(Buffer.from('\ndata: {"hidden":2}\r')), [], 'an LF after a CR is no blank line');
+  assert.deepEqual(splitter.push(Buffer.from('\r\ndata: {"next":1}\n\n')), [{ raw: 'data: {"next":1}', data: '{"next":1}' }]);
+  assert.deepEqual(splitter.end(), []);
+});
+
+test('rewritten data is split at every line end a client reads, so no part of it becomes a field of its own', () => {
+  const [event] = createSseSplitter().push(Buffer.from('event: message\rdata: a\rdata: b\r\r'));
+  assert.equal(withData(event!, 'x\ry\r\nz\nid: 1'), 'event: message\ndata: x\ndata: y\ndata: z\ndata: id: 1');
 });
 
 test('a rewritten body must be the exchange that was authorized: only arguments and results may change', () => {
