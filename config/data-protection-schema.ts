@@ -66,8 +66,8 @@ export const externalDlpSchema = z
   .object({
     type: z.enum(['icap', 'webhook']),
     url: z.string().regex(/^(icap|https?):\/\/[^\s]+$/, 'must be an icap://, http:// or https:// URL'),
-    mode: z.enum(['inline', 'async']).default('inline').describe('async sends for audit only and never changes the body'),
-    timeoutMs: timeoutSchema.default(500),
+    mode: z.enum(['inline', 'async']).default('inline').describe('async sends for audit only and never changes the body; the verdict is noted in the call\'s response audit event (external_dlp_async_verdict)'),
+    timeoutMs: timeoutSchema.default(500).describe('For one scan, ICAP OPTIONS (on first use) and a preview included'),
     failMode: z.enum(['open', 'closed']).default('closed').describe('What inline mode does when the service is down or slow'),
     directions: z.array(z.enum(['request', 'response'])).default(['request', 'response']),
   })

@@ -76,7 +76,7 @@ export interface DecisionOutcome {
   upstreamStatus: number | null;
   /** Sensitive-data findings in the upstream's answer (never the values). */
   responseFindings: DataFinding[];
-  /** What happened to the allowed call after its decision: an external DLP service rewrote it, or failed and was passed under failMode open. */
+  /** What happened to the allowed call after its decision: an external DLP service rewrote it, failed and was passed under failMode open, or (async) gave its verdict. */
   notes: DecisionReason[];
 }
 
@@ -191,6 +191,8 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
   let streamBlocked = false;
   const responseFindings: DataFinding[] = [];
   const outcomeNotes: DecisionReason[] = [];
+  /** Verdicts of async external DLP services still to come: the outcome records wait for them. */
+  const asyncVerdicts: Promise<void>[] = [];
   let upstreamStatus: number | null = null;
   let finished = false;
   let answered = false;
@@ -761,6 +763,15 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
       const outcome = await consultExternalDlp(service, { direction, upstream: route!.upstream, ...(tool !== undefined ? { tool } : {}), contentType, body, caller }, rewriteProblem);
       if (outcome.action === 'block') return { body, refusal: { stage: 'data-protection', code: outcome.code, message: outcome.message } };
       if (outcome.note) outcomeNotes.push({ stage: 'data-protection', code: outcome.note.code, message: `${service.type} ${service.url}: ${outcome.note.message}` });
+      if (outcome.later) {
+        asyncVerdicts.push(
+          outcome.later.then((note) => {
+            const message = `${service.type} ${service.url}: ${note.message}`;
+            // An event stream sends each message: the same verdict is noted once.
+            if (!outcomeNotes.some((n) => n.code === note.code && n.message === message)) outcomeNotes.push({ stage: 'data-protection', code: note.code, message });
+          }),
+        );
+      }
       if (outcome.body) body = outcome.body;
     }
     return { body, refusal: null };
@@ -1373,7 +1384,12 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
     finished = true;
     if (streamInspector) responseFindings.push(...streamInspector.findings());
     const outcome: DecisionOutcome = { latencyMs: deps.now() - startedAt, decisionMicros, upstreamStatus, responseFindings, notes: outcomeNotes };
-    for (const decision of decisions) if (!blocks(decision)) deps.audit.outcome(decision, outcome);
+    const record = () => {
+      for (const decision of decisions) if (!blocks(decision)) deps.audit.outcome(decision, outcome);
+    };
+    // Async external DLP verdicts belong in the same record; each comes within its service's timeout.
+    if (asyncVerdicts.length > 0) void Promise.allSettled(asyncVerdicts).then(record);
+    else record();
   }
 
   function internalError(request: ProcessingRequest, error: unknown): ProcessingResponse | null {

@@ -94,6 +94,18 @@ test('bodies c-icap returns unchanged pass as they are: the session, the tool li
   assert.equal(textOf(await agent.callTool({ name: 'read_note', arguments: { id: 'plain' } })), storedNotes.plain);
   const log = cIcap.accessLog();
   assert.ok(log.some((line) => / REQMOD dlp /.test(line)) && log.some((line) => / RESPMOD dlp /.test(line)), `c-icap saw both directions: ${log.join('\n')}`);
+  // c-icap offers Preview: 1024 in its OPTIONS answer, asked for once before the first scan.
+  assert.equal(log.filter((line) => / OPTIONS dlp 200 /.test(line)).length, 1, log.join('\n'));
+  assert.ok(log.filter((line) => /MOD dlp /.test(line)).every((line) => line.endsWith(' preview=1024')), `every scan sent a preview: ${log.join('\n')}`);
+});
+
+test('a body longer than the preview: c-icap reads the first 1024 bytes, asks for the rest, and rewrites past the preview', async () => {
+  const note = `${'minutes of the weekly meeting; '.repeat(40)}then Bluebird`;
+  assert.ok(Buffer.byteLength(note) > 1100);
+  const saved = await agent.callTool({ name: 'save_note', arguments: { note } });
+  const cleaned = note.replace('Bluebird', '[codename]');
+  assert.deepEqual(notes.calls.at(-1), { tool: 'save_note', arguments: { note: cleaned } });
+  assert.equal(textOf(saved), `saved: ${cleaned}`);
 });
 
 test('c-icap rewrites a tool argument before the upstream sees it, and a tool result before the agent does', async () => {

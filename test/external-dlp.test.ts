@@ -63,10 +63,11 @@ before(async () => {
     persona('icap-results', [{ type: 'icap', url: `icap://127.0.0.1:${icap.port}/respmod`, directions: ['response'], timeoutMs: 2000 }]),
     persona('icap-guarded', [{ type: 'icap', url: `icap://127.0.0.1:${icap.port}/reqmod`, directions: ['request'], timeoutMs: 2000 }]),
     persona('webhook-guarded', [{ type: 'webhook', url: `http://127.0.0.1:${webhookPort}/scan`, directions: ['response'], timeoutMs: 2000 }]),
+    persona('icap-async', [{ type: 'icap', url: `icap://127.0.0.1:${icap.port}/audit`, mode: 'async', timeoutMs: 2000 }]),
     persona('dlp-down-closed', [{ type: 'icap', url: `icap://127.0.0.1:${deadPort}/reqmod`, timeoutMs: 300 }]),
     persona('dlp-down-open', [{ type: 'icap', url: `icap://127.0.0.1:${deadPort}/reqmod`, timeoutMs: 300, failMode: 'open' }]),
   ]);
-  for (const name of ['icap-guarded', 'icap-results', 'webhook-guarded', 'dlp-down-closed', 'dlp-down-open']) tokens[name] = (await gateway.issueToken(name, `${name}-agent`)).token;
+  for (const name of ['icap-guarded', 'icap-results', 'icap-async', 'webhook-guarded', 'dlp-down-closed', 'dlp-down-open']) tokens[name] = (await gateway.issueToken(name, `${name}-agent`)).token;
 });
 
 after(async () => {
@@ -134,6 +135,21 @@ test('an unreachable DLP service fails closed by default, open when the Persona 
   const metrics = await (await fetch(`http://127.0.0.1:${gateway.ports.extProcHealth}/metrics`)).text();
   assert.match(metrics, /^mandate_external_dlp_total\{persona="dlp-down-open",code="external_dlp_unavailable"\} [1-9]/m);
   assert.match(metrics, /^mandate_external_dlp_total\{persona="dlp-down-closed",code="external_dlp_unavailable"\} [1-9]/m);
+});
+
+test('async (audit only) ICAP: the call goes on unchanged, and what the service would have done is in its audit record', async () => {
+  const answer = await saveNote('icap-async', 7, 'about the forbidden-project');
+  assert.match(JSON.stringify(answer.json.result), /saved: about the forbidden-project/);
+  assert.ok(notes.calls.some((c) => JSON.stringify(c.arguments).includes('forbidden-project')), 'the upstream got the call as sent');
+  const rows = await auditRows(gateway, 'icap-async', (r) => r.some((e) => e.kind === 'response' && e.body.reasons.filter((x) => x.code === 'external_dlp_async_verdict').length === 2));
+  const response = rows.find((e) => e.kind === 'response')!;
+  assert.equal(response.verdict, 'allow');
+  const verdicts = response.body.reasons.filter((x) => x.code === 'external_dlp_async_verdict').map((x) => x.message);
+  assert.deepEqual(verdicts.map((m) => m.replace(/^icap icap:\/\/127\.0\.0\.1:\d+\/audit: /, '')).sort(), [
+    'audit only, this request went on unchanged: verdict=would-block icap-status=200 http-status=403',
+    'audit only, this response went on unchanged: verdict=would-block icap-status=200 http-status=403',
+  ]);
+  assert.ok(icap.seen.some((r) => r.startsWith('REQMOD icap://127.0.0.1:') && r.includes('/audit ICAP/1.0')));
 });
 
 test('an event-stream answer goes to external DLP message by message: rewritten, or refused for its request', async () => {

@@ -66,7 +66,7 @@ export function createAuditMetrics() {
       counter('mandate_requests_total', 'Decisions taken, by Persona, verdict and whether the verdict was enforced.', requests);
       counter('mandate_dlp_findings_total', 'Sensitive-data findings, by detector/group and direction.', findings);
       counter('mandate_alerts_total', 'Alerts fired, by name and severity.', alerts);
-      counter('mandate_external_dlp_total', 'External DLP results other than a plain allow (blocks, rewrites, failures refused or passed under the fail mode), by Persona and code.', externalDlp);
+      counter('mandate_external_dlp_total', 'External DLP results other than a plain inline allow (blocks, rewrites, failures refused or passed under the fail mode, async verdicts), by Persona and code.', externalDlp);
       counter('mandate_audit_backpressure_total', 'Appends refused because audit storage was behind or failing.', new Map([['', backpressure]]));
       counter('mandate_audit_storage_errors_total', 'Failed attempts to commit audit events to storage.', new Map([['', storageErrors]]));
       out.push('# HELP mandate_decision_latency_ms Time from request to decision, milliseconds.', '# TYPE mandate_decision_latency_ms histogram');

@@ -2,8 +2,9 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer as createHttpServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { startIcapServer } from '../../test/support/icap-server.ts';
-import { consultExternalDlp, icapScan, ipOf, parseIcapResponse } from './external.ts';
+import type { ExternalDlp } from '../../config/data-protection-schema.ts';
+import { startIcapServer, type IcapAnswer, type IcapServer } from '../../test/support/icap-server.ts';
+import { closeIdleIcapConnections, consultExternalDlp, icapScan, ipOf, parseIcapOptions, parseIcapResponse } from './external.ts';
 
 /** "secret" -> blocked, "rewrite" -> a new body, "slow" -> never answered, else no modification. */
 async function startIcap(options: { answersPerConnection?: number } = {}): Promise<{ port: number; seen: string[]; connections(): number; close(): void }> {
@@ -20,7 +21,7 @@ test('ICAP RESPMOD and REQMOD against a local ICAP server: allow, block, rewrite
   const icap = await startIcap();
   try {
     const url = `icap://127.0.0.1:${icap.port}/dlp`;
-    assert.deepEqual(await icapScan(url, req('{"a":1}'), 2000), { verdict: 'allow' });
+    assert.equal((await icapScan(url, req('{"a":1}'), 2000)).verdict, 'allow');
     assert.match(icap.seen[0]!, /^RESPMOD icap:\/\/127\.0\.0\.1:\d+\/dlp ICAP\/1\.0\r\n/);
     assert.match(icap.seen[0]!, /Encapsulated: res-hdr=0, res-body=\d+\r\n/);
     assert.ok(icap.seen[0]!.includes('\r\n7\r\n{"a":1}\r\n0\r\n\r\n'), 'body is chunk-encoded');
@@ -42,7 +43,7 @@ test('ICAP connections are kept alive and reused; one the server closed is repla
   const hangsUp = await startIcap({ answersPerConnection: 1 });
   try {
     const url = `icap://127.0.0.1:${persistent.port}/dlp`;
-    for (let i = 0; i < 5; i++) assert.deepEqual(await icapScan(url, req(`{"n":${i}}`), 2000), { verdict: 'allow' });
+    for (let i = 0; i < 5; i++) assert.equal((await icapScan(url, req(`{"n":${i}}`), 2000)).verdict, 'allow');
     assert.equal(persistent.seen.length, 5);
     assert.equal(persistent.connections(), 1, 'one connection for five sequential scans');
     // Concurrent scans each need a connection of their own.
@@ -53,7 +54,7 @@ test('ICAP connections are kept alive and reused; one the server closed is repla
     // This server hangs up on the second request of a connection: each reuse fails before any answer
     // and the scan is sent again on a new connection.
     const closing = `icap://127.0.0.1:${hangsUp.port}/dlp`;
-    for (let i = 0; i < 3; i++) assert.deepEqual(await icapScan(closing, req(`{"m":${i}}`), 2000), { verdict: 'allow' });
+    for (let i = 0; i < 3; i++) assert.equal((await icapScan(closing, req(`{"m":${i}}`), 2000)).verdict, 'allow');
     assert.equal(hangsUp.seen.length, 5, 'the first scan once, the next two twice (refused reuse, then a new connection)');
     assert.equal(hangsUp.connections(), 3);
   } finally {
@@ -66,7 +67,7 @@ test('a 200 that returns the very body sent (a server that does not offer 204) i
   const icap = await startIcap();
   try {
     const url = `icap://127.0.0.1:${icap.port}/dlp`;
-    assert.deepEqual(await icapScan(url, req('{"k":"echo"}'), 2000), { verdict: 'allow' });
+    assert.equal((await icapScan(url, req('{"k":"echo"}'), 2000)).verdict, 'allow');
     const svc = { type: 'icap' as const, url, mode: 'inline' as const, timeoutMs: 2000, failMode: 'closed' as const, directions: ['response' as const] };
     assert.deepEqual(await consultExternalDlp(svc, req('{"k":"echo"}')), { action: 'continue', body: null, note: null });
   } finally {
@@ -162,4 +163,151 @@ test('webhook: allow, block and modify answers; bad answers are errors', async (
   } finally {
     server.close();
   }
+});
+
+/** A server with the given offer and answers; closeIdleIcapConnections after each, so that no test sees another's OPTIONS or connections. */
+async function withIcap(decide: Parameters<typeof startIcapServer>[0], options: Parameters<typeof startIcapServer>[1], run: (url: string, icap: IcapServer) => Promise<void>): Promise<void> {
+  const icap = await startIcapServer(decide, options);
+  try {
+    await run(`icap://127.0.0.1:${icap.port}/dlp`, icap);
+  } finally {
+    closeIdleIcapConnections();
+    await icap.close();
+  }
+}
+
+const icapService = (url: string, more: Partial<ExternalDlp> = {}): ExternalDlp => ({ type: 'icap', url, mode: 'inline', timeoutMs: 2000, failMode: 'closed', directions: ['request', 'response'], ...more });
+
+test('OPTIONS: asked once per service before the first scan, its answer kept for Options-TTL and renewed when the ISTag changes', async () => {
+  const offer = { preview: 0, istag: 'rules-1', ttlSeconds: 600, maxConnections: 8, headers: 'Transfer-Preview: *\r\n' };
+  await withIcap(() => 'allow', { offer }, async (url, icap) => {
+    await Promise.all([1, 2, 3].map((n) => icapScan(url, req(`{"n":${n}}`), 2000)));
+    assert.equal(icap.optionsSeen.length, 1, 'concurrent first scans share one OPTIONS');
+    assert.match(icap.optionsSeen[0]!, /^OPTIONS icap:\/\/127\.0\.0\.1:\d+\/dlp ICAP\/1\.0\r\nHost: 127\.0\.0\.1\r\n/);
+    const v = await icapScan(url, req('{"n":4}'), 2000);
+    assert.deepEqual(v, { verdict: 'allow', facts: { status: 204, istag: 'rules-1', httpStatus: null, threats: [] } });
+    assert.equal(icap.optionsSeen.length, 1, 'the answer is kept');
+    // The service's rules changed: its answers carry a new ISTag, and the next scan asks again.
+    offer.istag = 'rules-2';
+    await icapScan(url, req('{"n":5}'), 2000);
+    await icapScan(url, req('{"n":6}'), 2000);
+    assert.equal(icap.optionsSeen.length, 2);
+    await icapScan(url, req('{"n":7}'), 2000);
+    assert.equal(icap.optionsSeen.length, 2);
+  });
+  const options = parseIcapOptions(
+    Buffer.from('ICAP/1.0 200 OK\r\nMethods: RESPMOD\r\nISTag: "W3E4R7U9-L2E4-2"\r\nPreview: 2048\r\nAllow: 204\r\nMax-Connections: 12\r\nOptions-TTL: 5\r\nTransfer-Complete: PDF, zip\r\nTransfer-Preview: *\r\nEncapsulated: null-body=0\r\n\r\n'),
+  );
+  assert.deepEqual(options, {
+    methods: ['RESPMOD'],
+    preview: 2048,
+    allow204: true,
+    maxConnections: 12,
+    istag: 'W3E4R7U9-L2E4-2',
+    transfer: { preview: ['*'], ignore: [], complete: ['pdf', 'zip'] },
+    ttlMs: 60_000,
+  });
+  const bare = parseIcapOptions(Buffer.from('ICAP/1.0 200 OK\r\nMethods: REQMOD, RESPMOD\r\nOptions-TTL: 99999999\r\nEncapsulated: null-body=0\r\n\r\n'));
+  assert.ok(bare && !('verdict' in bare));
+  assert.deepEqual([bare.preview, bare.allow204, bare.maxConnections, bare.istag, bare.ttlMs], [null, false, null, null, 86_400_000]);
+  const noTtl = parseIcapOptions(Buffer.from('ICAP/1.0 200 OK\r\nMethods: REQMOD\r\nEncapsulated: null-body=0\r\n\r\n'));
+  assert.equal(noTtl && !('verdict' in noTtl) && noTtl.ttlMs, 3_600_000);
+  assert.equal(parseIcapOptions(Buffer.from('ICAP/1.0 200 OK\r\nMethods: REQMOD\r\nEncapsulated: opt-body=0\r\n\r\n4\r\nabcd\r\n')), null, 'an opt-body is read to its end');
+  assert.deepEqual(parseIcapOptions(Buffer.from('ICAP/1.0 404 Service Not Found\r\n\r\n')), { verdict: 'error', code: 'external_dlp_unavailable', message: 'OPTIONS answered ICAP 404' });
+});
+
+test('preview: a body within the Preview size goes whole, ended with "0; ieof", and is answered without 100 Continue', async () => {
+  await withIcap((r) => (r.includes('secret') ? 'block' : 'allow'), { offer: { preview: 64 } }, async (url, icap) => {
+    assert.equal((await icapScan(url, req('{"a":1}'), 2000)).verdict, 'allow');
+    assert.match(icap.seen[0]!, /\r\nPreview: 64\r\n/);
+    assert.ok(icap.seen[0]!.endsWith('\r\n7\r\n{"a":1}\r\n0; ieof\r\n\r\n'), JSON.stringify(icap.seen[0]));
+    assert.equal((await icapScan(url, req('', 'request'), 2000)).verdict, 'allow');
+    assert.ok(icap.seen[1]!.endsWith('\r\n\r\n0; ieof\r\n\r\n'), 'an empty body is an empty, whole preview');
+    assert.equal((await icapScan(url, req('{"k":"secret"}', 'request'), 2000)).verdict, 'block');
+  });
+});
+
+test('preview: the first bytes, then the rest after 100 Continue, within one timeout', async () => {
+  const body = '{"note":"a longer body with the word rewrite after the preview"}';
+  await withIcap((r) => (r.includes('rewrite') ? { rewrite: '{"note":"clean"}' } : 'allow'), { offer: { preview: 10 } }, async (url, icap) => {
+    const v = await icapScan(url, req(body), 2000);
+    assert.ok(v.verdict === 'modified' && v.body.toString() === '{"note":"clean"}', 'the answer after the rest is the verdict');
+    const sent = icap.seen[0]!;
+    assert.match(sent, /\r\nPreview: 10\r\n/);
+    const afterHead = sent.slice(sent.indexOf('\r\n\r\n', sent.indexOf('Content-Length')) + 4);
+    assert.equal(afterHead, `a\r\n${body.slice(0, 10)}\r\n0\r\n\r\n${(body.length - 10).toString(16)}\r\n${body.slice(10)}\r\n0\r\n\r\n`);
+    // The connection is in step for the next scan.
+    assert.equal((await icapScan(url, req('{"note":"plain, and longer than ten bytes"}'), 2000)).verdict, 'allow');
+    assert.equal(icap.connections(), 1);
+  });
+  // A service that asks for the rest and never answers: the timeout covers both phases.
+  await withIcap(() => 'hang', { offer: { preview: 4 } }, async (url) => {
+    const started = performance.now();
+    const v = await icapScan(url, req(body), 300);
+    assert.equal(v.verdict === 'error' && v.code, 'external_dlp_timeout');
+    assert.ok(performance.now() - started < 1000);
+  });
+});
+
+test('preview: a final answer to the preview (204, or a block) is the answer, and the rest is never sent', async () => {
+  const previewAnswer = (preview: string): IcapAnswer => (preview.includes('{"blo') ? 'block' : 'allow');
+  await withIcap(() => 'block', { offer: { preview: 5 }, previewAnswer }, async (url, icap) => {
+    assert.equal((await icapScan(url, req('{"ok":"the rest would be refused"}'), 2000)).verdict, 'allow');
+    assert.ok(icap.seen[0]!.endsWith(`5\r\n{"ok"\r\n0\r\n\r\n`) && !icap.seen[0]!.includes('refused'), 'only the preview was sent');
+    assert.equal((await icapScan(url, req('{"block":"me"}'), 2000)).verdict, 'block');
+    assert.equal((await icapScan(url, req('{"ok":"again"}'), 2000)).verdict, 'allow');
+    assert.equal(icap.connections(), 1, 'the connection stayed in step after early answers');
+  });
+});
+
+test('a service that does not offer the method a direction needs is unavailable: failMode closed refuses, open passes', async () => {
+  await withIcap(() => 'allow', { offer: { methods: 'REQMOD' } }, async (url, icap) => {
+    const closed = await consultExternalDlp(icapService(url), req('{"a":1}', 'response'));
+    assert.ok(closed.action === 'block' && closed.code === 'external_dlp_unavailable', JSON.stringify(closed));
+    assert.match(closed.message, /does not offer RESPMOD \(its OPTIONS answer lists Methods: REQMOD\)/);
+    const open = await consultExternalDlp(icapService(url, { failMode: 'open' }), req('{"a":1}', 'response'));
+    assert.ok(open.action === 'continue' && open.body === null && open.note?.code === 'external_dlp_unavailable' && /does not offer RESPMOD/.test(open.note.message));
+    assert.deepEqual(await consultExternalDlp(icapService(url), req('{"a":1}', 'request')), { action: 'continue', body: null, note: null }, 'REQMOD it offers');
+    assert.deepEqual(icap.seen.map((r) => r.slice(0, 7)), ['REQMOD '], 'no RESPMOD was sent');
+  });
+  for (const offer of ['refuse', 'hang'] as const) {
+    await withIcap(() => 'allow', { offer }, async (url, icap) => {
+      const closed = await consultExternalDlp(icapService(url, { timeoutMs: 200 }), req('{"a":1}'));
+      assert.ok(closed.action === 'block' && closed.code === (offer === 'hang' ? 'external_dlp_timeout' : 'external_dlp_unavailable') && /OPTIONS/.test(closed.message), JSON.stringify(closed));
+      const open = await consultExternalDlp(icapService(url, { timeoutMs: 200, failMode: 'open' }), req('{"a":1}'));
+      assert.equal(open.action, 'continue');
+      assert.equal(icap.seen.length, 0, 'no scan without an OPTIONS answer');
+    });
+  }
+});
+
+test('Max-Connections caps the connections open to the service; scans wait for one to come free', async () => {
+  await withIcap(() => 'allow', { offer: { maxConnections: 2 }, answerDelayMs: 40 }, async (url, icap) => {
+    const verdicts = await Promise.all([1, 2, 3, 4, 5, 6].map((n) => icapScan(url, req(`{"n":${n}}`), 2000)));
+    assert.deepEqual(verdicts.map((v) => v.verdict), ['allow', 'allow', 'allow', 'allow', 'allow', 'allow']);
+    assert.ok(icap.mostOpenAtOnce() <= 2, `at most 2 open at once, saw ${icap.mostOpenAtOnce()}`);
+    // No connection comes free within a short timeout: that is a timeout, under the fail mode.
+    const slow = await Promise.all([1, 2, 3].map((n) => icapScan(url, req(`{"w":${n}}`), 60)));
+    assert.ok(slow.some((v) => v.verdict === 'error' && v.code === 'external_dlp_timeout'));
+  });
+});
+
+test('async mode: the call goes on at once; the verdict, reduced to safe metadata, settles later for the audit trail', async () => {
+  const decide = (r: string): IcapAnswer =>
+    r.includes('card') ? { block: true, headers: 'X-Infection-Found: Type=2; Resolution=2; Threat=PCI Card Number;\r\nX-Violations-Found: 1\r\n\tbody.json\r\n\tPCI\tPolicy\r\n\t1001\r\n\t2\r\n' } : r.includes('rewrite') ? { rewrite: '{"x":"[masked]"}' } : r.includes('slow') ? 'hang' : 'allow';
+  await withIcap(decide, { offer: { istag: 'dlp-7' } }, async (url) => {
+    const service = icapService(url, { mode: 'async', timeoutMs: 300 });
+    const blocked = await consultExternalDlp(service, req('{"card":"4111 1111 1111 1111"}', 'request'));
+    assert.ok(blocked.action === 'continue' && blocked.body === null && blocked.note === null && blocked.later);
+    const note = await blocked.later;
+    assert.equal(note.code, 'external_dlp_async_verdict');
+    assert.equal(note.message, 'audit only, this request went on unchanged: verdict=would-block icap-status=200 http-status=403 istag="dlp-7" threats="PCI Card Number, PCI_Policy"');
+    assert.ok(!note.message.includes('4111'), 'never the body');
+    const rewritten = await consultExternalDlp(service, req('{"rewrite":1}'));
+    assert.match((await (rewritten as { later: Promise<{ message: string }> }).later).message, /verdict=would-modify icap-status=200 http-status=200 istag="dlp-7"$/);
+    const allowed = await consultExternalDlp(service, req('{"fine":1}'));
+    assert.match((await (allowed as { later: Promise<{ message: string }> }).later).message, /: verdict=allow icap-status=204 istag="dlp-7"$/);
+    const late = await consultExternalDlp(service, req('{"slow":1}'));
+    assert.match((await (late as { later: Promise<{ message: string }> }).later).message, /: verdict=error error=external_dlp_timeout detail="no ICAP answer within 300 ms"$/);
+  });
 });

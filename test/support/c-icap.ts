@@ -59,7 +59,8 @@ export async function startCIcap(filterLines: string[]): Promise<CIcapServer> {
     'TemplateDir /usr/share/c_icap/templates/',
     'TemplateDefaultLanguage en',
     `ServerLog ${join(dir, 'server.log')}`,
-    `AccessLog ${join(dir, 'access.log')}`,
+    'LogFormat mandate "%tl, %la %a %im %iu %is preview=%{Preview}>ih"',
+    `AccessLog ${join(dir, 'access.log')} mandate`,
     // The user of a request is the one the client names (base64 X-Authenticated-User), as behind a proxy.
     'RemoteProxyUsers on',
     'RemoteProxyUserHeader X-Authenticated-User',
