@@ -1,7 +1,8 @@
 // Deterministic, seeded generator for the DLP evaluation corpus and the
 // benchmark bodies. True positives carry valid checksums; hard negatives are
 // look-alikes (order numbers, UUIDs, timestamps, digit runs failing the
-// checksum, phone-like numbers). Run: sh deploy/bootstrap.sh node test/dlp-corpus/generate.ts
+// checksum, phone-like numbers). detector-samples.ts adds every other detector
+// and its family's hard negatives. Run: sh deploy/bootstrap.sh node test/dlp-corpus/generate.ts
 import { writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -11,6 +12,7 @@ import {
 import { checksummedToken } from '../../ext-proc/dlp/detectors/secrets.ts';
 import { nationalDetectors } from '../../ext-proc/dlp/detectors/national.ts';
 import stdnumExamples from '../../ext-proc/dlp/detectors/stdnum-examples.json' with { type: 'json' };
+import { detectorSamples } from './detector-samples.ts';
 
 /** "br-cpf" -> "BR.cpf" (the detector id is the stdnum path, lower-cased). */
 function stdnumPathOf(id: string): string {
@@ -160,6 +162,10 @@ export function generateCorpus(seed = 20240601, perDetector = 40): LabelledSampl
     return { note: `card ref ${split(n)}` };
   }, 'card-worded digit groups failing Luhn');
   neg(() => ({ note: `card printed ${digits(4)}_${digits(2)}_${digits(2)} batch ${digits(6)}`, shipped: `${digits(4)}/${digits(2)}/${digits(2)}` }), 'card-worded dates and batch numbers');
+
+  // Every other detector, with hard negatives per family (a seed of their own: the samples above keep their values).
+  const labelled = new Set(samples.flatMap((s) => (s.detector ? [s.detector] : [])));
+  samples.push(...detectorSamples(seed + 1, perDetector / 2, labelled));
   return samples;
 }
 

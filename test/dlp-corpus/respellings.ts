@@ -32,6 +32,20 @@ export function respelledCorpus(corpus: LabelledSample[], how: (text: string) =>
   return corpus.map((s) => ({ ...s, body: respell(s.body, how) }));
 }
 
+/**
+ * A few samples of every label (each detector, each kind of hard negative), in corpus order: every
+ * family is respelled while the eight passes over the whole corpus would take minutes.
+ */
+export function stratifiedSample(corpus: LabelledSample[], perLabel: number): LabelledSample[] {
+  const taken = new Map<string, number>();
+  return corpus.filter((s) => {
+    const label = s.detector ?? `negative: ${s.note}`;
+    const n = taken.get(label) ?? 0;
+    taken.set(label, n + 1);
+    return n < perLabel;
+  });
+}
+
 export function evaluateRespellings(corpus = loadCorpus()): { respelling: string; checksum: DetectorScore; all: DetectorScore }[] {
   return Object.entries(respellings).map(([respelling, how]) => {
     const r = evaluate(respelledCorpus(corpus, how));
