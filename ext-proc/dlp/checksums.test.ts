@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  aadhaarValid, abaRoutingValid, basicAuthValid, bech32AddressValid, bitcoinBase58Valid, canadianSinValid, deaValid, firstCardDigitRun, ibanValid, imeiValid,
+  aadhaarValid, abaRoutingValid, arCbuValid, basicAuthValid, bech32AddressValid, bitcoinBase58Valid, canadianSinValid, deaValid, firstCardDigitRun, ibanValid, imeiValid,
   base62, crc32, jwtValid, luhnValid, nhsValid, npiValid, prefixedCrc32TokenValid, ssnValid, verhoeffCheckDigit, vinValid,
 } from './checksums.ts';
 import { checksummedToken } from './detectors/secrets.ts';
@@ -29,6 +29,17 @@ test('ABA routing 3-7-1 checksum', () => {
 test('NPI uses Luhn over the 80840 prefix', () => {
   assert.ok(npiValid('1234567893'));
   assert.equal(npiValid('1234567890'), false);
+});
+
+test('Argentine CBU: both check digits, a check digit of 0 included (stdnum 1.12 rejects those)', () => {
+  assert.ok(arCbuValid('2850590940090418135201'));
+  assert.ok(arCbuValid('5708549090690444780490'), 'both blocks end in a check digit of 0');
+  for (let i = 0; i < 22; i++) {
+    const changed = `5708549090690444780490`.slice(0, i) + String((Number('5708549090690444780490'[i]) + 1) % 10) + '5708549090690444780490'.slice(i + 1);
+    assert.equal(arCbuValid(changed), false, changed);
+  }
+  assert.equal(arCbuValid('570854909069044478049'), false);
+  assert.equal(arCbuValid('5708549-090690444780490'), false);
 });
 
 test('DEA check digit', () => {

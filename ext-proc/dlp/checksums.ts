@@ -153,6 +153,25 @@ export function abaRoutingValid(text: string): boolean {
   return sum % 10 === 0 && d !== '000000000';
 }
 
+/**
+ * Argentine CBU: 22 digits in two blocks, each ending in a check digit: the block's digits weighted
+ * 7,1,3,9 repeating from the right of the block (before its check digit), and the check digit makes the
+ * sum a multiple of 10. Written here because stdnum's AR.cbu (1.12) computes 10 - sum % 10 without the
+ * final % 10, so it rejects every valid CBU whose check digit is 0 (about one in ten per block).
+ */
+export function arCbuValid(text: string): boolean {
+  const d = digitsOf(text);
+  if (d.length !== 22 || d.length !== text.length) return false;
+  return cbuBlockValid(d, 0, 7) && cbuBlockValid(d, 8, 21);
+}
+
+function cbuBlockValid(d: string, start: number, checkAt: number): boolean {
+  const weights = [3, 1, 7, 9];
+  let sum = 0;
+  for (let i = checkAt - 1, k = 0; i >= start; i--, k++) sum += (d.charCodeAt(i) - 48) * weights[k % 4]!;
+  return (10 - (sum % 10)) % 10 === d.charCodeAt(checkAt) - 48;
+}
+
 /** DEA registration number: 2 letters + 7 digits; (d1+d3+d5) + 2*(d2+d4+d6) ends in d7. */
 export function deaValid(text: string): boolean {
   const t = text.toUpperCase();

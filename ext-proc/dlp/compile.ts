@@ -45,6 +45,12 @@ export interface CompiledDetector {
   shape: RE2;
   /** Global case-insensitive regex for context words; null when the detector has none. */
   keyword: RE2 | null;
+  /**
+   * The context words as keywordSpanPattern finds them in running text: a match does not take the
+   * character after the word, so two words one separator apart are both found (the caller checks that
+   * the word ends there). Null when the detector has none.
+   */
+  keywordSpan: RE2 | null;
   keywordsLower: string[];
   negativesLower: string[];
   requiresContext: boolean;
@@ -163,6 +169,7 @@ export function compileDataProtection(policy: DataProtection | undefined, option
       def,
       shape: new RE2(shapeSource, def.caseInsensitive ? 'gi' : 'g'),
       keyword: keywords.length > 0 ? new RE2(keywordPattern(keywords), 'gi') : null,
+      keywordSpan: keywords.length > 0 ? new RE2(keywordSpanPattern(keywords), 'gi') : null,
       keywordsLower: keywords.map((k) => k.toLowerCase()),
       negativesLower: (def.negativeKeywords ?? []).map((k) => k.toLowerCase()),
       requiresContext: def.requiresContext ?? false,
@@ -261,8 +268,19 @@ function selectDetectors(p: DataProtection): DetectorDefinition[] {
 
 /** Keywords match when not glued to other letters or digits (so "customer_ssn" matches "ssn", "lesson" does not). */
 export function keywordPattern(keywords: string[]): string {
-  const escaped = keywords.map((k) => k.replace(/[.*+?^${}()|[\]\\]/g, '\\$&').replace(/ /g, '[ _-]?'));
-  return `(?:^|[^A-Za-z0-9])(?:${escaped.join('|')})(?:[^A-Za-z0-9]|$)`;
+  return `(?:^|[^A-Za-z0-9])(?:${keywordAlternatives(keywords)})(?:[^A-Za-z0-9]|$)`;
+}
+
+/**
+ * keywordPattern without its last character: the caller checks that no letter or digit follows. The
+ * longest words come first, so "cardholder" is not taken for "card" followed by a letter.
+ */
+export function keywordSpanPattern(keywords: string[]): string {
+  return `(?:^|[^A-Za-z0-9])(?:${keywordAlternatives([...keywords].sort((a, b) => b.length - a.length))})`;
+}
+
+function keywordAlternatives(keywords: string[]): string {
+  return keywords.map((k) => k.replace(/[.*+?^${}()|[\]\\]/g, '\\$&').replace(/ /g, '[ _-]?')).join('|');
 }
 
 export function resolveAction(

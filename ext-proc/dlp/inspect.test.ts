@@ -489,3 +489,23 @@ test('a card with dots between its groups is found; a dotted number that fails L
   const mixed = inspectBody(compiled, Buffer.from('{"n":"4539.1488-0343 6467"}'), ctx);
   assert.equal(mixed.changed, false, 'separators must be consistent');
 });
+
+test('a context word is found in a value right after a value holding the same word (one separator apart)', () => {
+  const all = compileDataProtection({} as never);
+  assert.ok(all.ok);
+  const found = (value: unknown) => inspectJson(all, value, { direction: 'response', upstream: 'x' }).findings.map((f) => `${f.detector}@${f.location}`);
+  assert.deepEqual(found({ kind: 'dea', value: 'dea AC0849680' }), ['us-dea-number@$.value']);
+  assert.deepEqual(found({ service: 'twilio', header: `twilio api key: SK${'0123456789abcdef'.repeat(2)}` }), ['twilio-api-key@$.header']);
+  const body = inspectBody(all, Buffer.from(JSON.stringify({ kind: 'dea', value: 'dea AC0849680' })), { direction: 'response', upstream: 'x' });
+  assert.deepEqual(body.findings.map((f) => f.detector), ['us-dea-number']);
+  // A word glued to more letters is still no context word.
+  assert.deepEqual(found({ kind: 'deal', value: 'deal AC0849680' }), []);
+});
+
+test('a fixed-length token whose last character is "-" is found (a closing word boundary cannot follow "-")', () => {
+  const all = compileDataProtection({} as never);
+  assert.ok(all.ok);
+  const key = `AIza${'S'.repeat(34)}-`;
+  const findings = inspectJson(all, { note: `google api key ${key} here` }, { direction: 'response', upstream: 'x' }).findings;
+  assert.deepEqual(findings.map((f) => f.detector), ['google-api-key']);
+});

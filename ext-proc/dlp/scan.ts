@@ -1069,15 +1069,18 @@ function acceptAndPush(scan: Scan, d: CompiledDetector, seg: number, start: numb
 function scanKeywordInValues(scan: Scan, d: CompiledDetector, seen: Set<number>): void {
   const j = scan.withLetters();
   if (j.segs.length === 0) return;
-  const spans = findAll(d.keyword!, j.text, 0);
+  // Word spans that do not take the character after the word: two context words one separator apart
+  // (a field "dea" next to a value "dea AC..."), both count.
+  const spans = findAll(d.keywordSpan!, j.text, 0);
   let v = 0;
   for (let i = 0; i < spans.length; i += 2) {
     const kwEnd = spans[i + 1]!;
-    // the match may begin with the separator before the value; it ends in the value or on the separator after it
+    if (kwEnd < j.text.length && isAlnum(j.text.charCodeAt(kwEnd))) continue;
+    // the match may begin with the separator before the value; its last character is in the value
     while (kwEnd - 1 >= j.at[v + 1]!) v++;
     const valueStart = j.at[v]!;
     const valueLength = j.at[v + 1]! - 1 - valueStart;
-    const regionStart = Math.min(kwEnd - 1 - valueStart, valueLength);
+    const regionStart = Math.min(kwEnd - valueStart, valueLength);
     const regionEnd = Math.min(valueLength, regionStart + d.contextWindow + keywordRegionLimit);
     regionCandidates(scan, d, j.segs[v]!, regionStart, regionEnd, false, seen);
   }

@@ -1,7 +1,7 @@
 // Payment cards (PCI-DSS), bank identifiers and crypto wallets.
 import { stdnumCheck } from './stdnum-check.ts';
 import {
-  abaRoutingValid, bech32AddressValid, bicValid, bitcoinBase58Valid, cardExpiryValid, digitsOf, firstCardDigitRun, ibanValid, luhnValid,
+  abaRoutingValid, arCbuValid, bech32AddressValid, bicValid, bitcoinBase58Valid, cardExpiryValid, digitsOf, firstCardDigitRun, ibanValid, luhnValid,
 } from '../checksums.ts';
 import { checksumConfidence, contextConfidence, weakConfidence, type DetectorDefinition } from '../detector.ts';
 
@@ -218,13 +218,13 @@ export const financialDetectors: DetectorDefinition[] = [
     id: 'ar-cbu',
     group: 'financial',
     dataClass: 'bank-account',
-    description: 'Argentine CBU bank account (22 digits, two check digits via stdnum)',
+    description: 'Argentine CBU bank account (22 digits, two check digits)',
     examples: ['cbu 2850590940090418135201'],
     pattern: '\\b\\d{22}\\b',
     keywords: ['cbu'],
     requiresContext: true,
     validation: 'checksum',
-    validate: stdnumCheck('AR.cbu'),
+    validate: arCbuValid,
     confidence: checksumConfidence,
     profiles: ['pci-dss', 'gdpr-pii'],
     maskKeep: 4,

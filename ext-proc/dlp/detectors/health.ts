@@ -103,7 +103,8 @@ export const healthDetectors: DetectorDefinition[] = [
     keywords: ['ohip', 'health card', 'health number'],
     requiresContext: true,
     validation: 'checksum',
-    validate: (c) => luhnValid(digitsOf(c)),
+    // All ten digits: a space-separated part of the number (which the engine also tries) is not one.
+    validate: (c) => { const digits = digitsOf(c); return digits.length === 10 && luhnValid(digits); },
     confidence: checksumConfidence,
     profiles: ['hipaa', 'gdpr-pii'],
     maskKeep: 0,

@@ -62,6 +62,7 @@ const extraKeywords: Record<string, string[]> = {
 
 function classify(name: string): { group: DetectorGroup; dataClass: string } {
   if (/health/i.test(name)) return { group: 'health', dataClass: 'patient-id' };
+  if (/passport/i.test(name)) return { group: 'national-id', dataClass: 'passport' };
   if (/bank|account/i.test(name)) return { group: 'financial', dataClass: 'bank-account' };
   if (/vat|tax|fiscal|revenue|taxpayer|receipt/i.test(name)) return { group: 'tax-id', dataClass: 'tax-id' };
   if (/compan|business|organi[sz]ation|enterprise|establishment|register|trade|entity|corporate|drugs|memorandum/i.test(name)) {

@@ -22,6 +22,15 @@ const alnum = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789';
 const hex = '0123456789abcdef';
 const b64url = alnum + '_-';
 
+/**
+ * A token of fixed length whose alphabet has "-" may end in "-", where a closing \b fails (both sides
+ * are non-word characters): the last character is then matched as a word character before a boundary,
+ * or as "-". Ranged lengths need no change (the match gives up the trailing dashes only).
+ */
+export function tokenEndBoundary(pattern: string): string {
+  return pattern.replace(/\[(0-9A-Za-z_|A-Za-z0-9_)-\]\{(\d+)\}(\)?)\\b$/, (_, cls: string, n: string, close: string) => `[${cls}-]{${Number(n) - 1}}(?:[${cls}]\\b|-)${close}`);
+}
+
 function vendor(
   id: string,
   description: string,
@@ -35,7 +44,7 @@ function vendor(
     dataClass: 'credential',
     description,
     examples: [example],
-    pattern,
+    pattern: tokenEndBoundary(pattern),
     confidence: vendorConfidence,
     profiles: ['secrets', 'soc2'],
     maskKeep: 0,
@@ -111,7 +120,7 @@ export const secretDetectors: DetectorDefinition[] = [
   vendor('stripe-secret-key', 'Stripe secret key (sk_live_/sk_test_)', '\\bsk_(?:live|test)_[A-Za-z0-9]{24,99}\\b', `sk_live_${syntheticBody(24, alnum)}`),
   vendor('stripe-restricted-key', 'Stripe restricted key (rk_live_)', '\\brk_(?:live|test)_[A-Za-z0-9]{24,99}\\b', `rk_live_${syntheticBody(24, alnum)}`),
   vendor('stripe-webhook-secret', 'Stripe webhook signing secret', '\\bwhsec_[A-Za-z0-9]{32,}\\b', `whsec_${syntheticBody(32, alnum)}`),
-  vendor('square-access-token', 'Square access token', '\\b(?:sq0atp-[0-9A-Za-z_-]{22}|EAAA[A-Za-z0-9_-]{60})\\b', `sq0atp-${syntheticBody(22, b64url)}`),
+  vendor('square-access-token', 'Square access token', '\\b(?:sq0atp-[0-9A-Za-z_-]{21}|EAAA[A-Za-z0-9_-]{59})(?:[A-Za-z0-9_]\\b|-)', `sq0atp-${syntheticBody(22, b64url)}`),
   vendor('square-oauth-secret', 'Square OAuth application secret', '\\bsq0csp-[0-9A-Za-z_-]{43}\\b', `sq0csp-${syntheticBody(43, b64url)}`),
   vendor('braintree-access-token', 'Braintree/PayPal access token', 'access_token\\$production\\$[0-9a-z]{16}\\$[0-9a-f]{32}', `access_token$production$${syntheticBody(16, 'abcdefghijklmnopqrstuvwxyz0123456789')}$${syntheticBody(32, hex)}`),
   vendor('shopify-access-token', 'Shopify access token (shpat_/shpca_/shppa_/shpss_)', '\\bshp(?:at|ca|pa|ss)_[a-fA-F0-9]{32}\\b', `shpat_${syntheticBody(32, hex)}`),
