@@ -29,6 +29,20 @@ const coveredElsewhere = new Set([
  *   the number (CA.bn, CA.gst, CA.qst, ID.npwp: the first nine digits; CZ.rc/SK.rc: none in the
  *   nine-digit form; DE.passport: only the issuing-authority part; EC.ruc, GT.cui, NL.btw, NZ.bank).
  */
+/**
+ * Checks a candidate must also pass where stdnum (1.12) accepts more than the format allows: its GB.vat
+ * takes any two letters and three digits for the government-department (GD) and health-authority (HA)
+ * numbers, so "BG 075" (the start of a Bulgarian VAT number) passed as a UK one.
+ */
+const alsoRequired: Record<string, (candidate: string) => boolean> = {
+  'GB.vat': (candidate) => {
+    let compact = '';
+    for (const c of candidate.toUpperCase()) if (c !== ' ' && c !== '.' && c !== '-') compact += c;
+    if (compact.startsWith('GB')) compact = compact.slice(2);
+    return compact.length !== 5 || compact.startsWith('GD') || compact.startsWith('HA');
+  },
+};
+
 const withoutCheckDigit: Record<string, Exclude<ValidationKind, 'checksum'>> = {
   'AO.bi': 'format', 'AO.nif': 'format', 'AR.dni': 'format', 'AT.businessid': 'format', 'AZ.pin': 'format', 'AZ.tin': 'format',
   'CA.pst': 'format', 'CR.cpf': 'format', 'CR.cr': 'format', 'DZ.nif': 'format', 'EG.tn': 'format', 'FO.vn': 'format',
@@ -105,7 +119,7 @@ export const nationalDetectors: DetectorDefinition[] = Object.entries(stdnum as 
       requiresContext: true,
       contextWindow: 32,
       validation,
-      validate: (candidate) => quietly(() => validator.validate(candidate).isValid),
+      validate: (candidate) => quietly(() => validator.validate(candidate).isValid) && (alsoRequired[path]?.(candidate) ?? true),
       confidence: { base: 0.8, contextBoost: 0.15, negativePenalty: 0.3 },
       profiles: group === 'health' ? ['hipaa', 'gdpr-pii'] : ['gdpr-pii'],
       maskKeep: 0,
