@@ -1196,27 +1196,64 @@ function scanEncoded(scan: Scan, entry: Extract<SetEntry, { kind: 'decoder' }>):
     while (at >= j.at[v + 1]!) v++;
     const valueStart = j.at[v]!;
     if (spans[i + 1]! > j.at[v + 1]! - 1) continue;
-    const raw = j.text.slice(at, spans[i + 1]!);
-    if (entry.decoder === 'base64' && !(hasUpper(raw) && hasLower(raw) && raw.length % 4 !== 1)) continue;
-    const decoded = decode(entry.decoder, raw);
+    let from = at;
+    let decoded: string | null = null;
+    if (entry.decoder === 'base64') {
+      // The run may begin with "/", "-" or "_" pieces (URL-safe base64 whose first characters hold one):
+      // the whole run is tried first, then from the stretch the pattern found (after a path, a dashed name).
+      const whole = base64RunStart(j.text, at, valueStart);
+      if (whole < at) decoded = decodeBase64Run(j.text.slice(whole, spans[i + 1]!));
+      if (decoded !== null) from = whole;
+      else decoded = decodeBase64Run(j.text.slice(at, spans[i + 1]!));
+    } else {
+      decoded = decode(entry.decoder, j.text.slice(at, spans[i + 1]!));
+    }
     if (decoded === null) continue;
+    const raw = j.text.slice(from, spans[i + 1]!);
     const seg = j.segs[v]!;
     const inner = scanSegments(scan.compiled, [{ key: t.key[seg]!, value: decoded }], scan.depth + 1);
     if (inner.length === 0) continue;
-    const start = at - valueStart + (j.from === null ? 0 : j.from[v]!);
+    const start = from - valueStart + (j.from === null ? 0 : j.from[v]!);
     const best = inner.reduce((a, b) => (b.confidence > a.confidence ? b : a));
     scan.out.push({ segment: seg, start, end: start + raw.length, detector: best.detector, confidence: best.confidence, encoding: entry.decoder });
   }
 }
 
-function hasUpper(s: string): boolean {
-  for (let i = 0; i < s.length; i++) if (charKind[s.charCodeAt(i)] === 2) return true;
-  return false;
+/** Where the run of base64 characters (either alphabet) holding `at` begins, not before `limit`. */
+function base64RunStart(text: string, at: number, limit: number): number {
+  let i = at;
+  while (i > limit) {
+    const c = text.charCodeAt(i - 1);
+    if (!(isAlnum(c) || c === 43 || c === 47 || c === 45 || c === 95)) break;
+    i--;
+  }
+  return i;
 }
 
-function hasLower(s: string): boolean {
-  for (let i = 0; i < s.length; i++) if (charKind[s.charCodeAt(i)] === 3) return true;
-  return false;
+/**
+ * A base64 run's text, or null. Only runs with a capital and a small letter or a digit are
+ * decoded (a word in capitals, a lowercase name or a number is no base64 of text), and only
+ * lengths that are base64 (4n + 1 characters never is); one alphabet per run.
+ */
+function decodeBase64Run(raw: string): string | null {
+  let upper = false;
+  let lowerOrDigit = false;
+  let standard = false;
+  let urlSafe = false;
+  let length = raw.length;
+  while (length > 0 && raw.charCodeAt(length - 1) === 61) length--;
+  for (let i = 0; i < length; i++) {
+    const k = charKind[raw.charCodeAt(i)];
+    if (k === 2) upper = true;
+    else if (k === 1 || k === 3) lowerOrDigit = true;
+    else {
+      const c = raw.charCodeAt(i);
+      if (c === 43 || c === 47) standard = true;
+      else urlSafe = true;
+    }
+  }
+  if (!upper || !lowerOrDigit || (standard && urlSafe) || length % 4 === 1) return null;
+  return decode('base64', raw);
 }
 
 /** The text an encoded run stands for, or null when it decodes to too little or to bytes that are not mostly printable. */
