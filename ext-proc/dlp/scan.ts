@@ -1144,12 +1144,40 @@ function contextFlags(d: CompiledDetector, before: string, label: string | null 
 
 /** How far before a match a word naming it is looked for. */
 const labelLookback = 32;
-const labelTail = /(?:[\s:#=.\-_(]|\b(?:number|num|no|nr|id|ref|code)\b)*$/;
+/** Words that label the number after them. */
+const labelWords = new Set(['number', 'num', 'no', 'nr', 'id', 'ref', 'code']);
 
-/** The text right before a match with the separators and a label word ("number", "no.", "#") taken off its end. */
-function labelBefore(window: string): string {
+/**
+ * The text right before a match with the separators (whitespace and : # = . - _ ( ) and label words
+ * ("number", "no", standing alone) taken off its end, one at a time from the end: a word is the
+ * whole run of word characters [A-Za-z0-9_] before the point, and only taken when what follows it
+ * in the line is not a word character.
+ */
+export function labelBefore(window: string): string {
   const line = window.slice(Math.max(window.lastIndexOf('\n') + 1, window.length - labelLookback));
-  return line.replace(labelTail, '');
+  let end = line.length;
+  while (end > 0) {
+    const c = line.charCodeAt(end - 1);
+    if (isLabelSeparator(c)) {
+      end--;
+      continue;
+    }
+    let start = end;
+    while (start > 0 && isWordChar(line.charCodeAt(start - 1))) start--;
+    if (start === end || (end < line.length && isWordChar(line.charCodeAt(end))) || !labelWords.has(line.slice(start, end))) break;
+    end = start;
+  }
+  return line.slice(0, end);
+}
+
+function isLabelSeparator(c: number): boolean {
+  return c === 58 || c === 35 || c === 61 || c === 46 || c === 45 || c === 95 || c === 40 || isWhitespace(c);
+}
+
+/** What \s matches in a JavaScript regular expression. */
+function isWhitespace(c: number): boolean {
+  return (c >= 9 && c <= 13) || c === 32 || c === 0xa0 || c === 0x1680 || (c >= 0x2000 && c <= 0x200a) ||
+    c === 0x2028 || c === 0x2029 || c === 0x202f || c === 0x205f || c === 0x3000 || c === 0xfeff;
 }
 
 function adjustForContext(d: CompiledDetector, t: SegmentTable, seg: number, start: number, confidence: number, contextKnown: boolean): number {
