@@ -45,7 +45,7 @@ import type { ExternalDlp } from '../config/data-protection-schema.ts';
 import { consultExternalDlp } from './dlp/external.ts';
 import type { FlowSignal, FlowTracker } from './dlp/flow.ts';
 import { answerCharset, decodeSingleByte, encodeSingleByte, type SingleByteCharset } from './dlp/charset.ts';
-import { binaryTypes, createStreamInspector, jsonLinesTypes, looksBinary, type StreamInspector } from './dlp/stream.ts';
+import { binaryTypes, createStreamInspector, isJsonLinesType, looksBinary, type StreamInspector } from './dlp/stream.ts';
 import { behaviourResultOf, checkBehaviour, recordBehaviourResult } from './pipeline/behaviour.ts';
 import { inspectJson, type InspectContext, type InspectResult } from './dlp/inspect.ts';
 import { blockedReason, protectRequestBody, protectRequestJson, protectResponseBody, rememberResponseValues, sensitiveSummary, type FlowEndpoint, type RequestProtection } from './pipeline/data-protection.ts';
@@ -919,7 +919,7 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
         sse = createSseSplitter();
         if (protect) streamInspector = createStreamInspector(persona!.dataProtection, { ...responseInspectContext(), contentType, maxEventBytes: persona!.persona.maxBodyBytes });
         mode_override = processingModeWithResponseBody('STREAMED');
-      } else if (protect && toolsListIds.size === 0 && jsonLinesTypes.test(contentType)) {
+      } else if (protect && toolsListIds.size === 0 && isJsonLinesType(contentType)) {
         // One JSON value per line, often long-lived: inspected as it streams, never buffered whole.
         if (charset.kind !== 'utf-8') return refuseAnswerAtHeaders(unreadableCharset(charset.charset, 'a JSON-lines stream'));
         responseMode = 'text-stream';

@@ -585,10 +585,10 @@ describe('data-flow control', () => {
       );
     }
     assert.equal(mailer.calls.length, before, 'no respelled email reached the mailer');
-    // Spelled so that no detector finds it: underscores and no card word, in base64. The search by
+    // Spelled so that no detector finds it: underscores and no card word, also in base64. The search by
     // the remembered values' canonical form finds it all the same.
     const groups = billingCard.split(' ');
-    for (const evasive of [groups.join('_'), `ref ${digits}x`, Buffer.from(digits).toString('base64')]) {
+    for (const evasive of [groups.join('_'), `ref ${digits}x`, Buffer.from(groups.join('_')).toString('base64')]) {
       await assert.rejects(
         () => mail.callTool({ name: 'send_email', arguments: { to: 'x@example.com', text: evasive } }),
         (error: unknown) => error instanceof McpError && (error.data as { mandate: { code: string } }).mandate.code === 'sensitive_data_flow_blocked',

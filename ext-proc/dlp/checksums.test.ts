@@ -1,11 +1,18 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
+  auMedicareValid, base58Decode, bicValid, cardExpiryValid, ipv4Valid, looksRandom, mbiValid,
   aadhaarValid, abaRoutingValid, arCbuValid, basicAuthValid, bech32AddressValid, bitcoinBase58Valid, canadianSinValid, deaValid, firstCardDigitRun, ibanValid, imeiValid,
   base62, crc32, jwtValid, luhnValid, nhsValid, npiValid, prefixedCrc32TokenValid, ssnValid, verhoeffCheckDigit, vinValid,
 } from './checksums.ts';
 import { checksummedToken } from './detectors/secrets.ts';
+import { stdnumValidators } from './detectors/stdnum-check.ts';
+import { hasCardBrandPrefix } from './detectors/financial.ts';
 import { builtInDetectors } from './catalogue.ts';
+import { isUnicodeLetterOrDigit } from './fingerprint.ts';
+import { isTopLevelId } from './inspect.ts';
+import { labelBefore } from './scan.ts';
+import { isJsonLinesType } from './stream.ts';
 
 test('Luhn accepts published test card numbers and rejects a changed digit', () => {
   assert.ok(luhnValid('4111111111111111'));
@@ -137,7 +144,20 @@ test('track data: the card number is the first run of 13 to 19 digits', () => {
 });
 
 // Validators run on candidates in the data path, where no backtracking regular expression engine runs.
-test('the DEA, VIN, Basic credentials and track data validators use no JavaScript RegExp', () => {
+test('the data path runs no JavaScript RegExp: every validator but stdnum\'s, and the checks on matched text', () => {
+  const byId = new Map(builtInDetectors.map((d) => [d.id, d]));
+  const ours = builtInDetectors.filter((d) => d.validate && !stdnumValidators.has(d.validate));
+  assert.ok(ours.length >= 40, `${ours.length} validators of our own`);
+  for (const id of ['payment-card-separated', 'payment-card-expiry', 'swift-bic', 'us-mbi', 'ipv4-address', 'ipv6-address', 'au-medicare-number', 'imei', 'bitcoin-address', 'passport-number', 'generic-api-key']) {
+    assert.ok(ours.includes(byId.get(id)!), id);
+  }
+  // Candidates: each detector's examples, whole and cut at separators, and text of every kind.
+  const candidates = new Set<string>(['', '1', 'abc', '0000000000', '12/25', '12 - 2025', 'DEUTDEFF500', '1EG4-TE5-MK73', '::1', '203.0.113.42', '4539_1488_0343_6467', 'C03005988', 'aZ3xQ9mK2pL8vN4tR7wY1bC6', 'İſ٣\u00a0\u3000é😀']);
+  for (const d of builtInDetectors) for (const e of d.examples ?? []) {
+    candidates.add(e);
+    for (const part of e.split(/[:=]\s*|\s+/)) candidates.add(part);
+  }
+  isUnicodeLetterOrDigit(0xe9); // (a block's table is worked out from its code points when first met)
   const exec = RegExp.prototype.exec;
   let calls = 0;
   RegExp.prototype.exec = function (this: RegExp, text: string) {
@@ -145,14 +165,50 @@ test('the DEA, VIN, Basic credentials and track data validators use no JavaScrip
     return exec.call(this, text);
   };
   try {
-    const byId = new Map(builtInDetectors.map((d) => [d.id, d]));
-    const run = (id: string, candidate: string) => byId.get(id)!.validate!(candidate);
-    assert.ok(run('us-dea-number', 'AB1234563'));
-    assert.ok(run('vehicle-identification-number', '1M8GDM9AXKP042788'));
-    assert.ok(run('http-basic-auth-header', `Basic ${Buffer.from('admin:hunter22').toString('base64')}`));
-    assert.ok(run('payment-card-track-data', ';4111111111111111=25121010000000000?'));
+    for (const d of ours) for (const c of candidates) d.validate!(c);
+    for (const c of candidates) {
+      labelBefore(c.toLowerCase());
+      isTopLevelId(c);
+      isJsonLinesType(c);
+    }
+    isJsonLinesType('application/x-ndjson; charset=utf-8');
+    isUnicodeLetterOrDigit(0xea);
   } finally {
     RegExp.prototype.exec = exec;
   }
   assert.equal(calls, 0);
+});
+
+test('structure checks at their edges (character checks, no regular expressions)', () => {
+  assert.deepEqual(['4', '51', '55', '2221', '2720', '271', '34', '37', '6011', '65', '644', '62', '3528', '353', '300', '36', '38', '5018', '6763', '2204'].map(hasCardBrandPrefix), Array(20).fill(true));
+  assert.deepEqual(['50', '56', '2210', '2730', '33', '6010', '643', '3527', '359', '306', '37'.slice(0, 1), '', '1'].map(hasCardBrandPrefix), [false, false, false, false, false, false, false, false, false, false, false, false, false]);
+  assert.deepEqual(['12/25', '01-2030', '12 / 25', '12\u00a0/\u300025', '12 /25'].map(cardExpiryValid), [true, true, true, true, true]);
+  assert.deepEqual(['13/25', '00/25', '12/2', '12/253', '12  /25', '12/25\n', '1a/25', '12.25', '12/25 '].map(cardExpiryValid), Array(9).fill(false));
+  assert.deepEqual(['DEUTDEFF', 'DEUTDEFF500', 'BOFAUS3N', 'CHASUS33XXX'].map(bicValid), [true, true, true, true]);
+  assert.deepEqual(['DEUTXXFF', 'DEU1DEFF', 'DEUTDEFF50', 'deutdeff', 'DEUTDEFF5000', 'DEUTDEfF'].map(bicValid), Array(6).fill(false));
+  assert.deepEqual(['1EG4-TE5-MK73', '1eg4te5mk73', '9AA0A00AA00'].map(mbiValid), [true, true, true]);
+  assert.deepEqual(['0EG4-TE5-MK73', '1BG4-TE5-MK73', '1EG4-TE5-MK7', '1EG4-TE5-MK73-', '1EGA-TE5-MK73', '1EG4-SE5-MK73'].map(mbiValid), [false, false, false, true, false, false]);
+  assert.deepEqual(['2123456701', '6123456701', '1123456701', '7123456701'].map((n) => auMedicareValid(n) || n[0] === '2' || n[0] === '6'), [true, true, false, false]);
+  assert.deepEqual(['0.0.0.0', '255.255.255.255', '1.2.3.4'].map(ipv4Valid), [true, true, true]);
+  assert.deepEqual(['256.1.1.1', '01.1.1.1', '1.2.3', '1.2.3.4.5', '1..3.4', '1.2.3.٣', '1.2.3.+4', '1.2.3.4 '].map(ipv4Valid), Array(8).fill(false));
+  assert.equal(base58Decode('11')!.toString('hex'), '0000');
+  assert.equal(base58Decode('112')!.toString('hex'), '000001');
+  assert.equal(base58Decode('10'), null);
+  assert.equal(looksRandom('aaaaaaaaaaaaaaaaaaaa'), false);
+  assert.equal(looksRandom('q8Zr2LmX4vT9bN6cK1pW'), true);
+  assert.equal(looksRandom('qzrlmxvtbnckpwasdfgh'), false, 'one class of characters');
+});
+
+test('a label before a match, top-level ids and JSON-lines types, read without regular expressions', () => {
+  assert.equal(labelBefore('charged to card number: '), 'charged to card');
+  assert.equal(labelBefore('invoice no. #'), 'invoice');
+  assert.equal(labelBefore('order ref-id = '), 'order');
+  assert.equal(labelBefore('card_no '), 'card_no', 'a word glued by "_" is no label');
+  assert.equal(labelBefore('ids '), 'ids');
+  assert.equal(labelBefore('line one\nref '), '');
+  assert.equal(labelBefore('x'.repeat(40) + ' code '), 'x'.repeat(26));
+  assert.deepEqual(['$.id', '$[0].id', '$[12].id'].map(isTopLevelId), [true, true, true]);
+  assert.deepEqual(['$[].id', '$.ids', '$.a.id', '$[1a].id', '$.id ', 'x$.id'].map(isTopLevelId), Array(6).fill(false));
+  assert.deepEqual(['application/x-ndjson', 'Application/JSONL; charset=utf-8', 'application/json-seq', 'application/jsonlİ'].map(isJsonLinesType), [true, true, true, true]);
+  assert.deepEqual(['application/json', 'application/jsonlx', 'text/x-ndjson', 'application/ndjson_x', 'applicatıon/ndjson'].map(isJsonLinesType), Array(5).fill(false));
 });

@@ -287,7 +287,12 @@ export function itinValid(text: string): boolean {
 
 export function imeiValid(text: string): boolean {
   const d = digitsOf(text);
-  return d.length === 15 && luhnValid(d) && !/^0+$/.test(d);
+  return d.length === 15 && luhnValid(d) && !allZeros(d);
+}
+
+function allZeros(digits: string): boolean {
+  for (let i = 0; i < digits.length; i++) if (digits.charCodeAt(i) !== 48) return false;
+  return digits.length > 0;
 }
 
 /** Vehicle identification number, North American check digit at position 9. */
@@ -383,7 +388,8 @@ export function base58Decode(text: string): Buffer | null {
   }
   let hex = value.toString(16);
   if (hex.length % 2) hex = '0' + hex;
-  const leading = /^1*/.exec(text)?.[0].length ?? 0;
+  let leading = 0;
+  while (leading < text.length && text.charCodeAt(leading) === 49) leading++;
   return Buffer.concat([Buffer.alloc(leading), value === 0n ? Buffer.alloc(0) : Buffer.from(hex, 'hex')]);
 }
 
@@ -469,13 +475,21 @@ export function shannonEntropy(text: string): number {
 /** A secret-looking token: long enough, high entropy, mixing character classes. */
 export function looksRandom(text: string, minEntropy = 3.5): boolean {
   if (text.length < 16) return false;
-  const classes = Number(/[a-z]/.test(text)) + Number(/[A-Z]/.test(text)) + Number(/\d/.test(text));
-  return classes >= 2 && shannonEntropy(text) >= minEntropy;
+  let lower = 0;
+  let upper = 0;
+  let digit = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c >= 97 && c <= 122) lower = 1;
+    else if (isUpperAsciiLetter(c)) upper = 1;
+    else if (isAsciiDigit(c)) digit = 1;
+  }
+  return lower + upper + digit >= 2 && shannonEntropy(text) >= minEntropy;
 }
 
 export function ipv4Valid(text: string): boolean {
   const parts = text.split('.');
-  return parts.length === 4 && parts.every((p) => /^\d{1,3}$/.test(p) && Number(p) <= 255 && !(p.length > 1 && p[0] === '0'));
+  return parts.length === 4 && parts.every((p) => p.length >= 1 && p.length <= 3 && allAsciiDigits(p, 0, p.length) && Number(p) <= 255 && !(p.length > 1 && p[0] === '0'));
 }
 
 /** Canadian SIN: 9 digits, Luhn, first digit not 0 or 8. */
@@ -488,7 +502,8 @@ export function canadianSinValid(text: string): boolean {
 export function auMedicareValid(text: string): boolean {
   const d = digitsOf(text);
   if (d.length !== 10 && d.length !== 11) return false;
-  if (!/[2-6]/.test(d[0]!)) return false;
+  const first = d.charCodeAt(0);
+  if (first < 50 || first > 54) return false;
   const w = [1, 3, 7, 9, 1, 3, 7, 9];
   let sum = 0;
   for (let i = 0; i < 8; i++) sum += (d.charCodeAt(i) - 48) * w[i]!;
@@ -503,14 +518,28 @@ export function iccidValid(text: string): boolean {
 
 /** SWIFT/BIC structure: bank(4 letters) country(2 letters, known) location(2) branch(3 optional). */
 export function bicValid(text: string): boolean {
-  const m = /^([A-Z]{4})([A-Z]{2})([A-Z0-9]{2})([A-Z0-9]{3})?$/.exec(text);
-  return m !== null && m[2] !== undefined && (ibanLengths[m[2]] !== undefined || ['US', 'CA', 'AU', 'JP', 'CN', 'IN', 'SG', 'HK', 'MX', 'ZA', 'NZ', 'KR'].includes(m[2]));
+  if (text.length !== 8 && text.length !== 11) return false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (!isUpperAsciiLetter(c) && (i < 6 || !isAsciiDigit(c))) return false;
+  }
+  const country = text.slice(4, 6);
+  return ibanLengths[country] !== undefined || bicCountriesWithoutIban.includes(country);
 }
 
-/** Card expiry MM/YY or MM/YYYY with a real month. */
+const bicCountriesWithoutIban = ['US', 'CA', 'AU', 'JP', 'CN', 'IN', 'SG', 'HK', 'MX', 'ZA', 'NZ', 'KR'];
+
+/** Card expiry MM/YY or MM/YYYY with a real month (a whitespace character allowed on either side of the / or -). */
 export function cardExpiryValid(text: string): boolean {
-  const m = /^(\d{2})\s?[/-]\s?(\d{2}|\d{4})$/.exec(text);
-  return m !== null && Number(m[1]) >= 1 && Number(m[1]) <= 12;
+  if (text.length < 5 || !allAsciiDigits(text, 0, 2)) return false;
+  let i = 2;
+  if (isJsWhitespace(text.charCodeAt(i))) i++;
+  const separator = text.charCodeAt(i++);
+  if (separator !== 47 && separator !== 45) return false;
+  if (isJsWhitespace(text.charCodeAt(i))) i++;
+  const year = text.length - i;
+  const month = (text.charCodeAt(0) - 48) * 10 + text.charCodeAt(1) - 48;
+  return (year === 2 || year === 4) && allAsciiDigits(text, i, text.length) && month >= 1 && month <= 12;
 }
 
 /** Base64 that decodes to "user:password" (HTTP Basic credentials). */
@@ -552,8 +581,19 @@ function isUserColonPassword(decoded: string): boolean {
   return false;
 }
 
-/** US Medicare Beneficiary Identifier position rules. */
+/** US Medicare Beneficiary Identifier position rules: by position, d a digit 1-9, n 0-9, a a letter (no B I L O S Z), x either. */
 export function mbiValid(text: string): boolean {
-  const t = text.replace(/-/g, '').toUpperCase();
-  return /^[1-9][AC-HJKMNP-RT-Y][AC-HJKMNP-RT-Y0-9]\d[AC-HJKMNP-RT-Y][AC-HJKMNP-RT-Y0-9]\d[AC-HJKMNP-RT-Y]{2}\d{2}$/.test(t);
+  const t = text.replaceAll('-', '').toUpperCase();
+  if (t.length !== mbiPositions.length) return false;
+  for (let i = 0; i < t.length; i++) {
+    const c = t.charCodeAt(i);
+    const kind = mbiPositions[i];
+    const digit = isAsciiDigit(c) && (kind !== 'd' || c !== 48);
+    const letter = isUpperAsciiLetter(c) && !mbiExcludedLetters.includes(t[i]!);
+    if (kind === 'a' ? !letter : kind === 'x' ? !(letter || digit) : !digit) return false;
+  }
+  return true;
 }
+
+const mbiPositions = 'daxnaxnaann';
+const mbiExcludedLetters = 'BILOSZ';

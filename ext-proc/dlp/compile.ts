@@ -39,6 +39,40 @@ const gluedControlEscapeSource = '\\\\[bfnrt][A-Za-z0-9_]';
 /** Any of those escapes (or a backslash and one of those letters). */
 const controlEscapeSource = '\\\\[bfnrt]';
 
+/**
+ * Fewest characters of a base64 run that is decoded: 9 bytes, the shortest identifiers detected
+ * without a context word (a UK NINO, a Spanish DNI); an SSN with dashes is 15 characters, a card
+ * of 13 digits 18. A run is one stretch of this many characters without "/", "-" or "_" (a path
+ * or a dashed identifier is no base64 of text: text encodes to those only for ">", "?", "~" or
+ * non-ASCII bytes), then the rest of the run in either alphabet (standard or URL-safe).
+ */
+const base64Shortest = 12;
+/** Fewest bytes of a hex run that is decoded (two hex digits a byte): the same 9. */
+const hexShortest = 9;
+
+/**
+ * The decoders' entries. `run` finds the runs to decode once the Set says one may be there;
+ * `set` is the Set's entry. For base64 it is narrower, so that ordinary text does not send a body
+ * through that pass: the stretch holds a capital, first or at its base64Shortest-th character or
+ * later. Base64 of a value with digits, capitals, spaces or punctuation has capitals all along (a
+ * printable ASCII byte below "h" starts its 4 characters with one of I-Z), while long lowercase
+ * words, lowercase hex (hashes, UUIDs) and digit runs (timestamps, ids) have none. (A capital
+ * anywhere in the stretch would be exact, but the Set's automaton would then follow where each
+ * capital was: several times slower over identifier-heavy text.) Hex runs that are no text (a
+ * hash, a long number) and base64 words decode to bytes that are not mostly printable and are
+ * dropped (see `decode` in scan.ts). URL escapes: 6 in a row; shorter escaped values are read by
+ * the look-alike pass (look-alikes.ts).
+ */
+const encodedRuns: { decoder: 'base64' | 'hex' | 'url'; run: string; set: string }[] = [
+  {
+    decoder: 'base64',
+    run: `[A-Za-z0-9+]{${base64Shortest},}[A-Za-z0-9+/_-]*={0,2}`,
+    set: `(?:^|[^A-Za-z0-9+])[A-Z][A-Za-z0-9+]{${base64Shortest - 1}}|[A-Za-z0-9+]{${base64Shortest - 1}}[A-Z]`,
+  },
+  { decoder: 'hex', run: `\\b(?:[0-9a-fA-F]{2}){${hexShortest},}\\b`, set: `\\b(?:[0-9a-fA-F]{2}){${hexShortest},}\\b` },
+  { decoder: 'url', run: '(?:%[0-9A-Fa-f]{2}[^%\\s"]{0,2}){6,}', set: '(?:%[0-9A-Fa-f]{2}[^%\\s"]{0,2}){6,}' },
+];
+
 export interface CompiledDetector {
   def: DetectorDefinition;
   /** Global regex for candidate positions (run only when the Set says it hit). */
@@ -199,14 +233,9 @@ export function compileDataProtection(policy: DataProtection | undefined, option
     }
   });
   if (p.decodeEncoded) {
-    const decoders: { decoder: 'base64' | 'hex' | 'url'; source: string }[] = [
-      { decoder: 'base64', source: '[A-Za-z0-9+]{16,}[A-Za-z0-9+/]{8,}={0,2}' },
-      { decoder: 'hex', source: '\\b(?:[0-9a-fA-F]{2}){16,}\\b' },
-      { decoder: 'url', source: '(?:%[0-9A-Fa-f]{2}[^%\\s"]{0,2}){6,}' },
-    ];
-    for (const d of decoders) {
-      setEntries.push({ kind: 'decoder', decoder: d.decoder, regex: new RE2(d.source, 'g'), need: requirementOf(d.source), lineFree: !/[\^$]/.test(d.source) && !mayMatchLineFeed(d.source) });
-      sources.push(d.source);
+    for (const d of encodedRuns) {
+      setEntries.push({ kind: 'decoder', decoder: d.decoder, regex: new RE2(d.run, 'g'), need: requirementOf(d.run), lineFree: !/[\^$]/.test(d.run) && !mayMatchLineFeed(d.run) });
+      sources.push(d.set);
     }
   }
   setEntries.push({ kind: 'escape' });

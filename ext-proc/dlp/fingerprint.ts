@@ -30,6 +30,24 @@ export interface CanonicalShape {
 }
 
 const letterOrDigit = /[\p{L}\p{N}]/u;
+/** Whether each code point is a letter or digit, by block of 256 code points (null: not yet met). */
+const letterOrDigitBlocks: (Uint8Array | null)[] = new Array(0x1100).fill(null);
+
+/**
+ * A letter or digit of any script (\p{L} or \p{N}). A block's answers are worked out the first time
+ * one of its code points is met, from the code points themselves: the regular expression never reads
+ * the text.
+ */
+export function isUnicodeLetterOrDigit(codePoint: number): boolean {
+  const b = codePoint >> 8;
+  let block = letterOrDigitBlocks[b];
+  if (!block) {
+    block = new Uint8Array(256);
+    for (let i = 0; i < 256; i++) block[i] = letterOrDigit.test(String.fromCodePoint((b << 8) | i)) ? 1 : 0;
+    letterOrDigitBlocks[b] = block;
+  }
+  return block[codePoint & 255] === 1;
+}
 
 /**
  * What a UTF-16 unit of an ASCII reading is in a canonical form: 0 a separator,
@@ -38,7 +56,7 @@ const letterOrDigit = /[\p{L}\p{N}]/u;
  */
 export function valueCharacterKind(c: number): number {
   let kind = kindOfUnit[c]!;
-  if (kind === 0) kindOfUnit[c] = kind = c < 128 ? (c >= 48 && c <= 57 ? 2 : (c >= 65 && c <= 90) || (c >= 97 && c <= 122) ? 3 : 1) : c >= 0xd800 && c <= 0xdfff ? 1 : letterOrDigit.test(String.fromCharCode(c)) ? 3 : 1;
+  if (kind === 0) kindOfUnit[c] = kind = c < 128 ? (c >= 48 && c <= 57 ? 2 : (c >= 65 && c <= 90) || (c >= 97 && c <= 122) ? 3 : 1) : c >= 0xd800 && c <= 0xdfff ? 1 : isUnicodeLetterOrDigit(c) ? 3 : 1;
   return kind - 1;
 }
 

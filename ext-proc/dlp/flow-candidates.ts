@@ -37,7 +37,6 @@ const maxGap = 3;
 const maxDecodeDepth = 2;
 /** Twelve base64 characters are nine bytes: the shortest remembered value (minCanonicalLength) with room for one separator. */
 const minEncodedRun = 12;
-const hexRun = /^(?:[0-9a-fA-F]{2}){8,}$/;
 const connectorWords = new Set(['at', 'dot']);
 
 interface Search {
@@ -101,12 +100,22 @@ function searchText(search: Search, original: string, depth: number): boolean {
     if (search.decoded >= maxDecodedRunsPerRequest) return false;
     let end = encoded[e + 1]!;
     const raw = text.slice(encoded[e]!, end);
-    const hex = hexRun.test(raw);
+    const hex = isHexRun(raw);
     if (!hex && raw.length % 4 === 1) continue;
     while (end < n && text.charCodeAt(end) === 61 && end - encoded[e + 1]! < 2) end++;
     search.decoded++;
     const decoded = decode(hex ? 'hex' : 'base64', hex ? raw : text.slice(encoded[e]!, end));
     if (decoded !== null && !searchText(search, decoded, depth + 1)) return false;
+  }
+  return true;
+}
+
+/** Pairs of hex digits, at least 8. */
+function isHexRun(raw: string): boolean {
+  if (raw.length < 16 || raw.length % 2 !== 0) return false;
+  for (let i = 0; i < raw.length; i++) {
+    const c = raw.charCodeAt(i) | 0x20;
+    if (!((c >= 48 && c <= 57) || (c >= 97 && c <= 102))) return false;
   }
   return true;
 }

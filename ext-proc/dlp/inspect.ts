@@ -15,7 +15,7 @@ import type { DataFinding } from '../decision/decision.ts';
 import type { DataProtectionAction } from '../../config/data-protection-schema.ts';
 import { resolveAction, type CompiledDataProtection, type CompiledDataProtectionOk, type CompiledDetector } from './compile.ts';
 import { scanTable, valueOf, type Match, type SegmentTable } from './scan.ts';
-import { canonicalForm, canonicalShape, fingerprintOfCanonical, keyPrefix, type CanonicalShape } from './fingerprint.ts';
+import { canonicalForm, canonicalShape, fingerprintOfCanonical, isUnicodeLetterOrDigit, keyPrefix, type CanonicalShape } from './fingerprint.ts';
 
 export interface InspectContext {
   direction: 'request' | 'response';
@@ -186,7 +186,7 @@ export function inspectBody(compiled: CompiledDataProtection, body: Buffer, cont
   // An ASCII body's edits are written straight into a copy of its bytes.
   const bytes = ascii ? body : null;
   const r = inspectJsonText(compiled, text, context, pass, bytes) ?? textResult(compiled, text, context, bytes);
-  if (context.clientIds?.length && r.findings.some((f) => topLevelId.test(f.location))) {
+  if (context.clientIds?.length && r.findings.some((f) => isTopLevelId(f.location))) {
     const again = inspectParsedBody(compiled, body, text, context);
     if (again) return again;
   }
@@ -194,8 +194,16 @@ export function inspectBody(compiled: CompiledDataProtection, body: Buffer, cont
   return { ...r, value: typeof r.value === 'string' ? (ascii ? Buffer.from(asciiJson(r.value), 'latin1') : Buffer.from(r.value, 'utf8')) : r.value };
 }
 
-/** The location of a top-level id: of the message, or of a message in a batch. */
-const topLevelId = /^\$(\[\d+\])?\.id$/;
+/** The location of a top-level id: of the message ($.id), or of a message in a batch ($[3].id). */
+export function isTopLevelId(location: string): boolean {
+  if (location === '$.id') return true;
+  if (!location.startsWith('$[') || !location.endsWith('].id') || location.length < 7) return false;
+  for (let i = 2; i < location.length - 4; i++) {
+    const c = location.charCodeAt(i);
+    if (c < 48 || c > 57) return false;
+  }
+  return true;
+}
 
 /**
  * A body where a value was found in a top-level id, which may be the client's (see clientIds): read
@@ -1142,10 +1150,8 @@ function isAsciiAlnum(c: number): boolean {
   return (c >= 48 && c <= 57) || (c >= 65 && c <= 90) || (c >= 97 && c <= 122);
 }
 
-const letterOrDigit = /[\p{L}\p{N}]/u;
-
 function isLetterOrDigit(ch: string): boolean {
-  const c = ch.charCodeAt(0);
+  const c = ch.codePointAt(0)!;
   if (c < 128) return (c >= 48 && c <= 57) || (c >= 65 && c <= 90) || (c >= 97 && c <= 122);
-  return letterOrDigit.test(ch);
+  return isUnicodeLetterOrDigit(c);
 }

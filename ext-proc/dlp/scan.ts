@@ -1144,12 +1144,40 @@ function contextFlags(d: CompiledDetector, before: string, label: string | null 
 
 /** How far before a match a word naming it is looked for. */
 const labelLookback = 32;
-const labelTail = /(?:[\s:#=.\-_(]|\b(?:number|num|no|nr|id|ref|code)\b)*$/;
+/** Words that label the number after them. */
+const labelWords = new Set(['number', 'num', 'no', 'nr', 'id', 'ref', 'code']);
 
-/** The text right before a match with the separators and a label word ("number", "no.", "#") taken off its end. */
-function labelBefore(window: string): string {
+/**
+ * The text right before a match with the separators (whitespace and : # = . - _ ( ) and label words
+ * ("number", "no", standing alone) taken off its end, one at a time from the end: a word is the
+ * whole run of word characters [A-Za-z0-9_] before the point, and only taken when what follows it
+ * in the line is not a word character.
+ */
+export function labelBefore(window: string): string {
   const line = window.slice(Math.max(window.lastIndexOf('\n') + 1, window.length - labelLookback));
-  return line.replace(labelTail, '');
+  let end = line.length;
+  while (end > 0) {
+    const c = line.charCodeAt(end - 1);
+    if (isLabelSeparator(c)) {
+      end--;
+      continue;
+    }
+    let start = end;
+    while (start > 0 && isWordChar(line.charCodeAt(start - 1))) start--;
+    if (start === end || (end < line.length && isWordChar(line.charCodeAt(end))) || !labelWords.has(line.slice(start, end))) break;
+    end = start;
+  }
+  return line.slice(0, end);
+}
+
+function isLabelSeparator(c: number): boolean {
+  return c === 58 || c === 35 || c === 61 || c === 46 || c === 45 || c === 95 || c === 40 || isWhitespace(c);
+}
+
+/** What \s matches in a JavaScript regular expression. */
+function isWhitespace(c: number): boolean {
+  return (c >= 9 && c <= 13) || c === 32 || c === 0xa0 || c === 0x1680 || (c >= 0x2000 && c <= 0x200a) ||
+    c === 0x2028 || c === 0x2029 || c === 0x202f || c === 0x205f || c === 0x3000 || c === 0xfeff;
 }
 
 function adjustForContext(d: CompiledDetector, t: SegmentTable, seg: number, start: number, confidence: number, contextKnown: boolean): number {
@@ -1196,27 +1224,64 @@ function scanEncoded(scan: Scan, entry: Extract<SetEntry, { kind: 'decoder' }>):
     while (at >= j.at[v + 1]!) v++;
     const valueStart = j.at[v]!;
     if (spans[i + 1]! > j.at[v + 1]! - 1) continue;
-    const raw = j.text.slice(at, spans[i + 1]!);
-    if (entry.decoder === 'base64' && !(hasUpper(raw) && hasLower(raw) && raw.length % 4 !== 1)) continue;
-    const decoded = decode(entry.decoder, raw);
+    let from = at;
+    let decoded: string | null = null;
+    if (entry.decoder === 'base64') {
+      // The run may begin with "/", "-" or "_" pieces (URL-safe base64 whose first characters hold one):
+      // the whole run is tried first, then from the stretch the pattern found (after a path, a dashed name).
+      const whole = base64RunStart(j.text, at, valueStart);
+      if (whole < at) decoded = decodeBase64Run(j.text.slice(whole, spans[i + 1]!));
+      if (decoded !== null) from = whole;
+      else decoded = decodeBase64Run(j.text.slice(at, spans[i + 1]!));
+    } else {
+      decoded = decode(entry.decoder, j.text.slice(at, spans[i + 1]!));
+    }
     if (decoded === null) continue;
+    const raw = j.text.slice(from, spans[i + 1]!);
     const seg = j.segs[v]!;
     const inner = scanSegments(scan.compiled, [{ key: t.key[seg]!, value: decoded }], scan.depth + 1);
     if (inner.length === 0) continue;
-    const start = at - valueStart + (j.from === null ? 0 : j.from[v]!);
+    const start = from - valueStart + (j.from === null ? 0 : j.from[v]!);
     const best = inner.reduce((a, b) => (b.confidence > a.confidence ? b : a));
     scan.out.push({ segment: seg, start, end: start + raw.length, detector: best.detector, confidence: best.confidence, encoding: entry.decoder });
   }
 }
 
-function hasUpper(s: string): boolean {
-  for (let i = 0; i < s.length; i++) if (charKind[s.charCodeAt(i)] === 2) return true;
-  return false;
+/** Where the run of base64 characters (either alphabet) holding `at` begins, not before `limit`. */
+function base64RunStart(text: string, at: number, limit: number): number {
+  let i = at;
+  while (i > limit) {
+    const c = text.charCodeAt(i - 1);
+    if (!(isAlnum(c) || c === 43 || c === 47 || c === 45 || c === 95)) break;
+    i--;
+  }
+  return i;
 }
 
-function hasLower(s: string): boolean {
-  for (let i = 0; i < s.length; i++) if (charKind[s.charCodeAt(i)] === 3) return true;
-  return false;
+/**
+ * A base64 run's text, or null. Only runs with a capital and a small letter or a digit are
+ * decoded (a word in capitals, a lowercase name or a number is no base64 of text), and only
+ * lengths that are base64 (4n + 1 characters never is); one alphabet per run.
+ */
+function decodeBase64Run(raw: string): string | null {
+  let upper = false;
+  let lowerOrDigit = false;
+  let standard = false;
+  let urlSafe = false;
+  let length = raw.length;
+  while (length > 0 && raw.charCodeAt(length - 1) === 61) length--;
+  for (let i = 0; i < length; i++) {
+    const k = charKind[raw.charCodeAt(i)];
+    if (k === 2) upper = true;
+    else if (k === 1 || k === 3) lowerOrDigit = true;
+    else {
+      const c = raw.charCodeAt(i);
+      if (c === 43 || c === 47) standard = true;
+      else urlSafe = true;
+    }
+  }
+  if (!upper || !lowerOrDigit || (standard && urlSafe) || length % 4 === 1) return null;
+  return decode('base64', raw);
 }
 
 /** The text an encoded run stands for, or null when it decodes to too little or to bytes that are not mostly printable. */

@@ -48,7 +48,28 @@ export interface StreamLimitExceeded {
 export const rawStreamTail = 256;
 
 /** Streams of one JSON value per line (JSON Lines, NDJSON, JSON text sequences). */
-export const jsonLinesTypes = /^application\/(x-ndjson|ndjson|jsonl|x-jsonlines|jsonlines|json-seq)\b/i;
+const jsonLinesSubtypes = ['x-ndjson', 'ndjson', 'jsonl', 'x-jsonlines', 'jsonlines', 'json-seq'];
+
+/** application/x-ndjson, jsonl, json-seq...: the media type starts the Content-Type, in any case, and ends there or before a non-word character. */
+export function isJsonLinesType(contentType: string): boolean {
+  if (!startsWithIgnoringCase(contentType, 'application/', 0)) return false;
+  return jsonLinesSubtypes.some((subtype) => startsWithIgnoringCase(contentType, subtype, 12) && !isWordCode(contentType.charCodeAt(12 + subtype.length)));
+}
+
+/** `text` has `lower` (lower-case ASCII) at `at`, ASCII letters in either case. */
+function startsWithIgnoringCase(text: string, lower: string, at: number): boolean {
+  if (text.length < at + lower.length) return false;
+  for (let i = 0; i < lower.length; i++) {
+    const p = lower.charCodeAt(i);
+    const c = text.charCodeAt(at + i);
+    if (c !== p && !(p >= 97 && p <= 122 && c === p - 32)) return false;
+  }
+  return true;
+}
+
+function isWordCode(c: number): boolean {
+  return (c >= 48 && c <= 57) || (c >= 65 && c <= 90) || (c >= 97 && c <= 122) || c === 95;
+}
 
 /**
  * Content types that are binary by definition (media, fonts, archives, office documents, protobuf):
@@ -83,8 +104,8 @@ export function createStreamInspector(
     maxEventBytes?: number;
   },
 ): StreamInspector {
-  const isSse = /^text\/event-stream/i.test(context.contentType);
-  const lineOriented = jsonLinesTypes.test(context.contentType);
+  const isSse = startsWithIgnoringCase(context.contentType, 'text/event-stream', 0);
+  const lineOriented = isJsonLinesType(context.contentType);
   const scanning = compiled.ok && compiled.active;
   const monitor = compiled.ok && compiled.monitor;
   const maxHold = compiled.ok ? compiled.policy.maxStreamHoldBytes : 65_536;

@@ -4,7 +4,7 @@
 // own name (CPF, PESEL, BSN, NINO...) in the text or in the JSON field name.
 import { stdnum } from 'stdnum';
 import type { DetectorDefinition, DetectorGroup, ValidationKind } from '../detector.ts';
-import { quietly } from './stdnum-check.ts';
+import { byStdnum, quietly } from './stdnum-check.ts';
 import stdnumExamples from './stdnum-examples.json' with { type: 'json' };
 
 interface StdnumValidator {
@@ -119,7 +119,7 @@ export const nationalDetectors: DetectorDefinition[] = Object.entries(stdnum as 
       requiresContext: true,
       contextWindow: 32,
       validation,
-      validate: (candidate) => quietly(() => validator.validate(candidate).isValid) && (alsoRequired[path]?.(candidate) ?? true),
+      validate: byStdnum((candidate) => quietly(() => validator.validate(candidate).isValid) && (alsoRequired[path]?.(candidate) ?? true)),
       confidence: { base: 0.8, contextBoost: 0.15, negativePenalty: 0.3 },
       profiles: group === 'health' ? ['hipaa', 'gdpr-pii'] : ['gdpr-pii'],
       maskKeep: 0,
