@@ -107,7 +107,8 @@ export const nationalDetectors: DetectorDefinition[] = Object.entries(stdnum as 
   .map(({ country, key, validator, path }): DetectorDefinition => {
     const { group, dataClass } = classify(validator.name);
     const keywords = keywordsFor(path, key, validator);
-    const sample = examples[path]?.[0];
+    // The catalogue example: stdnum's first test number written as identifiers are (one vector, "DE 136,695 976", has a comma).
+    const sample = examples[path]?.find((e) => !e.includes(',')) ?? examples[path]?.[0];
     const validation = withoutCheckDigit[path] ?? 'checksum';
     return {
       id: `${country.toLowerCase()}-${key.toLowerCase().replace(/_/g, '-')}`,
