@@ -1388,7 +1388,11 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
       for (const decision of decisions) if (!blocks(decision)) deps.audit.outcome(decision, outcome);
     };
     // Async external DLP verdicts belong in the same record; each comes within its service's timeout.
-    if (asyncVerdicts.length > 0) void Promise.allSettled(asyncVerdicts).then(record);
+    if (asyncVerdicts.length > 0) {
+      void Promise.allSettled(asyncVerdicts)
+        .then(record)
+        .catch((error: unknown) => deps.log?.('audit_outcome_dropped', { error: (error as Error)?.message ?? String(error) }));
+    }
     else record();
   }
 
