@@ -509,3 +509,23 @@ test('a fixed-length token whose last character is "-" is found (a closing word 
   const findings = inspectJson(all, { note: `google api key ${key} here` }, { direction: 'response', upstream: 'x' }).findings;
   assert.deepEqual(findings.map((f) => f.detector), ['google-api-key']);
 });
+
+test('percent-escapes scattered through a token are read as the characters they stand for', () => {
+  const masking = compileDataProtection({ defaultAction: 'mask' } as never);
+  assert.ok(masking.ok);
+  const b64url = (text: string) => Buffer.from(text).toString('base64url');
+  const payload = b64url('{"sub":"agent-7","exp":1700000000}');
+  const jwt = `${b64url('{"alg":"HS256","typ":"JWT"}')}.${payload}.XkQ-aBc_dEfGhJkL-mNpQrStUvWxYzAbCdEfGhJk`;
+  const forwarded = (text: string) => {
+    const result = inspectJson(masking, { note: `use ${text} for the call` }, { direction: 'request', upstream: 'x' });
+    return { detectors: result.findings.map((f) => f.detector), value: JSON.stringify(result.value) };
+  };
+  const plain = forwarded(jwt);
+  assert.deepEqual(plain.detectors, ['json-web-token']);
+  const escaped = forwarded(jwt.replaceAll('-', '%2D'));
+  assert.deepEqual(escaped.detectors, ['json-web-token']);
+  assert.equal(escaped.value.includes(payload), false, escaped.value);
+  assert.equal(escaped.value.includes('mNpQrStUvWxYz'), false, `the signature after an escaped dash is masked too: ${escaped.value}`);
+  // An escaped URL with nothing sensitive in it stays clean.
+  assert.deepEqual(forwarded('https://example.org/search?q=printer%20on%20fire&page=2').detectors, []);
+});

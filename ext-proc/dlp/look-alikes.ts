@@ -111,8 +111,9 @@ export const lookAlikeSetSource = (() => {
   const upperLatinLike = `[${[...latinLooking].filter((cp) => String.fromCodePoint(cp) !== String.fromCodePoint(cp).toLowerCase()).map(hex).join('')}]`;
   // Glued to a Latin letter or digit (АКІА7...), or a capital one beside one across a separator (an id's "-Х" or " С ").
   const mixedScript = `[A-Za-z0-9]${latinLike}|${latinLike}[A-Za-z0-9]|[A-Za-z0-9][-./ ]${upperLatinLike}|${upperLatinLike}[-./ ][A-Za-z0-9]`;
-  // A percent-escaped space, sign or digit beside a digit (4539%201488...), or an escaped @ (jane%40example.com).
-  const percent = '[0-9]%[23][0-9A-Fa-f]|%[23][0-9A-Fa-f][0-9]|%40';
+  // A percent-escape of a printable ASCII character: a space, sign or digit beside a digit
+  // (4539%201488...), an escaped @ (jane%40example.com), or any other (Bearer%20eyJ..., a token's %2D).
+  const percent = '%[2-7][0-9A-Fa-f]';
   return `${changed}|${mixedScript}|${percent}`;
 })();
 
