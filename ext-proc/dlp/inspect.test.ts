@@ -529,3 +529,18 @@ test('percent-escapes scattered through a token are read as the characters they 
   // An escaped URL with nothing sensitive in it stays clean.
   assert.deepEqual(forwarded('https://example.org/search?q=printer%20on%20fire&page=2').detectors, []);
 });
+
+test('control characters between the digits do not hide a card; tabs and line ends stay as they are', () => {
+  const masking = compileDataProtection({ defaultAction: 'mask' } as never);
+  assert.ok(masking.ok);
+  for (const control of ['\u0001', '\u0008', '\u001f', '\u007f']) {
+    const value = { note: `card ${[...'4539148803436467'].join(control)}`, other: 'line1\nline2\tcol\r' };
+    for (const result of [inspectJson(masking, value, request), inspectBody(masking, Buffer.from(JSON.stringify(value)), request)]) {
+      assert.deepEqual(result.findings.map((f) => f.detector), ['payment-card-visa'], JSON.stringify(control));
+      const out = (result.value instanceof Buffer ? JSON.parse(result.value.toString('utf8')) : result.value) as typeof value;
+      // What a reader sees once the control characters are dropped: the card masked but for its last four digits.
+      assert.equal(out.note.split(control).join(''), 'card ************6467');
+      assert.equal(out.other, 'line1\nline2\tcol\r');
+    }
+  }
+});

@@ -7,9 +7,9 @@
 // One table decides both what the RE2.Set's look-alike entry matches and how a text is read, so the
 // two cannot disagree. What a character becomes:
 // - invisible marks (zero-width space and joiners, the soft hyphen, word joiner, byte order mark,
-//   bidirectional controls, variation selectors, the tag "cancel" and language marks) and the C1
-//   control characters U+0080-U+009F (what bytes 0x80-0x9F of an ISO-8859-1 answer read as; nothing
-//   shows them): nothing;
+//   bidirectional controls, variation selectors, the tag "cancel" and language marks), the C0 control
+//   characters but tab, line feed and carriage return, DEL, and the C1 control characters
+//   U+0080-U+009F (what bytes 0x80-0x9F of an ISO-8859-1 answer read as; nothing shows them): nothing;
 // - fixed-width and no-break spaces: a space;
 // - hyphen and minus variants (not the en and em dashes of prose): a hyphen;
 // - decimal digits of any script (Arabic-Indic, Devanagari, mathematical bold, ...): the ASCII digit;
@@ -28,6 +28,8 @@ const astralReading = new Map<number, number>();
 const removed = 0xff;
 
 const invisible: [number, number][] = [
+  // C0 controls other than tab, line feed and carriage return, and DEL: nothing a reader sees either.
+  [0x0000, 0x0008], [0x000b, 0x000c], [0x000e, 0x001f], [0x007f, 0x007f],
   [0x0080, 0x009f], [0x00ad, 0x00ad], [0x034f, 0x034f], [0x061c, 0x061c], [0x180e, 0x180e], [0x200b, 0x200f], [0x202a, 0x202e],
   [0x2060, 0x2064], [0x2066, 0x206f], [0xfe00, 0xfe0f], [0xfeff, 0xfeff],
   [0xe0001, 0xe0001], [0xe007f, 0xe007f], [0xe0100, 0xe01ef],
@@ -90,7 +92,7 @@ function readingRanges(): [number, number][] {
     if (last && last[1] === cp - 1) last[1] = cp;
     else ranges.push([cp, cp]);
   };
-  for (let cp = 0x80; cp < 0x10000; cp++) if (bmpReading[cp] !== 0 && !latinLooking.has(cp)) add(cp);
+  for (let cp = 0; cp < 0x10000; cp++) if (bmpReading[cp] !== 0 && !latinLooking.has(cp)) add(cp);
   for (const cp of [...astralReading.keys()].sort((a, b) => a - b)) add(cp);
   return ranges;
 }
@@ -154,7 +156,7 @@ export function asciiReading(text: string): AsciiReading | null {
   for (; i < text.length; i++) {
     const c = text.charCodeAt(i);
     if (c < 0x80) {
-      if (c === 0x25 && percentEscaped(text, i) !== 0) break;
+      if (c === 0x25 ? percentEscaped(text, i) !== 0 : bmpReading[c] !== 0) break;
       continue;
     }
     if (c >= 0xd800 && c <= 0xdbff) {
@@ -184,7 +186,7 @@ export function asciiReading(text: string): AsciiReading | null {
     }
     const wide = c >= 0xd800 && c <= 0xdbff && i + 1 < text.length;
     const cp = wide ? text.codePointAt(i)! : c;
-    const to = c < 0x80 ? 0 : readingOf(cp);
+    const to = readingOf(cp);
     const width = cp > 0xffff ? 2 : 1;
     if (to === removed) {
       sameOffsets = false;
