@@ -304,14 +304,9 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
     }
     if (inspected.length === 0) return null;
     const values: Record<string, string> = Object.fromEntries(inspected);
-    const protection = protectRequestJson(dp, deps.flow, flowSession(), values, { upstream: route!.upstream, environment: upstream!.environment });
-    if (protection.findings.length === 0 && protection.denial === null && protection.notes.length === 0) return null;
-    const findings = locatedIn('headers', protection.findings);
-    if (protection.denial && persona!.persona.mode !== 'monitor') {
-      headerRecord = { findings, notes: protection.notes };
-      return refuse(403, protection.denial.code, protection.denial.message, 'data-protection');
-    }
-    headerRecord = { findings, notes: protection.denial ? [protection.denial, ...protection.notes] : protection.notes };
+    const protection = protectRequestJson(dp, deps.flow, flowSession(), values, flowDestination(undefined));
+    const refusal = adoptAtHeaders(protection, 'headers');
+    if (refusal) return refusal;
     if (protection.changed) headerRewrites = [...headerRewrites, ...Object.entries(protection.value).filter(([name, value]) => value !== values[name])];
     return null;
   }
@@ -321,21 +316,38 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
    * inspected like header values (findings join the request's first decision, under "query"); a block
    * refuses the request, masks are written into the path the upstream receives.
    */
-  function checkMcpQuery(path: string): ProcessingResponse | null {
-    const dp = persona!.dataProtection;
-    const mark = path.indexOf('?');
-    if (!dp.active || mark < 0) return null;
-    const query = parseQuery(path);
-    if (Object.keys(query).length === 0) return null;
-    const protection = protectRequestJson(dp, deps.flow, flowSession(), query, { upstream: route!.upstream, environment: upstream!.environment });
+  /**
+   * Takes what inspecting a part of the request at its headers found (header values, the MCP query
+   * string): findings and notes join the request's first decision, located under `part`; a block
+   * refuses the request here, except in monitor mode, where it is recorded.
+   */
+  function adoptAtHeaders(protection: RequestProtection<unknown>, part: string): ProcessingResponse | null {
     if (protection.findings.length === 0 && protection.denial === null && protection.notes.length === 0) return null;
-    const findings = [...(headerRecord?.findings ?? []), ...locatedIn('query', protection.findings)];
+    const findings = [...(headerRecord?.findings ?? []), ...locatedIn(part, protection.findings)];
     const notes = [...(headerRecord?.notes ?? []), ...protection.notes];
     if (protection.denial && persona!.persona.mode !== 'monitor') {
       headerRecord = { findings, notes };
       return refuse(403, protection.denial.code, protection.denial.message, 'data-protection');
     }
     headerRecord = { findings, notes: protection.denial ? [protection.denial, ...notes] : notes };
+    return null;
+  }
+
+  /** Where a call's data goes, for data-flow rules: the upstream and its environment, and the tool with its class when there is one. */
+  function flowDestination(tool: string | undefined): FlowEndpoint {
+    const to: FlowEndpoint = { upstream: route!.upstream, environment: upstream!.environment };
+    return tool === undefined ? to : { ...to, tool, toolClass: persona!.behaviour.classify(route!.upstream, tool).toolClass };
+  }
+
+  function checkMcpQuery(path: string): ProcessingResponse | null {
+    const dp = persona!.dataProtection;
+    const mark = path.indexOf('?');
+    if (!dp.active || mark < 0) return null;
+    const query = parseQuery(path);
+    if (Object.keys(query).length === 0) return null;
+    const protection = protectRequestJson(dp, deps.flow, flowSession(), query, flowDestination(undefined));
+    const refusal = adoptAtHeaders(protection, 'query');
+    if (refusal) return refusal;
     if (protection.changed) headerRewrites = [...headerRewrites, [':path', `${path.slice(0, mark)}?${queryString(protection.value)}`]];
     return null;
   }
@@ -543,12 +555,7 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
   function withEnvelopeProtection(assessed: AssessedCall, envelope: Record<string, unknown> | null): AssessedCall {
     const { decision } = assessed;
     if (envelope === null || (decision.verdict === 'deny' && decision.enforced)) return assessed;
-    const tool = decision.call.kind === 'mcp' ? decision.call.tool : undefined;
-    const destination: FlowEndpoint =
-      tool === undefined
-        ? { upstream: route!.upstream, environment: upstream!.environment }
-        : { upstream: route!.upstream, environment: upstream!.environment, tool, ...optionalToolClass(persona!.behaviour.classify(route!.upstream, tool).toolClass) };
-    const protection = protectRequestJson(persona!.dataProtection, deps.flow, flowSession(), envelope, destination);
+    const protection = protectRequestJson(persona!.dataProtection, deps.flow, flowSession(), envelope, flowDestination(decision.call.kind === 'mcp' ? decision.call.tool : undefined));
     if (protection.findings.length === 0 && protection.denial === null && protection.notes.length === 0) return assessed;
     const idFinding = protection.findings.find((f) => f.location === '$.id' && f.action !== 'detect');
     const denial: DecisionReason | null =
@@ -577,7 +584,7 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
     if (!dp.active || payload === undefined || payload === null || typeof payload !== 'object' || (denial !== null && persona!.persona.mode !== 'monitor')) {
       return { decision: makeDecision(call, denial), ...unassessed };
     }
-    const protection = protectRequestJson(dp, deps.flow, flowSession(), payload, { upstream: route!.upstream, environment: upstream!.environment });
+    const protection = protectRequestJson(dp, deps.flow, flowSession(), payload, flowDestination(undefined));
     const findings = locatedIn(part, protection.findings);
     const decision = makeDecision(call, denial ?? protection.denial, { findings, notes: denial && protection.denial ? [protection.denial, ...protection.notes] : protection.notes });
     return { decision, ...unassessed, rewritten: protection.changed ? { value: protection.value, part } : null };
@@ -682,8 +689,7 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
   }
 
   function requestDeclaresJson(): boolean {
-    const contentType = (requestHeaders.get('content-type') ?? '').toLowerCase();
-    return contentType.startsWith('application/json') || contentType.includes('+json');
+    return isJsonContentType((requestHeaders.get('content-type') ?? '').toLowerCase());
   }
 
   function requestIsForm(): boolean {
@@ -909,7 +915,7 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
       }
       // The tool list differs per Persona: no shared cache may keep it.
       if (filterToolsList) setHeaders.push(['cache-control', 'private, no-store']);
-      responseIsJson = contentType.startsWith('application/json') || /\+json\b/.test(contentType);
+      responseIsJson = isJsonContentType(contentType);
       const protect = inspectResponse && persona!.dataProtection.active;
       const charset = answerCharset(contentType);
       if (contentType.startsWith('text/event-stream')) {
@@ -1621,6 +1627,11 @@ function looksLikeToolList(tools: unknown[]): boolean {
   });
 }
 
-function optionalToolClass(toolClass: FlowEndpoint['toolClass'] | undefined): { toolClass?: NonNullable<FlowEndpoint['toolClass']> } {
-  return toolClass ? { toolClass } : {};
+/** application/json, or a JSON-based type ("application/problem+json"); `contentType` in lower case. */
+function isJsonContentType(contentType: string): boolean {
+  if (contentType.startsWith('application/json')) return true;
+  const at = contentType.indexOf('+json');
+  if (at < 0) return false;
+  const next = contentType.charCodeAt(at + 5);
+  return !((next >= 48 && next <= 57) || (next >= 97 && next <= 122) || (next >= 65 && next <= 90) || next === 95);
 }

@@ -190,22 +190,24 @@ describe('upstream failures', () => {
 });
 
 describe('request timeouts', () => {
+  /** The gateway answered 408 request_timeout once the timeout ran out, and nothing reached the upstream. */
+  const assertCutAt = (answer: { status: number; body: string; firstByteMs: number }, timeoutMs: number) => {
+    assert.equal(answer.status, 408);
+    assert.equal(JSON.parse(answer.body).code, 'request_timeout');
+    assert.ok(answer.firstByteMs >= timeoutMs - 50 && answer.firstByteMs < timeoutMs + promptMs, `cut after ${answer.firstByteMs} ms`);
+    assert.deepEqual(received, []);
+  };
+
   test('a client that stalls in its headers is cut at request_headers_timeout: 408 request_timeout', async () => {
     received = [];
     const answer = await exchange([`GET ${endpoint} HTTP/1.1\r\nhost: gateway\r\n`, 'x-slow: 1\r\n'], { waitMs: headersTimeoutMs + 3000 });
-    assert.equal(answer.status, 408);
-    assert.equal(JSON.parse(answer.body).code, 'request_timeout');
-    assert.ok(answer.firstByteMs >= headersTimeoutMs - 50 && answer.firstByteMs < headersTimeoutMs + promptMs, `cut after ${answer.firstByteMs} ms`);
-    assert.deepEqual(received, []);
+    assertCutAt(answer, headersTimeoutMs);
   });
 
   test('a client that stalls in its body is cut at request_timeout: 408 request_timeout, nothing upstream', async () => {
     received = [];
     const answer = await exchange([post(`content-length: ${body.length}\r\n`) + body.slice(0, 10)], { waitMs: requestTimeoutMs + 3000 });
-    assert.equal(answer.status, 408);
-    assert.equal(JSON.parse(answer.body).code, 'request_timeout');
-    assert.ok(answer.firstByteMs >= requestTimeoutMs - 50 && answer.firstByteMs < requestTimeoutMs + promptMs, `cut after ${answer.firstByteMs} ms`);
-    assert.deepEqual(received, []);
+    assertCutAt(answer, requestTimeoutMs);
   });
 
   test('an upload that keeps arriving within request_timeout passes', async () => {

@@ -184,8 +184,7 @@ export function maskArguments(value: unknown, findings: readonly DataFinding[] =
     if (current !== undefined) redactPart(current, type, container, step);
   }
 
-  if (wholeRecord !== null) return walk(value, 0, wholeRecord, redactions, redactedWhole);
-  return walk(value, 0, null, redactions, redactedWhole);
+  return walk(value, 0, wholeRecord, redactions, redactedWhole);
 }
 
 function mark(redactions: Map<object, Redactions>, container: object, step: string | number, what: 'value' | 'key', type: string): void {
