@@ -86,6 +86,13 @@ interface DetectorShape {
   maskKeep?: number;
   /** Run this detector on the whole JSON value when its key matches a keyword (e.g. password fields). */
   wholeValueWhenKeyMatches?: boolean;
+  /**
+   * In running text, the value must be assigned to a name ending in a context word (assignment.ts):
+   * `password: x`, `DB_PASSWORD=x`, `--password x`, "the password is x". A code reference or a type name
+   * is never the value. `weakLink` checks a value tied by "is"/"was" or by spaces alone ("password x"),
+   * which prose and code use for much else ("password string").
+   */
+  assignment?: { weakLink: (value: string) => boolean };
   /** A match marks the start of a block (PEM key): the whole string value is treated as the secret. */
   wholeBlock?: boolean;
 }

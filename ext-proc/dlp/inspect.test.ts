@@ -544,3 +544,38 @@ test('control characters between the digits do not hide a card; tabs and line en
     }
   }
 });
+
+test('a lone surrogate escape anywhere in a body hides nothing (RE2 finds nothing in such a string)', () => {
+  const key = 'AKIAZ3MQ7HW2XK4JLP5R';
+  const bodies = [
+    `{"a":"\\ud800","note":"value ${key}"}`,
+    `{"note":"\\ud800 value ${key}","b":"\\udfff"}`,
+    `{"result":{"content":[{"type":"text","text":"\\udc00 iban GB82 WEST 1234 5698 7654 32 mail jane.doe@example.com"}]}}`,
+  ];
+  for (const body of bodies) {
+    const r = inspectBody(all, Buffer.from(body), request);
+    const out = r.value.toString();
+    assert.ok(!out.includes(key) && !out.includes('5698 7654') && !out.includes('jane.doe'), out);
+    assert.ok(r.findings.length >= 1, body);
+    // the lone surrogate itself is left as the agent wrote it
+    assert.match(out, /\\u(d800|dfff|dc00)/);
+  }
+  const parsed = inspectJson(all, { a: '\ud800', b: `value ${key}` }, request);
+  assert.equal(parsed.value.b.includes(key), false);
+  assert.equal(parsed.value.a, '\ud800');
+  assert.equal(inspectText(all, `\ud800 value ${key}`, request).value.includes(key), false);
+  // in a field name: the name still names a password
+  const named = inspectBody(all, Buffer.from('{"x\\ud800":"1","db_password":"hunter22x"}'), request);
+  assert.ok(!named.value.toString().includes('hunter22x'), named.value.toString());
+});
+
+test('a certificate fingerprint (a long run of colon-separated hex) is neither an IPv6 nor a MAC address', () => {
+  const sha256 = 'Certificate SHA256 fingerprint: 2D:43:56:9B:6E:42:F4:0F:2E:31:6A:E9:58:5F:D2:14:8B:93:16:AB:CD:EF:01:23:45:67:89:AB:CD:EF:1A:2B';
+  const sha1 = 'sha1 fingerprint 2D-43-56-9B-6E-42-F4-0F-2E-31-6A-E9-58-5F-D2-14-8B-93-16-AB';
+  for (const text of [sha256, sha1]) {
+    const r = inspectText(all, text, response);
+    assert.deepEqual(r.findings.map((f) => f.detector), [], text);
+  }
+  // the addresses themselves are still found
+  assert.deepEqual(inspectText(all, 'host 2001:0db8:85a3:0000:0000:8a2e:0370:7334 mac 00:1A:2B:3C:4D:5E', response).findings.map((f) => f.detector).sort(), ['ipv6-address', 'mac-address']);
+});

@@ -12,6 +12,7 @@
 import RE2 from 're2';
 import { keywordPattern, setMaxMemBytes, standaloneNumberGroups, type CompiledDataProtectionOk, type CompiledDetector, type SetEntry } from './compile.ts';
 import { asciiReading } from './look-alikes.ts';
+import { ampersandContinues, assignedValueAt, isCodeReference, nameEndsWithWord, unquotedValueEnd, maxValueLength as maxAssignedValueLength } from './assignment.ts';
 import { charKind, isTrivial, mayMatch, punctuationBit, type Features, type Requirement } from './prefilter.ts';
 
 /** One piece of text to scan: a JSON string value with the name of its field (the context). */
@@ -400,10 +401,33 @@ export function scanTable(compiled: CompiledDataProtectionOk, t: SegmentTable, r
   const limit = Error.stackTraceLimit;
   Error.stackTraceLimit = 0;
   try {
-    return scanWithHits(compiled, t, rawHits, depth, false);
+    return scanWithHits(compiled, wellFormed(t), rawHits, depth, false);
   } finally {
     Error.stackTraceLimit = limit;
   }
+}
+
+/**
+ * RE2 finds nothing at all in a string with a lone surrogate (a "\ud800" escape in JSON is one):
+ * such a text, or field name, is scanned with each lone surrogate read as U+FFFD, which keeps
+ * every offset.
+ */
+function wellFormed(t: SegmentTable): SegmentTable {
+  let texts: string[] | null = null;
+  for (let i = 0; i < t.texts.length; i++) {
+    const text = t.texts[i]!;
+    if (text.isWellFormed()) continue;
+    texts ??= t.texts.slice();
+    texts[i] = text.toWellFormed();
+  }
+  let keys: string[] | null = null;
+  for (let i = 0; i < t.count; i++) {
+    const key = t.key[i]!;
+    if (key.isWellFormed()) continue;
+    keys ??= t.key.slice();
+    keys[i] = key.toWellFormed();
+  }
+  return texts === null && keys === null ? t : { ...t, texts: texts ?? t.texts, key: keys ?? t.key };
 }
 
 /**
@@ -958,12 +982,15 @@ function gluedToToken(text: string, start: number, end: number, valueStart: numb
   return false;
 }
 
-/** Does the detector's context-word pattern match this field name? Cached per detector. */
+/**
+ * Does the detector's context-word pattern match this field name? Cached per detector. For a
+ * detector whose values are assigned to their name, the name must end with the word (assignment.ts).
+ */
 function keyMatches(d: CompiledDetector, key: string): boolean {
   let r = d.keyCache.get(key);
   if (r === undefined) {
     d.keyword!.lastIndex = 0;
-    r = d.keyword!.test(key);
+    r = d.keyword!.test(key) && (!d.def.assignment || nameEndsWithWord(key.toLowerCase(), d.keywordsLower));
     d.keyword!.lastIndex = 0;
     if (d.keyCache.size >= cacheLimit) d.keyCache.clear();
     d.keyCache.set(key, r);
@@ -1075,15 +1102,49 @@ function scanKeywordInValues(scan: Scan, d: CompiledDetector, seen: Set<number>)
   let v = 0;
   for (let i = 0; i < spans.length; i += 2) {
     const kwEnd = spans[i + 1]!;
-    if (kwEnd < j.text.length && isAlnum(j.text.charCodeAt(kwEnd))) continue;
     // the match may begin with the separator before the value; its last character is in the value
     while (kwEnd - 1 >= j.at[v + 1]!) v++;
     const valueStart = j.at[v]!;
     const valueLength = j.at[v + 1]! - 1 - valueStart;
+    if (d.def.assignment) {
+      const kwStart = Math.max(spans[i]!, valueStart) + (isAlnum(j.text.charCodeAt(Math.max(spans[i]!, valueStart))) ? 0 : 1);
+      assignedCandidate(scan, d, j.segs[v]!, kwStart - valueStart, kwEnd - valueStart, seen);
+      continue;
+    }
+    if (kwEnd < j.text.length && isAlnum(j.text.charCodeAt(kwEnd))) continue;
     const regionStart = Math.min(kwEnd - valueStart, valueLength);
     const regionEnd = Math.min(valueLength, regionStart + d.contextWindow + keywordRegionLimit);
     regionCandidates(scan, d, j.segs[v]!, regionStart, regionEnd, false, seen);
   }
+}
+
+/**
+ * The value assigned to the name a context word ends (assignment.ts), for a detector whose values
+ * follow their name as an assignment. Offsets are in the value.
+ */
+function assignedCandidate(scan: Scan, d: CompiledDetector, seg: number, nameStart: number, wordEnd: number, seen: Set<number>): void {
+  const t = scan.t;
+  const s = t.texts[t.text[seg]!]!;
+  const base = t.start[seg]!;
+  const limit = t.end[seg]! - base;
+  const text = base === 0 && limit === s.length ? s : s.slice(base, base + limit);
+  const assigned = assignedValueAt(text, nameStart, wordEnd, limit, d.keywordsLower);
+  if (!assigned) return;
+  let { start, end } = assigned;
+  if (!assigned.quoted) {
+    // the detector's value shape, from the value's first character
+    const upTo = Math.min(limit, start + maxAssignedValueLength);
+    const first = findAll(d.shape, text.slice(start, upTo), start);
+    if (first.length === 0 || first[0] !== start) return;
+    end = first[1]!;
+    while (ampersandContinues(text, end, upTo)) end = unquotedValueEnd(text, end + 1, upTo);
+  }
+  const value = text.slice(start, end);
+  if (isCodeReference(value)) return;
+  if (assigned.link === 'weak' && !d.def.assignment!.weakLink(value)) return;
+  if (d.def.validate && !d.def.validate(value)) return;
+  if (scan.covered?.has(seg, start, end)) return;
+  pushContextMatch(scan, d, seg, start, end, seen);
 }
 
 /** Tries the candidate, then its space-separated sub-runs (longest first), against the validator. */

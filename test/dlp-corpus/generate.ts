@@ -166,6 +166,41 @@ export function generateCorpus(seed = 20240601, perDetector = 40): LabelledSampl
   // Every other detector, with hard negatives per family (a seed of their own: the samples above keep their values).
   const labelled = new Set(samples.flatMap((s) => (s.detector ? [s.detector] : [])));
   samples.push(...detectorSamples(seed + 1, perDetector / 2, labelled));
+
+  // Credentials in running text and code (added last, without drawing: the samples above keep their values).
+  // A tool that reads a repository returns code and docs that name credentials without holding one.
+  const codeNamingCredentials = [
+    "token_endpoint_auth_method: 'client_secret_basic',",
+    'client_secret: options.clientSecret,',
+    'client_secret: z.ZodOptional<z.ZodString>;',
+    'password?: string;',
+    'const password = getPassword();',
+    'password: ${DB_PASSWORD}',
+    'password: process.env.DB_PASSWORD,',
+    'headers["x-api-key"] = config.apiKey;',
+    '_password_: password string according to the openApi specification',
+    'If the password is incorrect the server answers 401.',
+    "[Decoding Token's Protected Header](docs/util/decode_protected_header/functions/decodeProtectedHeader.md)",
+    "if (supportedMethods.includes('none')) return token;",
+    'Set PASSWORD_RESET_URL to the page that sends a new password.',
+    'The access_token field holds the bearer token; token_type is always Bearer.',
+  ];
+  codeNamingCredentials.forEach((line, i) => {
+    samples.push({ detector: null, body: i % 2 === 0 ? { content: [{ type: 'text', text: `// auth.ts\n${line}\n` }] } : { file: 'README.md', text: line }, note: 'code or prose naming a credential, holding none' });
+  });
+  const credentialsInText = [
+    'DB_PASSWORD=Xq7-vLm29sKe',
+    'mysql --password Tz81kq0Lm3x -h db.internal',
+    'spring.datasource.password=Pw0rd-Rotated-2024',
+    'login with the password "winter quarter 77" and change it',
+    'The password was Summer2024! until the reset.',
+    "config['password'] = 'Zq9-xx81k'",
+    'export API_TOKEN=ab12CD34ef56GH78ij90KL12',
+    'api_key: "9fK2mQ7xL4pR8sT1vW6yZ3bN"',
+  ];
+  credentialsInText.forEach((line, i) => {
+    samples.push({ detector: i < 6 ? 'password-field' : 'generic-api-key', body: { content: [{ type: 'text', text: `notes from the deploy:\n${line}\n` }] }, note: 'credential assigned in running text' });
+  });
   return samples;
 }
 

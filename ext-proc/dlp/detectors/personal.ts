@@ -391,7 +391,8 @@ export const personalDetectors: DetectorDefinition[] = [
     dataClass: 'ip-address',
     description: 'IPv6 address (full or with :: compression)',
     examples: ['2001:0db8:85a3:0000:0000:8a2e:0370:7334', '2001:db8::8a2e:370:7334'],
-    pattern: '\\b(?:[0-9A-Fa-f]{1,4}:){7}[0-9A-Fa-f]{1,4}\\b|\\b(?:[0-9A-Fa-f]{1,4}:){1,6}:(?:[0-9A-Fa-f]{1,4}:){0,5}[0-9A-Fa-f]{1,4}\\b',
+    // {7,}: a longer run of colon-separated hex (a certificate fingerprint) is taken whole, and refused
+    pattern: '\\b(?:[0-9A-Fa-f]{1,4}:){7,}[0-9A-Fa-f]{1,4}\\b|\\b(?:[0-9A-Fa-f]{1,4}:){1,6}:(?:[0-9A-Fa-f]{1,4}:){0,5}[0-9A-Fa-f]{1,4}\\b',
     keywords: ['ip', 'ipv6', 'address'],
     validation: 'format',
     validate: (c) => c.split('::').length <= 2 && c.split(':').length <= 8 && digitCount(c) > 0,
@@ -405,8 +406,11 @@ export const personalDetectors: DetectorDefinition[] = [
     dataClass: 'device-id',
     description: 'MAC address (six hex pairs)',
     examples: ['00:1A:2B:3C:4D:5E'],
-    pattern: '\\b[0-9A-Fa-f]{2}(?::[0-9A-Fa-f]{2}){5}\\b|\\b[0-9A-Fa-f]{2}(?:-[0-9A-Fa-f]{2}){5}\\b',
+    // {5,}: a longer run of hex pairs (a certificate fingerprint) is taken whole, and refused
+    pattern: '\\b[0-9A-Fa-f]{2}(?::[0-9A-Fa-f]{2}){5,}\\b|\\b[0-9A-Fa-f]{2}(?:-[0-9A-Fa-f]{2}){5,}\\b',
     keywords: ['mac', 'hwaddr', 'ether', 'bssid'],
+    validation: 'format',
+    validate: (c) => c.length === 17,
     confidence: { base: 0.7, contextBoost: 0.25, negativePenalty: 0.3 },
     profiles: ['gdpr-pii'],
     maskKeep: 0,

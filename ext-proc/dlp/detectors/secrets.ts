@@ -3,6 +3,7 @@
 // verify. Secrets without structure are keyword-gated and entropy-checked.
 import { base62, basicAuthValid, crc32, jwtValid, looksRandom, prefixedCrc32TokenValid } from '../checksums.ts';
 import type { ConfidenceModel, DetectorDefinition, DetectorValidation } from '../detector.ts';
+import { hasDigitsAndLetters, looksLikePassword } from '../assignment.ts';
 
 const vendorConfidence: ConfidenceModel = { base: 0.92, contextBoost: 0.06, negativePenalty: 0.15 };
 const keyedConfidence: ConfidenceModel = { base: 0.8, contextBoost: 0.15, negativePenalty: 0.3 };
@@ -83,12 +84,14 @@ export const secretDetectors: DetectorDefinition[] = [
     dataClass: 'credential',
     description: 'AWS secret access key (40 base64 characters) next to an AWS secret label, entropy-checked',
     examples: [`aws_secret_access_key = ${syntheticBody(40, alnum, 5)}`],
-    pattern: '\\b[A-Za-z0-9/+]{40}\\b',
+    // The whole run of key characters, exactly 40 of them: a key may begin or end with "+" or "/",
+    // where \b would not hold.
+    pattern: '[A-Za-z0-9/+]{40,}',
     keywords: ['aws_secret', 'secret_access_key', 'aws secret', 'secretaccesskey', 'aws_secret_access_key'],
     requiresContext: true,
     contextWindow: 32,
     validation: 'structure',
-    validate: (c) => looksRandom(c, 4),
+    validate: (c) => c.length === 40 && looksRandom(c, 4),
     confidence: keyedConfidence,
     profiles: ['secrets', 'soc2'],
     maskKeep: 0,
@@ -183,6 +186,7 @@ export const secretDetectors: DetectorDefinition[] = [
     requiresContext: true,
     contextWindow: 4,
     wholeValueWhenKeyMatches: true,
+    assignment: { weakLink: looksLikePassword },
     confidence: { base: 0.85, contextBoost: 0.1, negativePenalty: 0.5 },
     negativeKeywords: ['reset', 'forgot', 'policy', 'expired', 'required', 'change'],
     profiles: ['secrets', 'soc2'],
@@ -199,6 +203,7 @@ export const secretDetectors: DetectorDefinition[] = [
     requiresContext: true,
     contextWindow: 24,
     wholeValueWhenKeyMatches: true,
+    assignment: { weakLink: hasDigitsAndLetters },
     validation: 'structure',
     validate: (c) => looksRandom(c),
     confidence: { base: 0.7, contextBoost: 0.2, negativePenalty: 0.4 },
