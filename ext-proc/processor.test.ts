@@ -5,13 +5,14 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { test } from 'node:test';
 import { configBundleSchema } from '../config/bundle.ts';
+import { auditEventFromDecision } from './audit/event.ts';
 import type { Decision } from './decision/decision.ts';
 import { checksummedToken } from './dlp/detectors/secrets.ts';
 import { FlowTracker } from './dlp/flow.ts';
 import type { ProcessingRequest, ProcessingResponse } from './envoy-messages.ts';
 import { compilePolicy, type CompiledPolicy } from './policy/compile-policy.ts';
 import { handleNow } from './processor-fixtures.ts';
-import { createStreamProcessor, type ProcessorDependencies } from './processor.ts';
+import { createStreamProcessor, type DecisionOutcome, type ProcessorDependencies } from './processor.ts';
 import { MemoryAlertSink } from './sequence/alerts.ts';
 import { createBehaviourEngine } from './sequence/engine.ts';
 import { InMemorySessionStateStore } from './sequence/state-store.ts';
@@ -59,10 +60,10 @@ function billingAndDevbox(mode: 'enforce' | 'monitor', dataProtection: Record<st
   );
 }
 
-function deps(policy: CompiledPolicy, decisions: Decision[] = []): ProcessorDependencies {
+function deps(policy: CompiledPolicy, decisions: Decision[] = [], outcomes: [Decision, DecisionOutcome][] = []): ProcessorDependencies {
   return {
     currentPolicy: () => policy,
-    audit: { decision: (d) => decisions.push(d), outcome: () => {} },
+    audit: { decision: (d) => decisions.push(d), outcome: (d, o) => outcomes.push([d, o]) },
     now: () => performance.now(),
     wallClock: () => Date.now(),
     flow: new FlowTracker({ now: () => Date.now(), maxFingerprintsPerSession: 64, ttlMs: 60_000, gradualCollectionThreshold: 50 }),
@@ -307,17 +308,20 @@ test('answer headers: a card is remembered for data-flow control; in monitor mod
   for (const mode of ['enforce', 'monitor'] as const) {
     const policy = billingAndDevbox(mode, { profiles: ['pci-dss'], rules: [{ groups: ['financial'], direction: 'response', action: 'block' }], flow: { enabled: true } });
     const decisions: Decision[] = [];
-    const dependencies = deps(policy, decisions);
+    const outcomes: [Decision, DecisionOutcome][] = [];
+    const dependencies = deps(policy, decisions, outcomes);
     const processor = createStreamProcessor(route, dependencies);
     startToolCall(processor, {});
     const answer = handleNow(processor, { request: 'response_headers', response_headers: headers({ ':status': '200', 'content-type': 'application/json', 'x-card': card }) } as ProcessingRequest);
+    processor.finish();
     if (mode === 'enforce') {
       assert.equal(answer?.immediate_response?.status?.code, 200, 'MCP: the answer becomes a JSON-RPC error');
       assert.match(String(answer?.immediate_response?.body), /sensitive_data_blocked/);
     } else {
       assert.equal(answer?.immediate_response, undefined);
       assert.equal(answer?.response_headers?.response?.header_mutation?.set_headers?.some((h) => h.header.key === 'x-card'), false, 'monitor mode changes nothing');
-      assert.ok(decisions.some((d) => d.enforced === false && d.reasons[0]?.code === 'sensitive_data_blocked'));
+      const refusal = outcomes[0]![1].answerRefusal;
+      assert.deepEqual([refusal?.reason.code, refusal?.enforced], ['sensitive_data_blocked', false], "the response event records what would have been refused");
     }
     // Either way the card was revealed to the session: sending it to a development upstream is a flow.
     const devRoute = { persona: 'p', upstream: 'devbox', kind: 'rest' as const, pathPrefix: '/personas/p/devbox', configVersion: 1 };
@@ -481,15 +485,16 @@ function answerBody(processor: ReturnType<typeof createStreamProcessor>, body: B
 
 test('an answer in UTF-16 or another charset Mandate cannot read is refused with unsupported_charset, JSON and event streams alike', () => {
   for (const contentType of ['application/json; charset=utf-16le', 'text/event-stream; charset=UTF-16', 'text/plain; charset=shift_jis', 'application/x-ndjson; charset=iso-8859-1']) {
-    const decisions: Decision[] = [];
-    const processor = createStreamProcessor(route, deps(policyWith({ dataProtection: { profiles: ['pci-dss'] } }), decisions));
+    const outcomes: [Decision, DecisionOutcome][] = [];
+    const processor = createStreamProcessor(route, deps(policyWith({ dataProtection: { profiles: ['pci-dss'] } }), [], outcomes));
     startToolCall(processor, {});
     const answer = answerHeaders(processor, '200', contentType);
     assert.equal(answer?.immediate_response?.status?.code, 200, contentType);
     const error = JSON.parse(String(answer.immediate_response.body));
     assert.equal(error.id, 9);
     assert.equal(error.error.data.mandate.code, 'unsupported_charset', contentType);
-    assert.equal(decisions.at(-1)!.reasons[0]!.code, 'unsupported_charset');
+    processor.finish();
+    assert.equal(outcomes[0]![1].answerRefusal?.reason.code, 'unsupported_charset', 'the response event records the refusal');
   }
   // REST: a 502 problem.
   const policy = billingAndDevbox('enforce', { profiles: ['pci-dss'] });
@@ -592,8 +597,8 @@ test('a tool list is filtered whatever the status and the content type; a succes
     }
   }
   for (const [status, body, replaced] of [['200', '\x89PNG not a tool list', true], ['502', '<html>bad gateway</html>', false]] as const) {
-    const decisions: Decision[] = [];
-    const processor = createStreamProcessor(route, deps(policyWith({ grants }), decisions));
+    const outcomes: [Decision, DecisionOutcome][] = [];
+    const processor = createStreamProcessor(route, deps(policyWith({ grants }), [], outcomes));
     startMcp(processor, listRequest);
     answerHeaders(processor, status, 'image/png');
     const out = answerBody(processor, Buffer.from(body));
@@ -605,7 +610,8 @@ test('a tool list is filtered whatever the status and the content type; a succes
     assert.equal(error.id, 3);
     assert.equal(error.error.data.mandate.code, 'upstream_invalid_response');
     assert.equal(out.headers['content-type'], 'application/json');
-    assert.equal(decisions.at(-1)!.reasons[0]!.code, 'upstream_invalid_response');
+    processor.finish();
+    assert.equal(outcomes[0]![1].answerRefusal?.reason.code, 'upstream_invalid_response');
   }
 });
 
@@ -665,8 +671,8 @@ test('an event stream is framed as clients read it: CR-only or mixed line ends, 
 });
 
 test('in an answer to tools/list, an event that is not JSON is replaced by an error, as a whole answer that is not JSON is', () => {
-  const decisions: Decision[] = [];
-  const processor = createStreamProcessor(route, deps(policyWith({ grants: [{ upstream: 'billing', tools: [{ name: 'read_card' }] }] }), decisions));
+  const outcomes: [Decision, DecisionOutcome][] = [];
+  const processor = createStreamProcessor(route, deps(policyWith({ grants: [{ upstream: 'billing', tools: [{ name: 'read_card' }] }] }), [], outcomes));
   startMcp(processor, { jsonrpc: '2.0', id: 3, method: 'tools/list', params: {} });
   answerHeaders(processor, '200', 'text/event-stream');
   // JSON.parse refuses NaN; a lenient client (Python's json module) reads this tool list.
@@ -677,5 +683,225 @@ test('in an answer to tools/list, an event that is not JSON is replaced by an er
   const error = JSON.parse(event!.split('\n').find((l) => l.startsWith('data: '))!.slice(6));
   assert.equal(error.id, 3);
   assert.equal(error.error.data.mandate.code, 'upstream_invalid_response');
-  assert.equal(decisions.at(-1)!.reasons[0]!.code, 'upstream_invalid_response');
+  processor.finish();
+  assert.equal(outcomes[0]![1].answerRefusal?.reason.code, 'upstream_invalid_response');
+});
+
+test('a tools/call whose arguments are not an object is refused with invalid_params (-32602), recorded, and never forwarded; absent arguments pass', () => {
+  const awsKey = 'AKIAZ3MQ7HW2XK4JLP5R';
+  const dataProtection = { profiles: ['secrets'], defaultAction: 'block' };
+  for (const args of [`key ${awsKey}`, [awsKey], 4539148803436467, null]) {
+    const decisions: Decision[] = [];
+    const processor = createStreamProcessor(route, deps(policyWith({ dataProtection }), decisions));
+    const answer = startMcp(processor, { jsonrpc: '2.0', id: 4, method: 'tools/call', params: { name: 'save_note', arguments: args } });
+    const reply = answer?.immediate_response;
+    assert.equal(reply?.status?.code, 200, JSON.stringify(args));
+    const error = JSON.parse(Buffer.from(reply!.body!).toString('utf8'));
+    assert.equal(error.id, 4);
+    assert.equal(error.error.code, -32602);
+    assert.equal(error.error.data.mandate.code, 'invalid_params');
+    assert.equal(decisions.length, 1);
+    assert.equal(decisions[0]!.verdict, 'deny');
+    assert.equal(decisions[0]!.enforced, true);
+    assert.equal(decisions[0]!.reasons[0]!.code, 'invalid_params');
+    assert.ok(!JSON.stringify(auditEventFromDecision(decisions[0]!, 'k'.repeat(32))).includes(awsKey), 'the audit record does not keep the value');
+  }
+  // Monitor mode cannot forward a malformed call either.
+  const monitored = createStreamProcessor(route, deps(policyWith({ mode: 'monitor', dataProtection })));
+  const refused = startMcp(monitored, { jsonrpc: '2.0', id: 5, method: 'tools/call', params: { name: 'save_note', arguments: `key ${awsKey}` } });
+  assert.equal(JSON.parse(Buffer.from(refused!.immediate_response!.body!).toString('utf8')).error.data.mandate.code, 'invalid_params');
+  const absent = createStreamProcessor(route, deps(policyWith({ dataProtection })));
+  assert.deepEqual(startMcp(absent, { jsonrpc: '2.0', id: 6, method: 'tools/call', params: { name: 'save_note' } }), { request_body: { response: { status: 'CONTINUE' } } });
+});
+
+/** The audit event a decision becomes, as text: what the journal and the database keep. */
+const recorded = (decision: Decision, extra: Parameters<typeof auditEventFromDecision>[2] = {}) => JSON.stringify(auditEventFromDecision(decision, 'k'.repeat(32), extra));
+
+test('refusals record the path, tool and method with flagged segments redacted, before authentication too', () => {
+  const awsKey = 'AKIAZ3MQ7HW2XK4JLP5R';
+  const bundle = configBundleSchema.parse({
+    upstreams: [
+      { kind: 'Upstream', name: 'notes', protocol: 'rest', url: 'http://127.0.0.1:2/api' },
+      { kind: 'Upstream', name: 'billing', protocol: 'mcp', url: 'http://127.0.0.1:1/mcp' },
+    ],
+    personas: [
+      {
+        kind: 'Persona',
+        name: 'p',
+        description: 'test',
+        grants: [{ upstream: 'notes', operations: [{ method: 'GET', path: '/keys/{key}' }, { method: 'POST', path: '/keys/{key}' }] }, { upstream: 'billing', tools: [{ name: 'read_card' }] }],
+        dataProtection: { profiles: ['pci-dss', 'secrets'], defaultAction: 'detect' },
+      },
+    ],
+  });
+  const restRoute = { persona: 'p', upstream: 'notes', kind: 'rest' as const, pathPrefix: '/personas/p/notes', configVersion: 1 };
+  const rest = (method: string, path: string, extra: Record<string, string>, endOfStream = true): Decision => {
+    const decisions: Decision[] = [];
+    const processor = createStreamProcessor(restRoute, deps(withBundle(bundle), decisions));
+    const answer = handleNow(processor, { request: 'request_headers', request_headers: { ...headers({ ':method': method, ':path': path, ...extra }), end_of_stream: endOfStream } });
+    assert.ok(answer?.immediate_response, `${method} ${path} is refused`);
+    assert.equal(decisions.length, 1);
+    return decisions[0]!;
+  };
+  const cases: [string, Decision][] = [
+    ['credential_missing', rest('GET', `/personas/p/notes/keys/${awsKey}/x`, {})],
+    ['credential_malformed', rest('GET', `/personas/p/notes/keys/${awsKey}/x`, { authorization: 'Bearer nope' })],
+    ['invalid_path', rest('GET', `/personas/p/notes/keys/${awsKey}/%2e%2e%2fx`, { authorization: `Bearer ${token}` })],
+    ['unsupported_content_encoding', rest('POST', `/personas/p/notes/keys/${awsKey}`, { authorization: `Bearer ${token}`, 'content-type': 'application/json', 'content-encoding': 'gzip' }, false)],
+    ['operation_not_granted', rest('DELETE', `/personas/p/notes/keys/${awsKey}`, { authorization: `Bearer ${token}` })],
+  ];
+  for (const [code, decision] of cases) {
+    assert.equal(decision.reasons[0]!.code, code);
+    const text = recorded(decision);
+    assert.ok(!text.includes(awsKey), `${code}: ${text}`);
+    assert.match(JSON.parse(text).tool, /\/keys\/\[redacted\]/, code);
+  }
+  // MCP: a tool name or a method carrying a value is recorded redacted, in the reason's message too.
+  const mcp = (message: unknown): Decision => {
+    const decisions: Decision[] = [];
+    const processor = createStreamProcessor(route, deps(withBundle(bundle), decisions));
+    startMcp(processor, message);
+    return decisions.at(-1)!;
+  };
+  const tool = mcp({ jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: `pay ${card}`, arguments: {} } });
+  assert.equal(tool.reasons[0]!.code, 'tool_not_granted');
+  assert.ok(!recorded(tool).includes('4539'), recorded(tool));
+  assert.equal(JSON.parse(recorded(tool)).tool, '[redacted]');
+  const method = mcp({ jsonrpc: '2.0', id: 2, method: `x/${awsKey}`, params: {} });
+  assert.equal(method.reasons[0]!.code, 'method_not_granted');
+  assert.ok(!recorded(method).includes(awsKey), recorded(method));
+  assert.equal(JSON.parse(recorded(method)).operation, 'x/[redacted]');
+});
+
+test('without a Persona to inspect with (none known at this config version), a refused path is recorded redacted below the endpoint', () => {
+  const awsKey = 'AKIAZ3MQ7HW2XK4JLP5R';
+  const decisions: Decision[] = [];
+  const goneRoute = { persona: 'gone', upstream: 'notes', kind: 'rest' as const, pathPrefix: '/personas/gone/notes', configVersion: 1 };
+  const processor = createStreamProcessor(goneRoute, deps(policyWith({}), decisions));
+  const answer = handleNow(processor, { request: 'request_headers', request_headers: { ...headers({ ':method': 'GET', ':path': `/personas/gone/notes/keys/${awsKey}` }), end_of_stream: true } });
+  assert.equal(answer?.immediate_response?.status?.code, 404);
+  assert.equal(decisions[0]!.reasons[0]!.code, 'persona_unknown');
+  assert.equal(JSON.parse(recorded(decisions[0]!)).tool, 'GET /personas/gone/notes/[redacted]');
+});
+
+test("the response event of a call whose answer was refused records the refusal and the status the agent got; the answer's headers alike", () => {
+  const dataProtection = { profiles: ['pci-dss'], rules: [{ groups: ['financial'], direction: 'response', action: 'block' }] };
+  const result = JSON.stringify({ jsonrpc: '2.0', id: 9, result: { content: [{ type: 'text', text: `card ${card}` }] } });
+  const responseEvent = (outcomes: [Decision, DecisionOutcome][]) => {
+    assert.equal(outcomes.length, 1);
+    const [decision, outcome] = outcomes[0]!;
+    return JSON.parse(recorded(decision, { kind: 'response', upstreamStatus: outcome.upstreamStatus, answerRefusal: outcome.answerRefusal }));
+  };
+  // MCP: a blocked tool result becomes a JSON-RPC error in a 200 answer.
+  {
+    const decisions: Decision[] = [];
+    const outcomes: [Decision, DecisionOutcome][] = [];
+    const processor = createStreamProcessor(route, deps(policyWith({ dataProtection }), decisions, outcomes));
+    startToolCall(processor, {});
+    answerHeaders(processor, '200', 'application/json');
+    const out = answerBody(processor, Buffer.from(result));
+    assert.match(out.body!.toString('utf8'), /sensitive_data_blocked/);
+    processor.finish();
+    const event = responseEvent(outcomes);
+    assert.equal(event.verdict, 'deny');
+    assert.equal(event.enforced, true);
+    assert.equal(event.reasons[0].code, 'sensitive_data_blocked');
+    assert.equal(event.upstreamStatus, 200);
+    assert.equal(event.agentStatus, 200);
+    assert.equal(decisions.length, 1, 'one decision, one response: no extra event');
+  }
+  // The same card in an answer header: refused at the headers, recorded the same way.
+  {
+    const decisions: Decision[] = [];
+    const outcomes: [Decision, DecisionOutcome][] = [];
+    const processor = createStreamProcessor(route, deps(policyWith({ dataProtection }), decisions, outcomes));
+    startToolCall(processor, {});
+    const answer = handleNow(processor, { request: 'response_headers', response_headers: headers({ ':status': '200', 'content-type': 'application/json', 'x-card': card }) } as ProcessingRequest);
+    assert.equal(answer?.immediate_response?.status?.code, 200);
+    processor.finish();
+    const event = responseEvent(outcomes);
+    assert.equal(event.verdict, 'deny');
+    assert.equal(event.reasons[0].code, 'sensitive_data_blocked');
+    assert.equal(event.agentStatus, 200);
+    assert.equal(decisions.length, 1, 'no separate decision event for the answer');
+  }
+  // A JSON-lines stream cut by a blocked value.
+  {
+    const outcomes: [Decision, DecisionOutcome][] = [];
+    const processor = createStreamProcessor(route, deps(policyWith({ dataProtection }), [], outcomes));
+    startToolCall(processor, {});
+    answerHeaders(processor, '200', 'application/jsonl');
+    answerBody(processor, Buffer.from(`${JSON.stringify({ row: 1 })}\n${JSON.stringify({ row: 2, card })}\n`));
+    processor.finish();
+    const event = responseEvent(outcomes);
+    assert.equal(event.verdict, 'deny');
+    assert.equal(event.reasons[0].code, 'sensitive_data_blocked');
+    assert.equal(event.agentStatus, 200);
+  }
+  // REST: a blocked answer is a 502.
+  {
+    const bundle = configBundleSchema.parse({
+      upstreams: [{ kind: 'Upstream', name: 'notes', protocol: 'rest', url: 'http://127.0.0.1:2/api' }],
+      personas: [{ kind: 'Persona', name: 'p', description: 'test', grants: [{ upstream: 'notes', operations: [{ method: 'GET', path: '/notes' }] }], dataProtection }],
+    });
+    const outcomes: [Decision, DecisionOutcome][] = [];
+    const restRoute = { persona: 'p', upstream: 'notes', kind: 'rest' as const, pathPrefix: '/personas/p/notes', configVersion: 1 };
+    const processor = createStreamProcessor(restRoute, deps(withBundle(bundle), [], outcomes));
+    handleNow(processor, { request: 'request_headers', request_headers: { ...headers({ ':method': 'GET', ':path': '/personas/p/notes/notes', authorization: `Bearer ${token}` }), end_of_stream: true } });
+    answerHeaders(processor, '200', 'application/json');
+    const answer = handleNow(processor, { request: 'response_body', response_body: { body: Buffer.from(JSON.stringify({ card })), end_of_stream: true } });
+    assert.equal(answer?.immediate_response?.status?.code, 502);
+    processor.finish();
+    const event = responseEvent(outcomes);
+    assert.equal(event.verdict, 'deny');
+    assert.equal(event.reasons[0].code, 'sensitive_data_blocked');
+    assert.equal(event.upstreamStatus, 200);
+    assert.equal(event.agentStatus, 502);
+  }
+});
+
+test('a blocked message names what was blocked, the group and the detector, never the value', () => {
+  const awsKey = 'AKIAZ3MQ7HW2XK4JLP5R';
+  const bundle = configBundleSchema.parse({
+    upstreams: [
+      { kind: 'Upstream', name: 'notes', protocol: 'rest', url: 'http://127.0.0.1:2/api', forwardHeaders: ['x-note'] },
+      { kind: 'Upstream', name: 'billing', protocol: 'mcp', url: 'http://127.0.0.1:1/mcp' },
+    ],
+    personas: [
+      {
+        kind: 'Persona',
+        name: 'p',
+        description: 'test',
+        grants: [{ upstream: 'notes', operations: [{ method: 'POST', path: '/notes' }, { method: 'GET', path: '/notes' }] }, { upstream: 'billing', tools: [{ name: '*' }] }],
+        dataProtection: { profiles: ['secrets', 'pci-dss'], defaultAction: 'block' },
+      },
+    ],
+  });
+  const restRoute = { persona: 'p', upstream: 'notes', kind: 'rest' as const, pathPrefix: '/personas/p/notes', configVersion: 1 };
+  const messageOf = (answer: ProcessingResponse | null) => {
+    const body = JSON.parse(Buffer.from(answer!.immediate_response!.body!).toString('utf8'));
+    const message: string = body.title ?? body.error?.message ?? body[0]?.error?.message;
+    assert.ok(!message.includes(awsKey) && !message.includes('4539'), message);
+    return message;
+  };
+  const restProcessor = () => createStreamProcessor(restRoute, deps(withBundle(bundle)));
+  const onBody = restProcessor();
+  handleNow(onBody, { request: 'request_headers', request_headers: { ...headers({ ':method': 'POST', ':path': '/personas/p/notes/notes', 'content-type': 'application/json', authorization: `Bearer ${token}` }) } });
+  assert.equal(messageOf(handleNow(onBody, { request: 'request_body', request_body: { body: Buffer.from(JSON.stringify({ key: awsKey })), end_of_stream: true } })), 'the request body holds credentials data (aws-access-key-id) that this Persona may not send; remove it and retry');
+  const inHeader = handleNow(restProcessor(), { request: 'request_headers', request_headers: { ...headers({ ':method': 'GET', ':path': '/personas/p/notes/notes', authorization: `Bearer ${token}`, 'x-note': awsKey }), end_of_stream: true } });
+  assert.match(messageOf(inHeader), /^a request header holds credentials data \(aws-access-key-id\) that this Persona may not send; remove it and retry$/);
+  const inQuery = handleNow(restProcessor(), { request: 'request_headers', request_headers: { ...headers({ ':method': 'GET', ':path': `/personas/p/notes/notes?k=${awsKey}`, authorization: `Bearer ${token}` }), end_of_stream: true } });
+  assert.match(messageOf(inQuery), /^the query string holds credentials data/);
+  const mcp = createStreamProcessor(route, deps(withBundle(bundle)));
+  assert.match(messageOf(startToolCall(mcp, { key: awsKey })), /^Mandate: the tool arguments hold credentials data \(aws-access-key-id\) that this Persona may not send; remove it and retry$/);
+  const result = createStreamProcessor(route, deps(withBundle(bundle)));
+  startToolCall(result, {});
+  answerHeaders(result, '200', 'application/json');
+  const withheld = JSON.parse(answerBody(result, Buffer.from(JSON.stringify({ jsonrpc: '2.0', id: 9, result: { content: [{ type: 'text', text: `card ${card}` }] } }))).body!.toString('utf8'));
+  assert.equal(withheld.error.message, 'Mandate: the tool result holds financial data (payment-card-visa) that this Persona may not receive; it was withheld');
+  const answer = restProcessor();
+  handleNow(answer, { request: 'request_headers', request_headers: { ...headers({ ':method': 'GET', ':path': '/personas/p/notes/notes', authorization: `Bearer ${token}` }), end_of_stream: true } });
+  answerHeaders(answer, '200', 'application/json');
+  const refused = handleNow(answer, { request: 'response_body', response_body: { body: Buffer.from(JSON.stringify({ card })), end_of_stream: true } });
+  assert.equal(messageOf(refused), 'the answer holds financial data (payment-card-visa) that this Persona may not receive; it was withheld');
 });

@@ -40,7 +40,7 @@ import type { JwksCache } from './authentication/jwks.ts';
 import type { BodyInspectionPool } from './dlp/body-inspection.ts';
 import { isResourceMetadataPath, resourceMetadata, resourceMetadataUrl, resourceUrl } from './authentication/resource-metadata.ts';
 import { authorizeMcpMethod, authorizeOperation, isToolVisible } from './authorization/authorize.ts';
-import { blocks, type AgentCall, type CallContext, type DataFinding, type Decision, type DecisionReason } from './decision/decision.ts';
+import { blocks, type AgentCall, type AnswerRefusal, type CallContext, type DataFinding, type Decision, type DecisionReason } from './decision/decision.ts';
 import type { ExternalDlp } from '../config/data-protection-schema.ts';
 import { consultExternalDlp } from './dlp/external.ts';
 import type { FlowSignal, FlowTracker } from './dlp/flow.ts';
@@ -48,7 +48,18 @@ import { answerCharset, decodeSingleByte, encodeSingleByte, type SingleByteChars
 import { binaryTypes, createStreamInspector, isJsonLinesType, looksBinary, type StreamInspector } from './dlp/stream.ts';
 import { behaviourResultOf, checkBehaviour, recordBehaviourResult } from './pipeline/behaviour.ts';
 import { inspectJson, type InspectContext, type InspectResult } from './dlp/inspect.ts';
-import { blockedReason, protectRequestBody, protectRequestJson, protectResponseBody, rememberResponseValues, sensitiveSummary, type FlowEndpoint, type RequestProtection } from './pipeline/data-protection.ts';
+import {
+  blockedReason,
+  protectRequestBody,
+  protectRequestJson,
+  protectResponseBody,
+  redactedSegment,
+  redactFlaggedSegments,
+  rememberResponseValues,
+  sensitiveSummary,
+  type FlowEndpoint,
+  type RequestProtection,
+} from './pipeline/data-protection.ts';
 import type { BehaviourCall, BehaviourEngine } from './sequence/engine.ts';
 import {
   envelopeOf,
@@ -57,6 +68,7 @@ import {
   parseJsonRpcBody,
   rewriteChangesExchange,
   toolArgumentsOf,
+  toolArgumentsProblem,
   toolNameOf,
   withEnvelope,
   type JsonRpcId,
@@ -78,6 +90,8 @@ export interface DecisionOutcome {
   responseFindings: DataFinding[];
   /** What happened to the allowed call after its decision: an external DLP service rewrote it, failed and was passed under failMode open, or (async) gave its verdict. */
   notes: DecisionReason[];
+  /** Mandate refused or cut the upstream's answer (null when it went through): the response event records it. */
+  answerRefusal: AnswerRefusal | null;
 }
 
 export interface DecisionRecorder {
@@ -191,6 +205,7 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
   let streamBlocked = false;
   const responseFindings: DataFinding[] = [];
   const outcomeNotes: DecisionReason[] = [];
+  let answerRefusal: AnswerRefusal | null = null;
   /** Verdicts of async external DLP services still to come: the outcome records wait for them. */
   const asyncVerdicts: Promise<void>[] = [];
   let upstreamStatus: number | null = null;
@@ -304,7 +319,7 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
     }
     if (inspected.length === 0) return null;
     const values: Record<string, string> = Object.fromEntries(inspected);
-    const protection = protectRequestJson(dp, deps.flow, flowSession(), values, flowDestination(undefined));
+    const protection = protectRequestJson(dp, deps.flow, flowSession(), values, flowDestination(undefined), 'request header');
     const refusal = adoptAtHeaders(protection, 'headers');
     if (refusal) return refusal;
     if (protection.changed) headerRewrites = [...headerRewrites, ...Object.entries(protection.value).filter(([name, value]) => value !== values[name])];
@@ -345,7 +360,7 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
     if (!dp.active || mark < 0) return null;
     const query = parseQuery(path);
     if (Object.keys(query).length === 0) return null;
-    const protection = protectRequestJson(dp, deps.flow, flowSession(), query, flowDestination(undefined));
+    const protection = protectRequestJson(dp, deps.flow, flowSession(), query, flowDestination(undefined), 'query');
     const refusal = adoptAtHeaders(protection, 'query');
     if (refusal) return refusal;
     if (protection.changed) headerRewrites = [...headerRewrites, [':path', `${path.slice(0, mark)}?${queryString(protection.value)}`]];
@@ -495,18 +510,23 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
       const envelope = persona!.dataProtection.active ? envelopeOf(parsed.raw[index]!, message) : null;
       if (message.type === 'response') {
         // The client answering a server request (sampling, elicitation): what it answers is inspected like arguments.
-        perMessage.push({ message, assessed: withEnvelopeProtection(assessOtherMessage(message, mcpCall('response', undefined, undefined, message.id), null), envelope) });
+        perMessage.push({ message, assessed: withEnvelopeProtection(assessOtherMessage(message, mcpCall('response', undefined, undefined, message.id), null), envelope, undefined) });
         continue;
       }
       const tool = message.method === 'tools/call' ? toolNameOf(message.params) : undefined;
-      const args = message.method === 'tools/call' ? toolArgumentsOf(message.params) : undefined;
-      const authorization = authorizeMcpMethod(grants, message.method, tool, { args: args ?? {}, agent: credential!.agent, persona: route!.persona });
+      // MCP tool arguments are an object: any other value would be forwarded unread (invalid_params, refused even in monitor mode).
+      const argumentsProblem = message.method === 'tools/call' ? toolArgumentsProblem(message.params) : null;
+      const args = message.method === 'tools/call' && argumentsProblem === null ? (toolArgumentsOf(message.params) ?? {}) : undefined;
+      const authorization: ReturnType<typeof authorizeMcpMethod> = argumentsProblem
+        ? { allowed: false, reason: { stage: 'protocol', code: 'invalid_params', message: argumentsProblem } }
+        : authorizeMcpMethod(grants, message.method, tool, { args: args ?? {}, agent: credential!.agent, persona: route!.persona });
       const id = message.type === 'request' ? message.id : undefined;
-      const call = mcpCall(message.method, tool, args, id);
-      const denial = authorization.allowed ? null : authorization.reason;
+      // The call as the audit trail names it: its method and tool name with flagged segments redacted.
+      const call = mcpCall(recordedName(message.method), tool === undefined ? undefined : recordedName(tool), args, id);
+      const denial = authorization.allowed ? null : quotingAsRecorded(authorization.reason, [message.method, call.method], [tool, call.kind === 'mcp' ? call.tool : undefined]);
       // Session plumbing (initialize, tools/list, notifications) is authorized only; tool calls go through every stage.
-      const assessed = message.method === 'tools/call' && tool !== undefined ? assessCall(call, tool, args ?? {}, denial, id ?? null, body.length) : assessOtherMessage(message, call, denial);
-      perMessage.push({ message, assessed: withEnvelopeProtection(assessed, envelope) });
+      const assessed = message.method === 'tools/call' && tool !== undefined && args !== undefined ? assessCall(call, tool, args, denial, id ?? null, body.length) : assessOtherMessage(message, call, denial);
+      perMessage.push({ message, assessed: withEnvelopeProtection(assessed, envelope, tool) });
       if (message.type === 'request' && message.method === 'tools/list') toolsListIds.add(message.id);
       if (message.type === 'request' && message.id !== null) requestIds.push(message.id);
     }
@@ -552,10 +572,10 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
    * value to mask is masked in place, but a finding in the id refuses the message (a masked id could
    * not be matched to its answer, and the raw one may not reach the upstream).
    */
-  function withEnvelopeProtection(assessed: AssessedCall, envelope: Record<string, unknown> | null): AssessedCall {
+  function withEnvelopeProtection(assessed: AssessedCall, envelope: Record<string, unknown> | null, tool: string | undefined): AssessedCall {
     const { decision } = assessed;
     if (envelope === null || (decision.verdict === 'deny' && decision.enforced)) return assessed;
-    const protection = protectRequestJson(persona!.dataProtection, deps.flow, flowSession(), envelope, flowDestination(decision.call.kind === 'mcp' ? decision.call.tool : undefined));
+    const protection = protectRequestJson(persona!.dataProtection, deps.flow, flowSession(), envelope, flowDestination(tool), 'message');
     if (protection.findings.length === 0 && protection.denial === null && protection.notes.length === 0) return assessed;
     const idFinding = protection.findings.find((f) => f.location === '$.id' && f.action !== 'detect');
     const denial: DecisionReason | null =
@@ -584,7 +604,7 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
     if (!dp.active || payload === undefined || payload === null || typeof payload !== 'object' || (denial !== null && persona!.persona.mode !== 'monitor')) {
       return { decision: makeDecision(call, denial), ...unassessed };
     }
-    const protection = protectRequestJson(dp, deps.flow, flowSession(), payload, flowDestination(undefined));
+    const protection = protectRequestJson(dp, deps.flow, flowSession(), payload, flowDestination(undefined), 'message');
     const findings = locatedIn(part, protection.findings);
     const decision = makeDecision(call, denial ?? protection.denial, { findings, notes: denial && protection.denial ? [protection.denial, ...protection.notes] : protection.notes });
     return { decision, ...unassessed, rewritten: protection.changed ? { value: protection.value, part } : null };
@@ -615,10 +635,10 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
         payload instanceof Buffer
           ? requestIsForm()
             ? protectRequestForm(payload, destination)
-            : protectRequestBody(persona!.dataProtection, deps.flow, flowSession(), payload, destination)
+            : protectRequestBody(persona!.dataProtection, deps.flow, flowSession(), payload, destination, 'request body')
           : payload === null
             ? null
-            : protectRequestJson(persona!.dataProtection, deps.flow, flowSession(), payload, destination);
+            : protectRequestJson(persona!.dataProtection, deps.flow, flowSession(), payload, destination, 'tool arguments');
       if (protection) {
         findings = protection.findings;
         notes.push(...protection.notes);
@@ -635,14 +655,13 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
     // REST path segments are what the agent sends too ("/tokens/ghp_..."). They are inspected even for a
     // refused call: the audit trail names a REST call by its path, and never with the value in it.
     let rewrittenPath: string | null = null;
-    let recordedCall = call;
+    let recordedCall: AgentCall = call.kind === 'rest' ? { ...call, method: recordedMethod(call.method) } : call;
     if (call.kind === 'rest' && persona!.dataProtection.active) {
       const encoded = call.path.split('/');
       const decoded = encoded.map(decodePathSegment);
-      const segments = protectRequestJson(persona!.dataProtection, deps.flow, flowSession(), decoded, destination);
+      const segments = protectRequestJson(persona!.dataProtection, deps.flow, flowSession(), decoded, destination, 'path');
       if (segments.findings.length > 0) {
-        const flagged = new Set(segments.findings.map((f) => Number(/^\$\[(\d+)\]/.exec(f.location)?.[1] ?? -1)));
-        recordedCall = { ...call, path: encoded.map((segment, i) => (flagged.has(i) ? '[redacted]' : segment)).join('/') };
+        recordedCall = { ...call, method: recordedCall.method, path: redactFlaggedSegments(encoded, segments.findings).join('/') };
         if (denial === null || monitor) {
           adopt(segments, 'path');
           if (segments.changed) rewrittenPath = segments.value.map((segment, i) => (segment === decoded[i] ? encoded[i] : encodeURIComponent(segment))).join('/');
@@ -652,7 +671,7 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
     // REST query parameters too ("?api_key=...", "?password=...").
     let rewrittenQuery: string | null = null;
     if ((denial === null || monitor) && call.kind === 'rest' && Object.keys(call.query).length > 0) {
-      const query = protectRequestJson(persona!.dataProtection, deps.flow, flowSession(), call.query, destination);
+      const query = protectRequestJson(persona!.dataProtection, deps.flow, flowSession(), call.query, destination, 'query');
       adopt(query, 'query');
       if (query.changed) rewrittenQuery = queryString(query.value);
     }
@@ -670,7 +689,9 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
       notes.push(...check.notes);
       if (resultKey !== null) pendingCalls.set(resultKey, { tool, behaviourCall });
     }
-    return { decision: makeDecision(recordedCall, denial, { findings, riskScore, notes }), retryAfterSeconds, rewritten, rewrittenQuery, rewrittenPath };
+    // An authorization refusal quotes the operation as the agent sent it; the record quotes it as recorded.
+    const recordedDenial = call.kind === 'rest' && recordedCall.kind === 'rest' ? quotingAsRecorded(denial, [call.path, recordedCall.path], [call.method, recordedCall.method]) : denial;
+    return { decision: makeDecision(recordedCall, recordedDenial, { findings, riskScore, notes }), retryAfterSeconds, rewritten, rewrittenQuery, rewrittenPath };
   }
 
   function behaviourCallOf(tool: string, toolClass: BehaviourCall['toolClass'], args: unknown, requestBytes: number): BehaviourCall {
@@ -703,7 +724,7 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
    */
   function protectRequestForm(body: Buffer, destination: FlowEndpoint): RequestProtection<Buffer> {
     const fields = parameters(new URLSearchParams(body.toString('utf8')));
-    const protection = protectRequestJson(persona!.dataProtection, deps.flow, flowSession(), fields, destination);
+    const protection = protectRequestJson(persona!.dataProtection, deps.flow, flowSession(), fields, destination, 'request body');
     return { ...protection, value: protection.changed ? Buffer.from(queryString(protection.value), 'utf8') : body };
   }
 
@@ -725,12 +746,14 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
     if (messages.length !== 1 || !first || first.type === 'response') {
       return { stage: 'protocol', code: 'header_body_mismatch', message: 'Mcp-Method/Mcp-Name headers were sent with a body that is not a single request' };
     }
-    if (headerMethod !== first.method) {
-      return { stage: 'protocol', code: 'header_body_mismatch', message: `the Mcp-Method header says "${headerMethod}" but the body calls "${first.method}"` };
-    }
     const bodyName = first.method === 'tools/call' ? toolNameOf(first.params) : undefined;
+    // The message quotes what the agent wrote as the audit trail records it.
+    const quoted = (reason: DecisionReason) => quotingAsRecorded(reason, ...[headerMethod, first.method, headerName, bodyName].map((name): [string | undefined, string | undefined] => [name, name === undefined ? undefined : recordedName(name)]));
+    if (headerMethod !== first.method) {
+      return quoted({ stage: 'protocol', code: 'header_body_mismatch', message: `the Mcp-Method header says "${headerMethod}" but the body calls "${first.method}"` });
+    }
     if (headerName !== undefined && headerName !== bodyName) {
-      return { stage: 'protocol', code: 'header_body_mismatch', message: `the Mcp-Name header says "${headerName}" but the body names "${bodyName ?? ''}"` };
+      return quoted({ stage: 'protocol', code: 'header_body_mismatch', message: `the Mcp-Name header says "${headerName}" but the body names "${bodyName ?? ''}"` });
     }
     return null;
   }
@@ -783,10 +806,15 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
     return { body, refusal: null };
   }
 
-  /** Records an external DLP refusal (not enforced in monitor mode); true when it is enforced. */
-  function recordExternalRefusal(reason: DecisionReason): boolean {
+  /**
+   * Records an external DLP refusal (not enforced in monitor mode); true when it is enforced. A refused
+   * request is a decision; a refused answer is recorded in the call's response event, as Mandate's own
+   * refusals of answers are (`agentStatus`: what the agent receives when it is enforced).
+   */
+  function recordExternalRefusal(reason: DecisionReason, direction: 'request' | 'response', agentStatus: number | null = null): boolean {
     const enforced = persona?.persona.mode !== 'monitor';
-    recordDenial({ ...makeDecision(decisions[0]?.call ?? mcpCall('external-dlp'), reason), enforced });
+    if (direction === 'response') refuseAnswer(reason, enforced, enforced ? agentStatus : upstreamStatus);
+    else recordDenial({ ...makeDecision(decisions[0]?.call ?? mcpCall('external-dlp'), reason), enforced });
     return enforced;
   }
 
@@ -837,7 +865,7 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
         const sent = Buffer.from(event.data, 'utf8');
         const { body, refusal } = await consultServices(services, 'response', sent, 'application/json', true);
         let data = event.data;
-        if (refusal && recordExternalRefusal(refusal)) {
+        if (refusal && recordExternalRefusal(refusal, 'response', upstreamStatus)) {
           streamBlocked = true;
           data = JSON.stringify(jsonRpcError(jsonRpcIdOf(event.data), jsonRpcCodes.policyDenied, `Mandate: ${refusal.message}`, { mandate: { code: refusal.code, persona: route!.persona, configVersion: policy?.version ?? 0 } }));
         } else if (!refusal && body !== sent) {
@@ -853,7 +881,7 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
   }
 
   function refuseByExternalDlp(direction: 'request' | 'response', reason: DecisionReason): ProcessingResponse {
-    if (!recordExternalRefusal(reason)) return direction === 'request' ? { request_body: { response: { status: 'CONTINUE' } } } : { response_body: { response: { status: 'CONTINUE' } } };
+    if (!recordExternalRefusal(reason, direction, direction === 'response' ? (route!.kind === 'rest' ? 502 : upstreamStatus) : null)) return direction === 'request' ? { request_body: { response: { status: 'CONTINUE' } } } : { response_body: { response: { status: 'CONTINUE' } } };
     if (direction === 'response') {
       if (route!.kind === 'rest') {
         answered = true;
@@ -974,8 +1002,8 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
     if (protection.findings.length === 0) return null;
     responseFindings.push(...locatedIn('headers', protection.findings));
     signalSession(rememberResponseValues(persona!.dataProtection, deps.flow, flowSession(), responseOrigin(), protection.fingerprints));
-    if (protection.blocked) return refuseAnswerAtHeaders(blockedReason(protection.blocked, 'response'));
-    if (protection.wouldBlock) recordDenial({ ...makeDecision(decisions[0]?.call ?? mcpCall('response'), blockedReason(protection.wouldBlock, 'response')), enforced: false });
+    if (protection.blocked) return refuseAnswerAtHeaders(blockedReason(protection.blocked, 'answer header'));
+    if (protection.wouldBlock) refuseAnswer(blockedReason(protection.wouldBlock, 'answer header'), false, upstreamStatus);
     if (protection.changed) for (const [name, value] of Object.entries(protection.value)) if (value !== values[name]) setHeaders.push([name, value]);
     return null;
   }
@@ -988,12 +1016,26 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
    * stable code, never passed on unread; a monitor-mode Persona records that and lets it pass.
    */
   function refuseAnswerAtHeaders(reason: DecisionReason): ProcessingResponse {
-    const monitor = persona!.persona.mode === 'monitor';
-    recordDenial({ ...makeDecision(decisions[0]?.call ?? mcpCall('response'), reason), enforced: !monitor });
-    if (monitor) return { response_headers: { response: { status: 'CONTINUE' } } };
+    if (persona!.persona.mode === 'monitor') {
+      refuseAnswer(reason, false, upstreamStatus);
+      return { response_headers: { response: { status: 'CONTINUE' } } };
+    }
     answered = true;
-    if (route!.kind === 'rest') return immediate(502, problem(502, reason), [['content-type', 'application/problem+json']], reason.code);
+    if (route!.kind === 'rest') {
+      refuseAnswer(reason, true, 502);
+      return immediate(502, problem(502, reason), [['content-type', 'application/problem+json']], reason.code);
+    }
+    refuseAnswer(reason, true, 200);
     return immediate(200, JSON.stringify(toolResultAnswer(reason)), [['content-type', 'application/json'], ['cache-control', 'no-store']], reason.code);
+  }
+
+  /**
+   * Mandate refused the upstream's answer, or cut it short (enforced), or would have (monitor mode):
+   * recorded in the response event of the calls it answers (see finish), with the status the agent
+   * received. The first enforced refusal is the one recorded.
+   */
+  function refuseAnswer(reason: DecisionReason, enforced: boolean, agentStatus: number | null): void {
+    if (answerRefusal === null || (enforced && !answerRefusal.enforced)) answerRefusal = { reason, enforced, agentStatus };
   }
 
   /**
@@ -1087,13 +1129,17 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
     if (inspectResponse && route!.kind === 'mcp' && persona!.behaviour.active && responseIsJson) recordJsonResults(body, protection?.findings ?? []);
     if (protection) {
       responseFindings.push(...protection.findings);
+      if (protection.wouldBlock) refuseAnswer(blockedReason(protection.wouldBlock, route!.kind === 'mcp' && pendingCalls.size > 0 ? 'tool result' : 'answer'), false, upstreamStatus);
       signalSession(rememberResponseValues(persona!.dataProtection, deps.flow, flowSession(), responseOrigin(), protection.fingerprints));
       if (protection.blocked) {
-        const reason = blockedReason(protection.blocked, 'response');
         if (route!.kind === 'rest') {
+          const reason = blockedReason(protection.blocked, 'answer');
+          refuseAnswer(reason, true, 502);
           answered = true;
           return immediate(502, problem(502, reason), [['content-type', 'application/problem+json']], reason.code);
         }
+        const reason = blockedReason(protection.blocked, pendingCalls.size > 0 ? 'tool result' : 'answer');
+        refuseAnswer(reason, true, upstreamStatus);
         body = Buffer.from(JSON.stringify(toolResultAnswer(reason)), 'utf8');
       } else if (protection.changed) {
         body = protection.value;
@@ -1145,9 +1191,14 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
       // The lines before the blocked one go out; the blocked line and the rest become one error line.
       // Held text that outgrew the hold limit without a safe cut was dropped: the stream ends the same way.
       streamBlocked = true;
-      const error = inspected.blocked
-        ? blockedReason(inspected.blocked, 'response')
-        : { code: 'stream_hold_exceeded', message: `more than ${exceeded!.limitBytes} bytes of the answer had no point where they could be released without cutting through a value (the Persona's dataProtection.maxStreamHoldBytes); the rest was dropped` };
+      const error: DecisionReason = inspected.blocked
+        ? blockedReason(inspected.blocked, 'stream')
+        : {
+            stage: 'data-protection',
+            code: 'stream_hold_exceeded',
+            message: `more than ${exceeded!.limitBytes} bytes of the answer had no point where they could be released without cutting through a value (the Persona's dataProtection.maxStreamHoldBytes); the rest was dropped`,
+          };
+      refuseAnswer(error, true, upstreamStatus);
       const separator = body.length > 0 && body[body.length - 1] !== 0x0a ? '\n' : '';
       body = Buffer.concat([body, Buffer.from(`${separator}${JSON.stringify({ error: { code: error.code, message: `Mandate: ${error.message}` } })}\n`, 'utf8')]);
     }
@@ -1191,7 +1242,9 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
       if (blocked) {
         // The inspector passes a blocked event through unchanged: replace it, and end what follows.
         streamBlocked = true;
-        body = Buffer.from(`event: message\ndata: ${JSON.stringify(toolResultErrors(blockedReason(blocked, 'response'))[0] ?? null)}\n\n`, 'utf8');
+        const reason = blockedReason(blocked, 'stream');
+        refuseAnswer(reason, true, upstreamStatus);
+        body = Buffer.from(`event: message\ndata: ${JSON.stringify(toolResultErrors(reason)[0] ?? null)}\n\n`, 'utf8');
       }
     }
     // Results count once their events were inspected. What this chunk's inspection found is attributed
@@ -1268,7 +1321,7 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
   /** A tool list Mandate cannot read is not passed on (fail closed): errors for `ids` in its place, the refusal recorded. */
   function unreadableToolsListErrors(what: string, ids: (string | number)[]): unknown[] {
     const reason: DecisionReason = { stage: 'protocol', code: 'upstream_invalid_response', message: `the upstream answered tools/list with ${what} that is not JSON; the tool list cannot be filtered` };
-    if (!toolsListUnreadable) recordDenial({ ...makeDecision(decisions[0]?.call ?? mcpCall('tools/list'), reason), enforced: true });
+    refuseAnswer(reason, true, upstreamStatus);
     toolsListUnreadable = true;
     return ids.map((id) => jsonRpcError(id, jsonRpcCodes.unavailable, `Mandate: ${reason.message}`, { mandate: { code: reason.code } }));
   }
@@ -1349,7 +1402,9 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
 
   function refuse(status: number, code: string, message: string, stage: DecisionReason['stage'], extraHeaders: [string, string][] = []): ProcessingResponse {
     const reason: DecisionReason = { stage, code, message };
-    recordDenial({ ...makeDecision(route?.kind === 'rest' ? restCallFromHeaders() : mcpCall('http'), reason), enforced: true });
+    const method = requestHeaders.get(':method') ?? '';
+    const recorded = quotingAsRecorded(reason, [method, recordedMethod(method)]);
+    recordDenial({ ...makeDecision(route?.kind === 'rest' ? restCallFromHeaders() : mcpCall('http'), recorded), enforced: true });
     answered = true;
     finish();
     return immediate(status, problem(status, reason), [['content-type', 'application/problem+json'], ...extraHeaders], code);
@@ -1367,8 +1422,49 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
     return immediate(404, problem(404, reason), [['content-type', 'application/problem+json']], reason.code);
   }
 
+  /** A REST request refused before its operation was decided, as the audit trail names it: the path as sent, flagged segments redacted. */
   function restCallFromHeaders(): AgentCall {
-    return { kind: 'rest', method: requestHeaders.get(':method') ?? '', path: (requestHeaders.get(':path') ?? '').split('?')[0] ?? '', query: {} };
+    return { kind: 'rest', method: recordedMethod(requestHeaders.get(':method') ?? ''), path: recordedPath(requestHeaders.get(':path') ?? ''), query: {} };
+  }
+
+  /**
+   * What the agent wrote to name its call (an MCP method or tool name, a REST path below the endpoint)
+   * as the audit trail keeps it: split at "/", each segment that a detector of the Persona flags
+   * (percent-decoded) is recorded as "[redacted]", as an allowed REST call's path is (assessCall).
+   * Without a Persona to inspect with (no configuration yet, or a route naming a Persona this version
+   * does not have), the whole text is recorded as "[redacted]": nothing can say it is clean, so this
+   * fails closed. A Persona without data protection records it as sent, as it does its allowed calls.
+   */
+  function recordedName(text: string): string {
+    if (text === '') return text;
+    if (!persona) return redactedSegment;
+    if (!persona.dataProtection.active) return text;
+    const segments = text.split('/');
+    const findings = inspectJson(persona.dataProtection, segments.map(decodePathSegment), { direction: 'request', upstream: route!.upstream }).findings;
+    return findings.length === 0 ? text : redactFlaggedSegments(segments, findings).join('/');
+  }
+
+  /** An HTTP method as the audit trail keeps it: the standard ones as they are, any other as a name (recordedName). */
+  function recordedMethod(method: string): string {
+    return standardHttpMethods.has(method) ? method : recordedName(method);
+  }
+
+  /** A request path (its query dropped) as the audit trail keeps it: the Persona's endpoint as it is, what follows it as recordedName records it. */
+  function recordedPath(rawPath: string): string {
+    const path = rawPath.split('?')[0] ?? '';
+    const prefix = route!.pathPrefix;
+    if (path !== prefix && !path.startsWith(`${prefix}/`)) return recordedName(path);
+    const below = path.slice(prefix.length);
+    if (below === '' || below === '/') return path;
+    return `${prefix}${persona ? recordedName(below) : `/${redactedSegment}`}`;
+  }
+
+  /** A reason that quotes what the agent named (a tool, a method, a path) quotes it as the audit trail records it. */
+  function quotingAsRecorded<R extends DecisionReason | null>(reason: R, ...names: [string | undefined, string | undefined][]): R {
+    if (reason === null) return reason;
+    let message = reason.message;
+    for (const [sent, recorded] of names) if (sent && recorded !== undefined && sent !== recorded) message = message.replaceAll(sent, recorded);
+    return message === reason.message ? reason : ({ ...reason, message } as R);
   }
 
   function continueRequestHeaders(extra: [string, string][] = []): ProcessingResponse {
@@ -1389,9 +1485,13 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
     if (finished) return;
     finished = true;
     if (streamInspector) responseFindings.push(...streamInspector.findings());
-    const outcome: DecisionOutcome = { latencyMs: deps.now() - startedAt, decisionMicros, upstreamStatus, responseFindings, notes: outcomeNotes };
+    const answering = decisions.filter((decision) => !blocks(decision));
+    const latencyMs = deps.now() - startedAt;
     const record = () => {
-      for (const decision of decisions) if (!blocks(decision)) deps.audit.outcome(decision, outcome);
+      const outcome: DecisionOutcome = { latencyMs, decisionMicros, upstreamStatus, responseFindings, notes: outcomeNotes, answerRefusal };
+      for (const decision of answering) deps.audit.outcome(decision, outcome);
+      // A refused answer with no allowed call to attach it to is still recorded.
+      if (answering.length === 0 && answerRefusal) recordDenial({ ...makeDecision(mcpCall('response'), answerRefusal.reason), enforced: answerRefusal.enforced });
     };
     // Async external DLP verdicts belong in the same record; each comes within its service's timeout.
     if (asyncVerdicts.length > 0) {
@@ -1500,6 +1600,9 @@ function processingModeWithResponseBody(mode: 'STREAMED' | 'BUFFERED'): NonNulla
 }
 
 const noHeaders: ReadonlySet<string> = new Set();
+
+/** HTTP methods the audit trail records as they are (any other is a name the agent chose, see recordedName). */
+const standardHttpMethods: ReadonlySet<string> = new Set(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS', 'TRACE', 'CONNECT']);
 
 /** Findings in one part of a call inspected on its own, located under that part ("$.x" -> "query.x", "headers[\"x\"]"). */
 function locatedIn(part: string, findings: DataFinding[]): DataFinding[] {

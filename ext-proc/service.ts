@@ -157,6 +157,7 @@ export async function startExtProc(options: ExtProcOptions): Promise<ExtProcServ
               upstreamStatus: outcome.upstreamStatus,
               responseFindings: outcome.responseFindings,
               outcomeNotes: outcome.notes,
+              answerRefusal: outcome.answerRefusal,
               ...auditTraceOf(decision.context),
             }),
           );

@@ -426,7 +426,7 @@ describe('response blocks', () => {
     const client = await gateway.mcpClient(endpoint('dlp-strict', 'billing'), tokens['dlp-strict']!);
     await assert.rejects(
       () => client.callTool({ name: 'read_card', arguments: {} }),
-      (error: unknown) => error instanceof McpError && error.code === -32001 && /tool result contain financial data \(payment-card-visa\)/.test(error.message) && !error.message.includes(billingCard),
+      (error: unknown) => error instanceof McpError && error.code === -32001 && /the tool result holds financial data \(payment-card-visa\) that this Persona may not receive; it was withheld/.test(error.message) && !error.message.includes(billingCard),
     );
     await client.close();
     const streamed = await rawToolCall('dlp-strict', 'billing-stream', 'read_card', {}, 77);

@@ -38,6 +38,16 @@ describe('auditEventFromDecision', () => {
     assert.deepEqual(event.maskedArguments, { query: { force: 'true' } });
   });
 
+  it('records a refused answer in the response event: verdict deny, the refusal first, the status the agent got', () => {
+    const decision = allow({ kind: 'rest', method: 'GET', path: '/notes', query: {} }, context, 3);
+    const refusal = { reason: { stage: 'data-protection' as const, code: 'sensitive_data_blocked', message: 'the answer holds financial data (payment-card-visa) that this Persona may not receive; it was withheld' }, enforced: true, agentStatus: 502 };
+    const event = auditEventFromDecision(decision, testDigestKey, { kind: 'response', upstreamStatus: 200, answerRefusal: refusal });
+    assert.deepEqual([event.verdict, event.enforced, event.reasons.map((r) => r.code), event.upstreamStatus, event.agentStatus], ['deny', true, ['sensitive_data_blocked'], 200, 502]);
+    // The decision event is the decision's; an answer that went through has no agentStatus.
+    assert.equal(auditEventFromDecision(decision, testDigestKey, { answerRefusal: refusal }).verdict, 'allow');
+    assert.equal('agentStatus' in auditEventFromDecision(decision, testDigestKey, { kind: 'response', upstreamStatus: 200 }), false);
+  });
+
   it('redacts everything when a finding covers the whole body', () => {
     assert.deepEqual(maskArguments({ a: 'x', b: ['yyyyyyyyyyyy', 3] }, [{ detector: 'pan', group: 'pci', location: 'body', confidence: 1, action: 'block', direction: 'request' }]), {
       a: '[redacted:pan/pci]',
@@ -72,6 +82,8 @@ describe('normaliseEventInput', () => {
     assert.deepEqual(normaliseEventInput(admin), auditEventInputSchema.parse(admin));
     const full = auditEventFromDecision(allow({ kind: 'mcp', method: 'tools/call', tool: 't', arguments: { a: 1 } }, context, 1), testDigestKey, { latencyMs: 1 });
     assert.deepEqual(normaliseEventInput(full), auditEventInputSchema.parse(full));
+    const refused = { ...full, kind: 'response' as const, verdict: 'deny' as const, agentStatus: 502 };
+    assert.deepEqual(normaliseEventInput(refused), auditEventInputSchema.parse(refused));
     assert.throws(() => normaliseEventInput({ kind: 'nonsense' as 'alert' }), /unknown audit event kind/);
   });
 });

@@ -3,7 +3,7 @@
 // arguments plus a masked copy, with values flagged by DLP findings redacted.
 import { createHmac } from 'node:crypto';
 import { z } from 'zod';
-import type { DataFinding, Decision, DecisionReason } from '../decision/decision.ts';
+import type { AnswerRefusal, DataFinding, Decision, DecisionReason } from '../decision/decision.ts';
 import { maskArguments } from './masked-arguments.ts';
 
 export const auditEventKindSchema = z.enum(['decision', 'response', 'admin', 'alert']);
@@ -65,6 +65,13 @@ export const auditEventInputSchema = z.object({
   findingTypes: z.array(z.string()).default([]),
   latencyMs: z.number().nullable().default(null),
   upstreamStatus: z.number().int().nullable().default(null),
+  /**
+   * A response event whose answer Mandate refused or cut short (its verdict is then deny and its first
+   * reason says why): the HTTP status the agent received (502 for a REST answer refused whole; the
+   * upstream's when the refusal travels inside the answer, as an MCP error or the error that ends a
+   * stream). Absent when the answer went through.
+   */
+  agentStatus: z.number().int().optional(),
   admin: adminActionSchema.nullable().default(null),
   alert: alertSchema.nullable().default(null),
 });
@@ -112,6 +119,7 @@ export function normaliseEventInput(input: AuditEventInput): AuditEventFields {
     findingTypes: input.findingTypes ?? [],
     latencyMs: input.latencyMs ?? null,
     upstreamStatus: input.upstreamStatus ?? null,
+    ...(input.agentStatus !== undefined ? { agentStatus: input.agentStatus } : {}),
     admin: input.admin ? { ...input.admin, detail: input.admin.detail ?? '' } : null,
     alert: input.alert ?? null,
   };
@@ -128,6 +136,8 @@ export interface DecisionEventExtra {
   responseFindings?: DataFinding[];
   /** What happened after the decision (external DLP rewrote or failed open), for a response event. Added to its reasons. */
   outcomeNotes?: DecisionReason[];
+  /** For a response event: Mandate refused or cut the answer. The event's verdict becomes deny, with this reason first. */
+  answerRefusal?: AnswerRefusal | null;
 }
 
 /**
@@ -156,6 +166,7 @@ export function auditEventFromDecision(decision: Decision, digestKey: string | B
   const { call, context } = decision;
   const findings = extra.responseFindings && extra.responseFindings.length > 0 ? [...decision.findings, ...extra.responseFindings] : decision.findings;
   const { argumentsDigest: digest, maskedArguments } = argumentRecordOf(decision, digestKey);
+  const refusal = extra.kind === 'response' ? (extra.answerRefusal ?? null) : null;
   return {
     kind: extra.kind ?? 'decision',
     requestId: context.requestId,
@@ -173,13 +184,14 @@ export function auditEventFromDecision(decision: Decision, digestKey: string | B
     tool: call.kind === 'mcp' ? (call.tool ?? null) : `${call.method} ${call.path}`,
     argumentsDigest: digest,
     maskedArguments,
-    verdict: decision.verdict,
-    enforced: decision.enforced,
-    reasons: [...decision.reasons, ...(extra.outcomeNotes ?? [])].map((r) => ({ stage: r.stage, code: r.code, message: r.message })),
+    verdict: refusal ? 'deny' : decision.verdict,
+    enforced: refusal ? refusal.enforced : decision.enforced,
+    reasons: [...(refusal ? [refusal.reason] : []), ...decision.reasons, ...(extra.outcomeNotes ?? [])].map((r) => ({ stage: r.stage, code: r.code, message: r.message })),
     riskScore: decision.riskScore,
     findingTypes: [...new Set(findings.map((f) => `${f.detector}/${f.group}`))],
     latencyMs: extra.latencyMs ?? null,
     upstreamStatus: extra.upstreamStatus ?? null,
+    ...(refusal && refusal.agentStatus !== null ? { agentStatus: refusal.agentStatus } : {}),
     admin: null,
     alert: null,
   };

@@ -65,6 +65,22 @@ export interface TraceParent {
 
 export type Verdict = 'allow' | 'deny';
 
+/**
+ * Mandate refused the upstream's answer to an allowed call, or cut it short (a blocked value, an
+ * answer it cannot read, an external DLP refusal): the call's response event records it.
+ */
+export interface AnswerRefusal {
+  reason: DecisionReason;
+  /** False in monitor mode: recorded, and the answer passed. */
+  enforced: boolean;
+  /**
+   * The HTTP status the agent received: 502 for a REST answer refused whole; the upstream's when the
+   * refusal travels inside the answer (an MCP error in place of a result, the error that ends a stream)
+   * or was not enforced.
+   */
+  agentStatus: number | null;
+}
+
 export interface Decision {
   verdict: Verdict;
   /** False when the Persona is in monitor mode: a deny is recorded, not enforced. */

@@ -47,7 +47,7 @@ test('replicas share one fingerprint key, and a value read on one is refused on 
     // Another session on replica B knows nothing of it.
     assert.deepEqual(replicaB.checkRequest('session-2', mailer, outgoing.fingerprints), []);
     // The shape travels with the fingerprint: replica B finds the card spelled so no detector does.
-    const evasive = protectRequestJson(onB as CompiledDataProtectionOk, replicaB, 'session-1', { text: '4539_1488_0343_6467' }, mailer);
+    const evasive = protectRequestJson(onB as CompiledDataProtectionOk, replicaB, 'session-1', { text: '4539_1488_0343_6467' }, mailer, 'tool arguments');
     assert.equal(evasive.findings.length, 0);
     assert.equal(evasive.denial?.code, 'sensitive_data_flow_blocked');
 

@@ -58,9 +58,30 @@ export interface InspectResult<T> {
 
 /** Stable error for a blocked body; names the group and detector, never the data. */
 export const dataBlockedCode = 'sensitive_data_blocked';
-export function blockedMessage(blocked: BlockedBy, direction: 'request' | 'response'): string {
-  const where = direction === 'request' ? 'the tool arguments' : 'the tool result';
-  return `${where} contain ${blocked.group} data (${blocked.detector}) that this Persona may not send; remove it and retry`;
+
+/** What a block applied to: a part of what the agent sends, or of the answer it was to receive. */
+export type BlockedPart = 'tool arguments' | 'request body' | 'request header' | 'query' | 'path' | 'message' | 'tool result' | 'answer' | 'answer header' | 'stream';
+
+/** Each part as a message names it, and whether the agent sent it (it can remove the value and retry) or was to receive it (it was withheld). */
+const blockedParts: Record<BlockedPart, { subject: string; sent: boolean }> = {
+  'tool arguments': { subject: 'the tool arguments hold', sent: true },
+  'request body': { subject: 'the request body holds', sent: true },
+  'request header': { subject: 'a request header holds', sent: true },
+  query: { subject: 'the query string holds', sent: true },
+  path: { subject: 'the request path holds', sent: true },
+  message: { subject: 'the JSON-RPC message holds', sent: true },
+  'tool result': { subject: 'the tool result holds', sent: false },
+  answer: { subject: 'the answer holds', sent: false },
+  'answer header': { subject: "a header of the upstream's answer holds", sent: false },
+  stream: { subject: 'the streamed answer holds', sent: false },
+};
+
+/** The message of a block: what it applied to, the group and the detector (never the value), and what the agent can do. */
+export function blockedMessage(blocked: BlockedBy, part: BlockedPart): string {
+  const { subject, sent } = blockedParts[part];
+  const found = `${subject} ${blocked.group} data (${blocked.detector})`;
+  if (sent) return `${found} that this Persona may not send; remove it and retry`;
+  return `${found} that this Persona may not receive; ${part === 'stream' ? 'the rest of the stream was withheld' : 'it was withheld'}`;
 }
 
 type PathPart = string | number;

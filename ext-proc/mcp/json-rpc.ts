@@ -114,9 +114,23 @@ export function toolNameOf(params: unknown): string | undefined {
   return typeof name === 'string' ? name : undefined;
 }
 
-export function toolArgumentsOf(params: unknown): Record<string, unknown> {
-  const args = (params as { arguments?: unknown } | undefined)?.arguments;
-  return args !== null && typeof args === 'object' && !Array.isArray(args) ? (args as Record<string, unknown>) : {};
+/**
+ * The arguments of a tools/call: an object, {} when there are none, or null when `params.arguments`
+ * is there but is not an object (a string, an array, a number, null). MCP defines the arguments as
+ * an object; what is not one is refused (invalid_params), never read as {} and forwarded unread.
+ */
+export function toolArgumentsOf(params: unknown): Record<string, unknown> | null {
+  if (params === null || typeof params !== 'object' || !Object.hasOwn(params, 'arguments')) return {};
+  const args = (params as { arguments: unknown }).arguments;
+  return args !== null && typeof args === 'object' && !Array.isArray(args) ? (args as Record<string, unknown>) : null;
+}
+
+/** Why a tools/call's arguments are malformed (stable code invalid_params), or null when they are an object or absent. */
+export function toolArgumentsProblem(params: unknown): string | null {
+  if (toolArgumentsOf(params) !== null) return null;
+  const args = (params as { arguments: unknown }).arguments;
+  const kind = args === null ? 'null' : Array.isArray(args) ? 'an array' : `a ${typeof args}`;
+  return `tools/call params.arguments must be an object (or absent), not ${kind}`;
 }
 
 /**

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { parseJsonRpcBody, rewriteChangesExchange } from './json-rpc.ts';
+import { parseJsonRpcBody, rewriteChangesExchange, toolArgumentsOf, toolArgumentsProblem } from './json-rpc.ts';
 import { createSseSplitter, withData } from './sse.ts';
 
 test('JSON-RPC bodies: requests, notifications, responses and batches', () => {
@@ -122,4 +122,14 @@ test('a rewritten body must be the exchange that was authorized: only arguments 
   assert.match(rewriteChangesExchange(result, body({ jsonrpc: '2.0', id: 9, result: {} }))!, /changes message 1/);
   // A body that was not JSON-RPC (an event stream) has nothing to hold the rewrite to.
   assert.equal(rewriteChangesExchange(Buffer.from('event: message\ndata: {}\n\n'), Buffer.from('anything')), null);
+});
+
+test('tool arguments are an object or absent; anything else is a problem, never read as {}', () => {
+  assert.deepEqual(toolArgumentsOf({ name: 'x' }), {});
+  assert.deepEqual(toolArgumentsOf({ name: 'x', arguments: { a: 1 } }), { a: 1 });
+  assert.equal(toolArgumentsProblem({ name: 'x' }), null);
+  for (const [value, kind] of [['AKIA...', 'a string'], [['a'], 'an array'], [4, 'a number'], [true, 'a boolean'], [null, 'null']] as const) {
+    assert.equal(toolArgumentsOf({ name: 'x', arguments: value }), null);
+    assert.equal(toolArgumentsProblem({ name: 'x', arguments: value }), `tools/call params.arguments must be an object (or absent), not ${kind}`);
+  }
 });

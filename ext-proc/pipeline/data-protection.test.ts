@@ -42,15 +42,15 @@ test('a value read from a tool is refused on its way to an egress tool however i
     'key akiaz3mq7hw2xk4jlp5r', // the access key in lower case
     'de89 3704 0044 0532 0130 00',
   ];
-  const passed = evasions.filter((text) => protectRequestJson(dp, flow, 's', { to: 'someone', text }, mailer).denial?.code !== 'sensitive_data_flow_blocked');
+  const passed = evasions.filter((text) => protectRequestJson(dp, flow, 's', { to: 'someone', text }, mailer, 'tool arguments').denial?.code !== 'sensitive_data_flow_blocked');
   assert.deepEqual(passed, []);
-  const refusal = protectRequestJson(dp, flow, 's', { text: evasions[0] }, mailer).denial!.message;
+  const refusal = protectRequestJson(dp, flow, 's', { text: evasions[0] }, mailer, 'tool arguments').denial!.message;
   assert.ok(!refusal.includes('4539') && !refusal.includes('6467'), 'the refusal names the class, not the value');
   // A number in the JSON (not a string), and a raw body whose JSON escapes spell the card.
-  assert.equal(protectRequestJson(dp, flow, 's', { amount: 123456788 }, mailer).denial?.code, 'sensitive_data_flow_blocked');
+  assert.equal(protectRequestJson(dp, flow, 's', { amount: 123456788 }, mailer, 'tool arguments').denial?.code, 'sensitive_data_flow_blocked');
   const escaped = Buffer.from('{"text":"\\u0034\\u0035\\u0033\\u0039_1488_0343_6467"}');
-  assert.equal(protectRequestBody(dp, flow, 's', escaped, mailer).denial?.code, 'sensitive_data_flow_blocked');
-  assert.equal(protectRequestBody(dp, flow, 's', Buffer.from('mail jane.doe at example.org please'), mailer).denial?.code, 'sensitive_data_flow_blocked');
+  assert.equal(protectRequestBody(dp, flow, 's', escaped, mailer, 'request body').denial?.code, 'sensitive_data_flow_blocked');
+  assert.equal(protectRequestBody(dp, flow, 's', Buffer.from('mail jane.doe at example.org please'), mailer, 'request body').denial?.code, 'sensitive_data_flow_blocked');
 });
 
 test('other values of the same length and shape, pieces of the values, and longer numbers around them pass', () => {
@@ -69,25 +69,25 @@ test('other values of the same length and shape, pieces of the values, and longe
     b64('4539148803436468'),
     'Please look at the invoice dated 2024-05-06 and answer at 10:30 about ticket 4711.',
   ];
-  assert.deepEqual(unrelated.filter((text) => protectRequestJson(dp, flow, 's', { to: 'someone', text }, mailer).denial !== null), []);
+  assert.deepEqual(unrelated.filter((text) => protectRequestJson(dp, flow, 's', { to: 'someone', text }, mailer, 'tool arguments').denial !== null), []);
 });
 
 test('the same values may go where the rules allow them: the same upstream, a write tool in production, another session', () => {
   const flow = sessionThatRead();
   const spelled = { text: '4539_1488_0343_6467 and 123456788 and jane.doe at example.org' };
-  assert.equal(protectRequestJson(dp, flow, 's', spelled, { upstream: 'billing', environment: 'production', tool: 'refund', toolClass: 'egress' }).denial, null);
-  assert.equal(protectRequestJson(dp, flow, 's', spelled, { upstream: 'crm', environment: 'production', tool: 'update', toolClass: 'write' }).denial, null);
-  assert.equal(protectRequestJson(dp, flow, 'another session', spelled, mailer).denial, null);
-  assert.equal(protectRequestJson(dp, flow, 's', spelled, mailer).denial?.code, 'sensitive_data_flow_blocked');
+  assert.equal(protectRequestJson(dp, flow, 's', spelled, { upstream: 'billing', environment: 'production', tool: 'refund', toolClass: 'egress' }, 'tool arguments').denial, null);
+  assert.equal(protectRequestJson(dp, flow, 's', spelled, { upstream: 'crm', environment: 'production', tool: 'update', toolClass: 'write' }, 'tool arguments').denial, null);
+  assert.equal(protectRequestJson(dp, flow, 'another session', spelled, mailer, 'tool arguments').denial, null);
+  assert.equal(protectRequestJson(dp, flow, 's', spelled, mailer, 'tool arguments').denial?.code, 'sensitive_data_flow_blocked');
   // Production data to a development upstream (the other default rule) is refused as well.
-  assert.equal(protectRequestJson(dp, flow, 's', spelled, { upstream: 'crm-dev', environment: 'development', toolClass: 'write' }).denial?.code, 'sensitive_data_flow_blocked');
+  assert.equal(protectRequestJson(dp, flow, 's', spelled, { upstream: 'crm-dev', environment: 'development', toolClass: 'write' }, 'tool arguments').denial?.code, 'sensitive_data_flow_blocked');
 });
 
 test('a rule with action detect records the evasive spelling as a note and lets it pass', () => {
   const detectOnly = compileDataProtection({ profiles: ['pci-dss'], defaultAction: 'detect', flow: { enabled: true, rules: [{ toToolClasses: ['egress'], crossUpstreamOnly: true, action: 'detect' }] } } as never, { fingerprintKey: key }) as CompiledDataProtectionOk;
   const flow = new FlowTracker({ now: () => 0, maxFingerprintsPerSession: 64, ttlMs: 60_000, gradualCollectionThreshold: 50 });
   rememberResponseValues(detectOnly, flow, 's', billing, protectResponseBody(detectOnly, Buffer.from(JSON.stringify({ card: customer.card })), billing).fingerprints);
-  const r = protectRequestJson(detectOnly, flow, 's', { text: '4539_1488_0343_6467' }, mailer);
+  const r = protectRequestJson(detectOnly, flow, 's', { text: '4539_1488_0343_6467' }, mailer, 'tool arguments');
   assert.equal(r.denial, null);
   assert.deepEqual(r.notes.map((n) => n.code), ['sensitive_data_flow_blocked']);
 });

@@ -7,7 +7,7 @@ import type { DataFinding, DecisionReason } from '../decision/decision.ts';
 import type { CompiledDataProtectionOk } from '../dlp/compile.ts';
 import type { FlowSignal, FlowTracker } from '../dlp/flow.ts';
 import { spannedFingerprints, textsOfBody, textsOfJson } from '../dlp/flow-candidates.ts';
-import { blockedMessage, dataBlockedCode, inspectBody, inspectJson, type BlockedBy, type InspectResult, type ValueFingerprint } from '../dlp/inspect.ts';
+import { blockedMessage, dataBlockedCode, inspectBody, inspectJson, type BlockedBy, type BlockedPart, type InspectResult, type ValueFingerprint } from '../dlp/inspect.ts';
 
 export interface FlowEndpoint {
   upstream: string;
@@ -27,16 +27,16 @@ export interface RequestProtection<T> {
   notes: DecisionReason[];
 }
 
-/** Tool arguments (MCP) or a parsed body. */
-export function protectRequestJson<T>(dp: CompiledDataProtectionOk, flow: FlowTracker, flowSession: string, value: T, to: FlowEndpoint): RequestProtection<T> {
+/** Tool arguments (MCP), a parsed body, header values, a query: `part` is what a block's message names. */
+export function protectRequestJson<T>(dp: CompiledDataProtectionOk, flow: FlowTracker, flowSession: string, value: T, to: FlowEndpoint, part: BlockedPart): RequestProtection<T> {
   if (!dp.active) return { value, changed: false, findings: [], denial: null, notes: [] };
-  return withFlowCheck(dp, flow, flowSession, inspectJson(dp, value, { direction: 'request', upstream: to.upstream, ...(to.tool ? { tool: to.tool } : {}) }), to, () => textsOfJson(value));
+  return withFlowCheck(dp, flow, flowSession, inspectJson(dp, value, { direction: 'request', upstream: to.upstream, ...(to.tool ? { tool: to.tool } : {}) }), to, () => textsOfJson(value), part);
 }
 
 /** A raw request body (REST): JSON is parsed only when something may match. */
-export function protectRequestBody(dp: CompiledDataProtectionOk, flow: FlowTracker, flowSession: string, body: Buffer, to: FlowEndpoint): RequestProtection<Buffer> {
+export function protectRequestBody(dp: CompiledDataProtectionOk, flow: FlowTracker, flowSession: string, body: Buffer, to: FlowEndpoint, part: BlockedPart): RequestProtection<Buffer> {
   if (!dp.active) return { value: body, changed: false, findings: [], denial: null, notes: [] };
-  return withFlowCheck(dp, flow, flowSession, inspectBody(dp, body, { direction: 'request', upstream: to.upstream, ...(to.tool ? { tool: to.tool } : {}) }), to, () => textsOfBody(body));
+  return withFlowCheck(dp, flow, flowSession, inspectBody(dp, body, { direction: 'request', upstream: to.upstream, ...(to.tool ? { tool: to.tool } : {}) }), to, () => textsOfBody(body), part);
 }
 
 /**
@@ -45,9 +45,9 @@ export function protectRequestBody(dp: CompiledDataProtectionOk, flow: FlowTrack
  * one of them, found by a detector or not (flow-candidates.ts). `texts` reads the request for
  * that search; a session with nothing barred from `to` never reads it.
  */
-function withFlowCheck<T>(dp: CompiledDataProtectionOk, flow: FlowTracker, flowSession: string, result: InspectResult<T>, to: FlowEndpoint, texts: () => string[]): RequestProtection<T> {
+function withFlowCheck<T>(dp: CompiledDataProtectionOk, flow: FlowTracker, flowSession: string, result: InspectResult<T>, to: FlowEndpoint, texts: () => string[], part: BlockedPart): RequestProtection<T> {
   const blocked = result.blocked ?? result.wouldBlock;
-  let denial: DecisionReason | null = blocked ? blockedReason(blocked, 'request') : null;
+  let denial: DecisionReason | null = blocked ? blockedReason(blocked, part) : null;
   const notes: DecisionReason[] = [];
   if (!dp.policy.flow.enabled) return { value: result.value, changed: result.changed, findings: result.findings, denial, notes };
   const restricted = dp.fingerprintKey ? flow.restrictedValues(flowSession, to, dp.policy.flow.rules) : null;
@@ -86,6 +86,20 @@ export function sensitiveSummary(findings: DataFinding[]): { values: number; gro
   return { values: findings.length, groups: [...new Set(findings.map((f) => f.group))] };
 }
 
-export function blockedReason(blocked: BlockedBy, direction: 'request' | 'response'): DecisionReason {
-  return { stage: 'data-protection', code: dataBlockedCode, message: blockedMessage(blocked, direction) };
+/** What the audit trail records in place of a segment (of a path, a method or a tool name) that a detector flags. */
+export const redactedSegment = '[redacted]';
+
+/**
+ * Segments of what names a call (a REST path, an MCP method or tool name, split at "/") as the audit
+ * trail keeps them: each one that a finding of inspecting them as a JSON array points at ("$[i]...")
+ * becomes "[redacted]", whatever the rule's action (a detect-only finding too).
+ */
+export function redactFlaggedSegments(segments: readonly string[], findings: readonly DataFinding[]): string[] {
+  if (findings.length === 0) return [...segments];
+  const flagged = new Set(findings.map((f) => Number(/^\$\[(\d+)\]/.exec(f.location)?.[1] ?? -1)));
+  return segments.map((segment, i) => (flagged.has(i) ? redactedSegment : segment));
+}
+
+export function blockedReason(blocked: BlockedBy, part: BlockedPart): DecisionReason {
+  return { stage: 'data-protection', code: dataBlockedCode, message: blockedMessage(blocked, part) };
 }
