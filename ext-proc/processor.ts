@@ -30,7 +30,7 @@
 // this file only translates Envoy messages in and ProcessingResponses out.
 // Envoy sends every request and response header. The agent's request headers that the upstream
 // may not receive are dropped here (config/forwarded-headers.ts).
-import { isAscii } from 'node:buffer';
+import { isAscii, isUtf8 } from 'node:buffer';
 import { droppedRequestHeaders, forwardedForAddresses, uninspectedRequestHeaders, uninspectedResponseHeaders } from '../config/forwarded-headers.ts';
 import type { RouteIdentity } from '../config/route-identity.ts';
 import type { Upstream } from '../config/schema.ts';
@@ -44,8 +44,8 @@ import { blocks, type AgentCall, type AnswerRefusal, type CallContext, type Data
 import type { ExternalDlp } from '../config/data-protection-schema.ts';
 import { consultExternalDlp } from './dlp/external.ts';
 import type { FlowSignal, FlowTracker } from './dlp/flow.ts';
-import { answerCharset, decodeSingleByte, encodeSingleByte, type SingleByteCharset } from './dlp/charset.ts';
-import { binaryTypes, createStreamInspector, isJsonLinesType, looksBinary, type StreamInspector } from './dlp/stream.ts';
+import { declaredCharset, decodeSingleByte, encodeSingleByte, type SingleByteCharset } from './dlp/charset.ts';
+import { createStreamInspector, isJsonLinesType, looksBinary, type StreamInspector } from './dlp/stream.ts';
 import { behaviourResultOf, checkBehaviour, recordBehaviourResult } from './pipeline/behaviour.ts';
 import { inspectJson, type InspectContext, type InspectResult } from './dlp/inspect.ts';
 import {
@@ -318,11 +318,11 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
       inspected.push([name, value]);
     }
     if (inspected.length === 0) return null;
-    const values: Record<string, string> = Object.fromEntries(inspected);
+    const values: Record<string, string> = Object.fromEntries(inspected.map(([name, value]) => [name, headerText(value)]));
     const protection = protectRequestJson(dp, deps.flow, flowSession(), values, flowDestination(undefined), 'request header');
     const refusal = adoptAtHeaders(protection, 'headers');
     if (refusal) return refusal;
-    if (protection.changed) headerRewrites = [...headerRewrites, ...Object.entries(protection.value).filter(([name, value]) => value !== values[name])];
+    if (protection.changed) headerRewrites = [...headerRewrites, ...changedHeaderValues(Object.fromEntries(inspected), values, protection.value)];
     return null;
   }
 
@@ -414,6 +414,8 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
   }
 
   let pendingRestCall: (AgentCall & { kind: 'rest' }) | null = null;
+  /** The single-byte charset a REST request body was decoded from (see readRequestBody). */
+  let requestSingleByte: SingleByteCharset | null = null;
   /** The agent's headers that do not go upstream, and the masked values of those that do. */
   let droppedHeaders: ReadonlySet<string> = noHeaders;
   let headerRewrites: [string, string][] = [];
@@ -457,7 +459,7 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
       newPath.push([':path', queryPart === null ? pathPart : `${pathPart}?${queryPart}`]);
     }
     if (phase === 'request_headers') return continueRequestHeaders(newPath);
-    if (assessed.rewritten) return replaceRequestBody(assessed.rewritten.value as Buffer, newPath);
+    if (assessed.rewritten) return replaceRequestBody(inRequestCharset(assessed.rewritten.value as Buffer), newPath);
     if (newPath.length > 0) return { request_body: { response: { status: 'CONTINUE', header_mutation: headerMutation(newPath, []) } } };
     return { request_body: { response: { status: 'CONTINUE' } } };
   }
@@ -469,23 +471,42 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
     }
     if (route.kind === 'rest') {
       if (!pendingRestCall) return { request_body: { response: { status: 'CONTINUE' } } };
-      let parsed: unknown = null;
-      if (body.length > 0 && !requestIsForm() && (restConditionsReadBody() || requestDeclaresJson()) && jsonNestingExceeds(body)) {
-        return refuse(400, 'json_too_deep', `the body nests objects and arrays more than ${maxJsonNestingDepth} deep`, 'protocol');
-      }
-      if (body.length > 0 && restConditionsReadBody() && requestIsForm()) {
-        // An HTML form body: conditions read its fields like a JSON object's (a repeated name as an array).
-        parsed = parameters(new URLSearchParams(body.toString('utf8')));
-      } else if (body.length > 0 && restConditionsReadBody()) {
-        try {
-          parsed = JSON.parse(body.toString('utf8'));
-        } catch {
-          return refuse(400, 'invalid_json', 'this operation is granted under a condition on its JSON body, and the body is not valid JSON', 'protocol');
-        }
-      }
-      return decideRest(pendingRestCall, parsed, body, 'request_body');
+      return onRestBody(pendingRestCall, readRequestBody(body));
     }
     return onMcpBody(body);
+  }
+
+  /**
+   * A REST body as UTF-8: one declared in a single-byte charset is decoded, as an answer is (readAnswer),
+   * so that its 0xA0 between the groups of a card is the no-break space its reader sees.
+   */
+  function readRequestBody(received: Buffer): Buffer {
+    const charset = declaredCharset(requestHeaders.get('content-type') ?? '');
+    requestSingleByte = charset.kind === 'single-byte' && !isAscii(received) ? charset.charset : null;
+    return requestSingleByte ? Buffer.from(decodeSingleByte(received, requestSingleByte), 'utf8') : received;
+  }
+
+  /** A changed REST body written back in the single-byte charset its content type declares. */
+  function inRequestCharset(body: Buffer): Buffer {
+    return requestSingleByte ? encodeSingleByte(body.toString('utf8'), requestSingleByte, requestDeclaresJson() || looksLikeJsonText(body)) : body;
+  }
+
+  function onRestBody(pending: AgentCall & { kind: 'rest' }, body: Buffer): ProcessingResponse {
+    let parsed: unknown = null;
+    if (body.length > 0 && !requestIsForm() && (restConditionsReadBody() || requestDeclaresJson()) && jsonNestingExceeds(body)) {
+      return refuse(400, 'json_too_deep', `the body nests objects and arrays more than ${maxJsonNestingDepth} deep`, 'protocol');
+    }
+    if (body.length > 0 && restConditionsReadBody() && requestIsForm()) {
+      // An HTML form body: conditions read its fields like a JSON object's (a repeated name as an array).
+      parsed = parameters(new URLSearchParams(body.toString('utf8')));
+    } else if (body.length > 0 && restConditionsReadBody()) {
+      try {
+        parsed = JSON.parse(body.toString('utf8'));
+      } catch {
+        return refuse(400, 'invalid_json', 'this operation is granted under a condition on its JSON body, and the body is not valid JSON', 'protocol');
+      }
+    }
+    return decideRest(pending, parsed, body, 'request_body');
   }
 
   function onMcpBody(body: Buffer): ProcessingResponse {
@@ -945,7 +966,7 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
       if (filterToolsList) setHeaders.push(['cache-control', 'private, no-store']);
       responseIsJson = isJsonContentType(contentType);
       const protect = inspectResponse && persona!.dataProtection.active;
-      const charset = answerCharset(contentType);
+      const charset = declaredCharset(contentType);
       if (contentType.startsWith('text/event-stream')) {
         // Event streams are UTF-8 by their definition (and MCP's); Mandate reads no other charset in a stream.
         if (charset.kind !== 'utf-8') return refuseAnswerAtHeaders(unreadableCharset(charset.charset, 'an event stream'));
@@ -973,8 +994,9 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
         }
         responseMode = 'buffered';
         mode_override = processingModeWithResponseBody('BUFFERED');
-      } else if (protect && !binaryTypes.test(contentType)) {
-        // No content type, application/octet-stream or a type Mandate does not know: the bytes decide.
+      } else if (protect) {
+        // No content type, application/octet-stream, a type Mandate does not know, or a binary type
+        // (an image, a PDF, a spreadsheet: CSV exports are labelled so): the bytes decide.
         if (charset.kind !== 'utf-8') return refuseAnswerAtHeaders(unreadableCharset(charset.charset, 'a streamed answer'));
         responseMode = 'sniff';
         mode_override = processingModeWithResponseBody('STREAMED');
@@ -997,14 +1019,14 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
   function protectResponseHeaders(headers: Map<string, string>, setHeaders: [string, string][]): ProcessingResponse | null {
     const inspected = [...headers].filter(([name]) => !name.startsWith(':') && !uninspectedResponseHeaders.has(name));
     if (inspected.length === 0) return null;
-    const values: Record<string, string> = Object.fromEntries(inspected);
+    const values: Record<string, string> = Object.fromEntries(inspected.map(([name, value]) => [name, headerText(value)]));
     const protection = inspectJson(persona!.dataProtection, values, { direction: 'response', upstream: route!.upstream, ...responseToolContext() });
     if (protection.findings.length === 0) return null;
     responseFindings.push(...locatedIn('headers', protection.findings));
     signalSession(rememberResponseValues(persona!.dataProtection, deps.flow, flowSession(), responseOrigin(), protection.fingerprints));
     if (protection.blocked) return refuseAnswerAtHeaders(blockedReason(protection.blocked, 'answer header'));
     if (protection.wouldBlock) refuseAnswer(blockedReason(protection.wouldBlock, 'answer header'), false, upstreamStatus);
-    if (protection.changed) for (const [name, value] of Object.entries(protection.value)) if (value !== values[name]) setHeaders.push([name, value]);
+    if (protection.changed) setHeaders.push(...changedHeaderValues(Object.fromEntries(inspected), values, protection.value));
     return null;
   }
 
@@ -1071,7 +1093,7 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
     const original = readAnswer(received);
     const body = bufferedResponseToInspect(original);
     const protection = protectsBufferedResponse() ? protectResponseBody(persona!.dataProtection, body, responseInspectContext()) : null;
-    return inAnswerCharset(completeBufferedResponse(original, body, protection));
+    return inDeclaredCharset(completeBufferedResponse(original, body, protection));
   }
 
   /** The whole answer as UTF-8: one in a single-byte charset is decoded (an ASCII one reads the same either way). */
@@ -1080,7 +1102,7 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
   }
 
   /** A changed answer written back in the single-byte charset its content type still declares. */
-  function inAnswerCharset(response: ProcessingResponse): ProcessingResponse {
+  function inDeclaredCharset(response: ProcessingResponse): ProcessingResponse {
     const mutation = response.response_body?.response?.body_mutation;
     if (!answerSingleByte || !mutation || !('body' in mutation) || !mutation.body) return response;
     const body = encodeSingleByte(mutation.body.toString('utf8'), answerSingleByte, responseIsJson || looksLikeJsonText(mutation.body));
@@ -1117,7 +1139,7 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
         return protectResponseBody(persona!.dataProtection, body, context);
       })
       .then((protection) => {
-        const next = withExternalDlp('response', received, timed(() => inAnswerCharset(completeBufferedResponse(original, body, protection))));
+        const next = withExternalDlp('response', received, timed(() => inDeclaredCharset(completeBufferedResponse(original, body, protection))));
         return next !== null && 'deferred' in next ? next.deferred : next;
       });
     return { deferred, waitMs: largeBodyWaitMs };
@@ -1516,7 +1538,7 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
 }
 
 /** Text that data protection reads whole (buffered): text/* other than event streams, XML, YAML, form data. */
-const textualTypes = /^(text\/(?!event-stream)|application\/(xml|yaml|x-yaml|x-www-form-urlencoded|graphql)\b|application\/[\w.+-]+\+xml\b)/;
+const textualTypes = /^(text\/(?!event-stream)|application\/(xml|yaml|x-yaml|x-www-form-urlencoded|graphql)\b|[\w.+-]+\/[\w.+-]+\+xml\b)/;
 
 /** 2xx: an answer a client reads as a result. */
 function isSuccess(status: number | null): boolean {
@@ -1617,6 +1639,30 @@ function jsonRpcIdOf(data: string): string | number | null {
   } catch {
     return null;
   }
+}
+
+/**
+ * A header value as data protection reads it. headerMap keeps a value's bytes (one character each);
+ * bytes that are UTF-8 are read as the characters they spell, as the upstream reads them (a UTF-8
+ * no-break space between the groups of a card is one character, not "\u00c2\u00a0").
+ */
+function headerText(bytes: string): string {
+  const raw = Buffer.from(bytes, 'latin1');
+  return !isAscii(raw) && isUtf8(raw) ? raw.toString('utf8') : bytes;
+}
+
+/**
+ * The values data protection changed, as bytes again (one character each, see headerText): a value
+ * read as UTF-8, or given a mask character beyond one byte, is written as UTF-8.
+ */
+function changedHeaderValues(bytes: Record<string, string>, read: Record<string, string>, inspected: Record<string, string>): [string, string][] {
+  const changed: [string, string][] = [];
+  for (const [name, value] of Object.entries(inspected)) {
+    if (value === read[name]) continue;
+    const utf8 = read[name] !== bytes[name] || [...value].some((c) => c.charCodeAt(0) > 0xff);
+    changed.push([name, utf8 ? Buffer.from(value, 'utf8').toString('latin1') : value]);
+  }
+  return changed;
 }
 
 function headerMap(entries: HttpHeaderEntry[] | undefined): Map<string, string> {

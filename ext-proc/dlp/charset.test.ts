@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { answerCharset, charsetParameter, decodeSingleByte, encodeSingleByte } from './charset.ts';
+import { declaredCharset, charsetParameter, decodeSingleByte, encodeSingleByte } from './charset.ts';
 
 test('the charset parameter is read whatever its case, quoting and place among the parameters', () => {
   assert.equal(charsetParameter('application/json'), null);
@@ -10,13 +10,13 @@ test('the charset parameter is read whatever its case, quoting and place among t
 });
 
 test('answers are read as UTF-8, as a single-byte charset, or not at all', () => {
-  assert.deepEqual(answerCharset('application/json'), { kind: 'utf-8' });
-  assert.deepEqual(answerCharset('application/json; charset=utf8'), { kind: 'utf-8' });
-  assert.deepEqual(answerCharset('text/plain; charset=latin1'), { kind: 'single-byte', charset: 'iso-8859-1' });
-  assert.deepEqual(answerCharset('text/plain; charset=us-ascii'), { kind: 'single-byte', charset: 'iso-8859-1' });
-  assert.deepEqual(answerCharset('text/plain; charset=cp1252'), { kind: 'single-byte', charset: 'windows-1252' });
+  assert.deepEqual(declaredCharset('application/json'), { kind: 'utf-8' });
+  assert.deepEqual(declaredCharset('application/json; charset=utf8'), { kind: 'utf-8' });
+  assert.deepEqual(declaredCharset('text/plain; charset=latin1'), { kind: 'single-byte', charset: 'iso-8859-1' });
+  assert.deepEqual(declaredCharset('text/plain; charset=us-ascii'), { kind: 'single-byte', charset: 'iso-8859-1' });
+  assert.deepEqual(declaredCharset('text/plain; charset=cp1252'), { kind: 'single-byte', charset: 'windows-1252' });
   for (const charset of ['utf-16le', 'utf-16', 'utf-32', 'shift_jis', 'x-unknown', '']) {
-    assert.deepEqual(answerCharset(`application/json; charset=${charset}`), { kind: 'unsupported', charset });
+    assert.deepEqual(declaredCharset(`application/json; charset=${charset}`), { kind: 'unsupported', charset });
   }
 });
 

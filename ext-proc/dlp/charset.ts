@@ -1,11 +1,11 @@
-// The charset an upstream declares for its answer decides how Mandate reads it. Read as UTF-8, an
+// The charset an upstream declares for its answer, or an agent for its REST request body, decides how Mandate reads it. Read as UTF-8, an
 // answer in another charset hides what is in it: UTF-16 puts a NUL between the digits of a card, and
 // ISO-8859-1 writes a no-break space as the byte 0xA0, which is not UTF-8 at all. Single-byte charsets
 // are decoded, inspected and written back in the same charset; any other one cannot be read.
 
 export type SingleByteCharset = 'iso-8859-1' | 'windows-1252';
 
-export type AnswerCharset =
+export type DeclaredCharset =
   | { kind: 'utf-8' }
   | { kind: 'single-byte'; charset: SingleByteCharset }
   | { kind: 'unsupported'; charset: string };
@@ -35,8 +35,8 @@ export function charsetParameter(contentType: string): string | null {
   return null;
 }
 
-/** How an answer with this content type is read: as UTF-8 (no charset declared, or UTF-8), a single-byte charset, or not at all. */
-export function answerCharset(contentType: string): AnswerCharset {
+/** How a body (an answer, a REST request) with this content type is read: as UTF-8 (no charset declared, or UTF-8), a single-byte charset, or not at all. */
+export function declaredCharset(contentType: string): DeclaredCharset {
   const charset = charsetParameter(contentType);
   if (charset === null || utf8Labels.has(charset)) return { kind: 'utf-8' };
   if (latin1Labels.has(charset)) return { kind: 'single-byte', charset: 'iso-8859-1' };

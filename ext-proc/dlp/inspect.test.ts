@@ -579,3 +579,100 @@ test('a certificate fingerprint (a long run of colon-separated hex) is neither a
   // the addresses themselves are still found
   assert.deepEqual(inspectText(all, 'host 2001:0db8:85a3:0000:0000:8a2e:0370:7334 mac 00:1A:2B:3C:4D:5E', response).findings.map((f) => f.detector).sort(), ['ipv6-address', 'mac-address']);
 });
+
+/** Every character of `s` as a JSON \u escape. */
+const escaped = (s: string) => [...s].map((c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`).join('');
+
+test('JSON a lenient parser reads: a BOM, data after the value, NaN, trailing commas, comments, single quotes, JSON lines', () => {
+  const compiled = compileDataProtection({ profiles: ['pci-dss'], defaultAction: 'mask' } as never);
+  const value = `"${escaped(card)}"`;
+  const bodies = [
+    `\uFEFF{"card":${value}}`,
+    `{"card":${value}} garbage`,
+    `{"a":NaN,"card":${value}}`,
+    `{"card":${value},}`,
+    `{"card":${value} /* a comment */}`,
+    `// a comment\n{"card":${value}}`,
+    `{'card':'${escaped(card)}'}`,
+    `)]}',\n{"card":${value}}`,
+    `{"a":1}\n{"card":${value}}\n`,
+  ];
+  for (const body of bodies) {
+    const r = inspectBody(compiled, Buffer.from(body), request);
+    assert.deepEqual(r.findings.map((f) => f.detector), ['payment-card-visa'], body);
+    const out = r.value.toString();
+    assert.ok(!out.includes(escaped('4539')) && !out.includes('4539'), `${body} -> ${out}`);
+    assert.ok(out.includes('**** **** **** 6467'), `${body} -> ${out}`);
+    // What was around the value stays as it was.
+    assert.equal(out.replace('**** **** **** 6467', escaped(card)), body);
+  }
+});
+
+test('a BOM is kept; JSON after it is read as JSON (paths, nested escapes)', () => {
+  const compiled = compileDataProtection({ profiles: ['pci-dss'], defaultAction: 'mask' } as never);
+  const r = inspectBody(compiled, Buffer.from(`\uFEFF{"card":"${escaped(card)}"}`), request);
+  assert.deepEqual(r.findings.map((f) => f.location), ['$.card']);
+  assert.ok(r.value.subarray(0, 3).equals(Buffer.from([0xef, 0xbb, 0xbf])));
+  assert.deepEqual(JSON.parse(r.value.subarray(3).toString()), { card: '**** **** **** 6467' });
+});
+
+test('JSON lines: each line is read as JSON, located by its record', () => {
+  const compiled = compileDataProtection({ profiles: ['pci-dss'], defaultAction: 'mask' } as never);
+  const r = inspectBody(compiled, Buffer.from(`{"a":1}\n{"card":"${escaped(card)}"}\n{"card":"${card}"}\n`), request);
+  assert.deepEqual(r.findings.map((f) => f.location), ['$[1].card', '$[2].card']);
+  assert.deepEqual(r.value.toString().trim().split('\n').map((line) => JSON.parse(line)), [{ a: 1 }, { card: '**** **** **** 6467' }, { card: '**** **** **** 6467' }]);
+});
+
+test('escapes in text that is not JSON: surrogate pairs, \\n, \\/; a masked escaped value is written so the text parses as before', () => {
+  const compiled = compileDataProtection({ profiles: ['pci-dss', 'secrets'], defaultAction: 'mask' } as never);
+  // \/ between the groups, and a control escape glued to the digits.
+  for (const spelled of ['4539\\/1488\\/0343\\/6467', '\\n4539148803436467', `${escaped('4539')} 1488 0343 6467`]) {
+    const body = `{"card":"${spelled}", oops}`;
+    const r = inspectBody(compiled, Buffer.from(body), request);
+    assert.equal(r.findings.length, 1, body);
+    const out = r.value.toString();
+    assert.ok(!/4539/.test(out), out);
+    // The value, decoded as a lenient parser would, is the mask of the decoded original.
+    const decoded = JSON.parse(`"${out.slice(9, out.indexOf('", oops'))}"`) as string;
+    assert.match(decoded, /^\n?\*{4}.\*{4}.\*{4}.6467$|^\n?\*{12}6467$/, out);
+  }
+  // An emoji (a surrogate pair) before the card: offsets stay right.
+  const r = inspectText(compiled, `note \\ud83d\\ude00 card ${escaped(card)} end`, request);
+  assert.equal(r.value, 'note \\ud83d\\ude00 card **** **** **** 6467 end');
+  // A backslash that escapes nothing stays as it is.
+  assert.equal(inspectText(compiled, 'path C:\\q\\4539 1488 0343 6467', request).value, 'path C:\\q\\**** **** **** 6467');
+});
+
+test('a card as a JSON number with a fraction or an exponent is not read as a card', () => {
+  const compiled = compileDataProtection({ profiles: ['pci-dss'], defaultAction: 'mask' } as never);
+  assert.equal(inspectBody(compiled, Buffer.from('{"card":4539148803436467}'), request).changed, true, 'an integer is');
+  for (const body of ['{"card":4539148803436467.0}', '{"card":4.539148803436467e15}']) {
+    assert.equal(inspectBody(compiled, Buffer.from(body), request).findings.length, 0, body);
+  }
+});
+
+test('character references and &nbsp; between the digits do not hide a card in XML or HTML', () => {
+  const compiled = compileDataProtection({ profiles: ['pci-dss'], defaultAction: 'mask' } as never);
+  const references = [...'4539148803436467'].map((d) => `&#${d.charCodeAt(0)};`).join('');
+  const hex = [...'4539148803436467'].map((d) => `&#x${d.charCodeAt(0).toString(16)};`).join('');
+  for (const body of [`<c>${references}</c>`, `<c>${hex}</c>`, '<p>card 4539&nbsp;1488&nbsp;0343&nbsp;6467</p>', '<p>card 4539&#160;1488&#xA0;0343&#32;6467</p>']) {
+    const r = inspectBody(compiled, Buffer.from(body), response);
+    assert.deepEqual(r.findings.map((f) => f.detector), ['payment-card-visa'], body);
+    assert.ok(!r.value.toString().includes('&#52;&#53;') && !r.value.toString().includes('4539'), r.value.toString());
+  }
+  // References elsewhere change nothing.
+  assert.equal(inspectBody(compiled, Buffer.from('<p>Tom &amp; Jerry&#39;s 4 cats</p>'), response).changed, false);
+});
+
+test('a body that is not UTF-8 is read as windows-1252 as well: no-break space bytes between the groups', () => {
+  const compiled = compileDataProtection({ profiles: ['pci-dss'], defaultAction: 'mask' } as never);
+  const body = Buffer.from('card 4539\u00a01488\u00a00343\u00a06467 caf\u00e9', 'latin1');
+  const r = inspectBody(compiled, body, response);
+  assert.deepEqual(r.findings.map((f) => f.detector), ['payment-card-visa']);
+  assert.ok(r.value.equals(Buffer.from('card ****\u00a0****\u00a0****\u00a06467 caf\u00e9', 'latin1')), r.value.toString('latin1'));
+  // A UTF-8 value in the same body is still found.
+  const mixed = Buffer.concat([Buffer.from('x \u00e9 '), Buffer.from([0xa0]), Buffer.from(` ${card}`)]);
+  const m = inspectBody(compiled, mixed, response);
+  assert.equal(m.findings.length, 1);
+  assert.ok(!m.value.toString('latin1').includes('4539'));
+});

@@ -10,11 +10,13 @@
 // valid; one that needs escapes, or a value that had escapes, is written as a
 // whole new JSON string). JSON nested in a string is read from the decoded
 // string and, when edited, written back as one JSON string.
-import { isAscii } from 'node:buffer';
+import { isAscii, isUtf8 } from 'node:buffer';
 import type { DataFinding } from '../decision/decision.ts';
 import type { DataProtectionAction } from '../../config/data-protection-schema.ts';
 import { resolveAction, type CompiledDataProtection, type CompiledDataProtectionOk, type CompiledDetector } from './compile.ts';
-import { scanTable, valueOf, type Match, type SegmentTable } from './scan.ts';
+import { scanTable, valueOf, withReading, type Match, type SegmentTable } from './scan.ts';
+import { decodeSingleByte, encodeSingleByte } from './charset.ts';
+import { decodeJsonEscapes, jsonEscaped, jsonEscapeReading } from './json-escapes.ts';
 import { canonicalForm, canonicalShape, fingerprintOfCanonical, isUnicodeLetterOrDigit, keyPrefix, type CanonicalShape } from './fingerprint.ts';
 
 export interface InspectContext {
@@ -156,7 +158,10 @@ export function inspectText(compiled: CompiledDataProtection, text: string, cont
 
 /** The text as one segment; with `bytes` (the text's bytes, one per character), a changed value is written as bytes. */
 function textResult(compiled: CompiledDataProtectionOk, text: string, context: InspectContext, bytes: Buffer | null): InspectResult<string | Buffer> {
-  return inspectDocument(compiled, textDocument(text), context, null, text, 'body', bytes);
+  const doc = textDocument(text);
+  const matches = matchesOfText(compiled, text, doc);
+  if (matches.length === 0) return emptyResult(text);
+  return applyMatches(compiled, context, matches, doc, text, 'body', bytes);
 }
 
 function textDocument(text: string): Document {
@@ -172,7 +177,21 @@ function textDocument(text: string): Document {
  * choose where to cut (see stream.ts) and hands them back to inspectTextRange.
  */
 export function textMatches(compiled: CompiledDataProtectionOk, text: string): Match[] {
-  return scanTable(compiled, textDocument(text), null, 0);
+  return matchesOfText(compiled, text, textDocument(text));
+}
+
+/** The matches of a text document (see textMatches). */
+function matchesOfText(compiled: CompiledDataProtectionOk, text: string, doc: Document): Match[] {
+  const plain = scanTable(compiled, doc, null, 0);
+  // What a lenient JSON parser would decode (json-escapes.ts): its matches cover whole escapes in the text.
+  const reading = jsonEscapeReading(text);
+  if (reading === null) return plain;
+  const read = scanTable(compiled, textDocument(reading.text), null, 0);
+  for (const m of read) {
+    m.start = reading.origin[m.start]!;
+    m.end = reading.origin[m.end]!;
+  }
+  return withReading(plain, read);
 }
 
 /**
@@ -198,8 +217,52 @@ export function inspectTextRange(compiled: CompiledDataProtection, text: string,
  */
 export function inspectBody(compiled: CompiledDataProtection, body: Buffer, context: InspectContext): InspectResult<Buffer> {
   if (!compiled.ok || !compiled.active || !compiled.set) return emptyResult(body);
+  if (body[0] === 0xef && body[1] === 0xbb && body[2] === 0xbf) {
+    // A UTF-8 byte order mark: what follows is read (JSON as JSON), the mark stays.
+    const r = inspectBody(compiled, body.subarray(3), context);
+    return { ...r, value: r.changed ? Buffer.concat([body.subarray(0, 3), r.value]) : body };
+  }
+  const asciiBytes = isAscii(body);
+  if (!asciiBytes && !isUtf8(body)) return inspectNotUtf8(compiled, body, context);
+  return inspectUtf8(compiled, body, context, asciiBytes);
+}
+
+/**
+ * A body that is not UTF-8 was written in some other charset, most likely a single-byte one that
+ * nobody declared (a text body with no charset): read as UTF-8, its 0xA0 between the groups of a card
+ * would be U+FFFD, while its reader sees no-break spaces. It is read as windows-1252 (what browsers
+ * read an undeclared single-byte body as; every byte is one character, so it is written back byte for
+ * byte), then what that left is read as UTF-8 (a UTF-8 value among stray bytes): fail closed.
+ */
+function inspectNotUtf8(compiled: CompiledDataProtectionOk, body: Buffer, context: InspectContext): InspectResult<Buffer> {
+  const single = inspectUtf8(compiled, Buffer.from(decodeSingleByte(body, 'windows-1252'), 'utf8'), context, false);
+  if (single.blocked) return { ...single, value: body };
+  const bytes = single.changed ? encodeSingleByte(single.value.toString('utf8'), 'windows-1252', looksLikeJson(body)) : body;
+  const utf8 = inspectUtf8(compiled, bytes, context, false);
+  // A value both readings found (anything in ASCII, when nothing was masked: monitor mode) counts once.
+  const seen = new Map<string, number>();
+  for (const f of single.findings) seen.set(`${f.detector}\u0000${f.location}`, (seen.get(`${f.detector}\u0000${f.location}`) ?? 0) + 1);
+  const more = utf8.findings.filter((f) => {
+    const key = `${f.detector}\u0000${f.location}`;
+    const n = seen.get(key) ?? 0;
+    if (n > 0) seen.set(key, n - 1);
+    return n === 0;
+  });
+  const hashes = new Set(single.fingerprints.map((p) => p.hash));
+  return {
+    value: utf8.changed ? utf8.value : bytes,
+    changed: single.changed || utf8.changed,
+    findings: [...single.findings, ...more],
+    blocked: utf8.blocked,
+    wouldBlock: single.wouldBlock ?? utf8.wouldBlock,
+    fingerprints: [...single.fingerprints, ...utf8.fingerprints.filter((p) => !hashes.has(p.hash))],
+  };
+}
+
+/** A UTF-8 body (`asciiBytes`: all of it ASCII). */
+function inspectUtf8(compiled: CompiledDataProtectionOk, body: Buffer, context: InspectContext, asciiBytes: boolean): InspectResult<Buffer> {
   // ASCII bodies (the usual JSON) convert byte for byte, which is cheaper than UTF-8 both ways.
-  const ascii = isAscii(body) && compiled.policy.maskCharacter.charCodeAt(0) < 128;
+  const ascii = asciiBytes && compiled.policy.maskCharacter.charCodeAt(0) < 128;
   let text: string | null = null;
   const pass = setPass(compiled, body, ascii ? (text = body.toString('latin1')) : null, looksLikeJson(body));
   if (pass === clean) return emptyResult(body);
@@ -489,6 +552,8 @@ function readDocument(doc: Document, textIndex: number, root: PathNode, rootFiel
   let keyOf: Frame | null = null;
   /** The text's last quote has not been tried as the end of a long escaped string (see below). */
   let mayGuessClose = true;
+  /** Values read after the first one (see below). */
+  let records = 0;
   fail: for (;;) {
     let c: number;
     if (keyOf !== null) {
@@ -669,8 +734,16 @@ function readDocument(doc: Document, textIndex: number, root: PathNode, rootFiel
       while (c === 32 || c === 10 || c === 13 || c === 9) c = s.charCodeAt(++i);
       const top = stack[stack.length - 1];
       if (top === undefined) {
-        if (i !== n) break fail;
-        return true;
+        if (i === n) return true;
+        if (depth > 0) break fail;
+        // Another value after the first: JSON Lines, concatenated JSON (what a decoder reading values
+        // in a loop takes). Each is a record, located by its index: $[0], $[1]...
+        if (records === 0) root.part = 0;
+        parent = null;
+        part = ++records;
+        node = null;
+        fieldName = rootFieldName;
+        continue fail;
       }
       i++;
       if (c === 44) {
@@ -766,9 +839,7 @@ function applyMatches(
       direction: context.direction,
     };
     if (prefix !== null) {
-      const s = doc.texts[doc.text[m.segment]!]!;
-      const base = doc.start[m.segment]!;
-      const canonical = canonicalForm(s.slice(base + m.start, base + m.end));
+      const canonical = canonicalForm(matchedText(doc, m));
       const shape = context.direction === 'response' ? canonicalShape(key!, canonical) : null;
       fingerprints.push({ hash: fingerprintOfCanonical(prefix, canonical), dataClass: d.def.dataClass, detector: d.def.id, group: d.def.group, ...(shape ? { shape } : {}) });
     }
@@ -781,6 +852,13 @@ function applyMatches(
   const maskCharacter = compiled.policy.maskCharacter;
   const value = bytes !== null ? writeTextEdits(bytes, edits, maskCharacter.charCodeAt(0)) : applyTextEdits(doc.texts[0]!, edits, maskCharacter);
   return { value, changed: true, findings, blocked: null, wouldBlock: null, fingerprints };
+}
+
+/** The characters of a match as a reader gets them: in text, with its JSON escapes decoded (see matchesOfText). */
+function matchedText(doc: Document, m: Match): string {
+  const base = doc.start[m.segment]!;
+  const value = doc.texts[doc.text[m.segment]!]!.slice(base + m.start, base + m.end);
+  return (doc.mode[m.segment]! & 3) === Mode.text && value.includes('\\') ? decodeJsonEscapes(value) : value;
 }
 
 function locationOf(doc: Document, m: Match): string {
@@ -862,6 +940,21 @@ function editsOf(compiled: CompiledDataProtectionOk, doc: Document, matches: Mat
     const redact = action === 'redact' || m.encoding !== null;
     if (whole && whole.seg !== seg) flushWhole();
     const mode = doc.mode[seg]! & 3;
+    if (mode === Mode.text) {
+      // A value spelled with JSON escapes in text (JSON no strict parser takes): masked as a lenient
+      // parser reads it, and written back escaped, so the text parses as it did.
+      const from = base + m.start;
+      const to = base + m.end;
+      const backslash = doc.texts[text]!.indexOf('\\', from);
+      if (backslash >= 0 && backslash < to) {
+        const spelled = doc.texts[text]!.slice(from, to);
+        const value = decodeJsonEscapes(spelled);
+        if (value !== spelled) {
+          add(text, from, to, redact ? `[REDACTED:${d.def.dataClass}]` : jsonEscaped(mask(value, d.maskKeep, maskCharacter, d.def.dataClass === 'credential')), 0, false);
+          continue;
+        }
+      }
+    }
     const inPlace = mode === Mode.text || ((mode === Mode.string || mode === Mode.decoded) && maskIsPlain);
     if (inPlace && !redact && d.def.dataClass !== 'credential') {
       // mask()'s counting pass, without building the string when the value is ASCII

@@ -19,7 +19,9 @@
 // - tag characters U+E0020-U+E007E (invisible copies of ASCII): the ASCII character;
 // - Cyrillic and Greek letters drawn like Latin ones: the Latin letter;
 // - a percent-escape of a printable ASCII character (`%20`, `%40`): that character (a value
-//   URL-encoded here and there; long encoded runs are the url decoder's, see compile.ts).
+//   URL-encoded here and there; long encoded runs are the url decoder's, see compile.ts);
+// - an XML or HTML character reference of a printable ASCII character or the no-break space
+//   (`&#52;`, `&#x34;`, `&#160;`, `&nbsp;`): that character (a space for the no-break space).
 
 /** What a BMP character becomes: its ASCII counterpart, `removed`, or 0 when it stays as it is. */
 const bmpReading = new Uint8Array(0x10000);
@@ -116,7 +118,9 @@ export const lookAlikeSetSource = (() => {
   // A percent-escape of a printable ASCII character: a space, sign or digit beside a digit
   // (4539%201488...), an escaped @ (jane%40example.com), or any other (Bearer%20eyJ..., a token's %2D).
   const percent = '%[2-7][0-9A-Fa-f]';
-  return `${changed}|${mixedScript}|${percent}`;
+  // A character reference of one (see referencedCharacter).
+  const reference = '&#(?:[3-9][0-9]|1[0-2][0-9]|160);|&#[xX](?:[2-7][0-9A-Fa-f]|[aA]0);|&nbsp;';
+  return `${changed}|${mixedScript}|${percent}|${reference}`;
 })();
 
 export interface AsciiReading {
@@ -143,6 +147,30 @@ function percentEscaped(text: string, i: number): number {
   return c >= 0x20 && c <= 0x7e ? c : 0;
 }
 
+/**
+ * The character reference at `i` (`&#52;`, `&#x34;`, `&#160;`, `&nbsp;`) of a printable ASCII character
+ * or the no-break space: that character (a space for the no-break space) and the reference's length;
+ * null for any other.
+ */
+function referencedCharacter(text: string, i: number): { character: number; length: number } | null {
+  if (text.charCodeAt(i) !== 0x26) return null;
+  if (text.startsWith('&nbsp;', i)) return { character: 32, length: 6 };
+  if (text.charCodeAt(i + 1) !== 0x23) return null;
+  const hex = text.charCodeAt(i + 2) === 0x78 || text.charCodeAt(i + 2) === 0x58;
+  let j = hex ? i + 3 : i + 2;
+  let value = 0;
+  const first = j;
+  for (; j < text.length && j - first < 4; j++) {
+    const c = text.charCodeAt(j);
+    const digit = hex ? hexValue(c) : c >= 48 && c <= 57 ? c - 48 : -1;
+    if (digit < 0) break;
+    value = value * (hex ? 16 : 10) + digit;
+  }
+  if (j === first || text.charCodeAt(j) !== 0x3b) return null;
+  if (value === 0xa0) return { character: 32, length: j + 1 - i };
+  return value >= 0x20 && value <= 0x7e ? { character: value, length: j + 1 - i } : null;
+}
+
 function hexValue(c: number): number {
   if (c >= 48 && c <= 57) return c - 48;
   if (c >= 65 && c <= 70) return c - 55;
@@ -156,7 +184,7 @@ export function asciiReading(text: string): AsciiReading | null {
   for (; i < text.length; i++) {
     const c = text.charCodeAt(i);
     if (c < 0x80) {
-      if (c === 0x25 ? percentEscaped(text, i) !== 0 : bmpReading[c] !== 0) break;
+      if (c === 0x25 ? percentEscaped(text, i) !== 0 : c === 0x26 ? referencedCharacter(text, i) !== null : bmpReading[c] !== 0) break;
       continue;
     }
     if (c >= 0xd800 && c <= 0xdbff) {
@@ -182,6 +210,14 @@ export function asciiReading(text: string): AsciiReading | null {
       origin[n++] = i;
       sameOffsets = false;
       i += 3;
+      continue;
+    }
+    const reference = c === 0x26 ? referencedCharacter(text, i) : null;
+    if (reference !== null) {
+      units[n] = reference.character;
+      origin[n++] = i;
+      sameOffsets = false;
+      i += reference.length;
       continue;
     }
     const wide = c >= 0xd800 && c <= 0xdbff && i + 1 < text.length;

@@ -42,8 +42,11 @@ export interface Match {
   end: number;
   detector: CompiledDetector;
   confidence: number;
-  /** Set when the value was found inside a base64, hex or URL-encoded run; start/end cover that run. */
-  encoding: 'base64' | 'hex' | 'url' | null;
+  /**
+   * Set when the value was found inside a base64, hex or URL-encoded run (start/end cover that run), or
+   * spelled with percent-escapes or character references (`character-reference`) here and there.
+   */
+  encoding: 'base64' | 'hex' | 'url' | 'character-reference' | null;
 }
 
 /** How deep encoded-inside-encoded segments are followed. */
@@ -470,8 +473,9 @@ function asciiReadingOf(t: SegmentTable): { table: SegmentTable; origins: (Int32
 
 /**
  * A match in a text's ASCII reading, as offsets into the original segment (covering marks removed
- * inside it). A match that was percent-encoded in the original counts as URL-encoded: like the url
- * decoder's finds, it is redacted whole (masking inside escapes would leave them half-readable).
+ * inside it). A match that was percent-encoded in the original counts as URL-encoded, one spelled
+ * with character references as such: like the url decoder's finds, it is redacted whole (masking
+ * inside escapes would leave them half-readable).
  */
 function originalSpan(m: Match, t: SegmentTable, reading: SegmentTable, origins: (Int32Array | null)[]): Match {
   const textIndex = t.text[m.segment]!;
@@ -481,9 +485,23 @@ function originalSpan(m: Match, t: SegmentTable, reading: SegmentTable, origins:
   const from = t.start[m.segment]!;
   const original = t.texts[textIndex]!;
   const read = reading.texts[textIndex]!;
-  let encoded = m.encoding !== null;
-  for (let k = base + m.start; k < base + m.end && !encoded; k++) encoded = original.charCodeAt(origin[k]!) === 0x25 && read.charCodeAt(k) !== 0x25;
-  return { ...m, start: origin[base + m.start]! - from, end: Math.min(origin[base + m.end]!, t.end[m.segment]!) - from, encoding: m.encoding ?? (encoded ? 'url' : null) };
+  let encoding = m.encoding;
+  for (let k = base + m.start; k < base + m.end && encoding === null; k++) {
+    const c = original.charCodeAt(origin[k]!);
+    if (c === 0x25 && read.charCodeAt(k) !== 0x25) encoding = 'url';
+    else if (c === 0x26 && read.charCodeAt(k) !== 0x26) encoding = 'character-reference';
+  }
+  return { ...m, start: origin[base + m.start]! - from, end: Math.min(origin[base + m.end]!, t.end[m.segment]!) - from, encoding };
+}
+
+/**
+ * The matches of a text as it is and of another reading of it (mapped back onto the same offsets):
+ * where both find the same characters the usual overlap rules choose.
+ */
+export function withReading(plain: Match[], read: Match[]): Match[] {
+  if (read.length === 0) return plain;
+  if (plain.length === 0) return read;
+  return resolveOverlaps([...plain, ...read].sort((a, b) => a.segment - b.segment || a.start - b.start || b.end - a.end));
 }
 
 function scanWithHits(compiled: CompiledDataProtectionOk, t: SegmentTable, rawHits: number[] | null, depth: number, mapped: boolean): Match[] {
@@ -506,9 +524,7 @@ function scanWithHits(compiled: CompiledDataProtectionOk, t: SegmentTable, rawHi
     const { table, origins } = asciiReadingOf(t);
     const read = scanWithHits(compiled, table, null, depth, true);
     const readBack = origins === null ? read : read.map((m) => originalSpan(m, t, table, origins));
-    const plain = scanWithHits(compiled, t, rawHits, depth, true);
-    if (plain.length === 0) return readBack;
-    return resolveOverlaps([...plain, ...readBack].sort((a, b) => a.segment - b.segment || a.start - b.start || b.end - a.end));
+    return withReading(scanWithHits(compiled, t, rawHits, depth, true), readBack);
   }
   const keywordHit = hits.some((h) => entries[h]?.kind === 'keyword');
   // Field names: one Set pass over the distinct names (keyword-gated detectors named by a field).

@@ -72,15 +72,9 @@ function isWordCode(c: number): boolean {
 }
 
 /**
- * Content types that are binary by definition (media, fonts, archives, office documents, protobuf):
- * their bytes pass uninspected. An answer with no content type, application/octet-stream or another
- * type is read as text unless its first bytes look binary (see looksBinary).
- */
-export const binaryTypes =
-  /^(image|audio|video|font)\/|^application\/(pdf|zip|gzip|x-gzip|x-tar|x-7z-compressed|x-rar-compressed|x-bzip2|x-xz|zstd|wasm|protobuf|x-protobuf|grpc|vnd\.ms-|vnd\.openxmlformats|vnd\.oasis\.opendocument|msword)/i;
-
-/**
- * Whether the first bytes of an answer are binary rather than text: a NUL byte, bytes that are not
+ * Whether the first bytes of an answer are binary rather than text (an answer that is not JSON, text or
+ * a stream is read as text unless they are, whatever its label: an image/png, an application/pdf or an
+ * application/vnd.ms-excel may well be text, such as a CSV export): a NUL byte, bytes that are not
  * UTF-8 (a sequence cut at the end of the sample is allowed), or more than one in ten control bytes
  * other than tab, line feed, carriage return and form feed, in the first KiB.
  */
