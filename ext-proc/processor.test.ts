@@ -905,3 +905,22 @@ test('a blocked message names what was blocked, the group and the detector, neve
   const refused = handleNow(answer, { request: 'response_body', response_body: { body: Buffer.from(JSON.stringify({ card })), end_of_stream: true } });
   assert.equal(messageOf(refused), 'the answer holds financial data (payment-card-visa) that this Persona may not receive; it was withheld');
 });
+
+test('data-flow memory is the agent\'s: a value read under one Mcp-Session-Id (or none) cannot leave under another', () => {
+  for (const [readSession, sendSession] of [['sess-A', 'sess-B'], [undefined, 'made-up'], ['sess-A', undefined]] as const) {
+    const policy = billingAndDevbox('enforce', { profiles: ['pci-dss'], defaultAction: 'detect', flow: { enabled: true } }, { forwardHeaders: ['x-note'] });
+    const decisions: Decision[] = [];
+    const dependencies = deps(policy, decisions);
+    const read = createStreamProcessor(route, dependencies);
+    const session = (id: string | undefined): Record<string, string> => (id === undefined ? {} : { 'mcp-session-id': id });
+    handleNow(read, { request: 'request_headers', request_headers: { ...headers({ ':method': 'POST', ':path': '/personas/p/billing', 'content-type': 'application/json', authorization: `Bearer ${token}`, ...session(readSession) }) } });
+    handleNow(read, { request: 'request_body', request_body: { body: Buffer.from(JSON.stringify({ jsonrpc: '2.0', id: 9, method: 'tools/call', params: { name: 'save_note', arguments: {} } })), end_of_stream: true } });
+    handleNow(read, { request: 'response_headers', response_headers: headers({ ':status': '200', 'content-type': 'application/json' }) } as ProcessingRequest);
+    handleNow(read, { request: 'response_body', response_body: { body: Buffer.from(JSON.stringify({ jsonrpc: '2.0', id: 9, result: { content: [{ type: 'text', text: `card ${card}` }] } })), end_of_stream: true } });
+    const devRoute = { persona: 'p', upstream: 'devbox', kind: 'rest' as const, pathPrefix: '/personas/p/devbox', configVersion: 1 };
+    const send = createStreamProcessor(devRoute, dependencies);
+    const answer = handleNow(send, { request: 'request_headers', request_headers: { ...headers({ ':method': 'GET', ':path': '/personas/p/devbox/notes', authorization: `Bearer ${token}`, 'x-note': card, ...session(sendSession) }), end_of_stream: true } });
+    assert.equal(answer?.immediate_response?.status?.code, 403, `read in ${readSession ?? 'no session'}, sent in ${sendSession ?? 'no session'}`);
+    assert.equal(decisions.at(-1)!.reasons[0]!.code, 'sensitive_data_flow_blocked');
+  }
+});

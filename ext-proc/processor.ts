@@ -750,8 +750,14 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
   }
 
   /** Data-flow memory is per Persona, agent and session (the credential when there is no MCP session). */
+  /**
+   * Whose memory of sensitive values a call reads and adds to: the authenticated agent's, within the
+   * Persona. Not the MCP session's: the agent's client chooses the Mcp-Session-Id it sends, so a value
+   * read under one id would pass under another (or under none). Every session and credential of one
+   * agent shares what it read.
+   */
   function flowSession(): string {
-    return `${route!.persona}\u0000${credential!.agent}\u0000${context!.sessionId !== null ? `s:${context!.sessionId}` : `c:${credential!.id}`}`;
+    return `${route!.persona}\u0000${credential!.agent}`;
   }
 
   /** Protocol 2026-07-28 puts the method and name in headers; they must agree with the body. */
