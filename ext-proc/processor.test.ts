@@ -905,3 +905,51 @@ test('a blocked message names what was blocked, the group and the detector, neve
   const refused = handleNow(answer, { request: 'response_body', response_body: { body: Buffer.from(JSON.stringify({ card })), end_of_stream: true } });
   assert.equal(messageOf(refused), 'the answer holds financial data (payment-card-visa) that this Persona may not receive; it was withheld');
 });
+
+test('a tool name, method or resource URI carrying sensitive data is inspected before forwarding: a finding to mask, redact or block refuses the message, a detect finding is recorded', () => {
+  const awsKey = 'AKIAZ3MQ7HW2XK4JLP5R';
+  const refusedWith = (dataProtection: Record<string, unknown>, message: Record<string, unknown>) => {
+    const decisions: Decision[] = [];
+    const processor = createStreamProcessor(route, deps(policyWith({ dataProtection }), decisions));
+    const answer = startMcp(processor, { jsonrpc: '2.0', ...message });
+    return { answer, decision: decisions.at(-1)! };
+  };
+  const cases: [string, Record<string, unknown>, Record<string, unknown>, string][] = [
+    ['a card in the tool name (mask)', { profiles: ['pci-dss'] }, { id: 1, method: 'tools/call', params: { name: `pay ${card}`, arguments: {} } }, 'message.params.name'],
+    ['a key in the tool name (redact)', { profiles: ['secrets'], defaultAction: 'redact' }, { id: 2, method: 'tools/call', params: { name: `use/${awsKey}`, arguments: {} } }, 'message.params.name'],
+    ['a key in the tool name (block)', { profiles: ['secrets'], defaultAction: 'block' }, { id: 3, method: 'tools/call', params: { name: awsKey, arguments: {} } }, 'message.params.name'],
+    ['a key in a notification method', { profiles: ['secrets'] }, { method: `notifications/${awsKey}` }, 'message.method'],
+    ['a card in a resource URI', { profiles: ['pci-dss'] }, { method: 'notifications/x', params: { uri: `file:///cards/${card}` } }, 'params.uri'],
+  ];
+  for (const [what, dataProtection, message, location] of cases) {
+    const { answer, decision } = refusedWith(dataProtection, message);
+    assert.ok(answer?.immediate_response, `${what}: refused, never forwarded`);
+    assert.ok(!JSON.stringify(answer).includes(awsKey) && !JSON.stringify(answer).includes('4539'), `${what}: the refusal does not echo the value`);
+    assert.equal(decision.verdict, 'deny', what);
+    assert.equal(decision.enforced, true, what);
+    assert.equal(decision.reasons[0]!.code, 'sensitive_data_blocked', what);
+    assert.ok(decision.findings.some((f) => f.location === location), `${what}: ${JSON.stringify(decision.findings)}`);
+    const text = recorded(decision);
+    assert.ok(!text.includes(awsKey) && !text.includes('4539'), `${what}: ${text}`);
+  }
+  // A JSON-RPC error for a request, with the stable code.
+  const { answer } = refusedWith({ profiles: ['pci-dss'] }, { id: 7, method: 'tools/call', params: { name: `pay ${card}`, arguments: {} } });
+  const error = JSON.parse(Buffer.from(answer!.immediate_response!.body!).toString('utf8'));
+  assert.equal(error.id, 7);
+  assert.equal(error.error.data.mandate.code, 'sensitive_data_blocked');
+  assert.match(error.error.message, /tool name/);
+  // Detect only: forwarded as sent, the finding recorded, the name recorded redacted.
+  const detected = refusedWith({ profiles: ['pci-dss'], defaultAction: 'detect' }, { id: 8, method: 'tools/call', params: { name: `pay ${card}`, arguments: {} } });
+  assert.deepEqual(detected.answer, { request_body: { response: { status: 'CONTINUE' } } });
+  assert.equal(detected.decision.verdict, 'allow');
+  assert.deepEqual(detected.decision.findings.map((f) => [f.location, f.action]), [['message.params.name', 'detect']]);
+  assert.equal(JSON.parse(recorded(detected.decision)).tool, '[redacted]');
+  // Monitor mode records what would have been refused and forwards the call.
+  const monitor = (() => {
+    const decisions: Decision[] = [];
+    const processor = createStreamProcessor(route, deps(policyWith({ mode: 'monitor', dataProtection: { profiles: ['pci-dss'] } }), decisions));
+    return { answer: startMcp(processor, { jsonrpc: '2.0', id: 10, method: 'tools/call', params: { name: `pay ${card}`, arguments: {} } }), decision: decisions.at(-1)! };
+  })();
+  assert.equal(monitor.answer?.immediate_response, undefined);
+  assert.deepEqual([monitor.decision.verdict, monitor.decision.enforced, monitor.decision.reasons[0]!.code], ['deny', false, 'sensitive_data_blocked']);
+});

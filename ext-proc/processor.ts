@@ -47,7 +47,7 @@ import type { FlowSignal, FlowTracker } from './dlp/flow.ts';
 import { declaredCharset, decodeSingleByte, encodeSingleByte, type SingleByteCharset } from './dlp/charset.ts';
 import { createStreamInspector, isJsonLinesType, looksBinary, type StreamInspector } from './dlp/stream.ts';
 import { behaviourResultOf, checkBehaviour, recordBehaviourResult } from './pipeline/behaviour.ts';
-import { inspectJson, type InspectContext, type InspectResult } from './dlp/inspect.ts';
+import { dataBlockedCode, inspectJson, type InspectContext, type InspectResult } from './dlp/inspect.ts';
 import {
   blockedReason,
   protectRequestBody,
@@ -531,7 +531,7 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
       const envelope = persona!.dataProtection.active ? envelopeOf(parsed.raw[index]!, message) : null;
       if (message.type === 'response') {
         // The client answering a server request (sampling, elicitation): what it answers is inspected like arguments.
-        perMessage.push({ message, assessed: withEnvelopeProtection(assessOtherMessage(message, mcpCall('response', undefined, undefined, message.id), null), envelope, undefined) });
+        perMessage.push({ message, assessed: withEnvelopeProtection(assessOtherMessage(message, mcpCall('response', undefined, undefined, message.id), null), envelope, message, undefined) });
         continue;
       }
       const tool = message.method === 'tools/call' ? toolNameOf(message.params) : undefined;
@@ -547,7 +547,7 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
       const denial = authorization.allowed ? null : quotingAsRecorded(authorization.reason, [message.method, call.method], [tool, call.kind === 'mcp' ? call.tool : undefined]);
       // Session plumbing (initialize, tools/list, notifications) is authorized only; tool calls go through every stage.
       const assessed = message.method === 'tools/call' && tool !== undefined && args !== undefined ? assessCall(call, tool, args, denial, id ?? null, body.length) : assessOtherMessage(message, call, denial);
-      perMessage.push({ message, assessed: withEnvelopeProtection(assessed, envelope, tool) });
+      perMessage.push({ message, assessed: withEnvelopeProtection(assessed, envelope, message, tool) });
       if (message.type === 'request' && message.method === 'tools/list') toolsListIds.add(message.id);
       if (message.type === 'request' && message.id !== null) requestIds.push(message.id);
     }
@@ -588,21 +588,24 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
   }
 
   /**
-   * Data protection on what a message carries besides its inspected part (envelopeOf): its id, other
-   * members, a tool call's `_meta`. Findings join the message's decision, located under "message"; a
-   * value to mask is masked in place, but a finding in the id refuses the message (a masked id could
-   * not be matched to its answer, and the raw one may not reach the upstream).
+   * Data protection on what a message carries besides its inspected part (envelopeOf): its id, its
+   * method, other members, a tool call's name and `_meta`. Findings join the message's decision, located
+   * under "message"; a value to mask is masked in place, but a finding to mask, redact or block in what
+   * names the exchange (the id, the method, the tool name, a params.name or params.uri: namingMemberOf)
+   * refuses the message: a masked id could not be matched to its answer, a masked name calls something
+   * else, and the raw value may not reach the upstream. Detect findings there are recorded.
    */
-  function withEnvelopeProtection(assessed: AssessedCall, envelope: Record<string, unknown> | null, tool: string | undefined): AssessedCall {
+  function withEnvelopeProtection(assessed: AssessedCall, envelope: Record<string, unknown> | null, message: JsonRpcMessage, tool: string | undefined): AssessedCall {
     const { decision } = assessed;
     if (envelope === null || (decision.verdict === 'deny' && decision.enforced)) return assessed;
     const protection = protectRequestJson(persona!.dataProtection, deps.flow, flowSession(), envelope, flowDestination(tool), 'message');
-    if (protection.findings.length === 0 && protection.denial === null && protection.notes.length === 0) return assessed;
-    const idFinding = protection.findings.find((f) => f.location === '$.id' && f.action !== 'detect');
-    const denial: DecisionReason | null =
-      protection.denial ?? (idFinding ? { stage: 'data-protection', code: 'sensitive_data_blocked', message: `the JSON-RPC id carries sensitive data (${idFinding.group}); a message whose id would have to be masked is refused` } : null);
+    const found = locatedIn('message', protection.findings);
+    // The params of a message other than a tool call were inspected already (assessOtherMessage): their name and uri are names too.
+    const inName = [...decision.findings, ...found].find((f) => f.action !== 'detect' && namingMemberOf(f.location, message) !== null);
+    if (found.length === 0 && protection.denial === null && protection.notes.length === 0 && !inName) return assessed;
+    const denial: DecisionReason | null = protection.denial ?? (inName ? namingMemberRefusal(inName, namingMemberOf(inName.location, message)!) : null);
     const monitor = persona!.persona.mode === 'monitor';
-    const findings = [...decision.findings, ...locatedIn('message', protection.findings)];
+    const findings = [...decision.findings, ...found];
     const notes = [...protection.notes];
     let next: Decision = { ...decision, findings };
     if (denial !== null && decision.verdict === 'allow') next = { ...next, verdict: 'deny', enforced: !monitor, reasons: [denial, ...decision.reasons, ...notes] };
@@ -1629,6 +1632,32 @@ const standardHttpMethods: ReadonlySet<string> = new Set(['GET', 'HEAD', 'POST',
 /** Findings in one part of a call inspected on its own, located under that part ("$.x" -> "query.x", "headers[\"x\"]"). */
 function locatedIn(part: string, findings: DataFinding[]): DataFinding[] {
   return findings.map((f) => ({ ...f, location: `${part}${f.location.slice(1)}` }));
+}
+
+/**
+ * The member of an MCP message that a finding sits in, as a refusal names it, when that member names
+ * the exchange (what rewriteChangesExchange holds fixed: the id, the method, the tool or prompt name,
+ * the resource URI); null for any other. Locations as withEnvelopeProtection ("message.") and
+ * assessOtherMessage ("params.") give them, with any suffix (" (base64)").
+ */
+function namingMemberOf(location: string, message: JsonRpcMessage): string | null {
+  const at = (member: string) => location === member || location.startsWith(`${member} (`);
+  if (at('message.id')) return 'JSON-RPC id';
+  if (at('message.method')) return 'method';
+  if (message.type === 'response') return null;
+  if (at('message.params.name')) return 'tool name';
+  if (at('params.name')) return message.method === 'prompts/get' ? 'prompt name' : 'name it calls (params.name)';
+  if (at('params.uri')) return 'resource URI';
+  return null;
+}
+
+/** A finding in a member that names the exchange: the message is refused, since that member cannot be masked (stable code sensitive_data_blocked). */
+function namingMemberRefusal(finding: DataFinding, member: string): DecisionReason {
+  return {
+    stage: 'data-protection',
+    code: dataBlockedCode,
+    message: `the ${member} holds ${finding.group} data (${finding.detector}) that this Persona may not send, and a ${member} cannot be masked without changing the call; remove it and retry`,
+  };
 }
 
 /** The id of the JSON-RPC message in an event's data (null when it has none or is not JSON). */

@@ -54,18 +54,19 @@ export function parseJsonRpcBody(body: Buffer, allowBatch: boolean): ParsedBody 
 
 /**
  * What a message carries besides the part the stages inspect already (a tool call's arguments, another
- * request's params, a response's result or error): its id, any other member, and the rest of a tool
- * call's params (`_meta`...). Without `jsonrpc`, `method` and a tool call's `name`, which authorization
- * matches exactly. Null when there is nothing else.
+ * request's params, a response's result or error): its id, its method, any other member, and the rest
+ * of a tool call's params (its `name`, `_meta`...). The id, the method and the name are inspected too
+ * (they are data the agent sends) but never masked: a value in them refuses the message (the
+ * processor's withEnvelopeProtection). Without `jsonrpc`. Null when there is nothing else.
  */
 export function envelopeOf(raw: Record<string, unknown>, message: JsonRpcMessage): Record<string, unknown> | null {
   const envelope: [string, unknown][] = [];
   for (const [key, value] of Object.entries(raw)) {
-    if (key === 'jsonrpc' || key === 'method') continue;
+    if (key === 'jsonrpc') continue;
     if (message.type === 'response' && (key === 'result' || key === 'error')) continue;
     if (key === 'params') {
       if (message.type === 'response' || message.method !== 'tools/call' || value === null || typeof value !== 'object' || Array.isArray(value)) continue;
-      const rest = Object.entries(value as Record<string, unknown>).filter(([k]) => k !== 'name' && k !== 'arguments');
+      const rest = Object.entries(value as Record<string, unknown>).filter(([k]) => k !== 'arguments');
       if (rest.length > 0) envelope.push(['params', Object.fromEntries(rest)]);
       continue;
     }
