@@ -953,3 +953,60 @@ test('a tool name, method or resource URI carrying sensitive data is inspected b
   assert.equal(monitor.answer?.immediate_response, undefined);
   assert.deepEqual([monitor.decision.verdict, monitor.decision.enforced, monitor.decision.reasons[0]!.code], ['deny', false, 'sensitive_data_blocked']);
 });
+
+test('refusal messages never store agent text raw: a key in the content type, the content encoding, a body that is not JSON, or a CEL condition that fails on it is absent from the audit record', () => {
+  const awsKey = 'AKIAZ3MQ7HW2XK4JLP5R';
+  const bundle = configBundleSchema.parse({
+    upstreams: [
+      { kind: 'Upstream', name: 'notes', protocol: 'rest', url: 'http://127.0.0.1:2/api' },
+      { kind: 'Upstream', name: 'billing', protocol: 'mcp', url: 'http://127.0.0.1:1/mcp' },
+    ],
+    personas: [
+      {
+        kind: 'Persona',
+        name: 'p',
+        description: 'test',
+        grants: [
+          { upstream: 'notes', operations: [{ method: 'POST', path: '/notes', when: 'int(body.n) > 1' }, { method: 'GET', path: '/notes', when: 'int(query.n) > 1' }] },
+          { upstream: 'billing', tools: [{ name: 'count', when: 'int(args.n) > 1' }, { name: 'match', when: "args.text.matches(args.pattern)" }] },
+        ],
+        dataProtection: { profiles: ['secrets'], defaultAction: 'detect' },
+      },
+    ],
+  });
+  const restRoute = { persona: 'p', upstream: 'notes', kind: 'rest' as const, pathPrefix: '/personas/p/notes', configVersion: 1 };
+  const refusal = (processorRoute: typeof route | typeof restRoute, requestHeaders: Record<string, string>, body: string | null): Decision => {
+    const decisions: Decision[] = [];
+    const processor = createStreamProcessor(processorRoute, deps(withBundle(bundle), decisions));
+    let answer = handleNow(processor, { request: 'request_headers', request_headers: { ...headers({ authorization: `Bearer ${token}`, ...requestHeaders }), end_of_stream: body === null } });
+    if (!answer?.immediate_response && body !== null) answer = handleNow(processor, { request: 'request_body', request_body: { body: Buffer.from(body), end_of_stream: true } });
+    assert.ok(answer?.immediate_response, JSON.stringify(requestHeaders));
+    assert.equal(decisions.length, 1);
+    return decisions[0]!;
+  };
+  const mcpPost = { ':method': 'POST', ':path': '/personas/p/billing', 'content-type': 'application/json' };
+  const cases: [string, Decision][] = [
+    ['unsupported_media_type', refusal(route, { ...mcpPost, 'content-type': `text/plain; key=${awsKey}` }, '{}')],
+    ['unsupported_content_encoding', refusal(route, { ...mcpPost, 'content-encoding': `gzip, ${awsKey}` }, '{}')],
+    ['unsupported_content_encoding', refusal(restRoute, { ':method': 'POST', ':path': '/personas/p/notes/notes', 'content-type': 'application/json', 'content-encoding': awsKey }, '{}')],
+    ['invalid_json', refusal(route, mcpPost, `{"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "count", "arguments": {"n": ${awsKey}}}}`)],
+    ['invalid_json', refusal(route, mcpPost, awsKey)],
+    ['condition_error', refusal(route, mcpPost, JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 'count', arguments: { n: awsKey } } }))],
+    ['condition_error', refusal(route, mcpPost, JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 'match', arguments: { text: 'x', pattern: `${awsKey}(` } } }))],
+    // A REST operation whose condition fails is refused as not meeting it (authorizeOperation), in words of its own.
+    ['condition_not_met', refusal(restRoute, { ':method': 'POST', ':path': '/personas/p/notes/notes', 'content-type': 'application/json' }, JSON.stringify({ n: awsKey }))],
+    ['condition_not_met', refusal(restRoute, { ':method': 'GET', ':path': `/personas/p/notes/notes?n=${awsKey}` }, null)],
+  ];
+  for (const [code, decision] of cases) {
+    assert.equal(decision.reasons[0]!.code, code);
+    const text = recorded(decision);
+    // Not the key (in any case: media types and codings are read in lower case); the reasons not even a part
+    // of it, as a parser's message would quote it (the masked arguments keep 8 characters of a string by design).
+    assert.ok(!text.toLowerCase().includes(awsKey.toLowerCase()), `${code}: ${text}`);
+    const reasons = JSON.stringify(JSON.parse(text).reasons);
+    assert.ok(!reasons.toLowerCase().includes(awsKey.slice(0, 8).toLowerCase()), `${code}: ${reasons}`);
+  }
+  // A quoted text is cut: a long content type does not fill the record.
+  const long = refusal(route, { ...mcpPost, 'content-type': `text/plain; x=${'y'.repeat(5000)}` }, '{}');
+  assert.ok(long.reasons[0]!.message.length < 300, long.reasons[0]!.message);
+});

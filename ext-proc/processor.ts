@@ -385,7 +385,8 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
     if (method !== 'POST') return refuse(405, 'method_not_allowed', `MCP endpoints accept POST, GET and DELETE, not ${method}`, 'protocol', [['allow', 'GET, POST, DELETE']]);
     const contentType = (requestHeaders.get('content-type') ?? '').toLowerCase();
     if (!contentType.startsWith('application/json')) {
-      return refuse(415, 'unsupported_media_type', `an MCP POST must carry application/json, not "${contentType || 'no content type'}"`, 'protocol');
+      const sent = requestHeaders.get('content-type');
+      return refuse(415, 'unsupported_media_type', `an MCP POST must carry application/json, not ${sent ? `"${quotedAsRecorded(sent)}"` : 'no content type'}`, 'protocol');
     }
     if (endOfStream) return refuse(400, 'empty_body', 'an MCP POST needs a JSON-RPC body', 'protocol');
     return refuseEncodedBody('an MCP POST body') ?? continueRequestHeaders();
@@ -393,9 +394,9 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
 
   /** A request body Mandate must read would pass unread if encoded (compressed): refused, like one over the size limit. */
   function refuseEncodedBody(what: string): ProcessingResponse | null {
-    const encoding = contentEncodingOf(requestHeaders);
-    if (encoding === null) return null;
-    return refuse(415, 'unsupported_content_encoding', `${what} must not be encoded ("content-encoding: ${encoding}"): Mandate reads it before the upstream does`, 'protocol');
+    if (contentEncodingOf(requestHeaders) === null) return null;
+    const sent = quotedAsRecorded(requestHeaders.get('content-encoding') ?? '');
+    return refuse(415, 'unsupported_content_encoding', `${what} must not be encoded ("content-encoding: ${sent}"): Mandate reads it before the upstream does`, 'protocol');
   }
 
   function onRestRequestHeaders(method: string, rawPath: string, endOfStream: boolean): ProcessingResponse {
@@ -1484,12 +1485,24 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
     return `${prefix}${persona ? recordedName(below) : `/${redactedSegment}`}`;
   }
 
-  /** A reason that quotes what the agent named (a tool, a method, a path) quotes it as the audit trail records it. */
+  /**
+   * A reason that quotes what the agent named (a tool, a method, a path) quotes it as the audit trail
+   * records it (`recorded`), cut to maxQuotedChars.
+   */
   function quotingAsRecorded<R extends DecisionReason | null>(reason: R, ...names: [string | undefined, string | undefined][]): R {
     if (reason === null) return reason;
     let message = reason.message;
-    for (const [sent, recorded] of names) if (sent && recorded !== undefined && sent !== recorded) message = message.replaceAll(sent, recorded);
+    for (const [sent, recorded] of names) {
+      if (!sent || recorded === undefined) continue;
+      const quoted = cutQuoted(recorded);
+      if (quoted !== sent) message = message.replaceAll(sent, quoted);
+    }
     return message === reason.message ? reason : ({ ...reason, message } as R);
+  }
+
+  /** Other text the agent sent (a content type, a content coding) as a reason's message quotes it: as recordedName records it, cut to maxQuotedChars. */
+  function quotedAsRecorded(text: string): string {
+    return cutQuoted(recordedName(text));
   }
 
   function continueRequestHeaders(extra: [string, string][] = []): ProcessingResponse {
@@ -1625,6 +1638,13 @@ function processingModeWithResponseBody(mode: 'STREAMED' | 'BUFFERED'): NonNulla
 }
 
 const noHeaders: ReadonlySet<string> = new Set();
+
+/** The most a reason's message quotes of what the agent sent (after redaction); longer text is cut. */
+const maxQuotedChars = 100;
+
+function cutQuoted(text: string): string {
+  return text.length > maxQuotedChars ? `${text.slice(0, maxQuotedChars)}…` : text;
+}
 
 /** HTTP methods the audit trail records as they are (any other is a name the agent chose, see recordedName). */
 const standardHttpMethods: ReadonlySet<string> = new Set(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS', 'TRACE', 'CONNECT']);

@@ -30,11 +30,12 @@ export function parseJsonRpcBody(body: Buffer, allowBatch: boolean): ParsedBody 
   if (jsonNestingExceeds(body)) {
     return { ok: false, code: jsonRpcCodes.invalidRequest, mandateCode: 'json_too_deep', message: `the body nests objects and arrays more than ${maxJsonNestingDepth} deep` };
   }
+  const text = body.toString('utf8');
   let value: unknown;
   try {
-    value = JSON.parse(body.toString('utf8'));
+    value = JSON.parse(text);
   } catch (error) {
-    return { ok: false, code: jsonRpcCodes.parseError, mandateCode: 'invalid_json', message: `the body is not valid JSON: ${(error as Error).message}` };
+    return { ok: false, code: jsonRpcCodes.parseError, mandateCode: 'invalid_json', message: notJsonMessage(error, text) };
   }
   if (Array.isArray(value)) {
     if (!allowBatch) return { ok: false, code: jsonRpcCodes.invalidRequest, mandateCode: 'batch_not_supported', message: 'JSON-RPC batches are only allowed in MCP protocol version 2025-03-26' };
@@ -50,6 +51,17 @@ export function parseJsonRpcBody(body: Buffer, allowBatch: boolean): ParsedBody 
   const parsed = parseMessage(value);
   if (typeof parsed === 'string') return { ok: false, code: jsonRpcCodes.invalidRequest, mandateCode: 'invalid_json_rpc', message: parsed };
   return { ok: true, batch: false, messages: [parsed], raw: [value as Record<string, unknown>] };
+}
+
+/**
+ * Why a body is not JSON, in words of our own: the parser's message quotes the body around the fault,
+ * and the refusal is recorded in the audit trail. Only the position is taken from it (V8 gives one for
+ * most faults: "... in JSON at position 42 ..."), or the end of the text when the input ran out.
+ */
+function notJsonMessage(error: unknown, text: string): string {
+  const parserMessage = (error as Error)?.message ?? '';
+  const position = /\bat position (\d+)\b/.exec(parserMessage)?.[1] ?? (/end of JSON input/.test(parserMessage) ? String(text.length) : undefined);
+  return position === undefined ? 'the body is not valid JSON' : `the body is not valid JSON (at character ${position})`;
 }
 
 /**
