@@ -1010,3 +1010,33 @@ test('refusal messages never store agent text raw: a key in the content type, th
   const long = refusal(route, { ...mcpPost, 'content-type': `text/plain; x=${'y'.repeat(5000)}` }, '{}');
   assert.ok(long.reasons[0]!.message.length < 300, long.reasons[0]!.message);
 });
+
+test('masking a form body or a query rewrites only the values it edited: every other byte goes on as sent', () => {
+  const digits = card.replaceAll(' ', '');
+  const bundle = configBundleSchema.parse({
+    upstreams: [{ kind: 'Upstream', name: 'notes', protocol: 'rest', url: 'http://127.0.0.1:2/api' }],
+    personas: [{ kind: 'Persona', name: 'p', description: 'test', grants: [{ upstream: 'notes', operations: [{ method: 'POST', path: '/notes' }, { method: 'GET', path: '/notes' }] }], dataProtection: { profiles: ['pci-dss'] } }],
+  });
+  const restRoute = { persona: 'p', upstream: 'notes', kind: 'rest' as const, pathPrefix: '/personas/p/notes', configVersion: 1 };
+  const forwardedForm = (form: string): string => {
+    const processor = createStreamProcessor(restRoute, deps(withBundle(bundle)));
+    handleNow(processor, { request: 'request_headers', request_headers: headers({ ':method': 'POST', ':path': '/personas/p/notes/notes', 'content-type': 'application/x-www-form-urlencoded', authorization: `Bearer ${token}` }) });
+    const mutation = handleNow(processor, { request: 'request_body', request_body: { body: Buffer.from(form), end_of_stream: true } })?.request_body?.response?.body_mutation;
+    assert.ok(mutation && 'body' in mutation, `${form}: rewritten`);
+    return Buffer.from(mutation.body!).toString('utf8');
+  };
+  assert.equal(forwardedForm(`a=1;card=${digits}`), 'a=1;card=************6467');
+  assert.equal(forwardedForm(`a=%zz&b=x+y&c=x%20y&card=${digits}&d=%7E`), 'a=%zz&b=x+y&c=x%20y&card=************6467&d=%7E');
+  const forwardedPath = (path: string): string => {
+    const processor = createStreamProcessor(restRoute, deps(withBundle(bundle)));
+    const answer = handleNow(processor, { request: 'request_headers', request_headers: { ...headers({ ':method': 'GET', ':path': path, authorization: `Bearer ${token}` }), end_of_stream: true } });
+    const set = answer?.request_headers?.response?.header_mutation?.set_headers?.find((h) => h.header.key === ':path');
+    assert.ok(set, `${path}: rewritten`);
+    return Buffer.from(set.header.raw_value!).toString('latin1');
+  };
+  assert.equal(forwardedPath(`/personas/p/notes/notes?q=a;b&x=%zz&c=${digits}&s=x%20y`), '/personas/p/notes/notes?q=a;b&x=%zz&c=************6467&s=x%20y');
+  const mcp = createStreamProcessor(route, deps(policyWith({ dataProtection: { profiles: ['pci-dss'] } })));
+  const onHeaders = startHeaders(mcp, {}, `/personas/p/billing?k=%7e;x&c=${digits}`);
+  const mcpPath = onHeaders?.request_headers?.response?.header_mutation?.set_headers?.find((h) => h.header.key === ':path');
+  assert.equal(Buffer.from(mcpPath!.header.raw_value!).toString('latin1'), '/personas/p/billing?k=%7e;x&c=************6467');
+});

@@ -76,6 +76,7 @@ import {
 } from './mcp/json-rpc.ts';
 import { createSseSplitter, withData, type SseEvent, type SseSplitter } from './mcp/sse.ts';
 import type { CompiledPersona, CompiledPolicy } from './policy/compile-policy.ts';
+import { parameters, withEditedFields } from './rest/form.ts';
 import { normaliseRequestPath } from './rest/path-template.ts';
 import { jsonNestingExceeds, maxJsonNestingDepth } from './json-nesting.ts';
 import type { HeaderMutation, HttpHeaderEntry, ProcessingRequest, ProcessingResponse } from './envoy-messages.ts';
@@ -363,7 +364,7 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
     const protection = protectRequestJson(dp, deps.flow, flowSession(), query, flowDestination(undefined), 'query');
     const refusal = adoptAtHeaders(protection, 'query');
     if (refusal) return refusal;
-    if (protection.changed) headerRewrites = [...headerRewrites, [':path', `${path.slice(0, mark)}?${queryString(protection.value)}`]];
+    if (protection.changed) headerRewrites = [...headerRewrites, [':path', `${path.slice(0, mark)}?${withEditedFields(path.slice(mark + 1), query, protection.value)}`]];
     return null;
   }
 
@@ -698,7 +699,9 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
     if ((denial === null || monitor) && call.kind === 'rest' && Object.keys(call.query).length > 0) {
       const query = protectRequestJson(persona!.dataProtection, deps.flow, flowSession(), call.query, destination, 'query');
       adopt(query, 'query');
-      if (query.changed) rewrittenQuery = queryString(query.value);
+      // Only the values that changed are written again; the rest of the query goes on as sent.
+      const rawPath = requestHeaders.get(':path') ?? '';
+      if (query.changed) rewrittenQuery = withEditedFields(rawPath.slice(rawPath.indexOf('?') + 1), call.query, query.value);
     }
 
     let riskScore: number | null = null;
@@ -744,13 +747,14 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
 
   /**
    * An HTML form body (`a=1&b=x+y`) is read field by field, decoded, as a JSON object is: read as raw
-   * text, a card written with "+" for its spaces or an address with "%40" would pass unseen. A
-   * changed form is encoded again whole.
+   * text, a card written with "+" for its spaces or an address with "%40" would pass unseen. Only the
+   * fields that changed are encoded again; every other byte goes on as sent (withEditedFields).
    */
   function protectRequestForm(body: Buffer, destination: FlowEndpoint): RequestProtection<Buffer> {
-    const fields = parameters(new URLSearchParams(body.toString('utf8')));
+    const text = body.toString('utf8');
+    const fields = parameters(new URLSearchParams(text));
     const protection = protectRequestJson(persona!.dataProtection, deps.flow, flowSession(), fields, destination, 'request body');
-    return { ...protection, value: protection.changed ? Buffer.from(queryString(protection.value), 'utf8') : body };
+    return { ...protection, value: protection.changed ? Buffer.from(withEditedFields(text, fields, protection.value), 'utf8') : body };
   }
 
   /** Data-flow memory is per Persona, agent and session (the credential when there is no MCP session). */
@@ -1778,31 +1782,10 @@ function decodePathSegment(segment: string): string {
   }
 }
 
-/** A parsed query (possibly with rewritten values) back as a query string. */
-function queryString(query: Record<string, string | string[]>): string {
-  const params = new URLSearchParams();
-  for (const [key, value] of Object.entries(query)) for (const v of Array.isArray(value) ? value : [value]) params.append(key, v);
-  return params.toString();
-}
-
 function parseQuery(rawPath: string): Record<string, string | string[]> {
   const index = rawPath.indexOf('?');
   if (index < 0) return {};
   return parameters(new URLSearchParams(rawPath.slice(index + 1)));
-}
-
-/**
- * Parameters as an object, a repeated name as an array. Built from entries, so every name is an own
- * property: `__proto__=...` assigned into an object literal would set its prototype and vanish from
- * what is inspected.
- */
-function parameters(params: URLSearchParams): Record<string, string | string[]> {
-  const byName = new Map<string, string | string[]>();
-  for (const [key, value] of params) {
-    const existing = byName.get(key);
-    byName.set(key, existing === undefined ? value : Array.isArray(existing) ? [...existing, value] : [existing, value]);
-  }
-  return Object.fromEntries(byName);
 }
 
 function sourceAddressOf(request: ProcessingRequest): string | null {
