@@ -1040,3 +1040,29 @@ test('masking a form body or a query rewrites only the values it edited: every o
   const mcpPath = onHeaders?.request_headers?.response?.header_mutation?.set_headers?.find((h) => h.header.key === ':path');
   assert.equal(Buffer.from(mcpPath!.header.raw_value!).toString('latin1'), '/personas/p/billing?k=%7e;x&c=************6467');
 });
+
+test('behaviour reasons and alerts name the tool as the audit trail records it, never with a flagged value in it', () => {
+  const decisions: Decision[] = [];
+  const alerts = new MemoryAlertSink();
+  const policy = policyWith({
+    dataProtection: { profiles: ['pci-dss'], defaultAction: 'detect' },
+    behaviour: {
+      rules: [{ name: 'pay-twice', steps: [{ match: { tool: 'pay*' } }, { match: { tool: 'pay*' }, within: '10m' }], action: 'alert' }],
+      guardrails: { circuitBreaker: { repeatedCalls: { threshold: 2 } } },
+    },
+  });
+  const dependencies = { ...deps(policy, decisions), behaviour: createBehaviourEngine({ clock: () => Date.now(), store: new InMemorySessionStateStore(), alertSink: alerts }) };
+  for (const id of [1, 2]) {
+    const processor = createStreamProcessor(route, dependencies);
+    const answer = startMcp(processor, { jsonrpc: '2.0', id, method: 'tools/call', params: { name: `pay ${card}`, arguments: {} } });
+    // A detect finding in the name lets the call through; the second is throttled by the circuit breaker.
+    if (id === 1) assert.equal(answer?.immediate_response, undefined);
+  }
+  assert.ok(alerts.alerts.length > 0, 'the behaviour stage alerted');
+  const alertText = JSON.stringify(alerts.alerts);
+  assert.ok(!alertText.includes('4539'), alertText);
+  assert.equal(alerts.alerts.at(-1)!.tool, '[redacted]');
+  const reasons = decisions.at(-1)!.reasons;
+  assert.ok(reasons.some((r) => r.stage === 'behaviour'), JSON.stringify(reasons));
+  assert.ok(!recorded(decisions.at(-1)!).includes('4539'), recorded(decisions.at(-1)!));
+});

@@ -707,7 +707,9 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
     let riskScore: number | null = null;
     let retryAfterSeconds: number | null = null;
     if (denial === null || monitor) {
-      const behaviourCall = behaviourCallOf(tool, toolClass, payload instanceof Buffer ? ((call as { body?: unknown }).body ?? null) : payload, requestBytes);
+      // Reasons and alerts name the tool as the audit trail does: an MCP call's recorded name, a REST path as recorded.
+      const recordedTool = recordedCall.kind === 'mcp' ? (recordedCall.tool ?? tool) : call.kind === 'rest' && recordedCall.kind === 'rest' && tool === `${call.method} ${call.path}` ? `${recordedCall.method} ${recordedCall.path}` : tool;
+      const behaviourCall = behaviourCallOf(tool, toolClass, payload instanceof Buffer ? ((call as { body?: unknown }).body ?? null) : payload, requestBytes, recordedTool);
       const check = checkBehaviour(deps.behaviour, persona!.behaviour, behaviourCall);
       riskScore = check.riskScore;
       if (check.stop) {
@@ -722,7 +724,7 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
     return { decision: makeDecision(recordedCall, recordedDenial, { findings, riskScore, notes }), retryAfterSeconds, rewritten, rewrittenQuery, rewrittenPath };
   }
 
-  function behaviourCallOf(tool: string, toolClass: BehaviourCall['toolClass'], args: unknown, requestBytes: number): BehaviourCall {
+  function behaviourCallOf(tool: string, toolClass: BehaviourCall['toolClass'], args: unknown, requestBytes: number, recordedTool = tool): BehaviourCall {
     return {
       persona: route!.persona,
       agent: credential!.agent,
@@ -731,6 +733,7 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
       credentialId: credential!.id,
       upstream: route!.upstream,
       tool,
+      ...(recordedTool !== tool ? { recordedTool } : {}),
       ...(toolClass ? { toolClass } : {}),
       arguments: args,
       requestBytes,
