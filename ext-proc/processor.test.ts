@@ -924,3 +924,164 @@ test('data-flow memory is the agent\'s: a value read under one Mcp-Session-Id (o
     assert.equal(decisions.at(-1)!.reasons[0]!.code, 'sensitive_data_flow_blocked');
   }
 });
+
+test('a tool name, method or resource URI carrying sensitive data is inspected before forwarding: a finding to mask, redact or block refuses the message, a detect finding is recorded', () => {
+  const awsKey = 'AKIAZ3MQ7HW2XK4JLP5R';
+  const refusedWith = (dataProtection: Record<string, unknown>, message: Record<string, unknown>) => {
+    const decisions: Decision[] = [];
+    const processor = createStreamProcessor(route, deps(policyWith({ dataProtection }), decisions));
+    const answer = startMcp(processor, { jsonrpc: '2.0', ...message });
+    return { answer, decision: decisions.at(-1)! };
+  };
+  const cases: [string, Record<string, unknown>, Record<string, unknown>, string][] = [
+    ['a card in the tool name (mask)', { profiles: ['pci-dss'] }, { id: 1, method: 'tools/call', params: { name: `pay ${card}`, arguments: {} } }, 'message.params.name'],
+    ['a key in the tool name (redact)', { profiles: ['secrets'], defaultAction: 'redact' }, { id: 2, method: 'tools/call', params: { name: `use/${awsKey}`, arguments: {} } }, 'message.params.name'],
+    ['a key in the tool name (block)', { profiles: ['secrets'], defaultAction: 'block' }, { id: 3, method: 'tools/call', params: { name: awsKey, arguments: {} } }, 'message.params.name'],
+    ['a key in a notification method', { profiles: ['secrets'] }, { method: `notifications/${awsKey}` }, 'message.method'],
+    ['a card in a resource URI', { profiles: ['pci-dss'] }, { method: 'notifications/x', params: { uri: `file:///cards/${card}` } }, 'params.uri'],
+  ];
+  for (const [what, dataProtection, message, location] of cases) {
+    const { answer, decision } = refusedWith(dataProtection, message);
+    assert.ok(answer?.immediate_response, `${what}: refused, never forwarded`);
+    assert.ok(!JSON.stringify(answer).includes(awsKey) && !JSON.stringify(answer).includes('4539'), `${what}: the refusal does not echo the value`);
+    assert.equal(decision.verdict, 'deny', what);
+    assert.equal(decision.enforced, true, what);
+    assert.equal(decision.reasons[0]!.code, 'sensitive_data_blocked', what);
+    assert.ok(decision.findings.some((f) => f.location === location), `${what}: ${JSON.stringify(decision.findings)}`);
+    const text = recorded(decision);
+    assert.ok(!text.includes(awsKey) && !text.includes('4539'), `${what}: ${text}`);
+  }
+  // A JSON-RPC error for a request, with the stable code.
+  const { answer } = refusedWith({ profiles: ['pci-dss'] }, { id: 7, method: 'tools/call', params: { name: `pay ${card}`, arguments: {} } });
+  const error = JSON.parse(Buffer.from(answer!.immediate_response!.body!).toString('utf8'));
+  assert.equal(error.id, 7);
+  assert.equal(error.error.data.mandate.code, 'sensitive_data_blocked');
+  assert.match(error.error.message, /tool name/);
+  // Detect only: forwarded as sent, the finding recorded, the name recorded redacted.
+  const detected = refusedWith({ profiles: ['pci-dss'], defaultAction: 'detect' }, { id: 8, method: 'tools/call', params: { name: `pay ${card}`, arguments: {} } });
+  assert.deepEqual(detected.answer, { request_body: { response: { status: 'CONTINUE' } } });
+  assert.equal(detected.decision.verdict, 'allow');
+  assert.deepEqual(detected.decision.findings.map((f) => [f.location, f.action]), [['message.params.name', 'detect']]);
+  assert.equal(JSON.parse(recorded(detected.decision)).tool, '[redacted]');
+  // Monitor mode records what would have been refused and forwards the call.
+  const monitor = (() => {
+    const decisions: Decision[] = [];
+    const processor = createStreamProcessor(route, deps(policyWith({ mode: 'monitor', dataProtection: { profiles: ['pci-dss'] } }), decisions));
+    return { answer: startMcp(processor, { jsonrpc: '2.0', id: 10, method: 'tools/call', params: { name: `pay ${card}`, arguments: {} } }), decision: decisions.at(-1)! };
+  })();
+  assert.equal(monitor.answer?.immediate_response, undefined);
+  assert.deepEqual([monitor.decision.verdict, monitor.decision.enforced, monitor.decision.reasons[0]!.code], ['deny', false, 'sensitive_data_blocked']);
+});
+
+test('refusal messages never store agent text raw: a key in the content type, the content encoding, a body that is not JSON, or a CEL condition that fails on it is absent from the audit record', () => {
+  const awsKey = 'AKIAZ3MQ7HW2XK4JLP5R';
+  const bundle = configBundleSchema.parse({
+    upstreams: [
+      { kind: 'Upstream', name: 'notes', protocol: 'rest', url: 'http://127.0.0.1:2/api' },
+      { kind: 'Upstream', name: 'billing', protocol: 'mcp', url: 'http://127.0.0.1:1/mcp' },
+    ],
+    personas: [
+      {
+        kind: 'Persona',
+        name: 'p',
+        description: 'test',
+        grants: [
+          { upstream: 'notes', operations: [{ method: 'POST', path: '/notes', when: 'int(body.n) > 1' }, { method: 'GET', path: '/notes', when: 'int(query.n) > 1' }] },
+          { upstream: 'billing', tools: [{ name: 'count', when: 'int(args.n) > 1' }, { name: 'match', when: "args.text.matches(args.pattern)" }] },
+        ],
+        dataProtection: { profiles: ['secrets'], defaultAction: 'detect' },
+      },
+    ],
+  });
+  const restRoute = { persona: 'p', upstream: 'notes', kind: 'rest' as const, pathPrefix: '/personas/p/notes', configVersion: 1 };
+  const refusal = (processorRoute: typeof route | typeof restRoute, requestHeaders: Record<string, string>, body: string | null): Decision => {
+    const decisions: Decision[] = [];
+    const processor = createStreamProcessor(processorRoute, deps(withBundle(bundle), decisions));
+    let answer = handleNow(processor, { request: 'request_headers', request_headers: { ...headers({ authorization: `Bearer ${token}`, ...requestHeaders }), end_of_stream: body === null } });
+    if (!answer?.immediate_response && body !== null) answer = handleNow(processor, { request: 'request_body', request_body: { body: Buffer.from(body), end_of_stream: true } });
+    assert.ok(answer?.immediate_response, JSON.stringify(requestHeaders));
+    assert.equal(decisions.length, 1);
+    return decisions[0]!;
+  };
+  const mcpPost = { ':method': 'POST', ':path': '/personas/p/billing', 'content-type': 'application/json' };
+  const cases: [string, Decision][] = [
+    ['unsupported_media_type', refusal(route, { ...mcpPost, 'content-type': `text/plain; key=${awsKey}` }, '{}')],
+    ['unsupported_content_encoding', refusal(route, { ...mcpPost, 'content-encoding': `gzip, ${awsKey}` }, '{}')],
+    ['unsupported_content_encoding', refusal(restRoute, { ':method': 'POST', ':path': '/personas/p/notes/notes', 'content-type': 'application/json', 'content-encoding': awsKey }, '{}')],
+    ['invalid_json', refusal(route, mcpPost, `{"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "count", "arguments": {"n": ${awsKey}}}}`)],
+    ['invalid_json', refusal(route, mcpPost, awsKey)],
+    ['condition_error', refusal(route, mcpPost, JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 'count', arguments: { n: awsKey } } }))],
+    ['condition_error', refusal(route, mcpPost, JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 'match', arguments: { text: 'x', pattern: `${awsKey}(` } } }))],
+    // A REST operation whose condition fails is refused as not meeting it (authorizeOperation), in words of its own.
+    ['condition_not_met', refusal(restRoute, { ':method': 'POST', ':path': '/personas/p/notes/notes', 'content-type': 'application/json' }, JSON.stringify({ n: awsKey }))],
+    ['condition_not_met', refusal(restRoute, { ':method': 'GET', ':path': `/personas/p/notes/notes?n=${awsKey}` }, null)],
+  ];
+  for (const [code, decision] of cases) {
+    assert.equal(decision.reasons[0]!.code, code);
+    const text = recorded(decision);
+    // Not the key (in any case: media types and codings are read in lower case); the reasons not even a part
+    // of it, as a parser's message would quote it (the masked arguments keep 8 characters of a string by design).
+    assert.ok(!text.toLowerCase().includes(awsKey.toLowerCase()), `${code}: ${text}`);
+    const reasons = JSON.stringify(JSON.parse(text).reasons);
+    assert.ok(!reasons.toLowerCase().includes(awsKey.slice(0, 8).toLowerCase()), `${code}: ${reasons}`);
+  }
+  // A quoted text is cut: a long content type does not fill the record.
+  const long = refusal(route, { ...mcpPost, 'content-type': `text/plain; x=${'y'.repeat(5000)}` }, '{}');
+  assert.ok(long.reasons[0]!.message.length < 300, long.reasons[0]!.message);
+});
+
+test('masking a form body or a query rewrites only the values it edited: every other byte goes on as sent', () => {
+  const digits = card.replaceAll(' ', '');
+  const bundle = configBundleSchema.parse({
+    upstreams: [{ kind: 'Upstream', name: 'notes', protocol: 'rest', url: 'http://127.0.0.1:2/api' }],
+    personas: [{ kind: 'Persona', name: 'p', description: 'test', grants: [{ upstream: 'notes', operations: [{ method: 'POST', path: '/notes' }, { method: 'GET', path: '/notes' }] }], dataProtection: { profiles: ['pci-dss'] } }],
+  });
+  const restRoute = { persona: 'p', upstream: 'notes', kind: 'rest' as const, pathPrefix: '/personas/p/notes', configVersion: 1 };
+  const forwardedForm = (form: string): string => {
+    const processor = createStreamProcessor(restRoute, deps(withBundle(bundle)));
+    handleNow(processor, { request: 'request_headers', request_headers: headers({ ':method': 'POST', ':path': '/personas/p/notes/notes', 'content-type': 'application/x-www-form-urlencoded', authorization: `Bearer ${token}` }) });
+    const mutation = handleNow(processor, { request: 'request_body', request_body: { body: Buffer.from(form), end_of_stream: true } })?.request_body?.response?.body_mutation;
+    assert.ok(mutation && 'body' in mutation, `${form}: rewritten`);
+    return Buffer.from(mutation.body!).toString('utf8');
+  };
+  assert.equal(forwardedForm(`a=1;card=${digits}`), 'a=1;card=************6467');
+  assert.equal(forwardedForm(`a=%zz&b=x+y&c=x%20y&card=${digits}&d=%7E`), 'a=%zz&b=x+y&c=x%20y&card=************6467&d=%7E');
+  const forwardedPath = (path: string): string => {
+    const processor = createStreamProcessor(restRoute, deps(withBundle(bundle)));
+    const answer = handleNow(processor, { request: 'request_headers', request_headers: { ...headers({ ':method': 'GET', ':path': path, authorization: `Bearer ${token}` }), end_of_stream: true } });
+    const set = answer?.request_headers?.response?.header_mutation?.set_headers?.find((h) => h.header.key === ':path');
+    assert.ok(set, `${path}: rewritten`);
+    return Buffer.from(set.header.raw_value!).toString('latin1');
+  };
+  assert.equal(forwardedPath(`/personas/p/notes/notes?q=a;b&x=%zz&c=${digits}&s=x%20y`), '/personas/p/notes/notes?q=a;b&x=%zz&c=************6467&s=x%20y');
+  const mcp = createStreamProcessor(route, deps(policyWith({ dataProtection: { profiles: ['pci-dss'] } })));
+  const onHeaders = startHeaders(mcp, {}, `/personas/p/billing?k=%7e;x&c=${digits}`);
+  const mcpPath = onHeaders?.request_headers?.response?.header_mutation?.set_headers?.find((h) => h.header.key === ':path');
+  assert.equal(Buffer.from(mcpPath!.header.raw_value!).toString('latin1'), '/personas/p/billing?k=%7e;x&c=************6467');
+});
+
+test('behaviour reasons and alerts name the tool as the audit trail records it, never with a flagged value in it', () => {
+  const decisions: Decision[] = [];
+  const alerts = new MemoryAlertSink();
+  const policy = policyWith({
+    dataProtection: { profiles: ['pci-dss'], defaultAction: 'detect' },
+    behaviour: {
+      rules: [{ name: 'pay-twice', steps: [{ match: { tool: 'pay*' } }, { match: { tool: 'pay*' }, within: '10m' }], action: 'alert' }],
+      guardrails: { circuitBreaker: { repeatedCalls: { threshold: 2 } } },
+    },
+  });
+  const dependencies = { ...deps(policy, decisions), behaviour: createBehaviourEngine({ clock: () => Date.now(), store: new InMemorySessionStateStore(), alertSink: alerts }) };
+  for (const id of [1, 2]) {
+    const processor = createStreamProcessor(route, dependencies);
+    const answer = startMcp(processor, { jsonrpc: '2.0', id, method: 'tools/call', params: { name: `pay ${card}`, arguments: {} } });
+    // A detect finding in the name lets the call through; the second is throttled by the circuit breaker.
+    if (id === 1) assert.equal(answer?.immediate_response, undefined);
+  }
+  assert.ok(alerts.alerts.length > 0, 'the behaviour stage alerted');
+  const alertText = JSON.stringify(alerts.alerts);
+  assert.ok(!alertText.includes('4539'), alertText);
+  assert.equal(alerts.alerts.at(-1)!.tool, '[redacted]');
+  const reasons = decisions.at(-1)!.reasons;
+  assert.ok(reasons.some((r) => r.stage === 'behaviour'), JSON.stringify(reasons));
+  assert.ok(!recorded(decisions.at(-1)!).includes('4539'), recorded(decisions.at(-1)!));
+});

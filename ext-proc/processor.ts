@@ -47,7 +47,7 @@ import type { FlowSignal, FlowTracker } from './dlp/flow.ts';
 import { declaredCharset, decodeSingleByte, encodeSingleByte, type SingleByteCharset } from './dlp/charset.ts';
 import { createStreamInspector, isJsonLinesType, looksBinary, type StreamInspector } from './dlp/stream.ts';
 import { behaviourResultOf, checkBehaviour, recordBehaviourResult } from './pipeline/behaviour.ts';
-import { inspectJson, type InspectContext, type InspectResult } from './dlp/inspect.ts';
+import { dataBlockedCode, inspectJson, type InspectContext, type InspectResult } from './dlp/inspect.ts';
 import {
   blockedReason,
   protectRequestBody,
@@ -76,6 +76,7 @@ import {
 } from './mcp/json-rpc.ts';
 import { createSseSplitter, withData, type SseEvent, type SseSplitter } from './mcp/sse.ts';
 import type { CompiledPersona, CompiledPolicy } from './policy/compile-policy.ts';
+import { parameters, withEditedFields } from './rest/form.ts';
 import { normaliseRequestPath } from './rest/path-template.ts';
 import { jsonNestingExceeds, maxJsonNestingDepth } from './json-nesting.ts';
 import type { HeaderMutation, HttpHeaderEntry, ProcessingRequest, ProcessingResponse } from './envoy-messages.ts';
@@ -363,7 +364,7 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
     const protection = protectRequestJson(dp, deps.flow, flowSession(), query, flowDestination(undefined), 'query');
     const refusal = adoptAtHeaders(protection, 'query');
     if (refusal) return refusal;
-    if (protection.changed) headerRewrites = [...headerRewrites, [':path', `${path.slice(0, mark)}?${queryString(protection.value)}`]];
+    if (protection.changed) headerRewrites = [...headerRewrites, [':path', `${path.slice(0, mark)}?${withEditedFields(path.slice(mark + 1), query, protection.value)}`]];
     return null;
   }
 
@@ -385,7 +386,8 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
     if (method !== 'POST') return refuse(405, 'method_not_allowed', `MCP endpoints accept POST, GET and DELETE, not ${method}`, 'protocol', [['allow', 'GET, POST, DELETE']]);
     const contentType = (requestHeaders.get('content-type') ?? '').toLowerCase();
     if (!contentType.startsWith('application/json')) {
-      return refuse(415, 'unsupported_media_type', `an MCP POST must carry application/json, not "${contentType || 'no content type'}"`, 'protocol');
+      const sent = requestHeaders.get('content-type');
+      return refuse(415, 'unsupported_media_type', `an MCP POST must carry application/json, not ${sent ? `"${quotedAsRecorded(sent)}"` : 'no content type'}`, 'protocol');
     }
     if (endOfStream) return refuse(400, 'empty_body', 'an MCP POST needs a JSON-RPC body', 'protocol');
     return refuseEncodedBody('an MCP POST body') ?? continueRequestHeaders();
@@ -393,9 +395,9 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
 
   /** A request body Mandate must read would pass unread if encoded (compressed): refused, like one over the size limit. */
   function refuseEncodedBody(what: string): ProcessingResponse | null {
-    const encoding = contentEncodingOf(requestHeaders);
-    if (encoding === null) return null;
-    return refuse(415, 'unsupported_content_encoding', `${what} must not be encoded ("content-encoding: ${encoding}"): Mandate reads it before the upstream does`, 'protocol');
+    if (contentEncodingOf(requestHeaders) === null) return null;
+    const sent = quotedAsRecorded(requestHeaders.get('content-encoding') ?? '');
+    return refuse(415, 'unsupported_content_encoding', `${what} must not be encoded ("content-encoding: ${sent}"): Mandate reads it before the upstream does`, 'protocol');
   }
 
   function onRestRequestHeaders(method: string, rawPath: string, endOfStream: boolean): ProcessingResponse {
@@ -531,7 +533,7 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
       const envelope = persona!.dataProtection.active ? envelopeOf(parsed.raw[index]!, message) : null;
       if (message.type === 'response') {
         // The client answering a server request (sampling, elicitation): what it answers is inspected like arguments.
-        perMessage.push({ message, assessed: withEnvelopeProtection(assessOtherMessage(message, mcpCall('response', undefined, undefined, message.id), null), envelope, undefined) });
+        perMessage.push({ message, assessed: withEnvelopeProtection(assessOtherMessage(message, mcpCall('response', undefined, undefined, message.id), null), envelope, message, undefined) });
         continue;
       }
       const tool = message.method === 'tools/call' ? toolNameOf(message.params) : undefined;
@@ -547,7 +549,7 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
       const denial = authorization.allowed ? null : quotingAsRecorded(authorization.reason, [message.method, call.method], [tool, call.kind === 'mcp' ? call.tool : undefined]);
       // Session plumbing (initialize, tools/list, notifications) is authorized only; tool calls go through every stage.
       const assessed = message.method === 'tools/call' && tool !== undefined && args !== undefined ? assessCall(call, tool, args, denial, id ?? null, body.length) : assessOtherMessage(message, call, denial);
-      perMessage.push({ message, assessed: withEnvelopeProtection(assessed, envelope, tool) });
+      perMessage.push({ message, assessed: withEnvelopeProtection(assessed, envelope, message, tool) });
       if (message.type === 'request' && message.method === 'tools/list') toolsListIds.add(message.id);
       if (message.type === 'request' && message.id !== null) requestIds.push(message.id);
     }
@@ -588,21 +590,24 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
   }
 
   /**
-   * Data protection on what a message carries besides its inspected part (envelopeOf): its id, other
-   * members, a tool call's `_meta`. Findings join the message's decision, located under "message"; a
-   * value to mask is masked in place, but a finding in the id refuses the message (a masked id could
-   * not be matched to its answer, and the raw one may not reach the upstream).
+   * Data protection on what a message carries besides its inspected part (envelopeOf): its id, its
+   * method, other members, a tool call's name and `_meta`. Findings join the message's decision, located
+   * under "message"; a value to mask is masked in place, but a finding to mask, redact or block in what
+   * names the exchange (the id, the method, the tool name, a params.name or params.uri: namingMemberOf)
+   * refuses the message: a masked id could not be matched to its answer, a masked name calls something
+   * else, and the raw value may not reach the upstream. Detect findings there are recorded.
    */
-  function withEnvelopeProtection(assessed: AssessedCall, envelope: Record<string, unknown> | null, tool: string | undefined): AssessedCall {
+  function withEnvelopeProtection(assessed: AssessedCall, envelope: Record<string, unknown> | null, message: JsonRpcMessage, tool: string | undefined): AssessedCall {
     const { decision } = assessed;
     if (envelope === null || (decision.verdict === 'deny' && decision.enforced)) return assessed;
     const protection = protectRequestJson(persona!.dataProtection, deps.flow, flowSession(), envelope, flowDestination(tool), 'message');
-    if (protection.findings.length === 0 && protection.denial === null && protection.notes.length === 0) return assessed;
-    const idFinding = protection.findings.find((f) => f.location === '$.id' && f.action !== 'detect');
-    const denial: DecisionReason | null =
-      protection.denial ?? (idFinding ? { stage: 'data-protection', code: 'sensitive_data_blocked', message: `the JSON-RPC id carries sensitive data (${idFinding.group}); a message whose id would have to be masked is refused` } : null);
+    const found = locatedIn('message', protection.findings);
+    // The params of a message other than a tool call were inspected already (assessOtherMessage): their name and uri are names too.
+    const inName = [...decision.findings, ...found].find((f) => f.action !== 'detect' && namingMemberOf(f.location, message) !== null);
+    if (found.length === 0 && protection.denial === null && protection.notes.length === 0 && !inName) return assessed;
+    const denial: DecisionReason | null = protection.denial ?? (inName ? namingMemberRefusal(inName, namingMemberOf(inName.location, message)!) : null);
     const monitor = persona!.persona.mode === 'monitor';
-    const findings = [...decision.findings, ...locatedIn('message', protection.findings)];
+    const findings = [...decision.findings, ...found];
     const notes = [...protection.notes];
     let next: Decision = { ...decision, findings };
     if (denial !== null && decision.verdict === 'allow') next = { ...next, verdict: 'deny', enforced: !monitor, reasons: [denial, ...decision.reasons, ...notes] };
@@ -694,13 +699,17 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
     if ((denial === null || monitor) && call.kind === 'rest' && Object.keys(call.query).length > 0) {
       const query = protectRequestJson(persona!.dataProtection, deps.flow, flowSession(), call.query, destination, 'query');
       adopt(query, 'query');
-      if (query.changed) rewrittenQuery = queryString(query.value);
+      // Only the values that changed are written again; the rest of the query goes on as sent.
+      const rawPath = requestHeaders.get(':path') ?? '';
+      if (query.changed) rewrittenQuery = withEditedFields(rawPath.slice(rawPath.indexOf('?') + 1), call.query, query.value);
     }
 
     let riskScore: number | null = null;
     let retryAfterSeconds: number | null = null;
     if (denial === null || monitor) {
-      const behaviourCall = behaviourCallOf(tool, toolClass, payload instanceof Buffer ? ((call as { body?: unknown }).body ?? null) : payload, requestBytes);
+      // Reasons and alerts name the tool as the audit trail does: an MCP call's recorded name, a REST path as recorded.
+      const recordedTool = recordedCall.kind === 'mcp' ? (recordedCall.tool ?? tool) : call.kind === 'rest' && recordedCall.kind === 'rest' && tool === `${call.method} ${call.path}` ? `${recordedCall.method} ${recordedCall.path}` : tool;
+      const behaviourCall = behaviourCallOf(tool, toolClass, payload instanceof Buffer ? ((call as { body?: unknown }).body ?? null) : payload, requestBytes, recordedTool);
       const check = checkBehaviour(deps.behaviour, persona!.behaviour, behaviourCall);
       riskScore = check.riskScore;
       if (check.stop) {
@@ -715,7 +724,7 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
     return { decision: makeDecision(recordedCall, recordedDenial, { findings, riskScore, notes }), retryAfterSeconds, rewritten, rewrittenQuery, rewrittenPath };
   }
 
-  function behaviourCallOf(tool: string, toolClass: BehaviourCall['toolClass'], args: unknown, requestBytes: number): BehaviourCall {
+  function behaviourCallOf(tool: string, toolClass: BehaviourCall['toolClass'], args: unknown, requestBytes: number, recordedTool = tool): BehaviourCall {
     return {
       persona: route!.persona,
       agent: credential!.agent,
@@ -724,6 +733,7 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
       credentialId: credential!.id,
       upstream: route!.upstream,
       tool,
+      ...(recordedTool !== tool ? { recordedTool } : {}),
       ...(toolClass ? { toolClass } : {}),
       arguments: args,
       requestBytes,
@@ -740,13 +750,14 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
 
   /**
    * An HTML form body (`a=1&b=x+y`) is read field by field, decoded, as a JSON object is: read as raw
-   * text, a card written with "+" for its spaces or an address with "%40" would pass unseen. A
-   * changed form is encoded again whole.
+   * text, a card written with "+" for its spaces or an address with "%40" would pass unseen. Only the
+   * fields that changed are encoded again; every other byte goes on as sent (withEditedFields).
    */
   function protectRequestForm(body: Buffer, destination: FlowEndpoint): RequestProtection<Buffer> {
-    const fields = parameters(new URLSearchParams(body.toString('utf8')));
+    const text = body.toString('utf8');
+    const fields = parameters(new URLSearchParams(text));
     const protection = protectRequestJson(persona!.dataProtection, deps.flow, flowSession(), fields, destination, 'request body');
-    return { ...protection, value: protection.changed ? Buffer.from(queryString(protection.value), 'utf8') : body };
+    return { ...protection, value: protection.changed ? Buffer.from(withEditedFields(text, fields, protection.value), 'utf8') : body };
   }
 
   /** Data-flow memory is per Persona, agent and session (the credential when there is no MCP session). */
@@ -1487,12 +1498,24 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
     return `${prefix}${persona ? recordedName(below) : `/${redactedSegment}`}`;
   }
 
-  /** A reason that quotes what the agent named (a tool, a method, a path) quotes it as the audit trail records it. */
+  /**
+   * A reason that quotes what the agent named (a tool, a method, a path) quotes it as the audit trail
+   * records it (`recorded`), cut to maxQuotedChars.
+   */
   function quotingAsRecorded<R extends DecisionReason | null>(reason: R, ...names: [string | undefined, string | undefined][]): R {
     if (reason === null) return reason;
     let message = reason.message;
-    for (const [sent, recorded] of names) if (sent && recorded !== undefined && sent !== recorded) message = message.replaceAll(sent, recorded);
+    for (const [sent, recorded] of names) {
+      if (!sent || recorded === undefined) continue;
+      const quoted = cutQuoted(recorded);
+      if (quoted !== sent) message = message.replaceAll(sent, quoted);
+    }
     return message === reason.message ? reason : ({ ...reason, message } as R);
+  }
+
+  /** Other text the agent sent (a content type, a content coding) as a reason's message quotes it: as recordedName records it, cut to maxQuotedChars. */
+  function quotedAsRecorded(text: string): string {
+    return cutQuoted(recordedName(text));
   }
 
   function continueRequestHeaders(extra: [string, string][] = []): ProcessingResponse {
@@ -1629,12 +1652,45 @@ function processingModeWithResponseBody(mode: 'STREAMED' | 'BUFFERED'): NonNulla
 
 const noHeaders: ReadonlySet<string> = new Set();
 
+/** The most a reason's message quotes of what the agent sent (after redaction); longer text is cut. */
+const maxQuotedChars = 100;
+
+function cutQuoted(text: string): string {
+  return text.length > maxQuotedChars ? `${text.slice(0, maxQuotedChars)}…` : text;
+}
+
 /** HTTP methods the audit trail records as they are (any other is a name the agent chose, see recordedName). */
 const standardHttpMethods: ReadonlySet<string> = new Set(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS', 'TRACE', 'CONNECT']);
 
 /** Findings in one part of a call inspected on its own, located under that part ("$.x" -> "query.x", "headers[\"x\"]"). */
 function locatedIn(part: string, findings: DataFinding[]): DataFinding[] {
   return findings.map((f) => ({ ...f, location: `${part}${f.location.slice(1)}` }));
+}
+
+/**
+ * The member of an MCP message that a finding sits in, as a refusal names it, when that member names
+ * the exchange (what rewriteChangesExchange holds fixed: the id, the method, the tool or prompt name,
+ * the resource URI); null for any other. Locations as withEnvelopeProtection ("message.") and
+ * assessOtherMessage ("params.") give them, with any suffix (" (base64)").
+ */
+function namingMemberOf(location: string, message: JsonRpcMessage): string | null {
+  const at = (member: string) => location === member || location.startsWith(`${member} (`);
+  if (at('message.id')) return 'JSON-RPC id';
+  if (at('message.method')) return 'method';
+  if (message.type === 'response') return null;
+  if (at('message.params.name')) return 'tool name';
+  if (at('params.name')) return message.method === 'prompts/get' ? 'prompt name' : 'name it calls (params.name)';
+  if (at('params.uri')) return 'resource URI';
+  return null;
+}
+
+/** A finding in a member that names the exchange: the message is refused, since that member cannot be masked (stable code sensitive_data_blocked). */
+function namingMemberRefusal(finding: DataFinding, member: string): DecisionReason {
+  return {
+    stage: 'data-protection',
+    code: dataBlockedCode,
+    message: `the ${member} holds ${finding.group} data (${finding.detector}) that this Persona may not send, and a ${member} cannot be masked without changing the call; remove it and retry`,
+  };
 }
 
 /** The id of the JSON-RPC message in an event's data (null when it has none or is not JSON). */
@@ -1735,31 +1791,10 @@ function decodePathSegment(segment: string): string {
   }
 }
 
-/** A parsed query (possibly with rewritten values) back as a query string. */
-function queryString(query: Record<string, string | string[]>): string {
-  const params = new URLSearchParams();
-  for (const [key, value] of Object.entries(query)) for (const v of Array.isArray(value) ? value : [value]) params.append(key, v);
-  return params.toString();
-}
-
 function parseQuery(rawPath: string): Record<string, string | string[]> {
   const index = rawPath.indexOf('?');
   if (index < 0) return {};
   return parameters(new URLSearchParams(rawPath.slice(index + 1)));
-}
-
-/**
- * Parameters as an object, a repeated name as an array. Built from entries, so every name is an own
- * property: `__proto__=...` assigned into an object literal would set its prototype and vanish from
- * what is inspected.
- */
-function parameters(params: URLSearchParams): Record<string, string | string[]> {
-  const byName = new Map<string, string | string[]>();
-  for (const [key, value] of params) {
-    const existing = byName.get(key);
-    byName.set(key, existing === undefined ? value : Array.isArray(existing) ? [...existing, value] : [existing, value]);
-  }
-  return Object.fromEntries(byName);
 }
 
 function sourceAddressOf(request: ProcessingRequest): string | null {

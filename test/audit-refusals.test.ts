@@ -36,13 +36,20 @@ before(async () => {
     { kind: 'Persona', name: 'audit-block', description: 'Refuses credentials.', grants, dataProtection: { profiles: ['secrets'], defaultAction: 'block' } },
     {
       kind: 'Persona',
+      name: 'audit-wildcard',
+      description: 'Any tool of billing; cards and credentials masked.',
+      grants: [{ upstream: 'billing', tools: [{ name: '*' }] }],
+      dataProtection: { profiles: ['pci-dss', 'secrets'], defaultAction: 'mask' },
+    },
+    {
+      kind: 'Persona',
       name: 'audit-strict',
       description: 'Card numbers may not reach the agent.',
       grants,
       dataProtection: { profiles: ['pci-dss'], rules: [{ groups: ['financial'], direction: 'response', action: 'block' }] },
     },
   ]);
-  for (const persona of ['audit-guard', 'audit-block', 'audit-strict']) tokens[persona] = (await gateway.issueToken(persona, `${persona}-agent`)).token;
+  for (const persona of ['audit-guard', 'audit-block', 'audit-wildcard', 'audit-strict']) tokens[persona] = (await gateway.issueToken(persona, `${persona}-agent`)).token;
 });
 
 after(async () => {
@@ -120,4 +127,20 @@ test("a refused answer is recorded in the call's response event: the reason, ver
     const decisions = rows.filter((e) => e.kind === 'decision' && e.tool === tool);
     assert.deepEqual(decisions.map((e) => e.verdict), ['allow'], tool);
   }
+});
+
+test('with a * grant, a card in the tool name is refused with sensitive_data_blocked, recorded without it, and never reaches the upstream', async () => {
+  const before = billing.messages.length;
+  const answer = await mcpPost('audit-wildcard', { jsonrpc: '2.0', id: 'd1', method: 'tools/call', params: { name: `pay ${billingCard}`, arguments: {} } });
+  assert.equal(answer.status, 200);
+  assert.equal(answer.body.id, 'd1');
+  assert.equal(answer.body.error.data.mandate.code, 'sensitive_data_blocked');
+  assert.ok(!JSON.stringify(answer.body).includes(billingCard), 'the refusal does not echo the value');
+  assert.equal(billing.messages.length, before, 'nothing was forwarded');
+  const refusedRow = (r: AuditRow[]) => r.find((e) => e.kind === 'decision' && hasReason(e, 'sensitive_data_blocked'));
+  const rows = await auditRows(gateway, 'audit-wildcard', (r) => Boolean(refusedRow(r)));
+  const refused = refusedRow(rows)!;
+  assert.deepEqual([refused.verdict, refused.body.enforced, refused.tool], ['deny', true, '[redacted]']);
+  assert.ok(!JSON.stringify(refused.body).includes(billingCard), JSON.stringify(refused.body));
+  assert.deepEqual(filesContaining(gateway.dataDir, billingCard), [], 'the card was written to disk');
 });

@@ -135,3 +135,15 @@ test('20,000 random mutations of a valid token never throw and never verify', ()
     if (result.ok) assert.equal(Buffer.from(mutated.split('.')[2] ?? '', 'base64url').equals(Buffer.from(token.split('.')[2]!, 'base64url')) && mutated.split('.').slice(0, 2).join('.') === token.split('.').slice(0, 2).join('.'), true, mutated);
   }
 });
+
+test("a refusal quotes no header text the agent chose: an unregistered alg is not named, the kid never", () => {
+  const awsKey = 'AKIAZ3MQ7HW2XK4JLP5R';
+  const message = (token: string) => {
+    const result = verifyJwt(token, config, keys, now);
+    assert.ok(!result.ok);
+    return (result as { message: string }).message;
+  };
+  assert.match(message(signJwt(rsa, claims, { alg: 'HS256' })), /^the JWT is signed with HS256;/);
+  assert.match(message(signJwt(rsa, claims, { alg: awsKey })), /^the JWT is signed with an unregistered algorithm;/);
+  assert.equal(message(signJwt(rsa, claims, { kid: awsKey })), "the issuer publishes no key with the JWT's kid");
+});

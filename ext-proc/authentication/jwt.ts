@@ -63,6 +63,9 @@ function claimHolds(value: unknown, name: string, expected: string): boolean {
   return false;
 }
 
+/** JWS algorithm names (RFC 7518 and RFC 8037), the only header text a refusal quotes. */
+const registeredJwsAlgorithms: ReadonlySet<string> = new Set(['none', 'HS256', 'HS384', 'HS512', 'RS256', 'RS384', 'RS512', 'ES256', 'ES384', 'ES512', 'ES256K', 'PS256', 'PS384', 'PS512', 'EdDSA', 'Ed25519', 'Ed448']);
+
 export function verifyJwt(token: string, config: JwtAuthentication, keys: IssuerKeys, nowMs: number): JwtVerification {
   const parts = token.split('.');
   if (parts.length !== 3 || !looksLikeJwt(token)) return fail('jwt_malformed', 'the bearer token is not a JWT');
@@ -71,12 +74,14 @@ export function verifyJwt(token: string, config: JwtAuthentication, keys: Issuer
   if (!header || !claims) return fail('jwt_malformed', 'the JWT header or claims are not a JSON object');
   const alg = header.alg;
   if (typeof alg !== 'string' || !(config.algorithms as string[]).includes(alg)) {
-    return fail('jwt_algorithm_refused', `the JWT is signed with ${typeof alg === 'string' ? alg : 'no algorithm'}; this Persona accepts ${config.algorithms.join(', ')}`);
+    // The header is the agent's text, recorded in the audit trail: only a registered algorithm name is quoted.
+    const named = typeof alg !== 'string' ? 'no algorithm' : registeredJwsAlgorithms.has(alg) ? alg : 'an unregistered algorithm';
+    return fail('jwt_algorithm_refused', `the JWT is signed with ${named}; this Persona accepts ${config.algorithms.join(', ')}`);
   }
   if (header.crit !== undefined) return fail('jwt_malformed', 'the JWT has critical header parameters Mandate does not understand');
   const kid = typeof header.kid === 'string' ? header.kid : null;
   const candidates = kid !== null ? [keys.byKid.get(kid)].filter((k): k is VerificationKey => k !== undefined) : keys.unnamed;
-  if (candidates.length === 0) return fail('jwt_key_unknown', kid !== null ? `the issuer publishes no key "${kid}"` : 'the JWT names no key and the issuer publishes no unnamed one');
+  if (candidates.length === 0) return fail('jwt_key_unknown', kid !== null ? "the issuer publishes no key with the JWT's kid" : 'the JWT names no key and the issuer publishes no unnamed one');
   const signed = Buffer.from(`${parts[0]}.${parts[1]}`);
   const signature = Buffer.from(parts[2]!, 'base64url');
   const valid = candidates.some((candidate) => {

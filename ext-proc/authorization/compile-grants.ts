@@ -37,10 +37,23 @@ export function compileCondition(source: string): CelCondition | { error: string
   }
   return (bindings) => {
     const result = program(bindings);
-    if (isCelError(result)) return { ok: false, error: String((result as Error).message ?? result) };
+    if (isCelError(result)) return { ok: false, error: celFailure(String((result as Error).message ?? result)) };
     if (typeof result !== 'boolean') return { ok: false, error: `condition returned ${typeof result}, not a boolean` };
     return { ok: true, value: result };
   };
+}
+
+/**
+ * Why a condition could not be evaluated, in words that never quote the call's values: the evaluator's
+ * messages do ("Cannot convert AKIA... to a BigInt", "field not found: <a key the agent sent>",
+ * a regular expression the agent sent), and the reason is recorded in the audit trail.
+ */
+function celFailure(message: string): string {
+  if (/^field not found\b|no such key/i.test(message)) return 'a field it reads is missing';
+  if (/no matching overload/i.test(message)) return 'an operator or function was given a value of another type';
+  if (/regexp|regular expression/i.test(message)) return 'a value is not a valid regular expression';
+  if (/convert|parse/i.test(message)) return 'a value could not be converted to the type the condition needs';
+  return "the evaluator failed on this call's values";
 }
 
 /** "tickets_*" style globs without a regex engine: split on * and match pieces in order. */

@@ -30,11 +30,12 @@ export function parseJsonRpcBody(body: Buffer, allowBatch: boolean): ParsedBody 
   if (jsonNestingExceeds(body)) {
     return { ok: false, code: jsonRpcCodes.invalidRequest, mandateCode: 'json_too_deep', message: `the body nests objects and arrays more than ${maxJsonNestingDepth} deep` };
   }
+  const text = body.toString('utf8');
   let value: unknown;
   try {
-    value = JSON.parse(body.toString('utf8'));
+    value = JSON.parse(text);
   } catch (error) {
-    return { ok: false, code: jsonRpcCodes.parseError, mandateCode: 'invalid_json', message: `the body is not valid JSON: ${(error as Error).message}` };
+    return { ok: false, code: jsonRpcCodes.parseError, mandateCode: 'invalid_json', message: notJsonMessage(error, text) };
   }
   if (Array.isArray(value)) {
     if (!allowBatch) return { ok: false, code: jsonRpcCodes.invalidRequest, mandateCode: 'batch_not_supported', message: 'JSON-RPC batches are only allowed in MCP protocol version 2025-03-26' };
@@ -53,19 +54,31 @@ export function parseJsonRpcBody(body: Buffer, allowBatch: boolean): ParsedBody 
 }
 
 /**
+ * Why a body is not JSON, in words of our own: the parser's message quotes the body around the fault,
+ * and the refusal is recorded in the audit trail. Only the position is taken from it (V8 gives one for
+ * most faults: "... in JSON at position 42 ..."), or the end of the text when the input ran out.
+ */
+function notJsonMessage(error: unknown, text: string): string {
+  const parserMessage = (error as Error)?.message ?? '';
+  const position = /\bat position (\d+)\b/.exec(parserMessage)?.[1] ?? (/end of JSON input/.test(parserMessage) ? String(text.length) : undefined);
+  return position === undefined ? 'the body is not valid JSON' : `the body is not valid JSON (at character ${position})`;
+}
+
+/**
  * What a message carries besides the part the stages inspect already (a tool call's arguments, another
- * request's params, a response's result or error): its id, any other member, and the rest of a tool
- * call's params (`_meta`...). Without `jsonrpc`, `method` and a tool call's `name`, which authorization
- * matches exactly. Null when there is nothing else.
+ * request's params, a response's result or error): its id, its method, any other member, and the rest
+ * of a tool call's params (its `name`, `_meta`...). The id, the method and the name are inspected too
+ * (they are data the agent sends) but never masked: a value in them refuses the message (the
+ * processor's withEnvelopeProtection). Without `jsonrpc`. Null when there is nothing else.
  */
 export function envelopeOf(raw: Record<string, unknown>, message: JsonRpcMessage): Record<string, unknown> | null {
   const envelope: [string, unknown][] = [];
   for (const [key, value] of Object.entries(raw)) {
-    if (key === 'jsonrpc' || key === 'method') continue;
+    if (key === 'jsonrpc') continue;
     if (message.type === 'response' && (key === 'result' || key === 'error')) continue;
     if (key === 'params') {
       if (message.type === 'response' || message.method !== 'tools/call' || value === null || typeof value !== 'object' || Array.isArray(value)) continue;
-      const rest = Object.entries(value as Record<string, unknown>).filter(([k]) => k !== 'name' && k !== 'arguments');
+      const rest = Object.entries(value as Record<string, unknown>).filter(([k]) => k !== 'arguments');
       if (rest.length > 0) envelope.push(['params', Object.fromEntries(rest)]);
       continue;
     }

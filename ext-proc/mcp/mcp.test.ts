@@ -133,3 +133,16 @@ test('tool arguments are an object or absent; anything else is a problem, never 
     assert.equal(toolArgumentsProblem({ name: 'x', arguments: value }), `tools/call params.arguments must be an object (or absent), not ${kind}`);
   }
 });
+
+test('a body that is not JSON is refused with a message of our own that gives the position, never the body', () => {
+  const awsKey = 'AKIAZ3MQ7HW2XK4JLP5R';
+  for (const body of [`{"a": ${awsKey}}`, awsKey, `{"a": "${awsKey}"`, `{"a": 1} ${awsKey}`]) {
+    const parsed = parseJsonRpcBody(Buffer.from(body), true);
+    assert.ok(!parsed.ok);
+    assert.equal(parsed.mandateCode, 'invalid_json');
+    assert.match(parsed.message, /^the body is not valid JSON( \(at character \d+\))?$/, parsed.message);
+  }
+  const cut = parseJsonRpcBody(Buffer.from('{"a": 1,'), true);
+  assert.ok(!cut.ok);
+  assert.equal(cut.message, 'the body is not valid JSON (at character 8)');
+});

@@ -74,6 +74,9 @@ export interface BaselineCall {
   toolClass: ToolClass;
   previousTool: string | null;
   previousClass: ToolClass | null;
+  /** The tools as deviations' messages quote them (as the audit trail records them); absent: as above. */
+  recordedTool?: string;
+  recordedPreviousTool?: string | null;
 }
 
 /** What a session looks like right now, for comparison with the baseline. */
@@ -170,11 +173,11 @@ export class BaselineModel {
     const deviations: BaselineDeviation[] = [];
     const tool = this.#tools.get(call.tool);
     if (!tool) {
-      deviations.push({ code: 'baseline_unseen_tool', risk: 0.5, message: `tool ${call.tool} (${call.toolClass}) was never used by this Persona while the baseline was learned` });
+      deviations.push({ code: 'baseline_unseen_tool', risk: 0.5, message: `tool ${call.recordedTool ?? call.tool} (${call.toolClass}) was never used by this Persona while the baseline was learned` });
     } else if (call.user !== null) {
       const userTools = this.#userTools.get(call.user);
       if (userTools && userTools.size < MAX_TOOLS_PER_USER && !userTools.has(call.tool)) {
-        deviations.push({ code: 'baseline_user_unseen_tool', risk: 0.2, message: `tool ${call.tool} was never used on behalf of this user while the baseline was learned` });
+        deviations.push({ code: 'baseline_user_unseen_tool', risk: 0.2, message: `tool ${call.recordedTool ?? call.tool} was never used on behalf of this user while the baseline was learned` });
       }
     }
     const from = call.previousTool ?? SESSION_START;
@@ -186,7 +189,7 @@ export class BaselineModel {
         deviations.push({
           code: 'baseline_rare_transition',
           risk: seen === 0 ? 0.35 : 0.2,
-          message: `${from === SESSION_START ? 'starting a session' : from} -> ${call.tool} was seen ${seen} times in ${support} transitions`,
+          message: `${from === SESSION_START ? 'starting a session' : (call.recordedPreviousTool ?? from)} -> ${call.recordedTool ?? call.tool} was seen ${seen} times in ${support} transitions`,
         });
       }
     }

@@ -375,3 +375,16 @@ test('data protection feeds rules: results with sensitive values count, and a se
   // The first session never got the signal.
   assert.equal(engine.evaluate(compiled, { ...email, sessionId: 'session-3' }).action, 'allow');
 });
+
+test('reasons and alerts quote the recorded tool name; rules and counters read the tool as called', () => {
+  const { engine, alerts } = testRig();
+  const compiled = compileOrThrow(supportPersona({ rules: [bulkReadThenEgress] }));
+  for (let id = 1; id <= 50; id += 1) engine.evaluate(compiled, ticketCall({ tool: 'tickets.get/AKIAZ3MQ7HW2XK4JLP5R', recordedTool: 'tickets.get/[redacted]', arguments: { id } }));
+  const email = engine.evaluate(compiled, ticketCall({ upstream: 'mail', tool: 'email.send/AKIAZ3MQ7HW2XK4JLP5R', recordedTool: 'email.send/[redacted]', toolClass: 'egress', arguments: {} }));
+  assert.equal(email.action, 'block', 'the rule matched the tools as called');
+  assert.match(email.reasons[0]?.message ?? '', /then email\.send\/\[redacted\] \(egress\)$/);
+  const alert = alerts.alerts.at(-1)!;
+  assert.equal(alert.tool, 'email.send/[redacted]');
+  assert.deepEqual(alert.evidence.sequence.map((run) => run.tool), ['tickets.get/[redacted]', 'email.send/[redacted]']);
+  assert.ok(!JSON.stringify(alert).includes('AKIA'));
+});

@@ -27,6 +27,11 @@ export interface BehaviourCall {
   upstream: string;
   /** MCP tool name, or "METHOD /path/template" for a REST operation. */
   tool: string;
+  /**
+   * The tool as the audit trail names it (the data path redacts segments a detector flags); reasons
+   * and alerts quote this, rules and counters read `tool`. Absent: `tool` is quoted.
+   */
+  recordedTool?: string;
   /** Set when the data path already knows the class; otherwise the compiled classifier decides. */
   toolClass?: ToolClass;
   annotations?: ToolAnnotations;
@@ -199,6 +204,11 @@ function newBreaker(now: number): BreakerState {
   };
 }
 
+/** The tool as reasons and alerts name it: as the audit trail records it. */
+function quotedTool(call: BehaviourCall): string {
+  return call.recordedTool ?? call.tool;
+}
+
 function reason(code: string, message: string): DecisionReason {
   return { stage: 'behaviour', code, message };
 }
@@ -302,7 +312,7 @@ export function createBehaviourEngine(options: BehaviourEngineOptions): Behaviou
       .slice(0, -1)
       .map((_, i) => `${progress.counts[i] ?? 0} matching call(s)`)
       .join(', then ');
-    const sequence = earlier.length > 0 ? `${earlier}, then ${call.tool} (${toolClass})` : `${call.tool} (${toolClass})`;
+    const sequence = earlier.length > 0 ? `${earlier}, then ${quotedTool(call)} (${toolClass})` : `${quotedTool(call)} (${toolClass})`;
     return {
       action: rule.action,
       risk: rule.risk,
@@ -442,7 +452,7 @@ export function createBehaviourEngine(options: BehaviourEngineOptions): Behaviou
       }
       const repeats = (breaker.repeats.get(fingerprint) ?? 0) + 1;
       if (breaker.repeats.size < 64 || breaker.repeats.has(fingerprint)) breaker.repeats.set(fingerprint, repeats);
-      if (repeats >= policy.repeated.threshold) why = `${repeats} identical or near-identical calls to ${call.tool}`;
+      if (repeats >= policy.repeated.threshold) why = `${repeats} identical or near-identical calls to ${quotedTool(call)}`;
     }
     if (why === null && policy.novel && !policy.novel.onlyFailed && seenBefore === 0) {
       why = countNovel(policy, breaker, now);
@@ -467,7 +477,7 @@ export function createBehaviourEngine(options: BehaviourEngineOptions): Behaviou
   const recordBreakerResult = (policy: CompiledBreaker, breaker: BreakerState, call: BehaviourCall, result: BehaviourResult, now: number): void => {
     if (breaker.stopped) return;
     if (breaker.phase === 'half-open') {
-      if (result.isError) trip(policy, breaker, now, `probe call to ${call.tool} failed`);
+      if (result.isError) trip(policy, breaker, now, `probe call to ${quotedTool(call)} failed`);
       else if (breaker.probesLeft === 0) breaker.phase = 'closed';
       return;
     }
@@ -563,18 +573,20 @@ export function createBehaviourEngine(options: BehaviourEngineOptions): Behaviou
       if (object !== null) addObject(state, `${call.upstream}:${object}`);
     }
     const lastRun = state.recent[state.recent.length - 1];
+    const previousRecorded = lastRun && lastRun.tool === state.lastTool ? (lastRun.recordedTool ?? lastRun.tool) : state.lastTool;
     if (lastRun && lastRun.tool === call.tool) {
       lastRun.count += 1;
       lastRun.lastAt = now;
     } else {
       if (state.recent.length >= RECENT_RUNS) state.recent.shift();
-      state.recent.push({ tool: call.tool, toolClass, count: 1, firstAt: now, lastAt: now });
+      const recorded = quotedTool(call);
+      state.recent.push({ tool: call.tool, ...(recorded !== call.tool ? { recordedTool: recorded } : {}), toolClass, count: 1, firstAt: now, lastAt: now });
     }
 
     evaluateRules(compiled, state, call, toolClass, now, findings);
     evaluateLimits(compiled, state, call, toolClass, now, findings);
     evaluateBreaker(compiled, state, call, now, findings);
-    const baselineCall: BaselineCall = { user: call.user, tool: call.tool, toolClass, previousTool: state.lastTool, previousClass: state.lastClass };
+    const baselineCall: BaselineCall = { user: call.user, tool: call.tool, toolClass, previousTool: state.lastTool, previousClass: state.lastClass, recordedTool: quotedTool(call), recordedPreviousTool: previousRecorded };
     const baselineVersion = evaluateBaseline(compiled, state, baselineCall, findings);
     if (learning) baselines.learner(compiled.persona).observeCall(baselineCall);
     state.lastTool = call.tool;
@@ -651,14 +663,14 @@ export function createBehaviourEngine(options: BehaviourEngineOptions): Behaviou
       user: call.user,
       session: sessionLabel(state),
       upstream: call.upstream,
-      tool: call.tool,
+      tool: quotedTool(call),
       toolClass,
       action,
       enforced,
       riskScore,
       reasons,
       evidence: {
-        sequence: state.recent.map((run) => ({ tool: run.tool, toolClass: run.toolClass, count: run.count, from: new Date(run.firstAt).toISOString(), to: new Date(run.lastAt).toISOString() })),
+        sequence: state.recent.map((run) => ({ tool: run.recordedTool ?? run.tool, toolClass: run.toolClass, count: run.count, from: new Date(run.firstAt).toISOString(), to: new Date(run.lastAt).toISOString() })),
         sessionCalls: state.calls,
         rules: findings.flatMap((f) => (f.rule === null ? [] : [f.rule])),
         baselineVersion,

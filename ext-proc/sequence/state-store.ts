@@ -23,6 +23,8 @@ export interface RuleProgress {
 /** A run of consecutive calls to one tool: the sequence excerpt an alert shows. */
 export interface CallRun {
   tool: string;
+  /** The tool as the audit trail names it, when that differs from `tool` (see BehaviourCall.recordedTool). */
+  recordedTool?: string;
   toolClass: ToolClass;
   count: number;
   firstAt: number;
