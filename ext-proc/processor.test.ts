@@ -160,7 +160,7 @@ test('every answer is inspected, not only tool results: a task result carrying a
   const body = Buffer.from(JSON.stringify({ jsonrpc: '2.0', id: 'poll-1', method: 'tasks/result', params: { taskId: 't-1' } }));
   assert.deepEqual(handleNow(processor, { request: 'request_body', request_body: { body, end_of_stream: true } }), { request_body: { response: { status: 'CONTINUE' } } });
   const onHeaders = handleNow(processor, { request: 'response_headers', response_headers: headers({ ':status': '200', 'content-type': 'application/json' }) } as ProcessingRequest);
-  assert.equal(onHeaders?.mode_override?.response_body_mode, 'BUFFERED', 'the answer to tasks/result is asked for');
+  assert.equal(onHeaders?.mode_override?.response_body_mode, 'BUFFERED_PARTIAL', 'the answer to tasks/result is asked for (whole, or the part Envoy holds when it declares no length)');
   const result = { jsonrpc: '2.0', id: 'poll-1', result: { content: [{ type: 'text', text: `card ${card}` }] } };
   const answer = handleNow(processor, { request: 'response_body', response_body: { body: Buffer.from(JSON.stringify(result)), end_of_stream: true } });
   const mutation = answer?.response_body?.response?.body_mutation;
@@ -193,7 +193,7 @@ test('a JSON-lines response is masked as it streams, a card split across chunks 
   const xml = createStreamProcessor(route, deps(policyWith({ dataProtection: { profiles: ['pci-dss'] } })));
   startToolCall(xml, {});
   const xmlHeaders = handleNow(xml, { request: 'response_headers', response_headers: headers({ ':status': '200', 'content-type': 'application/soap+xml; charset=utf-8' }) } as ProcessingRequest);
-  assert.equal(xmlHeaders?.mode_override?.response_body_mode, 'BUFFERED');
+  assert.equal(xmlHeaders?.mode_override?.response_body_mode, 'BUFFERED_PARTIAL');
   const xmlAnswer = handleNow(xml, { request: 'response_body', response_body: { body: Buffer.from(`<account><card>${card}</card></account>`), end_of_stream: true } });
   const xmlMutation = xmlAnswer?.response_body?.response?.body_mutation;
   assert.ok(xmlMutation && 'body' in xmlMutation);
@@ -520,7 +520,7 @@ test('an answer in ISO-8859-1 or windows-1252 is read decoded, masked, and writt
   for (const [contentType, encoding, prose] of cases) {
     const processor = createStreamProcessor(route, deps(policyWith({ dataProtection: { profiles: ['pci-dss'], maskCharacter: '█' } })));
     startToolCall(processor, {});
-    assert.equal(answerHeaders(processor, '200', contentType)?.mode_override?.response_body_mode, 'BUFFERED');
+    assert.equal(answerHeaders(processor, '200', contentType)?.mode_override?.response_body_mode, 'BUFFERED_PARTIAL');
     const json = contentType.includes('json');
     const text = json ? JSON.stringify({ jsonrpc: '2.0', id: 9, result: { content: [{ type: 'text', text: `${prose}: ${nbspCard}` }] } }) : `${prose}: ${nbspCard}`;
     // The euro sign is byte 0x80 in windows-1252; everything else here is the same byte in both charsets.
@@ -1084,4 +1084,48 @@ test('behaviour reasons and alerts name the tool as the audit trail records it, 
   const reasons = decisions.at(-1)!.reasons;
   assert.ok(reasons.some((r) => r.stage === 'behaviour'), JSON.stringify(reasons));
   assert.ok(!recorded(decisions.at(-1)!).includes('4539'), recorded(decisions.at(-1)!));
+});
+
+test("a whole answer of no declared length is asked for as BUFFERED_PARTIAL and refused once it is over maxBodyBytes, or handed over unfinished", () => {
+  const limit = 2048;
+  const result = (bytes: number) => {
+    const head = `{"jsonrpc":"2.0","id":9,"result":{"content":[{"type":"text","text":"card ${card} `;
+    return Buffer.from(`${head}${'a'.repeat(bytes - head.length - 5)}"}]}}`);
+  };
+  const start = (mode: 'enforce' | 'monitor', outcomes: [Decision, DecisionOutcome][] = []) => {
+    const processor = createStreamProcessor(route, deps(policyWith({ mode, maxBodyBytes: limit, dataProtection: { profiles: ['pci-dss'] } }), [], outcomes));
+    startToolCall(processor, {});
+    return processor;
+  };
+  // A declared length is checked at the headers; an answer within it is buffered whole.
+  const declared = start('enforce');
+  const declaredHeaders = handleNow(declared, { request: 'response_headers', response_headers: headers({ ':status': '200', 'content-type': 'application/json', 'content-length': String(limit) }) } as ProcessingRequest);
+  assert.equal(declaredHeaders?.mode_override?.response_body_mode, 'BUFFERED');
+  // Exactly the limit, whole: read and masked.
+  const within = start('enforce');
+  assert.equal(answerHeaders(within, '200', 'application/json')?.mode_override?.response_body_mode, 'BUFFERED_PARTIAL');
+  const masked = answerBody(within, result(limit));
+  assert.ok(masked.body && !masked.body.includes(card) && masked.body.includes('**** **** **** 6467'));
+  // One byte over, whole; or the part Envoy held of a longer answer (no end_of_stream): refused, nothing passes.
+  for (const [bytes, endOfStream, size] of [[limit + 1, true, `is ${limit + 1} bytes`], [limit + 500, false, `is more than ${limit + 500} bytes (it declared no length)`], [100, false, 'did not arrive whole within 100 bytes']] as const) {
+    const outcomes: [Decision, DecisionOutcome][] = [];
+    const processor = start('enforce', outcomes);
+    answerHeaders(processor, '200', 'application/json');
+    const answer = handleNow(processor, { request: 'response_body', response_body: { body: result(Math.max(bytes, 100)), end_of_stream: endOfStream } });
+    assert.equal(answer?.immediate_response?.status?.code, 200, size);
+    const error = JSON.parse(String(answer.immediate_response.body));
+    assert.deepEqual([error.id, error.error.code, error.error.data.mandate.code], [9, -32001, 'response_too_large']);
+    assert.ok(error.error.message.includes(`the upstream's answer ${size}; this Persona reads at most ${limit} (maxBodyBytes)`), error.error.message);
+    assert.ok(!String(answer.immediate_response.body).includes(card));
+    processor.finish();
+    assert.deepEqual([outcomes[0]![1].answerRefusal?.reason.code, outcomes[0]![1].answerRefusal?.enforced], ['response_too_large', true]);
+  }
+  // Monitor mode: recorded, and the answer passes as it came.
+  const outcomes: [Decision, DecisionOutcome][] = [];
+  const monitored = start('monitor', outcomes);
+  answerHeaders(monitored, '200', 'application/json');
+  assert.deepEqual(handleNow(monitored, { request: 'response_body', response_body: { body: result(limit + 500), end_of_stream: false } }), { response_body: { response: { status: 'CONTINUE' } } });
+  assert.deepEqual(handleNow(monitored, { request: 'response_body', response_body: { body: result(200), end_of_stream: true } }), { response_body: { response: { status: 'CONTINUE' } } });
+  monitored.finish();
+  assert.deepEqual([outcomes[0]![1].answerRefusal?.reason.code, outcomes[0]![1].answerRefusal?.enforced], ['response_too_large', false]);
 });

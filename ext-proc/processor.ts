@@ -236,6 +236,14 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
         return onResponseHeaders(request);
       case 'response_body': {
         const body = request.response_body?.body ?? Buffer.alloc(0);
+        if (responseMode === 'buffered') {
+          const tooLarge = timed(() => refuseOversizedAnswer(body, request.response_body?.end_of_stream === true));
+          if (tooLarge) {
+            // Monitor mode: recorded, and the answer passes as it is, unread.
+            if (!answered) responseMode = 'none';
+            return tooLarge;
+          }
+        }
         const pool = deps.bodyInspection;
         if (pool && responseMode === 'buffered' && body.length >= pool.thresholdBytes && protectsBufferedResponse()) return onLargeBufferedResponse(body, pool);
         const response = timed(() => onResponseBody(body, request.response_body?.end_of_stream === true));
@@ -1001,16 +1009,15 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
         // A whole answer: JSON, text, or any answer to tools/list, whose body decides whether it is a tool list.
         if (charset.kind === 'unsupported') return refuseAnswerAtHeaders(unreadableCharset(charset.charset, 'an answer'));
         answerSingleByte = charset.kind === 'single-byte' ? charset.charset : null;
-        const declaredLength = Number(headers.get('content-length') ?? '0');
-        if (declaredLength > persona!.persona.maxBodyBytes) {
-          return refuseAnswerAtHeaders({
-            stage: 'data-protection',
-            code: 'response_too_large',
-            message: `the upstream's answer is ${declaredLength} bytes; this Persona reads at most ${persona!.persona.maxBodyBytes} (maxBodyBytes) before passing an answer on`,
-          });
-        }
+        const declared = headers.get('content-length');
+        if (declared !== undefined && Number(declared) > persona!.persona.maxBodyBytes) return refuseAnswerAtHeaders(answerTooLarge(`is ${Number(declared)} bytes`));
         responseMode = 'buffered';
-        mode_override = processingModeWithResponseBody('BUFFERED');
+        // An answer of no declared length may grow past any limit. Envoy buffers it whole only up to its
+        // stream buffer (the route's limit, at least the listener's 1 MiB): past that, in BUFFERED mode, it
+        // stalls while ext_proc answers the headers or answers a bare 500 itself. In BUFFERED_PARTIAL
+        // mode it holds the headers and hands over what it buffered, without end_of_stream, once the
+        // answer outgrows that buffer: ext_proc sees every answer whole or knows it is too large.
+        mode_override = processingModeWithResponseBody(declared === undefined ? 'BUFFERED_PARTIAL' : 'BUFFERED');
       } else if (protect) {
         // No content type, application/octet-stream, a type Mandate does not know, or a binary type
         // (an image, a PDF, a spreadsheet: CSV exports are labelled so): the bytes decide.
@@ -1049,15 +1056,20 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
 
   /**
    * A response that must be read (a tool list to filter, a result to inspect) but cannot be: larger
-   * than the Persona's maxBodyBytes (refused before Envoy starts buffering it; one whose length is
-   * not declared and that grows past the limit is cut by Envoy's buffer limit instead, with a bare
-   * 500), or encoded; or one whose headers carry a value a block rule stops. It is refused with a
-   * stable code, never passed on unread; a monitor-mode Persona records that and lets it pass.
+   * than the Persona's maxBodyBytes (by its declared length, refused before Envoy starts buffering
+   * it; without one, once ext_proc holds more than the limit, see refuseOversizedAnswer), or
+   * encoded; or one whose headers carry a value a block rule stops. It is refused with a stable code,
+   * never passed on unread; a monitor-mode Persona records that and lets it pass.
    */
   function refuseAnswerAtHeaders(reason: DecisionReason): ProcessingResponse {
+    return refuseWholeAnswer(reason, { response_headers: { response: { status: 'CONTINUE' } } });
+  }
+
+  /** The refusal of a whole answer, at its headers or its (held) body; `pass` is what lets it through in monitor mode. */
+  function refuseWholeAnswer(reason: DecisionReason, pass: ProcessingResponse): ProcessingResponse {
     if (persona!.persona.mode === 'monitor') {
       refuseAnswer(reason, false, upstreamStatus);
-      return { response_headers: { response: { status: 'CONTINUE' } } };
+      return pass;
     }
     answered = true;
     if (route!.kind === 'rest') {
@@ -1066,6 +1078,29 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
     }
     refuseAnswer(reason, true, 200);
     return immediate(200, JSON.stringify(toolResultAnswer(reason)), [['content-type', 'application/json'], ['cache-control', 'no-store']], reason.code);
+  }
+
+  function answerTooLarge(size: string): DecisionReason {
+    return {
+      stage: 'data-protection',
+      code: 'response_too_large',
+      message: `the upstream's answer ${size}; this Persona reads at most ${persona!.persona.maxBodyBytes} (maxBodyBytes) before passing an answer on`,
+    };
+  }
+
+  /**
+   * A whole answer of no declared length, as Envoy hands it over (BUFFERED_PARTIAL): the answer itself
+   * when it ended within Envoy's stream buffer, or the part Envoy buffered (no end_of_stream) when it
+   * outgrew it. One larger than the Persona's maxBodyBytes, or not whole, is refused while Envoy still
+   * holds its headers: the agent gets the refusal and nothing of the answer, and Envoy drops the rest.
+   * Null: the answer is whole and within the limit.
+   */
+  function refuseOversizedAnswer(body: Buffer, endOfStream: boolean): ProcessingResponse | null {
+    const limit = persona!.persona.maxBodyBytes;
+    if (endOfStream && body.length <= limit) return null;
+    // Without end_of_stream more follows what Envoy held (or only trailers do): not read whole, so refused.
+    const size = endOfStream ? `is ${body.length} bytes` : body.length > limit ? `is more than ${body.length} bytes (it declared no length)` : `did not arrive whole within ${body.length} bytes`;
+    return refuseWholeAnswer(answerTooLarge(size), { response_body: { response: { status: 'CONTINUE' } } });
   }
 
   /**
@@ -1639,7 +1674,7 @@ function passThrough(request: ProcessingRequest): ProcessingResponse | null {
   }
 }
 
-function processingModeWithResponseBody(mode: 'STREAMED' | 'BUFFERED'): NonNullable<ProcessingResponse['mode_override']> {
+function processingModeWithResponseBody(mode: 'STREAMED' | 'BUFFERED' | 'BUFFERED_PARTIAL'): NonNullable<ProcessingResponse['mode_override']> {
   return {
     request_header_mode: 'SEND',
     response_header_mode: 'SEND',

@@ -76,7 +76,10 @@ test('the agents\' listener bounds how long a request may take to arrive, and En
   assert.match(mappers[0]!.filter.extension_filter.typed_config.expression, /startsWith\('mandate_'\).*direct_response/);
   assert.equal(mappers[0]!.body_format_override, undefined);
   const codes = mappers.slice(1).map((m) => m.body_format_override.json_format.fields.find((f: { key: string }) => f.key === 'code').value.string_value);
-  assert.deepEqual(codes, ['malformed_request', 'request_headers_too_large', 'unsupported_http_version', 'payload_too_large', 'request_timeout', 'upgrade_not_supported', 'unknown_endpoint', 'policy_service_unavailable', 'upstream_timeout', 'upstream_unavailable']);
+  // Envoy's own cut of an answer that outgrew its buffer (a bare 500) is Mandate's 502 response_too_large.
+  const tooLarge = mappers.find((m) => m.filter.extension_filter?.typed_config.expression === "response.code_details == 'response_payload_too_large'")!;
+  assert.equal(tooLarge.status_code, 502);
+  assert.deepEqual(codes, ['malformed_request', 'request_headers_too_large', 'unsupported_http_version', 'payload_too_large', 'request_timeout', 'response_too_large', 'upgrade_not_supported', 'unknown_endpoint', 'policy_service_unavailable', 'upstream_timeout', 'upstream_unavailable']);
 });
 
 test('CIDR rules become per-route RBAC; no rules means no RBAC on the route', () => {

@@ -387,12 +387,21 @@ const problemTypeBase = 'https://mandate.dev/errors/';
  * Replies ext_proc makes (details "mandate_<code>") and the routes' direct responses stay as they are;
  * so does RBAC's 403. The first mapper that matches applies.
  */
-const envoyReplyCodes: { code: string; title: string; filter: Record<string, unknown> }[] = [
+const envoyReplyCodes: { code: string; title: string; filter: Record<string, unknown>; status?: number }[] = [
   { code: 'malformed_request', title: 'The request is not valid HTTP', filter: { or_filter: { filters: [status(400), status(501)] } } },
   { code: 'request_headers_too_large', title: 'The request headers are too large or too many', filter: status(431) },
   { code: 'unsupported_http_version', title: 'HTTP/1.1 or later is required', filter: status(426) },
   { code: 'payload_too_large', title: "The request body exceeds the endpoint's size limit", filter: status(413) },
   { code: 'request_timeout', title: 'The request was not received in time', filter: status(408) },
+  // An answer to be read whole that outgrew Envoy's stream buffer, if Envoy ever cuts one itself (a
+  // bare 500): ext_proc refuses those first (BUFFERED_PARTIAL, see ext-proc/processor.ts), so this is
+  // the same refusal by the same code should Envoy get there before it. Nothing of the answer was sent.
+  {
+    code: 'response_too_large',
+    title: "The upstream's answer exceeds the size this Persona reads (maxBodyBytes)",
+    filter: cel("response.code_details == 'response_payload_too_large'"),
+    status: 502,
+  },
   { code: 'upgrade_not_supported', title: 'The gateway does not upgrade connections (WebSocket and the like)', filter: cel("response.code_details == 'upgrade_failed'") },
   { code: 'unknown_endpoint', title: 'No Persona endpoint at this path', filter: status(404) },
   { code: 'policy_service_unavailable', title: 'The policy service could not be reached; refused (fail closed)', filter: cel("response.code_details.startsWith('ext_proc')") },
@@ -405,8 +414,9 @@ function localReplyConfig(): Record<string, unknown> {
     mappers: [
       // First: what ext_proc and the routes answered themselves passes unchanged.
       { filter: cel("response.code_details.startsWith('mandate_') || response.code_details == 'direct_response'") },
-      ...envoyReplyCodes.map(({ code, title, filter }) => ({
+      ...envoyReplyCodes.map(({ code, title, filter, status }) => ({
         filter,
+        ...(status !== undefined ? { status_code: status } : {}),
         body_format_override: {
           json_format: jsonStruct({ type: `${problemTypeBase}${code}`, title, status: '%RESPONSE_CODE%', code, detail: '%RESPONSE_CODE_DETAILS%' }),
           content_type: 'application/problem+json',
