@@ -1013,7 +1013,7 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
         if (declared !== undefined && Number(declared) > persona!.persona.maxBodyBytes) return refuseAnswerAtHeaders(answerTooLarge(`is ${Number(declared)} bytes`));
         responseMode = 'buffered';
         // An answer of no declared length may grow past any limit. Envoy buffers it whole only up to its
-        // stream buffer (the route's limit, at least the listener's 1 MiB): past that, in BUFFERED mode, it
+        // stream buffer (the route's limit, at least the listener's 32 KiB): past that, in BUFFERED mode, it
         // stalls while ext_proc answers the headers or answers a bare 500 itself. In BUFFERED_PARTIAL
         // mode it holds the headers and hands over what it buffered, without end_of_stream, once the
         // answer outgrows that buffer: ext_proc sees every answer whole or knows it is too large.

@@ -126,7 +126,7 @@ describe('an answer without a declared length, Persona limit 64 KiB', () => {
     }
   });
 
-  test('one byte over, 200 KB, and 3 MB (past Envoy\'s 1 MiB stream buffer) are refused with 502 response_too_large, written at once or slowly', async () => {
+  test('one byte over, 200 KB, and 3 MB (far past Envoy\'s stream buffer) are refused with 502 response_too_large, written at once or slowly', async () => {
     for (const bytes of [smallLimit + 1, 200_000, 3_000_000]) {
       assertRefusedTooLarge(await getAnswer('size-small', bytes), smallLimit, `${bytes} bytes at once`);
     }

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { configBundleSchema, type PolicySnapshot } from '../../config/bundle.ts';
 import { loadEnvoyApi } from '../../proto/envoy-api.ts';
-import { buildSnapshot, defaultGatewaySettings, upstreamClusterName } from './build-snapshot.ts';
+import { connectionLimits, buildSnapshot, defaultGatewaySettings, upstreamClusterName } from './build-snapshot.ts';
 import { createResourceEncoder } from './encode-resources.ts';
 import { createSnapshotCache } from './snapshot-cache.ts';
 
@@ -80,6 +80,23 @@ test('the agents\' listener bounds how long a request may take to arrive, and En
   const tooLarge = mappers.find((m) => m.filter.extension_filter?.typed_config.expression === "response.code_details == 'response_payload_too_large'")!;
   assert.equal(tooLarge.status_code, 502);
   assert.deepEqual(codes, ['malformed_request', 'request_headers_too_large', 'unsupported_http_version', 'payload_too_large', 'request_timeout', 'response_too_large', 'upgrade_not_supported', 'unknown_endpoint', 'policy_service_unavailable', 'upstream_timeout', 'upstream_unavailable']);
+});
+
+test('what Envoy holds per agent connection and stream is bounded, whatever the protocol; the Persona route still raises its stream buffer to maxBodyBytes', () => {
+  const encode = createResourceEncoder(api.root);
+  const snapshot = buildSnapshot(policy(1), defaultGatewaySettings);
+  const listener = snapshot.resources.listeners[0]!;
+  encode('listeners', listener);
+  assert.equal(listener.per_connection_buffer_limit_bytes, 32 * 1024);
+  const hcm = (listener.filter_chains as any[])[0].filters[0].typed_config;
+  assert.deepEqual(hcm.http2_protocol_options, { max_concurrent_streams: 100, initial_stream_window_size: 64 * 1024, initial_connection_window_size: 1024 * 1024 });
+  assert.deepEqual(connectionLimits, { connectionBufferBytes: 32 * 1024, http2StreamWindowBytes: 64 * 1024, http2ConnectionWindowBytes: 1024 * 1024, http2MaxConcurrentStreams: 100 });
+  for (const name of [upstreamClusterName('mcp-a'), upstreamClusterName('rest-b')]) {
+    assert.equal(snapshot.resources.clusters.find((c) => c.name === name)!.per_connection_buffer_limit_bytes, 32 * 1024, name);
+  }
+  const personaRoutes = (snapshot.resources.routes[0]!.virtual_hosts as any[])[0].routes.filter((r: any) => r.route);
+  assert.ok(personaRoutes.length > 0);
+  for (const route of personaRoutes) assert.equal(route.request_body_buffer_limit, 4 * 1024 * 1024, route.name);
 });
 
 test('CIDR rules become per-route RBAC; no rules means no RBAC on the route', () => {

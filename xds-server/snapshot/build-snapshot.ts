@@ -114,6 +114,8 @@ function upstreamCluster(upstream: Upstream, settings: GatewaySettings): Resourc
     name: upstreamClusterName(upstream.name),
     connect_timeout: duration(5_000),
     circuit_breakers: { thresholds: [{ max_connections: 100_000, max_pending_requests: 100_000, max_requests: 100_000 }] },
+    // An upstream's answer waits in the stream's buffer (the route's limit), not in its connection's.
+    per_connection_buffer_limit_bytes: connectionLimits.connectionBufferBytes,
   };
   if (url.tls) {
     // Envoy verifies nothing unless told to: the chain against the CAs, and the name the URL (or tls.serverName) gives.
@@ -143,10 +145,33 @@ function loadAssignment(clusterName: string, addresses: { address: string; port:
   };
 }
 
+/**
+ * What Envoy may hold for one connection or stream before it stops reading, whatever the protocol
+ * (Envoy's edge-proxy guidance). Envoy's defaults suit a service mesh, not an edge: a 1 MiB connection
+ * buffer and, for HTTP/2 (which the listener takes without TLS too), 16 MiB stream and 24 MiB
+ * connection windows and 1024 streams, so one agent made Envoy take in about 17 MiB per stream
+ * before a body over the Persona's limit was refused (20 streams: about 200 MiB of RSS). The Persona
+ * routes' request_body_buffer_limit (maxBodyBytes) raises a stream's buffer above the connection's,
+ * so what Envoy buffers for inspection is the Persona's limit, not these.
+ * Fixed, not settings: nothing in a deployment calls for other values, and larger ones only raise
+ * what an agent (or an upstream) can make Envoy hold.
+ */
+export const connectionLimits = {
+  /** The listener's per-connection read and write buffers (and every stream's floor). */
+  connectionBufferBytes: 32 * 1024,
+  /** HTTP/2: what an agent may send on one stream before Envoy has passed it on. */
+  http2StreamWindowBytes: 64 * 1024,
+  /** HTTP/2: the same for all of one connection's streams together. */
+  http2ConnectionWindowBytes: 1024 * 1024,
+  /** HTTP/2: streams open at once on one connection. */
+  http2MaxConcurrentStreams: 100,
+} as const;
+
 function gatewayListener(settings: GatewaySettings): ResourceObject {
   return {
     name: listenerName,
     address: { socket_address: { address: settings.listener.address, port_value: settings.listener.port } },
+    per_connection_buffer_limit_bytes: connectionLimits.connectionBufferBytes,
     filter_chains: [
       {
         ...(settings.listenerTls ? { transport_socket: listenerTransportSocket(settings.listenerTls) } : {}),
@@ -171,6 +196,11 @@ function gatewayListener(settings: GatewaySettings): ResourceObject {
               // answer or event stream is bounded by the route's timeouts, not these.
               request_headers_timeout: duration(settings.requestHeadersTimeoutMs),
               request_timeout: duration(settings.requestTimeoutMs),
+              http2_protocol_options: {
+                max_concurrent_streams: connectionLimits.http2MaxConcurrentStreams,
+                initial_stream_window_size: connectionLimits.http2StreamWindowBytes,
+                initial_connection_window_size: connectionLimits.http2ConnectionWindowBytes,
+              },
               local_reply_config: localReplyConfig(),
               // CONNECT reaches the route that refuses it (405) instead of a bare 403 "upgrade_failed".
               upgrade_configs: [{ upgrade_type: 'CONNECT' }],
@@ -331,7 +361,8 @@ function personaRoute(persona: Persona, upstream: Upstream, grants: Grant[], con
       timeout: duration(upstream.protocol === 'mcp' ? 0 : upstream.timeoutMs),
       idle_timeout: duration(upstream.timeoutMs),
     },
-    // The whole body is buffered for inspection; beyond this Envoy answers 413.
+    // The whole body is buffered for inspection; beyond this Envoy answers 413. It raises this route's
+    // stream buffer (requests and answers) above the listener's 32 KiB, never below it.
     request_body_buffer_limit: persona.maxBodyBytes,
     // Answers are read (tool lists filtered, data protection): upstreams must not compress them.
     // ext_proc refuses one that is compressed anyway (unsupported_content_encoding).
