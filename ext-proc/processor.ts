@@ -43,7 +43,7 @@ import { authorizeMcpMethod, authorizeOperation, isToolVisible } from './authori
 import { blocks, type AgentCall, type AnswerRefusal, type CallContext, type DataFinding, type Decision, type DecisionReason } from './decision/decision.ts';
 import type { ExternalDlp } from '../config/data-protection-schema.ts';
 import { consultExternalDlp } from './dlp/external.ts';
-import type { FlowSignal, FlowTracker } from './dlp/flow.ts';
+import { flowSessionOf, type FlowSignal, type FlowTracker } from './dlp/flow.ts';
 import { declaredCharset, decodeSingleByte, encodeSingleByte, type SingleByteCharset } from './dlp/charset.ts';
 import { createStreamInspector, isJsonLinesType, looksBinary, type StreamInspector } from './dlp/stream.ts';
 import { behaviourResultOf, checkBehaviour, recordBehaviourResult } from './pipeline/behaviour.ts';
@@ -776,7 +776,7 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
    * agent shares what it read.
    */
   function flowSession(): string {
-    return `${route!.persona}\u0000${credential!.agent}`;
+    return flowSessionOf(route!.persona, credential!.agent);
   }
 
   /** Protocol 2026-07-28 puts the method and name in headers; they must agree with the body. */

@@ -26,7 +26,7 @@ import { followPolicyStream } from './policy-source.ts';
 import { connect as connectNats } from 'nats';
 import { FanOutAlertSink, NatsAlertSink, WebhookAlertSink, type AlertSink } from './sequence/alerts.ts';
 import { openNatsSessionStateStore } from './sequence/nats-state-store.ts';
-import { ReplicatedFlowTracker, sharedFingerprintKey } from './dlp/flow-replication.ts';
+import { ReplicatedFlowTracker, sharedFingerprintKey, type FlowReplicationCounts } from './dlp/flow-replication.ts';
 import { baselineSnapshotSchema } from './sequence/baseline.ts';
 import { loadBaselines, saveBaseline } from './sequence/baseline-files.ts';
 import type { CompiledPolicy } from './policy/compile-policy.ts';
@@ -112,7 +112,12 @@ export async function startExtProc(options: ExtProcOptions): Promise<ExtProcServ
     },
   });
   const flowOptions = { now: () => Date.now(), maxFingerprintsPerSession: 4096, ttlMs: 3_600_000, gradualCollectionThreshold: 50 };
-  const replicatedFlow = natsConnection ? new ReplicatedFlowTracker(flowOptions, natsConnection, options.nats!.replicaId, log) : null;
+  // Another replica's values are applied under this replica's config for their Persona, never the sender's.
+  const personaFlowLimits = (name: string) => {
+    const dp = policy.current()?.personas.get(name)?.dataProtection;
+    return dp?.policy.flow.enabled ? dp.flowLimits : null;
+  };
+  const replicatedFlow = natsConnection ? new ReplicatedFlowTracker(flowOptions, natsConnection, options.nats!.replicaId, log, { fingerprintKey, personaFlowLimits }) : null;
   replicatedFlow?.start();
   const flow = replicatedFlow ?? new FlowTracker(flowOptions);
   // Behaviour alerts go to the log and into the audit chain (alerts are never refused by backpressure).
@@ -186,7 +191,7 @@ export async function startExtProc(options: ExtProcOptions): Promise<ExtProcServ
     } else if (path === '/readyz') {
       response.writeHead(current ? 200 : 503, { 'content-type': 'application/json' }).end(JSON.stringify({ ready: current !== null, configVersion: current?.version ?? null }));
     } else if (path === '/metrics') {
-      response.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' }).end(audit.metrics() + jwksMetrics(jwks.status()));
+      response.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' }).end(audit.metrics() + jwksMetrics(jwks.status()) + flowReplicationMetrics(replicatedFlow?.replicationCounts() ?? null));
     } else if (path.startsWith('/v1/') && !bearerMatches(request.headers.authorization, options.internalToken)) {
       // Every /v1 route (baselines, audit, quarantine) is for operators and the control plane only.
       response.setHeader('www-authenticate', 'Bearer realm="mandate-ext-proc"');
@@ -373,6 +378,12 @@ function jwksMetrics(status: ReturnType<JwksCache['status']>): string {
     ...metricFamily('mandate_jwks_keys', 'gauge', 'Signing keys held for each identity provider a Persona trusts (0: none fetched yet).', status.map((s) => [{ uri: s.uri }, s.keys ?? 0])),
     ...metricFamily('mandate_jwks_last_success_timestamp_seconds', 'gauge', 'When each key set was last fetched successfully (0: never).', status.map((s) => [{ uri: s.uri }, s.lastSuccessMs === null ? 0 : Math.floor(s.lastSuccessMs / 1000)])),
   ].join('\n')}\n`;
+}
+
+function flowReplicationMetrics(counts: FlowReplicationCounts | null): string {
+  if (counts === null) return '';
+  const outcomes: [Record<string, string>, number][] = [[{ outcome: 'applied' }, counts.applied], ...Object.entries(counts.dropped).map(([outcome, n]): [Record<string, string>, number] => [{ outcome }, n])];
+  return `${metricFamily('mandate_flow_replication_messages_total', 'counter', "Data-flow messages from other replicas: applied, or dropped (bad_mac: unsigned or forged; bad_message; unknown_persona: a Persona this replica does not know or has flow control off for).", outcomes).join('\n')}\n`;
 }
 
 /** The audit directory's own arguments-digest key: read, or made once (32 random bytes, hex, mode 0600). */

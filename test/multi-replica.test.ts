@@ -4,12 +4,16 @@
 // ticket reads is blocked whichever replica sees it. A quarantine made on one
 // replica holds on the other, and a release on either lifts it everywhere. A card
 // number read through one replica cannot be emailed through the other (data-flow
-// memory is shared too).
+// memory is shared too), and forged data-flow messages on NATS change nothing.
 import assert from 'node:assert/strict';
+import { createHmac } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { McpError } from '@modelcontextprotocol/sdk/types.js';
+import { connect, headers } from 'nats';
+import { fingerprint } from '../ext-proc/dlp/fingerprint.ts';
+import { flowSubject } from '../ext-proc/dlp/flow-replication.ts';
 import { startGatewayFixture, type GatewayFixture } from './support/gateway-fixture.ts';
 import { startNatsServer, type NatsServer } from './support/nats-server.ts';
 import { close, createRecordingMcpServer, listen, type RecordingMcpServer } from './support/recording-mcp-server.ts';
@@ -133,6 +137,60 @@ test('a card number read through one replica cannot be emailed through the other
   assert.ok(perReplica.every((n) => n > 0), `both replicas decided calls of the session: ${perReplica.join(', ')}`);
   await mail.close();
 });
+
+test('forged data-flow messages on NATS are dropped; a signed one cannot shrink a replica\'s memory', async () => {
+  const { token } = await gateway.issueToken('refunds', 'agent-4');
+  const reader = await gateway.mcpClient('/personas/refunds/helpdesk', token);
+  await reader.callTool({ name: 'read_refund', arguments: {} });
+  await reader.close();
+  await new Promise((r) => setTimeout(r, 300));
+  const mail = await gateway.mcpClient('/personas/refunds/mailer', token);
+  const cardIsRefused = async (card: string) => {
+    for (let i = 0; i < 4; i++) {
+      await assert.rejects(() => mail.callTool({ name: 'send_email', arguments: { to: 'someone@example.com', text: `card ${card}` } }), blockedWith('sensitive_data_flow_blocked'));
+    }
+  };
+  const emailsBefore = mailer.calls.length;
+  const intruder = await connect({ servers: nats.url });
+  try {
+    // What a replica publishes, with the limits v2 carried (keep one value per session): whoever can publish on NATS sends it.
+    const junk = Array.from({ length: 20 }, (_, i) => ({ hash: `forged${i}`, dataClass: 'payment-card', detector: 'payment-card-visa', group: 'financial' }));
+    const message = (fingerprints: unknown[]) =>
+      new TextEncoder().encode(
+        JSON.stringify({ replica: 'intruder', session: 'refunds\u0000agent-4', origin: { upstream: 'helpdesk', environment: 'production' }, fingerprints, limits: { maxFingerprintsPerSession: 1, ttlMs: 1, gradualCollectionThreshold: 1 } }),
+      );
+    intruder.publish(flowSubject, message(junk));
+    await intruder.flush();
+    await new Promise((r) => setTimeout(r, 300));
+    await cardIsRefused(refundCard);
+    for (const port of gateway.extProcHealthPorts) assert.ok((await flowMessages(port, 'bad_mac')) >= 1, `replica on ${port} dropped the unsigned message`);
+
+    // Signed with the replicas' MAC key (derived from the fingerprint key in the KV bucket, which this
+    // client can read): applied, under each replica's own limits for the Persona, not the message's.
+    const fingerprintKey = Buffer.from((await (await intruder.jetstream().views.kv('mandate-flow')).get('fingerprint-key'))!.value);
+    const macKey = createHmac('sha256', fingerprintKey).update('mandate flow replication mac v3').digest();
+    const otherCard = '4000 0566 5566 5556';
+    const bytes = message([...junk, { hash: fingerprint(fingerprintKey, otherCard), dataClass: 'payment-card', detector: 'payment-card-visa', group: 'financial' }]);
+    const signed = headers();
+    signed.set('Mandate-Flow-Mac', createHmac('sha256', macKey).update(bytes).digest('base64'));
+    intruder.publish(flowSubject, bytes, { headers: signed });
+    await intruder.flush();
+    await new Promise((r) => setTimeout(r, 300));
+    for (const port of gateway.extProcHealthPorts) assert.ok((await flowMessages(port, 'applied')) >= 1, `replica on ${port} applied the signed message`);
+    await cardIsRefused(otherCard);
+    await cardIsRefused(refundCard);
+    assert.equal(mailer.calls.length, emailsBefore, 'no email with either card reached the upstream');
+  } finally {
+    await intruder.close();
+    await mail.close();
+  }
+});
+
+/** One replica's count of data-flow messages from other replicas with this outcome, from its /metrics. */
+async function flowMessages(healthPort: number, outcome: string): Promise<number> {
+  const text = await (await fetch(`http://127.0.0.1:${healthPort}/metrics`)).text();
+  return Number(new RegExp(`^mandate_flow_replication_messages_total\\{outcome="${outcome}"\\} (\\d+)$`, 'm').exec(text)?.[1] ?? 0);
+}
 
 /** Decision events of an agent in one replica's audit log, through its audit API (it commits in batches, so wait a little). */
 async function decisionsOf(healthPort: number, agent: string): Promise<number> {

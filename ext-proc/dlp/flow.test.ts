@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { compileDataProtection } from './compile.ts';
-import { FlowTracker } from './flow.ts';
+import { FlowTracker, flowSessionOf, personaOfFlowSession } from './flow.ts';
 import { inspectJson } from './inspect.ts';
 
 const key = Buffer.from('0123456789abcdef0123456789abcdef');
@@ -153,4 +153,46 @@ test('the search of a request is bounded: a megabyte of digits and separators is
   assert.ok(maxSpansPerRequest < text.length * lengths.size, 'the bound was reached');
   assert.deepEqual(found, [], 'past the bound the rest is left to the detectors');
   assert.equal(spannedFingerprints(key, ['x 123456788'], { lengths, probes }).length, 1);
+});
+
+test('values from other replicas count toward the gradual-collection threshold, but only a local read raises the signal', () => {
+  const now = { t: 0 };
+  const flow = tracker(now); // signal at 5
+  const origin = { upstream: 'hr', environment: 'production' as const };
+  const fps = Array.from({ length: 8 }, (_, i) => ({ hash: `h${i}`, dataClass: 'national-id', detector: 'us-ssn', group: 'national-id' }));
+  // Another replica's Persona config said "signal at 1": the receiver's own limits apply, and replication never signals.
+  flow.recordReplicated('s', origin, fps.slice(0, 6), { maxFingerprintsPerSession: 100, ttlMs: 60_000, gradualCollectionThreshold: 5 });
+  const signal = flow.recordResponse('s', origin, [fps[6]!]);
+  assert.equal(signal?.code, 'gradual_collection');
+  assert.equal(signal?.distinctValues, 7);
+  assert.equal(flow.recordResponse('s', origin, [fps[7]!]), null, 'once per session');
+});
+
+test('sessions known only from other replicas are evicted before the ones this replica serves', () => {
+  const now = { t: 0 };
+  const flow = tracker(now, { maxSessions: 3 });
+  const origin = { upstream: 'hr', environment: 'production' as const };
+  const to = { upstream: 'ext', environment: 'external' as const };
+  const value = (i: number) => [{ hash: `h${i}`, dataClass: 'national-id', detector: 'us-ssn', group: 'national-id' }];
+  const limits = { maxFingerprintsPerSession: 100, ttlMs: 60_000, gradualCollectionThreshold: 5 };
+  flow.recordResponse('local-1', origin, value(1));
+  flow.recordReplicated('served-later', origin, value(2), limits);
+  // A request through this replica makes the session its own.
+  assert.equal(flow.checkRequest('served-later', to, value(2)).length, 1);
+  for (let i = 0; i < 10; i++) flow.recordReplicated(`remote-${i}`, origin, value(100 + i), limits);
+  assert.equal(flow.checkRequest('local-1', to, value(1)).length, 1, 'kept');
+  assert.equal(flow.checkRequest('served-later', to, value(2)).length, 1, 'kept');
+  assert.equal(flow.checkRequest('remote-8', to, value(108)).length, 0, 'the older replicated session went');
+  assert.equal(flow.checkRequest('remote-9', to, value(109)).length, 1, 'one replicated session fits (and is now served here)');
+  // Sessions this replica serves go least recently used first.
+  flow.checkRequest('local-1', to, value(1));
+  flow.recordResponse('local-2', origin, value(3));
+  assert.equal(flow.checkRequest('served-later', to, value(2)).length, 0, 'the least recently used went');
+  assert.equal(flow.checkRequest('local-1', to, value(1)).length, 1);
+});
+
+test('the data-flow session names its Persona', () => {
+  const session = flowSessionOf('refunds', 'agent-1');
+  assert.equal(personaOfFlowSession(session), 'refunds');
+  assert.equal(personaOfFlowSession('no-persona'), null);
 });

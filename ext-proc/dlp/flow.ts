@@ -51,6 +51,20 @@ export interface FlowLimits {
   gradualCollectionThreshold: number;
 }
 
+/**
+ * Whose memory of sensitive values a call reads and adds to: the agent's, within its Persona. The
+ * Persona comes first, so that a replica receiving another's values knows whose limits apply.
+ */
+export function flowSessionOf(persona: string, agent: string): string {
+  return `${persona}\u0000${agent}`;
+}
+
+/** The Persona a data-flow session belongs to, or null when the session names none. */
+export function personaOfFlowSession(session: string): string | null {
+  const end = session.indexOf('\u0000');
+  return end > 0 ? session.slice(0, end) : null;
+}
+
 /** A Persona's `dataProtection.flow` settings as the tracker takes them. */
 export function flowLimitsOf(flow: DataProtection['flow']): FlowLimits {
   return { maxFingerprintsPerSession: flow.maxFingerprintsPerSession, ttlMs: flow.fingerprintTtlSeconds * 1000, gradualCollectionThreshold: flow.gradualCollectionThreshold };
@@ -86,7 +100,9 @@ interface SessionFlow {
   sources: Map<string, ValueSource>;
   /** Probe → how many remembered values have it. */
   probes: Map<number, number>;
+  /** Distinct values read, here or (replicated) on other replicas. */
   distinctEver: number;
+  /** Set only by a value this replica read: a replicated message can neither raise nor suppress the signal. */
   signalled: boolean;
 }
 
@@ -107,7 +123,10 @@ export const defaultFlowRules: DataFlowRule[] = [
 ];
 
 export class FlowTracker {
+  /** Sessions this process served (a response recorded or a request checked here), least recently used first. */
   readonly #sessions = new Map<string, SessionFlow>();
+  /** Sessions known only from other replicas' messages, oldest first: evicted before any of #sessions. */
+  readonly #replicatedOnly = new Map<string, SessionFlow>();
   readonly #options: FlowTrackerOptions;
   readonly #rules: DataFlowRule[];
 
@@ -122,23 +141,8 @@ export class FlowTracker {
    */
   recordResponse(session: string, origin: FlowOrigin, fingerprints: ValueFingerprint[], limits?: FlowLimits): FlowSignal | null {
     const { maxFingerprintsPerSession, gradualCollectionThreshold } = limits ?? this.#options;
-    const s = this.#session(session);
-    const now = this.#options.now();
-    for (const f of fingerprints) {
-      if (!s.values.has(f.hash)) s.distinctEver++;
-      forget(s, f.hash);
-      const source = sourceOf(s, origin, f.dataClass);
-      const shape = f.shape ?? null;
-      s.values.set(f.hash, { origin, dataClass: f.dataClass, detector: f.detector, seenAt: now, source, shape });
-      source.values++;
-      if (shape) {
-        const k = shapeKey(shape);
-        source.shapes.set(k, (source.shapes.get(k) ?? 0) + 1);
-        s.probes.set(shape.probe, (s.probes.get(shape.probe) ?? 0) + 1);
-      }
-      // Oldest first out: Map keeps insertion order, and re-seen values were re-inserted above.
-      while (s.values.size > maxFingerprintsPerSession) forget(s, s.values.keys().next().value!);
-    }
+    const s = this.#served(session) ?? this.#create(session, this.#sessions);
+    remember(s, origin, fingerprints, maxFingerprintsPerSession, this.#options.now());
     if (!s.signalled && s.distinctEver >= gradualCollectionThreshold) {
       s.signalled = true;
       return {
@@ -152,13 +156,23 @@ export class FlowTracker {
   }
 
   /**
+   * Records values another replica read, under this replica's `limits` for the session's Persona.
+   * They count toward the gradual-collection threshold, which only a value read here (recordResponse)
+   * can cross with a signal. A session first met this way is evicted before any this replica served.
+   */
+  recordReplicated(session: string, origin: FlowOrigin, fingerprints: ValueFingerprint[], limits: FlowLimits): void {
+    const s = this.#sessions.get(session) ?? this.#replicatedOnly.get(session) ?? this.#create(session, this.#replicatedOnly);
+    remember(s, origin, fingerprints, limits.maxFingerprintsPerSession, this.#options.now());
+  }
+
+  /**
    * Checks values about to be sent in a request against what the session read earlier.
    * `rules` and `limits` override the tracker's: one tracker serves every Persona, each with its own.
    */
   checkRequest(session: string, destination: FlowDestination, fingerprints: Iterable<Pick<ValueFingerprint, 'hash'>>, rules?: DataFlowRule[], limits?: FlowLimits): FlowViolation[] {
     const { ttlMs } = limits ?? this.#options;
     const activeRules = rules && rules.length > 0 ? rules : this.#rules;
-    const s = this.#sessions.get(session);
+    const s = this.#served(session);
     if (!s) return [];
     const now = this.#options.now();
     const out: FlowViolation[] = [];
@@ -194,7 +208,7 @@ export class FlowTracker {
    * drops them.
    */
   restrictedValues(session: string, destination: FlowDestination, rules?: DataFlowRule[]): RestrictedValues | null {
-    const s = this.#sessions.get(session);
+    const s = this.#served(session);
     if (!s || s.probes.size === 0) return null;
     const activeRules = rules && rules.length > 0 ? rules : this.#rules;
     let lengths: Map<number, number> | null = null;
@@ -211,17 +225,51 @@ export class FlowTracker {
 
   forgetSession(session: string): void {
     this.#sessions.delete(session);
+    this.#replicatedOnly.delete(session);
   }
 
-  #session(id: string): SessionFlow {
+  /** The session as a call through this process uses it: now this process's, and its most recently used. */
+  #served(id: string): SessionFlow | undefined {
     let s = this.#sessions.get(id);
-    if (!s) {
-      s = { values: new Map(), sources: new Map(), probes: new Map(), distinctEver: 0, signalled: false };
-      this.#sessions.set(id, s);
-      const max = this.#options.maxSessions ?? 10_000;
-      while (this.#sessions.size > max) this.#sessions.delete(this.#sessions.keys().next().value!);
+    if (s !== undefined) {
+      this.#sessions.delete(id);
+    } else {
+      s = this.#replicatedOnly.get(id);
+      if (s === undefined) return undefined;
+      this.#replicatedOnly.delete(id);
+    }
+    this.#sessions.set(id, s);
+    return s;
+  }
+
+  #create(id: string, into: Map<string, SessionFlow>): SessionFlow {
+    const s: SessionFlow = { values: new Map(), sources: new Map(), probes: new Map(), distinctEver: 0, signalled: false };
+    into.set(id, s);
+    const max = this.#options.maxSessions ?? 10_000;
+    while (this.#sessions.size + this.#replicatedOnly.size > max) {
+      const oldest = this.#replicatedOnly.size > 0 ? this.#replicatedOnly : this.#sessions;
+      oldest.delete(oldest.keys().next().value!);
     }
     return s;
+  }
+}
+
+/** Adds values to a session, at most `maxValues` kept: the oldest go first. */
+function remember(s: SessionFlow, origin: FlowOrigin, fingerprints: ValueFingerprint[], maxValues: number, now: number): void {
+  for (const f of fingerprints) {
+    if (!s.values.has(f.hash)) s.distinctEver++;
+    forget(s, f.hash);
+    const source = sourceOf(s, origin, f.dataClass);
+    const shape = f.shape ?? null;
+    s.values.set(f.hash, { origin, dataClass: f.dataClass, detector: f.detector, seenAt: now, source, shape });
+    source.values++;
+    if (shape) {
+      const k = shapeKey(shape);
+      source.shapes.set(k, (source.shapes.get(k) ?? 0) + 1);
+      s.probes.set(shape.probe, (s.probes.get(shape.probe) ?? 0) + 1);
+    }
+    // Oldest first out: Map keeps insertion order, and re-seen values were re-inserted above.
+    while (s.values.size > maxValues) forget(s, s.values.keys().next().value!);
   }
 }
 
