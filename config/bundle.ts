@@ -28,6 +28,12 @@ export interface ConfigIssue {
   message: string;
 }
 
+/** A schema issue's stable code: the one a check names in its params (`params.code`), else `fallback`. */
+export function schemaIssueCode(issue: { code: string; params?: unknown }, fallback: string = issue.code): string {
+  const named = (issue.params as { code?: unknown } | undefined)?.code;
+  return typeof named === 'string' ? named : fallback;
+}
+
 /** An agent credential as the data path sees it: never the secret, only its hash. */
 export interface AgentCredentialRecord {
   id: string;

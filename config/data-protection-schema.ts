@@ -3,6 +3,7 @@
 // Detector ids and groups are checked against the built-in catalogue at compile
 // time (ext-proc/dlp/compile.ts), which reports unknown ones with their field path.
 import { z } from 'zod';
+import { extProcMaxMessageWaitMs, maxInlineExternalDlpWaitMs } from './ext-proc-wait.ts';
 
 export const dataProtectionActionSchema = z.enum(['detect', 'mask', 'redact', 'block']);
 
@@ -62,16 +63,65 @@ export const dataFlowSchema = z
 
 const timeoutSchema = z.number().int().min(10).max(60_000);
 
+/**
+ * Why an external DLP service's URL cannot be used, with the stable code of the config issue, or
+ * null. Read with the WHATWG URL parser, as the data path reads it: the scheme must suit the type, a
+ * host and a port in range are required, and credentials are refused (they would travel in ICAP
+ * request lines and be recorded with every note that names the service).
+ */
+export function externalUrlProblem(type: 'icap' | 'webhook', url: string): { code: string; message: string } | null {
+  const parsed = URL.canParse(url) ? new URL(url) : null;
+  if (parsed === null) return { code: 'external_url_invalid', message: 'is not a URL (check the host and that the port is 1-65535)' };
+  const schemes = type === 'icap' ? ['icap:'] : ['http:', 'https:'];
+  if (!schemes.includes(parsed.protocol)) return { code: 'external_url_scheme', message: `a ${type} integration needs an ${type === 'icap' ? 'icap://' : 'http(s)://'} URL` };
+  if (parsed.username !== '' || parsed.password !== '') return { code: 'external_url_credentials', message: 'must not carry credentials (user:password@): authenticating to the service is not supported; reach it over a network only the gateway uses' };
+  if (parsed.hostname === '') return { code: 'external_url_invalid', message: 'must name a host' };
+  if (parsed.port === '0') return { code: 'external_url_invalid', message: 'port 0 is not a port' };
+  if (parsed.hash !== '') return { code: 'external_url_invalid', message: 'must not carry a fragment' };
+  return null;
+}
+
 export const externalDlpSchema = z
   .object({
     type: z.enum(['icap', 'webhook']),
-    url: z.string().regex(/^(icap|https?):\/\/[^\s]+$/, 'must be an icap://, http:// or https:// URL'),
+    url: z.string().max(2048).describe('icap://host[:port]/service for type icap, http(s)://host[:port]/path for type webhook; no credentials'),
     mode: z.enum(['inline', 'async']).default('inline').describe('async sends for audit only and never changes the body; the verdict is noted in the call\'s response audit event (external_dlp_async_verdict)'),
-    timeoutMs: timeoutSchema.default(500).describe('For one scan, ICAP OPTIONS (on first use) and a preview included'),
+    timeoutMs: timeoutSchema
+      .default(500)
+      .describe(`For one scan, ICAP OPTIONS (on first use) and a preview included. The inline services of one direction may add up to ${maxInlineExternalDlpWaitMs} ms (Envoy waits at most ${extProcMaxMessageWaitMs} ms for ext_proc on one message)`),
     failMode: z.enum(['open', 'closed']).default('closed').describe('What inline mode does when the service is down or slow'),
     directions: z.array(z.enum(['request', 'response'])).default(['request', 'response']),
   })
-  .strict();
+  .strict()
+  .superRefine((service, ctx) => {
+    const problem = externalUrlProblem(service.type, service.url);
+    if (problem) ctx.addIssue({ code: 'custom', path: ['url'], message: problem.message, params: { code: problem.code } });
+  });
+
+/**
+ * Inline services hold the body in turn, each up to its timeoutMs, while Envoy waits for ext_proc: the
+ * sum per direction must leave room within Envoy's ceiling, or Envoy would ignore the longer wait
+ * ext_proc asks for and answer 504 after its 2 s default, whatever the fail mode.
+ */
+function checkInlineWait(external: z.infer<typeof externalDlpSchema>[], ctx: z.RefinementCtx): void {
+  const reported = new Set<number>();
+  for (const direction of ['request', 'response'] as const) {
+    let total = 0;
+    external.forEach((service, i) => {
+      if (service.mode !== 'inline' || !service.directions.includes(direction)) return;
+      total += service.timeoutMs;
+      if (total > maxInlineExternalDlpWaitMs && total - service.timeoutMs <= maxInlineExternalDlpWaitMs && !reported.has(i)) {
+        reported.add(i);
+        ctx.addIssue({
+          code: 'custom',
+          path: ['external', i, 'timeoutMs'],
+          message: `the inline services for ${direction}s wait up to ${total} ms in all; they may add up to ${maxInlineExternalDlpWaitMs} ms (Envoy waits at most ${extProcMaxMessageWaitMs} ms for ext_proc on one message)`,
+          params: { code: 'external_dlp_wait_too_long' },
+        });
+      }
+    });
+  }
+}
 
 export const dataProtectionSchema = z
   .object({
@@ -98,7 +148,8 @@ export const dataProtectionSchema = z
     }),
     external: z.array(externalDlpSchema).default([]),
   })
-  .strict();
+  .strict()
+  .superRefine((dataProtection, ctx) => checkInlineWait(dataProtection.external, ctx));
 
 export type DataProtection = z.infer<typeof dataProtectionSchema>;
 export type DataProtectionInput = z.input<typeof dataProtectionSchema>;

@@ -2,6 +2,7 @@
 // HTTP request. Nothing throws across this boundary; every failure becomes the
 // processor's fail-closed answer, and a cancelled stream is never written to.
 import * as grpc from '@grpc/grpc-js';
+import { extProcMaxMessageWaitMs } from '../config/ext-proc-wait.ts';
 import { routeIdentityFromMetadata } from '../config/route-identity.ts';
 import { createStreamProcessor, type ProcessorDependencies } from './processor.ts';
 import type { ProcessingRequest, ProcessingResponse } from './envoy-messages.ts';
@@ -58,8 +59,10 @@ export function createExtProcServer(options: ExtProcServerOptions): grpc.Server 
           answer(request, result);
           return null;
         }
-        // Ask Envoy to wait for the answer longer than its per-message timeout (capped by max_message_timeout).
-        if (open && !call.cancelled) call.write({ override_message_timeout: { seconds: Math.floor(result.waitMs / 1000), nanos: (result.waitMs % 1000) * 1_000_000 } });
+        // Ask Envoy to wait for the answer longer than its per-message timeout: never past max_message_timeout,
+        // as Envoy ignores such an override instead of clamping it.
+        const waitMs = Math.min(Math.round(result.waitMs), extProcMaxMessageWaitMs);
+        if (open && !call.cancelled) call.write({ override_message_timeout: { seconds: Math.floor(waitMs / 1000), nanos: (waitMs % 1000) * 1_000_000 } });
         return result.deferred.then(
           (response) => answer(request, response),
           (error: unknown) => answer(request, failed(request, error)),

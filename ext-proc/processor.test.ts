@@ -3,6 +3,8 @@
 // (chunk-by-chunk output of a streamed result, the rewritten request body).
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
+import { createServer as createHttpServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { test } from 'node:test';
 import { configBundleSchema } from '../config/bundle.ts';
 import { auditEventFromDecision } from './audit/event.ts';
@@ -385,6 +387,45 @@ test('a whole answer over the worker threshold is inspected on the worker thread
   const fallback = await answer({ ...deps(policy), bodyInspection: broken, log: (event) => events.push(event) });
   assert.equal((fallback.response?.response_body?.response?.body_mutation as { body: Buffer }).body.toString('utf8'), inlineBody, 'never passed unread');
   assert.deepEqual(events, ['body_inspection_inline']);
+});
+
+test('a large answer asks Envoy to wait for the worker and the inline external DLP, within its 30 s ceiling; the services get what the worker left', async () => {
+  // A webhook that never answers: only the time it is given decides when its fail mode applies.
+  const hanging = createHttpServer(() => undefined);
+  await new Promise<void>((r) => hanging.listen(0, '127.0.0.1', r));
+  const url = `http://127.0.0.1:${(hanging.address() as AddressInfo).port}/scan`;
+  try {
+    const result = Buffer.from(JSON.stringify({ jsonrpc: '2.0', id: 9, result: { content: [{ type: 'text', text: 'plain' }] } }));
+    let skew = 0;
+    const worker = (advanceMs: number) => ({
+      thresholdBytes: 1,
+      stop: async () => {},
+      inspect: async (_dp: unknown, body: Buffer) => {
+        skew += advanceMs;
+        return { value: body, changed: false, findings: [], blocked: null, wouldBlock: null, fingerprints: [] };
+      },
+    });
+    const answer = (timeoutMs: number, advanceMs: number) => {
+      const policy = policyWith({ dataProtection: { profiles: ['pci-dss'], external: [{ type: 'webhook', url, timeoutMs, failMode: 'open', directions: ['response'] }] } });
+      const processor = createStreamProcessor(route, { ...deps(policy), now: () => performance.now() + skew, bodyInspection: worker(advanceMs) });
+      startToolCall(processor, {});
+      handleNow(processor, { request: 'response_headers', response_headers: headers({ ':status': '200', 'content-type': 'application/json' }) } as ProcessingRequest);
+      const outcome = processor.handle({ request: 'response_body', response_body: { body: result, end_of_stream: true } });
+      assert.ok(outcome !== null && 'deferred' in outcome);
+      return outcome;
+    };
+    assert.equal(answer(15_000, 0).waitMs, 10_000 + 15_000 + 1000, 'the worker, the service, and a margin');
+    assert.equal(answer(25_000, 0).waitMs, 30_000, 'never past the ceiling, which Envoy would ignore');
+    // The worker took 24.9 s of the 25 s the services may have: the service gets the 0.1 s left, not its 15 s.
+    const started = performance.now();
+    const late = answer(15_000, 24_900);
+    const response = await late.deferred;
+    assert.ok(performance.now() - started < 3000, `settled in ${performance.now() - started} ms`);
+    assert.equal(response?.response_body?.response?.status, 'CONTINUE', 'failMode open: the answer goes on');
+  } finally {
+    hanging.closeAllConnections();
+    hanging.close();
+  }
 });
 
 const githubToken = checksummedToken('ghp', '16C7e42F292c6912E7710c838347Ae');

@@ -42,12 +42,13 @@ import { isResourceMetadataPath, resourceMetadata, resourceMetadataUrl, resource
 import { authorizeMcpMethod, authorizeOperation, isToolVisible } from './authorization/authorize.ts';
 import { blocks, type AgentCall, type AnswerRefusal, type CallContext, type DataFinding, type Decision, type DecisionReason } from './decision/decision.ts';
 import type { ExternalDlp } from '../config/data-protection-schema.ts';
-import { consultExternalDlp } from './dlp/external.ts';
+import { consultExternalDlp, urlWithoutCredentials } from './dlp/external.ts';
+import { externalDlpWaitMarginMs, extProcMaxMessageWaitMs } from '../config/ext-proc-wait.ts';
 import { flowSessionOf, type FlowSignal, type FlowTracker } from './dlp/flow.ts';
 import { declaredCharset, decodeSingleByte, encodeSingleByte, type SingleByteCharset } from './dlp/charset.ts';
 import { createStreamInspector, isJsonLinesType, looksBinary, type StreamInspector } from './dlp/stream.ts';
 import { behaviourResultOf, checkBehaviour, recordBehaviourResult } from './pipeline/behaviour.ts';
-import { dataBlockedCode, inspectJson, type InspectContext, type InspectResult } from './dlp/inspect.ts';
+import { dataBlockedCode, inspectJson, mask, textMatches, type InspectContext, type InspectResult } from './dlp/inspect.ts';
 import {
   blockedReason,
   protectRequestBody,
@@ -818,16 +819,43 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
   }
 
   /**
+   * How long to ask Envoy to wait for a message whose answer needs `workMs` first: within Envoy's
+   * ceiling (it ignores a longer override and keeps its 2 s default), and the moment by which the
+   * inline services must be done, so that their fail mode applies before Envoy gives up.
+   */
+  function messageWait(workMs: number): { waitMs: number; servicesDeadline: number } {
+    const waitMs = Math.min(extProcMaxMessageWaitMs, workMs + externalDlpWaitMarginMs);
+    return { waitMs, servicesDeadline: deps.now() + waitMs - externalDlpWaitMarginMs };
+  }
+
+  /** What the Persona's detectors find in a service's own words (its block reason), masked whatever their action. */
+  function maskFindings(text: string): string {
+    const compiled = persona?.dataProtection;
+    if (!compiled || !compiled.active || !compiled.set) return text;
+    let out = '';
+    let at = 0;
+    for (const match of textMatches(compiled, text)) {
+      if (match.start < at) continue;
+      out += text.slice(at, match.start) + mask(text.slice(match.start, match.end), match.detector.maskKeep, compiled.policy.maskCharacter);
+      at = match.end;
+    }
+    return out + text.slice(at);
+  }
+
+  /**
    * One body through the services, in order, each seeing what the one before let through: the body
    * as they leave it, or the first refusal. A rewrite or a failure passed under failMode open is a note
    * for the call's outcome. A JSON-RPC body (MCP, or one event's message) may be rewritten only in
-   * ways that keep the exchange (rewriteChangesExchange).
+   * ways that keep the exchange (rewriteChangesExchange). Each inline service waits at most its
+   * timeoutMs and no later than `deadline` (what Envoy's wait leaves): one that would wait longer is
+   * cut short, and its fail mode applies.
    */
   async function consultServices(
     services: ExternalDlp[],
     direction: 'request' | 'response',
     body: Buffer,
     contentType: string,
+    deadline: number,
     jsonRpc = route!.kind === 'mcp',
   ): Promise<{ body: Buffer; refusal: DecisionReason | null }> {
     const tool = responseToolContext().tool;
@@ -835,13 +863,15 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
     for (const service of services) {
       const before = body;
       const rewriteProblem = jsonRpc ? (rewritten: Buffer) => rewriteChangesExchange(before, rewritten) : undefined;
-      const outcome = await consultExternalDlp(service, { direction, upstream: route!.upstream, ...(tool !== undefined ? { tool } : {}), contentType, body, caller }, rewriteProblem);
+      const timeoutMs = service.mode === 'inline' ? Math.max(1, Math.min(service.timeoutMs, Math.floor(deadline - deps.now()))) : service.timeoutMs;
+      const outcome = await consultExternalDlp({ ...service, timeoutMs }, { direction, upstream: route!.upstream, ...(tool !== undefined ? { tool } : {}), contentType, body, caller }, { ...(rewriteProblem ? { rewriteProblem } : {}), maskText: maskFindings });
       if (outcome.action === 'block') return { body, refusal: { stage: 'data-protection', code: outcome.code, message: outcome.message } };
-      if (outcome.note) outcomeNotes.push({ stage: 'data-protection', code: outcome.note.code, message: `${service.type} ${service.url}: ${outcome.note.message}` });
+      const name = `${service.type} ${urlWithoutCredentials(service.url)}`;
+      if (outcome.note) outcomeNotes.push({ stage: 'data-protection', code: outcome.note.code, message: `${name}: ${outcome.note.message}` });
       if (outcome.later) {
         asyncVerdicts.push(
           outcome.later.then((note) => {
-            const message = `${service.type} ${service.url}: ${note.message}`;
+            const message = `${name}: ${note.message}`;
             // An event stream sends each message: the same verdict is noted once.
             if (!outcomeNotes.some((n) => n.code === note.code && n.message === message)) outcomeNotes.push({ stage: 'data-protection', code: note.code, message });
           }),
@@ -864,15 +894,17 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
     return enforced;
   }
 
-  function withExternalDlp(direction: 'request' | 'response', original: Buffer, response: ProcessingResponse | null): ProcessingResponse | null | DeferredAnswer {
+  /** `deadline`, when given, is when the services must be done (a caller that asked Envoy to wait for more work); else it is set here. */
+  function withExternalDlp(direction: 'request' | 'response', original: Buffer, response: ProcessingResponse | null, deadline?: number): ProcessingResponse | null | DeferredAnswer {
     const services = externalServices(direction);
     const phase = direction === 'request' ? response?.request_body : response?.response_body;
     if (services.length === 0 || !phase || answered) return response;
+    const { waitMs, servicesDeadline } = messageWait(inlineWaitMs(services));
     const mutation = phase.response?.body_mutation;
     const forwarded = mutation && 'body' in mutation ? mutation.body : original;
     const contentType = direction === 'request' ? (requestHeaders.get('content-type') ?? 'application/json') : responseContentType;
     const deferred = (async () => {
-      const { body, refusal } = await consultServices(services, direction, forwarded, contentType);
+      const { body, refusal } = await consultServices(services, direction, forwarded, contentType, deadline ?? servicesDeadline);
       if (refusal) return refuseByExternalDlp(direction, refusal);
       if (body === forwarded) return response;
       return {
@@ -881,7 +913,7 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
         },
       } as ProcessingResponse;
     })();
-    return { deferred, waitMs: inlineWaitMs(services) + 1000 };
+    return { deferred, waitMs };
   }
 
   /**
@@ -899,7 +931,8 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
     const splitter = createSseSplitter();
     const events = [...splitter.push(Buffer.from(mutation.body)), ...splitter.end()];
     if (!events.some((event) => event.data !== null)) return response;
-    const waitMs = Math.min(30_000, inlineWaitMs(services) * events.length + 1000);
+    // The events share one wait: once it is spent, the services' fail mode applies to the rest.
+    const { waitMs, servicesDeadline } = messageWait(inlineWaitMs(services) * events.length);
     const deferred = (async (): Promise<ProcessingResponse> => {
       const out: string[] = [];
       for (const event of events) {
@@ -909,7 +942,7 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
           continue;
         }
         const sent = Buffer.from(event.data, 'utf8');
-        const { body, refusal } = await consultServices(services, 'response', sent, 'application/json', true);
+        const { body, refusal } = await consultServices(services, 'response', sent, 'application/json', servicesDeadline, true);
         let data = event.data;
         if (refusal && recordExternalRefusal(refusal, 'response', upstreamStatus)) {
           streamBlocked = true;
@@ -1181,6 +1214,8 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
    * If the worker fails, the answer is inspected here: never passed unread.
    */
   function onLargeBufferedResponse(received: Buffer, pool: BodyInspectionPool): DeferredAnswer {
+    // Envoy waits for the worker and then for the answer's inline external DLP services.
+    const { waitMs, servicesDeadline } = messageWait(largeBodyWaitMs + inlineWaitMs(externalServices('response')));
     const original = readAnswer(received);
     const body = bufferedResponseToInspect(original);
     const context = responseInspectContext();
@@ -1191,10 +1226,10 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
         return protectResponseBody(persona!.dataProtection, body, context);
       })
       .then((protection) => {
-        const next = withExternalDlp('response', received, timed(() => inDeclaredCharset(completeBufferedResponse(original, body, protection))));
+        const next = withExternalDlp('response', received, timed(() => inDeclaredCharset(completeBufferedResponse(original, body, protection))), servicesDeadline);
         return next !== null && 'deferred' in next ? next.deferred : next;
       });
-    return { deferred, waitMs: largeBodyWaitMs };
+    return { deferred, waitMs };
   }
 
   function completeBufferedResponse(original: Buffer, filtered: Buffer, protection: InspectResult<Buffer> | null): ProcessingResponse {

@@ -15,6 +15,8 @@ let notes: RecordingMcpServer;
 let streamingNotes: RecordingMcpServer;
 let icap: IcapServer;
 let webhook: Server;
+let rest: Server;
+const restSeen: string[] = [];
 const webhookSeen: { direction: string; body: string; agent: string; persona: string; sourceAddress: string | null }[] = [];
 const tokens: Record<string, string> = {};
 
@@ -32,6 +34,7 @@ before(async () => {
   const streamingNotesPort = await listen(streamingNotes.server);
   icap = await startIcapServer((request) => {
     if (request.includes('forbidden-project') || request.includes('secret-result')) return 'block';
+    if (request.includes('corporate-block-page')) return { page: '<html>Blocked by corporate DLP</html>' };
     if (request.includes('rewrite-me')) {
       const message = encapsulatedJson(request);
       return { rewrite: JSON.stringify({ ...message, params: { name: 'save_note', arguments: { note: '[cleaned by enterprise DLP]' } } }) };
@@ -44,6 +47,11 @@ before(async () => {
     const scan = JSON.parse(Buffer.concat(chunks).toString('utf8')) as { direction: string; body: string; agent: string; persona: string; sourceAddress: string | null };
     const body = Buffer.from(scan.body, 'base64').toString('utf8');
     webhookSeen.push({ direction: scan.direction, body, agent: scan.agent, persona: scan.persona, sourceAddress: scan.sourceAddress });
+    if (request.url === '/refuse') {
+      // A reason that quotes what it found, with line breaks and far too long.
+      response.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ action: 'block', reason: `card 4111 1111 1111 1111 found\r\nX-Injected: 1${'Z'.repeat(20_000)}` }));
+      return;
+    }
     if (scan.direction === 'response' && body.includes('confidential')) {
       const message = JSON.parse(body) as { id: number };
       const cleaned = { jsonrpc: '2.0', id: message.id, result: { content: [{ type: 'text', text: '[withheld by enterprise DLP]' }] } };
@@ -53,21 +61,30 @@ before(async () => {
     response.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ action: 'allow' }));
   });
   const webhookPort = await listen(webhook);
+  rest = createServer(async (request, response) => {
+    const chunks: Buffer[] = [];
+    for await (const chunk of request) chunks.push(chunk as Buffer);
+    restSeen.push(Buffer.concat(chunks).toString('utf8'));
+    response.writeHead(200, { 'content-type': 'application/json' }).end('{"ok":true}');
+  });
+  const restPort = await listen(rest);
   const deadPort = await freePort();
   gateway = await startGatewayFixture({ demo: false });
-  const grants = [{ upstream: 'notes', tools: [{ name: 'save_note' }] }, { upstream: 'streaming-notes', tools: [{ name: 'save_note' }] }];
+  const grants = [{ upstream: 'notes', tools: [{ name: 'save_note' }] }, { upstream: 'streaming-notes', tools: [{ name: 'save_note' }] }, { upstream: 'api', operations: [{ method: 'POST', path: '/echo' }] }];
   const persona = (name: string, external: unknown[]) => ({ kind: 'Persona', name, description: `external DLP: ${name}`, grants, dataProtection: { external } });
   await gateway.apply([
     { kind: 'Upstream', name: 'notes', protocol: 'mcp', url: `http://127.0.0.1:${notesPort}/mcp` },
     { kind: 'Upstream', name: 'streaming-notes', protocol: 'mcp', url: `http://127.0.0.1:${streamingNotesPort}/mcp` },
+    { kind: 'Upstream', name: 'api', protocol: 'rest', url: `http://127.0.0.1:${restPort}` },
     persona('icap-results', [{ type: 'icap', url: `icap://127.0.0.1:${icap.port}/respmod`, directions: ['response'], timeoutMs: 2000 }]),
     persona('icap-guarded', [{ type: 'icap', url: `icap://127.0.0.1:${icap.port}/reqmod`, directions: ['request'], timeoutMs: 2000 }]),
     persona('webhook-guarded', [{ type: 'webhook', url: `http://127.0.0.1:${webhookPort}/scan`, directions: ['response'], timeoutMs: 2000 }]),
     persona('icap-async', [{ type: 'icap', url: `icap://127.0.0.1:${icap.port}/audit`, mode: 'async', timeoutMs: 2000 }]),
     persona('dlp-down-closed', [{ type: 'icap', url: `icap://127.0.0.1:${deadPort}/reqmod`, timeoutMs: 300 }]),
     persona('dlp-down-open', [{ type: 'icap', url: `icap://127.0.0.1:${deadPort}/reqmod`, timeoutMs: 300, failMode: 'open' }]),
+    persona('webhook-refuses', [{ type: 'webhook', url: `http://127.0.0.1:${webhookPort}/refuse`, directions: ['request'], timeoutMs: 2000 }]),
   ]);
-  for (const name of ['icap-guarded', 'icap-results', 'icap-async', 'webhook-guarded', 'dlp-down-closed', 'dlp-down-open']) tokens[name] = (await gateway.issueToken(name, `${name}-agent`)).token;
+  for (const name of ['icap-guarded', 'icap-results', 'icap-async', 'webhook-guarded', 'dlp-down-closed', 'dlp-down-open', 'webhook-refuses']) tokens[name] = (await gateway.issueToken(name, `${name}-agent`)).token;
 });
 
 after(async () => {
@@ -76,6 +93,7 @@ after(async () => {
   await close(streamingNotes.server);
   await icap.close().catch(() => undefined);
   await close(webhook);
+  await close(rest);
 });
 
 /** A tools/call through the gateway; an event-stream answer is read as the data of its message event. */
@@ -169,4 +187,29 @@ test('an event-stream answer goes to external DLP message by message: rewritten,
   assert.equal(refused.json.error.data.mandate.code, 'external_dlp_blocked');
   assert.equal(JSON.stringify(refused.json).includes('secret-result'), false, 'the refused result never reached the agent');
   assert.ok(icap.seen.some((r) => r.startsWith('RESPMOD ') && r.includes('secret-result')), 'the gateway spoke RESPMOD for the streamed result');
+});
+
+test('ICAP REQMOD answered with a block page (an HTTP response): the REST call is refused, the page never goes upstream', async () => {
+  const before = restSeen.length;
+  const response = await fetch(`${gateway.gatewayUrl}/personas/icap-guarded/api/echo`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${tokens['icap-guarded']}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ note: 'corporate-block-page please' }),
+  });
+  const problem = (await response.json()) as { code?: string; detail?: string };
+  assert.equal(response.status, 403);
+  assert.equal(problem.code, 'external_dlp_blocked', JSON.stringify(problem));
+  assert.equal(restSeen.length, before, 'nothing reached the upstream');
+  assert.ok(!restSeen.some((b) => b.includes('Blocked by corporate DLP')));
+});
+
+test('a webhook\'s block reason reaches the agent and the audit trail cleaned: one line, cut short, the card it quotes masked', async () => {
+  const refused = await saveNote('webhook-refuses', 31, 'hello');
+  assert.equal(refused.json.error.data.mandate.code, 'external_dlp_blocked');
+  const message = refused.json.error.message as string;
+  assert.ok(!message.includes('4111 1111 1111 1111') && !/[\r\n]/.test(message) && message.length < 250, message);
+  assert.match(message, /refused this request: card \*{4} \*{4} \*{4} 1111 found__X-Injected: 1Z+~$/);
+  const rows = await auditRows(gateway, 'webhook-refuses', (r) => r.some((e) => e.kind === 'decision'));
+  const recorded = JSON.stringify(rows);
+  assert.ok(!recorded.includes('4111 1111 1111 1111') && !recorded.includes('ZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZ'), 'the audit trail holds the same cleaned reason');
 });

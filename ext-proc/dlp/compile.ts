@@ -2,7 +2,7 @@
 // active detectors, resolves actions, and builds the one RE2.Set the engine
 // runs over every body. Bad config comes back as ConfigIssue values.
 import RE2 from 're2';
-import type { ConfigIssue } from '../../config/bundle.ts';
+import { schemaIssueCode, type ConfigIssue } from '../../config/bundle.ts';
 import { dataProtectionSchema, type DataProtection, type DataProtectionAction, type ExternalDlp } from '../../config/data-protection-schema.ts';
 import { builtInDetectors } from './catalogue.ts';
 import { flowLimitsOf, type FlowLimits } from './flow.ts';
@@ -169,7 +169,7 @@ export function compileDataProtection(policy: DataProtection | undefined, option
   }
   const parsed = dataProtectionSchema.safeParse(policy);
   if (!parsed.success) {
-    return { ok: false, issues: parsed.error.issues.map((i) => ({ path: [...base, ...i.path.map((p) => (typeof p === 'symbol' ? String(p) : p))], code: 'invalid_data_protection', message: i.message })) };
+    return { ok: false, issues: parsed.error.issues.map((i) => ({ path: [...base, ...i.path.map((p) => (typeof p === 'symbol' ? String(p) : p))], code: schemaIssueCode(i, 'invalid_data_protection'), message: i.message })) };
   }
   const p = parsed.data;
   const issues: ConfigIssue[] = [];
@@ -183,12 +183,6 @@ export function compileDataProtection(policy: DataProtection | undefined, option
     r.groups?.forEach((g, j) => {
       if (!knownGroups.has(g)) issues.push({ path: [...base, 'rules', i, 'groups', j], code: 'unknown_detector_group', message: `no detector group "${g}"; groups are ${[...knownGroups].join(', ')}` });
     });
-  });
-  p.external.forEach((e, i) => {
-    const scheme = e.url.split(':')[0];
-    if ((e.type === 'icap') !== (scheme === 'icap')) {
-      issues.push({ path: [...base, 'external', i, 'url'], code: 'external_url_scheme', message: `a ${e.type} integration needs an ${e.type === 'icap' ? 'icap://' : 'http(s)://'} URL` });
-    }
   });
   if (issues.length > 0) return { ok: false, issues };
 

@@ -1,10 +1,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer as createHttpServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { createServer as createNetServer, type AddressInfo } from 'node:net';
 import type { ExternalDlp } from '../../config/data-protection-schema.ts';
 import { startIcapServer, type IcapAnswer, type IcapServer } from '../../test/support/icap-server.ts';
-import { closeIdleIcapConnections, consultExternalDlp, icapScan, ipOf, parseIcapOptions, parseIcapResponse } from './external.ts';
+import { closeIdleIcapConnections, consultExternalDlp, icapScan, ipOf, parseIcapOptions, parseIcapResponse, urlWithoutCredentials, webhookScan } from './external.ts';
 
 /** "secret" -> blocked, "rewrite" -> a new body, "slow" -> never answered, else no modification. */
 async function startIcap(options: { answersPerConnection?: number } = {}): Promise<{ port: number; seen: string[]; connections(): number; close(): void }> {
@@ -81,11 +81,11 @@ test('a rewrite the caller refuses (it changes what was authorized) is a bad res
     const url = `icap://127.0.0.1:${icap.port}/dlp`;
     const svc = { type: 'icap' as const, url, mode: 'inline' as const, timeoutMs: 2000, directions: ['response' as const] };
     const refuse = (body: Buffer) => (body.toString().includes('rewritten') ? 'it changes the call' : null);
-    const closed = await consultExternalDlp({ ...svc, failMode: 'closed' }, req('{"k":"rewrite"}'), refuse);
+    const closed = await consultExternalDlp({ ...svc, failMode: 'closed' }, req('{"k":"rewrite"}'), { rewriteProblem: refuse });
     assert.ok(closed.action === 'block' && closed.code === 'external_dlp_bad_response' && closed.message.includes('it changes the call'));
-    const open = await consultExternalDlp({ ...svc, failMode: 'open' }, req('{"k":"rewrite"}'), refuse);
+    const open = await consultExternalDlp({ ...svc, failMode: 'open' }, req('{"k":"rewrite"}'), { rewriteProblem: refuse });
     assert.ok(open.action === 'continue' && open.body === null && open.note?.code === 'external_dlp_bad_response' && open.note.message.includes('it changes the call'), 'failing open keeps the body that was sent');
-    const accepted = await consultExternalDlp({ ...svc, failMode: 'closed' }, req('{"k":"rewrite"}'), () => null);
+    const accepted = await consultExternalDlp({ ...svc, failMode: 'closed' }, req('{"k":"rewrite"}'), { rewriteProblem: () => null });
     assert.ok(accepted.action === 'continue' && accepted.body?.toString() === '{"ok":"rewritten"}');
   } finally {
     icap.close();
@@ -309,5 +309,228 @@ test('async mode: the call goes on at once; the verdict, reduced to safe metadat
     assert.match((await (allowed as { later: Promise<{ message: string }> }).later).message, /: verdict=allow icap-status=204 istag="dlp-7"$/);
     const late = await consultExternalDlp(service, req('{"slow":1}'));
     assert.match((await (late as { later: Promise<{ message: string }> }).later).message, /: verdict=error error=external_dlp_timeout detail="no ICAP answer within 300 ms"$/);
+  });
+});
+
+// ---- What a hostile or broken service may send: never a crash, a hang, unbounded memory or a pass ----
+
+const icapHead = (encapsulated: string) => `ICAP/1.0 200 OK\r\nISTag: "x"\r\nEncapsulated: ${encapsulated}\r\n\r\n`;
+const httpOk = 'HTTP/1.1 200 OK\r\n\r\n';
+const respmod = (body = '{"a":1}') => ({ method: 'RESPMOD' as const, sent: Buffer.from(body) });
+const reqmod = (body = '{"a":1}') => ({ method: 'REQMOD' as const, sent: Buffer.from(body) });
+
+test('chunk sizes are hex digits only: a negative, signed, prefixed or oversized size is a bad response, never a loop', () => {
+  for (const chunks of ['1\r\nA\r\n-C\r\n', '-1\r\nA\r\n0\r\n\r\n', '+1\r\nA\r\n0\r\n\r\n', ' 1\r\nA\r\n0\r\n\r\n', '0x1\r\nA\r\n0\r\n\r\n', 'g\r\n', 'fffffffff\r\n', '1\r\nAB\r\n0\r\n\r\n', `${'1'.repeat(2000)}`]) {
+    const v = parseIcapResponse(Buffer.from(icapHead('res-hdr=0, res-body=19') + httpOk + chunks), false, respmod());
+    assert.ok(v?.verdict === 'error' && v.code === 'external_dlp_bad_response', `${JSON.stringify(chunks)}: ${JSON.stringify(v)}`);
+  }
+  const extended = parseIcapResponse(Buffer.from(icapHead('res-hdr=0, res-body=19') + httpOk + '2;name=value\r\nOK\r\n0; ieof\r\n\r\n'), false, respmod());
+  assert.ok(extended?.verdict === 'modified' && extended.body.toString() === 'OK', 'chunk extensions are allowed');
+  const options = parseIcapOptions(Buffer.from('ICAP/1.0 200 OK\r\nMethods: REQMOD\r\nEncapsulated: opt-body=0\r\n\r\n1\r\nA\r\n-C\r\n'));
+  assert.ok(options !== null && 'verdict' in options && options.code === 'external_dlp_unavailable', JSON.stringify(options));
+});
+
+test('a body or header block past its cap is a bad response, decided as the bytes come', () => {
+  const endlessHead = parseIcapResponse(Buffer.from(`ICAP/1.0 200 OK\r\nX-Pad: ${'a'.repeat(70_000)}`), false, respmod());
+  assert.ok(endlessHead?.verdict === 'error' && endlessHead.code === 'external_dlp_bad_response' && /header/.test(endlessHead.message), JSON.stringify(endlessHead));
+  const big = 'b'.repeat(4 * 7 + 65_536 + 1);
+  const tooBig = parseIcapResponse(Buffer.from(icapHead('res-hdr=0, res-body=19') + httpOk + `${big.length.toString(16)}\r\n${big}`), false, respmod());
+  assert.ok(tooBig?.verdict === 'error' && tooBig.code === 'external_dlp_bad_response', JSON.stringify(tooBig));
+  const fits = 'b'.repeat(4 * 7 + 65_536);
+  const ok = parseIcapResponse(Buffer.from(icapHead('res-hdr=0, res-body=19') + httpOk + `${fits.length.toString(16)}\r\n${fits}\r\n0\r\n\r\n`), false, respmod());
+  assert.equal(ok?.verdict, 'modified');
+  const endlessOptions = parseIcapOptions(Buffer.from(`ICAP/1.0 200 OK\r\nX-Pad: ${'a'.repeat(70_000)}`));
+  assert.ok(endlessOptions !== null && 'verdict' in endlessOptions, 'an endless OPTIONS header is refused');
+});
+
+test('a service that streams without end is cut off at the cap, long before the timeout', async () => {
+  for (const kind of ['body', 'head'] as const) {
+    const server = createNetServer((socket) => {
+      socket.on('error', () => undefined);
+      let asked = '';
+      socket.on('data', (d) => {
+        asked += d.toString('latin1');
+        if (asked.startsWith('OPTIONS')) {
+          asked = '';
+          socket.write('ICAP/1.0 200 OK\r\nMethods: REQMOD, RESPMOD\r\nEncapsulated: null-body=0\r\n\r\n');
+          return;
+        }
+        if (!asked.endsWith('0\r\n\r\n')) return;
+        socket.write(kind === 'body' ? icapHead('res-hdr=0, res-body=19') + httpOk : 'ICAP/1.0 200 OK\r\nX-Pad: ');
+        const chunk = Buffer.alloc(64 * 1024, 'a');
+        const framed = kind === 'body' ? Buffer.concat([Buffer.from('10000\r\n'), chunk, Buffer.from('\r\n')]) : chunk;
+        const pump = () => {
+          while (!socket.destroyed && socket.write(framed));
+          if (!socket.destroyed) socket.once('drain', pump);
+        };
+        pump();
+      });
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    try {
+      const started = performance.now();
+      const v = await icapScan(`icap://127.0.0.1:${(server.address() as AddressInfo).port}/dlp`, req('{"a":1}'), 10_000);
+      assert.ok(v.verdict === 'error' && v.code === 'external_dlp_bad_response', `${kind}: ${JSON.stringify(v)}`);
+      assert.ok(performance.now() - started < 3000, `${kind}: cut off in ${performance.now() - started} ms`);
+    } finally {
+      closeIdleIcapConnections();
+      server.close();
+    }
+  }
+});
+
+test('ICAP answers read as RFC 3507 means them: a response to REQMOD, a redirect or error status, or a removed body is a block', () => {
+  const verdictOf = (answer: string, context: Parameters<typeof parseIcapResponse>[2]) => parseIcapResponse(Buffer.from(answer), false, context);
+  const blockPage = 'HTTP/1.1 200 OK\r\nContent-Type: text/html\r\n\r\n';
+  const page = '<html>Blocked by corporate DLP</html>';
+  const pageChunks = `${page.length.toString(16)}\r\n${page}\r\n0\r\n\r\n`;
+  // REQMOD answered with an HTTP response: the service answered for the upstream, the request is refused.
+  const refusedWithPage = verdictOf(icapHead(`res-hdr=0, res-body=${blockPage.length}`) + blockPage + pageChunks, reqmod());
+  assert.ok(refusedWithPage?.verdict === 'block' && refusedWithPage.facts?.httpStatus === 200, JSON.stringify(refusedWithPage));
+  const redirect = 'HTTP/1.1 302 Found\r\nLocation: http://dlp/blocked\r\nContent-Length: 0\r\n\r\n';
+  const redirected = verdictOf(icapHead(`res-hdr=0, null-body=${redirect.length}`) + redirect, reqmod());
+  assert.ok(redirected?.verdict === 'block' && redirected.facts?.httpStatus === 302, JSON.stringify(redirected));
+  // RESPMOD: any status but 2xx is a block, whatever body comes with it.
+  for (const status of ['302 Found', '404 Not Found', '500 Oops']) {
+    const http = `HTTP/1.1 ${status}\r\n\r\n`;
+    const v = verdictOf(icapHead(`res-hdr=0, res-body=${http.length}`) + http + pageChunks, respmod());
+    assert.equal(v?.verdict, 'block', status);
+  }
+  // The body removed (null-body) when one was sent: fail closed. With nothing sent, nothing was removed.
+  const requestHead = 'POST /x HTTP/1.1\r\nContent-Length: 0\r\n\r\n';
+  const removed = verdictOf(icapHead(`req-hdr=0, null-body=${requestHead.length}`) + requestHead, reqmod());
+  assert.ok(removed?.verdict === 'block' && /removed/.test(String(removed.reason)), JSON.stringify(removed));
+  assert.equal(verdictOf(icapHead(`req-hdr=0, null-body=${requestHead.length}`) + requestHead, reqmod(''))?.verdict, 'allow');
+  assert.equal(verdictOf(icapHead('res-hdr=0, null-body=19') + httpOk, respmod())?.verdict, 'block');
+  assert.equal(verdictOf(icapHead('res-hdr=0, res-body=19') + httpOk + '0\r\n\r\n', respmod())?.verdict, 'block', 'rewritten to nothing is removed');
+  // A rewritten request is a request.
+  const rewritten = verdictOf(icapHead(`req-hdr=0, req-body=${requestHead.length}`) + requestHead + '4\r\n{"b"\r\n2\r\n:1\r\n1\r\n}\r\n0\r\n\r\n', reqmod());
+  assert.ok(rewritten?.verdict === 'modified' && rewritten.body.toString() === '{"b":1}', JSON.stringify(rewritten));
+  // 200 without Encapsulated, or with one that does not parse or fit the method: a bad response.
+  for (const [answer, context] of [
+    ['ICAP/1.0 200 OK\r\nISTag: "x"\r\n\r\n', reqmod()],
+    [icapHead('res-hdr=zero, null-body=19') + httpOk, respmod()],
+    [icapHead('null-body=0'), reqmod()],
+    [icapHead('req-hdr=0, req-body=38') + requestHead + '0\r\n\r\n', respmod()],
+    [icapHead('res-hdr=0, null-body=15') + 'HTTP/9 what\r\n\r\n', respmod()],
+    [icapHead('res-body=0, res-hdr=10') + httpOk, respmod()],
+  ] as const) {
+    const v = verdictOf(answer, context);
+    assert.ok(v?.verdict === 'error' && v.code === 'external_dlp_bad_response', `${JSON.stringify(answer)}: ${JSON.stringify(v)}`);
+  }
+});
+
+test('a URL the data path cannot use is unavailable under the fail mode, never a thrown error', async () => {
+  for (const url of ['icap://127.0.0.1:99999/x', 'icap:///x', 'not a url']) {
+    const open = await consultExternalDlp(icapService(url, { failMode: 'open', timeoutMs: 300 }), req('{"a":1}'));
+    assert.ok(open.action === 'continue' && open.note?.code === 'external_dlp_unavailable', `${url}: ${JSON.stringify(open)}`);
+    const closed = await consultExternalDlp(icapService(url, { timeoutMs: 300 }), req('{"a":1}'));
+    assert.ok(closed.action === 'block' && closed.code === 'external_dlp_unavailable', url);
+  }
+});
+
+test('credentials in a service URL never reach a note, a message or an ICAP request line', async () => {
+  assert.equal(urlWithoutCredentials('https://svcuser:S3cretPw@dlp.example:8443/scan?x=1'), 'https://dlp.example:8443/scan?x=1');
+  assert.equal(urlWithoutCredentials('not a url'), '(not a URL)');
+  const webhook = await consultExternalDlp({ type: 'webhook', url: 'http://svcuser:S3cretPw@127.0.0.1:1/allow', mode: 'inline', timeoutMs: 300, failMode: 'open', directions: ['request'] }, req('{}', 'request'));
+  assert.ok(webhook.action === 'continue' && webhook.note !== null, JSON.stringify(webhook));
+  assert.ok(!JSON.stringify(webhook).includes('S3cretPw'), JSON.stringify(webhook));
+  await withIcap(() => 'allow', {}, async (url, icap) => {
+    const withUser = url.replace('icap://', 'icap://svc:S3cretPw@');
+    const v = await icapScan(withUser, req('{"a":1}'), 2000);
+    assert.equal(v.verdict, 'allow');
+    assert.ok(![...icap.optionsSeen, ...icap.seen].some((r) => r.includes('S3cretPw')), 'no ICAP request carries the credentials');
+  });
+});
+
+/** A webhook that answers each path as the test says. */
+async function withWebhook(answer: (path: string, res: import('node:http').ServerResponse) => void, run: (base: string, hits: string[]) => Promise<void>): Promise<void> {
+  const hits: string[] = [];
+  const server = createHttpServer((rq, rs) => {
+    hits.push(rq.url ?? '');
+    rq.resume();
+    rq.on('end', () => answer(rq.url ?? '/', rs));
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  try {
+    await run(`http://127.0.0.1:${(server.address() as AddressInfo).port}`, hits);
+  } finally {
+    server.closeAllConnections();
+    server.close();
+  }
+}
+
+const webhookService = (url: string, more: Partial<ExternalDlp> = {}): ExternalDlp => ({ type: 'webhook', url, mode: 'inline', timeoutMs: 2000, failMode: 'closed', directions: ['request', 'response'], ...more });
+const json = (rs: import('node:http').ServerResponse, value: unknown) => rs.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(value));
+
+test('webhook: a redirect is not followed; it is unavailable under the fail mode', async () => {
+  await withWebhook((path, rs) => (path === '/scan' ? rs.writeHead(307, { location: '/elsewhere' }).end() : json(rs, { action: 'allow' })), async (base, hits) => {
+    const v = await webhookScan(`${base}/scan`, req('{}'), 2000);
+    assert.ok(v.verdict === 'error' && v.code === 'external_dlp_unavailable' && /307/.test(v.message), JSON.stringify(v));
+    assert.deepEqual(hits, ['/scan'], 'the scan was not sent again to where the redirect points');
+    const open = await consultExternalDlp(webhookService(`${base}/scan`, { failMode: 'open' }), req('{}'));
+    assert.ok(open.action === 'continue' && open.note?.code === 'external_dlp_unavailable');
+  });
+});
+
+test('webhook: an answer past its size cap is cut off; one that comes after the timeout is a timeout; a body that is not canonical base64 is a bad response', async () => {
+  await withWebhook((path, rs) => {
+    if (path === '/huge') {
+      rs.writeHead(200, { 'content-type': 'application/json' });
+      rs.write('{"action":"allow","pad":"');
+      const chunk = 'a'.repeat(1 << 16);
+      const pump = () => {
+        while (!rs.destroyed && rs.write(chunk));
+        if (!rs.destroyed) rs.once('drain', pump);
+      };
+      rs.on('error', () => undefined);
+      pump();
+    } else if (path === '/slow') {
+      rs.writeHead(200, { 'content-type': 'application/json' });
+      rs.write('{"action":');
+      setTimeout(() => !rs.destroyed && rs.end('"allow"}'), 1500);
+    } else if (path === '/garbage') {
+      json(rs, { action: 'modify', body: '%%%not base64%%%' });
+    } else if (path === '/loose') {
+      json(rs, { action: 'modify', body: 'eyJ4IjoxfQ' });
+    } else {
+      json(rs, { action: 'modify', body: Buffer.from('{"x":1}').toString('base64') });
+    }
+  }, async (base) => {
+    const started = performance.now();
+    const huge = await webhookScan(`${base}/huge`, req('{}'), 10_000);
+    assert.ok(huge.verdict === 'error' && huge.code === 'external_dlp_bad_response' && /larger than/.test(huge.message), JSON.stringify(huge));
+    assert.ok(performance.now() - started < 3000);
+    const slow = await webhookScan(`${base}/slow`, req('{}'), 300);
+    assert.ok(slow.verdict === 'error' && slow.code === 'external_dlp_timeout', JSON.stringify(slow));
+    for (const path of ['/garbage', '/loose']) {
+      const bad = await webhookScan(`${base}${path}`, req('{}'), 2000);
+      assert.ok(bad.verdict === 'error' && bad.code === 'external_dlp_bad_response', `${path}: ${JSON.stringify(bad)}`);
+    }
+    const good = await webhookScan(`${base}/good`, req('{}'), 2000);
+    assert.ok(good.verdict === 'modified' && good.body.toString() === '{"x":1}');
+  });
+});
+
+test('a service\'s block reason is cleaned the same way inline and async: printable, cut to 120, non-strings dropped, found values masked', async () => {
+  const reasons: Record<string, unknown> = {
+    '/long': `card 4111 1111 1111 1111 found\r\n<script>x</script>${'Z'.repeat(20_000)}`,
+    '/object': { nested: true },
+    '/none': undefined,
+  };
+  await withWebhook((path, rs) => json(rs, { action: 'block', reason: reasons[path] }), async (base) => {
+    const maskText = (text: string) => text.replace(/4111 1111 1111 1111/g, '**** **** **** 1111');
+    const long = await consultExternalDlp(webhookService(`${base}/long`), req('{}'), { maskText });
+    assert.ok(long.action === 'block' && long.code === 'external_dlp_blocked');
+    assert.ok(!/[\r\n]/.test(long.message) && !long.message.includes('4111 1111') && long.message.length < 200, long.message);
+    assert.match(long.message, /: card \*\*\*\* \*\*\*\* \*\*\*\* 1111 found__<script>x/);
+    const object = await consultExternalDlp(webhookService(`${base}/object`), req('{}'));
+    assert.ok(object.action === 'block' && !object.message.includes('[object') && /refused this response$/.test(object.message), object.action === 'block' ? object.message : '');
+    const none = await consultExternalDlp(webhookService(`${base}/none`), req('{}'));
+    assert.ok(none.action === 'block' && /refused this response$/.test(none.message));
+    const later = await consultExternalDlp(webhookService(`${base}/long`, { mode: 'async' }), req('{}'), { maskText });
+    const note = await (later as { later: Promise<{ message: string }> }).later;
+    assert.ok(!note.message.includes('4111 1111') && !/[\r\n]/.test(note.message), note.message);
+    assert.match(note.message, /verdict=would-block reason="card \*\*\*\* \*\*\*\* \*\*\*\* 1111 found__<script>x/);
   });
 });

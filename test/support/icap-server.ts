@@ -5,7 +5,7 @@
 // modification, a block, a rewritten body, or never).
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 
-export type IcapAnswer = 'allow' | 'block' | 'hang' | { rewrite: string } | { block: true; headers: string };
+export type IcapAnswer = 'allow' | 'block' | 'hang' | { rewrite: string } | { block: true; headers: string } | { page: string; status?: number };
 
 /** What the service says of itself in its OPTIONS answer; 'refuse' answers 404, 'hang' never answers. */
 export type IcapServiceOffer =
@@ -68,7 +68,7 @@ export function startIcapServer(decide: (request: string) => IcapAnswer, options
     let previewed: string | null = null;
     let answered = 0;
     const answerWith = (latin1: string) => socket.write(Buffer.from(latin1, 'latin1'));
-    const answer = (answer: IcapAnswer) => {
+    const answer = (answer: IcapAnswer, request: string) => {
       if (answer === 'hang') return;
       const istag = typeof offer === 'object' && offer.istag ? `ISTag: "${offer.istag}"\r\n` : '';
       const send = (latin1: string) => (options.answerDelayMs ? setTimeout(() => !socket.destroyed && answerWith(latin1), options.answerDelayMs) : answerWith(latin1));
@@ -78,10 +78,17 @@ export function startIcapServer(decide: (request: string) => IcapAnswer, options
         const http = 'HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n';
         const extra = answer === 'block' ? '' : answer.headers;
         send(`ICAP/1.0 200 OK\r\n${istag}${extra}Encapsulated: res-hdr=0, null-body=${http.length}\r\n\r\n${http}`);
-      } else {
-        const http = 'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n';
-        const body = Buffer.from(answer.rewrite, 'utf8');
+      } else if ('page' in answer) {
+        // A block page: an HTTP response in place of the request (REQMOD) or the answer (RESPMOD).
+        const http = `HTTP/1.1 ${answer.status ?? 200} Blocked\r\nContent-Type: text/html\r\n\r\n`;
+        const body = Buffer.from(answer.page, 'utf8');
         send(`ICAP/1.0 200 OK\r\n${istag}Encapsulated: res-hdr=0, res-body=${http.length}\r\n\r\n${http}${body.length.toString(16)}\r\n${body.toString('latin1')}\r\n0\r\n\r\n`);
+      } else {
+        // A rewritten request is an HTTP request (REQMOD); a rewritten answer an HTTP response (RESPMOD).
+        const reqmod = request.startsWith('REQMOD ');
+        const http = reqmod ? 'POST / HTTP/1.1\r\nContent-Type: application/json\r\n\r\n' : 'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n';
+        const body = Buffer.from(answer.rewrite, 'utf8');
+        send(`ICAP/1.0 200 OK\r\n${istag}Encapsulated: ${reqmod ? 'req-hdr=0, req-body' : 'res-hdr=0, res-body'}=${http.length}\r\n\r\n${http}${body.length.toString(16)}\r\n${body.toString('latin1')}\r\n0\r\n\r\n`);
       }
     };
     const answerOptions = () => {
@@ -123,7 +130,7 @@ export function startIcapServer(decide: (request: string) => IcapAnswer, options
           }
           seen.push(message);
           answered++;
-          answer(early);
+          answer(early, message);
           return;
         }
         const request = previewed === null ? message : previewed + message;
@@ -133,7 +140,7 @@ export function startIcapServer(decide: (request: string) => IcapAnswer, options
           socket.destroy();
           return;
         }
-        answer(decide(request));
+        answer(decide(request), request);
         return;
       }
     });

@@ -4,6 +4,7 @@
 import { dirname } from 'node:path';
 import { effectiveGrants, type PolicySnapshot } from '../../config/bundle.ts';
 import { envoyChannelTransportSocket, isIpLiteral, verifiedUpstreamTransportSocket, type EnvoyChannelTls, type ServerTlsFiles } from '../../config/grpc-tls.ts';
+import { extProcMaxMessageWaitMs } from '../../config/ext-proc-wait.ts';
 import { reservedRequestHeaders, routeMetadataKeys } from '../../config/route-identity.ts';
 import { personaPathPrefix, type Grant, type Persona, type Upstream } from '../../config/schema.ts';
 
@@ -271,7 +272,7 @@ function extProcFilterConfig(settings: GatewaySettings): Record<string, unknown>
     // 503 rather than 500 when the policy service fails: the request may be retried, it was not the agent's fault.
     status_on_error: { code: 'ServiceUnavailable' },
     message_timeout: duration(settings.messageTimeoutMs),
-    max_message_timeout: duration(30_000),
+    max_message_timeout: duration(extProcMaxMessageWaitMs),
     processing_mode: { ...processingMode('NONE', 'NONE'), response_header_mode: 'SKIP' },
     allow_mode_override: true,
     request_attributes: ['source.address'],

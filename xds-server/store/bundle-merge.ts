@@ -2,7 +2,7 @@
 // current bundle give the next bundle, or the issues that refuse it. The store
 // commits what this returns; nothing here touches the database or the clock.
 import { configDocumentSchema, type ConfigDocument, type ConfigKind, type SecretValue } from '../../config/schema.ts';
-import { validateBundleReferences, type ConfigBundle, type ConfigIssue } from '../../config/bundle.ts';
+import { schemaIssueCode, validateBundleReferences, type ConfigBundle, type ConfigIssue } from '../../config/bundle.ts';
 import { resolveUpstreamCredentials, type SecretEnvironment } from './upstream-secrets.ts';
 
 /** What the admin API shows instead of a secret; applying it back keeps the stored secret. */
@@ -38,7 +38,7 @@ export function parseConfigDocuments(documents: readonly unknown[]): { ok: true;
     const result = configDocumentSchema.safeParse(raw);
     if (!result.success) {
       for (const issue of result.error.issues) {
-        issues.push({ path: ['documents', index, ...issue.path.filter(isPathSegment)], code: issue.code, message: issue.message });
+        issues.push({ path: ['documents', index, ...issue.path.filter(isPathSegment)], code: schemaIssueCode(issue), message: issue.message });
       }
       return;
     }
