@@ -769,7 +769,6 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
     return { ...protection, value: protection.changed ? Buffer.from(withEditedFields(text, fields, protection.value), 'utf8') : body };
   }
 
-  /** Data-flow memory is per Persona, agent and session (the credential when there is no MCP session). */
   /**
    * Whose memory of sensitive values a call reads and adds to: the authenticated agent's, within the
    * Persona. Not the MCP session's: the agent's client chooses the Mcp-Session-Id it sends, so a value

@@ -87,3 +87,17 @@ test('assignedValueAt reads the link and the value', () => {
   assert.equal(isCodeReference('$2b$12$abc'), false);
   assert.equal(isCodeReference('abc<def'), false);
 });
+
+test('a quoted value runs past a backslash-escaped quote; reading stays linear in the text', () => {
+  assert.equal(redacted('password = "abc\\"def1"'), 'password = "[REDACTED:credential]"');
+  // every occurrence reads at most a name, a link and a value: no search to the end of the text
+  const text = 'password: "x'.repeat(20000);
+  let reads = 0;
+  for (let at = text.indexOf('password'); at >= 0; at = text.indexOf('password', at + 1)) {
+    assignedValueAt(text, at, at + 8, text.length, ['password']);
+    reads++;
+  }
+  assert.equal(reads, 20000);
+  const long = `password_${'a'.repeat(100000)}: x`;
+  assert.equal(assignedValueAt(long, 0, 8, long.length, ['password']), null, 'a name longer than any name is none');
+});

@@ -28,6 +28,7 @@ export interface AssignedValue {
 }
 
 export const maxValueLength = 128;
+const maxNameTail = 64;
 
 function isWordChar(c: number): boolean {
   return (c >= 48 && c <= 57) || (c >= 65 && c <= 90) || (c >= 97 && c <= 122) || c === 95;
@@ -105,10 +106,12 @@ function startsWithWordAt(text: string, at: number, wordLower: string, limit: nu
  * and whose context word ends at wordEnd, or null when the text names no value there.
  * `limit` is the end of the text to read (the end of the JSON value).
  */
-export function assignedValueAt(text: string, nameStart: number, wordEnd: number, limit: number, wordsLower: readonly string[]): AssignedValue | null {
-  const end = nameEnd(text, wordEnd, limit);
+export function assignedValueAt(text: string, nameStart: number, wordEnd: number, limit: number, wordsLower: readonly string[], textStart = 0): AssignedValue | null {
+  // A name runs on at most maxNameTail characters past its context word: a longer run is no name.
+  const end = nameEnd(text, wordEnd, Math.min(limit, wordEnd + maxNameTail));
+  if (end === wordEnd + maxNameTail && end < limit && isWordChar(text.charCodeAt(end))) return null;
   if (end > wordEnd && !nameEndsWithWord(text.slice(nameStart, end).toLowerCase(), wordsLower)) return null;
-  const flag = nameStart >= 2 && text.charCodeAt(nameStart - 1) === 45 && text.charCodeAt(nameStart - 2) === 45;
+  const flag = nameStart - 2 >= textStart && text.charCodeAt(nameStart - 1) === 45 && text.charCodeAt(nameStart - 2) === 45;
   let i = end;
   // the closing quote or bracket of the name ("password": x, ['password'] = x, `password`: x), then spaces
   while (i < limit && i - end < 2) {
@@ -141,20 +144,25 @@ export function assignedValueAt(text: string, nameStart: number, wordEnd: number
   if (i >= limit) return null;
   const open = text.charCodeAt(i);
   if (isQuote(open)) {
-    const close = text.indexOf(String.fromCharCode(open), i + 1);
-    if (close < 0 || close > limit || close - i - 1 > maxValueLength) return null;
-    const newline = text.indexOf('\n', i + 1);
-    if (newline >= 0 && newline < close) return null;
-    if (close === i + 1) return null;
+    // to the closing quote on the same line, a backslash-escaped quote included ("abc\"def1")
+    const close = closingCharacter(text, i + 1, Math.min(limit, i + 2 + maxValueLength), open, true);
+    if (close < 0 || close === i + 1) return null;
     return { start: i + 1, end: close, link, quoted: true };
   }
-  if (open === 60 /* < */) {
-    // a placeholder, "<your password>", names no value
-    const close = text.indexOf('>', i + 1);
-    const newline = text.indexOf('\n', i + 1);
-    if (close > 0 && close < limit && close - i <= 64 && (newline < 0 || newline > close)) return null;
-  }
+  // a placeholder, "<your password>", names no value
+  if (open === 60 /* < */ && closingCharacter(text, i + 1, Math.min(limit, i + 65), 62, false) >= 0) return null;
   return { start: i, end: i, link, quoted: false };
+}
+
+/** The offset of `close` in text[from, to) before any line break, or -1: only that span is read. */
+function closingCharacter(text: string, from: number, to: number, close: number, escapes: boolean): number {
+  for (let i = from; i < to; i++) {
+    const c = text.charCodeAt(i);
+    if (c === close) return i;
+    if (c === 10 || c === 13) return -1;
+    if (escapes && c === 92) i++;
+  }
+  return -1;
 }
 
 /**

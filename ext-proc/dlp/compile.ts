@@ -233,8 +233,10 @@ export function compileDataProtection(policy: DataProtection | undefined, option
     }
   }
   setEntries.push({ kind: 'escape' });
-  // JSON escapes (\u0034, \/, JSON5's \x34) could hide a value from the raw-bytes pass: their presence forces the parsed path.
-  sources.push('\\\\(?:u[0-9a-fA-F]{4}|x[0-9a-fA-F]{2}|/)');
+  // JSON escapes (\u0034, \/, JSON5's \x34, \v, \0 and line continuations) could hide a value from the
+  // raw-bytes pass: their presence forces the parsed path, or the escape reading of a text
+  // (json-escapes.ts escapeAt reads the same escapes; \b \f \n \r \t are the control escapes below).
+  sources.push('\\\\(?:u[0-9a-fA-F]{4}|x[0-9a-fA-F]{2}|[/v0\\r\\n]|\\x{2028}|\\x{2029})');
   // In raw bytes the letter of \n, \t... glues to a following letter or digit, so a \b-anchored
   // pattern right after it would not hit; its presence makes the Set run over a copy with the
   // control characters in place (see setPass in inspect.ts), or over the decoded values.

@@ -676,3 +676,15 @@ test('a body that is not UTF-8 is read as windows-1252 as well: no-break space b
   assert.equal(m.findings.length, 1);
   assert.ok(!m.value.toString('latin1').includes('4539'));
 });
+
+test('a body of many byte order marks is read, not recursed into; escapes a lenient reader decodes (line continuations, \\v, \\0) reach the engine from raw bytes too', () => {
+  const marks = Buffer.concat([Buffer.from('\uFEFF'.repeat(10000)), Buffer.from(`{"card":"${card}"}`)]);
+  const r = inspectBody(all, marks, request);
+  assert.ok(!r.value.toString().includes('1488'), 'the card is masked');
+  assert.ok(r.value.subarray(0, 30000).equals(marks.subarray(0, 30000)), 'the marks stay');
+  for (const text of ['x "4539\\\n1488\\\n0343\\\n6467" y', "x '4539\\\r\n1488\\\r\n0343\\\r\n6467' y", 'x "4539\\v1488\\v0343\\v6467" y', 'x "4539\\0 1488\\0 0343\\0 6467" y']) {
+    const found = inspectBody(all, Buffer.from(text), request);
+    assert.deepEqual(found.findings.map((f) => f.detector), ['payment-card-visa'], JSON.stringify(text));
+    assert.ok(!found.value.toString().includes('1488'), found.value.toString());
+  }
+});

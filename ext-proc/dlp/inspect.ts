@@ -218,10 +218,15 @@ export function inspectTextRange(compiled: CompiledDataProtection, text: string,
 export function inspectBody(compiled: CompiledDataProtection, body: Buffer, context: InspectContext): InspectResult<Buffer> {
   if (!compiled.ok || !compiled.active || !compiled.set) return emptyResult(body);
   if (body[0] === 0xef && body[1] === 0xbb && body[2] === 0xbf) {
-    // A UTF-8 byte order mark: what follows is read (JSON as JSON), the mark stays.
-    const r = inspectBody(compiled, body.subarray(3), context);
+    // A UTF-8 byte order mark: what follows is read (JSON as JSON), the mark stays. Only one: a
+    // second mark is text, read as such (no recursion a body of marks could exhaust).
+    const r = inspectUnmarked(compiled, body.subarray(3), context);
     return { ...r, value: r.changed ? Buffer.concat([body.subarray(0, 3), r.value]) : body };
   }
+  return inspectUnmarked(compiled, body, context);
+}
+
+function inspectUnmarked(compiled: CompiledDataProtectionOk, body: Buffer, context: InspectContext): InspectResult<Buffer> {
   const asciiBytes = isAscii(body);
   if (!asciiBytes && !isUtf8(body)) return inspectNotUtf8(compiled, body, context);
   return inspectUtf8(compiled, body, context, asciiBytes);

@@ -15,7 +15,8 @@ export interface EscapeReading {
 const escapedCharacter = new Int32Array(128);
 for (const [letter, c] of [['b', 8], ['f', 12], ['n', 10], ['r', 13], ['t', 9], ['v', 11], ['/', 47], ['\\', 92], ['"', 34], ["'", 39]] as const) escapedCharacter[letter.charCodeAt(0)] = c;
 
-function hexValue(c: number): number {
+/** The value of one hex digit's character code, or -1. */
+export function hexValue(c: number): number {
   if (c >= 48 && c <= 57) return c - 48;
   if (c >= 65 && c <= 70) return c - 55;
   if (c >= 97 && c <= 102) return c - 87;

@@ -23,6 +23,8 @@
 // - an XML or HTML character reference of a printable ASCII character or the no-break space
 //   (`&#52;`, `&#x34;`, `&#160;`, `&nbsp;`): that character (a space for the no-break space).
 
+import { hexValue } from './json-escapes.ts';
+
 /** What a BMP character becomes: its ASCII counterpart, `removed`, or 0 when it stays as it is. */
 const bmpReading = new Uint8Array(0x10000);
 /** The reading of a character outside the BMP, by code point (only those that change). */
@@ -169,13 +171,6 @@ function referencedCharacter(text: string, i: number): { character: number; leng
   if (j === first || text.charCodeAt(j) !== 0x3b) return null;
   if (value === 0xa0) return { character: 32, length: j + 1 - i };
   return value >= 0x20 && value <= 0x7e ? { character: value, length: j + 1 - i } : null;
-}
-
-function hexValue(c: number): number {
-  if (c >= 48 && c <= 57) return c - 48;
-  if (c >= 65 && c <= 70) return c - 55;
-  if (c >= 97 && c <= 102) return c - 87;
-  return -1;
 }
 
 /** The ASCII reading of a text, or null when no character in it changes. */

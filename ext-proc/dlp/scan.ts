@@ -1140,11 +1140,11 @@ function scanKeywordInValues(scan: Scan, d: CompiledDetector, seen: Set<number>)
  */
 function assignedCandidate(scan: Scan, d: CompiledDetector, seg: number, nameStart: number, wordEnd: number, seen: Set<number>): void {
   const t = scan.t;
-  const s = t.texts[t.text[seg]!]!;
+  // Offsets in the segment's text (shared by the document's values; nothing is copied per keyword).
+  const text = t.texts[t.text[seg]!]!;
   const base = t.start[seg]!;
-  const limit = t.end[seg]! - base;
-  const text = base === 0 && limit === s.length ? s : s.slice(base, base + limit);
-  const assigned = assignedValueAt(text, nameStart, wordEnd, limit, d.keywordsLower);
+  const limit = t.end[seg]!;
+  const assigned = assignedValueAt(text, base + nameStart, base + wordEnd, limit, d.keywordsLower, base);
   if (!assigned) return;
   let { start, end } = assigned;
   if (!assigned.quoted) {
@@ -1159,8 +1159,8 @@ function assignedCandidate(scan: Scan, d: CompiledDetector, seg: number, nameSta
   if (isCodeReference(value)) return;
   if (assigned.link === 'weak' && !d.def.assignment!.weakLink(value)) return;
   if (d.def.validate && !d.def.validate(value)) return;
-  if (scan.covered?.has(seg, start, end)) return;
-  pushContextMatch(scan, d, seg, start, end, seen);
+  if (scan.covered?.has(seg, start - base, end - base)) return;
+  pushContextMatch(scan, d, seg, start - base, end - base, seen);
 }
 
 /** Tries the candidate, then its space-separated sub-runs (longest first), against the validator. */
