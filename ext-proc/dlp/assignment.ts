@@ -82,14 +82,31 @@ function endsWithWord(nameLower: string, end: number, wordsLower: readonly strin
  * `password_hash` name a credential; `client_secret_basic`, `token_endpoint` and `password.txt` do not.
  */
 export function nameEndsWithWord(nameLower: string, wordsLower: readonly string[]): boolean {
-  if (endsWithWord(nameLower, nameLower.length, wordsLower)) return true;
+  const end = withoutVariantSuffix(nameLower);
+  if (endsWithWord(nameLower, end, wordsLower)) return true;
   for (const suffix of valueFormSuffixes) {
-    const at = nameLower.length - suffix.length - 1;
-    if (at <= 0 || !nameLower.endsWith(suffix)) continue;
+    const at = end - suffix.length - 1;
+    if (at <= 0 || nameLower.slice(at + 1, end) !== suffix) continue;
     const sep = nameLower.charCodeAt(at);
     if ((sep === 95 || sep === 45 || sep === 46) && endsWithWord(nameLower, at, wordsLower)) return true;
   }
   return false;
+}
+
+/** Last words of a name that say which of several it is: `PASSWORD2`, `API_KEY_V2`, `DB_PASSWORD_PROD`. */
+const variantSuffixes = ['prod', 'production', 'dev', 'development', 'staging', 'stage', 'test', 'qa', 'uat', 'live', 'old', 'new', 'primary', 'secondary', 'backup', 'current', 'previous', 'next'];
+
+/** Where the name ends without a version or environment suffix (digits, `_v2`, `_prod`...). */
+function withoutVariantSuffix(nameLower: string): number {
+  let end = nameLower.length;
+  while (end > 0 && nameLower.charCodeAt(end - 1) >= 48 && nameLower.charCodeAt(end - 1) <= 57) end--;
+  if (end > 0 && nameLower.charCodeAt(end - 1) === 118 && end < nameLower.length) end--; // v2
+  for (const suffix of variantSuffixes) {
+    const at = end - suffix.length - 1;
+    if (at > 0 && nameLower.slice(at + 1, end) === suffix && (nameLower.charCodeAt(at) === 95 || nameLower.charCodeAt(at) === 45)) return at;
+  }
+  const sep = nameLower.charCodeAt(end - 1);
+  return end < nameLower.length && (sep === 95 || sep === 45) ? end - 1 : end;
 }
 
 function startsWithWordAt(text: string, at: number, wordLower: string, limit: number): boolean {
@@ -127,6 +144,9 @@ export function assignedValueAt(text: string, nameStart: number, wordEnd: number
   if (c0 === 58 /* : */) {
     link = 'operator';
     i += c1 === 61 ? 2 : 1;
+  } else if (c0 === 45 /* - */ && c1 === 62 /* > */) {
+    link = 'operator';
+    i += 2;
   } else if (c0 === 61 /* = */) {
     link = 'operator';
     i += c1 === 62 || c1 === 61 ? 2 : 1;
@@ -141,6 +161,13 @@ export function assignedValueAt(text: string, nameStart: number, wordEnd: number
     return null;
   }
   while (i < limit && isBlank(text.charCodeAt(i))) i++;
+  // YAML puts a value on the next line, indented: `password:\n  hunter22`
+  if (link === 'operator' && text.charCodeAt(i - 1) === 58 && (text.charCodeAt(i) === 10 || text.charCodeAt(i) === 13)) {
+    let j = i + (text.charCodeAt(i) === 13 && text.charCodeAt(i + 1) === 10 ? 2 : 1);
+    const indent = j;
+    while (j < limit && isBlank(text.charCodeAt(j))) j++;
+    if (j > indent && j - indent <= 16) i = j;
+  }
   if (i >= limit) return null;
   const open = text.charCodeAt(i);
   if (isQuote(open)) {
