@@ -2,6 +2,8 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { parseConfigDocuments } from '../xds-server/store/bundle-merge.ts';
 import { compileDataProtection } from '../ext-proc/dlp/compile.ts';
+import { externalDlpSchema } from './data-protection-schema.ts';
+import { maxInlineExternalDlpWaitMs } from './ext-proc-wait.ts';
 
 /** The config issues for a Persona with these external DLP services, as the admin API reports them. */
 function issuesOf(external: unknown[]): { path: (string | number)[]; code: string; message: string }[] {
@@ -44,4 +46,18 @@ test('the inline services of one direction may wait 29 s in all: Envoy waits 30 
   assert.match(twice[0]!.message, /requests wait up to 30000 ms/);
   // Different directions, or an async service (which holds nothing), do not add up.
   assert.deepEqual(issuesOf([icap(15_000, { directions: ['request'] }), icap(15_000, { directions: ['response'] }), icap(60_000, { mode: 'async' })]), []);
+});
+
+test("an inline service's timeoutMs is bounded by the inline ceiling, an async one's by its own: the field says so and the check names it", () => {
+  const icap = (timeoutMs: number, more: Record<string, unknown> = {}) => ({ type: 'icap', url: 'icap://dlp/x', timeoutMs, ...more });
+  // One inline service past the ceiling is out of the field's bounds, reported once, naming both caps.
+  const alone = issuesOf([icap(45_000)]);
+  assert.deepEqual(alone.map((i) => [i.path.join('.'), i.code]), [['documents.0.dataProtection.external.0.timeoutMs', 'external_dlp_wait_too_long']]);
+  assert.match(alone[0]!.message, new RegExp(`inline service waits at most ${maxInlineExternalDlpWaitMs} ms.*async.*60000 ms`));
+  assert.deepEqual(issuesOf([icap(60_000, { mode: 'async' })]), []);
+  assert.deepEqual(issuesOf([icap(60_001, { mode: 'async' })]).map((i) => i.code), ['too_big']);
+  // The field's description states the same bounds as the checks.
+  const description = externalDlpSchema.shape.timeoutMs.description ?? '';
+  assert.match(description, new RegExp(`inline: at most ${maxInlineExternalDlpWaitMs} ms`));
+  assert.match(description, /async: at most 60000 ms/);
 });

@@ -61,7 +61,11 @@ export const dataFlowSchema = z
   })
   .strict();
 
-const timeoutSchema = z.number().int().min(10).max(60_000);
+/**
+ * The longest an async service may take: its verdict holds the call's response audit event until it
+ * comes. An inline service is held to maxInlineExternalDlpWaitMs (Envoy's wait), see externalDlpSchema.
+ */
+export const maxAsyncExternalDlpTimeoutMs = 60_000;
 
 /**
  * Why an external DLP service's URL cannot be used, with the stable code of the config issue, or
@@ -86,9 +90,15 @@ export const externalDlpSchema = z
     type: z.enum(['icap', 'webhook']),
     url: z.string().max(2048).describe('icap://host[:port]/service for type icap, http(s)://host[:port]/path for type webhook; no credentials'),
     mode: z.enum(['inline', 'async']).default('inline').describe('async sends for audit only and never changes the body; the verdict is noted in the call\'s response audit event (external_dlp_async_verdict)'),
-    timeoutMs: timeoutSchema
+    timeoutMs: z
+      .number()
+      .int()
+      .min(10)
+      .max(maxAsyncExternalDlpTimeoutMs)
       .default(500)
-      .describe(`For one scan, ICAP OPTIONS (on first use) and a preview included. The inline services of one direction may add up to ${maxInlineExternalDlpWaitMs} ms (Envoy waits at most ${extProcMaxMessageWaitMs} ms for ext_proc on one message)`),
+      .describe(
+        `For one scan, ICAP OPTIONS (on first use) and a preview included. inline: at most ${maxInlineExternalDlpWaitMs} ms, and the inline services of one direction may add up to no more (Envoy waits at most ${extProcMaxMessageWaitMs} ms for ext_proc on one message); async: at most ${maxAsyncExternalDlpTimeoutMs} ms`,
+      ),
     failMode: z.enum(['open', 'closed']).default('closed').describe('What inline mode does when the service is down or slow'),
     directions: z.array(z.enum(['request', 'response'])).default(['request', 'response']),
   })
@@ -96,6 +106,14 @@ export const externalDlpSchema = z
   .superRefine((service, ctx) => {
     const problem = externalUrlProblem(service.type, service.url);
     if (problem) ctx.addIssue({ code: 'custom', path: ['url'], message: problem.message, params: { code: problem.code } });
+    if (service.mode === 'inline' && service.timeoutMs > maxInlineExternalDlpWaitMs) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['timeoutMs'],
+        message: `an inline service waits at most ${maxInlineExternalDlpWaitMs} ms (Envoy waits at most ${extProcMaxMessageWaitMs} ms for ext_proc on one message); only an async one may wait up to ${maxAsyncExternalDlpTimeoutMs} ms`,
+        params: { code: 'external_dlp_wait_too_long' },
+      });
+    }
   });
 
 /**
@@ -108,7 +126,8 @@ function checkInlineWait(external: z.infer<typeof externalDlpSchema>[], ctx: z.R
   for (const direction of ['request', 'response'] as const) {
     let total = 0;
     external.forEach((service, i) => {
-      if (service.mode !== 'inline' || !service.directions.includes(direction)) return;
+      // One past the ceiling on its own is out of its field's bounds, reported there.
+      if (service.mode !== 'inline' || !service.directions.includes(direction) || service.timeoutMs > maxInlineExternalDlpWaitMs) return;
       total += service.timeoutMs;
       if (total > maxInlineExternalDlpWaitMs && total - service.timeoutMs <= maxInlineExternalDlpWaitMs && !reported.has(i)) {
         reported.add(i);

@@ -48,7 +48,7 @@ import { flowSessionOf, type FlowSignal, type FlowTracker } from './dlp/flow.ts'
 import { declaredCharset, decodeSingleByte, encodeSingleByte, type SingleByteCharset } from './dlp/charset.ts';
 import { createStreamInspector, isJsonLinesType, looksBinary, type StreamInspector } from './dlp/stream.ts';
 import { behaviourResultOf, checkBehaviour, recordBehaviourResult } from './pipeline/behaviour.ts';
-import { dataBlockedCode, inspectJson, mask, textMatches, type InspectContext, type InspectResult } from './dlp/inspect.ts';
+import { dataBlockedCode, inspectJson, maskFoundText, type InspectContext, type InspectResult } from './dlp/inspect.ts';
 import {
   blockedReason,
   protectRequestBody,
@@ -830,15 +830,7 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
   /** What the Persona's detectors find in a service's own words (its block reason), masked whatever their action. */
   function maskFindings(text: string): string {
     const compiled = persona?.dataProtection;
-    if (!compiled || !compiled.active || !compiled.set) return text;
-    let out = '';
-    let at = 0;
-    for (const match of textMatches(compiled, text)) {
-      if (match.start < at) continue;
-      out += text.slice(at, match.start) + mask(text.slice(match.start, match.end), match.detector.maskKeep, compiled.policy.maskCharacter);
-      at = match.end;
-    }
-    return out + text.slice(at);
+    return compiled && compiled.active && compiled.set ? maskFoundText(compiled, text) : text;
   }
 
   /**

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { extProcMaxMessageWaitMs } from '../config/ext-proc-wait.ts';
 import { parseGatewaySettings } from './settings.ts';
 
 test('gateway TLS and CA settings: defaults, the pairs that go together, absolute paths only', () => {
@@ -27,5 +28,18 @@ test('request timeouts pushed to Envoy: defaults, and whole milliseconds from 10
   for (const value of ['0', '99', '1.5', 'ten', '3600001']) {
     assert.throws(() => parseGatewaySettings({ MANDATE_GATEWAY_REQUEST_TIMEOUT_MS: value }), /MANDATE_GATEWAY_REQUEST_TIMEOUT_MS must be an integer 100-3600000/);
     assert.throws(() => parseGatewaySettings({ MANDATE_GATEWAY_REQUEST_HEADERS_TIMEOUT_MS: value }), /MANDATE_GATEWAY_REQUEST_HEADERS_TIMEOUT_MS must be/);
+  }
+});
+
+test("ext_proc's per-message timeout is within Envoy's max_message_timeout, which the capped per-message overrides may not pass", () => {
+  assert.equal(parseGatewaySettings({}).messageTimeoutMs, 2000);
+  assert.equal(parseGatewaySettings({ MANDATE_EXT_PROC_MESSAGE_TIMEOUT_MS: '50' }).messageTimeoutMs, 50);
+  assert.equal(parseGatewaySettings({ MANDATE_EXT_PROC_MESSAGE_TIMEOUT_MS: String(extProcMaxMessageWaitMs) }).messageTimeoutMs, extProcMaxMessageWaitMs);
+  for (const value of ['49', '1.5', 'ten', '', String(extProcMaxMessageWaitMs + 1), '60000']) {
+    assert.throws(
+      () => parseGatewaySettings({ MANDATE_EXT_PROC_MESSAGE_TIMEOUT_MS: value }),
+      new RegExp(`^Error: MANDATE_EXT_PROC_MESSAGE_TIMEOUT_MS must be an integer 50-${extProcMaxMessageWaitMs} \\(milliseconds\\), not "${value}": `),
+      value,
+    );
   }
 });

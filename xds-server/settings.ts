@@ -1,5 +1,6 @@
 // Gateway settings from the environment, validated with a clear message per variable.
 import { hostname } from 'node:os';
+import { extProcMaxMessageWaitMs } from '../config/ext-proc-wait.ts';
 import { envoyChannelTlsFromEnv, serverTlsFromEnv } from '../config/grpc-tls.ts';
 import { parseHostPort } from '../config/service-process.ts';
 import type { ControlPlaneReplication } from './control-plane.ts';
@@ -8,8 +9,7 @@ import { defaultGatewaySettings, type GatewaySettings } from './snapshot/build-s
 export function parseGatewaySettings(env: Record<string, string | undefined>): GatewaySettings {
   const hops = Number(env.MANDATE_TRUSTED_PROXY_HOPS ?? defaultGatewaySettings.trustedProxyHops);
   if (!Number.isInteger(hops) || hops < 0 || hops > 10) throw new Error(`MANDATE_TRUSTED_PROXY_HOPS must be an integer 0-10`);
-  const timeout = Number(env.MANDATE_EXT_PROC_MESSAGE_TIMEOUT_MS ?? defaultGatewaySettings.messageTimeoutMs);
-  if (!Number.isInteger(timeout) || timeout < 50 || timeout > 60_000) throw new Error('MANDATE_EXT_PROC_MESSAGE_TIMEOUT_MS must be 50-60000');
+  const timeout = messageTimeoutSetting(env);
   const requestHeadersTimeoutMs = timeoutSetting(env, 'MANDATE_GATEWAY_REQUEST_HEADERS_TIMEOUT_MS', defaultGatewaySettings.requestHeadersTimeoutMs);
   const requestTimeoutMs = timeoutSetting(env, 'MANDATE_GATEWAY_REQUEST_TIMEOUT_MS', defaultGatewaySettings.requestTimeoutMs);
   const upstreamCaFile = env.MANDATE_UPSTREAM_CA_FILE?.trim() || defaultGatewaySettings.upstreamCaFile;
@@ -28,6 +28,22 @@ export function parseGatewaySettings(env: Record<string, string | undefined>): G
     trustedProxyHops: hops,
     upstreamCaFile,
   };
+}
+
+/**
+ * How long Envoy waits for ext_proc on a message: at most its max_message_timeout, the ceiling of the
+ * per-message overrides ext_proc asks for, or an override for a slow message would shorten the wait.
+ */
+function messageTimeoutSetting(env: Record<string, string | undefined>): number {
+  const raw = env.MANDATE_EXT_PROC_MESSAGE_TIMEOUT_MS;
+  const value = Number(raw ?? defaultGatewaySettings.messageTimeoutMs);
+  if (!Number.isInteger(value) || value < 50 || value > extProcMaxMessageWaitMs) {
+    throw new Error(
+      `MANDATE_EXT_PROC_MESSAGE_TIMEOUT_MS must be an integer 50-${extProcMaxMessageWaitMs} (milliseconds), not "${raw}": ` +
+        `Envoy waits at most ${extProcMaxMessageWaitMs} ms for ext_proc on one message (max_message_timeout)`,
+    );
+  }
+  return value;
 }
 
 /** A timeout in milliseconds pushed to Envoy: 100 ms to 1 hour. */

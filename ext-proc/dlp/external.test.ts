@@ -4,7 +4,9 @@ import { createServer as createHttpServer } from 'node:http';
 import { createServer as createNetServer, type AddressInfo } from 'node:net';
 import type { ExternalDlp } from '../../config/data-protection-schema.ts';
 import { startIcapServer, type IcapAnswer, type IcapServer } from '../../test/support/icap-server.ts';
-import { closeIdleIcapConnections, consultExternalDlp, icapScan, ipOf, parseIcapOptions, parseIcapResponse, urlWithoutCredentials, webhookScan } from './external.ts';
+import { compileDataProtection, type CompiledDataProtectionOk } from './compile.ts';
+import { maskFoundText } from './inspect.ts';
+import { asyncVerdictNote, cleanReason, closeIdleIcapConnections, consultExternalDlp, icapScan, ipOf, parseIcapOptions, parseIcapResponse, urlWithoutCredentials, webhookScan } from './external.ts';
 
 /** "secret" -> blocked, "rewrite" -> a new body, "slow" -> never answered, else no modification. */
 async function startIcap(options: { answersPerConnection?: number } = {}): Promise<{ port: number; seen: string[]; connections(): number; close(): void }> {
@@ -301,7 +303,7 @@ test('async mode: the call goes on at once; the verdict, reduced to safe metadat
     assert.ok(blocked.action === 'continue' && blocked.body === null && blocked.note === null && blocked.later);
     const note = await blocked.later;
     assert.equal(note.code, 'external_dlp_async_verdict');
-    assert.equal(note.message, 'audit only, this request went on unchanged: verdict=would-block icap-status=200 http-status=403 istag="dlp-7" threats="PCI Card Number, PCI_Policy"');
+    assert.equal(note.message, 'audit only, this request went on unchanged: verdict=would-block icap-status=200 http-status=403 istag="dlp-7" threats="PCI Card Number, PCI Policy"');
     assert.ok(!note.message.includes('4111'), 'never the body');
     const rewritten = await consultExternalDlp(service, req('{"rewrite":1}'));
     assert.match((await (rewritten as { later: Promise<{ message: string }> }).later).message, /verdict=would-modify icap-status=200 http-status=200 istag="dlp-7"$/);
@@ -523,7 +525,7 @@ test('a service\'s block reason is cleaned the same way inline and async: printa
     const long = await consultExternalDlp(webhookService(`${base}/long`), req('{}'), { maskText });
     assert.ok(long.action === 'block' && long.code === 'external_dlp_blocked');
     assert.ok(!/[\r\n]/.test(long.message) && !long.message.includes('4111 1111') && long.message.length < 200, long.message);
-    assert.match(long.message, /: card \*\*\*\* \*\*\*\* \*\*\*\* 1111 found__<script>x/);
+    assert.match(long.message, /: card \*\*\*\* \*\*\*\* \*\*\*\* 1111 found  <script>x/);
     const object = await consultExternalDlp(webhookService(`${base}/object`), req('{}'));
     assert.ok(object.action === 'block' && !object.message.includes('[object') && /refused this response$/.test(object.message), object.action === 'block' ? object.message : '');
     const none = await consultExternalDlp(webhookService(`${base}/none`), req('{}'));
@@ -531,6 +533,36 @@ test('a service\'s block reason is cleaned the same way inline and async: printa
     const later = await consultExternalDlp(webhookService(`${base}/long`, { mode: 'async' }), req('{}'), { maskText });
     const note = await (later as { later: Promise<{ message: string }> }).later;
     assert.ok(!note.message.includes('4111 1111') && !/[\r\n]/.test(note.message), note.message);
-    assert.match(note.message, /verdict=would-block reason="card \*\*\*\* \*\*\*\* \*\*\*\* 1111 found__<script>x/);
+    assert.match(note.message, /verdict=would-block reason="card \*\*\*\* \*\*\*\* \*\*\*\* 1111 found  <script>x/);
   });
+});
+
+test("a block reason is masked with the Persona's detectors before it is cleaned: cleaning never hides a value from them", () => {
+  const compiled = compileDataProtection({ defaultAction: 'mask' } as never) as CompiledDataProtectionOk;
+  const maskText = (text: string) => maskFoundText(compiled, text);
+  const digits = /4539|1488|0343/;
+  const reasons = [
+    'card 4539\\u00201488\\u00200343\\u00206467', // JSON escapes spelled out in the words
+    'card "4539"1488"0343"6467', // quotes between the groups
+    'card 4539\u00a01488\u00a00343\u00a06467',
+    'card 4539\u20031488\u20030343\u20036467',
+    'card 4539\t1488\t0343\t6467',
+    'card 4539\\1488\\0343\\6467',
+  ];
+  for (const reason of reasons) {
+    const shown = cleanReason(reason, maskText);
+    assert.ok(shown !== null && !digits.test(shown), `${JSON.stringify(reason)} => ${JSON.stringify(shown)}`);
+    assert.ok(/^[\x20-\x7e]*$/.test(shown) && !/["\\]/.test(shown), `printable, without quotes or backslashes: ${shown}`);
+    // Nothing the cleaning made is found by the detectors.
+    assert.equal(maskText(shown), shown, `${JSON.stringify(reason)} => ${JSON.stringify(shown)}`);
+    const note = asyncVerdictNote({ verdict: 'block', reason }, 'response', maskText);
+    assert.ok(!digits.test(note.message), note.message);
+  }
+  assert.equal(cleanReason('found card 4539\u00a01488\u00a00343\u00a06467 here', maskText), 'found card **** **** **** 6467 here', 'a separator becomes a space, not glued to the digits');
+  // Credentials are masked whole, as the data path masks them: no last characters kept.
+  for (const reason of ['key AKIAZ3MQ7HW2XK4JLP5R', 'aws_secret_access_key=wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY']) {
+    const shown = cleanReason(reason, maskText)!;
+    assert.ok(!/LP5R|KEY$|EXAMPLE/.test(shown) && /\*{8}/.test(shown), `${reason} => ${shown}`);
+  }
+  assert.equal(cleanReason('found card 4111 1111 1111 1111\r\nnext', maskText), 'found card **** **** **** 1111  next');
 });

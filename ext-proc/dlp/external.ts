@@ -128,18 +128,25 @@ export function urlWithoutCredentials(url: string): string {
   return parsed.href;
 }
 
+/** What a refusal shows in place of a service's words when cleaning them made a value the detectors find. */
+export const withheldReason = '(not shown: the service quoted data this Persona protects)';
+
 /**
  * A service's own words about a refusal (a webhook's `reason`), as the agent and the audit trail see
- * them: strings only, printable ASCII without quotes or backslashes, at most 120 characters, and what
- * the Persona's detectors find in them masked (a reason may quote the very data it refused). Null when
- * there is nothing to show.
+ * them: strings only, what the Persona's detectors find in them masked (a reason may quote the very
+ * data it refused), then printable ASCII without quotes or backslashes, at most 120 characters. Null
+ * when there is nothing to show.
  */
 export function cleanReason(reason: unknown, maskText?: (text: string) => string): string | null {
   if (typeof reason !== 'string') return null;
-  // Cut before masking, so the detectors read what is shown; cut again, as a mask may lengthen a value.
-  const clean = safeText(reason.slice(0, 1024), 1024);
-  const masked = safeText(maskText ? maskText(clean) : clean, 120);
-  return masked === '' ? null : masked;
+  // Masked before cleaning, on the words as sent (cut to what is read): cleaning changes escapes,
+  // quotes and separators, and could hide a value from the detectors.
+  const cut = reason.slice(0, 1024);
+  const shown = safeText(maskText ? maskText(cut) : cut, 120);
+  if (shown === '') return null;
+  // Cleaning may still join what was apart (quotes between digit groups become spaces): if the
+  // detectors find anything in what would be shown, none of it is.
+  return maskText && maskText(shown) !== shown ? withheldReason : shown;
 }
 
 /**
@@ -165,10 +172,13 @@ export function asyncVerdictNote(v: ExternalVerdict, direction: 'request' | 'res
   return { code: 'external_dlp_async_verdict', message: `audit only, this ${direction} went on unchanged: ${words.join(' ')}` };
 }
 
-/** Printable ASCII without quotes or backslashes, at most `max` characters; `url`, when given, is named without its credentials. */
+/**
+ * Printable ASCII without quotes or backslashes (each other character a space), at most `max`
+ * characters; `url`, when given, is named without its credentials.
+ */
 function safeText(text: string, max: number, url?: string): string {
   const named = url === undefined ? text : text.split(url).join(urlWithoutCredentials(url));
-  const clean = named.replace(/[^\x20-\x7e]|["\\]/g, '_').trim();
+  const clean = named.replace(/[^\x20-\x7e]|["\\]/gu, ' ').trim();
   return clean.length > max ? `${clean.slice(0, max - 1)}~` : clean;
 }
 

@@ -180,6 +180,28 @@ export function textMatches(compiled: CompiledDataProtectionOk, text: string): M
   return matchesOfText(compiled, text, textDocument(text));
 }
 
+/**
+ * A text with every value the detectors find in it masked as the data path masks it, whatever their
+ * action: for words that are only shown, never forwarded (an external DLP service's block reason).
+ * A value spelled with JSON escapes is masked as it reads, so the escapes do not survive as text.
+ */
+export function maskFoundText(compiled: CompiledDataProtectionOk, text: string): string {
+  let out = '';
+  let at = 0;
+  for (const match of textMatches(compiled, text)) {
+    if (match.start < at) continue;
+    const value = decodeJsonEscapes(text.slice(match.start, match.end));
+    out += text.slice(at, match.start) + mask(value, match.detector.maskKeep, compiled.policy.maskCharacter, masksWhole(match.detector));
+    at = match.end;
+  }
+  return out + text.slice(at);
+}
+
+/** Credentials are masked whole: no last characters kept, and not even their length. */
+function masksWhole(detector: CompiledDetector): boolean {
+  return detector.def.dataClass === 'credential';
+}
+
 /** The matches of a text document (see textMatches). */
 function matchesOfText(compiled: CompiledDataProtectionOk, text: string, doc: Document): Match[] {
   const plain = scanTable(compiled, doc, null, 0);
@@ -955,13 +977,13 @@ function editsOf(compiled: CompiledDataProtectionOk, doc: Document, matches: Mat
         const spelled = doc.texts[text]!.slice(from, to);
         const value = decodeJsonEscapes(spelled);
         if (value !== spelled) {
-          add(text, from, to, redact ? `[REDACTED:${d.def.dataClass}]` : jsonEscaped(mask(value, d.maskKeep, maskCharacter, d.def.dataClass === 'credential')), 0, false);
+          add(text, from, to, redact ? `[REDACTED:${d.def.dataClass}]` : jsonEscaped(mask(value, d.maskKeep, maskCharacter, masksWhole(d))), 0, false);
           continue;
         }
       }
     }
     const inPlace = mode === Mode.text || ((mode === Mode.string || mode === Mode.decoded) && maskIsPlain);
-    if (inPlace && !redact && d.def.dataClass !== 'credential') {
+    if (inPlace && !redact && !masksWhole(d)) {
       // mask()'s counting pass, without building the string when the value is ASCII
       const s = doc.texts[text]!;
       const from = base + m.start;
@@ -982,7 +1004,7 @@ function editsOf(compiled: CompiledDataProtectionOk, doc: Document, matches: Mat
       }
     }
     maskKeptControl = false;
-    const replacement = redact ? `[REDACTED:${d.def.dataClass}]` : mask(doc.texts[text]!.slice(base + m.start, base + m.end), d.maskKeep, maskCharacter, d.def.dataClass === 'credential');
+    const replacement = redact ? `[REDACTED:${d.def.dataClass}]` : mask(doc.texts[text]!.slice(base + m.start, base + m.end), d.maskKeep, maskCharacter, masksWhole(d));
     if (inPlace) {
       // Replaced in place: the text around the value stays as it was. A value that had escapes is its
       // own decoded text; its edits are mapped onto its JSON string below, as a nested document's are.
