@@ -57,7 +57,7 @@ export const dataFlowSchema = z
       .describe('Empty means the defaults: production data may not reach development or external upstreams, sensitive data may not reach egress tools'),
     maxFingerprintsPerSession: z.number().int().min(16).max(100_000).default(4096),
     fingerprintTtlSeconds: z.number().int().min(1).max(7 * 24 * 3600).default(3600),
-    gradualCollectionThreshold: z.number().int().min(2).max(1_000_000).default(50).describe('Distinct sensitive values read by one session before a signal is raised'),
+    gradualCollectionThreshold: z.number().int().min(2).max(1_000_000).default(50).describe('Distinct sensitive values read by one session within fingerprintTtlSeconds before a signal is raised (again once the count has fallen to half)'),
   })
   .strict();
 

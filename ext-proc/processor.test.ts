@@ -1170,3 +1170,34 @@ test("a whole answer of no declared length is asked for as BUFFERED_PARTIAL and 
   monitored.finish();
   assert.deepEqual([outcomes[0]![1].answerRefusal?.reason.code, outcomes[0]![1].answerRefusal?.enforced], ['response_too_large', false]);
 });
+
+test('an answer labelled as media, a font, an archive, PDF, wasm or protobuf is not asked for under data protection; octet-stream, unknown, office and missing types are sniffed', () => {
+  const policy = policyWith({ dataProtection: { profiles: ['pci-dss'] } });
+  const binary = [
+    'image/png', 'IMAGE/JPEG', 'audio/mpeg', 'video/mp4; codecs="avc1"', 'font/woff2', 'application/pdf',
+    'application/zip', 'application/gzip', 'application/x-gzip', 'application/x-tar', 'application/x-7z-compressed', 'application/x-rar-compressed',
+    'application/x-bzip2', 'application/x-xz', 'application/zstd', 'application/wasm', 'application/x-protobuf', 'application/protobuf', 'application/grpc+proto',
+  ];
+  for (const contentType of binary) {
+    const processor = createStreamProcessor(route, deps(policy));
+    startToolCall(processor, {});
+    const onHeaders = answerHeaders(processor, '200', contentType);
+    assert.equal(onHeaders?.mode_override?.response_body_mode ?? 'NONE', 'NONE', `${contentType}: its bytes never cross ext_proc`);
+    assert.equal(onHeaders?.response_headers?.response?.header_mutation?.remove_headers?.includes('content-length') ?? false, false, `${contentType}: its length stands`);
+  }
+  const sniffed = [
+    'application/octet-stream', null, 'application/x-something-new', 'application/vnd.ms-excel', 'application/vnd.openxmlformats-officedocument.spreadsheetml.sheet',
+    'application/csv', 'application/x-zipper-notes', 'image-ish/png',
+  ];
+  for (const contentType of sniffed) {
+    const processor = createStreamProcessor(route, deps(policy));
+    startToolCall(processor, {});
+    assert.equal(answerHeaders(processor, '200', contentType)?.mode_override?.response_body_mode, 'STREAMED', `${contentType}: sniffed`);
+    const out = answerBody(processor, Buffer.from(`name,card\njane,${card}\n`)).body?.toString('utf8') ?? '';
+    assert.ok(out.includes('**** **** **** 6467') && !out.includes(card), `${contentType}: read as text (${out})`);
+  }
+  // image/svg+xml is text: read whole, as any +xml type is.
+  const svg = createStreamProcessor(route, deps(policy));
+  startToolCall(svg, {});
+  assert.equal(answerHeaders(svg, '200', 'image/svg+xml')?.mode_override?.response_body_mode, 'BUFFERED_PARTIAL');
+});

@@ -19,7 +19,8 @@
 //                         shape on the session's GET stream) or inspected (every answer under data
 //                         protection, tool results under behaviour): BUFFERED for JSON, text and
 //                         tool lists, STREAMED for SSE, JSON lines and answers of no or an unknown
-//                         content type (read unless binary); refuse one in a charset Mandate
+//                         content type (read unless binary); not media, fonts, PDF or archives
+//                         (their bytes never cross ext_proc); refuse one in a charset Mandate
 //                         cannot read (whole answers in single-byte charsets are decoded).
 //   4. response body    - filter tools/list; mask/redact/block sensitive data; feed results,
 //                         with what data protection found, to the behaviour engine; remember
@@ -46,7 +47,7 @@ import { consultExternalDlp, urlWithoutCredentials } from './dlp/external.ts';
 import { externalDlpWaitMarginMs, extProcMaxMessageWaitMs } from '../config/ext-proc-wait.ts';
 import { flowSessionOf, type FlowSignal, type FlowTracker } from './dlp/flow.ts';
 import { declaredCharset, decodeSingleByte, encodeSingleByte, type SingleByteCharset } from './dlp/charset.ts';
-import { createStreamInspector, isJsonLinesType, looksBinary, type StreamInspector } from './dlp/stream.ts';
+import { createStreamInspector, isBinaryType, isJsonLinesType, looksBinary, type StreamInspector } from './dlp/stream.ts';
 import { behaviourResultOf, checkBehaviour, recordBehaviourResult } from './pipeline/behaviour.ts';
 import { dataBlockedCode, inspectJson, maskFoundText, type InspectContext, type InspectResult } from './dlp/inspect.ts';
 import {
@@ -1042,9 +1043,10 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
         // mode it holds the headers and hands over what it buffered, without end_of_stream, once the
         // answer outgrows that buffer: ext_proc sees every answer whole or knows it is too large.
         mode_override = processingModeWithResponseBody(declared === undefined ? 'BUFFERED_PARTIAL' : 'BUFFERED');
-      } else if (protect) {
-        // No content type, application/octet-stream, a type Mandate does not know, or a binary type
-        // (an image, a PDF, a spreadsheet: CSV exports are labelled so): the bytes decide.
+      } else if (protect && !isBinaryType(contentType)) {
+        // No content type, application/octet-stream, a type Mandate does not know, or an office type
+        // (CSV exports are labelled so): the bytes decide. Media, fonts, PDF and archives are not asked
+        // for: once streamed, every chunk would cross ext_proc, even after the first was judged binary.
         if (charset.kind !== 'utf-8') return refuseAnswerAtHeaders(unreadableCharset(charset.charset, 'a streamed answer'));
         responseMode = 'sniff';
         mode_override = processingModeWithResponseBody('STREAMED');
@@ -1263,9 +1265,9 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
   }
 
   /**
-   * The first bytes of an answer of no or an unknown content type: binary ones (a file, an image) pass
-   * as they are from here on; anything else is inspected as a raw text stream, so a JSON or text answer
-   * with the wrong label is not passed unread.
+   * The first chunk of an answer of no or an unknown content type decides, from at most its first
+   * `sniffedBytes`: binary ones (a file) pass as they are from here on; anything else is inspected as a
+   * raw text stream, so a JSON or text answer with the wrong label is not passed unread.
    */
   function startSniffedStream(first: Buffer, endOfStream: boolean): void {
     if (first.length === 0 && !endOfStream) return;

@@ -196,3 +196,64 @@ test('the data-flow session names its Persona', () => {
   assert.equal(personaOfFlowSession(session), 'refunds');
   assert.equal(personaOfFlowSession('no-persona'), null);
 });
+
+const nationalIds = (prefix: string, n: number) => Array.from({ length: n }, (_, i) => ({ hash: `${prefix}${i}`, dataClass: 'national-id', detector: 'us-ssn', group: 'national-id' }));
+
+test('gradual collection counts the distinct values read within the TTL, not since the agent first called', () => {
+  const now = { t: 0 };
+  const flow = tracker(now); // signal at 5, TTL 60 s
+  const origin = { upstream: 'hr', environment: 'production' as const };
+  // Four values an hour apart from the fifth: never five within one TTL.
+  for (const f of nationalIds('old', 4)) assert.equal(flow.recordResponse('s', origin, [f]), null);
+  now.t += 3_600_000;
+  assert.equal(flow.recordResponse('s', origin, nationalIds('new', 1)), null, 'the four read an hour ago are forgotten');
+  const signal = flow.recordResponse('s', origin, nationalIds('more', 4));
+  assert.equal(signal?.code, 'gradual_collection');
+  assert.equal(signal?.distinctValues, 5);
+  assert.match(signal?.message ?? '', /within 60 s/);
+});
+
+test('gradual collection is signalled again once the count has fallen to half the threshold, not on every value past it', () => {
+  const now = { t: 0 };
+  const flow = tracker(now); // signal at 5, TTL 60 s: re-armed at 2 or fewer
+  const origin = { upstream: 'hr', environment: 'production' as const };
+  // a0..a4 read at 10, 20, 30, 40 and 50 s.
+  const signals = nationalIds('a', 5).map((f) => {
+    now.t += 10_000;
+    return flow.recordResponse('s', origin, [f]);
+  });
+  assert.deepEqual(signals.map((s) => s?.distinctValues ?? null), [null, null, null, null, 5]);
+  // A steady reader: a0 has expired as b0 arrives, the count is back at the threshold.
+  now.t = 71_000;
+  assert.equal(flow.recordResponse('s', origin, nationalIds('b', 1)), null, 'still collecting: no second signal');
+  // At 101 s only a4 and b0 are within the last 60 s: the count fell to 2, and climbs back to 5.
+  now.t = 101_000;
+  assert.equal(flow.recordResponse('s', origin, nationalIds('c', 1)), null);
+  assert.equal(flow.recordResponse('s', origin, nationalIds('d', 2))?.distinctValues, 5, 'signalled again');
+  assert.equal(flow.recordResponse('s', origin, nationalIds('e', 1)), null, 'once per episode');
+});
+
+test('values the memory bound dropped still count toward the threshold while within the TTL', () => {
+  const now = { t: 0 };
+  const flow = tracker(now, { maxFingerprintsPerSession: 16, gradualCollectionThreshold: 40 });
+  const origin = { upstream: 'hr', environment: 'production' as const };
+  const signals = nationalIds('v', 40).map((f) => flow.recordResponse('s', origin, [f]));
+  assert.deepEqual(signals.findIndex(Boolean), 39, 'a threshold above the memory bound is still reached');
+  // After the TTL the dropped values no longer count: the signal is re-armed and 39 new values stay below it.
+  now.t += 61_000;
+  assert.deepEqual(nationalIds('w', 39).map((f) => flow.recordResponse('s', origin, [f])).filter(Boolean), []);
+  assert.equal(flow.recordResponse('s', origin, nationalIds('x', 1))?.distinctValues, 40);
+});
+
+test('a replicated message neither raises the signal nor keeps it from being raised again', () => {
+  const now = { t: 0 };
+  const flow = tracker(now); // signal at 5, TTL 60 s
+  const origin = { upstream: 'hr', environment: 'production' as const };
+  const limits = { maxFingerprintsPerSession: 100, ttlMs: 60_000, gradualCollectionThreshold: 5 };
+  assert.equal(flow.recordResponse('s', origin, nationalIds('a', 5))?.distinctValues, 5);
+  now.t += 61_000;
+  // Values read on other replicas after the window passed: they count, but do not signal...
+  flow.recordReplicated('s', origin, nationalIds('remote', 6), limits);
+  // ...and the first value read here is signalled: the window had emptied, so the signal was re-armed.
+  assert.equal(flow.recordResponse('s', origin, nationalIds('b', 1))?.distinctValues, 7);
+});

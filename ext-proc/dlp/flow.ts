@@ -96,15 +96,34 @@ interface ValueSource {
 }
 
 interface SessionFlow {
+  /** Oldest read first: a value read again moves to the end. */
   values: Map<string, Remembered>;
   sources: Map<string, ValueSource>;
   /** Probe → how many remembered values have it. */
   probes: Map<number, number>;
-  /** Distinct values read, here or (replicated) on other replicas. */
-  distinctEver: number;
-  /** Set only by a value this replica read: a replicated message can neither raise nor suppress the signal. */
+  /**
+   * Values the memory bound dropped while still within the TTL: they were read, so they count toward
+   * the gradual-collection threshold until they would have expired. Counted in slices of time.
+   */
+  dropped: DroppedSlice[];
+  /**
+   * Set only by a value this replica read: a replicated message can neither raise nor suppress the
+   * signal. Cleared once the values read within the TTL fall to half the threshold.
+   */
   signalled: boolean;
 }
+
+/** How many values the memory bound dropped that were read between `first` and `last`. */
+interface DroppedSlice {
+  first: number;
+  last: number;
+  count: number;
+}
+
+/** A slice of dropped values spans at most this part of the TTL; its values all expire with its newest. */
+const droppedSlicesPerTtl = 8;
+/** Held even if the TTL shrinks: the oldest slices are then merged. */
+const maxDroppedSlices = 2 * droppedSlicesPerTtl;
 
 /**
  * What a request is searched for when its destination may not receive some remembered values:
@@ -136,33 +155,39 @@ export class FlowTracker {
   }
 
   /**
-   * Records values read from a tool result. Returns a signal when the session crosses the
-   * gradual-collection threshold. `limits` are the Persona's, when given; else the tracker's.
+   * Records values read from a tool result. Returns a signal when the distinct values the session
+   * read within the TTL reach the gradual-collection threshold; once signalled, it is signalled again
+   * only after that count has fallen to half the threshold (a steady reader at the threshold is one
+   * episode, not a signal per value). `limits` are the Persona's, when given; else the tracker's.
    */
   recordResponse(session: string, origin: FlowOrigin, fingerprints: ValueFingerprint[], limits?: FlowLimits): FlowSignal | null {
-    const { maxFingerprintsPerSession, gradualCollectionThreshold } = limits ?? this.#options;
+    const { maxFingerprintsPerSession, ttlMs, gradualCollectionThreshold } = limits ?? this.#options;
     const s = this.#served(session) ?? this.#create(session, this.#sessions);
-    remember(s, origin, fingerprints, maxFingerprintsPerSession, this.#options.now());
-    if (!s.signalled && s.distinctEver >= gradualCollectionThreshold) {
-      s.signalled = true;
-      return {
-        code: 'gradual_collection',
-        session,
-        distinctValues: s.distinctEver,
-        message: `session read ${s.distinctEver} distinct sensitive values from tool results`,
-      };
-    }
-    return null;
+    const now = this.#options.now();
+    rearm(s, now, ttlMs, gradualCollectionThreshold);
+    remember(s, origin, fingerprints, maxFingerprintsPerSession, ttlMs, now);
+    const distinct = readWithinTtl(s, now, ttlMs);
+    if (s.signalled || distinct < gradualCollectionThreshold) return null;
+    s.signalled = true;
+    return {
+      code: 'gradual_collection',
+      session,
+      distinctValues: distinct,
+      message: `session read ${distinct} distinct sensitive values from tool results within ${Math.round(ttlMs / 1000)} s`,
+    };
   }
 
   /**
    * Records values another replica read, under this replica's `limits` for the session's Persona.
    * They count toward the gradual-collection threshold, which only a value read here (recordResponse)
-   * can cross with a signal. A session first met this way is evicted before any this replica served.
+   * can cross with a signal; they never keep it from being re-armed, which is decided before they are
+   * added. A session first met this way is evicted before any this replica served.
    */
   recordReplicated(session: string, origin: FlowOrigin, fingerprints: ValueFingerprint[], limits: FlowLimits): void {
     const s = this.#sessions.get(session) ?? this.#replicatedOnly.get(session) ?? this.#create(session, this.#replicatedOnly);
-    remember(s, origin, fingerprints, limits.maxFingerprintsPerSession, this.#options.now());
+    const now = this.#options.now();
+    rearm(s, now, limits.ttlMs, limits.gradualCollectionThreshold);
+    remember(s, origin, fingerprints, limits.maxFingerprintsPerSession, limits.ttlMs, now);
   }
 
   /**
@@ -243,7 +268,7 @@ export class FlowTracker {
   }
 
   #create(id: string, into: Map<string, SessionFlow>): SessionFlow {
-    const s: SessionFlow = { values: new Map(), sources: new Map(), probes: new Map(), distinctEver: 0, signalled: false };
+    const s: SessionFlow = { values: new Map(), sources: new Map(), probes: new Map(), dropped: [], signalled: false };
     into.set(id, s);
     const max = this.#options.maxSessions ?? 10_000;
     while (this.#sessions.size + this.#replicatedOnly.size > max) {
@@ -255,9 +280,8 @@ export class FlowTracker {
 }
 
 /** Adds values to a session, at most `maxValues` kept: the oldest go first. */
-function remember(s: SessionFlow, origin: FlowOrigin, fingerprints: ValueFingerprint[], maxValues: number, now: number): void {
+function remember(s: SessionFlow, origin: FlowOrigin, fingerprints: ValueFingerprint[], maxValues: number, ttlMs: number, now: number): void {
   for (const f of fingerprints) {
-    if (!s.values.has(f.hash)) s.distinctEver++;
     forget(s, f.hash);
     const source = sourceOf(s, origin, f.dataClass);
     const shape = f.shape ?? null;
@@ -269,7 +293,47 @@ function remember(s: SessionFlow, origin: FlowOrigin, fingerprints: ValueFingerp
       s.probes.set(shape.probe, (s.probes.get(shape.probe) ?? 0) + 1);
     }
     // Oldest first out: Map keeps insertion order, and re-seen values were re-inserted above.
-    while (s.values.size > maxValues) forget(s, s.values.keys().next().value!);
+    while (s.values.size > maxValues) {
+      const [hash, oldest] = s.values.entries().next().value!;
+      if (now - oldest.seenAt <= ttlMs) countDropped(s, oldest.seenAt, ttlMs);
+      forget(s, hash);
+    }
+  }
+}
+
+/**
+ * How many distinct values the session read within the TTL (here, or on other replicas): the ones it
+ * remembers, and the ones the memory bound dropped that have not expired yet. Forgets what has.
+ */
+function readWithinTtl(s: SessionFlow, now: number, ttlMs: number): number {
+  for (const [hash, r] of s.values) {
+    if (now - r.seenAt <= ttlMs) break;
+    forget(s, hash);
+  }
+  while (s.dropped.length > 0 && now - s.dropped[0]!.last > ttlMs) s.dropped.shift();
+  let count = s.values.size;
+  for (const slice of s.dropped) count += slice.count;
+  return count;
+}
+
+/** The gradual-collection signal may be raised again once the values read within the TTL fall to half the threshold. */
+function rearm(s: SessionFlow, now: number, ttlMs: number, threshold: number): void {
+  if (s.signalled && readWithinTtl(s, now, ttlMs) <= Math.floor(threshold / 2)) s.signalled = false;
+}
+
+/** Counts a value the memory bound dropped, read at `seenAt`, in the newest slice if it spans little enough. */
+function countDropped(s: SessionFlow, seenAt: number, ttlMs: number): void {
+  const newest = s.dropped.at(-1);
+  if (newest !== undefined && seenAt - newest.first < ttlMs / droppedSlicesPerTtl) {
+    newest.count++;
+    newest.last = Math.max(newest.last, seenAt);
+    return;
+  }
+  s.dropped.push({ first: seenAt, last: seenAt, count: 1 });
+  if (s.dropped.length > maxDroppedSlices) {
+    // Only a TTL that shrank leaves this many: the two oldest become one, expiring with the newer.
+    const [a, b] = s.dropped.splice(0, 2) as [DroppedSlice, DroppedSlice];
+    s.dropped.unshift({ first: a.first, last: Math.max(a.last, b.last), count: a.count + b.count });
   }
 }
 

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { compileDataProtection } from './compile.ts';
-import { createStreamInspector, looksBinary, rawStreamTail, releasePoint } from './stream.ts';
+import { createStreamInspector, isBinaryType, looksBinary, rawStreamTail, releasePoint, sniffedBytes } from './stream.ts';
 
 const compiled = compileDataProtection({ defaultAction: 'mask', maxStreamHoldBytes: 4096 } as never);
 const ctx = { direction: 'response' as const, upstream: 'billing' };
@@ -235,4 +235,19 @@ test('a JSON-lines stream: a card spelled with \\u escapes is masked, and the li
     const { out } = feed(createStreamInspector(compiled, { ...ctx, contentType: 'application/x-ndjson' }), text, size);
     assert.deepEqual(out.trim().split('\n').map((line) => JSON.parse(line)), [{ a: 1 }, { card: '**** **** **** 6467' }], out);
   }
+});
+
+test('binary types are media, fonts, PDF, archives, wasm and protobuf; office, unknown and text-like types are not', () => {
+  for (const t of ['image/png', 'Image/WebP', 'audio/ogg', 'video/mp4', 'font/woff2', 'application/pdf', 'application/zip', 'application/gzip; x=1', 'application/x-7z-compressed', 'application/zstd', 'application/wasm', 'application/x-protobuf', 'application/grpc+proto']) {
+    assert.equal(isBinaryType(t), true, t);
+  }
+  for (const t of ['image/svg+xml', 'image/svg+xml; charset=utf-8', 'application/octet-stream', '', 'application/vnd.ms-excel', 'application/vnd.openxmlformats-officedocument.spreadsheetml.sheet', 'application/zipper', 'application/pdf-notes', 'text/csv', 'application/x-unknown']) {
+    assert.equal(isBinaryType(t), false, t);
+  }
+});
+
+test('looksBinary reads at most sniffedBytes: what follows does not change the decision', () => {
+  const text = Buffer.from('a'.repeat(sniffedBytes));
+  assert.equal(looksBinary(Buffer.concat([text, Buffer.alloc(64)])), false, 'NUL bytes past the sample are not read');
+  assert.equal(looksBinary(Buffer.concat([text.subarray(1), Buffer.alloc(1)])), true);
 });

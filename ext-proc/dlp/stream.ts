@@ -72,14 +72,34 @@ function isWordCode(c: number): boolean {
 }
 
 /**
- * Whether the first bytes of an answer are binary rather than text (an answer that is not JSON, text or
- * a stream is read as text unless they are, whatever its label: an image/png, an application/pdf or an
- * application/vnd.ms-excel may well be text, such as a CSV export): a NUL byte, bytes that are not
- * UTF-8 (a sequence cut at the end of the sample is allowed), or more than one in ten control bytes
- * other than tab, line feed, carriage return and form feed, in the first KiB.
+ * Types whose bytes are binary by definition and hold no text a raw read could find: images (not
+ * image/svg+xml, which is XML), audio, video, fonts, PDF (its text sits in compressed streams, and its
+ * first KiB is binary on purpose), archives and compressed files, wasm, protobuf and gRPC. An answer so
+ * labelled is not asked for, so its bytes never cross ext_proc: the body mode is chosen at the headers
+ * and cannot be dropped once a streamed body has begun. Any other type that is not read as JSON or
+ * text is sniffed (looksBinary): octet-stream, unknown types, and office types, under which text
+ * exports travel (a CSV labelled application/vnd.ms-excel).
+ */
+const binaryTypes =
+  /^(?:image\/(?!svg\+xml(?![\w.-]))|audio\/|video\/|font\/|application\/(?:pdf|zip|gzip|x-gzip|x-tar|x-7z-compressed|x-rar-compressed|vnd\.rar|x-bzip2|x-xz|zstd|wasm|protobuf|x-protobuf|grpc)(?![\w.-]))/i;
+
+/** Whether an answer of this content type passes without its body being asked for (see binaryTypes). */
+export function isBinaryType(contentType: string): boolean {
+  return binaryTypes.test(contentType);
+}
+
+/** How much of a sniffed answer decides whether it is text: the start of its first chunk, at most this many bytes. */
+export const sniffedBytes = 1024;
+
+/**
+ * Whether the first bytes of an answer are binary rather than text (an answer of no, an unknown or an
+ * office content type is read as text unless they are: an application/vnd.ms-excel may well be a CSV
+ * export): a NUL byte, bytes that are not UTF-8 (a sequence cut at the end of the sample is allowed),
+ * or more than one in ten control bytes other than tab, line feed, carriage return and form feed, in
+ * the first `sniffedBytes`.
  */
 export function looksBinary(bytes: Uint8Array): boolean {
-  const sample = bytes.subarray(0, 1024);
+  const sample = bytes.subarray(0, sniffedBytes);
   let control = 0;
   for (const b of sample) {
     if (b === 0) return true;
