@@ -110,6 +110,7 @@ export type SetEntry =
   | { kind: 'keyword'; detector: number }
   | { kind: 'decoder'; decoder: 'base64' | 'hex' | 'url'; regex: RE2; need: Requirement; lineFree: boolean }
   | { kind: 'escape' }
+  | { kind: 'line-continuation' }
   | { kind: 'control-escape' }
   | { kind: 'look-alike' };
 
@@ -236,7 +237,12 @@ export function compileDataProtection(policy: DataProtection | undefined, option
   // JSON escapes (\u0034, \/, JSON5's \x34, \v, \0 and line continuations) could hide a value from the
   // raw-bytes pass: their presence forces the parsed path, or the escape reading of a text
   // (json-escapes.ts escapeAt reads the same escapes; \b \f \n \r \t are the control escapes below).
-  sources.push('\\\\(?:u[0-9a-fA-F]{4}|x[0-9a-fA-F]{2}|[/v0\\r\\n]|\\x{2028}|\\x{2029})');
+  sources.push('\\\\(?:u[0-9a-fA-F]{4}|x[0-9a-fA-F]{2}|[/v0]|\\x{2028}|\\x{2029})');
+  // A backslash before a line break (JSON5's line continuation): the same, in a text. Its own entry,
+  // because the Set pass over a JSON body's copy with control characters in place (setPass in
+  // inspect.ts) makes one of every "\n" escape, where it means nothing.
+  setEntries.push({ kind: 'line-continuation' });
+  sources.push('\\\\[\\r\\n]');
   // In raw bytes the letter of \n, \t... glues to a following letter or digit, so a \b-anchored
   // pattern right after it would not hit; its presence makes the Set run over a copy with the
   // control characters in place (see setPass in inspect.ts), or over the decoded values.

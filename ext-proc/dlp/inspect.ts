@@ -400,7 +400,8 @@ function setPass(compiled: CompiledDataProtectionOk, bytes: Buffer, latin1: stri
   if (json && bytes.length <= preCheckLimit && compiled.controlEscape.test(bytes)) {
     const copy = withControlCharacters(bytes, latin1 ?? bytes.toString('latin1'));
     if (copy !== null) {
-      const hits = set.match(copy);
+      // The copy's "\<LF>" came from a "\n" escape: a line continuation only if the body itself has one.
+      const hits = hasLineContinuation(bytes) ? set.match(copy) : set.match(copy).filter((h) => compiled.setEntries[h]?.kind !== 'line-continuation');
       return hits.length === 0 ? clean : trustedHits(compiled, hits);
     }
     const hits = set.match(bytes);
@@ -409,11 +410,16 @@ function setPass(compiled: CompiledDataProtectionOk, bytes: Buffer, latin1: stri
   const hits = set.match(bytes);
   if (hits.length === 0) return clean;
   const trusted = trustedHits(compiled, hits);
-  if (trusted !== null || !json || hits.some((h) => compiled.setEntries[h]?.kind === 'escape')) return trusted;
+  if (trusted !== null || !json || hits.some((h) => compiled.setEntries[h]?.kind === 'escape' || compiled.setEntries[h]?.kind === 'line-continuation')) return trusted;
   const copy = withControlCharacters(bytes, latin1 ?? bytes.toString('latin1'));
   if (copy === null) return null;
   const again = set.match(copy);
   return again.length === 0 ? clean : trustedHits(compiled, again);
+}
+
+/** A backslash right before a line break. */
+function hasLineContinuation(bytes: Buffer): boolean {
+  return bytes.indexOf('\\\n') >= 0 || bytes.indexOf('\\\r') >= 0;
 }
 
 /** First and last non-blank bytes are {} or []. */
@@ -475,7 +481,7 @@ function withControlCharacters(bytes: Buffer, latin1: string): Buffer | null {
 function trustedHits(compiled: CompiledDataProtectionOk, hits: number[]): number[] | null {
   for (const h of hits) {
     const kind = compiled.setEntries[h]?.kind;
-    if (kind === 'escape' || kind === 'control-escape') return null;
+    if (kind === 'escape' || kind === 'line-continuation' || kind === 'control-escape') return null;
   }
   return hits;
 }
