@@ -4,6 +4,7 @@
 import * as grpc from '@grpc/grpc-js';
 import { extProcMaxMessageWaitMs } from '../config/ext-proc-wait.ts';
 import { routeIdentityFromMetadata } from '../config/route-identity.ts';
+import { errorWithoutMessage } from './error-description.ts';
 import { createStreamProcessor, type ProcessorDependencies } from './processor.ts';
 import type { ProcessingRequest, ProcessingResponse } from './envoy-messages.ts';
 
@@ -44,7 +45,7 @@ export function createExtProcServer(options: ExtProcServerOptions): grpc.Server 
         if (response && open && !call.cancelled) call.write(response);
       };
       const failed = (request: ProcessingRequest, error: unknown) => {
-        options.log('ext_proc_internal_error', { error: (error as Error)?.stack ?? String(error), phase: request.request });
+        options.log('ext_proc_internal_error', { error: errorWithoutMessage(error), phase: request.request });
         return processor.internalError(request, error);
       };
       const process = (request: ProcessingRequest): Promise<void> | null => {

@@ -14,6 +14,7 @@ import { FlowTracker } from './dlp/flow.ts';
 import type { ProcessingRequest, ProcessingResponse } from './envoy-messages.ts';
 import { compilePolicy, type CompiledPolicy } from './policy/compile-policy.ts';
 import { handleNow } from './processor-fixtures.ts';
+import { errorWithoutMessage } from './error-description.ts';
 import { createStreamProcessor, type DecisionOutcome, type ProcessorDependencies } from './processor.ts';
 import { MemoryAlertSink } from './sequence/alerts.ts';
 import { createBehaviourEngine } from './sequence/engine.ts';
@@ -1200,4 +1201,21 @@ test('an answer labelled as media, a font, an archive, PDF, wasm or protobuf is 
   const svg = createStreamProcessor(route, deps(policy));
   startToolCall(svg, {});
   assert.equal(answerHeaders(svg, '200', 'image/svg+xml')?.mode_override?.response_body_mode, 'BUFFERED_PARTIAL');
+});
+
+test("an unexpected exception is recorded and logged by its class and place, never by its message (which may quote the body)", () => {
+  const awsKey = 'AKIAZ3MQ7HW2XK4JLP5R';
+  const decisions: Decision[] = [];
+  const processor = createStreamProcessor(route, deps(policyWith({}), decisions));
+  const request = { request: 'request_headers', request_headers: { ...headers({ ':method': 'POST', ':path': '/personas/p/billing', 'content-type': 'application/json', authorization: `Bearer ${token}` }) } } as ProcessingRequest;
+  handleNow(processor, request);
+  const error = new SyntaxError(`Unexpected token 'A', "${awsKey}" is not valid JSON`);
+  const answer = processor.internalError(request, error);
+  assert.equal(answer?.immediate_response?.status?.code, 500);
+  const recorded = decisions.at(-1)!.reasons[0]!;
+  assert.equal(recorded.code, 'internal_error');
+  assert.ok(!recorded.message.includes(awsKey), recorded.message);
+  assert.match(recorded.message, /SyntaxError/);
+  assert.ok(!errorWithoutMessage(error).includes(awsKey));
+  assert.match(errorWithoutMessage(error), /^SyntaxError\n {2}at /);
 });

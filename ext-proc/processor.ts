@@ -82,6 +82,7 @@ import { parameters, withEditedFields } from './rest/form.ts';
 import { normaliseRequestPath } from './rest/path-template.ts';
 import { jsonNestingExceeds, maxJsonNestingDepth } from './json-nesting.ts';
 import type { HeaderMutation, HttpHeaderEntry, ProcessingRequest, ProcessingResponse } from './envoy-messages.ts';
+import { errorClassAndPlace, errorWithoutMessage } from './error-description.ts';
 
 export interface DecisionOutcome {
   /** Time from request headers to the final answer on this stream, ms. */
@@ -1611,14 +1612,15 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
     if (asyncVerdicts.length > 0) {
       void Promise.allSettled(asyncVerdicts)
         .then(record)
-        .catch((error: unknown) => deps.log?.('audit_outcome_dropped', { error: (error as Error)?.message ?? String(error) }));
+        .catch((error: unknown) => deps.log?.('audit_outcome_dropped', { error: errorWithoutMessage(error) }));
     }
     else record();
   }
 
   function internalError(request: ProcessingRequest, error: unknown): ProcessingResponse | null {
     const failOpen = persona?.persona.failOpen === true;
-    const message = `internal error while processing ${request.request ?? 'a message'}: ${(error as Error)?.message ?? String(error)}`;
+    // The exception's message may quote what it was reading: only its class and place are recorded.
+    const message = `internal error while processing ${request.request ?? 'a message'}: ${errorClassAndPlace(error)}`;
     recordDenial({ ...makeDecision(mcpCall('internal-error'), { stage: 'availability', code: 'internal_error', message }), enforced: !failOpen });
     if (failOpen) return passThrough(request);
     answered = true;
