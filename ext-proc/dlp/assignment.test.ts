@@ -29,6 +29,7 @@ test('a credential assigned in running text is redacted, and only the value', ()
     ['my token is ghx8f7D6e5C4b3A2f1E0d9C8b7A.', 'my token is [REDACTED:credential]'],
     ['password: hunter22x\npassword: second99y', 'password: [REDACTED:credential]\npassword: [REDACTED:credential]'],
     ['API_KEY_V2=9f8eD7c6B5a4F3e2D1c0B9a8', 'API_KEY_V2=[REDACTED:credential]'],
+    ['PASSWORD2=hunter22x', 'PASSWORD2=[REDACTED:credential]'],
     ['DB_PASSWORD_PROD=hunter22x', 'DB_PASSWORD_PROD=[REDACTED:credential]'],
     ['password:\n  hunter22x\nuser: bob', 'password:\n  [REDACTED:credential]\nuser: bob'],
     ['password -> hunter22x', 'password -> [REDACTED:credential]'],
@@ -52,6 +53,7 @@ test('names, prose and code that name no credential value are left alone', () =>
     'the password is incorrect',
     'password.txt is in the home folder',
     'password_reset: abc12345',
+    'passwords: stored hashed with bcrypt2',
     'if (supportedMethods.includes(\'none\')) return token;',
     "[Decoding Token's Protected Header](docs/util/decode_protected_header/functions/decodeProtectedHeader.md)",
   ];

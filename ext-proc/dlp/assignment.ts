@@ -99,7 +99,9 @@ const variantSuffixes = ['prod', 'production', 'dev', 'development', 'staging', 
 /** Where the name ends without a version or environment suffix (digits, `_v2`, `_prod`...). */
 function withoutVariantSuffix(nameLower: string): number {
   let end = nameLower.length;
-  while (end > 0 && nameLower.charCodeAt(end - 1) >= 48 && nameLower.charCodeAt(end - 1) <= 57) end--;
+  // a version is one or two digits (`PASSWORD2`, `API_KEY_V12`); `Unexpected_token_1012` is a message number
+  while (end > 0 && nameLower.length - end < 3 && nameLower.charCodeAt(end - 1) >= 48 && nameLower.charCodeAt(end - 1) <= 57) end--;
+  if (end > 0 && nameLower.charCodeAt(end - 1) >= 48 && nameLower.charCodeAt(end - 1) <= 57) return nameLower.length;
   if (end > 0 && nameLower.charCodeAt(end - 1) === 118 && end < nameLower.length) end--; // v2
   for (const suffix of variantSuffixes) {
     const at = end - suffix.length - 1;

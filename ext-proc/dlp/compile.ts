@@ -197,7 +197,7 @@ export function compileDataProtection(policy: DataProtection | undefined, option
     return {
       def,
       shape: new RE2(shapeSource, def.caseInsensitive ? 'gi' : 'g'),
-      keyword: keywords.length > 0 ? new RE2(keywordPattern(keywords), 'gi') : null,
+      keyword: keywords.length > 0 ? new RE2(detectorKeywordPattern(def), 'gi') : null,
       keywordSpan: keywords.length > 0 ? new RE2(keywordSpanPattern(keywords), 'gi') : null,
       keywordsLower: keywords.map((k) => k.toLowerCase()),
       negativesLower: (def.negativeKeywords ?? []).map((k) => k.toLowerCase()),
@@ -220,7 +220,7 @@ export function compileDataProtection(policy: DataProtection | undefined, option
     if (d.requiresContext) {
       if (!d.keyword) return;
       setEntries.push({ kind: 'keyword', detector: index });
-      sources.push(`(?i)${keywordPattern(d.def.keywords ?? [])}`);
+      sources.push(`(?i)${detectorKeywordPattern(d.def)}`);
     } else {
       setEntries.push({ kind: 'pattern', detector: index });
       const source = standaloneNumberGroups.has(d.def.group) ? standaloneSetSource(d.shape.source) : d.shape.source;
@@ -298,8 +298,13 @@ function selectDetectors(p: DataProtection): DetectorDefinition[] {
 }
 
 /** Keywords match when not glued to other letters or digits (so "customer_ssn" matches "ssn", "lesson" does not). */
-export function keywordPattern(keywords: string[]): string {
-  return `(?:^|[^A-Za-z0-9])(?:${keywordAlternatives(keywords)})(?:[^A-Za-z0-9]|$)`;
+export function keywordPattern(keywords: string[], digitsMayFollow = false): string {
+  return `(?:^|[^A-Za-z0-9])(?:${keywordAlternatives(keywords)})(?:${digitsMayFollow ? '[^A-Za-z]' : '[^A-Za-z0-9]'}|$)`;
+}
+
+/** The keyword pattern of a detector: a credential's name may end in a version number (`PASSWORD2`, see assignment.ts). */
+export function detectorKeywordPattern(def: DetectorDefinition): string {
+  return keywordPattern(def.keywords ?? [], def.assignment !== undefined);
 }
 
 /**

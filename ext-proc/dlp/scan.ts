@@ -10,7 +10,7 @@
 // at field names once per distinct name and at values only when the Set saw a
 // keyword in them, and the per-candidate path allocates little.
 import RE2 from 're2';
-import { keywordPattern, setMaxMemBytes, standaloneNumberGroups, type CompiledDataProtectionOk, type CompiledDetector, type SetEntry } from './compile.ts';
+import { detectorKeywordPattern, setMaxMemBytes, standaloneNumberGroups, type CompiledDataProtectionOk, type CompiledDetector, type SetEntry } from './compile.ts';
 import { asciiReading } from './look-alikes.ts';
 import { ampersandContinues, assignedValueAt, isCodeReference, nameEndsWithWord, unquotedValueEnd, maxValueLength as maxAssignedValueLength } from './assignment.ts';
 import { charKind, isTrivial, mayMatch, punctuationBit, type Features, type Requirement } from './prefilter.ts';
@@ -609,7 +609,7 @@ function keywordHitsIn(compiled: CompiledDataProtectionOk, text: string): number
     compiled.setEntries.forEach((e, i) => {
       if (e.kind !== 'keyword') return;
       entry.push(i);
-      sources.push(`(?i)${keywordPattern(compiled.detectors[e.detector]!.def.keywords ?? [])}`);
+      sources.push(`(?i)${detectorKeywordPattern(compiled.detectors[e.detector]!.def)}`);
     });
     try {
       k = sources.length > 0 ? { set: new RE2.Set(sources, { anchor: 'unanchored', maxMem: setMaxMemBytes }), entry } : null;
