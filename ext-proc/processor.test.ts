@@ -371,7 +371,7 @@ test('a whole answer over the worker threshold is inspected on the worker thread
 
   const pool = createBodyInspectionPool({ thresholdBytes: 1024, log: () => {} });
   let sentToWorker = 0;
-  const counted = { ...pool, thresholdBytes: pool.thresholdBytes, inspect: (...args: Parameters<typeof pool.inspect>) => (sentToWorker++, pool.inspect(...args)) };
+  const counted: typeof pool = { ...pool, thresholdBytes: pool.thresholdBytes, inspect: (dp, subject, context) => (sentToWorker++, pool.inspect(dp, subject, context)) };
   try {
     const offloaded = await answer({ ...deps(policy), bodyInspection: counted });
     assert.equal(offloaded.deferred, true);
@@ -384,7 +384,8 @@ test('a whole answer over the worker threshold is inspected on the worker thread
     await pool.stop();
   }
   const events: string[] = [];
-  const broken = { thresholdBytes: 1, inspect: () => Promise.reject(new Error('worker gone')), stop: async () => {} };
+  // Over the tool call's request body, under the answer.
+  const broken = { thresholdBytes: 1024, inspect: () => Promise.reject(new Error('worker gone')), stop: async () => {} };
   const fallback = await answer({ ...deps(policy), bodyInspection: broken, log: (event) => events.push(event) });
   assert.equal((fallback.response?.response_body?.response?.body_mutation as { body: Buffer }).body.toString('utf8'), inlineBody, 'never passed unread');
   assert.deepEqual(events, ['body_inspection_inline']);
@@ -396,12 +397,13 @@ test('a large answer asks Envoy to wait for the worker and the inline external D
   await new Promise<void>((r) => hanging.listen(0, '127.0.0.1', r));
   const url = `http://127.0.0.1:${(hanging.address() as AddressInfo).port}/scan`;
   try {
-    const result = Buffer.from(JSON.stringify({ jsonrpc: '2.0', id: 9, result: { content: [{ type: 'text', text: 'plain' }] } }));
+    const result = Buffer.from(JSON.stringify({ jsonrpc: '2.0', id: 9, result: { content: [{ type: 'text', text: 'plain '.repeat(100) }] } }));
     let skew = 0;
     const worker = (advanceMs: number) => ({
-      thresholdBytes: 1,
+      // Over the tool call's request body, under the answer.
+      thresholdBytes: 400,
       stop: async () => {},
-      inspect: async (_dp: unknown, body: Buffer) => {
+      inspect: async <T>(_dp: unknown, body: T) => {
         skew += advanceMs;
         return { value: body, changed: false, findings: [], blocked: null, wouldBlock: null, fingerprints: [] };
       },
@@ -427,6 +429,136 @@ test('a large answer asks Envoy to wait for the worker and the inline external D
     hanging.closeAllConnections();
     hanging.close();
   }
+});
+
+test('a request body over the worker threshold is inspected on the worker thread, with what inline inspection gives: masks, blocks, flow refusals, decisions, audit records; a failed worker falls back to inline', async () => {
+  const { createBodyInspectionPool } = await import('./dlp/body-inspection.ts');
+  const ghToken = checksummedToken('ghp', '16C7e42F292c6912E7710c838347Ae');
+  const policyFor = (mode: 'enforce' | 'monitor') =>
+    withBundle(
+      configBundleSchema.parse({
+        upstreams: [
+          { kind: 'Upstream', name: 'billing', protocol: 'mcp', url: 'http://127.0.0.1:1/mcp' },
+          { kind: 'Upstream', name: 'devbox', protocol: 'rest', url: 'http://127.0.0.1:2/api', environment: 'development' },
+        ],
+        personas: [
+          {
+            kind: 'Persona',
+            name: 'p',
+            description: 'test',
+            mode,
+            grants: [{ upstream: 'billing', tools: [{ name: '*' }] }, { upstream: 'devbox', operations: [{ method: 'POST', path: '/notes' }] }],
+            dataProtection: { profiles: ['pci-dss', 'secrets'], flow: { enabled: true }, rules: [{ detectors: ['github-personal-access-token'], direction: 'request', action: 'block' }] },
+          },
+        ],
+      }),
+    );
+  const devRoute = { persona: 'p', upstream: 'devbox', kind: 'rest' as const, pathPrefix: '/personas/p/devbox', configVersion: 1 };
+  // About 130 KB of assigned passwords, with a card and an address now and then.
+  const filler = (extra = '') => Array.from({ length: 6_000 }, (_, i) => (i % 1000 === 7 ? `card ${card} ` : i % 997 === 3 ? 'mail ana@example.com ' : 'password: "hunter22x" ')).join('') + extra;
+  const mcpHeaders = { ':method': 'POST', ':path': '/personas/p/billing', 'content-type': 'application/json', authorization: `Bearer ${token}`, 'mcp-protocol-version': '2025-03-26' };
+  const cases: { name: string; mode: 'enforce' | 'monitor'; rest: boolean; contentType?: string; body: string; readCardFirst?: boolean }[] = [
+    { name: 'mcp tool call', mode: 'enforce', rest: false, body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 'save_note', arguments: { note: filler(), id: 'n' }, _meta: { ref: card } } }) },
+    {
+      name: 'mcp batch',
+      mode: 'enforce',
+      rest: false,
+      body: JSON.stringify([
+        { jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 'save_note', arguments: { note: filler() } } },
+        { jsonrpc: '2.0', method: 'notifications/cancelled', params: { requestId: 0, reason: filler() } },
+        { jsonrpc: '2.0', id: 'srv-1', result: { content: { text: filler() } } },
+      ]),
+    },
+    { name: 'mcp blocked token', mode: 'enforce', rest: false, body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 'save_note', arguments: { note: filler(ghToken) } } }) },
+    { name: 'mcp blocked token, monitored', mode: 'monitor', rest: false, body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 'save_note', arguments: { note: filler(ghToken) } } }) },
+    { name: 'rest json', mode: 'enforce', rest: true, contentType: 'application/json', body: JSON.stringify({ note: filler() }) },
+    { name: 'rest json, a card read before flows to development', mode: 'enforce', rest: true, contentType: 'application/json', body: JSON.stringify({ note: filler() }), readCardFirst: true },
+    { name: 'rest form', mode: 'enforce', rest: true, contentType: 'application/x-www-form-urlencoded', body: `note=${encodeURIComponent(filler())}&id=7` },
+    { name: 'rest text', mode: 'enforce', rest: true, contentType: 'text/plain', body: filler() },
+  ];
+  const run = async (c: (typeof cases)[number], extra: Partial<ProcessorDependencies>) => {
+    const decisions: Decision[] = [];
+    const dependencies = { ...deps(policyFor(c.mode), decisions), ...extra };
+    if (c.readCardFirst) {
+      const reader = createStreamProcessor(route, dependencies);
+      startToolCall(reader, {});
+      handleNow(reader, { request: 'response_headers', response_headers: headers({ ':status': '200', 'content-type': 'application/json' }) } as ProcessingRequest);
+      handleNow(reader, { request: 'response_body', response_body: { body: Buffer.from(JSON.stringify({ jsonrpc: '2.0', id: 9, result: { content: [{ type: 'text', text: `card ${card}` }] } })), end_of_stream: true } });
+      reader.finish();
+      decisions.length = 0;
+    }
+    const processor = createStreamProcessor(c.rest ? devRoute : route, dependencies);
+    const requestHeaders = c.rest ? { ':method': 'POST', ':path': '/personas/p/devbox/notes', 'content-type': c.contentType!, authorization: `Bearer ${token}` } : mcpHeaders;
+    handleNow(processor, { request: 'request_headers', request_headers: headers(requestHeaders) });
+    const outcome = processor.handle({ request: 'request_body', request_body: { body: Buffer.from(c.body), end_of_stream: true } });
+    const deferred = outcome !== null && 'deferred' in outcome;
+    const response = deferred ? await outcome.deferred : outcome;
+    processor.finish();
+    return { deferred, response: JSON.stringify(response), decisions, audit: decisions.map((d) => JSON.stringify(auditEventFromDecision(d, 'k'.repeat(32)))) };
+  };
+  const inline = await Promise.all(cases.map((c) => run(c, {})));
+  for (const [i, c] of cases.entries()) assert.equal(inline[i]!.deferred, false, c.name);
+  // The cases do what they are named for.
+  assert.ok(!inline[0]!.response.includes(card) && inline[0]!.decisions[0]!.findings.length > 5_000, 'masked');
+  assert.match(inline[2]!.response, /sensitive_data_blocked/);
+  assert.equal(inline[3]!.decisions[0]!.enforced, false);
+  assert.ok(inline[5]!.decisions[0]!.reasons.some((r) => r.code === 'sensitive_data_flow_blocked'), 'flow refusal');
+  assert.ok(!inline[6]!.response.includes(encodeURIComponent(card)) && !inline[7]!.response.includes(card));
+
+  const pool = createBodyInspectionPool({ thresholdBytes: 64 * 1024, log: () => {} });
+  let sentToWorker = 0;
+  const counted: typeof pool = { ...pool, thresholdBytes: pool.thresholdBytes, inspect: (dp, subject, context) => (sentToWorker++, pool.inspect(dp, subject, context)) };
+  try {
+    for (const [i, c] of cases.entries()) {
+      const offloaded = await run(c, { bodyInspection: counted });
+      assert.equal(offloaded.deferred, true, c.name);
+      assert.equal(offloaded.response, inline[i]!.response, `${c.name}: the same answer to Envoy`);
+      assert.deepEqual(offloaded.decisions, inline[i]!.decisions, `${c.name}: the same decisions`);
+      assert.deepEqual(offloaded.audit, inline[i]!.audit, `${c.name}: the same audit records`);
+    }
+    assert.ok(sentToWorker >= cases.length, `${sentToWorker} parts went to the worker`);
+
+    // Off the event loop: while the worker reads a large body, a small call on another stream is answered.
+    const processor = createStreamProcessor(route, { ...deps(policyFor('enforce')), bodyInspection: counted });
+    handleNow(processor, { request: 'request_headers', request_headers: headers(mcpHeaders) });
+    const large = processor.handle({ request: 'request_body', request_body: { body: Buffer.from(cases[0]!.body), end_of_stream: true } });
+    assert.ok(large !== null && 'deferred' in large);
+    let settled = false;
+    const answered = large.deferred.then((response) => ((settled = true), response));
+    const small = createStreamProcessor(route, deps(policyFor('enforce')));
+    const smallAnswer = startToolCall(small, { note: `pay with ${card}` });
+    assert.equal(settled, false, 'the small call was answered while the large body was still being inspected');
+    assert.match(String(smallAnswer?.request_body?.response?.body_mutation && 'body' in smallAnswer.request_body.response.body_mutation ? smallAnswer.request_body.response.body_mutation.body : ''), /\*\*\*\* 6467/);
+    assert.equal(JSON.stringify(await answered), inline[0]!.response);
+  } finally {
+    await pool.stop();
+  }
+
+  // A worker that fails: every part is inspected inline, never passed unread.
+  const events: string[] = [];
+  const broken = { thresholdBytes: 64 * 1024, inspect: () => Promise.reject(new Error('worker gone')), stop: async () => {} };
+  for (const [i, c] of cases.entries()) {
+    const fallback = await run(c, { bodyInspection: broken, log: (event) => events.push(event) });
+    assert.equal(fallback.response, inline[i]!.response, `${c.name}: never passed unread`);
+    assert.deepEqual(fallback.decisions, inline[i]!.decisions);
+  }
+  assert.ok(events.length >= cases.length && events.every((e) => e === 'body_inspection_inline'), events.join());
+});
+
+test('a large request body asks Envoy to wait for the worker and the inline external DLP on requests, within its 30 s ceiling', () => {
+  const body = Buffer.from(JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 'save_note', arguments: { note: 'plain' } } }));
+  const worker = { thresholdBytes: 1, stop: async () => {}, inspect: <T>(_dp: unknown, subject: T) => Promise.resolve({ value: subject, changed: false, findings: [], blocked: null, wouldBlock: null, fingerprints: [] }) };
+  const waitFor = (timeoutMs: number) => {
+    const policy = policyWith({ dataProtection: { profiles: ['pci-dss'], external: [{ type: 'webhook', url: 'http://127.0.0.1:1/scan', timeoutMs, failMode: 'open', directions: ['response'] }, { type: 'webhook', url: 'http://127.0.0.1:1/scan', timeoutMs: 2 * timeoutMs, failMode: 'open', directions: ['request'] }] } });
+    const processor = createStreamProcessor(route, { ...deps(policy), bodyInspection: worker });
+    handleNow(processor, { request: 'request_headers', request_headers: headers({ ':method': 'POST', ':path': '/personas/p/billing', 'content-type': 'application/json', authorization: `Bearer ${token}` }) });
+    const outcome = processor.handle({ request: 'request_body', request_body: { body, end_of_stream: true } });
+    assert.ok(outcome !== null && 'deferred' in outcome);
+    void outcome.deferred.catch(() => {});
+    return outcome.waitMs;
+  };
+  assert.equal(waitFor(3_000), 10_000 + 6_000 + 1000, 'the worker, the request-side services only, and a margin');
+  assert.equal(waitFor(12_000), 30_000, 'never past the ceiling, which Envoy would ignore');
 });
 
 const githubToken = checksummedToken('ghp', '16C7e42F292c6912E7710c838347Ae');

@@ -56,6 +56,7 @@ import {
   protectRequestJson,
   protectResponseBody,
   redactedSegment,
+  requestInspectContext,
   redactFlaggedSegments,
   rememberResponseValues,
   sensitiveSummary,
@@ -75,6 +76,7 @@ import {
   withEnvelope,
   type JsonRpcId,
   type JsonRpcMessage,
+  type ParsedBody,
 } from './mcp/json-rpc.ts';
 import { createSseSplitter, withData, type SseEvent, type SseSplitter } from './mcp/sse.ts';
 import type { CompiledPersona, CompiledPolicy } from './policy/compile-policy.ts';
@@ -122,12 +124,12 @@ export interface ProcessorDependencies {
   behaviour: BehaviourEngine;
   /** Signing keys of the identity providers Personas trust (authentication.jwt); absent: JWTs are refused. */
   jwks?: JwksCache;
-  /** Inspects large whole answers on a worker thread; absent: every body is inspected inline. */
+  /** Inspects large request bodies and whole answers on a worker thread; absent: every body is inspected inline. */
   bodyInspection?: BodyInspectionPool;
   log?: (event: string, fields: Record<string, unknown>) => void;
 }
 
-/** How long Envoy is asked to wait for an answer inspected on the worker thread (a 64 MiB body at the slowest measured rate). */
+/** How long Envoy is asked to wait for a body inspected on the worker thread (a 64 MiB body at the slowest measured rate). */
 const largeBodyWaitMs = 10_000;
 
 const mcpBatchProtocol = '2025-03-26';
@@ -167,6 +169,26 @@ interface AssessedCall {
   rewrittenPath: string | null;
   /** MCP: the message's other members (id aside), masked or redacted, to put back (see envelopeOf). */
   rewrittenEnvelope?: Record<string, unknown> | null;
+}
+
+/** A request body read for the stages (readRequest): the answer already, or what the stages assess. */
+type RequestBodyRead =
+  | { answer: ProcessingResponse }
+  | { rest: { call: AgentCall & { kind: 'rest' }; parsed: unknown; body: Buffer; authorized: { authorization: ReturnType<typeof authorizeOperation>; tool: string } } }
+  | { mcp: McpBodyRead };
+
+/** An MCP body parsed, with each message's envelope (envelopeOf; null without data protection). */
+interface McpBodyRead {
+  body: Buffer;
+  parsed: Extract<ParsedBody, { ok: true }>;
+  envelopes: (Record<string, unknown> | null)[];
+}
+
+/** A part of a request that data protection inspects (`subject`), the value the stages know it by (`key`), and where it goes. */
+interface RequestPart {
+  key: object;
+  subject: unknown;
+  to: FlowEndpoint;
 }
 
 /** A tools/call or REST operation waiting for its result. */
@@ -233,6 +255,8 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
         return timed(() => onRequestHeaders(request));
       case 'request_body': {
         const body = request.request_body?.body ?? Buffer.alloc(0);
+        const pool = deps.bodyInspection;
+        if (pool && body.length >= pool.thresholdBytes && persona?.dataProtection.active) return onLargeRequestBody(body, pool);
         return withExternalDlp('request', body, timed(() => onRequestBody(body)));
       }
       case 'response_headers':
@@ -439,15 +463,19 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
     return (persona!.grants.get(route!.upstream)?.operations ?? []).some((op) => op.whenSource !== null && /\bbody\b/.test(op.whenSource));
   }
 
-  function decideRest(call: AgentCall & { kind: 'rest' }, body: unknown, rawBody: Buffer | null, phase: 'request_headers' | 'request_body'): ProcessingResponse {
+  /** A REST operation authorized, and named as the behaviour stage and data-protection rules name it: "METHOD /path/template". */
+  function authorizeRest(call: AgentCall & { kind: 'rest' }, body: unknown): { authorization: ReturnType<typeof authorizeOperation>; tool: string } {
     const authorization = authorizeOperation(persona!.grants.get(route!.upstream), call.method, call.path, {
       query: call.query,
       body: body ?? null,
       agent: credential!.agent,
       persona: route!.persona,
     });
-    // The operation as the behaviour stage and data-protection rules name it: "METHOD /path/template".
-    const tool = authorization.allowed ? authorization.grant.replace(/^operation:/, '') : `${call.method} ${call.path}`;
+    return { authorization, tool: authorization.allowed ? authorization.grant.replace(/^operation:/, '') : `${call.method} ${call.path}` };
+  }
+
+  function decideRest(call: AgentCall & { kind: 'rest' }, body: unknown, rawBody: Buffer | null, phase: 'request_headers' | 'request_body', authorized = authorizeRest(call, body)): ProcessingResponse {
+    const { authorization, tool } = authorized;
     const assessed = assessCall({ ...call, body }, tool, rawBody, authorization.allowed ? null : authorization.reason, restResultKey, rawBody?.length ?? 0);
     const { decision } = assessed;
     decisions.push(decision);
@@ -478,15 +506,98 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
   }
 
   function onRequestBody(body: Buffer): ProcessingResponse {
-    if (!route || !persona || !policy) return refuse(500, 'internal_error', 'request body before request headers', 'protocol');
+    return assessRequestBody(readRequest(body));
+  }
+
+  /**
+   * The request body read for the stages: checked (its size, its nesting, its JSON), a REST call
+   * authorized, an MCP body parsed; or the answer when that alone decides it.
+   */
+  function readRequest(body: Buffer): RequestBodyRead {
+    if (!route || !persona || !policy) return { answer: refuse(500, 'internal_error', 'request body before request headers', 'protocol') };
     if (body.length > persona.persona.maxBodyBytes) {
-      return refuse(413, 'payload_too_large', `the body is ${body.length} bytes; this Persona accepts at most ${persona.persona.maxBodyBytes}`, 'protocol');
+      return { answer: refuse(413, 'payload_too_large', `the body is ${body.length} bytes; this Persona accepts at most ${persona.persona.maxBodyBytes}`, 'protocol') };
     }
     if (route.kind === 'rest') {
-      if (!pendingRestCall) return { request_body: { response: { status: 'CONTINUE' } } };
-      return onRestBody(pendingRestCall, readRequestBody(body));
+      if (!pendingRestCall) return { answer: { request_body: { response: { status: 'CONTINUE' } } } };
+      return readRestBody(pendingRestCall, readRequestBody(body));
     }
-    return onMcpBody(body);
+    return readMcpBody(body);
+  }
+
+  /** The stages on a read request body: authorization, data protection, behaviour; the audit record; the answer. */
+  function assessRequestBody(read: RequestBodyRead): ProcessingResponse {
+    if ('answer' in read) return read.answer;
+    if ('rest' in read) return decideRest(read.rest.call, read.rest.parsed, read.rest.body, 'request_body', read.rest.authorized);
+    return assessMcpBody(read.mcp);
+  }
+
+  /**
+   * The parts of a read request body that data protection will inspect, each with where it goes: a
+   * REST body (a form's fields), each message's tool arguments or params, and its envelope (as
+   * assessMcpBody takes them). A part the stages do not find here is inspected inline.
+   */
+  function requestPartsToInspect(read: RequestBodyRead): RequestPart[] {
+    if ('answer' in read) return [];
+    if ('rest' in read) {
+      const { body, authorized } = read.rest;
+      if (body.length === 0 || (!authorized.authorization.allowed && persona!.persona.mode !== 'monitor')) return [];
+      const subject = requestIsForm() ? parameters(new URLSearchParams(body.toString('utf8'))) : body;
+      return [{ key: body, subject, to: flowDestination(authorized.tool) }];
+    }
+    const parts: RequestPart[] = [];
+    for (const [index, message] of read.mcp.parsed.messages.entries()) {
+      const envelope = read.mcp.envelopes[index];
+      const { tool, assessed } = toolCallParts(message);
+      if (envelope) parts.push({ key: envelope, subject: envelope, to: flowDestination(tool) });
+      const inspected = assessed ? assessed.args : otherMessagePayload(message).payload;
+      if (inspected !== null && typeof inspected === 'object') parts.push({ key: inspected, subject: inspected, to: flowDestination(assessed ? tool : undefined) });
+    }
+    return parts;
+  }
+
+  /**
+   * A large request body: the parts the stages will inspect (requestPartsToInspect) are inspected on
+   * the worker thread first (dlp/body-inspection.ts), so they do not stall the other requests; then the
+   * stages run as for any body, taking those results (and the data-flow checks, the audit record, the
+   * answer), and external DLP follows. A part the worker fails on is inspected inline: never passed unread.
+   */
+  function onLargeRequestBody(received: Buffer, pool: BodyInspectionPool): ProcessingResponse | null | DeferredAnswer {
+    const read = timed(() => readRequest(received));
+    const parts = requestPartsToInspect(read);
+    if (parts.length === 0) return withExternalDlp('request', received, timed(() => assessRequestBody(read)));
+    // Envoy waits for the worker and then for the request's inline external DLP services.
+    const { waitMs, servicesDeadline } = messageWait(largeBodyWaitMs + inlineWaitMs(externalServices('request')));
+    const dp = persona!.dataProtection;
+    const failures: string[] = [];
+    const deferred = Promise.all(
+      parts.map((part) =>
+        pool.inspect(dp, part.subject, requestInspectContext(part.to)).then(
+          (result) => void inspectedAhead.set(part.key, { tool: part.to.tool, result }),
+          (error: unknown) => void failures.push((error as Error).message),
+        ),
+      ),
+    ).then(() => {
+      if (failures.length > 0) deps.log?.('body_inspection_inline', { reason: failures[0], bytes: received.length });
+      let response: ProcessingResponse;
+      try {
+        response = timed(() => assessRequestBody(read));
+      } finally {
+        inspectedAhead.clear();
+      }
+      const next = withExternalDlp('request', received, response, servicesDeadline);
+      return next !== null && 'deferred' in next ? next.deferred : next;
+    });
+    return { deferred, waitMs };
+  }
+
+  /** What the worker found in this request's parts (onLargeRequestBody), by the part: the stages take it in place of inspecting it. */
+  const inspectedAhead = new Map<object, { tool: string | undefined; result: InspectResult<unknown> }>();
+
+  /** The worker's result for `key` inspected towards `to`, if it has one for exactly that. */
+  function inspectedAheadFor<T>(key: unknown, to: FlowEndpoint): InspectResult<T> | undefined {
+    const ahead = key !== null && typeof key === 'object' ? inspectedAhead.get(key) : undefined;
+    return ahead && ahead.tool === to.tool ? (ahead.result as InspectResult<T>) : undefined;
   }
 
   /**
@@ -504,10 +615,10 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
     return requestSingleByte ? encodeSingleByte(body.toString('utf8'), requestSingleByte, requestDeclaresJson() || looksLikeJsonText(body)) : body;
   }
 
-  function onRestBody(pending: AgentCall & { kind: 'rest' }, body: Buffer): ProcessingResponse {
+  function readRestBody(pending: AgentCall & { kind: 'rest' }, body: Buffer): RequestBodyRead {
     let parsed: unknown = null;
     if (body.length > 0 && !requestIsForm() && (restConditionsReadBody() || requestDeclaresJson()) && jsonNestingExceeds(body)) {
-      return refuse(400, 'json_too_deep', `the body nests objects and arrays more than ${maxJsonNestingDepth} deep`, 'protocol');
+      return { answer: refuse(400, 'json_too_deep', `the body nests objects and arrays more than ${maxJsonNestingDepth} deep`, 'protocol') };
     }
     if (body.length > 0 && restConditionsReadBody() && requestIsForm()) {
       // An HTML form body: conditions read its fields like a JSON object's (a repeated name as an array).
@@ -516,41 +627,43 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
       try {
         parsed = JSON.parse(body.toString('utf8'));
       } catch {
-        return refuse(400, 'invalid_json', 'this operation is granted under a condition on its JSON body, and the body is not valid JSON', 'protocol');
+        return { answer: refuse(400, 'invalid_json', 'this operation is granted under a condition on its JSON body, and the body is not valid JSON', 'protocol') };
       }
     }
-    return decideRest(pending, parsed, body, 'request_body');
+    return { rest: { call: pending, parsed, body, authorized: authorizeRest(pending, parsed) } };
   }
 
-  function onMcpBody(body: Buffer): ProcessingResponse {
+  function readMcpBody(body: Buffer): RequestBodyRead {
     const protocolVersion = requestHeaders.get('mcp-protocol-version');
     const parsed = parseJsonRpcBody(body, protocolVersion === undefined || protocolVersion === mcpBatchProtocol);
     requestWasBatch = parsed.ok && parsed.batch;
     if (!parsed.ok) {
       recordDenial(makeDecision(mcpCall('invalid'), { stage: 'protocol', code: parsed.mandateCode, message: parsed.message }));
       answered = true;
-      return immediate(400, JSON.stringify(jsonRpcError(null, parsed.code, parsed.message, { mandate: { code: parsed.mandateCode } })), [['content-type', 'application/json']], parsed.mandateCode);
+      return { answer: immediate(400, JSON.stringify(jsonRpcError(null, parsed.code, parsed.message, { mandate: { code: parsed.mandateCode } })), [['content-type', 'application/json']], parsed.mandateCode) };
     }
     const headerMismatch = checkStatelessHeaders(parsed.messages, protocolVersion);
     if (headerMismatch) {
       recordDenial(makeDecision(mcpCall('invalid'), headerMismatch));
       answered = true;
       const id = parsed.messages[0]?.type === 'request' ? parsed.messages[0].id : null;
-      return immediate(400, JSON.stringify(jsonRpcError(id, jsonRpcCodes.invalidRequest, headerMismatch.message, { mandate: { code: headerMismatch.code } })), [['content-type', 'application/json']], headerMismatch.code);
+      return { answer: immediate(400, JSON.stringify(jsonRpcError(id, jsonRpcCodes.invalidRequest, headerMismatch.message, { mandate: { code: headerMismatch.code } })), [['content-type', 'application/json']], headerMismatch.code) };
     }
+    const envelopes = parsed.messages.map((message, index) => (persona!.dataProtection.active ? envelopeOf(parsed.raw[index]!, message) : null));
+    return { mcp: { body, parsed, envelopes } };
+  }
+
+  function assessMcpBody({ body, parsed, envelopes }: McpBodyRead): ProcessingResponse {
     const grants = persona!.grants.get(route!.upstream);
     const perMessage: { message: JsonRpcMessage; assessed: AssessedCall }[] = [];
     for (const [index, message] of parsed.messages.entries()) {
-      const envelope = persona!.dataProtection.active ? envelopeOf(parsed.raw[index]!, message) : null;
+      const envelope = envelopes[index]!;
       if (message.type === 'response') {
         // The client answering a server request (sampling, elicitation): what it answers is inspected like arguments.
         perMessage.push({ message, assessed: withEnvelopeProtection(assessOtherMessage(message, mcpCall('response', undefined, undefined, message.id), null), envelope, message, undefined) });
         continue;
       }
-      const tool = message.method === 'tools/call' ? toolNameOf(message.params) : undefined;
-      // MCP tool arguments are an object: any other value would be forwarded unread (invalid_params, refused even in monitor mode).
-      const argumentsProblem = message.method === 'tools/call' ? toolArgumentsProblem(message.params) : null;
-      const args = message.method === 'tools/call' && argumentsProblem === null ? (toolArgumentsOf(message.params) ?? {}) : undefined;
+      const { tool, args, argumentsProblem, assessed: toolCall } = toolCallParts(message);
       const authorization: ReturnType<typeof authorizeMcpMethod> = argumentsProblem
         ? { allowed: false, reason: { stage: 'protocol', code: 'invalid_params', message: argumentsProblem } }
         : authorizeMcpMethod(grants, message.method, tool, { args: args ?? {}, agent: credential!.agent, persona: route!.persona });
@@ -559,7 +672,7 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
       const call = mcpCall(recordedName(message.method), tool === undefined ? undefined : recordedName(tool), args, id);
       const denial = authorization.allowed ? null : quotingAsRecorded(authorization.reason, [message.method, call.method], [tool, call.kind === 'mcp' ? call.tool : undefined]);
       // Session plumbing (initialize, tools/list, notifications) is authorized only; tool calls go through every stage.
-      const assessed = message.method === 'tools/call' && tool !== undefined && args !== undefined ? assessCall(call, tool, args, denial, id ?? null, body.length) : assessOtherMessage(message, call, denial);
+      const assessed = toolCall ? assessCall(call, toolCall.tool, toolCall.args, denial, id ?? null, body.length) : assessOtherMessage(message, call, denial);
       perMessage.push({ message, assessed: withEnvelopeProtection(assessed, envelope, message, tool) });
       if (message.type === 'request' && message.method === 'tools/list') toolsListIds.add(message.id);
       if (message.type === 'request' && message.id !== null) requestIds.push(message.id);
@@ -611,7 +724,8 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
   function withEnvelopeProtection(assessed: AssessedCall, envelope: Record<string, unknown> | null, message: JsonRpcMessage, tool: string | undefined): AssessedCall {
     const { decision } = assessed;
     if (envelope === null || (decision.verdict === 'deny' && decision.enforced)) return assessed;
-    const protection = protectRequestJson(persona!.dataProtection, deps.flow, flowSession(), envelope, flowDestination(tool), 'message');
+    const to = flowDestination(tool);
+    const protection = protectRequestJson(persona!.dataProtection, deps.flow, flowSession(), envelope, to, 'message', inspectedAheadFor(envelope, to));
     const found = locatedIn('message', protection.findings);
     // The params of a message other than a tool call were inspected already (assessOtherMessage): their name and uri are names too.
     const inName = [...decision.findings, ...found].find((f) => f.action !== 'detect' && namingMemberOf(f.location, message) !== null);
@@ -635,13 +749,13 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
    */
   function assessOtherMessage(message: JsonRpcMessage, call: AgentCall, denial: DecisionReason | null): AssessedCall {
     const unassessed = { retryAfterSeconds: null, rewritten: null, rewrittenQuery: null, rewrittenPath: null };
-    const part = message.type === 'response' ? ('result' in message ? 'result' : 'error') : 'params';
-    const payload = message.type === 'response' ? (message.result ?? message.error) : message.params;
+    const { part, payload } = otherMessagePayload(message);
     const dp = persona!.dataProtection;
     if (!dp.active || payload === undefined || payload === null || typeof payload !== 'object' || (denial !== null && persona!.persona.mode !== 'monitor')) {
       return { decision: makeDecision(call, denial), ...unassessed };
     }
-    const protection = protectRequestJson(dp, deps.flow, flowSession(), payload, flowDestination(undefined), 'message');
+    const to = flowDestination(undefined);
+    const protection = protectRequestJson(dp, deps.flow, flowSession(), payload, to, 'message', inspectedAheadFor(payload, to));
     const findings = locatedIn(part, protection.findings);
     const decision = makeDecision(call, denial ?? protection.denial, { findings, notes: denial && protection.denial ? [protection.denial, ...protection.notes] : protection.notes });
     return { decision, ...unassessed, rewritten: protection.changed ? { value: protection.value, part } : null };
@@ -672,10 +786,10 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
         payload instanceof Buffer
           ? requestIsForm()
             ? protectRequestForm(payload, destination)
-            : protectRequestBody(persona!.dataProtection, deps.flow, flowSession(), payload, destination, 'request body')
+            : protectRequestBody(persona!.dataProtection, deps.flow, flowSession(), payload, destination, 'request body', inspectedAheadFor(payload, destination))
           : payload === null
             ? null
-            : protectRequestJson(persona!.dataProtection, deps.flow, flowSession(), payload, destination, 'tool arguments');
+            : protectRequestJson(persona!.dataProtection, deps.flow, flowSession(), payload, destination, 'tool arguments', inspectedAheadFor(payload, destination));
       if (protection) {
         findings = protection.findings;
         notes.push(...protection.notes);
@@ -767,7 +881,8 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
   function protectRequestForm(body: Buffer, destination: FlowEndpoint): RequestProtection<Buffer> {
     const text = body.toString('utf8');
     const fields = parameters(new URLSearchParams(text));
-    const protection = protectRequestJson(persona!.dataProtection, deps.flow, flowSession(), fields, destination, 'request body');
+    // A form inspected on the worker is found by its body (requestPartsToInspect).
+    const protection = protectRequestJson(persona!.dataProtection, deps.flow, flowSession(), fields, destination, 'request body', inspectedAheadFor<typeof fields>(body, destination));
     return { ...protection, value: protection.changed ? Buffer.from(withEditedFields(text, fields, protection.value), 'utf8') : body };
   }
 
@@ -1633,6 +1748,25 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
 
 /** Text that data protection reads whole (buffered): text/* other than event streams, XML, YAML, form data. */
 const textualTypes = /^(text\/(?!event-stream)|application\/(xml|yaml|x-yaml|x-www-form-urlencoded|graphql)\b|[\w.+-]+\/[\w.+-]+\+xml\b)/;
+
+/**
+ * A message's tool call as the stages read it: its name, its arguments (undefined when they are not an
+ * object: invalid_params), and, for a named call with such arguments, the call they assess as one.
+ */
+function toolCallParts(message: JsonRpcMessage): { tool: string | undefined; args: Record<string, unknown> | undefined; argumentsProblem: string | null; assessed: { tool: string; args: Record<string, unknown> } | null } {
+  if (message.type === 'response' || message.method !== 'tools/call') return { tool: undefined, args: undefined, argumentsProblem: null, assessed: null };
+  const tool = toolNameOf(message.params);
+  // MCP tool arguments are an object: any other value would be forwarded unread (invalid_params, refused even in monitor mode).
+  const argumentsProblem = toolArgumentsProblem(message.params);
+  const args = argumentsProblem === null ? (toolArgumentsOf(message.params) ?? {}) : undefined;
+  return { tool, args, argumentsProblem, assessed: tool !== undefined && args !== undefined ? { tool, args } : null };
+}
+
+/** What data protection inspects in a message other than a tool call: its params, or the client's result or error. */
+function otherMessagePayload(message: JsonRpcMessage): { part: 'params' | 'result' | 'error'; payload: unknown } {
+  if (message.type !== 'response') return { part: 'params', payload: message.params };
+  return { part: 'result' in message ? 'result' : 'error', payload: message.result ?? message.error };
+}
 
 /** 2xx: an answer a client reads as a result. */
 function isSuccess(status: number | null): boolean {

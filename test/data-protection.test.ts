@@ -51,6 +51,8 @@ before(async () => {
     // A customer export of about 480 KB, a card on every line: over the size (256 KiB) that ext_proc
     // inspects on its worker thread rather than on the event loop.
     read_export: () => Array.from({ length: 6000 }, (_, i) => `Customer ${i}: ${billingCard}, order ${100000 + i}, ticket T-${i}, kept for audit.`).join('\n'),
+    // Takes such an export the other way, in its arguments.
+    save_export: () => 'saved',
   });
   mailer = createRecordingMcpServer({ send_email: () => 'sent' });
   devbox = createRecordingMcpServer({ store_note: () => 'stored' });
@@ -63,7 +65,7 @@ before(async () => {
   gateway = await startGatewayFixture({ demo: false });
   const upstream = (name: string, port: number, environment: string, protocol = 'mcp', path = '/mcp') => ({ kind: 'Upstream', name, protocol, url: `http://127.0.0.1:${port}${path}`, environment });
   const allTools = [
-    { upstream: 'billing', tools: [{ name: 'read_card' }, { name: 'save_note' }, { name: 'read_archive' }, { name: 'read_export' }] },
+    { upstream: 'billing', tools: [{ name: 'read_card' }, { name: 'save_note' }, { name: 'read_archive' }, { name: 'read_export' }, { name: 'save_export' }] },
     { upstream: 'mailer', tools: [{ name: 'send_email' }] },
     { upstream: 'devbox', tools: [{ name: 'store_note' }] },
     { upstream: 'billing-stream', tools: [{ name: 'read_card' }] },
@@ -164,6 +166,38 @@ describe('a large answer', () => {
     await client.close();
     const log = readFileSync(join(gateway.dataDir, 'logs', 'ext-proc.log'), 'utf8');
     assert.ok(!log.includes('body_inspection_inline') && !log.includes('body_inspection_worker_lost'), 'the worker inspected it');
+  });
+});
+
+describe('a large request', () => {
+  // About 480 KB with a card on every line: over the size (256 KiB) that ext_proc inspects on its worker thread.
+  const largeNote = () => Array.from({ length: 6000 }, (_, i) => `Customer ${i}: ${billingCard}, order ${100000 + i}, ticket T-${i}, kept for audit.`).join('\n');
+
+  test('a 480 KB tool argument with a card on every line is masked before the upstream sees it, inspected off the event loop while a small call goes through', async () => {
+    const client = await gateway.mcpClient(endpoint('dlp-guard', 'billing'), tokens['dlp-guard']!);
+    const [saved, small] = await Promise.all([client.callTool({ name: 'save_export', arguments: { note: largeNote(), id: 'large-note' } }), client.callTool({ name: 'read_card', arguments: {} })]);
+    assert.equal(resultText(saved), 'saved');
+    assert.match(resultText(small), /^Card on file: \*\*\*\* \*\*\*\* \*\*\*\* \d{4}$/);
+    const received = billing.calls.find((c) => (c.arguments as { id?: string }).id === 'large-note')!.arguments as { note: string };
+    assert.equal(received.note.split('\n').length, 6000, 'the note arrived whole');
+    assert.ok(!received.note.includes(billingCard), 'no card number reached the upstream');
+    assert.equal(received.note.match(/\*\*\*\* \*\*\*\* \*\*\*\* 6467/g)?.length, 6000);
+    await client.close();
+    const log = readFileSync(join(gateway.dataDir, 'logs', 'ext-proc.log'), 'utf8');
+    assert.ok(!log.includes('body_inspection_inline') && !log.includes('body_inspection_worker_lost'), 'the worker inspected it');
+  });
+
+  test('a 480 KB REST body is masked before the upstream sees it', async () => {
+    const response = await fetch(`${gateway.gatewayUrl}${endpoint('dlp-guard', 'notes-api')}/notes`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${tokens['dlp-guard']}` },
+      body: JSON.stringify({ note: largeNote(), id: 'large-rest-note' }),
+    });
+    assert.equal(response.status, 200);
+    await response.arrayBuffer();
+    const received = restEcho.bodies.find((b) => b.includes('large-rest-note'))!;
+    assert.ok(!received.includes(billingCard), 'no card number reached the upstream');
+    assert.equal(received.match(/\*\*\*\* \*\*\*\* \*\*\*\* 6467/g)?.length, 6000);
   });
 });
 

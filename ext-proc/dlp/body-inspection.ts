@@ -1,8 +1,9 @@
 // Large bodies are inspected on a worker thread, so one big tool result (a 1 MB export
-// dense with card numbers costs tens of milliseconds) does not stall every other request
-// on ext_proc's event loop. Small bodies, most of the traffic, stay inline: handing a body
-// over costs more than inspecting a few KiB. A worker that fails or dies is replaced; the
-// caller then inspects inline, so a body is never passed unread.
+// dense with card numbers costs tens of milliseconds) or one big request (a 4 MiB body of
+// assigned passwords costs over a second) does not stall every other request on ext_proc's
+// event loop. Small bodies, most of the traffic, stay inline: handing a body over costs
+// more than inspecting a few KiB. A worker that fails or dies is replaced; the caller then
+// inspects inline, so a body is never passed unread.
 import { Worker } from 'node:worker_threads';
 import type { DataProtection } from '../../config/data-protection-schema.ts';
 import type { CompiledDataProtectionOk } from './compile.ts';
@@ -15,16 +16,21 @@ export interface InspectionRequest {
   config: DataProtection;
   monitor: boolean;
   fingerprintKey: Uint8Array | null;
-  body: Uint8Array;
+  /** Raw bytes (inspectBody), or a parsed JSON value such as tool arguments (inspectJson). */
+  subject: Uint8Array | InspectedJson;
   context: InspectContext;
 }
 
-export type InspectionReply = { id: number; ok: true; result: InspectResult<Uint8Array> } | { id: number; ok: false; error: string };
+/** A parsed JSON value, as the request stages inspect tool arguments, a message's params or form fields. */
+export type InspectedJson = { json: unknown };
+
+export type InspectionReply = { id: number; ok: true; result: InspectResult<Uint8Array | InspectedJson> } | { id: number; ok: false; error: string };
 
 export interface BodyInspectionPool {
   /** Bodies of at least this many bytes go to the worker. */
   readonly thresholdBytes: number;
-  inspect(dp: CompiledDataProtectionOk, body: Buffer, context: InspectContext): Promise<InspectResult<Buffer>>;
+  /** inspectBody for a Buffer, inspectJson for a parsed JSON value, on the worker thread. */
+  inspect<T>(dp: CompiledDataProtectionOk, subject: T, context: InspectContext): Promise<InspectResult<T>>;
   stop(): Promise<void>;
 }
 
@@ -39,7 +45,7 @@ function configKeyOf(dp: CompiledDataProtectionOk): string {
 export function createBodyInspectionPool(options: { thresholdBytes: number; log: (event: string, fields: Record<string, unknown>) => void }): BodyInspectionPool {
   let worker: Worker | null = null;
   let nextId = 1;
-  const waiting = new Map<number, { resolve: (r: InspectResult<Buffer>) => void; reject: (e: Error) => void }>();
+  const waiting = new Map<number, { resolve: (r: InspectResult<Uint8Array | InspectedJson>) => void; reject: (e: Error) => void }>();
   let stopped = false;
 
   const failAll = (error: Error) => {
@@ -55,7 +61,7 @@ export function createBodyInspectionPool(options: { thresholdBytes: number; log:
       const entry = waiting.get(reply.id);
       if (!entry) return;
       waiting.delete(reply.id);
-      if (reply.ok) entry.resolve({ ...reply.result, value: Buffer.from(reply.result.value.buffer, reply.result.value.byteOffset, reply.result.value.byteLength) });
+      if (reply.ok) entry.resolve(reply.result);
       else entry.reject(new Error(reply.error));
     });
     const lost = (why: string) => {
@@ -71,25 +77,36 @@ export function createBodyInspectionPool(options: { thresholdBytes: number; log:
 
   return {
     thresholdBytes: options.thresholdBytes,
-    inspect(dp, body, context) {
+    inspect<T>(dp: CompiledDataProtectionOk, subject: T, context: InspectContext): Promise<InspectResult<T>> {
       if (stopped) return Promise.reject(new Error('the inspection pool is stopped'));
       const id = nextId++;
-      const copy = new Uint8Array(body.length);
-      copy.set(body);
-      const request: InspectionRequest = { id, configKey: configKeyOf(dp), config: dp.policy, monitor: dp.monitor, fingerprintKey: dp.fingerprintKey ? new Uint8Array(dp.fingerprintKey) : null, body: copy, context };
-      return new Promise<InspectResult<Buffer>>((resolve, reject) => {
+      // Bytes are copied and moved; a JSON value is copied by postMessage (structured clone keeps its members and their order).
+      let sent: Uint8Array<ArrayBuffer> | InspectedJson = { json: subject };
+      if (Buffer.isBuffer(subject)) {
+        sent = new Uint8Array(subject.length);
+        sent.set(subject);
+      }
+      const request: InspectionRequest = { id, configKey: configKeyOf(dp), config: dp.policy, monitor: dp.monitor, fingerprintKey: dp.fingerprintKey ? new Uint8Array(dp.fingerprintKey) : null, subject: sent, context };
+      return new Promise<InspectResult<Uint8Array | InspectedJson>>((resolve, reject) => {
         waiting.set(id, { resolve, reject });
         try {
           const target = ensureWorker();
           target.ref();
-          target.postMessage(request, [copy.buffer]);
+          target.postMessage(request, sent instanceof Uint8Array ? [sent.buffer] : []);
         } catch (error) {
           waiting.delete(id);
           reject(error as Error);
         }
-      }).finally(() => {
-        if (waiting.size === 0) worker?.unref();
-      });
+      })
+        .then((result): InspectResult<T> => {
+          // Unchanged: the caller's own value, as inline inspection returns it.
+          if (!result.changed) return { ...result, value: subject };
+          const value = result.value instanceof Uint8Array ? Buffer.from(result.value.buffer, result.value.byteOffset, result.value.byteLength) : result.value.json;
+          return { ...result, value: value as T };
+        })
+        .finally(() => {
+          if (waiting.size === 0) worker?.unref();
+        });
     },
     async stop() {
       stopped = true;

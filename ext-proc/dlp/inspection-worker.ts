@@ -2,7 +2,7 @@
 // sent once (its own RE2 objects: they cannot cross threads) and inspects bodies with it.
 import { parentPort } from 'node:worker_threads';
 import { compileDataProtection, type CompiledDataProtectionOk } from './compile.ts';
-import { inspectBody } from './inspect.ts';
+import { inspectBody, inspectJson } from './inspect.ts';
 import type { InspectionReply, InspectionRequest } from './body-inspection.ts';
 
 const compiled = new Map<string, CompiledDataProtectionOk>();
@@ -23,11 +23,19 @@ parentPort!.on('message', (request: InspectionRequest) => {
   let reply: InspectionReply;
   const transfer: ArrayBuffer[] = [];
   try {
-    const result = inspectBody(engineFor(request), Buffer.from(request.body), request.context);
-    const value = new Uint8Array(result.value.length);
-    value.set(result.value);
-    transfer.push(value.buffer);
-    reply = { id: request.id, ok: true, result: { ...result, value } };
+    const engine = engineFor(request);
+    const { subject } = request;
+    if (subject instanceof Uint8Array) {
+      const result = inspectBody(engine, Buffer.from(subject.buffer, subject.byteOffset, subject.byteLength), request.context);
+      // Unchanged, the caller keeps its own bytes: nothing to send back.
+      const value = new Uint8Array(result.changed ? result.value.length : 0);
+      if (result.changed) value.set(result.value);
+      transfer.push(value.buffer);
+      reply = { id: request.id, ok: true, result: { ...result, value } };
+    } else {
+      const result = inspectJson(engine, subject.json, request.context);
+      reply = { id: request.id, ok: true, result: { ...result, value: { json: result.value } } };
+    }
   } catch (error) {
     reply = { id: request.id, ok: false, error: (error as Error).message };
   }

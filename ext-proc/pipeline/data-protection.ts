@@ -7,7 +7,7 @@ import type { DataFinding, DecisionReason } from '../decision/decision.ts';
 import type { CompiledDataProtectionOk } from '../dlp/compile.ts';
 import type { FlowSignal, FlowTracker } from '../dlp/flow.ts';
 import { spannedFingerprints, textsOfBody, textsOfJson } from '../dlp/flow-candidates.ts';
-import { blockedMessage, dataBlockedCode, inspectBody, inspectJson, type BlockedBy, type BlockedPart, type InspectResult, type ValueFingerprint } from '../dlp/inspect.ts';
+import { blockedMessage, dataBlockedCode, inspectBody, inspectJson, type BlockedBy, type BlockedPart, type InspectContext, type InspectResult, type ValueFingerprint } from '../dlp/inspect.ts';
 
 export interface FlowEndpoint {
   upstream: string;
@@ -27,16 +27,24 @@ export interface RequestProtection<T> {
   notes: DecisionReason[];
 }
 
-/** Tool arguments (MCP), a parsed body, header values, a query: `part` is what a block's message names. */
-export function protectRequestJson<T>(dp: CompiledDataProtectionOk, flow: FlowTracker, flowSession: string, value: T, to: FlowEndpoint, part: BlockedPart): RequestProtection<T> {
+/** How data protection reads what the agent sends to `to`: rules may name the upstream and the tool. */
+export function requestInspectContext(to: FlowEndpoint): InspectContext {
+  return { direction: 'request', upstream: to.upstream, ...(to.tool ? { tool: to.tool } : {}) };
+}
+
+/**
+ * Tool arguments (MCP), a parsed body, header values, a query: `part` is what a block's message names.
+ * `inspected`: what inspecting `value` in requestInspectContext(to) gave already (on the worker thread).
+ */
+export function protectRequestJson<T>(dp: CompiledDataProtectionOk, flow: FlowTracker, flowSession: string, value: T, to: FlowEndpoint, part: BlockedPart, inspected?: InspectResult<T>): RequestProtection<T> {
   if (!dp.active) return { value, changed: false, findings: [], denial: null, notes: [] };
-  return withFlowCheck(dp, flow, flowSession, inspectJson(dp, value, { direction: 'request', upstream: to.upstream, ...(to.tool ? { tool: to.tool } : {}) }), to, () => textsOfJson(value), part);
+  return withFlowCheck(dp, flow, flowSession, inspected ?? inspectJson(dp, value, requestInspectContext(to)), to, () => textsOfJson(value), part);
 }
 
 /** A raw request body (REST): JSON is parsed only when something may match. */
-export function protectRequestBody(dp: CompiledDataProtectionOk, flow: FlowTracker, flowSession: string, body: Buffer, to: FlowEndpoint, part: BlockedPart): RequestProtection<Buffer> {
+export function protectRequestBody(dp: CompiledDataProtectionOk, flow: FlowTracker, flowSession: string, body: Buffer, to: FlowEndpoint, part: BlockedPart, inspected?: InspectResult<Buffer>): RequestProtection<Buffer> {
   if (!dp.active) return { value: body, changed: false, findings: [], denial: null, notes: [] };
-  return withFlowCheck(dp, flow, flowSession, inspectBody(dp, body, { direction: 'request', upstream: to.upstream, ...(to.tool ? { tool: to.tool } : {}) }), to, () => textsOfBody(body), part);
+  return withFlowCheck(dp, flow, flowSession, inspected ?? inspectBody(dp, body, requestInspectContext(to)), to, () => textsOfBody(body), part);
 }
 
 /**
