@@ -8,6 +8,7 @@ import { Worker } from 'node:worker_threads';
 import type { DataProtection } from '../../config/data-protection-schema.ts';
 import type { CompiledDataProtectionOk } from './compile.ts';
 import type { InspectContext, InspectResult } from './inspect.ts';
+import { errorClassAndPlace } from '../error-description.ts';
 
 export interface InspectionRequest {
   id: number;
@@ -69,7 +70,7 @@ export function createBodyInspectionPool(options: { thresholdBytes: number; log:
       if (!stopped) options.log('body_inspection_worker_lost', { reason: why, pending: waiting.size });
       failAll(new Error(`the inspection worker stopped (${why})`));
     };
-    started.on('error', (error) => lost(error.message));
+    started.on('error', (error) => lost(errorClassAndPlace(error)));
     started.on('exit', (code) => lost(`exit code ${code}`));
     worker = started;
     return started;

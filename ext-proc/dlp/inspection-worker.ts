@@ -4,6 +4,7 @@ import { parentPort } from 'node:worker_threads';
 import { compileDataProtection, type CompiledDataProtectionOk } from './compile.ts';
 import { inspectBody, inspectJson } from './inspect.ts';
 import type { InspectionReply, InspectionRequest } from './body-inspection.ts';
+import { errorClassAndPlace } from '../error-description.ts';
 
 const compiled = new Map<string, CompiledDataProtectionOk>();
 const maxCompiled = 32;
@@ -37,7 +38,8 @@ parentPort!.on('message', (request: InspectionRequest) => {
       reply = { id: request.id, ok: true, result: { ...result, value: { json: result.value } } };
     }
   } catch (error) {
-    reply = { id: request.id, ok: false, error: (error as Error).message };
+    // the message may quote the body: its class and place only (error-description.ts)
+    reply = { id: request.id, ok: false, error: errorClassAndPlace(error) };
   }
   parentPort!.postMessage(reply, transfer);
 });
