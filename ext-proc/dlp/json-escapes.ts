@@ -57,17 +57,26 @@ function escapeAt(text: string, i: number): { character: number; length: number 
   return null;
 }
 
+/**
+ * The buffers of a reading of text (at most as long as the text), its first `unchanged` characters
+ * copied as they are, each from its own offset.
+ */
+export function startReading(text: string, unchanged: number): { units: Uint16Array; origin: Int32Array } {
+  const units = new Uint16Array(text.length);
+  const origin = new Int32Array(text.length + 1);
+  for (let k = 0; k < unchanged; k++) {
+    units[k] = text.charCodeAt(k);
+    origin[k] = k;
+  }
+  return { units, origin };
+}
+
 /** The text with its JSON string escapes decoded, and where each character came from; null when it has none. */
 export function jsonEscapeReading(text: string): EscapeReading | null {
   let i = text.indexOf('\\');
   while (i >= 0 && escapeAt(text, i) === null) i = text.indexOf('\\', i + 1);
   if (i < 0) return null;
-  const units = new Uint16Array(text.length);
-  const origin = new Int32Array(text.length + 1);
-  for (let k = 0; k < i; k++) {
-    units[k] = text.charCodeAt(k);
-    origin[k] = k;
-  }
+  const { units, origin } = startReading(text, i);
   let n = i;
   while (i < text.length) {
     const escape = text.charCodeAt(i) === 92 ? escapeAt(text, i) : null;

@@ -23,7 +23,7 @@
 // - an XML or HTML character reference of a printable ASCII character or the no-break space
 //   (`&#52;`, `&#x34;`, `&#160;`, `&nbsp;`): that character (a space for the no-break space).
 
-import { hexValue } from './json-escapes.ts';
+import { hexValue, startReading } from './json-escapes.ts';
 
 /** What a BMP character becomes: its ASCII counterpart, `removed`, or 0 when it stays as it is. */
 const bmpReading = new Uint8Array(0x10000);
@@ -189,12 +189,7 @@ export function asciiReading(text: string): AsciiReading | null {
     } else if (bmpReading[c] !== 0) break;
   }
   if (i === text.length) return null;
-  const units = new Uint16Array(text.length);
-  const origin = new Int32Array(text.length + 1);
-  for (let k = 0; k < i; k++) {
-    units[k] = text.charCodeAt(k);
-    origin[k] = k;
-  }
+  const { units, origin } = startReading(text, i);
   let n = i;
   let sameOffsets = true;
   while (i < text.length) {
