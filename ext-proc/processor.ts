@@ -85,6 +85,7 @@ import { normaliseRequestPath } from './rest/path-template.ts';
 import { jsonNestingExceeds, maxJsonNestingDepth } from './json-nesting.ts';
 import type { HeaderMutation, HttpHeaderEntry, ProcessingRequest, ProcessingResponse } from './envoy-messages.ts';
 import { errorClassAndPlace, errorWithoutMessage } from './error-description.ts';
+import type { CompiledDataProtectionOk } from './dlp/compile.ts';
 
 export interface DecisionOutcome {
   /** Time from request headers to the final answer on this stream, ms. */
@@ -190,6 +191,14 @@ interface RequestPart {
   subject: unknown;
   to: FlowEndpoint;
 }
+
+/**
+ * Names as the audit trail records them (recordedName), per compiled data protection: a new config
+ * compiles anew, so an entry never outlives the detectors that made it. Bounded; short names only.
+ */
+const recordedNames = new WeakMap<CompiledDataProtectionOk, Map<string, string>>();
+const recordedNameCacheEntries = 4096;
+const recordedNameCacheMaxLength = 256;
 
 /** A tools/call or REST operation waiting for its result. */
 interface PendingCall {
@@ -1656,10 +1665,23 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
   function recordedName(text: string): string {
     if (text === '') return text;
     if (!persona) return redactedSegment;
-    if (!persona.dataProtection.active) return text;
+    const dp = persona.dataProtection;
+    if (!dp.ok || !dp.active) return text;
+    // Methods and tool names repeat on every call: each is inspected once per compiled Persona and upstream.
+    const cacheable = text.length <= recordedNameCacheMaxLength;
+    const key = `${route!.upstream}\u0000${text}`;
+    let names = recordedNames.get(dp);
+    const cached = cacheable ? names?.get(key) : undefined;
+    if (cached !== undefined) return cached;
     const segments = text.split('/');
-    const findings = inspectJson(persona.dataProtection, segments.map(decodePathSegment), { direction: 'request', upstream: route!.upstream }).findings;
-    return findings.length === 0 ? text : redactFlaggedSegments(segments, findings).join('/');
+    const findings = inspectJson(dp, segments.map(decodePathSegment), { direction: 'request', upstream: route!.upstream }).findings;
+    const recorded = findings.length === 0 ? text : redactFlaggedSegments(segments, findings).join('/');
+    if (cacheable) {
+      if (!names) recordedNames.set(dp, (names = new Map()));
+      if (names.size >= recordedNameCacheEntries) names.clear();
+      names.set(key, recorded);
+    }
+    return recorded;
   }
 
   /** An HTTP method as the audit trail keeps it: the standard ones as they are, any other as a name (recordedName). */

@@ -276,27 +276,33 @@ export function isCodeReference(value: string): boolean {
   return parts >= 2;
 }
 
-/** Digits and letters together, or a symbol: "hunter22", "Tr0ub4dor&3", "p@ss"; not "incorrect". */
-export function looksLikePassword(value: string): boolean {
-  let digit = false;
-  let letter = false;
+const hasDigit = 1;
+const hasAsciiLetter = 2;
+const hasOtherLetter = 4;
+/** A character other than a letter, a digit and the joiners . - _ ( ) and space. */
+const hasSymbol = 8;
+
+/** Which kinds of character a value holds (the bits above). */
+function characterKinds(value: string): number {
+  let kinds = 0;
   for (let i = 0; i < value.length; i++) {
     const c = value.charCodeAt(i);
-    if (c >= 48 && c <= 57) digit = true;
-    else if ((c >= 65 && c <= 90) || (c >= 97 && c <= 122) || c > 127) letter = true;
-    else if (c !== 46 && c !== 45 && c !== 95 && c !== 32 && c !== 41 && c !== 40) return true;
+    if (c >= 48 && c <= 57) kinds |= hasDigit;
+    else if ((c >= 65 && c <= 90) || (c >= 97 && c <= 122)) kinds |= hasAsciiLetter;
+    else if (c > 127) kinds |= hasOtherLetter;
+    else if (c !== 46 && c !== 45 && c !== 95 && c !== 32 && c !== 41 && c !== 40) kinds |= hasSymbol;
   }
-  return digit && letter;
+  return kinds;
+}
+
+/** Digits and letters together, or a symbol: "hunter22", "Tr0ub4dor&3", "p@ss"; not "incorrect". */
+export function looksLikePassword(value: string): boolean {
+  const kinds = characterKinds(value);
+  return (kinds & hasSymbol) !== 0 || ((kinds & hasDigit) !== 0 && (kinds & (hasAsciiLetter | hasOtherLetter)) !== 0);
 }
 
 /** Digits and letters together (a random token has both; a word, a path or an identifier often not). */
 export function hasDigitsAndLetters(value: string): boolean {
-  let digit = false;
-  let letter = false;
-  for (let i = 0; i < value.length; i++) {
-    const c = value.charCodeAt(i);
-    if (c >= 48 && c <= 57) digit = true;
-    else if ((c >= 65 && c <= 90) || (c >= 97 && c <= 122)) letter = true;
-  }
-  return digit && letter;
+  const kinds = characterKinds(value);
+  return (kinds & hasDigit) !== 0 && (kinds & hasAsciiLetter) !== 0;
 }
