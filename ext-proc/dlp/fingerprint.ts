@@ -125,20 +125,29 @@ export function probeKey(key: Buffer): Int32Array {
   return k;
 }
 
+/** Scratch for a canonical form's units while its probe is computed (canonical forms are at most maxCanonicalLength). */
+const shapeUnits = new Uint16Array(maxCanonicalLength);
+
 /** The shape of a canonical form, or null when it is too short or too uniform to look for without its detector. */
 export function canonicalShape(key: Buffer, canonical: string): CanonicalShape | null {
-  if (canonical.length < minCanonicalLength || canonical.length > maxCanonicalLength) return null;
+  const length = canonical.length;
+  if (length < minCanonicalLength || length > maxCanonicalLength) return null;
   let digitsOnly = true;
-  const distinct = new Set<number>();
-  for (let i = 0; i < canonical.length; i++) {
+  // minDistinctCharacters is 3: the first character, and the first two that differ from those before them.
+  const first = canonical.charCodeAt(0);
+  let second = -1;
+  let distinct = 1;
+  for (let i = 0; i < length; i++) {
     const c = canonical.charCodeAt(i);
+    shapeUnits[i] = c;
     if (c < 48 || c > 57) digitsOnly = false;
-    if (distinct.size < minDistinctCharacters) distinct.add(c);
+    if (distinct < minDistinctCharacters && c !== first && c !== second) {
+      if (second < 0) second = c;
+      distinct++;
+    }
   }
-  if (distinct.size < minDistinctCharacters) return null;
-  const units = new Uint16Array(canonical.length);
-  for (let i = 0; i < canonical.length; i++) units[i] = canonical.charCodeAt(i);
-  return { length: canonical.length, digitsOnly, probe: probeOf(probeKey(key), units, 0, units.length) };
+  if (distinct < minDistinctCharacters) return null;
+  return { length, digitsOnly, probe: probeOf(probeKey(key), shapeUnits, 0, length) };
 }
 
 /**

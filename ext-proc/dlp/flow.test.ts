@@ -257,3 +257,30 @@ test('a replicated message neither raises the signal nor keeps it from being rai
   // ...and the first value read here is signalled: the window had emptied, so the signal was re-armed.
   assert.equal(flow.recordResponse('s', origin, nationalIds('b', 1))?.distinctValues, 7);
 });
+
+test('a value repeated in one result is fingerprinted once; its spellings share the fingerprint', () => {
+  const read = inspectJson(compiled, { orders: [{ card: '4539 1488 0343 6467' }, { card: '4539-1488-0343-6467' }, { card: '4539148803436467' }, { card: '5500 0000 0000 0004' }] }, { direction: 'response', upstream: 'billing' });
+  assert.equal(read.findings.length, 4);
+  assert.equal(read.fingerprints.length, 2, 'one per distinct value');
+  assert.notEqual(read.fingerprints[0]!.hash, read.fingerprints[1]!.hash);
+  assert.ok(read.fingerprints.every((f) => f.shape?.length === 16 && f.shape.digitsOnly));
+  // The remembered value still blocks each of its spellings later.
+  const flow = tracker({ t: 0 });
+  flow.recordResponse('s', { upstream: 'billing', environment: 'production' }, read.fingerprints);
+  const send = inspectJson(compiled, { body: 'card 4539_1488_0343_6467' }, { direction: 'request', upstream: 'mailer' });
+  assert.equal(flow.checkRequest('s', { upstream: 'mailer', environment: 'production', toolClass: 'egress' }, send.fingerprints).length, 1);
+});
+
+test('the shape of a canonical form counts three distinct characters the same way for any order', async () => {
+  const { canonicalShape } = await import('./fingerprint.ts');
+  assert.equal(canonicalShape(key, '1212121212'), null, 'two distinct characters');
+  assert.equal(canonicalShape(key, '1111111112'), null);
+  assert.ok(canonicalShape(key, '1111111123'));
+  assert.ok(canonicalShape(key, '3111111112'));
+  assert.equal(canonicalShape(key, '12345678')?.digitsOnly, true);
+  assert.equal(canonicalShape(key, '1234567a')?.digitsOnly, false);
+  // The scratch units of one call never leak into the next call's probe.
+  const long = canonicalShape(key, 'abcdefghijklmnopqrstuvwxyz0123456789')!.probe;
+  assert.equal(canonicalShape(key, 'abcdefghij')!.probe, canonicalShape(key, 'abcdefghij')!.probe);
+  assert.notEqual(canonicalShape(key, 'abcdefghij')!.probe, long);
+});

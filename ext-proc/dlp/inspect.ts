@@ -858,6 +858,7 @@ function applyMatches(
   const actions = new Map<CompiledDetector, DataProtectionAction>();
   const key = compiled.fingerprintKey;
   const prefix = key ? keyPrefix(key) : null;
+  const printed = new Map<string, { hash: string; shape: CanonicalShape | null; detectors: CompiledDetector[] | null }>();
   for (let i = 0; i < matches.length; i++) {
     const m = matches[i]!;
     const d = m.detector;
@@ -873,8 +874,18 @@ function applyMatches(
     };
     if (prefix !== null) {
       const canonical = canonicalForm(matchedText(doc, m));
-      const shape = context.direction === 'response' ? canonicalShape(key!, canonical) : null;
-      fingerprints.push({ hash: fingerprintOfCanonical(prefix, canonical), dataClass: d.def.dataClass, detector: d.def.id, group: d.def.group, ...(shape ? { shape } : {}) });
+      // A value repeated in a body (a customer's address on every order) is hashed and remembered once per detector.
+      let print = printed.get(canonical);
+      if (print === undefined) {
+        const shape = context.direction === 'response' ? canonicalShape(key!, canonical) : null;
+        printed.set(canonical, (print = { hash: fingerprintOfCanonical(prefix, canonical), shape, detectors: null }));
+      }
+      if (print.detectors === null || !print.detectors.includes(d)) {
+        (print.detectors ??= []).push(d);
+        const f: ValueFingerprint = { hash: print.hash, dataClass: d.def.dataClass, detector: d.def.id, group: d.def.group };
+        if (print.shape !== null) f.shape = print.shape;
+        fingerprints.push(f);
+      }
     }
     if (action === 'block') blocked ??= { group: d.def.group, detector: d.def.id };
   }
