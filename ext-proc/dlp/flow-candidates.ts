@@ -160,24 +160,31 @@ function searchRuns(search: Search, text: string, runStart: Int32Array, runEnd: 
   return true;
 }
 
-/** The texts of a JSON value: its strings, its property names and its numbers, each on its own. */
+/**
+ * The texts of a JSON value: each property name on its own, and its strings and numbers in document
+ * order, joined by a space into one text. A value split over neighbouring fields
+ * (`{"a": "4539 1488", "b": "0343 6467"}`) is then spelled again, across a gap of one character;
+ * a span inside one value is a span of the joined text as before.
+ */
 export function textsOfJson(value: unknown): string[] {
-  const texts: string[] = [];
+  const names: string[] = [];
+  const values: string[] = [];
   const stack: unknown[] = [value];
   while (stack.length > 0) {
     const v = stack.pop();
-    if (typeof v === 'string') texts.push(v);
-    else if (typeof v === 'number' || typeof v === 'bigint') texts.push(String(v));
+    if (typeof v === 'string') values.push(v);
+    else if (typeof v === 'number' || typeof v === 'bigint') values.push(String(v));
     else if (Array.isArray(v)) for (let i = v.length - 1; i >= 0; i--) stack.push(v[i]);
     else if (v !== null && typeof v === 'object') {
       const entries = Object.entries(v);
       for (let i = entries.length - 1; i >= 0; i--) {
-        texts.push(entries[i]![0]);
+        names.push(entries[i]![0]);
         stack.push(entries[i]![1]);
       }
     }
   }
-  return texts;
+  if (values.length > 0) names.push(values.join(' '));
+  return names;
 }
 
 /** The texts of a raw body: those of its JSON value when it is JSON (escapes read), else the body as one text. */

@@ -91,3 +91,17 @@ test('a rule with action detect records the evasive spelling as a note and lets 
   assert.equal(r.denial, null);
   assert.deepEqual(r.notes.map((n) => n.code), ['sensitive_data_flow_blocked']);
 });
+
+test('a value split over neighbouring fields or array items is refused too; fields far apart are not joined', () => {
+  const flow = sessionThatRead();
+  const blocked = (value: unknown) => protectRequestJson(dp, flow, 's', value, mailer, 'tool arguments').denial?.code === 'sensitive_data_flow_blocked';
+  assert.ok(blocked({ first: '4539 1488', second: '0343 6467' }), 'card over two fields');
+  assert.ok(blocked({ parts: ['4539', '1488', '0343', '6467'] }), 'card over four array items');
+  assert.ok(blocked({ user: 'jane.doe', domain: 'example.org' }), 'an address over its two parts (a canonical form keeps letters and digits only)');
+  assert.ok(blocked({ a: { n: 12345 }, b: { n: '6788' } }), 'SSN over a number and a string in nested objects');
+  assert.ok(blocked({ key: 'AKIAZ3MQ7H', rest: 'W2XK4JLP5R' }), 'access key over two fields');
+  const body = Buffer.from(JSON.stringify({ head: '4539-1488-', tail: '0343-6467' }));
+  assert.equal(protectRequestBody(dp, flow, 's', body, mailer, 'request body').denial?.code, 'sensitive_data_flow_blocked', 'raw JSON body');
+  // Separated by other values: not one spelling.
+  assert.ok(!blocked({ first: '4539 1488', note: 'then, a week later, the rest', second: '0343 6467' }));
+});
