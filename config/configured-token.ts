@@ -7,26 +7,25 @@ import { readFileSync } from 'node:fs';
 /** Shortest token accepted: 32 characters, e.g. 24 random bytes in base64 (`openssl rand -base64 32` gives 44). */
 export const minTokenLength = 32;
 
-/** The token from `variable` or `${variable}_FILE`, null when neither is set. Throws, naming the setting, on a bad one. */
-export function configuredToken(env: Record<string, string | undefined>, variable: string): string | null {
+/** The text of `variable` or of the file `${variable}_FILE` names, trimmed, with where it came from (for messages); null when neither is set. */
+export function configuredSecretText(env: Record<string, string | undefined>, variable: string): { text: string; source: string } | null {
   const direct = env[variable];
   const file = env[`${variable}_FILE`];
   if (direct !== undefined && direct !== '' && file !== undefined && file !== '') throw new Error(`set ${variable} or ${variable}_FILE, not both`);
-  let token: string;
-  let source: string;
-  if (direct !== undefined && direct !== '') {
-    token = direct.trim();
-    source = variable;
-  } else if (file !== undefined && file !== '') {
-    try {
-      token = readFileSync(file, 'utf8').trim();
-    } catch (error) {
-      throw new Error(`${variable}_FILE: cannot read ${file} (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`);
-    }
-    source = `${variable}_FILE (${file})`;
-  } else {
-    return null;
+  if (direct !== undefined && direct !== '') return { text: direct.trim(), source: variable };
+  if (file === undefined || file === '') return null;
+  try {
+    return { text: readFileSync(file, 'utf8').trim(), source: `${variable}_FILE (${file})` };
+  } catch (error) {
+    throw new Error(`${variable}_FILE: cannot read ${file} (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`);
   }
+}
+
+/** The token from `variable` or `${variable}_FILE`, null when neither is set. Throws, naming the setting, on a bad one. */
+export function configuredToken(env: Record<string, string | undefined>, variable: string): string | null {
+  const configured = configuredSecretText(env, variable);
+  if (configured === null) return null;
+  const { text: token, source } = configured;
   if (token.length < minTokenLength) throw new Error(`${source}: the token must be at least ${minTokenLength} characters (openssl rand -base64 32)`);
   if (/\s/.test(token)) throw new Error(`${source}: the token must not contain whitespace`);
   return token;

@@ -153,14 +153,14 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     MANDATE_GATEWAY_LISTEN: `127.0.0.1:${ports.gateway}`,
     MANDATE_EXT_PROC_ENDPOINTS: replicas.map((r) => `127.0.0.1:${r.grpc}`).join(','),
     MANDATE_CONTROL_PLANE_URL: `http://127.0.0.1:${ports.admin}`,
-    ...(options.natsUrl ? { MANDATE_NATS_URL: options.natsUrl } : {}),
-    // Control-plane replicas share their tokens and the key that seals inline secrets on NATS, as a
-    // deployment gives them from a secret.
+    // Scaled out, the control plane authenticates the revisions it shares on NATS (and seals inline
+    // secrets) with the config secrets key, given to every replica as a deployment gives it from a secret.
+    ...(options.natsUrl ? { MANDATE_NATS_URL: options.natsUrl, MANDATE_CONFIG_SECRETS_KEY: randomBytes(32).toString('base64') } : {}),
+    // Control-plane replicas share their tokens too.
     ...((options.controlPlaneReplicas ?? 1) > 1
       ? {
           MANDATE_ADMIN_TOKEN: randomBytes(32).toString('base64url'),
           MANDATE_INTERNAL_TOKEN: randomBytes(32).toString('base64url'),
-          MANDATE_CONFIG_SECRETS_KEY: randomBytes(32).toString('base64'),
         }
       : {}),
     ...options.env,

@@ -4,6 +4,7 @@
 // one control plane without NATS to its own policy stream. Run:
 //   sh deploy/bootstrap.sh node test/bench/config-replication.ts [personas] [writes]
 import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -20,6 +21,8 @@ if (missing) {
 }
 
 const work = mkdtempSync(join(tmpdir(), 'mandate-bench-config-'));
+/** Shared by the replicas: it authenticates the revisions they exchange. */
+const configSecretsKey = randomBytes(32).toString('base64');
 const nats = await startNatsServer();
 const children: ChildProcess[] = [];
 
@@ -35,7 +38,7 @@ async function startControlPlane(name: string, natsUrl: string | null): Promise<
   const admin = await freePort();
   const child = spawn(process.execPath, [join(repoRoot, 'xds-server/main.ts')], {
     cwd: repoRoot,
-    env: { ...process.env, MANDATE_DATA_DIR: dataDir, MANDATE_ADMIN_LISTEN: `127.0.0.1:${admin}`, MANDATE_XDS_LISTEN: `127.0.0.1:${await freePort()}`, ...(natsUrl ? { MANDATE_NATS_URL: natsUrl, MANDATE_REPLICA_ID: name } : {}) },
+    env: { ...process.env, MANDATE_DATA_DIR: dataDir, MANDATE_ADMIN_LISTEN: `127.0.0.1:${admin}`, MANDATE_XDS_LISTEN: `127.0.0.1:${await freePort()}`, ...(natsUrl ? { MANDATE_NATS_URL: natsUrl, MANDATE_REPLICA_ID: name, MANDATE_CONFIG_SECRETS_KEY: configSecretsKey } : {}) },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   children.push(child);

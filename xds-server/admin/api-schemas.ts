@@ -74,6 +74,7 @@ export const replicationStatusSchema = z.object({
   connected: z.boolean().describe('Connected to NATS; while false, writes are refused with config_replication_unavailable'),
   streamSequence: z.number().int().describe('Sequence of the last revision message applied from the stream'),
   halted: z.string().nullable().describe('Why this replica stopped applying the stream (its history diverged from it), or null'),
+  unauthenticatedMessages: z.number().int().describe('Messages on the revision subject skipped since start because they carry no valid MAC under the config secrets key (not written by a control-plane replica)'),
 });
 
 export type ReplicationStatus = z.infer<typeof replicationStatusSchema>;

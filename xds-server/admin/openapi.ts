@@ -171,7 +171,7 @@ const problemDescriptions: Record<string, string> = {
   '409': 'Still referenced by other config (conflict); scaled out, other replicas kept writing first (config_write_contended)',
   '413': 'Body over 1 MiB (payload_too_large); scaled out, the new revision is over the NATS server\'s max_payload even compressed (config_revision_too_large)',
   '415': 'Content type not accepted (unsupported_media_type)',
-  '422': 'Config rejected; `issues` lists each offending field (invalid_config); scaled out, an inline upstream secret with no MANDATE_CONFIG_SECRETS_KEY to seal it (config_secrets_key_missing)',
+  '422': 'Config rejected; `issues` lists each offending field (invalid_config)',
   '503': 'Scaled out: NATS is unreachable, so the write was not committed anywhere (config_replication_unavailable)',
 };
 

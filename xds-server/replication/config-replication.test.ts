@@ -1,6 +1,7 @@
 // Control-plane replicas sharing config over a real NATS JetStream server:
 // replication, concurrent writes, late and restarted replicas, the migration of
-// an existing history, an outage, and a malformed message on the subject.
+// an existing history, an outage, a malformed message on the subject, and
+// messages not written by a replica (no MAC, a forged one, a replayed one).
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -9,16 +10,20 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { gunzipSync } from 'node:zlib';
-import { connect, type NatsConnection } from 'nats';
+import { connect, headers, type NatsConnection } from 'nats';
 import { natsServerMissing, startNatsServer, type NatsServer } from '../../test/support/nats-server.ts';
 import { createAdminServer } from '../admin/admin-server.ts';
 import { findCredentialForToken } from '../store/credential-token.ts';
 import { resolveUpstreamCredentials } from '../store/upstream-secrets.ts';
 import { openConfigStore, type ConfigStore } from '../store/config-store.ts';
 import { startConfigReplication, type ReplicatedConfigStore } from './config-replication.ts';
-import { configStream, revisionSubject } from './revision-message.ts';
+import { configStream, encodeRevisionMessage, revisionSubject } from './revision-message.ts';
+import { revisionMacHeader, signRevision } from './revision-mac.ts';
+import { secretsKeyringFromEnv } from './sealed-secrets.ts';
 
 const skip = natsServerMissing();
+/** The config secrets key the replicas of a deployment share (they need one to authenticate revisions). */
+const sharedKey = { MANDATE_CONFIG_SECRETS_KEY: randomBytes(32).toString('base64') };
 const tickets = { kind: 'Upstream', name: 'tickets', protocol: 'mcp', url: 'http://127.0.0.1:3001/mcp' };
 const persona = (name: string, description = `Persona ${name}`) => ({ kind: 'Persona', name, description, grants: [{ upstream: 'tickets', tools: [{ name: 'get_*' }] }] });
 
@@ -41,11 +46,12 @@ function newDir(): string {
 }
 
 async function startReplica(name: string, dir = newDir(), options: { firstConnectWaitMs?: number; maxWriteAttempts?: number; env?: Record<string, string> } = {}): Promise<Replica> {
-  const store = openConfigStore({ path: join(dir, 'config.db'), env: options.env ?? {} });
+  const env = options.env ?? sharedKey;
+  const store = openConfigStore({ path: join(dir, 'config.db'), env });
   const events: Replica['events'] = [];
   let replicated: ReplicatedConfigStore;
   try {
-    replicated = await startConfigReplication({ store, servers: nats.url, replicaId: name, log: (event, fields) => events.push({ event, fields }), pollIntervalMs: 200, ...options, env: options.env ?? {} });
+    replicated = await startConfigReplication({ store, servers: nats.url, replicaId: name, log: (event, fields) => events.push({ event, fields }), pollIntervalMs: 200, ...options, env });
   } catch (error) {
     store.close();
     throw error;
@@ -63,6 +69,13 @@ async function startReplica(name: string, dir = newDir(), options: { firstConnec
   };
   running.add(replica);
   return replica;
+}
+
+/** The MAC header a replica holding sharedKey gives the message that takes `sequence`. */
+function macHeaders(sequence: number, data: Uint8Array) {
+  const h = headers();
+  h.set(revisionMacHeader, signRevision(secretsKeyringFromEnv(sharedKey), sequence, data));
+  return h;
 }
 
 async function eventually(check: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
@@ -130,7 +143,7 @@ describe('control-plane replication over NATS', { skip: skip ?? false }, () => {
     await eventually(() => a.store.current().version === revoked.version, 'A to apply the revoke');
     assert.equal(findCredentialForToken(new Map(a.store.current().credentials.map((c) => [c.id, c])), issued.token, new Date()), null);
     assert.deepEqual(sharedState(a.store), sharedState(b.store));
-    assert.deepEqual(a.replicated.status(), { replica: 'a', connected: true, streamSequence: 3, halted: null });
+    assert.deepEqual(a.replicated.status(), { replica: 'a', connected: true, streamSequence: 3, halted: null, unauthenticatedMessages: 0 });
     await a.stop();
     await b.stop();
   });
@@ -324,10 +337,13 @@ describe('control-plane replication over NATS', { skip: skip ?? false }, () => {
     const b = await startReplica('b');
     await a.replicated.apply([tickets], { actor: 'admin' });
     await eventually(() => b.store.current().version === 2, 'B at version 2');
+    // Written with the replicas' key (so they pass the MAC) but not revisions.
     const connection = await connect({ servers: nats.url });
     const js = connection.jetstream();
-    await js.publish(revisionSubject, new TextEncoder().encode('not json at all'));
-    await js.publish(revisionSubject, new TextEncoder().encode(JSON.stringify({ format: 1, replica: 'x', change: { kind: 'change', version: 3, bundleJson: '{}' } })));
+    const junk = new TextEncoder().encode('not json at all');
+    await js.publish(revisionSubject, junk, { headers: macHeaders(2, junk) });
+    const wrongShape = new TextEncoder().encode(JSON.stringify({ format: 1, replica: 'x', change: { kind: 'change', version: 3, bundleJson: '{}' } }));
+    await js.publish(revisionSubject, wrongShape, { headers: macHeaders(3, wrongShape) });
     await connection.close();
     // A has not seen them: its write is refused by the stream first, then it catches up, skips them and writes on top.
     const applied = await a.replicated.apply([persona('support')], { actor: 'admin' });
@@ -336,6 +352,7 @@ describe('control-plane replication over NATS', { skip: skip ?? false }, () => {
     for (const replica of [a, b]) {
       const bad = replica.events.filter((e) => e.event === 'config_replication_bad_message');
       assert.deepEqual(bad.map((e) => e.fields.sequence), [2, 3], `${replica.name} logged both bad messages`);
+      assert.equal(replica.replicated.status().unauthenticatedMessages, 0);
       assert.equal(replica.replicated.status().streamSequence, 4);
       assert.equal(replica.replicated.status().halted, null);
     }
@@ -417,7 +434,8 @@ describe('control-plane replication over NATS', { skip: skip ?? false }, () => {
     assert.ok(planned.change);
     const plain = await connect({ servers: nats.url });
     try {
-      await plain.jetstream().publish(revisionSubject, new TextEncoder().encode(JSON.stringify({ format: 1, replica: 'old', change: planned.change })), { expect: { lastSubjectSequence: 1 } });
+      const data = new TextEncoder().encode(JSON.stringify({ format: 1, replica: 'old', change: planned.change }));
+      await plain.jetstream().publish(revisionSubject, data, { expect: { lastSubjectSequence: 1 }, headers: macHeaders(2, data) });
     } finally {
       await plain.close();
     }
@@ -428,7 +446,7 @@ describe('control-plane replication over NATS', { skip: skip ?? false }, () => {
     await b.stop();
   });
 
-  test('an inline upstream secret crosses NATS only sealed with the config secrets key; a replica without the key halts; without a key the write is refused', async () => {
+  test('an inline upstream secret crosses NATS only sealed with the config secrets key; a replica with another key halts; without a key a replica does not start', async () => {
     await resetStream();
     const key = { MANDATE_CONFIG_SECRETS_KEY: randomBytes(32).toString('base64') };
     const secret = 'sk-live-5e2d9c8b7a6f4e3d2c1b0a99';
@@ -452,10 +470,16 @@ describe('control-plane replication over NATS', { skip: skip ?? false }, () => {
       await connection.close();
     }
 
-    // A replica without the key cannot apply the revision: it refuses to start, saying why.
-    await assert.rejects(startReplica('c'), /sequence 1 from a cannot be applied: its secret for Upstream billing is sealed with config secrets key [0-9a-f]{16}, which this replica does not have/);
-    // A replica with a wrong key too; a running one that meets such a revision halts and keeps its config.
-    await assert.rejects(startReplica('c2', newDir(), { env: { MANDATE_CONFIG_SECRETS_KEY: randomBytes(32).toString('hex') } }), /which this replica does not have/);
+    // A replica with another key cannot apply the revision: it refuses to start, saying why. One that
+    // holds the key only among its previous keys (a rotation) reads it.
+    await assert.rejects(
+      startReplica('c2', newDir(), { env: { MANDATE_CONFIG_SECRETS_KEY: randomBytes(32).toString('hex') } }),
+      /sequence 1 cannot be applied: its MAC is under config secrets key [0-9a-f]{16}, which this replica does not have/,
+    );
+    const rotated = await startReplica('c3', newDir(), { env: { MANDATE_CONFIG_SECRETS_KEY: randomBytes(32).toString('base64'), MANDATE_CONFIG_SECRETS_PREVIOUS_KEYS: key.MANDATE_CONFIG_SECRETS_KEY } });
+    assert.deepEqual(sharedState(rotated.store), sharedState(a.store));
+    await rotated.stop();
+    // A running replica that meets a revision under a key it lacks halts and keeps its config.
     await a.stop();
     await b.stop();
     await resetStream();
@@ -468,15 +492,56 @@ describe('control-plane replication over NATS', { skip: skip ?? false }, () => {
     assert.equal(e.store.current().version, 1);
     await e.stop();
     await e2.stop();
-    // Without a key, writes of inline secrets are refused before anything is published.
+    // Without a key a replica cannot authenticate revisions: it does not start.
+    await assert.rejects(startReplica('d', newDir(), { env: { BILLING_TOKEN: 'from-the-environment' } }), /config_secrets_key_missing: scaled out \(MANDATE_NATS_URL\), every control-plane replica needs the same MANDATE_CONFIG_SECRETS_KEY/);
+  });
+
+  test('a revision without a valid MAC (none, forged, replayed at another sequence) is skipped by every replica; the history goes on', async () => {
     await resetStream();
-    const d = await startReplica('d', newDir(), { env: { BILLING_TOKEN: 'from-the-environment' } });
-    const refused = await d.replicated.apply([billing], { actor: 'admin' });
-    assert.equal(refused.ok, false);
-    assert.equal(!refused.ok && refused.issues[0]?.code, 'config_secrets_key_missing');
-    assert.equal(d.store.current().version, 1);
-    const envSecret = await d.replicated.apply([{ ...billing, auth: { type: 'bearer', token: { env: 'BILLING_TOKEN' } } }], { actor: 'admin' });
-    assert.ok(envSecret.ok, `an {env} secret is a name and replicates without a key: ${JSON.stringify(envSecret)}`);
-    await d.stop();
+    const a = await startReplica('a');
+    const b = await startReplica('b');
+    assert.ok((await a.replicated.apply([tickets, persona('support')], { actor: 'admin' })).ok);
+    await eventually(() => b.store.current().version === 2, 'B at version 2');
+    // What someone allowed to publish on the subject, without the key, could try: a well-formed revision
+    // that grants every tool, unsigned; the same signed with another key's id and MAC; and a genuine
+    // signed revision taken from the stream and published again.
+    const planned = a.store.plan.apply([{ ...persona('support'), grants: [{ upstream: 'tickets', tools: [{ name: '*' }] }] }], { actor: 'intruder' });
+    assert.ok(planned.change);
+    const forged = encodeRevisionMessage('intruder', planned.change);
+    const connection = await connect({ servers: nats.url });
+    try {
+      const js = connection.jetstream();
+      await js.publish(revisionSubject, forged);
+      const otherKey = secretsKeyringFromEnv({ MANDATE_CONFIG_SECRETS_KEY: randomBytes(32).toString('base64') });
+      const ownId = secretsKeyringFromEnv(sharedKey).current!.id;
+      const wrongMac = headers();
+      wrongMac.set(revisionMacHeader, `${ownId}:${signRevision(otherKey, 3, forged).split(':')[1]}`);
+      await js.publish(revisionSubject, forged, { headers: wrongMac });
+      const genuine = await (await connection.jetstreamManager()).streams.getMessage(configStream, { seq: 1 });
+      const replayed = headers();
+      replayed.set(revisionMacHeader, genuine.header!.get(revisionMacHeader));
+      await js.publish(revisionSubject, genuine.data, { headers: replayed });
+    } finally {
+      await connection.close();
+    }
+    // A's next write lands on top of the three skipped messages; both replicas agree, none was applied.
+    const next = await a.replicated.apply([persona('billing-agent')], { actor: 'admin' });
+    assert.deepEqual(next, { ok: true, version: 3, changed: ['Persona/billing-agent'] });
+    await eventually(() => b.store.current().version === 3, 'B at version 3');
+    for (const replica of [a, b]) {
+      const skipped = replica.events.filter((e) => e.event === 'config_replication_unauthenticated_message');
+      assert.deepEqual(skipped.map((e) => e.fields.sequence), [2, 3, 4], `${replica.name} skipped the three messages`);
+      assert.match(String(skipped[0]!.fields.reason), /carries no MAC/);
+      assert.match(String(skipped[1]!.fields.reason), /does not verify/);
+      assert.match(String(skipped[2]!.fields.reason), /moved to another sequence/);
+      assert.equal(replica.replicated.status().unauthenticatedMessages, 3);
+      assert.equal(replica.replicated.status().streamSequence, 5);
+      assert.equal(replica.replicated.status().halted, null);
+      assert.deepEqual(replica.store.current().bundle.personas.find((p) => p.name === 'support')?.grants.flatMap((g) => g.tools?.map((t) => t.name) ?? []), ['get_*']);
+      assert.ok(!replica.store.history(100).some((r) => r.actor === 'intruder'));
+    }
+    assert.deepEqual(sharedState(a.store), sharedState(b.store));
+    await a.stop();
+    await b.stop();
   });
 });

@@ -16,13 +16,14 @@
 // and startup replay, live updates, a refused write and a reconnect all run the
 // same catch-up. Live updates are prompted by a core NATS notice a writer sends
 // after its revision is acknowledged, and by a poll as a safety net.
-import { connect, DiscardPolicy, RetentionPolicy, StorageType, type JetStreamManager, type NatsConnection, type NatsError } from 'nats';
+import { connect, DiscardPolicy, headers, RetentionPolicy, StorageType, type JetStreamManager, type MsgHdrs, type NatsConnection, type NatsError } from 'nats';
 import type { ConfigIssue, PolicySnapshot } from '../../config/bundle.ts';
 import type { ReplicationStatus } from '../admin/api-schemas.ts';
 import type { ApplyResult, ConfigEditor, ConfigStore, IssueCredentialResult, Planned, RevisionChange } from '../store/config-store.ts';
 import { resolveUpstreamCredentials, type SecretEnvironment } from '../store/upstream-secrets.ts';
 import { committedNoticeSchema, committedSubject, configStream, decodeRevisionMessage, encodeRevisionMessage, revisionSubject } from './revision-message.ts';
-import { openSecrets, sealSecrets, secretsKeyringFromEnv } from './sealed-secrets.ts';
+import { revisionMacHeader, revisionMacProblem, signRevision } from './revision-mac.ts';
+import { openSecrets, previousSecretsKeysVariable, sealSecrets, secretsKeyringFromEnv, secretsKeyVariable } from './sealed-secrets.ts';
 
 export interface ConfigReplicationOptions {
   store: ConfigStore;
@@ -75,6 +76,12 @@ export async function startConfigReplication(options: ConfigReplicationOptions):
   const { store, replicaId, log } = options;
   // A malformed key stops startup here: secrets must never be shared in the clear by mistake.
   const keyring = secretsKeyringFromEnv(options.env ?? process.env);
+  // Revisions are authenticated with it too (revision-mac.ts): without it this replica could neither sign its own nor tell a forged one.
+  if (keyring.current === null) {
+    throw new Error(
+      `config_secrets_key_missing: scaled out (MANDATE_NATS_URL), every control-plane replica needs the same ${secretsKeyVariable} (32 bytes, base64 or hex: openssl rand -base64 32); it authenticates the revisions shared over NATS and seals inline secrets`,
+    );
+  }
   const publishTimeoutMs = options.publishTimeoutMs ?? 2000;
   const maxWriteAttempts = options.maxWriteAttempts ?? 10;
 
@@ -86,6 +93,8 @@ export async function startConfigReplication(options: ConfigReplicationOptions):
   let ready = false;
   let halted: string | null = null;
   let stopped = false;
+  /** Messages on the subject skipped because their MAC was missing or wrong, since start. */
+  let unauthenticated = 0;
   /** Highest stream sequence handled here: applied, or skipped as malformed. */
   let lastSequence = store.replicationPosition().streamSequence;
 
@@ -95,6 +104,12 @@ export async function startConfigReplication(options: ConfigReplicationOptions):
     const run = queue.then(work);
     queue = run.catch(() => undefined);
     return run;
+  }
+
+  function signed(sequence: number, message: Uint8Array): MsgHdrs {
+    const h = headers();
+    h.set(revisionMacHeader, signRevision(keyring, sequence, message));
+    return h;
   }
 
   function halt(reason: string): void {
@@ -146,8 +161,11 @@ export async function startConfigReplication(options: ConfigReplicationOptions):
     }
     for (let sequence = lastSequence + 1; sequence <= last && !halted && !stopped; sequence++) {
       let data: Uint8Array;
+      let header: MsgHdrs | undefined;
       try {
-        data = (await jsm.streams.getMessage(configStream, { seq: sequence })).data;
+        const stored = await jsm.streams.getMessage(configStream, { seq: sequence });
+        data = stored.data;
+        header = stored.header;
       } catch (error) {
         if ((error as NatsError).api_error?.err_code !== jetStreamNoMessageFound) throw error;
         // Past the stream's end (a notice from a server that has not replicated it here yet): stop for now.
@@ -161,11 +179,23 @@ export async function startConfigReplication(options: ConfigReplicationOptions):
         );
         return;
       }
-      applyMessage(sequence, data);
+      applyMessage(sequence, data, header);
     }
   }
 
-  function applyMessage(sequence: number, data: Uint8Array): void {
+  function applyMessage(sequence: number, data: Uint8Array, header: MsgHdrs | undefined): void {
+    // The MAC first: a message not written by a replica is never decompressed or parsed.
+    const unverified = revisionMacProblem(keyring, sequence, data, header?.get(revisionMacHeader));
+    if (unverified?.kind === 'unknown-key') {
+      halt(`sequence ${sequence} cannot be applied: ${unverified.reason} (${secretsKeyVariable} or ${previousSecretsKeysVariable})`);
+      return;
+    }
+    if (unverified !== null) {
+      unauthenticated++;
+      log('config_replication_unauthenticated_message', { replica: replicaId, stream: configStream, sequence, reason: unverified.reason });
+      lastSequence = sequence;
+      return;
+    }
     const decoded = decodeRevisionMessage(data);
     if (!decoded.ok) {
       log('config_replication_bad_message', { replica: replicaId, stream: configStream, sequence, reason: decoded.reason });
@@ -223,7 +253,7 @@ export async function startConfigReplication(options: ConfigReplicationOptions):
     const tooLarge = overMaxPayload(nats!, message, `the local history (version ${base.version})`);
     if (tooLarge) throw new Error(tooLarge);
     try {
-      const ack = await nats!.jetstream().publish(revisionSubject, message, { expect: { lastSubjectSequence: 0 }, timeout: publishTimeoutMs });
+      const ack = await nats!.jetstream().publish(revisionSubject, message, { expect: { lastSubjectSequence: 0 }, timeout: publishTimeoutMs, headers: signed(1, message) });
       const outcome = store.commit(base, ack.seq);
       lastSequence = ack.seq;
       log('config_replication_base_published', { replica: replicaId, sequence: ack.seq, configVersion: base.version, credentials: base.credentialsIssued.length, outcome: outcome.status });
@@ -340,9 +370,11 @@ export async function startConfigReplication(options: ConfigReplicationOptions):
         if (tooLarge) return refusal('config_revision_too_large', `${tooLarge}; nothing was changed`);
         let sequence: number;
         try {
+          // The stream has this one subject, so the message takes the sequence after the expected one.
           const ack = await nats.jetstream().publish(revisionSubject, message, {
             expect: { lastSubjectSequence: lastSequence },
             timeout: publishTimeoutMs,
+            headers: signed(lastSequence + 1, message),
           });
           sequence = ack.seq;
         } catch (error) {
@@ -386,7 +418,7 @@ export async function startConfigReplication(options: ConfigReplicationOptions):
     remove: (kind, name, actor) => write(() => store.plan.remove(kind, name, actor)),
     issueCredential: (input, actor) => write(() => store.plan.issueCredential(input, actor)),
     revokeCredential: (id, actor) => write(() => store.plan.revokeCredential(id, actor)),
-    status: () => ({ replica: replicaId, connected: ready, streamSequence: lastSequence, halted }),
+    status: () => ({ replica: replicaId, connected: ready, streamSequence: lastSequence, halted, unauthenticatedMessages: unauthenticated }),
     catchUp: () => serialized(() => catchUpLocked()),
     async stop() {
       stopped = true;

@@ -2,6 +2,9 @@
 // only with a key of the ring, bound to their version, upstream and field.
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { test } from 'node:test';
 import type { RevisionChange } from '../store/records.ts';
 import { openSecrets, sealSecrets, secretsKeyringFromEnv, type SealedSecret } from './sealed-secrets.ts';
@@ -83,4 +86,22 @@ test('a malformed key is an error naming the variable, never a silent clear-text
     assert.throws(() => secretsKeyringFromEnv({ MANDATE_CONFIG_SECRETS_KEY: bad }), /MANDATE_CONFIG_SECRETS_KEY must be 32 bytes/);
   }
   assert.throws(() => secretsKeyringFromEnv({ MANDATE_CONFIG_SECRETS_KEY: keyA.toString('hex'), MANDATE_CONFIG_SECRETS_PREVIOUS_KEYS: 'nope' }), /MANDATE_CONFIG_SECRETS_PREVIOUS_KEYS/);
+});
+
+test('the keys may come from files (a deployment secret): MANDATE_CONFIG_SECRETS_KEY_FILE and _PREVIOUS_KEYS_FILE, one key a line', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'mandate-secrets-key-'));
+  try {
+    writeFileSync(join(dir, 'key'), `${keyB.toString('base64')}\n`);
+    writeFileSync(join(dir, 'previous'), `${keyA.toString('hex')}\n${randomBytes(32).toString('base64')}\n`);
+    const ring = secretsKeyringFromEnv({ MANDATE_CONFIG_SECRETS_KEY_FILE: join(dir, 'key'), MANDATE_CONFIG_SECRETS_PREVIOUS_KEYS_FILE: join(dir, 'previous') });
+    assert.deepEqual(ring.current?.key, keyB);
+    assert.deepEqual(ring.all.map((k) => k.key.length), [32, 32, 32]);
+    assert.deepEqual(ring.all[1]!.key, keyA);
+    assert.throws(() => secretsKeyringFromEnv({ MANDATE_CONFIG_SECRETS_KEY_FILE: join(dir, 'missing') }), /MANDATE_CONFIG_SECRETS_KEY_FILE: cannot read .*ENOENT/);
+    assert.throws(() => secretsKeyringFromEnv({ MANDATE_CONFIG_SECRETS_KEY_FILE: join(dir, 'key'), MANDATE_CONFIG_SECRETS_KEY: keyA.toString('hex') }), /set MANDATE_CONFIG_SECRETS_KEY or MANDATE_CONFIG_SECRETS_KEY_FILE, not both/);
+    writeFileSync(join(dir, 'bad'), 'not a key\n');
+    assert.throws(() => secretsKeyringFromEnv({ MANDATE_CONFIG_SECRETS_KEY_FILE: join(dir, 'bad') }), /MANDATE_CONFIG_SECRETS_KEY_FILE \(.*\) must be 32 bytes/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

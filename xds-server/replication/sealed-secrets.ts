@@ -8,6 +8,7 @@
 // not secrets, and travel as they are.
 import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto';
 import { z } from 'zod';
+import { configuredSecretText } from '../../config/configured-token.ts';
 import { resourceNameSchema } from '../../config/schema.ts';
 import { maskedSecretValue } from '../store/bundle-merge.ts';
 import type { RevisionChange } from '../store/records.ts';
@@ -39,21 +40,22 @@ export const sealedSecretSchema = z
 
 export type SealedSecret = z.infer<typeof sealedSecretSchema>;
 
-function keyOf(text: string, variable: string): SecretsKey {
+function keyOf(text: string, source: string): SecretsKey {
   const trimmed = text.trim();
   const key = /^[0-9a-fA-F]{64}$/.test(trimmed) ? Buffer.from(trimmed, 'hex') : /^[A-Za-z0-9+/]{43}=?$/.test(trimmed) ? Buffer.from(trimmed, 'base64') : null;
-  if (key === null || key.length !== 32) throw new Error(`${variable} must be 32 bytes as 64 hex characters or base64 (openssl rand -base64 32)`);
+  if (key === null || key.length !== 32) throw new Error(`${source} must be 32 bytes as 64 hex characters or base64 (openssl rand -base64 32)`);
   return { id: createHash('sha256').update('mandate config secrets key\0').update(key).digest('hex').slice(0, 16), key };
 }
 
-/** The keyring from the environment; a malformed key is a startup error, never ignored. */
+/** The keyring from the environment (each variable or its _FILE); a malformed key is a startup error, never ignored. */
 export function secretsKeyringFromEnv(env: Record<string, string | undefined>): SecretsKeyring {
-  const currentText = env[secretsKeyVariable];
-  const current = currentText ? keyOf(currentText, secretsKeyVariable) : null;
-  const previous = (env[previousSecretsKeysVariable] ?? '')
-    .split(',')
-    .filter((text) => text.trim() !== '')
-    .map((text) => keyOf(text, previousSecretsKeysVariable));
+  const currentText = configuredSecretText(env, secretsKeyVariable);
+  const current = currentText ? keyOf(currentText.text, currentText.source) : null;
+  const previousText = configuredSecretText(env, previousSecretsKeysVariable);
+  const previous = (previousText?.text ?? '')
+    .split(/[,\s]+/)
+    .filter((text) => text !== '')
+    .map((text) => keyOf(text, previousText!.source));
   return { current, all: current ? [current, ...previous] : previous };
 }
 
