@@ -6,7 +6,7 @@
 // kept on NATS: whoever holds it can test guesses of low-entropy values (a card
 // number is one of about 10^9) against the fingerprints the replicas exchange.
 //
-// The setting is text: hex when it is only hex digits, else base64 (standard or
+// The setting is text: hex when it is an even run of hex digits, else base64 (standard or
 // URL-safe), whitespace ignored; at least 32 bytes once decoded. The process
 // hashes with a 32-byte key derived from it (HKDF-SHA256 with a fixed label), so
 // the secret itself is used for nothing else and its length does not change the
@@ -44,7 +44,7 @@ export function fingerprintKeyOfText(text: string, source: string): { ok: true; 
   return { ok: true, key: Buffer.from(hkdfSync('sha256', secret, Buffer.alloc(0), fingerprintKeyLabel, 32)) };
 }
 
-/** Hex when only hex digits, else base64 (standard or URL-safe, padded or not); null when it is neither, or base64 no encoder writes. */
+/** Hex when an even run of hex digits, else base64 (standard or URL-safe, padded or not); null when it is neither, or base64 no encoder writes. */
 function decodeKeyText(compact: string): Buffer | null {
   if (/^(?:[0-9a-fA-F]{2})+$/.test(compact)) return Buffer.from(compact, 'hex');
   if (!/^[A-Za-z0-9+/]+={0,2}$/.test(compact) && !/^[A-Za-z0-9_-]+={0,2}$/.test(compact)) return null;
