@@ -15,6 +15,15 @@ export function parseHostPort(value: string, variable: string): { address: strin
   return { address: match[1]!.replace(/^\[|\]$/g, ''), port };
 }
 
+/** A setting that stops a process at startup, with the stable code its start_failed line carries (docs/errors.md). */
+export class StartupError extends Error {
+  readonly code: string;
+  constructor(code: string, message: string) {
+    super(message);
+    this.code = code;
+  }
+}
+
 export async function runService(log: EventLog, start: () => Promise<{ stop(): Promise<void> }>): Promise<void> {
   try {
     const service = await start();
@@ -25,7 +34,7 @@ export async function runService(log: EventLog, start: () => Promise<{ stop(): P
     process.once('SIGTERM', stop);
     process.once('SIGINT', stop);
   } catch (error) {
-    log('start_failed', { error: (error as Error).message });
+    log('start_failed', { ...(error instanceof StartupError ? { code: error.code } : {}), error: (error as Error).message });
     process.exit(1);
   }
 }

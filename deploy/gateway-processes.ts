@@ -3,7 +3,7 @@
 // optionally the demo upstreams. Used by `npm start` and the integration tests.
 import { randomBytes } from 'node:crypto';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createWriteStream, mkdirSync, readFileSync } from 'node:fs';
+import { createWriteStream, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { connect, createServer } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -145,7 +145,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   mkdirSync(dataDir, { recursive: true });
   mkdirSync(options.logDir, { recursive: true });
   const processes = new Map<string, ChildProcess>();
-  const env = {
+  const env: NodeJS.ProcessEnv = {
     ...process.env,
     MANDATE_DATA_DIR: dataDir,
     MANDATE_XDS_LISTEN: `127.0.0.1:${ports.xds}`,
@@ -165,6 +165,9 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       : {}),
     ...options.env,
   };
+  // Scaled out, ext_proc replicas need one data-flow key, provisioned as an operator would: a secret file
+  // every replica reads (kept in the data dir, so restarts keep it). One given in the environment wins.
+  if (options.natsUrl && !env.MANDATE_FLOW_KEY && !env.MANDATE_FLOW_KEY_FILE) env.MANDATE_FLOW_KEY_FILE = provisionFlowKey(dataDir);
   const launch = (name: string, args: string[], extraEnv: Record<string, string> = {}) => {
     const child = spawn(process.execPath, args, { cwd: repoRoot, env: { ...env, ...extraEnv }, stdio: ['ignore', 'pipe', 'pipe'] });
     const log = createWriteStream(join(options.logDir, `${name}.log`), { flags: 'a' });
@@ -256,6 +259,17 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       for (const name of [...processes.keys()].reverse()) await stopProcess(name);
     },
   };
+}
+
+/** The data-flow key file in the data dir: made once (32 random bytes, base64, mode 0600), then kept. */
+function provisionFlowKey(dataDir: string): string {
+  const file = join(dataDir, 'flow-key');
+  try {
+    writeFileSync(file, `${randomBytes(32).toString('base64')}\n`, { mode: 0o600, flag: 'wx' });
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+  }
+  return file;
 }
 
 /** Admin API call with the admin token; throws with the problem's code on an error status. */

@@ -5,7 +5,8 @@ import { hostname } from 'node:os';
 import { join, resolve } from 'node:path';
 import { configuredToken } from '../config/configured-token.ts';
 import { serverTlsFromEnv } from '../config/grpc-tls.ts';
-import { jsonEventLog, parseHostPort, runService } from '../config/service-process.ts';
+import { jsonEventLog, parseHostPort, runService, StartupError } from '../config/service-process.ts';
+import { flowKeySetting } from './dlp/flow-key.ts';
 import { startExtProc } from './service.ts';
 
 const log = jsonEventLog('ext-proc');
@@ -15,6 +16,9 @@ await runService(log, () => {
   const dataDir = resolve(env.MANDATE_DATA_DIR ?? '.data');
   // The control plane's internal token: given (MANDATE_INTERNAL_TOKEN or _FILE), else its file in a shared data dir.
   const internalToken = configuredToken(env, 'MANDATE_INTERNAL_TOKEN') ?? readFileSync(join(dataDir, 'internal-token'), 'utf8').trim();
+  // Scaled out, every replica hashes and signs data-flow values with the operator's key (MANDATE_FLOW_KEY or _FILE).
+  const flowKey = flowKeySetting(env, { required: Boolean(env.MANDATE_NATS_URL) });
+  if (!flowKey.ok) throw new StartupError(flowKey.code, flowKey.message);
   return startExtProc({
     listen: parseHostPort(env.MANDATE_EXT_PROC_LISTEN ?? '127.0.0.1:9002', 'MANDATE_EXT_PROC_LISTEN'),
     health: parseHostPort(env.MANDATE_EXT_PROC_HEALTH_LISTEN ?? '127.0.0.1:9003', 'MANDATE_EXT_PROC_HEALTH_LISTEN'),
@@ -24,6 +28,7 @@ await runService(log, () => {
     ...(env.MANDATE_DLP_WORKER_THRESHOLD_BYTES !== undefined ? { bodyInspectionThresholdBytes: parseByteCount(env.MANDATE_DLP_WORKER_THRESHOLD_BYTES, 'MANDATE_DLP_WORKER_THRESHOLD_BYTES') } : {}),
     auditDir: resolve(env.MANDATE_AUDIT_DIR ?? join(dataDir, 'audit')),
     ...(configuredToken(env, 'MANDATE_AUDIT_DIGEST_KEY') !== null ? { argumentsDigestKey: configuredToken(env, 'MANDATE_AUDIT_DIGEST_KEY')! } : {}),
+    ...(flowKey.key !== null ? { flowKey: flowKey.key } : {}),
     log,
     ...(env.MANDATE_ALERT_WEBHOOK_URL ? { alertWebhookUrl: env.MANDATE_ALERT_WEBHOOK_URL } : {}),
     // Each replica needs a name unique in the fleet (in Kubernetes, the pod name).

@@ -26,7 +26,9 @@ import { followPolicyStream } from './policy-source.ts';
 import { connect as connectNats } from 'nats';
 import { FanOutAlertSink, NatsAlertSink, WebhookAlertSink, type AlertSink } from './sequence/alerts.ts';
 import { openNatsSessionStateStore } from './sequence/nats-state-store.ts';
-import { ReplicatedFlowTracker, sharedFingerprintKey, type FlowReplicationCounts } from './dlp/flow-replication.ts';
+import { ReplicatedFlowTracker, type FlowReplicationCounts } from './dlp/flow-replication.ts';
+import { flowKeyRequired } from './dlp/flow-key.ts';
+import { StartupError } from '../config/service-process.ts';
 import { baselineSnapshotSchema } from './sequence/baseline.ts';
 import { loadBaselines, saveBaseline } from './sequence/baseline-files.ts';
 import type { CompiledPolicy } from './policy/compile-policy.ts';
@@ -60,6 +62,11 @@ export interface ExtProcOptions {
    * replica for digests that compare across replicas). Default: a random key kept in the audit directory.
    */
   argumentsDigestKey?: string;
+  /**
+   * The data-flow fingerprint key (fingerprintKeyOfText of MANDATE_FLOW_KEY or _FILE). Required with
+   * `nats`: the replicas must hash and sign alike. Default without NATS: a random key for this process.
+   */
+  flowKey?: Buffer;
 }
 
 export const defaultBodyInspectionThresholdBytes = 256 * 1024;
@@ -72,6 +79,13 @@ export interface ExtProcService {
 
 export async function startExtProc(options: ExtProcOptions): Promise<ExtProcService> {
   const { log } = options;
+  // Data-flow fingerprints: one process keys them itself; replicas share the operator's key, so a value read
+  // through one of them is recognised by the others. Checked first: nothing is opened for a replica that cannot run.
+  if (options.nats && !options.flowKey) {
+    const required = flowKeyRequired();
+    throw new StartupError(required.code, required.message);
+  }
+  const fingerprintKey = options.flowKey ?? randomBytes(32);
   const api = loadEnvoyApi();
   const audit = openAuditLog({ directory: options.auditDir, onAlert: (alert) => log('audit_alert', { alert }) });
   const digestKey = options.argumentsDigestKey ?? localArgumentsDigestKey(options.auditDir);
@@ -95,9 +109,6 @@ export async function startExtProc(options: ExtProcOptions): Promise<ExtProcServ
   };
   // Scaled out, the replicas share NATS: behaviour state, the quarantine list, alerts and data-flow memory.
   const natsConnection = options.nats ? await connectNats({ servers: options.nats.servers, name: `mandate-ext-proc-${options.nats.replicaId}` }) : null;
-  // Data-flow fingerprints: one process keys them itself; replicas share one key, so a value read through
-  // one of them is recognised by the others.
-  const fingerprintKey = natsConnection ? await sharedFingerprintKey(natsConnection) : randomBytes(32);
   const jwks = createJwksCache({ log });
   const bodyInspection = options.bodyInspectionThresholdBytes === 0 ? null : createBodyInspectionPool({ thresholdBytes: options.bodyInspectionThresholdBytes ?? defaultBodyInspectionThresholdBytes, log });
   const policy = followPolicyStream({
@@ -383,7 +394,7 @@ function jwksMetrics(status: ReturnType<JwksCache['status']>): string {
 function flowReplicationMetrics(counts: FlowReplicationCounts | null): string {
   if (counts === null) return '';
   const outcomes: [Record<string, string>, number][] = [[{ outcome: 'applied' }, counts.applied], ...Object.entries(counts.dropped).map(([outcome, n]): [Record<string, string>, number] => [{ outcome }, n])];
-  return `${metricFamily('mandate_flow_replication_messages_total', 'counter', "Data-flow messages from other replicas: applied, or dropped (bad_mac: unsigned or forged; bad_message; unknown_persona: a Persona this replica does not know or has flow control off for).", outcomes).join('\n')}\n`;
+  return `${metricFamily('mandate_flow_replication_messages_total', 'counter', "Data-flow messages from other replicas: applied, or dropped (bad_mac: unsigned or signed with another key; bad_message; stale: dated outside the freshness window; replayed: an id already seen; unknown_persona: a Persona this replica does not know or has flow control off for).", outcomes).join('\n')}\n`;
 }
 
 /** The audit directory's own arguments-digest key: read, or made once (32 random bytes, hex, mode 0600). */

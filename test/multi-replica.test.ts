@@ -4,15 +4,18 @@
 // ticket reads is blocked whichever replica sees it. A quarantine made on one
 // replica holds on the other, and a release on either lifts it everywhere. A card
 // number read through one replica cannot be emailed through the other (data-flow
-// memory is shared too), and forged data-flow messages on NATS change nothing.
+// memory is shared too, keyed by the secret the operator gives every replica),
+// and forged or replayed data-flow messages on NATS change nothing.
 import assert from 'node:assert/strict';
-import { createHmac } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { createHmac, randomBytes, randomUUID } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { McpError } from '@modelcontextprotocol/sdk/types.js';
-import { connect, headers } from 'nats';
+import { connect, headers, type Msg } from 'nats';
 import { fingerprint } from '../ext-proc/dlp/fingerprint.ts';
+import { flowKeySetting } from '../ext-proc/dlp/flow-key.ts';
 import { flowSubject } from '../ext-proc/dlp/flow-replication.ts';
 import { startGatewayFixture, type GatewayFixture } from './support/gateway-fixture.ts';
 import { startNatsServer, type NatsServer } from './support/nats-server.ts';
@@ -23,8 +26,12 @@ let gateway: GatewayFixture;
 let helpdesk: RecordingMcpServer;
 let mailer: RecordingMcpServer;
 const refundCard = '4539 1488 0343 6467';
+/** The operator's data-flow secret: one file every ext_proc replica is given (MANDATE_FLOW_KEY_FILE). */
+const secrets = mkdtempSync(join(tmpdir(), 'mandate-secrets-'));
+const flowKeyFile = join(secrets, 'flow-key');
 
 before(async () => {
+  writeFileSync(flowKeyFile, `${randomBytes(32).toString('base64')}\n`, { mode: 0o600 });
   nats = await startNatsServer();
   helpdesk = createRecordingMcpServer({
     read_ticket: (args) => `ticket ${String(args.id)}`,
@@ -35,7 +42,7 @@ before(async () => {
   mailer = createRecordingMcpServer({ send_email: () => 'sent' });
   const port = await listen(helpdesk.server);
   const mailerPort = await listen(mailer.server);
-  gateway = await startGatewayFixture({ demo: false, extProcReplicas: 2, natsUrl: nats.url });
+  gateway = await startGatewayFixture({ demo: false, extProcReplicas: 2, natsUrl: nats.url, env: { MANDATE_FLOW_KEY_FILE: flowKeyFile } });
   const grants = [{ upstream: 'helpdesk', tools: [{ name: 'read_ticket' }, { name: 'send_email' }, { name: 'delete_ticket' }, { name: 'read_refund' }] }];
   await gateway.apply([
     { kind: 'Upstream', name: 'helpdesk', protocol: 'mcp', url: `http://127.0.0.1:${port}/mcp` },
@@ -76,6 +83,7 @@ after(async () => {
   if (helpdesk) await close(helpdesk.server);
   if (mailer) await close(mailer.server);
   await nats?.dispose();
+  rmSync(secrets, { recursive: true, force: true });
 });
 
 const blockedWith = (code: string) => (error: unknown) => error instanceof McpError && error.code === -32001 && (error.data as { mandate: { code: string } }).mandate.code === code;
@@ -138,12 +146,18 @@ test('a card number read through one replica cannot be emailed through the other
   await mail.close();
 });
 
-test('forged data-flow messages on NATS are dropped; a signed one cannot shrink a replica\'s memory', async () => {
+test('forged and replayed data-flow messages on NATS are dropped; the key is not on NATS; a signed one cannot shrink a replica\'s memory', async () => {
   const { token } = await gateway.issueToken('refunds', 'agent-4');
+  const intruder = await connect({ servers: nats.url });
+  // Whoever may subscribe on NATS records what the replicas publish.
+  const recorded: Msg[] = [];
+  const tap = intruder.subscribe(flowSubject, { callback: (_error, message) => recorded.push(message) });
+  await intruder.flush();
   const reader = await gateway.mcpClient('/personas/refunds/helpdesk', token);
   await reader.callTool({ name: 'read_refund', arguments: {} });
   await reader.close();
   await new Promise((r) => setTimeout(r, 300));
+  tap.unsubscribe(); // what is published from here on is the intruder's own
   const mail = await gateway.mcpClient('/personas/refunds/mailer', token);
   const cardIsRefused = async (card: string) => {
     for (let i = 0; i < 4; i++) {
@@ -151,13 +165,24 @@ test('forged data-flow messages on NATS are dropped; a signed one cannot shrink 
     }
   };
   const emailsBefore = mailer.calls.length;
-  const intruder = await connect({ servers: nats.url });
   try {
+    // The key is the operator's: no replica keeps it, or anything else, in a KV bucket of its own.
+    const streams = await (await intruder.jetstreamManager()).streams.names().next();
+    assert.ok(!streams.includes('KV_mandate-flow'), `no mandate-flow bucket: ${streams.join(', ')}`);
+
     // What a replica publishes, with the limits v2 carried (keep one value per session): whoever can publish on NATS sends it.
     const junk = Array.from({ length: 20 }, (_, i) => ({ hash: `forged${i}`, dataClass: 'payment-card', detector: 'payment-card-visa', group: 'financial' }));
     const message = (fingerprints: unknown[]) =>
       new TextEncoder().encode(
-        JSON.stringify({ replica: 'intruder', session: 'refunds\u0000agent-4', origin: { upstream: 'helpdesk', environment: 'production' }, fingerprints, limits: { maxFingerprintsPerSession: 1, ttlMs: 1, gradualCollectionThreshold: 1 } }),
+        JSON.stringify({
+          id: randomUUID(),
+          sentAt: Date.now(),
+          replica: 'intruder',
+          session: 'refunds\u0000agent-4',
+          origin: { upstream: 'helpdesk', environment: 'production' },
+          fingerprints,
+          limits: { maxFingerprintsPerSession: 1, ttlMs: 1, gradualCollectionThreshold: 1 },
+        }),
       );
     intruder.publish(flowSubject, message(junk));
     await intruder.flush();
@@ -165,18 +190,30 @@ test('forged data-flow messages on NATS are dropped; a signed one cannot shrink 
     await cardIsRefused(refundCard);
     for (const port of gateway.extProcHealthPorts) assert.ok((await flowMessages(port, 'bad_mac')) >= 1, `replica on ${port} dropped the unsigned message`);
 
-    // Signed with the replicas' MAC key (derived from the fingerprint key in the KV bucket, which this
-    // client can read): applied, under each replica's own limits for the Persona, not the message's.
-    const fingerprintKey = Buffer.from((await (await intruder.jetstream().views.kv('mandate-flow')).get('fingerprint-key'))!.value);
-    const macKey = createHmac('sha256', fingerprintKey).update('mandate flow replication mac v3').digest();
+    // The replica that read the card published its values; replayed as recorded, MAC and all, they are dropped
+    // by the replica that applied them (the sender ignores its own).
+    assert.ok(recorded.length >= 1, 'the reading replica published the card\'s fingerprint');
+    for (const m of recorded) intruder.publish(flowSubject, m.data, { headers: m.headers! });
+    await intruder.flush();
+    await new Promise((r) => setTimeout(r, 300));
+    const replayed = await Promise.all(gateway.extProcHealthPorts.map((port) => flowMessages(port, 'replayed')));
+    assert.ok(replayed.reduce((sum, n) => sum + n, 0) >= recorded.length, `the replays were dropped: ${replayed.join(', ')}`);
+
+    // Signed with the MAC key derived from the operator's secret (only holders of the secret can): applied,
+    // under each replica's own limits for the Persona, not the message's.
+    const setting = flowKeySetting({ MANDATE_FLOW_KEY_FILE: flowKeyFile }, { required: true });
+    assert.ok(setting.ok && setting.key !== null);
+    const fingerprintKey = setting.key;
+    const macKey = createHmac('sha256', fingerprintKey).update('mandate flow replication mac v4').digest();
     const otherCard = '4000 0566 5566 5556';
     const bytes = message([...junk, { hash: fingerprint(fingerprintKey, otherCard), dataClass: 'payment-card', detector: 'payment-card-visa', group: 'financial' }]);
     const signed = headers();
     signed.set('Mandate-Flow-Mac', createHmac('sha256', macKey).update(bytes).digest('base64'));
+    const appliedBefore = await Promise.all(gateway.extProcHealthPorts.map((port) => flowMessages(port, 'applied')));
     intruder.publish(flowSubject, bytes, { headers: signed });
     await intruder.flush();
     await new Promise((r) => setTimeout(r, 300));
-    for (const port of gateway.extProcHealthPorts) assert.ok((await flowMessages(port, 'applied')) >= 1, `replica on ${port} applied the signed message`);
+    for (const [i, port] of gateway.extProcHealthPorts.entries()) assert.equal(await flowMessages(port, 'applied'), appliedBefore[i]! + 1, `replica on ${port} applied the signed message`);
     await cardIsRefused(otherCard);
     await cardIsRefused(refundCard);
     assert.equal(mailer.calls.length, emailsBefore, 'no email with either card reached the upstream');
