@@ -8,6 +8,7 @@ import { connect, createServer } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { configuredToken } from '../config/configured-token.ts';
+import { envoyMaxHeapBytesFromEnv } from '../config/envoy-memory.ts';
 import { envoyChannelTlsFromEnv } from '../config/grpc-tls.ts';
 import { startEnvoy, type EnvoyProcess } from '../envoy/run-envoy.ts';
 
@@ -165,6 +166,9 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       : {}),
     ...options.env,
   };
+  // Envoy's settings are checked before anything starts: a bad one stops the gateway with its code.
+  const envoyXdsTls = envoyChannelTlsFromEnv(env, 'MANDATE_ENVOY_XDS');
+  const envoyMaxHeapBytes = envoyMaxHeapBytesFromEnv(env);
   const launch = (name: string, args: string[], extraEnv: Record<string, string> = {}) => {
     const child = spawn(process.execPath, args, { cwd: repoRoot, env: { ...env, ...extraEnv }, stdio: ['ignore', 'pipe', 'pipe'] });
     const log = createWriteStream(join(options.logDir, `${name}.log`), { flags: 'a' });
@@ -222,7 +226,8 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     for (let i = 0; i < replicas.length; i++) await startReplica(i);
     envoy = await startEnvoy({
       xds: { address: '127.0.0.1', port: ports.xds },
-      xdsTls: envoyChannelTlsFromEnv(env, 'MANDATE_ENVOY_XDS'),
+      xdsTls: envoyXdsTls,
+      maxHeapBytes: envoyMaxHeapBytes,
       adminPort: ports.envoyAdmin,
       nodeId: 'mandate-gateway-1',
       logFile: join(options.logDir, 'envoy.log'),
