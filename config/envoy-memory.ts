@@ -2,7 +2,7 @@
 // MANDATE_ENVOY_MAX_HEAP_MIB, read by the launcher (deploy/gateway-processes.ts) and written into the
 // bootstrap's fixed_heap resource monitor (envoy/run-envoy.ts).
 
-/** MiB. Envoy at rest holds about 10 MiB; each request whose body it buffers, up to its Persona's maxBodyBytes. */
+/** MiB. Envoy at rest holds about 8 MiB; each request whose body it buffers, up to its Persona's maxBodyBytes. */
 export const defaultEnvoyMaxHeapMib = 1024;
 /** 1 MiB to 1 TiB: a value in bytes (or anything larger) is refused rather than taken as MiB. */
 export const envoyMaxHeapMibRange = { min: 1, max: 1_048_576 } as const;
