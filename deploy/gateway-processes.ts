@@ -8,6 +8,7 @@ import { connect, createServer } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { configuredToken } from '../config/configured-token.ts';
+import { envoyMaxHeapBytesFromEnv } from '../config/envoy-memory.ts';
 import { envoyChannelTlsFromEnv } from '../config/grpc-tls.ts';
 import { startEnvoy, type EnvoyProcess } from '../envoy/run-envoy.ts';
 
@@ -153,10 +154,8 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     MANDATE_GATEWAY_LISTEN: `127.0.0.1:${ports.gateway}`,
     MANDATE_EXT_PROC_ENDPOINTS: replicas.map((r) => `127.0.0.1:${r.grpc}`).join(','),
     MANDATE_CONTROL_PLANE_URL: `http://127.0.0.1:${ports.admin}`,
-    // Scaled out, the control plane authenticates the revisions it shares on NATS (and seals inline
-    // secrets) with the config secrets key, given to every replica as a deployment gives it from a secret.
-    ...(options.natsUrl ? { MANDATE_NATS_URL: options.natsUrl, MANDATE_CONFIG_SECRETS_KEY: randomBytes(32).toString('base64') } : {}),
-    // Control-plane replicas share their tokens too.
+    ...(options.natsUrl ? { MANDATE_NATS_URL: options.natsUrl } : {}),
+    // Control-plane replicas share their tokens.
     ...((options.controlPlaneReplicas ?? 1) > 1
       ? {
           MANDATE_ADMIN_TOKEN: randomBytes(32).toString('base64url'),
@@ -165,9 +164,15 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       : {}),
     ...options.env,
   };
-  // Scaled out, ext_proc replicas need one data-flow key, provisioned as an operator would: a secret file
-  // every replica reads (kept in the data dir, so restarts keep it). One given in the environment wins.
-  if (options.natsUrl && !env.MANDATE_FLOW_KEY && !env.MANDATE_FLOW_KEY_FILE) env.MANDATE_FLOW_KEY_FILE = provisionFlowKey(dataDir);
+  // Envoy's settings are checked before anything starts: a bad one stops the gateway with its code.
+  const envoyXdsTls = envoyChannelTlsFromEnv(env, 'MANDATE_ENVOY_XDS');
+  const envoyMaxHeapBytes = envoyMaxHeapBytesFromEnv(env);
+  // Scaled out, the replicas need the keys they share, provisioned as an operator would: secret files every
+  // replica reads (kept in the data dir, so restarts keep them; the shared config history is signed with
+  // one). Keys given in the environment win. ext_proc: the data-flow key; the control plane: the config
+  // secrets key, which authenticates the revisions shared on NATS and seals inline secrets.
+  if (options.natsUrl && !env.MANDATE_FLOW_KEY && !env.MANDATE_FLOW_KEY_FILE) env.MANDATE_FLOW_KEY_FILE = provisionKeyFile(dataDir, 'flow-key');
+  if (options.natsUrl && !env.MANDATE_CONFIG_SECRETS_KEY && !env.MANDATE_CONFIG_SECRETS_KEY_FILE) env.MANDATE_CONFIG_SECRETS_KEY_FILE = provisionKeyFile(dataDir, 'config-secrets-key');
   const launch = (name: string, args: string[], extraEnv: Record<string, string> = {}) => {
     const child = spawn(process.execPath, args, { cwd: repoRoot, env: { ...env, ...extraEnv }, stdio: ['ignore', 'pipe', 'pipe'] });
     const log = createWriteStream(join(options.logDir, `${name}.log`), { flags: 'a' });
@@ -225,7 +230,8 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     for (let i = 0; i < replicas.length; i++) await startReplica(i);
     envoy = await startEnvoy({
       xds: { address: '127.0.0.1', port: ports.xds },
-      xdsTls: envoyChannelTlsFromEnv(env, 'MANDATE_ENVOY_XDS'),
+      xdsTls: envoyXdsTls,
+      maxHeapBytes: envoyMaxHeapBytes,
       adminPort: ports.envoyAdmin,
       nodeId: 'mandate-gateway-1',
       logFile: join(options.logDir, 'envoy.log'),
@@ -261,9 +267,9 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   };
 }
 
-/** The data-flow key file in the data dir: made once (32 random bytes, base64, mode 0600), then kept. */
-function provisionFlowKey(dataDir: string): string {
-  const file = join(dataDir, 'flow-key');
+/** A key file in the data dir: made once (32 random bytes, base64, mode 0600), then kept. */
+function provisionKeyFile(dataDir: string, name: string): string {
+  const file = join(dataDir, name);
   try {
     writeFileSync(file, `${randomBytes(32).toString('base64')}\n`, { mode: 0o600, flag: 'wx' });
   } catch (error) {

@@ -4,6 +4,7 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { adminRequest, choosePorts, repoRoot, startGateway, waitForEnvoyVersion } from './gateway-processes.ts';
 import { checksummedToken } from '../ext-proc/dlp/detectors/secrets.ts';
+import { SettingError } from '../config/envoy-memory.ts';
 
 const dataDir = process.env.MANDATE_DATA_DIR ?? join(repoRoot, '.data');
 const ports = await choosePorts({
@@ -22,6 +23,10 @@ let gateway;
 try {
   gateway = await startGateway({ dataDir, ports, demoUpstreams: true, logDir });
 } catch (error) {
+  if (error instanceof SettingError) {
+    process.stderr.write(`mandate: could not start (${error.code}): ${error.message}\n`);
+    process.exit(1);
+  }
   process.stderr.write(`mandate: could not start: ${(error as Error).message}\nLogs are in ${logDir}. Is another Mandate already running on ports 10000/18000/18080/9002/9901/3001/3002?\n`);
   process.exit(1);
 }

@@ -15,6 +15,11 @@ export interface EnvoyOptions {
   nodeId: string;
   /** TLS to the control plane's ADS server (MANDATE_ENVOY_XDS_*); absent: plain gRPC. */
   xdsTls?: EnvoyChannelTls | null;
+  /**
+   * The heap (bytes) the overload manager measures Envoy's against (MANDATE_ENVOY_MAX_HEAP_MIB, see
+   * config/envoy-memory.ts); absent: the bootstrap's own value.
+   */
+  maxHeapBytes?: number;
   /** Where Envoy's own log and access log go; inherit prints them. */
   logFile?: string;
   baseId?: number;
@@ -39,6 +44,7 @@ export function renderBootstrap(options: EnvoyOptions): Record<string, unknown> 
     node: { id: string };
     static_resources: { clusters: { load_assignment: { endpoints: { lb_endpoints: { endpoint: { address: { socket_address: { address: string; port_value: number } } } }[] }[] } }[] };
     admin: { address: { socket_address: { port_value: number } } };
+    overload_manager?: { resource_monitors?: { name: string; typed_config: { max_heap_size_bytes?: number } }[] };
   };
   bootstrap.node.id = options.nodeId;
   const socket = bootstrap.static_resources.clusters[0]!.load_assignment.endpoints[0]!.lb_endpoints[0]!.endpoint.address.socket_address;
@@ -46,6 +52,10 @@ export function renderBootstrap(options: EnvoyOptions): Record<string, unknown> 
   socket.port_value = options.xds.port;
   if (options.xdsTls) (bootstrap.static_resources.clusters[0] as Record<string, unknown>).transport_socket = envoyChannelTransportSocket(options.xdsTls);
   bootstrap.admin.address.socket_address.port_value = options.adminPort;
+  // Every Envoy Mandate starts protects its heap: the bootstrap must keep its fixed_heap monitor.
+  const heap = bootstrap.overload_manager?.resource_monitors?.find((m) => m.name === 'envoy.resource_monitors.fixed_heap');
+  if (!heap) throw new Error(`${bootstrapPath} has no envoy.resource_monitors.fixed_heap in overload_manager.resource_monitors`);
+  if (options.maxHeapBytes !== undefined) heap.typed_config.max_heap_size_bytes = options.maxHeapBytes;
   return bootstrap as unknown as Record<string, unknown>;
 }
 

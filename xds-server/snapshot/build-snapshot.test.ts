@@ -79,7 +79,12 @@ test('the agents\' listener bounds how long a request may take to arrive, and En
   // Envoy's own cut of an answer that outgrew its buffer (a bare 500) is Mandate's 502 response_too_large.
   const tooLarge = mappers.find((m) => m.filter.extension_filter?.typed_config.expression === "response.code_details == 'response_payload_too_large'")!;
   assert.equal(tooLarge.status_code, 502);
-  assert.deepEqual(codes, ['malformed_request', 'request_headers_too_large', 'unsupported_http_version', 'payload_too_large', 'request_timeout', 'response_too_large', 'upgrade_not_supported', 'unknown_endpoint', 'policy_service_unavailable', 'upstream_timeout', 'upstream_unavailable']);
+  // Envoy's overload manager's refusal (envoy/bootstrap.yaml) is not an upstream failure; it is marked by a header too.
+  const overloaded = mappers.find((m) => m.filter.extension_filter?.typed_config.expression === "response.code_details == 'overload'")!;
+  assert.equal(overloaded.status_code, undefined);
+  assert.ok(mappers.indexOf(overloaded) < codes.indexOf('upstream_unavailable') + 1, 'before the 502/503 upstream_unavailable mapper');
+  assert.equal(hcm.append_local_overload, true);
+  assert.deepEqual(codes, ['malformed_request', 'request_headers_too_large', 'unsupported_http_version', 'payload_too_large', 'request_timeout', 'response_too_large', 'upgrade_not_supported', 'unknown_endpoint', 'policy_service_unavailable', 'gateway_overloaded', 'upstream_timeout', 'upstream_unavailable']);
 });
 
 test('what Envoy holds per agent connection and stream is bounded, whatever the protocol; the Persona route still raises its stream buffer to maxBodyBytes', () => {

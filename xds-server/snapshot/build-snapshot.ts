@@ -203,6 +203,8 @@ function gatewayListener(settings: GatewaySettings): ResourceObject {
                 initial_connection_window_size: connectionLimits.http2ConnectionWindowBytes,
               },
               local_reply_config: localReplyConfig(),
+              // A request refused because Envoy is short of memory (above) also carries x-envoy-local-overloaded: true.
+              append_local_overload: true,
               // CONNECT reaches the route that refuses it (405) instead of a bare 403 "upgrade_failed".
               upgrade_configs: [{ upgrade_type: 'CONNECT' }],
               rds: { route_config_name: routeConfigName, config_source: { ads: {}, resource_api_version: 'V3' } },
@@ -437,6 +439,9 @@ const envoyReplyCodes: { code: string; title: string; filter: Record<string, unk
   { code: 'upgrade_not_supported', title: 'The gateway does not upgrade connections (WebSocket and the like)', filter: cel("response.code_details == 'upgrade_failed'") },
   { code: 'unknown_endpoint', title: 'No Persona endpoint at this path', filter: status(404) },
   { code: 'policy_service_unavailable', title: 'The policy service could not be reached; refused (fail closed)', filter: cel("response.code_details.startsWith('ext_proc')") },
+  // Envoy's overload manager refuses new requests while its heap is near MANDATE_ENVOY_MAX_HEAP_MIB
+  // (envoy/bootstrap.yaml); without this the 503 would read as upstream_unavailable.
+  { code: 'gateway_overloaded', title: 'The gateway is short of memory; retry later', filter: cel("response.code_details == 'overload'") },
   { code: 'upstream_timeout', title: 'The upstream did not answer in time', filter: status(504) },
   { code: 'upstream_unavailable', title: 'The upstream could not be reached', filter: { or_filter: { filters: [status(502), status(503)] } } },
 ];
