@@ -18,6 +18,7 @@
 // after its revision is acknowledged, and by a poll as a safety net.
 import { connect, DiscardPolicy, headers, RetentionPolicy, StorageType, type JetStreamManager, type MsgHdrs, type NatsConnection, type NatsError } from 'nats';
 import type { ConfigIssue, PolicySnapshot } from '../../config/bundle.ts';
+import { StartupError } from '../../config/service-process.ts';
 import type { ReplicationStatus } from '../admin/api-schemas.ts';
 import type { ApplyResult, ConfigEditor, ConfigStore, IssueCredentialResult, Planned, RevisionChange } from '../store/config-store.ts';
 import { resolveUpstreamCredentials, type SecretEnvironment } from '../store/upstream-secrets.ts';
@@ -78,8 +79,9 @@ export async function startConfigReplication(options: ConfigReplicationOptions):
   const keyring = secretsKeyringFromEnv(options.env ?? process.env);
   // Revisions are authenticated with it too (revision-mac.ts): without it this replica could neither sign its own nor tell a forged one.
   if (keyring.current === null) {
-    throw new Error(
-      `config_secrets_key_missing: scaled out (MANDATE_NATS_URL), every control-plane replica needs the same ${secretsKeyVariable} (32 bytes, base64 or hex: openssl rand -base64 32); it authenticates the revisions shared over NATS and seals inline secrets`,
+    throw new StartupError(
+      'config_secrets_key_missing',
+      `scaled out (MANDATE_NATS_URL), every control-plane replica needs the same ${secretsKeyVariable} or ${secretsKeyVariable}_FILE (32 bytes, base64 or hex: openssl rand -base64 32); it authenticates the revisions shared over NATS and seals inline secrets`,
     );
   }
   const publishTimeoutMs = options.publishTimeoutMs ?? 2000;
