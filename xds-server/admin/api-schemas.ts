@@ -74,6 +74,7 @@ export const replicationStatusSchema = z.object({
   connected: z.boolean().describe('Connected to NATS; while false, writes are refused with config_replication_unavailable'),
   streamSequence: z.number().int().describe('Sequence of the last revision message applied from the stream'),
   halted: z.string().nullable().describe('Why this replica stopped applying the stream (its history diverged from it), or null'),
+  connectError: z.string().optional().describe('While not connected: why the last attempt to reach NATS failed (refused credentials, an untrusted certificate, unreachable), with its code'),
 });
 
 export type ReplicationStatus = z.infer<typeof replicationStatusSchema>;
