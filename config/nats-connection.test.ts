@@ -73,7 +73,7 @@ describe('NATS settings from the environment', () => {
     const nonce = 'bm9uY2U';
     const byPassword = natsSettingsFromEnv({ MANDATE_NATS_URL: url, MANDATE_NATS_USER: 'mandate', MANDATE_NATS_PASSWORD_FILE: files.password })!;
     assert.deepEqual(byPassword.auth, { method: 'user_password', user: 'mandate', passwordFile: files.password });
-    const authenticate = (settings: ReturnType<typeof natsSettingsFromEnv>) => (natsConnectionOptions(settings!, { name: 'x' }).authenticator as (n?: string) => Record<string, unknown>)(nonce);
+    const authenticate = (settings: ReturnType<typeof natsSettingsFromEnv>) => (natsConnectionOptions(settings!, { name: 'x' }).authenticator as unknown as (n?: string) => Record<string, unknown>)(nonce);
     // One trailing newline is not part of the password; spaces inside are.
     assert.deepEqual(authenticate(byPassword), { user: 'mandate', pass: password });
 
@@ -95,7 +95,7 @@ describe('NATS settings from the environment', () => {
   test('a secret file is read again on each connection, and the last good one kept while it is unreadable', () => {
     const rotating = file('rotating-password', 'first\n');
     const settings = natsSettingsFromEnv({ MANDATE_NATS_URL: url, MANDATE_NATS_USER: 'mandate', MANDATE_NATS_PASSWORD_FILE: rotating })!;
-    const authenticator = natsConnectionOptions(settings, { name: 'x' }).authenticator as () => { pass: string };
+    const authenticator = natsConnectionOptions(settings, { name: 'x' }).authenticator as unknown as () => { pass: string };
     assert.equal(authenticator().pass, 'first');
     writeFileSync(rotating, 'second\n');
     assert.equal(authenticator().pass, 'second');
