@@ -4,6 +4,7 @@ import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join, resolve } from 'node:path';
 import { configuredToken } from '../config/configured-token.ts';
+import { natsSettingsFromEnv } from '../config/nats-connection.ts';
 import { serverTlsFromEnv } from '../config/grpc-tls.ts';
 import { jsonEventLog, parseHostPort, runService, StartupError } from '../config/service-process.ts';
 import { flowKeySetting } from './dlp/flow-key.ts';
@@ -15,6 +16,8 @@ await runService(log, () => {
   const env = process.env;
   const dataDir = resolve(env.MANDATE_DATA_DIR ?? '.data');
   // The control plane's internal token: given (MANDATE_INTERNAL_TOKEN or _FILE), else its file in a shared data dir.
+  // Scaled out (MANDATE_NATS_URL): the servers, credentials and TLS; a bad setting stops startup here.
+  const nats = natsSettingsFromEnv(env);
   const internalToken = configuredToken(env, 'MANDATE_INTERNAL_TOKEN') ?? readFileSync(join(dataDir, 'internal-token'), 'utf8').trim();
   // Scaled out, every replica hashes and signs data-flow values with the operator's key (MANDATE_FLOW_KEY or _FILE).
   const flowKey = flowKeySetting(env, { required: Boolean(env.MANDATE_NATS_URL) });
@@ -32,7 +35,7 @@ await runService(log, () => {
     log,
     ...(env.MANDATE_ALERT_WEBHOOK_URL ? { alertWebhookUrl: env.MANDATE_ALERT_WEBHOOK_URL } : {}),
     // Each replica needs a name unique in the fleet (in Kubernetes, the pod name).
-    ...(env.MANDATE_NATS_URL ? { nats: { servers: env.MANDATE_NATS_URL, replicaId: env.MANDATE_REPLICA_ID ?? `${hostname()}:${process.pid}` } } : {}),
+    ...(nats ? { nats: { settings: nats, replicaId: env.MANDATE_REPLICA_ID ?? `${hostname()}:${process.pid}` } } : {}),
   });
 });
 

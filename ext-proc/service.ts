@@ -23,7 +23,7 @@ import { selectDetectors } from './dlp/catalogue.ts';
 import { FlowTracker } from './dlp/flow.ts';
 import { createExtProcServer } from './grpc-server.ts';
 import { followPolicyStream } from './policy-source.ts';
-import { connect as connectNats } from 'nats';
+import { connectToNats, type NatsSettings } from '../config/nats-connection.ts';
 import { FanOutAlertSink, NatsAlertSink, WebhookAlertSink, type AlertSink } from './sequence/alerts.ts';
 import { openNatsSessionStateStore } from './sequence/nats-state-store.ts';
 import { ReplicatedFlowTracker, type FlowReplicationCounts } from './dlp/flow-replication.ts';
@@ -48,7 +48,7 @@ export interface ExtProcOptions {
   /** Behaviour alerts are also POSTed here. */
   alertWebhookUrl?: string;
   /** Scaled out: behaviour state and the quarantine list are shared with the other replicas over NATS. */
-  nats?: { servers: string; replicaId: string };
+  nats?: { settings: NatsSettings; replicaId: string };
   /** Where learned behaviour baselines are kept between restarts. */
   baselineDir?: string;
   /** OTLP/HTTP receiver for audit spans and log records; default MANDATE_OTLP_ENDPOINT; unset: no export. */
@@ -108,7 +108,7 @@ export async function startExtProc(options: ExtProcOptions): Promise<ExtProcServ
     lastAuditedVersion = installed.version;
   };
   // Scaled out, the replicas share NATS: behaviour state, the quarantine list, alerts and data-flow memory.
-  const natsConnection = options.nats ? await connectNats({ servers: options.nats.servers, name: `mandate-ext-proc-${options.nats.replicaId}` }) : null;
+  const natsConnection = options.nats ? await connectToNats(options.nats.settings, { name: `mandate-ext-proc-${options.nats.replicaId}` }) : null;
   const jwks = createJwksCache({ log });
   const bodyInspection = options.bodyInspectionThresholdBytes === 0 ? null : createBodyInspectionPool({ thresholdBytes: options.bodyInspectionThresholdBytes ?? defaultBodyInspectionThresholdBytes, log });
   const policy = followPolicyStream({
@@ -152,7 +152,7 @@ export async function startExtProc(options: ExtProcOptions): Promise<ExtProcServ
   const alertSink: AlertSink = new FanOutAlertSink(alertSinks);
   // One process: in-memory state. Scaled out: every replica sees every replica's calls (docs/behaviour.md).
   const sessionStore = options.nats
-    ? await openNatsSessionStateStore({ servers: options.nats.servers, replicaId: options.nats.replicaId, log })
+    ? await openNatsSessionStateStore({ nats: options.nats.settings, replicaId: options.nats.replicaId, log })
     : new InMemorySessionStateStore();
   const behaviour = createBehaviourEngine({ clock: () => Date.now(), store: sessionStore, alertSink });
   const baselineDir = options.baselineDir ?? join(options.auditDir, '..', 'baselines');

@@ -16,6 +16,7 @@ import { grpcServerCredentials, readTlsFile, type ServerTlsFiles } from '../conf
 import { buildSnapshot, type GatewaySettings } from './snapshot/build-snapshot.ts';
 import { createResourceEncoder } from './snapshot/encode-resources.ts';
 import { createSnapshotCache } from './snapshot/snapshot-cache.ts';
+import { describeNatsSettings, type NatsSettings } from '../config/nats-connection.ts';
 import { startConfigReplication, type ReplicatedConfigStore } from './replication/config-replication.ts';
 import { openConfigStore, type ConfigStore } from './store/config-store.ts';
 import type { PolicySnapshot } from '../config/bundle.ts';
@@ -36,7 +37,8 @@ export interface ControlPlaneOptions {
 }
 
 export interface ControlPlaneReplication {
-  natsUrl: string;
+  /** The NATS servers, credentials and TLS (MANDATE_NATS_*). */
+  nats: NatsSettings;
   replicaId: string;
   /** JetStream replicas of the config stream when this control plane creates it. */
   streamReplicas?: number;
@@ -85,10 +87,10 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
   const unsubscribe = store.onChange(rebuild);
   let replication: ReplicatedConfigStore | null = null;
   if (options.replication) {
-    const { natsUrl, replicaId, streamReplicas } = options.replication;
+    const { nats, replicaId, streamReplicas } = options.replication;
     try {
       // Catches up before ADS and the admin API listen, so nothing serves an old version first when NATS is up.
-      replication = await startConfigReplication({ store, servers: natsUrl, replicaId, log, env, ...(streamReplicas ? { streamReplicas } : {}) });
+      replication = await startConfigReplication({ store, nats, replicaId, log, env, ...(streamReplicas ? { streamReplicas } : {}) });
     } catch (error) {
       unsubscribe();
       store.close();
@@ -125,7 +127,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
     admin: `${options.adminTls ? 'https' : 'http'}://${options.admin.address}:${adminPort}`,
     adminTokenFrom: adminTokenPath ?? (env.MANDATE_ADMIN_TOKEN ? 'MANDATE_ADMIN_TOKEN' : 'MANDATE_ADMIN_TOKEN_FILE'),
     configVersion: store.current().version,
-    ...(replication ? { replica: options.replication!.replicaId, natsUrl: options.replication!.natsUrl } : {}),
+    ...(replication ? { replica: options.replication!.replicaId, nats: describeNatsSettings(options.replication!.nats) } : {}),
   });
 
   return {

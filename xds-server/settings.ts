@@ -2,6 +2,7 @@
 import { hostname } from 'node:os';
 import { extProcMaxMessageWaitMs } from '../config/ext-proc-wait.ts';
 import { envoyChannelTlsFromEnv, serverTlsFromEnv } from '../config/grpc-tls.ts';
+import { natsSettingsFromEnv } from '../config/nats-connection.ts';
 import { parseHostPort } from '../config/service-process.ts';
 import type { ControlPlaneReplication } from './control-plane.ts';
 import { defaultGatewaySettings, type GatewaySettings } from './snapshot/build-snapshot.ts';
@@ -53,13 +54,16 @@ function timeoutSetting(env: Record<string, string | undefined>, name: string, f
   return value;
 }
 
-/** Scaled out when MANDATE_NATS_URL is set (the variable ext_proc reads too); embedded otherwise. */
+/**
+ * Scaled out when MANDATE_NATS_URL is set (the variables ext_proc reads too, with the MANDATE_NATS_*
+ * credentials and TLS of config/nats-connection.ts); embedded otherwise.
+ */
 export function parseReplicationSettings(env: Record<string, string | undefined>): { replication?: ControlPlaneReplication } {
-  const natsUrl = env.MANDATE_NATS_URL?.trim();
-  if (!natsUrl) return {};
+  const nats = natsSettingsFromEnv(env);
+  if (!nats) return {};
   const replicaId = env.MANDATE_REPLICA_ID?.trim() || `${hostname()}:${process.pid}`;
   if (!/^[A-Za-z0-9._:@-]{1,128}$/.test(replicaId)) throw new Error('MANDATE_REPLICA_ID must be 1-128 letters, digits, ".", "_", ":", "@" or "-"');
   const streamReplicas = Number(env.MANDATE_CONFIG_STREAM_REPLICAS ?? 1);
   if (!Number.isInteger(streamReplicas) || streamReplicas < 1 || streamReplicas > 5) throw new Error('MANDATE_CONFIG_STREAM_REPLICAS must be an integer 1-5');
-  return { replication: { natsUrl, replicaId, streamReplicas } };
+  return { replication: { nats, replicaId, streamReplicas } };
 }

@@ -1,4 +1,5 @@
 import { test, after, type TestContext } from 'node:test';
+import { natsSettingsFromEnv } from '../../config/nats-connection.ts';
 import assert from 'node:assert/strict';
 import { MemoryAlertSink } from './alerts.ts';
 import { createBehaviourEngine, type BehaviourEngine } from './engine.ts';
@@ -144,7 +145,7 @@ interface Replica {
 
 async function replica(t: TestContext, url: string, bucketPrefix: string, replicaId: string): Promise<Replica> {
   const logs: string[] = [];
-  const store = await openNatsSessionStateStore({ servers: url, bucketPrefix, replicaId, log: (event, fields) => { logs.push(event); if (process.env.DEBUG_NATS_STORE) console.log(event, fields); } });
+  const store = await openNatsSessionStateStore({ nats: natsSettingsFromEnv({ MANDATE_NATS_URL: url })!, bucketPrefix, replicaId, log: (event, fields) => { logs.push(event); if (process.env.DEBUG_NATS_STORE) console.log(event, fields); } });
   t.after(() => store.close(200));
   const engine = createBehaviourEngine({ clock: () => T0, store, alertSink: new MemoryAlertSink() });
   return { store, engine, logs };

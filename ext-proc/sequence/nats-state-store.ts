@@ -8,7 +8,8 @@
 // A NATS outage never blocks evaluate(): writes stay dirty (bounded) and are flushed on reconnect.
 // The consistency model and what an outage loses are in docs/behaviour.md ("More than one replica").
 import { Buffer } from 'node:buffer';
-import { connect, type KV, type KvEntry, type NatsConnection, type QueuedIterator } from 'nats';
+import { connectToNats, type NatsSettings } from '../../config/nats-connection.ts';
+import type { KV, KvEntry, NatsConnection, QueuedIterator } from 'nats';
 import type { DecisionReason } from '../decision/decision.ts';
 import {
   InMemorySessionStateStore,
@@ -22,8 +23,8 @@ import {
 } from './state-store.ts';
 
 export interface NatsSessionStateStoreOptions extends InMemoryStoreLimits {
-  /** NATS URL(s), comma-separated: "nats://127.0.0.1:4222". */
-  servers: string;
+  /** The NATS servers, credentials and TLS (config/nats-connection.ts, from MANDATE_NATS_*). */
+  nats: NatsSettings;
   /** Bucket names are `<prefix>-sessions`, `<prefix>-counters`, `<prefix>-quarantine`. */
   bucketPrefix?: string;
   /** Unique per replica and stable across its restarts (e.g. the pod name). */
@@ -297,8 +298,7 @@ interface Buckets {
 }
 
 export async function openNatsSessionStateStore(options: NatsSessionStateStoreOptions): Promise<NatsSessionStateStore> {
-  const connection = await connect({
-    servers: options.servers.split(',').map((s) => s.trim()),
+  const connection = await connectToNats(options.nats, {
     name: `mandate-ext-proc-${options.replicaId}`,
     reconnect: true,
     maxReconnectAttempts: -1,

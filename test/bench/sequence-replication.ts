@@ -5,6 +5,7 @@
 // Run: sh deploy/bootstrap.sh node test/bench/sequence-replication.ts
 import { spawnSync } from 'node:child_process';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
+import { natsSettingsFromEnv } from '../../config/nats-connection.ts';
 import { MemoryAlertSink } from '../../ext-proc/sequence/alerts.ts';
 import { createBehaviourEngine, type BehaviourCall } from '../../ext-proc/sequence/engine.ts';
 import { bulkReadThenEgress, compileOrThrow, supportPersona } from '../../ext-proc/sequence/fixtures.ts';
@@ -32,7 +33,7 @@ if (!isMainThread) {
   const { url } = workerData as { url: string };
   const delays: Record<ReplicatedKind, number[]> = { session: [], counter: [], quarantine: [] };
   const store = await openNatsSessionStateStore({
-    servers: url,
+    nats: natsSettingsFromEnv({ MANDATE_NATS_URL: url })!,
     bucketPrefix: 'bench',
     replicaId: 'bench-b',
     log: () => undefined,
@@ -88,7 +89,7 @@ async function main(): Promise<void> {
   const server = await startNatsServer();
   const url = server.url;
   try {
-    const a = await openNatsSessionStateStore({ servers: url, bucketPrefix: 'bench', replicaId: 'bench-a', log: (event, fields) => console.error(event, fields) });
+    const a = await openNatsSessionStateStore({ nats: natsSettingsFromEnv({ MANDATE_NATS_URL: url })!, bucketPrefix: 'bench', replicaId: 'bench-a', log: (event, fields) => console.error(event, fields) });
     const worker = new Worker(new URL(import.meta.url), { workerData: { url } });
     await new Promise((resolve) => worker.once('message', resolve));
     const report = (): Promise<WorkerReport> => {

@@ -75,6 +75,7 @@ export const replicationStatusSchema = z.object({
   streamSequence: z.number().int().describe('Sequence of the last revision message applied from the stream'),
   halted: z.string().nullable().describe('Why this replica stopped applying the stream (its history diverged from it), or null'),
   unauthenticatedMessages: z.number().int().describe('Messages on the revision subject skipped since start because they carry no valid MAC under the config secrets key (not written by a control-plane replica)'),
+  connectError: z.string().optional().describe('While not connected: why the last attempt to reach NATS failed (refused credentials, an untrusted certificate, unreachable), with its code'),
 });
 
 export type ReplicationStatus = z.infer<typeof replicationStatusSchema>;

@@ -51,7 +51,7 @@ async function startReplica(name: string, dir = newDir(), options: { firstConnec
   const events: Replica['events'] = [];
   let replicated: ReplicatedConfigStore;
   try {
-    replicated = await startConfigReplication({ store, servers: nats.url, replicaId: name, log: (event, fields) => events.push({ event, fields }), pollIntervalMs: 200, ...options, env });
+    replicated = await startConfigReplication({ store, nats: nats.settings, replicaId: name, log: (event, fields) => events.push({ event, fields }), pollIntervalMs: 200, ...options, env });
   } catch (error) {
     store.close();
     throw error;

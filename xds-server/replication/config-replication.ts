@@ -16,8 +16,9 @@
 // and startup replay, live updates, a refused write and a reconnect all run the
 // same catch-up. Live updates are prompted by a core NATS notice a writer sends
 // after its revision is acknowledged, and by a poll as a safety net.
-import { connect, DiscardPolicy, headers, RetentionPolicy, StorageType, type JetStreamManager, type MsgHdrs, type NatsConnection, type NatsError } from 'nats';
+import { DiscardPolicy, headers, RetentionPolicy, StorageType, type JetStreamManager, type MsgHdrs, type NatsConnection, type NatsError } from 'nats';
 import type { ConfigIssue, PolicySnapshot } from '../../config/bundle.ts';
+import { connectToNats, describeNatsSettings, natsConnectFailure, type NatsSettings } from '../../config/nats-connection.ts';
 import { StartupError } from '../../config/service-process.ts';
 import type { ReplicationStatus } from '../admin/api-schemas.ts';
 import type { ApplyResult, ConfigEditor, ConfigStore, IssueCredentialResult, Planned, RevisionChange } from '../store/config-store.ts';
@@ -28,8 +29,8 @@ import { openSecrets, previousSecretsKeysVariable, sealSecrets, secretsKeyringFr
 
 export interface ConfigReplicationOptions {
   store: ConfigStore;
-  /** NATS URL(s), comma-separated. */
-  servers: string;
+  /** The NATS servers, credentials and TLS (config/nats-connection.ts, from MANDATE_NATS_*). */
+  nats: NatsSettings;
   /** Unique among the control-plane replicas (MANDATE_REPLICA_ID). */
   replicaId: string;
   log: (event: string, fields: Record<string, unknown>) => void;
@@ -42,6 +43,8 @@ export interface ConfigReplicationOptions {
   streamReplicas?: number;
   /** How long startup waits for NATS before serving the local config and retrying in the background. Default 5 s. */
   firstConnectWaitMs?: number;
+  /** Between attempts to connect while NATS has never answered (unreachable, or refusing the credentials or TLS). Default 250 ms. */
+  connectRetryMs?: number;
   /** How long a publish waits for the stream's acknowledgement. Default 2 s. */
   publishTimeoutMs?: number;
   /** Plans of one write tried against the stream before it is refused as contended. Default 10. */
@@ -97,6 +100,8 @@ export async function startConfigReplication(options: ConfigReplicationOptions):
   let stopped = false;
   /** Messages on the subject skipped because their MAC was missing or wrong, since start. */
   let unauthenticated = 0;
+  /** Why the last attempt to reach NATS failed (refused credentials, TLS, unreachable), until a connection succeeds. */
+  let connectError: string | null = null;
   /** Highest stream sequence handled here: applied, or skipped as malformed. */
   let lastSequence = store.replicationPosition().streamSequence;
 
@@ -316,26 +321,51 @@ export async function startConfigReplication(options: ConfigReplicationOptions):
           ready = false;
         } else if (status.type === 'reconnect') {
           transportUp = true;
+          connectError = null;
           void synchronise('reconnected');
+        } else if (status.type === 'error') {
+          // The server's -ERR: a subject this replica's NATS user may not use, or refused credentials on reconnecting (retried).
+          if (status.data === 'PERMISSIONS_VIOLATION') {
+            log('config_replication_permission_denied', { replica: replicaId, permission: status.permissionContext ?? null });
+          } else {
+            const failure = natsConnectFailure({ code: String(status.data), message: String(status.data) }, options.nats);
+            if (failure.code === 'nats_auth_refused') connectError = failure.message;
+            log('config_replication_nats_error', { replica: replicaId, code: failure.code, error: failure.message });
+          }
         }
       }
     })();
     await synchronise('connected');
   }
 
-  const connecting = connect({
-    servers: options.servers.split(',').map((s) => s.trim()),
-    name: `mandate-control-plane-${replicaId}`,
-    reconnect: true,
-    maxReconnectAttempts: -1,
-    reconnectTimeWait: 250,
-    waitOnFirstConnect: true,
-  });
+  /**
+   * Connects, trying again until NATS accepts the connection or replication stops. Each new reason for a
+   * failure (refused credentials, an untrusted certificate, unreachable) is logged once and shown in status().
+   * Once connected, nats.js reconnects by itself, refused credentials included (a rotated file may fix them).
+   */
+  async function connectUntilUp(): Promise<NatsConnection | null> {
+    for (;;) {
+      if (stopped) return null;
+      try {
+        const connection = await connectToNats(options.nats, { name: `mandate-control-plane-${replicaId}`, reconnect: true, maxReconnectAttempts: -1, reconnectTimeWait: 250 });
+        connectError = null;
+        return connection;
+      } catch (error) {
+        const failure = natsConnectFailure(error, options.nats);
+        if (failure.message !== connectError) log('config_replication_connect_failed', { replica: replicaId, code: failure.code, error: failure.message });
+        connectError = failure.message;
+      }
+      await new Promise((resolve) => setTimeout(resolve, options.connectRetryMs ?? 250));
+    }
+  }
+
+  const connecting = connectUntilUp();
   const firstWait = new Promise<'waiting'>((resolve) => setTimeout(() => resolve('waiting'), options.firstConnectWaitMs ?? 5000).unref());
   const first = await Promise.race([connecting, firstWait]);
-  if (first === 'waiting') {
-    log('config_replication_unavailable_at_start', { replica: replicaId, servers: options.servers, configVersion: store.current().version });
-    void connecting.then(attach).catch((error: unknown) => log('config_replication_connect_failed', { replica: replicaId, error: (error as Error).message }));
+  if (first === 'waiting' || first === null) {
+    // Fail static: serve the local config and refuse writes until NATS accepts this replica.
+    log('config_replication_unavailable_at_start', { replica: replicaId, ...describeNatsSettings(options.nats), configVersion: store.current().version, ...(connectError ? { error: connectError } : {}) });
+    void connecting.then((connection) => (connection ? attach(connection) : undefined)).catch((error: unknown) => log('config_replication_connect_failed', { replica: replicaId, error: (error as Error).message }));
   } else {
     await attach(first);
     if (halted) {
@@ -420,14 +450,14 @@ export async function startConfigReplication(options: ConfigReplicationOptions):
     remove: (kind, name, actor) => write(() => store.plan.remove(kind, name, actor)),
     issueCredential: (input, actor) => write(() => store.plan.issueCredential(input, actor)),
     revokeCredential: (id, actor) => write(() => store.plan.revokeCredential(id, actor)),
-    status: () => ({ replica: replicaId, connected: ready, streamSequence: lastSequence, halted, unauthenticatedMessages: unauthenticated }),
+    status: () => ({ replica: replicaId, connected: ready, streamSequence: lastSequence, halted, unauthenticatedMessages: unauthenticated, ...(connectError !== null && !ready ? { connectError } : {}) }),
     catchUp: () => serialized(() => catchUpLocked()),
     async stop() {
       stopped = true;
       clearInterval(poll);
       await queue;
       if (nats) await nats.close();
-      else void connecting.then((connection) => connection.close()).catch(() => undefined);
+      else void connecting.then((connection) => connection?.close()).catch(() => undefined);
     },
   };
 }
