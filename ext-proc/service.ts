@@ -108,7 +108,8 @@ export async function startExtProc(options: ExtProcOptions): Promise<ExtProcServ
     lastAuditedVersion = installed.version;
   };
   // Scaled out, the replicas share NATS: behaviour state, the quarantine list, alerts and data-flow memory.
-  const natsConnection = options.nats ? await connectToNats(options.nats.settings, { name: `mandate-ext-proc-${options.nats.replicaId}` }) : null;
+  // It reconnects for as long as the process lives: alerts and data-flow memory resume after an outage of any length.
+  const natsConnection = options.nats ? await connectToNats(options.nats.settings, { name: `mandate-ext-proc-${options.nats.replicaId}`, reconnect: true, maxReconnectAttempts: -1, reconnectTimeWait: 250 }) : null;
   const jwks = createJwksCache({ log });
   const bodyInspection = options.bodyInspectionThresholdBytes === 0 ? null : createBodyInspectionPool({ thresholdBytes: options.bodyInspectionThresholdBytes ?? defaultBodyInspectionThresholdBytes, log });
   const policy = followPolicyStream({
