@@ -5,7 +5,7 @@
 // thread. A body of 3.6 MiB of assigned passwords has 172,727 findings and as many fingerprints:
 // cloning them held ext_proc's event loop for about a second and made the worker's answer come
 // later than inline inspection's (docs/benchmarks.md, "Sensitive-data engine"). Packed, they are
-// a table of distinct strings and one Float64Array of columns (moved, not copied); unpacking
+// a table of strings and one Float64Array of columns (moved, not copied); unpacking
 // builds each record from an object literal, in the field order inspect.ts gives them, so a record
 // is the same, to its key order, as inline inspection's.
 import type { DataFinding } from '../decision/decision.ts';
@@ -15,7 +15,7 @@ import type { ValueFingerprint } from './inspect.ts';
 export interface PackedRecords {
   packed: true;
   count: number;
-  /** Distinct strings, in the order first met. */
+  /** The records' strings, most once (see StringColumns). */
   strings: string[];
   /** The records' fields, in order, one slot each: a string's index in `strings`, or a number. */
   slots: Float64Array<ArrayBuffer>;
@@ -29,39 +29,55 @@ const fingerprintFieldsPacked: Exhaustive<ValueFingerprint, 'hash' | 'dataClass'
 const shapeFieldsPacked: Exhaustive<CanonicalShape, 'length' | 'digitsOnly' | 'probe'> = true;
 void [findingFieldsPacked, fingerprintFieldsPacked, shapeFieldsPacked];
 
-/** Interns strings; most columns repeat the string just before, so that is tried first. */
-class StringTable {
+/**
+ * The records' strings, each column's value checked against the last few distinct ones of that
+ * column (`depths`: how many): the few detectors, groups and actions of a body repeat, its hashes
+ * seldom, and then only in a run (the same value many times). A Map of every string cost more than
+ * it saved, and so did comparing each hash with several others. A string met again after others
+ * may be stored twice: that costs a copy, not a wrong record.
+ */
+class StringColumns {
   readonly list: string[] = [];
-  private readonly index = new Map<string, number>();
-  private last: string | null = null;
-  private lastIndex = -1;
+  private readonly recent: (string | null)[];
+  private readonly recentIndex: Int32Array;
+  private readonly next: Uint8Array;
+  private readonly depths: readonly number[];
 
-  of(s: string): number {
-    if (s === this.last) return this.lastIndex;
-    let i = this.index.get(s);
-    if (i === undefined) {
-      this.index.set(s, (i = this.list.length));
-      this.list.push(s);
-    }
-    this.last = s;
-    this.lastIndex = i;
-    return i;
+  constructor(depths: readonly number[]) {
+    this.depths = depths;
+    this.recent = new Array<string | null>(depths.length * maxDepth).fill(null);
+    this.recentIndex = new Int32Array(depths.length * maxDepth);
+    this.next = new Uint8Array(depths.length);
+  }
+
+  of(column: number, s: string): number {
+    const base = column * maxDepth;
+    const depth = this.depths[column]!;
+    for (let i = base; i < base + depth; i++) if (this.recent[i] === s) return this.recentIndex[i]!;
+    const index = this.list.push(s) - 1;
+    const slot = base + this.next[column]!;
+    this.recent[slot] = s;
+    this.recentIndex[slot] = index;
+    this.next[column] = (this.next[column]! + 1) % depth;
+    return index;
   }
 }
+
+const maxDepth = 8;
 
 const findingSlots = 6;
 
 export function packFindings(findings: readonly DataFinding[]): PackedRecords {
-  const strings = new StringTable();
+  const strings = new StringColumns([8, 8, 8, 8, 8]);
   const slots = new Float64Array(findings.length * findingSlots);
   let at = 0;
   for (const f of findings) {
-    slots[at++] = strings.of(f.detector);
-    slots[at++] = strings.of(f.group);
-    slots[at++] = strings.of(f.location);
+    slots[at++] = strings.of(0, f.detector);
+    slots[at++] = strings.of(1, f.group);
+    slots[at++] = strings.of(2, f.location);
     slots[at++] = f.confidence;
-    slots[at++] = strings.of(f.action);
-    slots[at++] = strings.of(f.direction);
+    slots[at++] = strings.of(3, f.action);
+    slots[at++] = strings.of(4, f.direction);
   }
   return { packed: true, count: findings.length, strings: strings.list, slots };
 }
@@ -86,14 +102,14 @@ export function unpackFindings(packed: PackedRecords): DataFinding[] {
 const fingerprintSlots = 8;
 
 export function packFingerprints(fingerprints: readonly ValueFingerprint[]): PackedRecords {
-  const strings = new StringTable();
+  const strings = new StringColumns([1, 8, 8, 8]);
   const slots = new Float64Array(fingerprints.length * fingerprintSlots);
   let at = 0;
   for (const f of fingerprints) {
-    slots[at++] = strings.of(f.hash);
-    slots[at++] = strings.of(f.dataClass);
-    slots[at++] = strings.of(f.detector);
-    slots[at++] = strings.of(f.group);
+    slots[at++] = strings.of(0, f.hash);
+    slots[at++] = strings.of(1, f.dataClass);
+    slots[at++] = strings.of(2, f.detector);
+    slots[at++] = strings.of(3, f.group);
     const shape = f.shape;
     slots[at++] = shape ? 1 : 0;
     slots[at++] = shape ? shape.length : 0;
