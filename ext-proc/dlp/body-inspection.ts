@@ -8,6 +8,7 @@ import { Worker } from 'node:worker_threads';
 import type { DataProtection } from '../../config/data-protection-schema.ts';
 import type { CompiledDataProtectionOk } from './compile.ts';
 import type { InspectContext, InspectResult } from './inspect.ts';
+import { packFindings, packFingerprints, unpackFindings, unpackFingerprints, type PackedRecords } from './packed-findings.ts';
 import { errorClassAndPlace } from '../error-description.ts';
 
 export interface InspectionRequest {
@@ -25,7 +26,26 @@ export interface InspectionRequest {
 /** A parsed JSON value, as the request stages inspect tool arguments, a message's params or form fields. */
 export type InspectedJson = { json: unknown };
 
-export type InspectionReply = { id: number; ok: true; result: InspectResult<Uint8Array | InspectedJson> } | { id: number; ok: false; error: string };
+/**
+ * What the worker sends back: the result with its findings and fingerprints packed (packed-findings.ts),
+ * as the structured clone of one object per finding costs, when there are many, a good part of
+ * what inspecting the body took, much of it on the event loop.
+ */
+export type PackedInspectResult = Omit<InspectResult<Uint8Array | InspectedJson>, 'findings' | 'fingerprints'> & { findings: PackedRecords; fingerprints: PackedRecords };
+
+export type InspectionReply = { id: number; ok: true; result: PackedInspectResult } | { id: number; ok: false; error: string };
+
+/** The result to send, with its findings and fingerprints packed, and the buffers to move with it. */
+export function packResult(result: InspectResult<Uint8Array | InspectedJson>): { result: PackedInspectResult; transfer: ArrayBuffer[] } {
+  const findings = packFindings(result.findings);
+  const fingerprints = packFingerprints(result.fingerprints);
+  return { result: { ...result, findings, fingerprints }, transfer: [findings.slots.buffer, fingerprints.slots.buffer] };
+}
+
+/** The result as inspecting on this thread gives it. */
+export function unpackResult(result: PackedInspectResult): InspectResult<Uint8Array | InspectedJson> {
+  return { ...result, findings: unpackFindings(result.findings), fingerprints: unpackFingerprints(result.fingerprints) };
+}
 
 export interface BodyInspectionPool {
   /** Bodies of at least this many bytes go to the worker. */
@@ -62,8 +82,18 @@ export function createBodyInspectionPool(options: { thresholdBytes: number; log:
       const entry = waiting.get(reply.id);
       if (!entry) return;
       waiting.delete(reply.id);
-      if (reply.ok) entry.resolve(reply.result);
-      else entry.reject(new Error(reply.error));
+      if (!reply.ok) {
+        entry.reject(new Error(reply.error));
+        return;
+      }
+      let result: InspectResult<Uint8Array | InspectedJson>;
+      try {
+        result = unpackResult(reply.result);
+      } catch (error) {
+        entry.reject(new Error(`the inspection worker's reply could not be read: ${errorClassAndPlace(error)}`));
+        return;
+      }
+      entry.resolve(result);
     });
     const lost = (why: string) => {
       if (worker === started) worker = null;

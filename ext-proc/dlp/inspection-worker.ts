@@ -3,7 +3,7 @@
 import { parentPort } from 'node:worker_threads';
 import { compileDataProtection, type CompiledDataProtectionOk } from './compile.ts';
 import { inspectBody, inspectJson } from './inspect.ts';
-import type { InspectionReply, InspectionRequest } from './body-inspection.ts';
+import { packResult, type InspectionReply, type InspectionRequest } from './body-inspection.ts';
 import { errorClassAndPlace } from '../error-description.ts';
 
 const compiled = new Map<string, CompiledDataProtectionOk>();
@@ -22,7 +22,7 @@ function engineFor(request: InspectionRequest): CompiledDataProtectionOk {
 
 parentPort!.on('message', (request: InspectionRequest) => {
   let reply: InspectionReply;
-  const transfer: ArrayBuffer[] = [];
+  let transfer: ArrayBuffer[] = [];
   try {
     const engine = engineFor(request);
     const { subject } = request;
@@ -31,11 +31,14 @@ parentPort!.on('message', (request: InspectionRequest) => {
       // Unchanged, the caller keeps its own bytes: nothing to send back.
       const value = new Uint8Array(result.changed ? result.value.length : 0);
       if (result.changed) value.set(result.value);
-      transfer.push(value.buffer);
-      reply = { id: request.id, ok: true, result: { ...result, value } };
+      const packed = packResult({ ...result, value });
+      transfer = [value.buffer, ...packed.transfer];
+      reply = { id: request.id, ok: true, result: packed.result };
     } else {
       const result = inspectJson(engine, subject.json, request.context);
-      reply = { id: request.id, ok: true, result: { ...result, value: { json: result.value } } };
+      const packed = packResult({ ...result, value: { json: result.value } });
+      transfer = packed.transfer;
+      reply = { id: request.id, ok: true, result: packed.result };
     }
   } catch (error) {
     // the message may quote the body: its class and place only (error-description.ts)
