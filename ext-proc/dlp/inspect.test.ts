@@ -643,6 +643,17 @@ test('escapes in text that is not JSON: surrogate pairs, \\n, \\/; a masked esca
   assert.equal(inspectText(compiled, 'path C:\\q\\4539 1488 0343 6467', request).value, 'path C:\\q\\**** **** **** 6467');
 });
 
+test('in a text with many values, the ones spelled with escapes are masked as decoded wherever they stand: before, between and after plain ones', () => {
+  const compiled = compileDataProtection({ profiles: ['pci-dss'], defaultAction: 'mask' } as never);
+  const plain = 'card 4539 1488 0343 6467; ';
+  const spelled = `card ${escaped('4539')} 1488 0343 6467; `;
+  const text = spelled + plain.repeat(300) + spelled + plain.repeat(300) + spelled;
+  const r = inspectText(compiled, text, request);
+  assert.equal(r.findings.length, 603);
+  const maskedPlain = 'card **** **** **** 6467; ';
+  assert.equal(r.value, maskedPlain.repeat(603), 'every value masked, the spelled ones written decoded and masked');
+});
+
 test('a card as a JSON number with a fraction or an exponent is not read as a card', () => {
   const compiled = compileDataProtection({ profiles: ['pci-dss'], defaultAction: 'mask' } as never);
   assert.equal(inspectBody(compiled, Buffer.from('{"card":4539148803436467}'), request).changed, true, 'an integer is');

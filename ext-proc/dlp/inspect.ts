@@ -954,6 +954,17 @@ function editsOf(compiled: CompiledDataProtectionOk, doc: Document, matches: Mat
     last!.masked.push(masked);
     if (!plain) last!.plain = false;
   };
+  // The first backslash at or after a place, per text: matches come in order, so one search serves
+  // every match up to the backslash it found (an indexOf from each match to the end of a text without
+  // one would make a text with many matches quadratic).
+  const backslashCursor = new Map<number, { from: number; at: number }>();
+  const backslashFrom = (text: number, from: number): number => {
+    const cursor = backslashCursor.get(text);
+    if (cursor !== undefined && from >= cursor.from && (cursor.at < 0 || cursor.at >= from)) return cursor.at;
+    const at = doc.texts[text]!.indexOf('\\', from);
+    backslashCursor.set(text, { from, at });
+    return at;
+  };
   // Matches come sorted by segment and start, without overlaps.
   let whole: { seg: number; edits: Edit[] } | null = null;
   const flushWhole = () => {
@@ -989,7 +1000,7 @@ function editsOf(compiled: CompiledDataProtectionOk, doc: Document, matches: Mat
       // parser reads it, and written back escaped, so the text parses as it did.
       const from = base + m.start;
       const to = base + m.end;
-      const backslash = doc.texts[text]!.indexOf('\\', from);
+      const backslash = backslashFrom(text, from);
       if (backslash >= 0 && backslash < to) {
         const spelled = doc.texts[text]!.slice(from, to);
         const value = decodeJsonEscapes(spelled);

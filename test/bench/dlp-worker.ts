@@ -22,6 +22,8 @@ const response: InspectContext = { direction: 'response', upstream: 'tracker' };
 
 const cases: { name: string; body: Buffer; dp: CompiledDataProtectionOk; context: InspectContext }[] = [
   { name: 'passwords, 172,727 alike', body: Buffer.from(JSON.stringify({ note: 'password: "hunter22x" '.repeat(172_727) })), dp: requestPolicy, context: request },
+  // The same values as plain text (not JSON): the engine's text path.
+  { name: 'passwords, 172,727 alike, plain text', body: Buffer.from('password: "hunter22x" '.repeat(172_727)), dp: requestPolicy, context: request },
   { name: 'passwords, 160,000 distinct', body: Buffer.from(JSON.stringify({ note: Array.from({ length: 160_000 }, (_, i) => `password: "hunter${i}x" `).join('') })), dp: requestPolicy, context: request },
   { name: 'dense tool result', body: Buffer.from(JSON.stringify(denseToolResult(2, 2000))), dp: allDetectors, context: response },
   { name: 'clean tool result', body: Buffer.from(JSON.stringify(cleanToolResult(1, 2000))), dp: allDetectors, context: response },
