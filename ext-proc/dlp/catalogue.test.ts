@@ -2,7 +2,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { builtInDetectors, listDetectors } from './catalogue.ts';
 import { compileDataProtection } from './compile.ts';
-import { inspectText } from './inspect.ts';
+import { inspectJson, inspectText } from './inspect.ts';
+import { readFileSync } from 'node:fs';
 import { detectorGroups } from './detector.ts';
 
 const detectors = listDetectors();
@@ -87,4 +88,33 @@ test('every detector that claims a checksum rejects at least 90% of the one-digi
 test('a detector without a validator is reported as checked by its format alone', () => {
   const definitions = new Map(builtInDetectors.map((d) => [d.id, d]));
   for (const d of detectors) if (!definitions.get(d.id)!.validate) assert.equal(d.validation, 'format', d.id);
+});
+
+test('a word that abbreviates an identifier but is mostly something else labels a field, not prose', () => {
+  const compiled = compileDataProtection({ defaultAction: 'detect' } as never);
+  const response = { direction: 'response' as const, upstream: 'u' };
+  const uid = detectors.find((d) => d.id === 'ch-uid')!;
+  assert.ok(uid.fieldNameKeywords?.includes('uid') && !uid.keywords?.includes('uid'));
+  // As the field's name, "uid" still says what the value is.
+  assert.deepEqual(inspectJson(compiled, { uid: 'CHE-100.155.212' }, response).findings.map((f) => f.detector), ['ch-uid']);
+  // However it is written (the test before stdnum reads the compact form); a user id is not tried.
+  for (const [value, detector] of [['che 100 155 212', 'ch-uid'], ['ATU13585627', 'at-uid'], ['AT U13585627', 'at-uid'], ['at-u13585627', 'at-uid'], ['U13585627', 'at-uid']]) {
+    assert.deepEqual(inspectJson(compiled, { uid: value }, response).findings.map((f) => f.detector), [detector], value);
+  }
+  assert.deepEqual(inspectJson(compiled, { uid: 'u-4711' }, response).findings, []);
+  // In running text, ".org", "run", "ui", "vs" and "cc" are not context words: nothing near them is tried as an identifier.
+  // (A CI run number that happens to pass Chile's RUN check was one: "run" named it.)
+  const prose = 'CI run 12345678-5 passed; the ui tests vs the cc list: 100155212 on https://docs.example.org/page/100155212';
+  assert.deepEqual(inspectText(compiled, prose, response).findings.map((f) => f.detector), []);
+  // RUT, the same number's name that is not an English word, still is one in text.
+  assert.deepEqual(inspectText(compiled, 'RUT 12345678-5', response).findings.map((f) => f.detector), ['cl-rut']);
+  // Its long name still is, in text.
+  assert.deepEqual(inspectText(compiled, 'Unternehmens-Identifikationsnummer CHE-100.155.212', response).findings.map((f) => f.detector), ['ch-uid']);
+});
+
+test('every stdnum test vector holds a digit, so a candidate without one is never given to stdnum', () => {
+  const examples = JSON.parse(readFileSync(new URL('./detectors/stdnum-examples.json', import.meta.url), 'utf8')) as Record<string, string[]>;
+  const digitless = Object.entries(examples).flatMap(([path, list]) => list.filter((e) => !/\d/.test(e)).map((e) => `${path}: ${e}`));
+  assert.deepEqual(digitless, []);
+  assert.ok(Object.keys(examples).length > 150);
 });

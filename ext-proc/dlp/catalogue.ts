@@ -24,6 +24,7 @@ export function listDetectors(): DetectorInfo[] {
     validation: d.validation ?? 'format',
     requiresContext: d.requiresContext ?? false,
     keywords: [...(d.keywords ?? [])],
+    fieldNameKeywords: [...(d.fieldNameKeywords ?? [])],
     confidence: { ...d.confidence },
     profiles: [...d.profiles],
   }));

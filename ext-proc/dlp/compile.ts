@@ -192,14 +192,16 @@ export function compileDataProtection(policy: DataProtection | undefined, option
   const detectors: CompiledDetector[] = selected.map((def) => {
     const o = overrides.get(def.id);
     const keywords = def.keywords ?? [];
+    const allKeywords = [...keywords, ...(def.fieldNameKeywords ?? [])];
     const shapeSource = def.pattern ?? `\\b${identifierShape}\\b`;
     const anchorFree = !/[\^$]/.test((def.pattern ?? '').replace(/\[\^/g, '['));
     return {
       def,
       shape: new RE2(shapeSource, def.caseInsensitive ? 'gi' : 'g'),
-      keyword: keywords.length > 0 ? new RE2(detectorKeywordPattern(def), 'gi') : null,
+      // Field names and the Set take every context word; running text only `keywords`.
+      keyword: allKeywords.length > 0 ? new RE2(detectorKeywordPattern(def), 'gi') : null,
       keywordSpan: keywords.length > 0 ? new RE2(keywordSpanPattern(keywords), 'gi') : null,
-      keywordsLower: keywords.map((k) => k.toLowerCase()),
+      keywordsLower: allKeywords.map((k) => k.toLowerCase()),
       negativesLower: (def.negativeKeywords ?? []).map((k) => k.toLowerCase()),
       requiresContext: def.requiresContext ?? false,
       anchorFree,
@@ -220,7 +222,7 @@ export function compileDataProtection(policy: DataProtection | undefined, option
     if (d.requiresContext) {
       if (!d.keyword) return;
       setEntries.push({ kind: 'keyword', detector: index });
-      sources.push(`(?i)${detectorKeywordPattern(d.def)}`);
+      sources.push(detectorSetKeywordSource(d.def));
     } else {
       setEntries.push({ kind: 'pattern', detector: index });
       const source = standaloneNumberGroups.has(d.def.group) ? standaloneSetSource(d.shape.source) : d.shape.source;
@@ -302,9 +304,22 @@ export function keywordPattern(keywords: string[], digitsMayFollow = false): str
   return `(?:^|[^A-Za-z0-9])(?:${keywordAlternatives(keywords)})(?:${digitsMayFollow ? '[^A-Za-z]' : '[^A-Za-z0-9]'}|$)`;
 }
 
-/** The keyword pattern of a detector: a credential's name may end in a version number (`PASSWORD2`, see assignment.ts). */
+/** The keyword pattern of a detector, as a field's name is tested: a credential's name may end in a version number (`PASSWORD2`, see assignment.ts). */
 export function detectorKeywordPattern(def: DetectorDefinition): string {
-  return keywordPattern(def.keywords ?? [], def.assignment !== undefined);
+  return keywordPattern([...(def.keywords ?? []), ...(def.fieldNameKeywords ?? [])], def.assignment !== undefined);
+}
+
+/**
+ * The Set entry of a keyword-gated detector (multi-line: the Set also runs over field names, one a
+ * line). Its context words anywhere; its field-name words only where they end a line (a field name
+ * alone) or are followed by what ends a name in a body (`"uid":`, `uid=`, `uid: `), so prose and URLs
+ * with those words (".org/", "run the tests") leave the Set pass clean.
+ */
+export function detectorSetKeywordSource(def: DetectorDefinition): string {
+  const text = (def.keywords ?? []).length > 0 ? keywordPattern(def.keywords!, def.assignment !== undefined) : null;
+  const names = def.fieldNameKeywords ?? [];
+  const asName = names.length > 0 ? `(?:^|[^A-Za-z0-9])(?:${keywordAlternatives(names)})(?:["']?[ \t]*[:=]|$)` : null;
+  return `(?im)${[text, asName].filter((p) => p !== null).join('|')}`;
 }
 
 /**

@@ -70,6 +70,12 @@ interface DetectorShape {
   caseInsensitive?: boolean;
   /** Context words. With requiresContext, a match counts only near one of them. */
   keywords?: string[];
+  /**
+   * Context words that count only in a field's name, never in running text: abbreviations that are
+   * other words far more often ("uid", "run", ".org" of a domain). A field named so is a label; the
+   * word in prose is not.
+   */
+  fieldNameKeywords?: string[];
   requiresContext?: boolean;
   /** How many characters after a keyword a candidate may start (default 48). */
   contextWindow?: number;
@@ -106,6 +112,7 @@ export interface DetectorInfo {
   validation: ValidationKind;
   requiresContext: boolean;
   keywords: string[];
+  fieldNameKeywords: string[];
   confidence: ConfidenceModel;
   profiles: ComplianceProfile[];
 }

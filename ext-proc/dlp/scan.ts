@@ -10,7 +10,7 @@
 // at field names once per distinct name and at values only when the Set saw a
 // keyword in them, and the per-candidate path allocates little.
 import RE2 from 're2';
-import { detectorKeywordPattern, setMaxMemBytes, standaloneNumberGroups, type CompiledDataProtectionOk, type CompiledDetector, type SetEntry } from './compile.ts';
+import { detectorSetKeywordSource, setMaxMemBytes, standaloneNumberGroups, type CompiledDataProtectionOk, type CompiledDetector, type SetEntry } from './compile.ts';
 import { asciiReading } from './look-alikes.ts';
 import { ampersandContinues, assignedValueAt, isCodeReference, nameEndsWithWord, unquotedValueEnd, maxValueLength as maxAssignedValueLength } from './assignment.ts';
 import { charKind, isTrivial, mayMatch, punctuationBit, type Features, type Requirement } from './prefilter.ts';
@@ -609,7 +609,7 @@ function keywordHitsIn(compiled: CompiledDataProtectionOk, text: string): number
     compiled.setEntries.forEach((e, i) => {
       if (e.kind !== 'keyword') return;
       entry.push(i);
-      sources.push(`(?i)${detectorKeywordPattern(compiled.detectors[e.detector]!.def)}`);
+      sources.push(detectorSetKeywordSource(compiled.detectors[e.detector]!.def));
     });
     try {
       k = sources.length > 0 ? { set: new RE2.Set(sources, { anchor: 'unanchored', maxMem: setMaxMemBytes }), entry } : null;
@@ -1110,6 +1110,7 @@ function acceptAndPush(scan: Scan, d: CompiledDetector, seg: number, start: numb
 
 /** Context words inside values: the region after each one. */
 function scanKeywordInValues(scan: Scan, d: CompiledDetector, seen: Set<number>): void {
+  if (d.keywordSpan === null) return; // its only context words are field names
   const j = scan.withLetters();
   if (j.segs.length === 0) return;
   // Word spans that do not take the character after the word: two context words one separator apart

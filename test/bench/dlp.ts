@@ -25,6 +25,12 @@ function measure(name: string, bytes: number, fn: () => void, minMs = 1500): { n
 
 const clean = cleanToolResult(1, 2000);
 const cleanBuf = Buffer.from(JSON.stringify(clean));
+// Clean too, with words that abbreviate an identifier somewhere and are something else far more often
+// (".org" URLs, "run", "ui", "vs", "cc" in prose): as context words in text they once
+// put every word near them to a stdnum check.
+const everyday = Buffer.from(JSON.stringify(Array.from({ length: 5000 }, (_, i) => ({ id: `u-${i}`, url: `https://docs.example.org/page/${i}`, state: 'done', note: 'run the ui tests vs the cc list again' }))));
+// And a field name that labels an identifier (the Swiss and Austrian UID) on every record, holding user ids.
+const uidFields = Buffer.from(JSON.stringify(Array.from({ length: 5000 }, (_, i) => ({ uid: `u-${i}`, url: `https://docs.example.com/page/${i}`, state: 'done', note: 'the build finished' }))));
 const dense = denseToolResult(2, 2000);
 const denseBuf = Buffer.from(JSON.stringify(dense));
 
@@ -36,6 +42,8 @@ const set = compiled.set!;
 const rows = [
   measure('clean JSON, the RE2.Set pass alone (ceiling)', cleanBuf.length, () => set.match(cleanBuf)),
   measure(`clean JSON, raw body (inspectBody), ${(cleanBuf.length / 1e6).toFixed(1)} MB`, cleanBuf.length, () => inspectBody(compiled, cleanBuf, ctx)),
+  measure(`clean JSON with everyday abbreviations (.org URLs, "run", "ui", "vs", "cc"), raw body, ${(everyday.length / 1e6).toFixed(1)} MB`, everyday.length, () => inspectBody(compiled, everyday, ctx)),
+  measure(`clean JSON with a "uid" field (user ids) on every record, raw body, ${(uidFields.length / 1e6).toFixed(1)} MB`, uidFields.length, () => inspectBody(compiled, uidFields, ctx)),
   measure('clean JSON, parsed (JSON.parse + inspectJson)', cleanBuf.length, () => inspectJson(compiled, JSON.parse(cleanBuf.toString()), ctx)),
   measure('clean JSON, inspectJson on an already-parsed value', cleanBuf.length, () => inspectJson(compiled, clean, ctx)),
   measure(`dense JSON, raw body (inspectBody), ${(denseBuf.length / 1e6).toFixed(1)} MB`, denseBuf.length, () => inspectBody(compiled, denseBuf, ctx)),

@@ -117,7 +117,9 @@ export function generateCorpus(seed = 20240601, perDetector = 40): LabelledSampl
   for (const d of nationalDetectors) {
     const path = stdnumPathOf(d.id);
     for (const value of (stdnumExamples as Record<string, string[]>)[path] ?? []) {
-      samples.push({ detector: d.id, body: { record: { [d.keywords![0]!.replace(/ /g, '_')]: value, updated: '2024-05-01' } }, note: `stdnum ${path}` });
+      // A field named by a word that is a label only as a field name ("uid") when the identifier has one.
+      const fieldName = d.fieldNameKeywords?.[0] ?? d.keywords![0]!;
+      samples.push({ detector: d.id, body: { record: { [fieldName.replace(/ /g, '_')]: value, updated: '2024-05-01' } }, note: `stdnum ${path}` });
     }
   }
 
@@ -132,6 +134,9 @@ export function generateCorpus(seed = 20240601, perDetector = 40): LabelledSampl
   neg(() => ({ tracking: { tracking_number: '1Z' + chars(16, 'ABCDEFGHJKLMNPQRSTUVWXYZ0123456789'), carrier: 'ups' } }), 'tracking number');
   neg(() => ({ ticket_ref: `${digits(3)}-${digits(3)}-${digits(4)}`.replace(/^./, '1'), queue: 'support' }), 'phone-shaped ticket reference (not a valid NANP area code)');
   neg(() => ({ invoice_id: 'INV-' + digits(9), amount_cents: Math.floor(rnd() * 1e6), sku: digits(12) }), 'invoice / sku');
+  // Words that abbreviate an identifier somewhere and are something else far more often, in prose,
+  // URLs and ordinary field names, with numbers nearby.
+  neg(() => ({ uid: `u-${digits(5)}`, note: `run ${digits(4)}: the ui tests vs the cc list passed on rc ${digits(1)}; see https://docs.example.org/page/${digits(6)}`, epic: `PROJ-${digits(4)}`, bank: 'Chase', vid: digits(8), run: digits(7) }), 'abbreviation-like words (uid, run, ui, vs, cc, rc, .org, epic, bank, vid) near numbers');
   neg(() => {
     for (;;) {
       const s = digits(9);

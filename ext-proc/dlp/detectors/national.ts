@@ -34,10 +34,32 @@ const coveredElsewhere = new Set([
  * takes any two letters and three digits for the government-department (GD) and health-authority (HA)
  * numbers, so "BG 075" (the start of a Bulgarian VAT number) passed as a UK one.
  */
+/**
+ * Tests that run before stdnum, for identifiers named by a word that names many other fields ("uid"):
+ * stdnum requires these prefixes too (CHE-..., ATU... or U...), and answering here spares a stdnum call
+ * (which throws on rejection) for every user id in a payload of "uid" fields.
+ */
+const beforeStdnum: Record<string, (candidate: string) => boolean> = {
+  'CH.uid': (candidate) => {
+    const compact = compactOf(candidate);
+    return compact.length === 12 && compact.startsWith('CHE');
+  },
+  'AT.uid': (candidate) => {
+    const compact = compactOf(candidate);
+    return (compact.length === 11 && compact.startsWith('ATU')) || (compact.length === 9 && compact.startsWith('U'));
+  },
+};
+
+/** Upper case, without the separators identifiers are written with. */
+function compactOf(candidate: string): string {
+  let compact = '';
+  for (const c of candidate.toUpperCase()) if (c !== ' ' && c !== '.' && c !== '-' && c !== '/') compact += c;
+  return compact;
+}
+
 const alsoRequired: Record<string, (candidate: string) => boolean> = {
   'GB.vat': (candidate) => {
-    let compact = '';
-    for (const c of candidate.toUpperCase()) if (c !== ' ' && c !== '.' && c !== '-') compact += c;
+    let compact = compactOf(candidate);
     if (compact.startsWith('GB')) compact = compact.slice(2);
     return compact.length !== 5 || compact.startsWith('GD') || compact.startsWith('HA');
   },
@@ -69,9 +91,9 @@ const extraKeywords: Record<string, string[]> = {
   'ZA.idnr': ['south african id', 'sa id'], 'IL.idnr': ['teudat zehut', 'israeli id'], 'IS.kennitala': ['kennitala'], 'EE.ik': ['isikukood'],
   'LT.asmens': ['asmens kodas'], 'DE.idnr': ['steuer-id', 'steueridentifikationsnummer', 'idnr'], 'DE.svnr': ['sozialversicherungsnummer', 'rentenversicherungsnummer'],
   'AU.tfn': ['tfn', 'tax file number'], 'NZ.ird': ['ird'], 'HK.hkid': ['hkid'], 'TW.natid': ['national id'], 'TH.idnr': ['thai id'],
-  'MY.nric': ['nric', 'mykad'], 'PK.cnic': ['cnic'], 'IN.pan': ['pan', 'permanent account number'], 'IN.epic': ['epic', 'voter id'],
+  'MY.nric': ['nric', 'mykad'], 'PK.cnic': ['cnic'], 'IN.pan': ['pan', 'permanent account number'], 'IN.epic': ['epic number', 'epic no', 'voter id'],
   'CH.ssn': ['ahv', 'avs', 'ahv-nr'], 'AT.vnr': ['versicherungsnummer', 'svnr'], 'GR.amka': ['amka'], 'CZ.rc': ['rodné číslo', 'rodne cislo'],
-  'SK.rc': ['rodné číslo', 'rodne cislo'], 'HR.oib': ['oib'], 'RU.inn': ['inn', 'инн'], 'UA.rntrc': ['rnokpp', 'рнокпп'], 'US.ein': ['ein', 'employer identification'],
+  'SK.rc': ['rodné číslo', 'rodne cislo'], 'HR.oib': ['oib'], 'RU.inn': ['инн'], 'KE.pin': ['kra pin'], 'FO.vn': ['vinnutal', 'v-tal'], 'UA.rntrc': ['rnokpp', 'рнокпп'], 'US.ein': ['ein', 'employer identification'],
 };
 
 function classify(name: string): { group: DetectorGroup; dataClass: string } {
@@ -94,8 +116,18 @@ function keywordsFor(path: string, key: string, v: StdnumValidator): string[] {
   const local = v.localName?.trim().toLowerCase();
   if (local && local.length >= 4 && local.length <= 60 && local !== 'name') words.add(local);
   for (const extra of extraKeywords[path] ?? []) words.add(extra);
-  return [...words].filter((w) => w.length >= 2 && !/^(id|no|nr|ci|cn|cr)$/.test(w) || extraKeywords[path]?.includes(w));
+  return [...words].filter((w) => (w.length >= 2 && !/^(id|no|nr|ci|cn|cr)$/.test(w)) || extraKeywords[path]?.includes(w));
 }
+
+/**
+ * Abbreviations that are, far more often, something else: a domain ending (".org"), English words
+ * ("run", "bank", "epic", "inn", "ban"), German ones ("bis"), tokens of code and tickets ("ui",
+ * "uid", "vs", "cc", "rc", "pw", "vid"). In running text they would put every word near them to the
+ * identifier's test (a tool result with "https://...example.org/..." in each record was inspected at
+ * 5 MB/s instead of 230) and make numbers after them identifiers by chance; as a field's name
+ * (`{"uid": "CHE-100.155.212"}`) they still label its value (fieldNameKeywords).
+ */
+const commonWords = new Set(['org', 'run', 'ui', 'uid', 'vs', 'cc', 'hp', 'pw', 'rc', 'rn', 'sv', 'nn', 'bi', 'ce', 'ni', 'ik', 'vn', 'tn', 'mf', 'vid', 'vin', 'epic', 'inn', 'bank', 'ice', 'pin', 'ban', 'bis']);
 
 const examples = stdnumExamples as Record<string, string[]>;
 
@@ -106,7 +138,9 @@ export const nationalDetectors: DetectorDefinition[] = Object.entries(stdnum as 
   .filter(({ path }) => !coveredElsewhere.has(path))
   .map(({ country, key, validator, path }): DetectorDefinition => {
     const { group, dataClass } = classify(validator.name);
-    const keywords = keywordsFor(path, key, validator);
+    const words = keywordsFor(path, key, validator);
+    const keywords = words.filter((w) => !commonWords.has(w) || extraKeywords[path]?.includes(w));
+    const fieldNameKeywords = words.filter((w) => !keywords.includes(w));
     // The catalogue example: stdnum's first test number written as identifiers are (one vector, "DE 136,695 976", has a comma).
     const sample = examples[path]?.find((e) => !e.includes(',')) ?? examples[path]?.[0];
     const validation = withoutCheckDigit[path] ?? 'checksum';
@@ -115,12 +149,13 @@ export const nationalDetectors: DetectorDefinition[] = Object.entries(stdnum as 
       group,
       dataClass,
       description: `${validator.name}${validator.abbreviation ? ` (${validator.abbreviation})` : ''}, ${validatedBy[validation]}; reported next to its name`,
-      examples: sample ? [`${keywords[0]}: ${sample}`] : [],
+      examples: sample ? [`${keywords[0] ?? words[0]}: ${sample}`] : [],
       keywords,
+      ...(fieldNameKeywords.length > 0 ? { fieldNameKeywords } : {}),
       requiresContext: true,
       contextWindow: 32,
       validation,
-      validate: byStdnum((candidate) => quietly(() => validator.validate(candidate).isValid) && (alsoRequired[path]?.(candidate) ?? true)),
+      validate: byStdnum((candidate) => (beforeStdnum[path]?.(candidate) ?? true) && quietly(() => validator.validate(candidate).isValid) && (alsoRequired[path]?.(candidate) ?? true)),
       confidence: { base: 0.8, contextBoost: 0.15, negativePenalty: 0.3 },
       profiles: group === 'health' ? ['hipaa', 'gdpr-pii'] : ['gdpr-pii'],
       maskKeep: 0,
