@@ -23,7 +23,7 @@
 // - an XML or HTML character reference of a printable ASCII character or the no-break space
 //   (`&#52;`, `&#x34;`, `&#160;`, `&nbsp;`): that character (a space for the no-break space).
 
-import { hexValue, startReading } from './json-escapes.ts';
+import { hexValue, startReading, textOfUnits } from './json-escapes.ts';
 
 /** What a BMP character becomes: its ASCII counterpart, `removed`, or 0 when it stays as it is. */
 const bmpReading = new Uint8Array(0x10000);
@@ -194,6 +194,12 @@ export function asciiReading(text: string): AsciiReading | null {
   let sameOffsets = true;
   while (i < text.length) {
     const c = text.charCodeAt(i);
+    // Most characters are ASCII that reads as itself: copied without the lookups below.
+    if (c < 0x80 && c !== 0x25 && c !== 0x26 && bmpReading[c] === 0) {
+      units[n] = c;
+      origin[n++] = i++;
+      continue;
+    }
     const escaped = c === 0x25 ? percentEscaped(text, i) : 0;
     if (escaped !== 0) {
       units[n] = escaped;
@@ -229,9 +235,7 @@ export function asciiReading(text: string): AsciiReading | null {
     i += width;
   }
   origin[n] = text.length;
-  let out = '';
-  for (let k = 0; k < n; k += 8192) out += String.fromCharCode(...units.subarray(k, Math.min(n, k + 8192)));
-  return { text: out, origin: sameOffsets ? null : origin.slice(0, n + 1) };
+  return { text: textOfUnits(units, n), origin: sameOffsets ? null : origin.slice(0, n + 1) };
 }
 
 /** The ASCII reading alone (fingerprints: a value and its look-alike spelling are the same value). */
