@@ -21,20 +21,6 @@ const coveredElsewhere = new Set([
 ]);
 
 /**
- * stdnum validators without a check digit over the whole number, read from their source (stdnum
- * 1.12) and measured (most single-digit changes of their test vectors still validate). The rest
- * have one; catalogue.test.ts holds every detector that claims a checksum to that.
- * - format: length and character classes, perhaps a fixed leading character.
- * - structure: dates, registry or region tables, prefixes, or a check digit over only part of
- *   the number (CA.bn, CA.gst, CA.qst, ID.npwp: the first nine digits; CZ.rc/SK.rc: none in the
- *   nine-digit form; DE.passport: only the issuing-authority part; EC.ruc, GT.cui, NL.btw, NZ.bank).
- */
-/**
- * Checks a candidate must also pass where stdnum (1.12) accepts more than the format allows: its GB.vat
- * takes any two letters and three digits for the government-department (GD) and health-authority (HA)
- * numbers, so "BG 075" (the start of a Bulgarian VAT number) passed as a UK one.
- */
-/**
  * Tests that run before stdnum, for identifiers named by a word that names many other fields ("uid"):
  * stdnum requires these prefixes too (CHE-..., ATU... or U...), and answering here spares a stdnum call
  * (which throws on rejection) for every user id in a payload of "uid" fields.
@@ -57,6 +43,11 @@ function compactOf(candidate: string): string {
   return compact;
 }
 
+/**
+ * Checks a candidate must also pass where stdnum (1.12) accepts more than the format allows: its GB.vat
+ * takes any two letters and three digits for the government-department (GD) and health-authority (HA)
+ * numbers, so "BG 075" (the start of a Bulgarian VAT number) passed as a UK one.
+ */
 const alsoRequired: Record<string, (candidate: string) => boolean> = {
   'GB.vat': (candidate) => {
     let compact = compactOf(candidate);
@@ -65,6 +56,15 @@ const alsoRequired: Record<string, (candidate: string) => boolean> = {
   },
 };
 
+/**
+ * stdnum validators without a check digit over the whole number, read from their source (stdnum
+ * 1.12) and measured (most single-digit changes of their test vectors still validate). The rest
+ * have one; catalogue.test.ts holds every detector that claims a checksum to that.
+ * - format: length and character classes, perhaps a fixed leading character.
+ * - structure: dates, registry or region tables, prefixes, or a check digit over only part of
+ *   the number (CA.bn, CA.gst, CA.qst, ID.npwp: the first nine digits; CZ.rc/SK.rc: none in the
+ *   nine-digit form; DE.passport: only the issuing-authority part; EC.ruc, GT.cui, NL.btw, NZ.bank).
+ */
 const withoutCheckDigit: Record<string, Exclude<ValidationKind, 'checksum'>> = {
   'AO.bi': 'format', 'AO.nif': 'format', 'AR.dni': 'format', 'AT.businessid': 'format', 'AZ.pin': 'format', 'AZ.tin': 'format',
   'CA.pst': 'format', 'CR.cpf': 'format', 'CR.cr': 'format', 'DZ.nif': 'format', 'EG.tn': 'format', 'FO.vn': 'format',
