@@ -108,6 +108,10 @@ test('a word that abbreviates an identifier but is mostly something else labels 
   assert.deepEqual(inspectText(compiled, prose, response).findings.map((f) => f.detector), []);
   // RUT, the same number's name that is not an English word, still is one in text.
   assert.deepEqual(inspectText(compiled, 'RUT 12345678-5', response).findings.map((f) => f.detector), ['cl-rut']);
+  // Written with thousands dots, as it mostly is (stdnum itself does not take the dots), and masked whole.
+  const dotted = inspectText(compiled, 'RUT 12.345.678-5 del cliente', response);
+  assert.deepEqual(dotted.findings.map((f) => f.detector), ['cl-rut']);
+  assert.deepEqual(inspectText(compiled, 'RUT 12.345.678-4', response).findings, [], 'a wrong check digit is still refused');
   // Its long name still is, in text.
   assert.deepEqual(inspectText(compiled, 'Unternehmens-Identifikationsnummer CHE-100.155.212', response).findings.map((f) => f.detector), ['ch-uid']);
 });

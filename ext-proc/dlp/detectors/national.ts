@@ -36,6 +36,15 @@ const beforeStdnum: Record<string, (candidate: string) => boolean> = {
   },
 };
 
+/**
+ * How a candidate is given to stdnum where stdnum (1.12) does not take a common way of writing it:
+ * Chile's RUT and RUN are written with thousands dots (12.345.678-5), which its compact form keeps.
+ */
+const spelledForStdnum: Record<string, (candidate: string) => string> = {
+  'CL.rut': (candidate) => candidate.replaceAll('.', ''),
+  'CL.run': (candidate) => candidate.replaceAll('.', ''),
+};
+
 /** Upper case, without the separators identifiers are written with. */
 function compactOf(candidate: string): string {
   let compact = '';
@@ -155,7 +164,7 @@ export const nationalDetectors: DetectorDefinition[] = Object.entries(stdnum as 
       requiresContext: true,
       contextWindow: 32,
       validation,
-      validate: byStdnum((candidate) => (beforeStdnum[path]?.(candidate) ?? true) && quietly(() => validator.validate(candidate).isValid) && (alsoRequired[path]?.(candidate) ?? true)),
+      validate: byStdnum((candidate) => (beforeStdnum[path]?.(candidate) ?? true) && quietly(() => validator.validate(spelledForStdnum[path]?.(candidate) ?? candidate).isValid) && (alsoRequired[path]?.(candidate) ?? true)),
       confidence: { base: 0.8, contextBoost: 0.15, negativePenalty: 0.3 },
       profiles: group === 'health' ? ['hipaa', 'gdpr-pii'] : ['gdpr-pii'],
       maskKeep: 0,
