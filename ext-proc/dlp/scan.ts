@@ -538,9 +538,17 @@ function scanWithHits(compiled: CompiledDataProtectionOk, t: SegmentTable, rawHi
   if (rawHits === null) {
     for (const h of keyHits) if (!valueHits!.has(h)) hits.push(h);
   } else if (keywordHit) {
-    // Which keyword detectors have a context word inside a value: one Set pass over the values with letters.
-    const letters = scan.withLetters();
-    valueHits = new Set(letters.segs.length > 0 ? keywordHitsIn(compiled, letters.text) : []);
+    // Which keyword detectors have a context word inside a value. A keyword entry the trusted pass over
+    // the body hit and the field names did not can only have hit in a value: no second pass is needed
+    // unless some hit entry is in the field names too (then one Set pass over the values with letters).
+    const fromKeys = new Set(keyHits);
+    const keywordHits = hits.filter((h) => entries[h]?.kind === 'keyword');
+    if (keywordHits.some((h) => fromKeys.has(h))) {
+      const letters = scan.withLetters();
+      valueHits = new Set(letters.segs.length > 0 ? keywordHitsIn(compiled, letters.text) : []);
+    } else {
+      valueHits = new Set(keywordHits);
+    }
   }
   const keyHitSet = new Set(keyHits);
   if (scan.small) {
