@@ -9,6 +9,7 @@ import { after, before, describe, test } from 'node:test';
 import { adminRequest, waitForEnvoyVersion, type ControlPlaneReplica } from '../deploy/gateway-processes.ts';
 import { demoDocuments, startGatewayFixture, type GatewayFixture } from './support/gateway-fixture.ts';
 import { natsServerMissing, startNatsServer, type NatsServer } from './support/nats-server.ts';
+import { waitForExtProcVersion } from './support/policy-stream.ts';
 
 const skip = natsServerMissing();
 const support = '/personas/support-agent';
@@ -100,16 +101,6 @@ describe('control-plane replicas over NATS, with real Envoy', { skip: skip ?? fa
     assert.equal(((await refusedCall.json()) as { code: string }).code, 'credential_invalid');
   });
 });
-
-async function waitForExtProcVersion(healthPort: number, version: number): Promise<void> {
-  const deadline = Date.now() + 10_000;
-  for (;;) {
-    const ready = (await (await fetch(`http://127.0.0.1:${healthPort}/readyz`)).json()) as { configVersion?: number };
-    if ((ready.configVersion ?? 0) >= version) return;
-    if (Date.now() > deadline) throw new Error(`ext_proc did not reach config version ${version}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 async function waitForReplication(replica: ControlPlaneReplica, connected: boolean): Promise<void> {
   const deadline = Date.now() + 15_000;

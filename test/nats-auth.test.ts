@@ -22,6 +22,7 @@ import { startGatewayFixture, type GatewayFixture } from './support/gateway-fixt
 import { natsServerMissing, startNatsServer, type NatsServer } from './support/nats-server.ts';
 import { close, createRecordingMcpServer, listen, type RecordingMcpServer } from './support/recording-mcp-server.ts';
 import { createTestCertificateAuthority, type TestCertificateAuthority } from './support/test-certificates.ts';
+import { waitForExtProcVersion } from './support/policy-stream.ts';
 
 const skip = natsServerMissing();
 
@@ -251,14 +252,4 @@ function startFailure(output: string): string {
   const line = output.split('\n').find((l) => l.includes('"event":"start_failed"'));
   assert.ok(line, `no start_failed in: ${output}`);
   return (JSON.parse(line) as { error: string }).error;
-}
-
-async function waitForExtProcVersion(healthPort: number, version: number): Promise<void> {
-  const deadline = Date.now() + 10_000;
-  for (;;) {
-    const ready = (await (await fetch(`http://127.0.0.1:${healthPort}/readyz`)).json()) as { configVersion?: number };
-    if ((ready.configVersion ?? 0) >= version) return;
-    if (Date.now() > deadline) throw new Error(`ext_proc did not reach config version ${version}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
 }

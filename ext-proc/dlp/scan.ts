@@ -535,22 +535,21 @@ function scanWithHits(compiled: CompiledDataProtectionOk, t: SegmentTable, rawHi
     keys = distinctKeys(t, scan.keyIds);
     keyHits = keys.length > 0 ? set.match(keys.join('\n')) : [];
   }
+  const keyHitSet = new Set(keyHits);
   if (rawHits === null) {
     for (const h of keyHits) if (!valueHits!.has(h)) hits.push(h);
   } else if (keywordHit) {
     // Which keyword detectors have a context word inside a value. A keyword entry the trusted pass over
     // the body hit and the field names did not can only have hit in a value: no second pass is needed
     // unless some hit entry is in the field names too (then one Set pass over the values with letters).
-    const fromKeys = new Set(keyHits);
     const keywordHits = hits.filter((h) => entries[h]?.kind === 'keyword');
-    if (keywordHits.some((h) => fromKeys.has(h))) {
+    if (keywordHits.some((h) => keyHitSet.has(h))) {
       const letters = scan.withLetters();
       valueHits = new Set(letters.segs.length > 0 ? keywordHitsIn(compiled, letters.text) : []);
     } else {
       valueHits = new Set(keywordHits);
     }
   }
-  const keyHitSet = new Set(keyHits);
   if (scan.small) {
     // line-free patterns without a punctuation mark to look for (see smallFor)
     const lineFree = hits.filter((h) => {
