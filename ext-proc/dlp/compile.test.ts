@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { compileDataProtection } from './compile.ts';
+import RE2 from 're2';
+import { compileDataProtection, detectorSetKeywordSource, keywordPattern } from './compile.ts';
 
 const compiled = compileDataProtection({} as never);
 assert.ok(compiled.ok && compiled.set);
@@ -48,4 +49,33 @@ test('without a profile every detector runs: tuning one detector or adding a rul
   const pciAndKeys = activeIds({ profiles: ['pci-dss'], rules: [{ groups: ['credentials'], action: 'block' }], detectors: [{ id: 'us-ssn' }] });
   assert.ok(pci.has('payment-card-visa') && !pci.has('aws-access-key-id') && !pci.has('us-ssn'));
   assert.ok(pciAndKeys.has('payment-card-visa') && pciAndKeys.has('aws-access-key-id') && pciAndKeys.has('us-ssn'));
+});
+
+test("a keyword-gated detector's Set entry hits wherever its context words stand as the keyword patterns read them", () => {
+  // The patterns the Set entry stands for: a context word not glued to a letter or digit before it,
+  // and a field-name word ending a line or followed by what ends a name.
+  let checked = 0;
+  const before = ['', ' ', '_', '"', '-', 'é', '\n', '€'];
+  for (const d of compiled.detectors) {
+    if (!d.requiresContext) continue;
+    const entry = new RE2(detectorSetKeywordSource(d.def));
+    const asText = (d.def.keywords ?? []).length > 0 ? new RE2(`(?im)${keywordPattern(d.def.keywords!, d.def.assignment !== undefined)}`) : null;
+    const asName = (d.def.fieldNameKeywords ?? []).length > 0 ? new RE2(`(?im)${keywordPattern(d.def.fieldNameKeywords!).replace(/\(\?:\[\^A-Za-z0-9\]\|\$\)$/, '(?:["\']?[ \\t]*[:=]|$)')}`) : null;
+    for (const word of [...(d.def.keywords ?? []), ...(d.def.fieldNameKeywords ?? [])]) {
+      const spellings = [word, word.toUpperCase(), word[0]!.toUpperCase() + word.slice(1), word.replace(/ /g, '_')];
+      if (/^k/i.test(word)) spellings.push('\u212a' + word.slice(1)); // the Kelvin sign, a "k" under (?i)
+      if (/^s/i.test(word)) spellings.push('\u017f' + word.slice(1)); // the long s
+      for (const spelling of spellings) {
+        for (const b of before) {
+          for (const after of ['', ' 123', ': x', '=', '"', 'x']) {
+            const text = `${b}${spelling}${after}`;
+            if (!(asText?.test(text) || asName?.test(text))) continue;
+            checked++;
+            assert.ok(entry.test(text), `${d.def.id}: the Set entry misses ${JSON.stringify(text)}`);
+          }
+        }
+      }
+    }
+  }
+  assert.ok(checked > 5000, `only ${checked} texts checked`);
 });

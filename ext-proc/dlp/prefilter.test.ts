@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import RE2 from 're2';
 import { builtInDetectors } from './catalogue.ts';
-import { charKind, isTrivial, punctuationBit, requirementOf, type Requirement } from './prefilter.ts';
+import { charKind, isTrivial, loosenedForSet, punctuationBit, requirementOf, type Requirement } from './prefilter.ts';
 
 function satisfies(text: string, r: Requirement): boolean {
   let digits = 0;
@@ -54,4 +54,41 @@ test('every example of every detector satisfies what its pattern requires', () =
     }
   }
   assert.ok(checked > 300, `only ${checked} matches checked`);
+});
+
+test("the Set's copy of a pattern counts only up to the bound", () => {
+  assert.equal(loosenedForSet('\\b[A-Za-z0-9._%+-]{1,64}@[a-z]{2,24}\\b', 16), '\\b[A-Za-z0-9._%+-]{1,}@[a-z]{2,}\\b');
+  assert.equal(loosenedForSet('\\bghp_[A-Za-z0-9]{36}\\b', 16), '\\bghp_[A-Za-z0-9]{16,}\\b');
+  assert.equal(loosenedForSet('x{5}y{3,16}z{20,}', 16), 'x{5}y{3,16}z{16,}');
+  // a lazy repetition stays lazy; braces in a class, in \x{...} and escaped ones are not counts
+  assert.equal(loosenedForSet('(?:-\\d){0,17}?', 16), '(?:-\\d){0,}?');
+  assert.equal(loosenedForSet('[a{99}]\\x{2028}\\{40\\}a\\{40}', 16), '[a{99}]\\x{2028}\\{40\\}a\\{40}');
+  assert.equal(loosenedForSet('[]{40}]{40}', 16), '[]{40}]{16,}');
+  assert.equal(loosenedForSet('\\Qa{40}\\E', 16), '\\Qa{40}\\E');
+});
+
+test("the Set's copy of every detector's pattern matches wherever the pattern does", () => {
+  let random = 7;
+  const next = (n: number) => ((random = (random * 1103515245 + 12345) & 0x7fffffff) % n);
+  let checked = 0;
+  for (const d of builtInDetectors) {
+    if (!d.pattern) continue;
+    const flags = d.caseInsensitive ? 'i' : '';
+    const exact = new RE2(d.pattern, flags);
+    const loose = new RE2(loosenedForSet(d.pattern), flags);
+    for (const example of d.examples) {
+      // the example, and copies with a character doubled or dropped (runs of other lengths)
+      const texts = [example];
+      for (let k = 0; k < 24; k++) {
+        const at = next(example.length);
+        texts.push(k % 2 === 0 ? example.slice(0, at) + example[at] + example.slice(at) : example.slice(0, at) + example.slice(at + 1));
+      }
+      for (const text of texts) {
+        if (!exact.test(text)) continue;
+        checked++;
+        assert.ok(loose.test(text), `${d.id}: ${loosenedForSet(d.pattern)} misses "${text}"`);
+      }
+    }
+  }
+  assert.ok(checked > 1000, `only ${checked} texts checked`);
 });

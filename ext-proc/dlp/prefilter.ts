@@ -344,3 +344,67 @@ export function mayMatch(f: Features, i: number, r: Requirement): boolean {
 export function isTrivial(r: Requirement): boolean {
   return r.minLength <= 1 && r.digits === 0 && r.upper === 0 && r.lower === 0 && r.punctuation === 0;
 }
+
+/**
+ * Counted repetitions above this bound are loosened in the RE2.Set's copy of a pattern (see
+ * loosenedForSet). 8 keeps the Set quiet on clean generated tool results (no hit) while cutting the
+ * automaton's growth on text it has not seen before; 16 and 4 were measured too (docs/benchmarks.md).
+ */
+export const setRepetitionBound = 16;
+
+/**
+ * A pattern as the RE2.Set carries it: each counted repetition with an upper bound above `bound`
+ * (`x{m,n}`, `x{m}`, `x{m,}`) becomes `x{min(m, bound),}`. Every text the pattern matches, the
+ * loosened one matches too (a repetition only accepts more counts), so a Set hit still gates the
+ * detector's own pattern, which finds the exact matches. Why: the Set's automaton is the product of
+ * its entries' automata, and an entry that counts up to 64 characters of a run ("a local part of
+ * up to 64 characters before an @") multiplies the states it needs on every new text by those
+ * counts. RE2 builds states as a text needs them, so on text it has not met (most traffic) the Set
+ * pass ran at about 1 MB/s and its cache grew by ~10 MB per MB read.
+ */
+export function loosenedForSet(source: string, bound = setRepetitionBound): string {
+  if (source.includes('\\Q')) return source; // quoted text is not read here
+  let out = '';
+  let inClass = false;
+  for (let i = 0; i < source.length; i++) {
+    const c = source[i]!;
+    if (c === '\\') {
+      const next = source[i + 1] ?? '';
+      if ((next === 'x' || next === 'p' || next === 'P') && source[i + 2] === '{') {
+        const close = source.indexOf('}', i);
+        if (close < 0) return source;
+        out += source.slice(i, close + 1);
+        i = close;
+      } else {
+        out += c + next;
+        i++;
+      }
+      continue;
+    }
+    if (inClass) {
+      if (c === ']') inClass = false;
+      out += c;
+      continue;
+    }
+    if (c === '[') {
+      inClass = true;
+      out += c;
+      // a ] right after [ or [^ is a member
+      if (source[i + 1] === '^') out += source[++i];
+      if (source[i + 1] === ']') out += source[++i];
+      continue;
+    }
+    if (c === '{') {
+      const m = /^\{(\d+)(?:(,)(\d*))?\}/.exec(source.slice(i, i + 16));
+      if (m !== null) {
+        const min = Number(m[1]);
+        const max = m[2] === undefined ? min : m[3] === '' ? Infinity : Number(m[3]);
+        out += max > bound ? `{${Math.min(min, bound)},}` : m[0];
+        i += m[0].length - 1;
+        continue;
+      }
+    }
+    out += c;
+  }
+  return out;
+}
