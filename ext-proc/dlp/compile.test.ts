@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import RE2 from 're2';
-import { compileDataProtection, detectorSetKeywordSource, keywordPattern } from './compile.ts';
+import { compileDataProtection, detectorSetKeywordSource, EntrySets, keywordPattern } from './compile.ts';
 
 const compiled = compileDataProtection({} as never);
 assert.ok(compiled.ok && compiled.set);
@@ -78,4 +78,20 @@ test("a keyword-gated detector's Set entry hits wherever its context words stand
     }
   }
   assert.ok(checked > 5000, `only ${checked} texts checked`);
+});
+
+test('the two Sets answer as one Set of all the entries would', () => {
+  const sources = ['\\bghp_[A-Za-z0-9]{16,}', '\\d{3}-\\d{2}-\\d{4}', '(?im)(?:\\b|_)(?:ssn)(?:[^A-Za-z0-9]|$)', '[a-z]+@[a-z]+\\.com'];
+  const one = new RE2.Set(sources, { anchor: 'unanchored' });
+  const texts = ['', 'nothing here', 'ssn 123-45-6789', 'mail a@b.com and ghp_abcdefghijklmnopqrst', 'SSN: x', 'ghp_short'];
+  for (const inWords of [(i: number) => i % 2 === 0, () => true, () => false]) {
+    const sets = new EntrySets(sources, inWords);
+    for (const text of texts) {
+      assert.deepEqual(sets.match(text), one.match(text), `${text} (${inWords})`);
+      assert.deepEqual(sets.matchWords(Buffer.from(text)), one.match(text).filter((h) => inWords(h)));
+    }
+  }
+  // every entry of the compiled config is in one of the two
+  const all = new Set(set.match('ssn 123-45-6789 jane@example.com ghp_' + 'a'.repeat(36) + ' AKIAIOSFODNN7EXAMPLE'));
+  assert.ok(all.size >= 4, `${[...all]}`);
 });

@@ -33,6 +33,58 @@ export function standaloneSetSource(source: string): string {
   return `(?:^|^[-.]|[^-.]|[^A-Za-z0-9][-.])(?:${source})(?:$|[^-.]|[-.]$|[-.][^A-Za-z0-9])`;
 }
 
+/**
+ * The Set's entries as two RE2.Sets, each one pass over a text. An RE2.Set's automaton is the product
+ * of its entries' automata, built state by state as texts need them: on text it has not met, as most
+ * traffic is, one Set of all entries spent most of its time building states, and two smaller Sets
+ * build far fewer (docs/benchmarks.md, the "first-time" rows). The "words" Set holds the context
+ * words of keyword-gated detectors and the patterns that begin with a literal (a vendor prefix such
+ * as `ghp_`): both follow words, and a literal start keeps a pattern idle until it appears. The
+ * other holds the shapes that can start anywhere (digit groups, e-mail addresses, encoded runs,
+ * escapes, look-alike characters). On text the Sets already know, the second pass is a cost of its own.
+ */
+export class EntrySets {
+  readonly #words: InstanceType<typeof RE2.Set> | null;
+  readonly #wordEntries: Int32Array;
+  readonly #shapes: InstanceType<typeof RE2.Set> | null;
+  readonly #shapeEntries: Int32Array;
+
+  /** `sources[i]` is entry i's pattern; `inWords(i)` says which Set carries it. */
+  constructor(sources: string[], inWords: (entry: number) => boolean) {
+    const words: number[] = [];
+    const shapes: number[] = [];
+    sources.forEach((_, i) => (inWords(i) ? words : shapes).push(i));
+    this.#words = words.length > 0 ? new RE2.Set(words.map((i) => sources[i]!), { anchor: 'unanchored', maxMem: setMaxMemBytes }) : null;
+    this.#wordEntries = Int32Array.from(words);
+    this.#shapes = shapes.length > 0 ? new RE2.Set(shapes.map((i) => sources[i]!), { anchor: 'unanchored', maxMem: setMaxMemBytes }) : null;
+    this.#shapeEntries = Int32Array.from(shapes);
+  }
+
+  /** The entries that match somewhere in the input, ascending. */
+  match(input: Buffer | string): number[] {
+    const hits = this.matchWords(input);
+    if (this.#shapes === null) return hits;
+    const found = this.#shapes.match(input);
+    if (found.length === 0) return hits;
+    for (const h of found) hits.push(this.#shapeEntries[h]!);
+    return hits.sort((x, y) => x - y);
+  }
+
+  /** Only the words Set's entries (keyword entries and literal-led patterns) that match, ascending. */
+  matchWords(input: Buffer | string): number[] {
+    if (this.#words === null) return [];
+    const found = this.#words.match(input);
+    const hits: number[] = new Array(found.length);
+    for (let i = 0; i < found.length; i++) hits[i] = this.#wordEntries[found[i]!]!;
+    return hits;
+  }
+}
+
+/** The Set source starts with three literal characters (after an optional `(?i)`, `\b` and group opening). */
+function startsWithLiteral(source: string): boolean {
+  return /^(?:\(\?i\))?(?:\\b)?(?:\(\?:)?(?:[A-Za-z0-9_]|\\[.\-\/]){3}/.test(source);
+}
+
 /** A JSON escape \b \f \n \r \t whose letter is glued to a following letter or digit (the Set's control-escape entry). */
 const gluedControlEscapeSource = '\\\\[bfnrt][A-Za-z0-9_]';
 
@@ -131,7 +183,7 @@ export interface CompiledDataProtectionOk {
   monitor: boolean;
   policy: DataProtection;
   detectors: CompiledDetector[];
-  set: InstanceType<typeof RE2.Set> | null;
+  set: EntrySets | null;
   setEntries: SetEntry[];
   /** Tests raw bytes for a \b \f \n \r \t escape (see `setPass` in inspect.ts). */
   controlEscape: RE2;
@@ -263,7 +315,7 @@ export function compileDataProtection(policy: DataProtection | undefined, option
     monitor: options.monitor ?? false,
     policy: p,
     detectors,
-    set: new RE2.Set(sources, { anchor: 'unanchored', maxMem: setMaxMemBytes }),
+    set: new EntrySets(sources, (i) => setEntries[i]!.kind === 'keyword' || (setEntries[i]!.kind === 'pattern' && startsWithLiteral(sources[i]!))),
     setEntries,
     controlEscape: new RE2(controlEscapeSource),
     locators: new Map(),

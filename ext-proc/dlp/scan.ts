@@ -10,7 +10,7 @@
 // at field names once per distinct name and at values only when the Set saw a
 // keyword in them, and the per-candidate path allocates little.
 import RE2 from 're2';
-import { detectorSetKeywordSource, setMaxMemBytes, standaloneNumberGroups, type CompiledDataProtectionOk, type CompiledDetector, type SetEntry } from './compile.ts';
+import { standaloneNumberGroups, type CompiledDataProtectionOk, type CompiledDetector, type SetEntry } from './compile.ts';
 import { asciiReading } from './look-alikes.ts';
 import { ampersandContinues, assignedValueAt, isCodeReference, nameEndsWithWord, unquotedValueEnd, maxValueLength as maxAssignedValueLength } from './assignment.ts';
 import { charKind, isTrivial, mayMatch, punctuationBit, type Features, type Requirement } from './prefilter.ts';
@@ -587,49 +587,12 @@ function scanWithHits(compiled: CompiledDataProtectionOk, t: SegmentTable, rawHi
   return resolveOverlaps(ordered !== null && ordered.length === scan.out.length ? ordered : merged(scan.out, runs, t.count));
 }
 
-/** The keyword entries of a config's Set as a Set of their own, with the main Set's index of each. */
-interface KeywordSet {
-  set: InstanceType<typeof RE2.Set>;
-  entry: number[];
-}
-
-const keywordSets = new WeakMap<CompiledDataProtectionOk, KeywordSet | null>();
-
-/** Values joined to at least this many characters are looked at with the keyword Set (see keywordHitsIn). */
-const keywordSetMinLength = 16 * 1024;
-
 /**
- * The main Set's keyword entries that match somewhere in the text. Only those
- * entries are asked about the values, so a Set of them alone answers (each
- * entry of a Set matches or not on its own), built once per config: a smaller
- * automaton runs faster than the whole Set over a long text. The text goes in
- * as UTF-8 bytes, as the Set would convert it.
+ * The main Set's keyword entries that match somewhere in the text: only those entries are asked
+ * about the values, and the words Set (see EntrySets in compile.ts) holds them all.
  */
 function keywordHitsIn(compiled: CompiledDataProtectionOk, text: string): number[] {
-  // Short texts take the main Set: its pass costs little there, and the keyword Set (some
-  // milliseconds to build) is built only once a config meets a long text.
-  if (text.length < keywordSetMinLength) return compiled.set!.match(text);
-  let k = keywordSets.get(compiled);
-  if (k === undefined) {
-    const entry: number[] = [];
-    const sources: string[] = [];
-    compiled.setEntries.forEach((e, i) => {
-      if (e.kind !== 'keyword') return;
-      entry.push(i);
-      sources.push(detectorSetKeywordSource(compiled.detectors[e.detector]!.def));
-    });
-    try {
-      k = sources.length > 0 ? { set: new RE2.Set(sources, { anchor: 'unanchored', maxMem: setMaxMemBytes }), entry } : null;
-    } catch {
-      k = null;
-    }
-    keywordSets.set(compiled, k);
-  }
-  if (k === null) return compiled.set!.match(text);
-  const found = k.set.match(Buffer.from(text));
-  const hits: number[] = new Array(found.length);
-  for (let i = 0; i < found.length; i++) hits[i] = k.entry[found[i]!]!;
-  return hits;
+  return compiled.set!.matchWords(text);
 }
 
 /**
