@@ -1,6 +1,6 @@
 // Compiles a Persona's dataProtection block once per config version: picks the
-// active detectors, resolves actions, and builds the one RE2.Set the engine
-// runs over every body. Bad config comes back as ConfigIssue values.
+// active detectors, resolves actions, and builds the Set entries (two RE2.Sets,
+// see EntrySets) the engine runs over every body. Bad config comes back as ConfigIssue values.
 import RE2 from 're2';
 import { schemaIssueCode, type ConfigIssue } from '../../config/bundle.ts';
 import { dataProtectionSchema, type DataProtection, type DataProtectionAction, type ExternalDlp } from '../../config/data-protection-schema.ts';

@@ -1,6 +1,6 @@
 // The shape of one built-in detector. Detectors are data: a candidate pattern
 // (RE2 syntax), optional context keywords, an optional validator, and a
-// confidence model. The engine compiles all of them into one RE2.Set.
+// confidence model. The engine compiles all of them into the entries of its RE2.Sets.
 
 export const detectorGroups = [
   'financial',

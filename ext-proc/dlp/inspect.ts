@@ -234,8 +234,8 @@ export function inspectTextRange(compiled: CompiledDataProtection, text: string,
 }
 
 /**
- * The data path's entry point for a raw body: one Set pass over the bytes as
- * received decides whether anything can match. Only then is the text read.
+ * The data path's entry point for a raw body: the Set passes over the bytes as
+ * received decide whether anything can match. Only then is the text read.
  */
 export function inspectBody(compiled: CompiledDataProtection, body: Buffer, context: InspectContext): InspectResult<Buffer> {
   if (!compiled.ok || !compiled.active || !compiled.set) return emptyResult(body);
@@ -380,7 +380,7 @@ const clean: number[] = [];
 const preCheckLimit = 64 * 1024;
 
 /**
- * The one Set pass over a JSON text's bytes. Returns `clean` when nothing can
+ * The Set passes over a JSON text's bytes (the entries' two Sets, one pass each). Returns `clean` when nothing can
  * match, the hits when they stand for the values, null when only the decoded
  * values can tell (the Set then runs again over them, see scanTable).
  *
