@@ -347,8 +347,8 @@ export function isTrivial(r: Requirement): boolean {
 
 /**
  * Counted repetitions above this bound are loosened in the RE2.Set's copy of a pattern (see
- * loosenedForSet). 8 keeps the Set quiet on clean generated tool results (no hit) while cutting the
- * automaton's growth on text it has not seen before; 16 and 4 were measured too (docs/benchmarks.md).
+ * loosenedForSet). At 8 the Set hit the generated clean tool result (ordinary ids and dates have
+ * the shape of a VIN or a bitcoin address cut to 8 characters), and every hit costs a pattern pass.
  */
 export const setRepetitionBound = 16;
 

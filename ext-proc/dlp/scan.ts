@@ -545,7 +545,8 @@ function scanWithHits(compiled: CompiledDataProtectionOk, t: SegmentTable, rawHi
     const keywordHits = hits.filter((h) => entries[h]?.kind === 'keyword');
     if (keywordHits.some((h) => keyHitSet.has(h))) {
       const letters = scan.withLetters();
-      valueHits = new Set(letters.segs.length > 0 ? keywordHitsIn(compiled, letters.text) : []);
+      // the words Set holds every keyword entry
+      valueHits = new Set(letters.segs.length > 0 ? set.matchWords(letters.text) : []);
     } else {
       valueHits = new Set(keywordHits);
     }
@@ -585,14 +586,6 @@ function scanWithHits(compiled: CompiledDataProtectionOk, t: SegmentTable, rawHi
   }
   // When the keyword-gated detectors added nothing, the order is the one Covered was built from.
   return resolveOverlaps(ordered !== null && ordered.length === scan.out.length ? ordered : merged(scan.out, runs, t.count));
-}
-
-/**
- * The main Set's keyword entries that match somewhere in the text: only those entries are asked
- * about the values, and the words Set (see EntrySets in compile.ts) holds them all.
- */
-function keywordHitsIn(compiled: CompiledDataProtectionOk, text: string): number[] {
-  return compiled.set!.matchWords(text);
 }
 
 /**

@@ -12,6 +12,7 @@ import { createStreamProcessor, type ProcessorDependencies } from '../../ext-pro
 import { MemoryAlertSink } from '../../ext-proc/sequence/alerts.ts';
 import { createBehaviourEngine } from '../../ext-proc/sequence/engine.ts';
 import { InMemorySessionStateStore } from '../../ext-proc/sequence/state-store.ts';
+import { installedTextSlices } from './installed-texts.ts';
 
 const secret = 'B'.repeat(43);
 const token = `mnd_0123456789ab_${secret}`;
@@ -42,12 +43,13 @@ const headerList = (o: Record<string, string>) => ({ headers: { headers: Object.
 const requestHeaders = headerList({ ':method': 'POST', ':path': '/personas/p/tickets', 'content-type': 'application/json', authorization: `Bearer ${token}`, 'mcp-session-id': 's1' });
 const responseHeaders = headerList({ ':status': '200', 'content-type': 'application/json' });
 
-function run(label: string, deps: ProcessorDependencies, withCard: boolean, iterations: number, quiet = false): void {
+function run(label: string, deps: ProcessorDependencies, withCard: boolean, iterations: number, quiet = false, resultTexts: string[] = []): void {
   const argText = withCard ? 'refund card 4539 1488 0343 6467 please' : 'customer asks about the printer on floor 3';
-  const resultText = JSON.stringify({ ticket: { id: 42, title: 'Printer on fire', body: 'The printer on floor 3 is on fire again. '.repeat(20) } });
+  const sameResult = JSON.stringify({ ticket: { id: 42, title: 'Printer on fire', body: 'The printer on floor 3 is on fire again. '.repeat(20) } });
   const samples: number[] = [];
   for (let i = 0; i < iterations; i++) {
     const body = Buffer.from(JSON.stringify({ jsonrpc: '2.0', id: i, method: 'tools/call', params: { name: 'tickets.get', arguments: { id: String(i % 500), note: argText } } }));
+    const resultText = resultTexts.length > 0 ? resultTexts[i % resultTexts.length]! : sameResult;
     const result = Buffer.from(JSON.stringify({ jsonrpc: '2.0', id: i, result: { content: [{ type: 'text', text: resultText }] } }));
     const t0 = performance.now();
     const p = createStreamProcessor(route, deps);
@@ -71,3 +73,7 @@ run('no stages', setup({}), false, n);
 run('data protection, clean payload', setup({ dataProtection }), false, n);
 run('data protection, card in arguments (masked)', setup({ dataProtection }), true, n);
 run('data protection + behaviour, clean payload', setup({ dataProtection, behaviour }), false, n);
+// Tool results the engine has not met: each a different 4 KiB slice of the installed packages' docs
+// and sources (the payloads above repeat, so the RE2.Sets run on states built for them).
+const slices = installedTextSlices(4096, n);
+run(`data protection, first-time 4 KiB results (${slices.length} distinct)`, setup({ dataProtection }), false, slices.length, false, slices);

@@ -5,6 +5,7 @@ import { inspectBody, inspectJson } from '../../ext-proc/dlp/inspect.ts';
 import { cleanToolResult, customerRecordsToolResult, denseToolResult } from '../dlp-corpus/generate.ts';
 import { listDetectors } from '../../ext-proc/dlp/catalogue.ts';
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { distinctBodies, installedFiles } from './installed-texts.ts';
 import { join } from 'node:path';
 
 const compiled = compileDataProtection({} as never);
@@ -105,41 +106,6 @@ const smallRows = [
 // one pays for building its own. Each of these bodies is inspected once, by a config compiled for
 // this (no state built before). Docs and sources of the installed packages (.md .js .ts .txt of 2-100
 // KB) as MCP tool results, and their JSON files (0.3-100 KB) as raw bodies; package-lock.json fixes them.
-function installedFiles(pattern: RegExp, minBytes: number): string[] {
-  const found: string[] = [];
-  const walk = (dir: string, depth: number) => {
-    for (const name of readdirSync(dir).sort()) {
-      const path = join(dir, name);
-      const stat = statSync(path, { throwIfNoEntry: false });
-      if (stat?.isDirectory() && depth < 6) walk(path, depth + 1);
-      else if (stat?.isFile() && pattern.test(name) && stat.size > minBytes && stat.size < 100_000 && !path.includes('stdnum')) found.push(path);
-    }
-  };
-  walk('node_modules', 0);
-  // a fixed shuffle, so that no package's files come together
-  let seed = 7;
-  for (let i = found.length - 1; i > 0; i--) {
-    seed = (seed * 1103515245 + 12345) & 0x7fffffff;
-    const j = seed % (i + 1);
-    [found[i], found[j]] = [found[j]!, found[i]!];
-  }
-  return found;
-}
-function distinctBodies(paths: string[], limitBytes: number, asToolResult: boolean): Buffer[] {
-  const seen = new Set<string>();
-  const out: Buffer[] = [];
-  let total = 0;
-  for (const path of paths) {
-    const text = readFileSync(path, 'utf8');
-    if (seen.has(text)) continue;
-    seen.add(text);
-    const body = Buffer.from(asToolResult ? JSON.stringify({ jsonrpc: '2.0', id: 1, result: { content: [{ type: 'text', text }] } }) : text);
-    out.push(body);
-    total += body.length;
-    if (total > limitBytes) break;
-  }
-  return out;
-}
 function firstTime(name: string, bodies: Buffer[], setOnly: boolean): { name: string; mbps: number; iterations: number } {
   const fresh = compileDataProtection({} as never);
   if (!fresh.ok || !fresh.active) throw new Error('compile failed');
