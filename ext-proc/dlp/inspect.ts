@@ -290,8 +290,9 @@ function inspectNotUtf8(compiled: CompiledDataProtectionOk, body: Buffer, contex
 function inspectUtf8(compiled: CompiledDataProtectionOk, body: Buffer, context: InspectContext, asciiBytes: boolean): InspectResult<Buffer> {
   // ASCII bodies (the usual JSON) convert byte for byte, which is cheaper than UTF-8 both ways.
   const ascii = asciiBytes && compiled.policy.maskCharacter.charCodeAt(0) < 128;
+  // The text is made only when a small body's escape test needs it (see setPass) or something may match.
   let text: string | null = null;
-  const pass = setPass(compiled, body, ascii ? (text = body.toString('latin1')) : null, looksLikeJson(body));
+  const pass = setPass(compiled, body, ascii && body.length <= preCheckLimit ? (text = body.toString('latin1')) : null, looksLikeJson(body));
   if (pass === clean) return emptyResult(body);
   text ??= body.toString(ascii ? 'latin1' : 'utf8');
   // An ASCII body's edits are written straight into a copy of its bytes.
