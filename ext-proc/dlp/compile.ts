@@ -13,8 +13,14 @@ import { lookAlikeSetSource } from './look-alikes.ts';
 /** Candidate shape for keyword-gated identifiers without a pattern of their own. */
 const identifierShape = '[A-Za-z0-9](?:[A-Za-z0-9]|[ ./-][A-Za-z0-9]){3,26}';
 
-/** RE2.Set memory budget. The default (8 MiB) makes a few-hundred-pattern Set fall back to a slow path. */
-export const setMaxMemBytes = 256 * 1024 * 1024;
+/**
+ * Memory budget of each RE2.Set: its program and the states of its automaton, built as texts need
+ * them and dropped all at once when the budget is full (RE2 then builds them again). Per compiled
+ * config, on every thread that inspects (the event loop, the inspection worker): two Sets. 5 MB of
+ * installed docs and sources read once grew the two Sets by about 5 MB; with a 4 MiB budget those texts
+ * ran at half the speed (states dropped and rebuilt), with 16 to 256 MiB at the same speed.
+ */
+export const setMaxMemBytes = 64 * 1024 * 1024;
 
 /**
  * Groups whose numbers must stand alone: a UUID piece or a version string is
