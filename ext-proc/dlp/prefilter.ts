@@ -365,46 +365,60 @@ export const setRepetitionBound = 16;
 export function loosenedForSet(source: string, bound = setRepetitionBound): string {
   if (source.includes('\\Q')) return source; // quoted text is not read here
   let out = '';
-  let inClass = false;
-  for (let i = 0; i < source.length; i++) {
-    const c = source[i]!;
-    if (c === '\\') {
-      const next = source[i + 1] ?? '';
-      if ((next === 'x' || next === 'p' || next === 'P') && source[i + 2] === '{') {
-        const close = source.indexOf('}', i);
-        if (close < 0) return source;
-        out += source.slice(i, close + 1);
-        i = close;
-      } else {
-        out += c + next;
-        i++;
-      }
-      continue;
-    }
-    if (inClass) {
-      if (c === ']') inClass = false;
-      out += c;
-      continue;
-    }
-    if (c === '[') {
-      inClass = true;
-      out += c;
-      // a ] right after [ or [^ is a member
-      if (source[i + 1] === '^') out += source[++i];
-      if (source[i + 1] === ']') out += source[++i];
-      continue;
-    }
-    if (c === '{') {
-      const m = /^\{(\d+)(?:(,)(\d*))?\}/.exec(source.slice(i, i + 16));
+  let skipTo = 0;
+  for (const piece of patternPieces(source)) {
+    if (piece.start < skipTo) continue;
+    if (piece.text === '{' && !piece.escape && !piece.inClass) {
+      const m = /^\{(\d+)(?:(,)(\d*))?\}/.exec(source.slice(piece.start, piece.start + 16));
       if (m !== null) {
         const min = Number(m[1]);
         const max = m[2] === undefined ? min : m[3] === '' ? Infinity : Number(m[3]);
         out += max > bound ? `{${Math.min(min, bound)},}` : m[0];
-        i += m[0].length - 1;
+        skipTo = piece.start + m[0].length;
         continue;
       }
     }
-    out += c;
+    out += piece.text;
   }
   return out;
+}
+
+/** A piece of a pattern's text: an escape (`\b`, `\.`, `\x{2028}`, `\p{L}`) or one other character. */
+export interface PatternPiece {
+  text: string;
+  start: number;
+  escape: boolean;
+  /** It stands inside a character class (`[...]`), the brackets included. */
+  inClass: boolean;
+}
+
+/** A pattern's text cut into its pieces, in order (joined, they are the text again). */
+export function patternPieces(source: string): PatternPiece[] {
+  const pieces: PatternPiece[] = [];
+  let inClass = false;
+  for (let i = 0; i < source.length; ) {
+    const c = source[i]!;
+    if (c === '\\') {
+      const next = source[i + 1] ?? '';
+      const close = (next === 'x' || next === 'p' || next === 'P') && source[i + 2] === '{' ? source.indexOf('}', i) : -1;
+      const end = close >= 0 ? close + 1 : Math.min(i + 2, source.length);
+      pieces.push({ text: source.slice(i, end), start: i, escape: true, inClass });
+      i = end;
+      continue;
+    }
+    if (c === '[' && !inClass) {
+      inClass = true;
+      pieces.push({ text: c, start: i, escape: false, inClass });
+      i++;
+      // a ] right after [ or [^ is a member
+      for (const member of ['^', ']']) {
+        if (source[i] === member) pieces.push({ text: member, start: i++, escape: false, inClass });
+      }
+      continue;
+    }
+    pieces.push({ text: c, start: i, escape: false, inClass });
+    if (c === ']' && inClass) inClass = false;
+    i++;
+  }
+  return pieces;
 }

@@ -13,7 +13,7 @@ import RE2 from 're2';
 import { standaloneNumberGroups, type CompiledDataProtectionOk, type CompiledDetector, type SetEntry } from './compile.ts';
 import { asciiReading } from './look-alikes.ts';
 import { ampersandContinues, assignedValueAt, isCodeReference, nameEndsWithWord, unquotedValueEnd, maxValueLength as maxAssignedValueLength } from './assignment.ts';
-import { charKind, isTrivial, mayMatch, punctuationBit, type Features, type Requirement } from './prefilter.ts';
+import { charKind, isTrivial, mayMatch, patternPieces, punctuationBit, type Features, type Requirement } from './prefilter.ts';
 
 /** One piece of text to scan: a JSON string value with the name of its field (the context). */
 export interface TextSegment {
@@ -653,30 +653,7 @@ const smallTable = 16 * 1024;
  */
 export function withoutWordAssertions(source: string): string {
   let out = '';
-  let inClass = false;
-  for (let i = 0; i < source.length; i++) {
-    const c = source[i]!;
-    if (c === '\\') {
-      const next = source[i + 1] ?? '';
-      if (!inClass && (next === 'b' || next === 'B')) {
-        i++;
-        continue;
-      }
-      out += c + next;
-      i++;
-      continue;
-    }
-    if (c === '[' && !inClass) {
-      inClass = true;
-      out += c;
-      // a ] right after [ or [^ is a member
-      if (source[i + 1] === '^') out += source[++i];
-      if (source[i + 1] === ']') out += source[++i];
-      continue;
-    }
-    if (c === ']' && inClass) inClass = false;
-    out += c;
-  }
+  for (const p of patternPieces(source)) if (!(p.escape && !p.inClass && (p.text === '\\b' || p.text === '\\B'))) out += p.text;
   return out;
 }
 
