@@ -69,3 +69,18 @@ export function encodeSingleByte(text: string, charset: SingleByteCharset, json:
   }
   return out.subarray(0, n);
 }
+
+/**
+ * Bytes that are binary rather than text in any charset: a NUL byte, or more than one in ten control
+ * bytes other than tab, line feed, carriage return, form feed and escape.
+ */
+export function isBinaryBytes(bytes: Uint8Array): boolean {
+  let control = 0;
+  for (let i = 0; i < bytes.length; i++) {
+    const b = bytes[i]!;
+    if (b >= 0x20) continue;
+    if (b === 0) return true;
+    if (b !== 0x09 && b !== 0x0a && b !== 0x0d && b !== 0x0c && b !== 0x1b) control++;
+  }
+  return control * 10 > bytes.length;
+}

@@ -15,7 +15,7 @@ import type { DataFinding } from '../decision/decision.ts';
 import type { DataProtectionAction } from '../../config/data-protection-schema.ts';
 import { resolveAction, type CompiledDataProtection, type CompiledDataProtectionOk, type CompiledDetector } from './compile.ts';
 import { scanTable, valueOf, withReading, type Match, type SegmentTable } from './scan.ts';
-import { decodeSingleByte, encodeSingleByte } from './charset.ts';
+import { decodeSingleByte, encodeSingleByte, isBinaryBytes } from './charset.ts';
 import { decodeJsonEscapes, jsonEscaped, jsonEscapeReading } from './json-escapes.ts';
 import { canonicalForm, canonicalShape, fingerprintOfCanonical, isUnicodeLetterOrDigit, keyPrefix, type CanonicalShape } from './fingerprint.ts';
 
@@ -250,8 +250,34 @@ export function inspectBody(compiled: CompiledDataProtection, body: Buffer, cont
 
 function inspectUnmarked(compiled: CompiledDataProtectionOk, body: Buffer, context: InspectContext): InspectResult<Buffer> {
   const asciiBytes = isAscii(body);
-  if (!asciiBytes && !isUtf8(body)) return inspectNotUtf8(compiled, body, context);
+  if (!asciiBytes && !isUtf8(body)) return isBinaryBytes(body) ? inspectBinary(compiled, body, context) : inspectNotUtf8(compiled, body, context);
   return inspectUtf8(compiled, body, context, asciiBytes);
+}
+
+/**
+ * A body that is neither UTF-8 nor text in a single-byte charset (see isBinaryBytes): a file, or bytes
+ * sent to cost the most. Read as windows-1252 it would be a text of random characters, the worst case
+ * of the Sets (docs/benchmarks.md: 256 KiB of random bytes, 1.7 s). What a person or a program reads
+ * out of such bytes is their printable ASCII: every other byte stands as a space in a copy of the same
+ * length (byte i is character i), the copy is inspected as text, and what it masks is masked in the
+ * body byte for byte. A value to be replaced by a placeholder of another length (redact, or a mask
+ * character outside ASCII) cannot be without breaking the file: such a body is blocked.
+ */
+function inspectBinary(compiled: CompiledDataProtectionOk, body: Buffer, context: InspectContext): InspectResult<Buffer> {
+  const printable = Buffer.allocUnsafe(body.length);
+  for (let i = 0; i < body.length; i++) {
+    const b = body[i]!;
+    printable[i] = (b >= 0x20 && b < 0x7f) || b === 0x09 || b === 0x0a || b === 0x0d ? b : 0x20;
+  }
+  const r = inspectUtf8(compiled, printable, context, true);
+  if (!r.changed) return { ...r, value: body };
+  if (r.value.length !== body.length) {
+    const f = r.findings.find((x) => x.action === 'redact') ?? r.findings[0]!;
+    return { ...r, value: body, changed: false, blocked: { group: f.group, detector: f.detector } };
+  }
+  const value = Buffer.from(body);
+  for (let i = 0; i < value.length; i++) if (r.value[i] !== printable[i]) value[i] = r.value[i]!;
+  return { ...r, value };
 }
 
 /**

@@ -11,6 +11,7 @@ import { createSseSplitter, withData, type SseEvent, type SseSplitter } from '..
 import type { CompiledDataProtection } from './compile.ts';
 import { inspectJson, inspectText, inspectTextRange, textMatches, type BlockedBy, type InspectContext, type InspectResult, type ValueFingerprint } from './inspect.ts';
 import { contextReachOf } from './scan.ts';
+import { isBinaryBytes } from './charset.ts';
 
 export interface StreamInspector {
   /** Returns the bytes that may be sent now (possibly empty while an event is incomplete). */
@@ -100,12 +101,7 @@ export const sniffedBytes = 1024;
  */
 export function looksBinary(bytes: Uint8Array): boolean {
   const sample = bytes.subarray(0, sniffedBytes);
-  let control = 0;
-  for (const b of sample) {
-    if (b === 0) return true;
-    if (b < 0x20 && b !== 0x09 && b !== 0x0a && b !== 0x0d && b !== 0x0c && b !== 0x1b) control++;
-  }
-  if (control * 10 > sample.length) return true;
+  if (isBinaryBytes(sample)) return true;
   for (let cut = 0; cut <= 3 && cut < sample.length; cut++) if (isUtf8(sample.subarray(0, sample.length - cut))) return false;
   return sample.length > 0;
 }
