@@ -68,9 +68,11 @@ export class EntrySets {
 
   /** The entries that match somewhere in the input, ascending. */
   match(input: Buffer | string): number[] {
-    const hits = this.matchWords(input);
+    // A string would be converted to UTF-8 by each Set: once here instead.
+    const bytes = typeof input === 'string' && this.#words !== null && this.#shapes !== null ? Buffer.from(input) : input;
+    const hits = this.matchWords(bytes);
     if (this.#shapes === null) return hits;
-    const found = this.#shapes.match(input);
+    const found = this.#shapes.match(bytes);
     if (found.length === 0) return hits;
     for (const h of found) hits.push(this.#shapeEntries[h]!);
     return hits.sort((x, y) => x - y);

@@ -143,7 +143,7 @@ export function inspectJson<T>(compiled: CompiledDataProtection, value: T, conte
   if (text === undefined) return emptyResult(value);
   // The Set reads bytes: a string would be converted (and copied into a new native buffer) on every call.
   const bytes = Buffer.from(text);
-  const pass = setPass(compiled, bytes, bytes.length === text.length ? text : null, true);
+  const pass = setPass(compiled, bytes, bytes.length === text.length ? () => text : () => bytes.toString('latin1'), true);
   if (pass === clean) return emptyResult(value);
   const r = inspectJsonText(compiled, text, context, pass, null);
   if (r === null) return emptyResult(value);
@@ -316,9 +316,9 @@ function inspectNotUtf8(compiled: CompiledDataProtectionOk, body: Buffer, contex
 function inspectUtf8(compiled: CompiledDataProtectionOk, body: Buffer, context: InspectContext, asciiBytes: boolean): InspectResult<Buffer> {
   // ASCII bodies (the usual JSON) convert byte for byte, which is cheaper than UTF-8 both ways.
   const ascii = asciiBytes && compiled.policy.maskCharacter.charCodeAt(0) < 128;
-  // The text is made only when a small body's escape test needs it (see setPass) or something may match.
+  // The text is made only when the Set pass needs its latin1 reading (see setPass) or something may match.
   let text: string | null = null;
-  const pass = setPass(compiled, body, ascii && body.length <= preCheckLimit ? (text = body.toString('latin1')) : null, looksLikeJson(body));
+  const pass = setPass(compiled, body, ascii ? () => (text ??= body.toString('latin1')) : () => body.toString('latin1'), looksLikeJson(body));
   if (pass === clean) return emptyResult(body);
   text ??= body.toString(ascii ? 'latin1' : 'utf8');
   // An ASCII body's edits are written straight into a copy of its bytes.
@@ -420,12 +420,13 @@ const preCheckLimit = 64 * 1024;
  * cheap native test), so a multi-line text costs one Set pass; larger ones
  * only when the Set hits its control-escape entry (such a letter glued to a
  * letter or digit). `json` says the text looks like JSON: otherwise a
- * backslash and a letter are what they are and the raw hits count.
+ * backslash and a letter are what they are and the raw hits count. `latin1`
+ * gives the bytes as one character each, made only when a copy is needed.
  */
-function setPass(compiled: CompiledDataProtectionOk, bytes: Buffer, latin1: string | null, json: boolean): number[] | null {
+function setPass(compiled: CompiledDataProtectionOk, bytes: Buffer, latin1: () => string, json: boolean): number[] | null {
   const set = compiled.set!;
   if (json && bytes.length <= preCheckLimit && compiled.controlEscape.test(bytes)) {
-    const copy = withControlCharacters(bytes, latin1 ?? bytes.toString('latin1'));
+    const copy = withControlCharacters(bytes, latin1());
     if (copy !== null) {
       // The copy's "\<LF>" came from a "\n" escape: a line continuation only if the body itself has one.
       const hits = hasLineContinuation(bytes) ? set.match(copy) : set.match(copy).filter((h) => compiled.setEntries[h]?.kind !== 'line-continuation');
@@ -438,7 +439,7 @@ function setPass(compiled: CompiledDataProtectionOk, bytes: Buffer, latin1: stri
   if (hits.length === 0) return clean;
   const trusted = trustedHits(compiled, hits);
   if (trusted !== null || !json || hits.some((h) => compiled.setEntries[h]?.kind === 'escape' || compiled.setEntries[h]?.kind === 'line-continuation')) return trusted;
-  const copy = withControlCharacters(bytes, latin1 ?? bytes.toString('latin1'));
+  const copy = withControlCharacters(bytes, latin1());
   if (copy === null) return null;
   const again = set.match(copy);
   return again.length === 0 ? clean : trustedHits(compiled, again);
