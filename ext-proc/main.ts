@@ -29,6 +29,8 @@ await runService(log, () => {
     internalToken,
     tls: serverTlsFromEnv(env, 'MANDATE_EXT_PROC_TLS'),
     ...(env.MANDATE_DLP_WORKER_THRESHOLD_BYTES !== undefined ? { bodyInspectionThresholdBytes: parseByteCount(env.MANDATE_DLP_WORKER_THRESHOLD_BYTES, 'MANDATE_DLP_WORKER_THRESHOLD_BYTES') } : {}),
+    ...(env.MANDATE_DLP_BUDGET_MS !== undefined ? { inspectionBudgetMs: parseMilliseconds(env.MANDATE_DLP_BUDGET_MS, 'MANDATE_DLP_BUDGET_MS') } : {}),
+    ...(env.MANDATE_DLP_WORKER_BUDGET_MS !== undefined ? { workerInspectionBudgetMs: parseMilliseconds(env.MANDATE_DLP_WORKER_BUDGET_MS, 'MANDATE_DLP_WORKER_BUDGET_MS') } : {}),
     auditDir: resolve(env.MANDATE_AUDIT_DIR ?? join(dataDir, 'audit')),
     ...(configuredToken(env, 'MANDATE_AUDIT_DIGEST_KEY') !== null ? { argumentsDigestKey: configuredToken(env, 'MANDATE_AUDIT_DIGEST_KEY')! } : {}),
     ...(flowKey.key !== null ? { flowKey: flowKey.key } : {}),
@@ -38,6 +40,13 @@ await runService(log, () => {
     ...(nats ? { nats: { settings: nats, replicaId: env.MANDATE_REPLICA_ID ?? `${hostname()}:${process.pid}` } } : {}),
   });
 });
+
+/** A data-protection budget: 1 ms to 9 s (Envoy waits 10 s for a body on the worker). */
+function parseMilliseconds(text: string, name: string): number {
+  const value = Number(text);
+  if (!Number.isInteger(value) || value < 1 || value > 9000) throw new StartupError('invalid_inspection_budget', `${name} must be a whole number of milliseconds from 1 to 9000, not "${text}"`);
+  return value;
+}
 
 function parseByteCount(text: string, name: string): number {
   const value = Number(text);

@@ -391,6 +391,57 @@ test('a whole answer over the worker threshold is inspected on the worker thread
   assert.deepEqual(events, ['body_inspection_inline']);
 });
 
+test('an answer that costs more than its budget to inspect is refused (inspection_over_budget), on the event loop and on the worker; never inspected again inline; a failOpen Persona passes it', async () => {
+  const { createBodyInspectionPool } = await import('./dlp/body-inspection.ts');
+  const { inspectionBudgetMs, isOverBudget, setInspectionBudget } = await import('./dlp/budget.ts');
+  // Random printable text as a tool result: every byte is new to the Sets' automata.
+  let seed = 3;
+  const text = Array.from({ length: 200_000 }, () => String.fromCharCode(0x20 + ((seed = (seed * 1103515245 + 12345) % 2147483648) % 0x5f))).join('');
+  const result = Buffer.from(JSON.stringify({ jsonrpc: '2.0', id: 9, result: { content: [{ type: 'text', text }] } }));
+  const answer = (dependencies: ProcessorDependencies, persona: Record<string, unknown> = {}) => {
+    const decisions: Decision[] = [];
+    const processor = createStreamProcessor(route, { ...dependencies, ...deps(policyWith({ ...persona, dataProtection: { profiles: ['pci-dss', 'secrets'] } }), decisions), ...(dependencies.bodyInspection ? { bodyInspection: dependencies.bodyInspection } : {}), ...(dependencies.log ? { log: dependencies.log } : {}) });
+    startToolCall(processor, { customer: 'all' });
+    handleNow(processor, { request: 'response_headers', response_headers: headers({ ':status': '200', 'content-type': 'application/json' }) } as ProcessingRequest);
+    const request = { request: 'response_body', response_body: { body: result, end_of_stream: true } } as ProcessingRequest;
+    return { processor, request, decisions };
+  };
+  const policy = policyWith({});
+  const before = inspectionBudgetMs();
+  setInspectionBudget(1);
+  try {
+    const inline = answer(deps(policy));
+    let thrown: unknown;
+    try {
+      inline.processor.handle(inline.request);
+    } catch (error) {
+      thrown = error;
+    }
+    assert.ok(isOverBudget(thrown), `inline: ${String(thrown)}`);
+    // What the gRPC layer does with an exception (grpc-server.ts).
+    const refused = inline.processor.internalError(inline.request, thrown);
+    assert.equal(refused?.immediate_response?.status?.code, 503);
+    assert.match(String(refused?.immediate_response?.body), /inspection_over_budget/);
+    assert.equal(inline.decisions.at(-1)!.reasons[0]!.code, 'inspection_over_budget');
+    const open = answer(deps(policy), { failOpen: true });
+    assert.throws(() => open.processor.handle(open.request), isOverBudget);
+    assert.equal(open.processor.internalError(open.request, new (await import('./dlp/budget.ts')).InspectionOverBudget(1))?.immediate_response, undefined, 'failOpen: passed on');
+  } finally {
+    setInspectionBudget(before);
+  }
+  const pool = createBodyInspectionPool({ thresholdBytes: 1024, budgetMs: 1, log: () => {} });
+  const events: string[] = [];
+  try {
+    const offloaded = answer({ ...deps(policy), bodyInspection: pool, log: (event) => events.push(event) });
+    const outcome = offloaded.processor.handle(offloaded.request);
+    assert.ok(outcome !== null && 'deferred' in outcome);
+    await assert.rejects(outcome.deferred, (error: unknown) => isOverBudget(error));
+    assert.ok(!events.includes('body_inspection_inline'), 'not inspected again on the event loop');
+  } finally {
+    await pool.stop();
+  }
+});
+
 test('a large answer asks Envoy to wait for the worker and the inline external DLP, within its 30 s ceiling; the services get what the worker left', async () => {
   // A webhook that never answers: only the time it is given decides when its fail mode applies.
   const hanging = createHttpServer(() => undefined);

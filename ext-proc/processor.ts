@@ -50,6 +50,7 @@ import { declaredCharset, decodeSingleByte, encodeSingleByte, type SingleByteCha
 import { createStreamInspector, isBinaryType, isJsonLinesType, looksBinary, type StreamInspector } from './dlp/stream.ts';
 import { behaviourResultOf, checkBehaviour, recordBehaviourResult } from './pipeline/behaviour.ts';
 import { dataBlockedCode, inspectJson, maskFoundText, type InspectContext, type InspectResult } from './dlp/inspect.ts';
+import { isOverBudget, type InspectionOverBudget } from './dlp/budget.ts';
 import {
   blockedReason,
   protectRequestBody,
@@ -578,16 +579,19 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
     // Envoy waits for the worker and then for the request's inline external DLP services.
     const { waitMs, servicesDeadline } = messageWait(largeBodyWaitMs + inlineWaitMs(externalServices('request')));
     const dp = persona!.dataProtection;
-    const failures: string[] = [];
+    const failures: unknown[] = [];
     const deferred = Promise.all(
       parts.map((part) =>
         pool.inspect(dp, part.subject, requestInspectContext(part.to)).then(
           (result) => void inspectedAhead.set(part.key, { tool: part.to.tool, result }),
-          (error: unknown) => void failures.push((error as Error).message),
+          (error: unknown) => void failures.push(error),
         ),
       ),
     ).then(() => {
-      if (failures.length > 0) deps.log?.('body_inspection_inline', { reason: failures[0], bytes: received.length });
+      // A part over its budget is refused (internalError), not inspected again here.
+      const overBudget = failures.find(isOverBudget);
+      if (overBudget !== undefined) throw overBudget;
+      if (failures.length > 0) deps.log?.('body_inspection_inline', { reason: (failures[0] as Error).message, bytes: received.length });
       let response: ProcessingResponse;
       try {
         response = timed(() => assessRequestBody(read));
@@ -1340,6 +1344,8 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
     const deferred = pool
       .inspect(persona!.dataProtection, body, context)
       .catch((error: unknown) => {
+        // Over its budget: refused (internalError), not inspected again here.
+        if (isOverBudget(error)) throw error;
         deps.log?.('body_inspection_inline', { reason: (error as Error).message, bytes: body.length });
         return protectResponseBody(persona!.dataProtection, body, context);
       })
@@ -1756,6 +1762,16 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
 
   function internalError(request: ProcessingRequest, error: unknown): ProcessingResponse | null {
     const failOpen = persona?.persona.failOpen === true;
+    if (isOverBudget(error)) {
+      // A body that costs more to inspect than its budget (dlp/budget.ts): refused, or passed unread where the Persona fails open.
+      const budgetMs = (error as InspectionOverBudget).budgetMs;
+      const message = `inspecting this ${request.request === 'response_body' ? 'answer' : 'request'} took longer than the data-protection budget of ${budgetMs} ms`;
+      recordDenial({ ...makeDecision(mcpCall('inspection-over-budget'), { stage: 'data-protection', code: 'inspection_over_budget', message }), enforced: !failOpen });
+      if (failOpen) return passThrough(request);
+      answered = true;
+      finish();
+      return immediate(503, problem(503, { stage: 'data-protection', code: 'inspection_over_budget', message: `${message}; refused (fail closed)` }), [['content-type', 'application/problem+json']], 'inspection_over_budget');
+    }
     // The exception's message may quote what it was reading: only its class and place are recorded.
     const message = `internal error while processing ${request.request ?? 'a message'}: ${errorClassAndPlace(error)}`;
     recordDenial({ ...makeDecision(mcpCall('internal-error'), { stage: 'availability', code: 'internal_error', message }), enforced: !failOpen });

@@ -17,6 +17,7 @@ import { auditTraceOf } from './audit/trace-context.ts';
 import { createJwksCache, type JwksCache } from './authentication/jwks.ts';
 import { metricFamily } from '../config/prometheus-text.ts';
 import { createBodyInspectionPool } from './dlp/body-inspection.ts';
+import { setInspectionBudget } from './dlp/budget.ts';
 import { grpcServerCredentials, type ServerTlsFiles } from '../config/grpc-tls.ts';
 import { handleAuditApi } from './audit/http-api.ts';
 import { selectDetectors } from './dlp/catalogue.ts';
@@ -57,6 +58,10 @@ export interface ExtProcOptions {
   tls?: ServerTlsFiles | null;
   /** Whole answers of at least this many bytes are inspected on a worker thread; 0: all inline. Default 256 KiB. */
   bodyInspectionThresholdBytes?: number;
+  /** Milliseconds one inspection on the event loop may take before it is refused (dlp/budget.ts). Default 1000. */
+  inspectionBudgetMs?: number;
+  /** The same on the inspection worker. Default 5000: below the 10 s Envoy is asked to wait for it. */
+  workerInspectionBudgetMs?: number;
   /**
    * The key of the audit trail's arguments digests (MANDATE_AUDIT_DIGEST_KEY or _FILE; the same on every
    * replica for digests that compare across replicas). Default: a random key kept in the audit directory.
@@ -70,6 +75,15 @@ export interface ExtProcOptions {
 }
 
 export const defaultBodyInspectionThresholdBytes = 256 * 1024;
+
+/**
+ * Inspection budgets (dlp/budget.ts, docs/benchmarks.md "Bodies built to cost the most"). On the
+ * event loop a body is under the worker threshold: the costliest legitimate one measured, a 256 KiB
+ * MCP image result (base64) met for the first time, took about 0.5 s. On the worker, a 1.4 MB image
+ * result took 0.5-0.9 s, and Envoy waits 10 s for the worker.
+ */
+export const defaultInspectionBudgetMs = 1000;
+export const defaultWorkerInspectionBudgetMs = 5000;
 
 export interface ExtProcService {
   grpcPort: number;
@@ -111,7 +125,11 @@ export async function startExtProc(options: ExtProcOptions): Promise<ExtProcServ
   // It reconnects for as long as the process lives: alerts and data-flow memory resume after an outage of any length.
   const natsConnection = options.nats ? await connectToNats(options.nats.settings, { name: `mandate-ext-proc-${options.nats.replicaId}`, reconnect: true, maxReconnectAttempts: -1, reconnectTimeWait: 250 }) : null;
   const jwks = createJwksCache({ log });
-  const bodyInspection = options.bodyInspectionThresholdBytes === 0 ? null : createBodyInspectionPool({ thresholdBytes: options.bodyInspectionThresholdBytes ?? defaultBodyInspectionThresholdBytes, log });
+  setInspectionBudget(options.inspectionBudgetMs ?? defaultInspectionBudgetMs);
+  const bodyInspection =
+    options.bodyInspectionThresholdBytes === 0
+      ? null
+      : createBodyInspectionPool({ thresholdBytes: options.bodyInspectionThresholdBytes ?? defaultBodyInspectionThresholdBytes, budgetMs: options.workerInspectionBudgetMs ?? defaultWorkerInspectionBudgetMs, log });
   const policy = followPolicyStream({
     url: `${options.controlPlaneUrl}/internal/v1/policy/stream`,
     token: options.internalToken,

@@ -10,6 +10,7 @@ import type { CompiledDataProtectionOk } from './compile.ts';
 import type { InspectContext, InspectResult } from './inspect.ts';
 import { packFindings, packFingerprints, unpackFindings, unpackFingerprints, type PackedRecords } from './packed-findings.ts';
 import { errorClassAndPlace } from '../error-description.ts';
+import { InspectionOverBudget } from './budget.ts';
 
 export interface InspectionRequest {
   id: number;
@@ -33,7 +34,8 @@ export type InspectedJson = { json: unknown };
  */
 export type PackedInspectResult = Omit<InspectResult<Uint8Array | InspectedJson>, 'findings' | 'fingerprints'> & { findings: PackedRecords; fingerprints: PackedRecords };
 
-export type InspectionReply = { id: number; ok: true; result: PackedInspectResult } | { id: number; ok: false; error: string };
+/** `code` is set when the error is one the caller answers (a spent budget, budget.ts). */
+export type InspectionReply = { id: number; ok: true; result: PackedInspectResult } | { id: number; ok: false; error: string; code?: 'inspection_over_budget'; budgetMs?: number };
 
 /** The result to send, with its findings and fingerprints packed, and the buffers to move with it. */
 export function packResult(result: InspectResult<Uint8Array | InspectedJson>): { result: PackedInspectResult; transfer: ArrayBuffer[] } {
@@ -63,7 +65,11 @@ function configKeyOf(dp: CompiledDataProtectionOk): string {
   return key;
 }
 
-export function createBodyInspectionPool(options: { thresholdBytes: number; log: (event: string, fields: Record<string, unknown>) => void }): BodyInspectionPool {
+/**
+ * `budgetMs`: how long the worker may take per body (budget.ts); a body over it is rejected with
+ * InspectionOverBudget, which callers refuse rather than inspect again on the event loop.
+ */
+export function createBodyInspectionPool(options: { thresholdBytes: number; budgetMs?: number; log: (event: string, fields: Record<string, unknown>) => void }): BodyInspectionPool {
   let worker: Worker | null = null;
   let nextId = 1;
   const waiting = new Map<number, { resolve: (r: InspectResult<Uint8Array | InspectedJson>) => void; reject: (e: Error) => void }>();
@@ -76,14 +82,14 @@ export function createBodyInspectionPool(options: { thresholdBytes: number; log:
 
   function ensureWorker(): Worker {
     if (worker) return worker;
-    const started = new Worker(new URL('./inspection-worker.ts', import.meta.url), { name: 'mandate-body-inspection' });
+    const started = new Worker(new URL('./inspection-worker.ts', import.meta.url), { name: 'mandate-body-inspection', workerData: { budgetMs: options.budgetMs ?? Infinity } });
     started.unref();
     started.on('message', (reply: InspectionReply) => {
       const entry = waiting.get(reply.id);
       if (!entry) return;
       waiting.delete(reply.id);
       if (!reply.ok) {
-        entry.reject(new Error(reply.error));
+        entry.reject(reply.code === 'inspection_over_budget' ? new InspectionOverBudget(reply.budgetMs ?? options.budgetMs ?? 0) : new Error(reply.error));
         return;
       }
       let result: InspectResult<Uint8Array | InspectedJson>;

@@ -85,7 +85,7 @@ test('the two Sets answer as one Set of all the entries would', () => {
   const one = new RE2.Set(sources, { anchor: 'unanchored' });
   const texts = ['', 'nothing here', 'ssn 123-45-6789', 'mail a@b.com and ghp_abcdefghijklmnopqrst', 'SSN: x', 'ghp_short'];
   for (const inWords of [(i: number) => i % 2 === 0, () => true, () => false]) {
-    const sets = new EntrySets(sources, inWords);
+    const sets = new EntrySets(sources, inWords, Infinity);
     for (const text of texts) {
       assert.deepEqual(sets.match(text), one.match(text), `${text} (${inWords})`);
       assert.deepEqual(sets.matchWords(Buffer.from(text)), one.match(text).filter((h) => inWords(h)));
@@ -94,4 +94,40 @@ test('the two Sets answer as one Set of all the entries would', () => {
   // every entry of the compiled config is in one of the two
   const all = new Set(set.match('ssn 123-45-6789 jane@example.com ghp_' + 'a'.repeat(36) + ' AKIAIOSFODNN7EXAMPLE'));
   assert.ok(all.size >= 4, `${[...all]}`);
+});
+
+test('the Sets over a long text in overlapping pieces hit every entry one pass over the whole text hits', async () => {
+  const { builtInDetectors } = await import('./catalogue.ts');
+  const { cleanToolResult } = await import('../../test/dlp-corpus/generate.ts');
+  const whole = compileDataProtection({} as never, { setPieceBytes: Infinity });
+  const pieces = compileDataProtection({} as never, { setPieceBytes: 4096 });
+  assert.ok(whole.ok && whole.set && pieces.ok && pieces.set);
+  assert.equal(whole.set.pieceBytes, Infinity);
+  assert.equal(pieces.set.pieceBytes, 4096);
+  const samples = builtInDetectors.flatMap((d) => [...d.examples, ...(d.keywords ?? []).map((k) => `${k}: 123456789`), ...(d.fieldNameKeywords ?? []).map((k) => `"${k}": "AB12345"`)]);
+  samples.push('aGVsbG8gd29ybGQgdGhpcyBpcyBiYXNlNjQ=', '\\u0034111', 'a\\nb4111111111111111', 'јane', '%41%42%43%44%45%46');
+  let seed = 7;
+  const random = () => ((seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648);
+  const fillers = ['the quick brown fox jumps over the lazy dog ', 'line of text\n', '{"id":12,"state":"done","note":"ok"},', 'abcdefghij0123456789'];
+  let compared = 0;
+  let extra = 0;
+  for (let round = 0; round < 60; round++) {
+    const filler = fillers[round % fillers.length]!;
+    let text = '';
+    while (text.length < 20_000) {
+      text += random() < 0.04 ? samples[Math.floor(random() * samples.length)]! : filler.slice(0, 1 + Math.floor(random() * filler.length));
+    }
+    const bytes = Buffer.from(text);
+    const one = whole.set.match(bytes);
+    const split = new Set(pieces.set.match(bytes));
+    for (const h of one) assert.ok(split.has(h), `round ${round}: entry ${h} (${whole.set.sources[h]!.slice(0, 60)}) hit by the whole text, missed in pieces`);
+    extra += split.size - one.length;
+    compared++;
+  }
+  assert.equal(compared, 60);
+  // Pieces are cut after a line feed, a space or a comma: the generated clean tool result gets no hit from an edge.
+  const clean = Buffer.from(JSON.stringify(cleanToolResult(1, 300)));
+  assert.ok(clean.length > 10 * 4096);
+  assert.deepEqual(pieces.set.match(clean), whole.set.match(clean));
+  assert.ok(extra < compared * 3, `${extra} entries hit only at pieces' edges`);
 });

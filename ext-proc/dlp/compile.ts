@@ -9,6 +9,8 @@ import { flowLimitsOf, type FlowLimits } from './flow.ts';
 import { detectorGroups, type DetectorDefinition } from './detector.ts';
 import { loosenedForSet, mayMatchLineFeed, requirementOf, type Requirement } from './prefilter.ts';
 import { lookAlikeSetSource } from './look-alikes.ts';
+import { checkInspectionBudget } from './budget.ts';
+import { boundedPrefix, longestMatchBytes, UnreadablePattern } from './pattern-span.ts';
 
 /** Candidate shape for keyword-gated identifiers without a pattern of their own. */
 const identifierShape = '[A-Za-z0-9](?:[A-Za-z0-9]|[ ./-][A-Za-z0-9]){3,26}';
@@ -21,6 +23,14 @@ const identifierShape = '[A-Za-z0-9](?:[A-Za-z0-9]|[ ./-][A-Za-z0-9]){3,26}';
  * ran at half the speed (states dropped and rebuilt), with 16 to 256 MiB at the same speed.
  */
 export const setMaxMemBytes = 64 * 1024 * 1024;
+
+/**
+ * A text longer than this is scanned by the Sets in overlapping pieces of this many bytes (EntrySets),
+ * with the inspection budget checked between them. On text the Sets have not met (random text costs
+ * the most: a new state at almost every byte) a piece costs up to ~0.1 s; on text they know, pieces
+ * cost what one pass does, plus the overlap.
+ */
+export const setPieceBytes = 32 * 1024;
 
 /**
  * Groups whose numbers must stand alone: a UUID piece or a version string is
@@ -54,9 +64,18 @@ export class EntrySets {
   readonly #wordEntries: Int32Array;
   readonly #shapes: InstanceType<typeof RE2.Set> | null;
   readonly #shapeEntries: Int32Array;
+  /** Bytes of each piece a long text is scanned in; Infinity: in one piece. */
+  readonly pieceBytes: number;
+  /** Bytes each piece shares with the next: more than any entry's witness (pattern-span.ts) and a byte either side. */
+  readonly overlapBytes: number;
+  /** Entry i's pattern as the Sets carry it. */
+  readonly sources: readonly string[];
 
-  /** `sources[i]` is entry i's pattern; `inWords(i)` says which Set carries it. */
-  constructor(sources: string[], inWords: (entry: number) => boolean) {
+  /**
+   * `sources[i]` is entry i's pattern; `inWords(i)` says which Set carries it. `witnessBytes` bounds
+   * every entry's witness (pattern-span.ts); Infinity (an entry not read) scans every text in one piece.
+   */
+  constructor(sources: string[], inWords: (entry: number) => boolean, witnessBytes: number, pieceBytes = setPieceBytes) {
     const words: number[] = [];
     const shapes: number[] = [];
     sources.forEach((_, i) => (inWords(i) ? words : shapes).push(i));
@@ -64,28 +83,95 @@ export class EntrySets {
     this.#wordEntries = Int32Array.from(words);
     this.#shapes = shapes.length > 0 ? new RE2.Set(shapes.map((i) => sources[i]!), { anchor: 'unanchored', maxMem: setMaxMemBytes }) : null;
     this.#shapeEntries = Int32Array.from(shapes);
+    this.sources = sources;
+    this.overlapBytes = witnessBytes + 2;
+    // Pieces must advance: a piece is longer than the overlap and two searches for a quiet cut (quietCut).
+    this.pieceBytes = Number.isFinite(witnessBytes) && pieceBytes >= 4 * this.overlapBytes ? pieceBytes : Infinity;
   }
 
   /** The entries that match somewhere in the input, ascending. */
   match(input: Buffer | string): number[] {
-    // A string would be converted to UTF-8 by each Set: once here instead.
-    const bytes = typeof input === 'string' && this.#words !== null && this.#shapes !== null ? Buffer.from(input) : input;
+    // A string would be converted to UTF-8 by each Set (and by each piece): once here instead.
+    const bytes = typeof input === 'string' && ((this.#words !== null && this.#shapes !== null) || input.length * 3 > this.pieceBytes) ? Buffer.from(input) : input;
     const hits = this.matchWords(bytes);
     if (this.#shapes === null) return hits;
-    const found = this.#shapes.match(bytes);
+    const found = this.#pass(this.#shapes, this.#shapeEntries, bytes);
     if (found.length === 0) return hits;
-    for (const h of found) hits.push(this.#shapeEntries[h]!);
+    for (const h of found) hits.push(h);
     return hits.sort((x, y) => x - y);
   }
 
   /** Only the words Set's entries (keyword entries and literal-led patterns) that match, ascending. */
   matchWords(input: Buffer | string): number[] {
     if (this.#words === null) return [];
-    const found = this.#words.match(input);
-    const hits: number[] = new Array(found.length);
-    for (let i = 0; i < found.length; i++) hits[i] = this.#wordEntries[found[i]!]!;
+    return this.#pass(this.#words, this.#wordEntries, typeof input === 'string' && input.length * 3 > this.pieceBytes ? Buffer.from(input) : input);
+  }
+
+  /**
+   * One Set's hits as entries, ascending. A text longer than a piece is scanned in overlapping
+   * pieces, the clock checked between them (budget.ts): each entry's witness lies whole in some piece,
+   * so the union is every entry the whole text would hit (and, at a piece's edges, which read as the
+   * text's start or end, perhaps one more: an entry only gates work, so that costs time, never a finding).
+   */
+  #pass(set: InstanceType<typeof RE2.Set>, entries: Int32Array, input: Buffer | string): number[] {
+    checkInspectionBudget();
+    if (typeof input === 'string' || input.length <= this.pieceBytes) {
+      const found = set.match(input);
+      const hits: number[] = new Array(found.length);
+      for (let i = 0; i < found.length; i++) hits[i] = entries[found[i]!]!;
+      return hits;
+    }
+    const hit = new Uint8Array(entries.length);
+    const reach = Math.min(cutSearchBytes, this.pieceBytes >> 3);
+    for (let start = 0; ; ) {
+      const end = start + this.pieceBytes >= input.length ? input.length : quietCut(input, start + this.pieceBytes, reach);
+      for (const h of set.match(input.subarray(start, end))) hit[h] = 1;
+      if (end === input.length) break;
+      checkInspectionBudget();
+      start = quietCut(input, end - this.overlapBytes, reach);
+    }
+    const hits: number[] = [];
+    for (let i = 0; i < hit.length; i++) if (hit[i] === 1) hits.push(entries[i]!);
     return hits;
   }
+}
+
+/** How far back from a piece's nominal edge a quiet place to cut it is looked for (quietCut). */
+const cutSearchBytes = 4096;
+
+/**
+ * Where to cut a long text for the Sets, at or before `at` and at most `reach` bytes before it: right
+ * after a line feed, else after a space, else after a comma, else at `at`. A piece's edges read as the
+ * text's start and end (`^`, `$`, `\b`); after such a byte the entries read them as they read that
+ * byte (all their anchors stand beside a "not a letter or digit" alternative, and a field name's `$`
+ * beside a line feed), so a piece's edge rarely hits an entry the whole text does not.
+ */
+function quietCut(text: Buffer, at: number, reach: number): number {
+  const from = at - reach;
+  const window = text.subarray(from, at);
+  for (const byte of [0x0a, 0x20, 0x2c]) {
+    const i = window.lastIndexOf(byte);
+    if (i >= 0) return from + i + 1;
+  }
+  return at;
+}
+
+/**
+ * A gate as the Set carries it: cut to a prefix whose matches are bounded (pattern-span.ts: every
+ * match of the gate starts with one, so it still gates what the gate did, and the Sets can scan a long
+ * text in overlapping pieces), then, for a detector's pattern, loosened for the automaton
+ * (loosenedForSet). `witnessBytes` is the widest match of the cut gate; Infinity if it was not read.
+ */
+export function setEntrySource(gate: string, loosen: boolean): { source: string; witnessBytes: number } {
+  let cut = gate;
+  let witnessBytes = Infinity;
+  try {
+    cut = boundedPrefix(gate);
+    witnessBytes = longestMatchBytes(cut);
+  } catch (error) {
+    if (!(error instanceof UnreadablePattern)) throw error;
+  }
+  return { source: loosen ? loosenedForSet(cut) : cut, witnessBytes };
 }
 
 /** The Set source starts with three literal characters (after an optional `(?i)`, `\b` and group opening). */
@@ -213,6 +299,8 @@ export interface CompileOptions {
   fingerprintKey?: Buffer;
   /** Path of the dataProtection block inside the submitted document, prefixed to issue paths. */
   basePath?: (string | number)[];
+  /** Bytes of the pieces long texts are scanned in (setPieceBytes); tests make them small. */
+  setPieceBytes?: number;
 }
 
 const knownIds = new Map(builtInDetectors.map((d) => [d.id, d]));
@@ -278,44 +366,50 @@ export function compileDataProtection(policy: DataProtection | undefined, option
 
   const setEntries: SetEntry[] = [];
   const sources: string[] = [];
+  let witnessBytes = 0;
+  const addSource = (gate: string, loosen: boolean) => {
+    const entry = setEntrySource(gate, loosen);
+    sources.push(entry.source);
+    witnessBytes = Math.max(witnessBytes, entry.witnessBytes);
+  };
   detectors.forEach((d, index) => {
     if (d.requiresContext) {
       if (!d.keyword) return;
       setEntries.push({ kind: 'keyword', detector: index });
-      sources.push(detectorSetKeywordSource(d.def));
+      addSource(detectorSetKeywordSource(d.def), false);
     } else {
       setEntries.push({ kind: 'pattern', detector: index });
       // Loosened (see loosenedForSet): a hit only gates the detector's own pattern.
-      const source = loosenedForSet(standaloneNumberGroups.has(d.def.group) ? standaloneSetSource(d.shape.source) : d.shape.source);
-      sources.push(d.def.caseInsensitive ? `(?i)${source}` : source);
+      const gate = standaloneNumberGroups.has(d.def.group) ? standaloneSetSource(d.shape.source) : d.shape.source;
+      addSource(d.def.caseInsensitive ? `(?i)${gate}` : gate, true);
     }
   });
   if (p.decodeEncoded) {
     for (const d of encodedRuns) {
       setEntries.push({ kind: 'decoder', decoder: d.decoder, regex: new RE2(d.run, 'g'), need: requirementOf(d.run), lineFree: !/[\^$]/.test(d.run) && !mayMatchLineFeed(d.run) });
-      sources.push(d.set);
+      addSource(d.set, false);
     }
   }
   setEntries.push({ kind: 'escape' });
   // JSON escapes (\u0034, \/, JSON5's \x34, \v, \0 and line continuations) could hide a value from the
   // raw-bytes pass: their presence forces the parsed path, or the escape reading of a text
   // (json-escapes.ts escapeAt reads the same escapes; \b \f \n \r \t are the control escapes below).
-  sources.push('\\\\(?:u[0-9a-fA-F]{4}|x[0-9a-fA-F]{2}|[/v0]|\\x{2028}|\\x{2029})');
+  addSource('\\\\(?:u[0-9a-fA-F]{4}|x[0-9a-fA-F]{2}|[/v0]|\\x{2028}|\\x{2029})', false);
   // A backslash before a line break (JSON5's line continuation): the same, in a text. Its own entry,
   // because the Set pass over a JSON body's copy with control characters in place (setPass in
   // inspect.ts) makes one of every "\n" escape, where it means nothing.
   setEntries.push({ kind: 'line-continuation' });
-  sources.push('\\\\[\\r\\n]');
+  addSource('\\\\[\\r\\n]', false);
   // In raw bytes the letter of \n, \t... glues to a following letter or digit, so a \b-anchored
   // pattern right after it would not hit; its presence makes the Set run over a copy with the
   // control characters in place (see setPass in inspect.ts), or over the decoded values.
   setEntries.push({ kind: 'control-escape' });
-  sources.push(gluedControlEscapeSource);
+  addSource(gluedControlEscapeSource, false);
   // Characters that stand in for ASCII ones and hide a value from patterns written for ASCII (a card
   // typed with zero-width marks, full-width or Arabic-Indic digits): their presence makes the scan
   // read the values in their ASCII reading (see look-alikes.ts and scanTable in scan.ts).
   setEntries.push({ kind: 'look-alike' });
-  sources.push(lookAlikeSetSource);
+  addSource(lookAlikeSetSource, false);
 
   return {
     ok: true,
@@ -323,7 +417,7 @@ export function compileDataProtection(policy: DataProtection | undefined, option
     monitor: options.monitor ?? false,
     policy: p,
     detectors,
-    set: new EntrySets(sources, (i) => setEntries[i]!.kind === 'keyword' || (setEntries[i]!.kind === 'pattern' && startsWithLiteral(sources[i]!))),
+    set: new EntrySets(sources, (i) => setEntries[i]!.kind === 'keyword' || (setEntries[i]!.kind === 'pattern' && startsWithLiteral(sources[i]!)), witnessBytes, options.setPieceBytes),
     setEntries,
     controlEscape: new RE2(controlEscapeSource),
     locators: new Map(),
@@ -383,7 +477,7 @@ export function detectorSetKeywordSource(def: DetectorDefinition): string {
   const textEnd = def.assignment !== undefined ? '[^A-Za-z]' : '[^A-Za-z0-9]';
   const text = (def.keywords ?? []).length > 0 ? setWordStart(def.keywords!, `(?:${textEnd}|$)`) : null;
   const names = def.fieldNameKeywords ?? [];
-  const asName = names.length > 0 ? setWordStart(names, `(?:["']?[ \t]*[:=]|$)`) : null;
+  const asName = names.length > 0 ? setWordStart(names, `(?:["']?[ \t]{0,16}[:=]|$)`) : null;
   return `(?im)${[text, asName].filter((p) => p !== null).join('|')}`;
 }
 

@@ -16,6 +16,7 @@ import type { DataProtectionAction } from '../../config/data-protection-schema.t
 import { resolveAction, type CompiledDataProtection, type CompiledDataProtectionOk, type CompiledDetector } from './compile.ts';
 import { scanTable, valueOf, withReading, type Match, type SegmentTable } from './scan.ts';
 import { decodeSingleByte, encodeSingleByte, isBinaryBytes } from './charset.ts';
+import { withInspectionBudget } from './budget.ts';
 import { decodeJsonEscapes, jsonEscaped, jsonEscapeReading } from './json-escapes.ts';
 import { canonicalForm, canonicalShape, fingerprintOfCanonical, isUnicodeLetterOrDigit, keyPrefix, type CanonicalShape } from './fingerprint.ts';
 
@@ -133,6 +134,10 @@ const longEscapedString = 256;
 
 /** Inspects a parsed JSON value; the result's value is a new value when anything changed (the input is never modified). */
 export function inspectJson<T>(compiled: CompiledDataProtection, value: T, context: InspectContext): InspectResult<T> {
+  return withInspectionBudget(() => inspectJsonNow(compiled, value, context));
+}
+
+function inspectJsonNow<T>(compiled: CompiledDataProtection, value: T, context: InspectContext): InspectResult<T> {
   if (!compiled.ok || !compiled.active || !compiled.set) return emptyResult(value);
   const kept = context.clientIds?.length ? withoutClientIds(value, context.clientIds) : null;
   if (kept) {
@@ -152,6 +157,10 @@ export function inspectJson<T>(compiled: CompiledDataProtection, value: T, conte
 
 /** For non-JSON bodies: scans and rewrites the whole text as one segment. */
 export function inspectText(compiled: CompiledDataProtection, text: string, context: InspectContext): InspectResult<string> {
+  return withInspectionBudget(() => inspectTextNow(compiled, text, context));
+}
+
+function inspectTextNow(compiled: CompiledDataProtection, text: string, context: InspectContext): InspectResult<string> {
   if (!compiled.ok || !compiled.active || !compiled.set) return emptyResult(text);
   return textResult(compiled, text, context, null) as InspectResult<string>;
 }
@@ -177,6 +186,10 @@ function textDocument(text: string): Document {
  * choose where to cut (see stream.ts) and hands them back to inspectTextRange.
  */
 export function textMatches(compiled: CompiledDataProtectionOk, text: string): Match[] {
+  return withInspectionBudget(() => textMatchesNow(compiled, text));
+}
+
+function textMatchesNow(compiled: CompiledDataProtectionOk, text: string): Match[] {
   return matchesOfText(compiled, text, textDocument(text));
 }
 
@@ -186,6 +199,10 @@ export function textMatches(compiled: CompiledDataProtectionOk, text: string): M
  * A value spelled with JSON escapes is masked as it reads, so the escapes do not survive as text.
  */
 export function maskFoundText(compiled: CompiledDataProtectionOk, text: string): string {
+  return withInspectionBudget(() => maskFoundTextNow(compiled, text));
+}
+
+function maskFoundTextNow(compiled: CompiledDataProtectionOk, text: string): string {
   let out = '';
   let at = 0;
   for (const match of textMatches(compiled, text)) {
@@ -238,6 +255,10 @@ export function inspectTextRange(compiled: CompiledDataProtection, text: string,
  * received decide whether anything can match. Only then is the text read.
  */
 export function inspectBody(compiled: CompiledDataProtection, body: Buffer, context: InspectContext): InspectResult<Buffer> {
+  return withInspectionBudget(() => inspectBodyNow(compiled, body, context));
+}
+
+function inspectBodyNow(compiled: CompiledDataProtection, body: Buffer, context: InspectContext): InspectResult<Buffer> {
   if (!compiled.ok || !compiled.active || !compiled.set) return emptyResult(body);
   if (body[0] === 0xef && body[1] === 0xbb && body[2] === 0xbf) {
     // A UTF-8 byte order mark: what follows is read (JSON as JSON), the mark stays. Only one: a

@@ -1,10 +1,15 @@
 // Worker thread side of body-inspection.ts: compiles each data-protection config it is
 // sent once (its own RE2 objects: they cannot cross threads) and inspects bodies with it.
-import { parentPort } from 'node:worker_threads';
+import { parentPort, workerData } from 'node:worker_threads';
 import { compileDataProtection, type CompiledDataProtectionOk } from './compile.ts';
 import { inspectBody, inspectJson } from './inspect.ts';
 import { packResult, type InspectionReply, type InspectionRequest } from './body-inspection.ts';
 import { errorClassAndPlace } from '../error-description.ts';
+import { InspectionOverBudget, setInspectionBudget } from './budget.ts';
+
+// The pool's budget for a body on this thread (budget.ts keeps one per thread).
+const { budgetMs } = (workerData ?? {}) as { budgetMs?: number };
+if (budgetMs !== undefined && Number.isFinite(budgetMs)) setInspectionBudget(budgetMs);
 
 const compiled = new Map<string, CompiledDataProtectionOk>();
 const maxCompiled = 32;
@@ -42,7 +47,7 @@ parentPort!.on('message', (request: InspectionRequest) => {
     }
   } catch (error) {
     // the message may quote the body: its class and place only (error-description.ts)
-    reply = { id: request.id, ok: false, error: errorClassAndPlace(error) };
+    reply = error instanceof InspectionOverBudget ? { id: request.id, ok: false, error: error.message, code: error.code, budgetMs: error.budgetMs } : { id: request.id, ok: false, error: errorClassAndPlace(error) };
   }
   parentPort!.postMessage(reply, transfer);
 });

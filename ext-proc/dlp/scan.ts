@@ -12,6 +12,7 @@
 import RE2 from 're2';
 import { standaloneNumberGroups, type CompiledDataProtectionOk, type CompiledDetector, type SetEntry } from './compile.ts';
 import { asciiReading } from './look-alikes.ts';
+import { checkInspectionBudget } from './budget.ts';
 import { ampersandContinues, assignedValueAt, isCodeReference, nameEndsWithWord, unquotedValueEnd, maxValueLength as maxAssignedValueLength } from './assignment.ts';
 import { charKind, isTrivial, mayMatch, patternPieces, punctuationBit, type Features, type Requirement } from './prefilter.ts';
 
@@ -565,6 +566,8 @@ function scanWithHits(compiled: CompiledDataProtectionOk, t: SegmentTable, rawHi
   const runs: number[] = [0];
   for (const hit of hits) {
     const entry = entries[hit];
+    // One pattern pass at a time is bounded (one native call over the values it can match): the clock is read between them.
+    checkInspectionBudget();
     if (entry?.kind === 'pattern') scanPattern(scan, compiled.detectors[entry.detector]!);
     else if (entry?.kind === 'decoder' && depth < maxDecodeDepth) scanEncoded(scan, entry);
     else continue;
@@ -576,6 +579,7 @@ function scanWithHits(compiled: CompiledDataProtectionOk, t: SegmentTable, rawHi
   for (const hit of hits) {
     const entry = entries[hit];
     if (entry?.kind !== 'keyword') continue;
+    checkInspectionBudget();
     covered ??= new Covered((ordered = merged(scan.out.slice(), runs, t.count)));
     scan.covered = covered;
     const d = compiled.detectors[entry.detector]!;

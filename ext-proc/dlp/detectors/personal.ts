@@ -350,7 +350,7 @@ export const personalDetectors: DetectorDefinition[] = [
     dataClass: 'postal-address',
     description: 'US-style street address (number, name, street type)',
     examples: ['1600 Pennsylvania Avenue'],
-    pattern: '\\b\\d{1,6} (?:[A-Z][a-z]+ ){1,3}(?:Street|St|Avenue|Ave|Road|Rd|Boulevard|Blvd|Lane|Ln|Drive|Dr|Court|Ct|Way|Place|Pl|Terrace|Parkway|Pkwy)\\b',
+    pattern: '\\b\\d{1,6} (?:[A-Z][a-z]{1,24} ){1,3}(?:Street|St|Avenue|Ave|Road|Rd|Boulevard|Blvd|Lane|Ln|Drive|Dr|Court|Ct|Way|Place|Pl|Terrace|Parkway|Pkwy)\\b',
     keywords: ['address', 'street', 'ship to', 'billing', 'residence'],
     confidence: { base: 0.6, contextBoost: 0.3, negativePenalty: 0.2 },
     profiles: ['gdpr-pii', 'hipaa'],
