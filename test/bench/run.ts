@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { repoRoot } from '../../deploy/gateway-processes.ts';
 import { runGatewayBenchmark } from './gateway.ts';
 
-const all = ['gateway', 'dlp', 'cpu-per-request', 'sequence', 'audit'];
+const all = ['gateway', 'dlp', 'dlp-budget', 'cpu-per-request', 'sequence', 'audit'];
 const selected = process.argv.slice(2).length > 0 ? process.argv.slice(2) : all;
 const unknown = selected.filter((name) => !all.includes(name));
 if (unknown.length > 0) {

@@ -1,0 +1,116 @@
+// The data-protection budget through the real Envoy (ext-proc/dlp/budget.ts): an answer built to cost
+// the most to inspect (random printable text, where the detectors' automata meet a new state at almost
+// every byte) is refused with 503 inspection_over_budget soon after the budget, on the event loop (an
+// answer under the worker threshold) and on the worker (over it), and nothing of it reaches the agent;
+// while the worker is busy with one, a small answer is masked as usual; an ordinary answer of the same
+// size is inspected and masked; a failOpen Persona gets the answer unread; the refusal is audited.
+import assert from 'node:assert/strict';
+import { createServer, type Server } from 'node:http';
+import { after, before, describe, test } from 'node:test';
+import { startGatewayFixture, type GatewayFixture } from './support/gateway-fixture.ts';
+import { auditRows, type AuditRow } from './support/audit-reader.ts';
+import { close, listen } from './support/recording-mcp-server.ts';
+
+// A test value with a valid checksum (not a real card).
+const card = '4539 1488 0343 6467';
+const maskedCard = '**** **** **** 6467';
+const inlineBudgetMs = 150;
+const workerBudgetMs = 600;
+
+let gateway: GatewayFixture;
+let upstream: Server;
+const tokens: Record<string, string> = {};
+
+/** Printable ASCII from a seed: each answer is text the automata have not met. */
+function randomText(bytes: number, seed: number): string {
+  let s = seed;
+  let out = '';
+  for (let i = 0; i < bytes; i++) out += String.fromCharCode(0x20 + ((s = (s * 1103515245 + 12345) % 2147483648) % 0x5f));
+  return out;
+}
+
+/** GET /api/random?bytes=N&seed=S: JSON with the card and N bytes of random text; /api/prose?bytes=N: the card and plain words. */
+function createUpstream(): Server {
+  return createServer((request, response) => {
+    const url = new URL(request.url ?? '/', 'http://upstream');
+    const bytes = Number(url.searchParams.get('bytes') ?? 100);
+    const text = url.pathname === '/api/random' ? randomText(bytes, Number(url.searchParams.get('seed') ?? 1)) : 'the order shipped on time and the customer was told '.repeat(Math.ceil(bytes / 52)).slice(0, bytes);
+    response.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ card, text }));
+  });
+}
+
+before(async () => {
+  upstream = createUpstream();
+  const port = await listen(upstream);
+  gateway = await startGatewayFixture({ demo: false, env: { MANDATE_DLP_BUDGET_MS: String(inlineBudgetMs), MANDATE_DLP_WORKER_BUDGET_MS: String(workerBudgetMs) } });
+  const grants = [{ upstream: 'noisy-api', operations: [{ method: 'GET', path: '/random' }, { method: 'GET', path: '/prose' }] }];
+  const dataProtection = { profiles: ['pci-dss', 'secrets', 'gdpr-pii'], defaultAction: 'mask' };
+  await gateway.apply([
+    { kind: 'Upstream', name: 'noisy-api', protocol: 'rest', url: `http://127.0.0.1:${port}/api`, environment: 'production' },
+    { kind: 'Persona', name: 'budgeted', description: 'Reads answers that data protection inspects.', grants, dataProtection },
+    // Its own detectors, so its own automata: what the other Persona's bodies built does not speed up its inspection.
+    { kind: 'Persona', name: 'budgeted-open', description: 'The same, failing open.', grants, dataProtection: { ...dataProtection, profiles: [...dataProtection.profiles, 'hipaa'] }, failOpen: true },
+  ]);
+  for (const persona of ['budgeted', 'budgeted-open']) tokens[persona] = (await gateway.issueToken(persona, `${persona}-agent`)).token;
+});
+
+after(async () => {
+  await gateway?.stop();
+  if (upstream) await close(upstream);
+});
+
+async function get(persona: string, path: string): Promise<{ status: number; text: string; ms: number }> {
+  const started = performance.now();
+  const response = await fetch(`${gateway.gatewayUrl}/personas/${persona}/noisy-api${path}`, { headers: { authorization: `Bearer ${tokens[persona]}` } });
+  const text = await response.text();
+  return { status: response.status, text, ms: performance.now() - started };
+}
+
+function assertRefusedOverBudget(answer: { status: number; text: string; ms: number }, budgetMs: number, label: string): void {
+  assert.equal(answer.status, 503, `${label}: ${answer.status} ${answer.text.slice(0, 200)}`);
+  const problem = JSON.parse(answer.text) as { code: string; stage: string; title: string };
+  assert.deepEqual([problem.code, problem.stage], ['inspection_over_budget', 'data-protection'], label);
+  assert.match(problem.title, new RegExp(`budget of ${budgetMs} ms; refused \\(fail closed\\)`), label);
+  assert.ok(!answer.text.includes(card), `${label}: nothing of the answer reached the agent`);
+  // Refused at the budget plus one step, not after the seconds the whole inspection takes.
+  assert.ok(answer.ms < budgetMs + 2500, `${label}: answered after ${answer.ms.toFixed(0)} ms`);
+}
+
+describe('a body that costs more than its budget to inspect', () => {
+  test('a failOpen Persona gets the answer unread (its own automata meet random text first)', async () => {
+    const open = await get('budgeted-open', '/random?bytes=200000&seed=13');
+    assert.equal(open.status, 200, open.text.slice(0, 200));
+    assert.ok(open.text.includes(card), `passed on unread, as the Persona chose: ${open.text.slice(0, 300)}`);
+  });
+
+  test('on the event loop (200 KB, under the worker threshold): 503 inspection_over_budget', async () => {
+    assertRefusedOverBudget(await get('budgeted', '/random?bytes=200000&seed=11'), inlineBudgetMs, '200 KB');
+  });
+
+  test('on the worker (3 MB): 503 inspection_over_budget, and a small answer meanwhile is masked as usual', async () => {
+    const large = get('budgeted', '/random?bytes=3000000&seed=12');
+    await new Promise((r) => setTimeout(r, 100));
+    const small = await get('budgeted', '/prose?bytes=200');
+    assert.equal(small.status, 200, small.text.slice(0, 200));
+    assert.ok(small.text.includes(maskedCard) && !small.text.includes(card), small.text.slice(0, 200));
+    assertRefusedOverBudget(await large, workerBudgetMs, '3 MB');
+  });
+
+  test('an ordinary answer of the same sizes is inspected and masked within the same budgets', async () => {
+    for (const bytes of [200_000, 3_000_000]) {
+      const answer = await get('budgeted', `/prose?bytes=${bytes}`);
+      assert.equal(answer.status, 200, `${bytes}: ${answer.text.slice(0, 200)}`);
+      assert.ok(answer.text.includes(maskedCard) && !answer.text.includes(card), `${bytes}: masked`);
+    }
+  });
+
+  test('both refusals are audited with their code, enforced or not', async () => {
+    for (const [persona, enforced] of [['budgeted', true], ['budgeted-open', false]] as const) {
+      const over = (r: AuditRow[]) => r.find((e) => e.body.reasons.some((reason) => reason.code === 'inspection_over_budget'));
+      const rows = await auditRows(gateway, persona, (r) => Boolean(over(r)));
+      const row = over(rows);
+      assert.ok(row, `${persona}: audited`);
+      assert.equal((row.body as { enforced?: boolean }).enforced, enforced, persona);
+    }
+  });
+});
