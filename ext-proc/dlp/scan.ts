@@ -1319,43 +1319,13 @@ export function decode(decoder: 'base64' | 'hex' | 'url', raw: string): string |
     }
   }
   if (bytes.length < 8) return null;
-  if (bytes.length > 4 * decodeSliceBytes && mostlyUnprintable(bytes)) return null;
   const text = bytes.toString('utf8');
-  return text.length - unprintableUnits(text) >= 0.9 * text.length ? text : null;
-}
-
-function unprintableUnits(text: string): number {
-  let unprintable = 0;
+  let printable = 0;
   for (let i = 0; i < text.length; i++) {
     const c = text.charCodeAt(i);
-    if (!((c >= 32 && c < 127) || c === 10 || c === 13 || c === 9 || (c > 160 && c !== 0xfffd))) unprintable++;
+    if ((c >= 32 && c < 127) || c === 10 || c === 13 || c === 9 || (c > 160 && c !== 0xfffd)) printable++;
   }
-  return unprintable;
-}
-
-/** Bytes decoded at a time by mostlyUnprintable. */
-const decodeSliceBytes = 16 * 1024;
-
-/**
- * Decoded bytes that `decode` would drop, known from a part of them: a megabyte of base64 is most
- * often a file (an MCP image result), and decoding all of it as text only to count its unprintable
- * characters cost as much as scanning it. Exact: the whole text has at most `bytes.length` UTF-16
- * units, so more than a tenth of that many unprintable ones already found settles it; a slice cut
- * inside a character reads as up to 4 replacement characters that the whole text may not have, so
- * 4 per cut are not counted. Gives up (false) after two slices that look like text.
- */
-function mostlyUnprintable(bytes: Buffer): boolean {
-  const enough = 0.1 * bytes.length;
-  let unprintable = 0;
-  let slices = 0;
-  for (let start = 0; start < bytes.length; start += decodeSliceBytes) {
-    const slice = bytes.toString('utf8', start, Math.min(start + decodeSliceBytes, bytes.length));
-    unprintable += unprintableUnits(slice);
-    slices++;
-    if (unprintable - 4 * slices > enough) return true;
-    if (slices === 2 && unprintable < 0.05 * 2 * decodeSliceBytes) return false;
-  }
-  return false;
+  return printable / text.length >= 0.9 ? text : null;
 }
 
 function before(a: Match, b: Match): boolean {
