@@ -391,12 +391,12 @@ test('a whole answer over the worker threshold is inspected on the worker thread
   assert.deepEqual(events, ['body_inspection_inline']);
 });
 
-test('an answer that costs more than its budget to inspect is refused (inspection_over_budget), on the event loop and on the worker; never inspected again inline; a failOpen Persona passes it', async () => {
+test('an answer that costs more than its budget to inspect is refused (inspection_over_budget), on the event loop and on the worker; never inspected again inline; a failOpen Persona passes it; with a worker, one over its share of the event loop moves there', async () => {
   const { createBodyInspectionPool } = await import('./dlp/body-inspection.ts');
   const { inspectionBudgetMs, isOverBudget, setInspectionBudget } = await import('./dlp/budget.ts');
   // Random printable text as a tool result: every byte is new to the Sets' automata.
   let seed = 3;
-  const text = Array.from({ length: 200_000 }, () => String.fromCharCode(0x20 + ((seed = (seed * 1103515245 + 12345) % 2147483648) % 0x5f))).join('');
+  const text = `card ${card} ` + Array.from({ length: 200_000 }, () => String.fromCharCode(0x20 + ((seed = (seed * 1103515245 + 12345) % 2147483648) % 0x5f))).join('');
   const result = Buffer.from(JSON.stringify({ jsonrpc: '2.0', id: 9, result: { content: [{ type: 'text', text }] } }));
   const answer = (dependencies: ProcessorDependencies, persona: Record<string, unknown> = {}) => {
     const decisions: Decision[] = [];
@@ -426,6 +426,19 @@ test('an answer that costs more than its budget to inspect is refused (inspectio
     const open = answer(deps(policy), { failOpen: true });
     assert.throws(() => open.processor.handle(open.request), isOverBudget);
     assert.equal(open.processor.internalError(open.request, new (await import('./dlp/budget.ts')).InspectionOverBudget(1))?.immediate_response, undefined, 'failOpen: passed on');
+    // With a worker: over the event loop's share, the answer moves to the worker and is inspected there under its own budget.
+    const roomy = createBodyInspectionPool({ thresholdBytes: result.length + 1, budgetMs: 60_000, log: () => {} });
+    const moved: string[] = [];
+    try {
+      const offloaded = answer({ ...deps(policy), bodyInspection: roomy, log: (event) => moved.push(event) });
+      const outcome = offloaded.processor.handle(offloaded.request);
+      assert.ok(outcome !== null && 'deferred' in outcome, 'moved to the worker');
+      const body = ((await outcome.deferred)?.response_body?.response?.body_mutation as { body: Buffer }).body.toString('utf8');
+      assert.ok(body.includes('**** **** **** 6467') && !body.includes(card), 'inspected and masked on the worker');
+      assert.deepEqual(moved, ['body_inspection_moved']);
+    } finally {
+      await roomy.stop();
+    }
   } finally {
     setInspectionBudget(before);
   }

@@ -50,7 +50,7 @@ import { declaredCharset, decodeSingleByte, encodeSingleByte, type SingleByteCha
 import { createStreamInspector, isBinaryType, isJsonLinesType, looksBinary, type StreamInspector } from './dlp/stream.ts';
 import { behaviourResultOf, checkBehaviour, recordBehaviourResult } from './pipeline/behaviour.ts';
 import { dataBlockedCode, inspectJson, maskFoundText, type InspectContext, type InspectResult } from './dlp/inspect.ts';
-import { isOverBudget, type InspectionOverBudget } from './dlp/budget.ts';
+import { inspectionBudgetMs, isOverBudget, withInspectionBudget, type InspectionOverBudget } from './dlp/budget.ts';
 import {
   blockedReason,
   protectRequestBody,
@@ -133,6 +133,14 @@ export interface ProcessorDependencies {
 
 /** How long Envoy is asked to wait for a body inspected on the worker thread (a 64 MiB body at the slowest measured rate). */
 const largeBodyWaitMs = 10_000;
+
+/**
+ * The most a whole answer under the worker threshold may take on the event loop before it moves to
+ * the worker (dlp/budget.ts); at most the thread's budget. Answers are what an upstream controls and
+ * the bulk of what is inspected; what costs more than this is rare in ordinary traffic (a first-time
+ * image result of 250 KiB: about 0.3 s) and then costs this much more.
+ */
+const answerInlineBudgetMs = 250;
 
 const mcpBatchProtocol = '2025-03-26';
 const statelessProtocols = new Set(['2026-07-28']);
@@ -283,7 +291,20 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
         }
         const pool = deps.bodyInspection;
         if (pool && responseMode === 'buffered' && body.length >= pool.thresholdBytes && protectsBufferedResponse()) return onLargeBufferedResponse(body, pool);
-        const response = timed(() => onResponseBody(body, request.response_body?.end_of_stream === true));
+        let response: ProcessingResponse;
+        if (pool && responseMode === 'buffered' && protectsBufferedResponse()) {
+          // A whole answer may hold the event loop for a shorter time than the thread's budget: one that
+          // costs more (random text, a first-time image) moves to the worker, with the worker's budget.
+          try {
+            response = withInspectionBudget(() => timed(() => onResponseBody(body, request.response_body?.end_of_stream === true)), Math.min(answerInlineBudgetMs, inspectionBudgetMs()));
+          } catch (error) {
+            if (!isOverBudget(error)) throw error;
+            deps.log?.('body_inspection_moved', { bytes: body.length });
+            return onLargeBufferedResponse(body, pool);
+          }
+        } else {
+          response = timed(() => onResponseBody(body, request.response_body?.end_of_stream === true));
+        }
         // External DLP sees whole buffered bodies, and an event stream's messages one by one.
         if (responseMode === 'buffered') return withExternalDlp('response', body, response);
         return responseMode === 'sse' ? withExternalDlpOnEvents(response) : response;

@@ -1,11 +1,14 @@
-// The data-protection budget through the real Envoy (ext-proc/dlp/budget.ts): an answer built to cost
+// The data-protection budget through the real Envoy (ext-proc/dlp/budget.ts), with bodies built to cost
 // the most to inspect (random printable text, where the detectors' automata meet a new state at almost
-// every byte) is refused with 503 inspection_over_budget soon after the budget, on the event loop (an
-// answer under the worker threshold) and on the worker (over it), and nothing of it reaches the agent;
-// while the worker is busy with one, a small answer is masked as usual; an ordinary answer of the same
-// size is inspected and masked; a failOpen Persona gets the answer unread; the refusal is audited.
+// every byte): a request body over the event loop's budget is refused with 503 inspection_over_budget
+// and never reaches the upstream; an answer over the event loop's share moves to the worker and is
+// inspected there; one over the worker's budget is refused, nothing of it reaching the agent, while a
+// small answer sent meanwhile is masked as usual; ordinary bodies of the same sizes are inspected and
+// masked; a failOpen Persona passes the request on unread; the refusals are audited.
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { startGatewayFixture, type GatewayFixture } from './support/gateway-fixture.ts';
 import { auditRows, type AuditRow } from './support/audit-reader.ts';
@@ -32,10 +35,23 @@ function randomText(bytes: number, seed: number): string {
   return out;
 }
 
-/** GET /api/random?bytes=N&seed=S: JSON with the card and N bytes of random text; /api/prose?bytes=N: the card and plain words. */
+let submitted = 0;
+
+/**
+ * GET /api/random?bytes=N&seed=S: JSON with the card and N bytes of random text; /api/prose?bytes=N: the
+ * card and plain words. POST /api/submit: says how many bytes it received and whether the card was in them as sent.
+ */
 function createUpstream(): Server {
-  return createServer((request, response) => {
+  return createServer(async (request, response) => {
     const url = new URL(request.url ?? '/', 'http://upstream');
+    if (url.pathname === '/api/submit') {
+      const chunks: Buffer[] = [];
+      for await (const chunk of request) chunks.push(chunk as Buffer);
+      const received = Buffer.concat(chunks).toString('utf8');
+      submitted++;
+      response.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ received: received.length, rawCard: received.includes(card) }));
+      return;
+    }
     const bytes = Number(url.searchParams.get('bytes') ?? 100);
     const text = url.pathname === '/api/random' ? randomText(bytes, Number(url.searchParams.get('seed') ?? 1)) : 'the order shipped on time and the customer was told '.repeat(Math.ceil(bytes / 52)).slice(0, bytes);
     response.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ card, text }));
@@ -46,7 +62,7 @@ before(async () => {
   upstream = createUpstream();
   const port = await listen(upstream);
   gateway = await startGatewayFixture({ demo: false, env: { MANDATE_DLP_BUDGET_MS: String(inlineBudgetMs), MANDATE_DLP_WORKER_BUDGET_MS: String(workerBudgetMs) } });
-  const grants = [{ upstream: 'noisy-api', operations: [{ method: 'GET', path: '/random' }, { method: 'GET', path: '/prose' }] }];
+  const grants = [{ upstream: 'noisy-api', operations: [{ method: 'GET', path: '/random' }, { method: 'GET', path: '/prose' }, { method: 'POST', path: '/submit' }] }];
   const dataProtection = { profiles: ['pci-dss', 'secrets', 'gdpr-pii'], defaultAction: 'mask' };
   await gateway.apply([
     { kind: 'Upstream', name: 'noisy-api', protocol: 'rest', url: `http://127.0.0.1:${port}/api`, environment: 'production' },
@@ -69,6 +85,16 @@ async function get(persona: string, path: string): Promise<{ status: number; tex
   return { status: response.status, text, ms: performance.now() - started };
 }
 
+async function submit(persona: string, body: string): Promise<{ status: number; text: string; ms: number }> {
+  const started = performance.now();
+  const response = await fetch(`${gateway.gatewayUrl}/personas/${persona}/noisy-api/submit`, { method: 'POST', headers: { authorization: `Bearer ${tokens[persona]}`, 'content-type': 'application/json' }, body });
+  const text = await response.text();
+  return { status: response.status, text, ms: performance.now() - started };
+}
+
+/** 250 KB of random text with the card in front, as a JSON request body (under the 256 KiB worker threshold). */
+const randomRequest = (seed: number) => JSON.stringify({ note: `card ${card}`, text: randomText(250_000, seed) });
+
 function assertRefusedOverBudget(answer: { status: number; text: string; ms: number }, budgetMs: number, label: string): void {
   assert.equal(answer.status, 503, `${label}: ${answer.status} ${answer.text.slice(0, 200)}`);
   const problem = JSON.parse(answer.text) as { code: string; stage: string; title: string };
@@ -80,14 +106,24 @@ function assertRefusedOverBudget(answer: { status: number; text: string; ms: num
 }
 
 describe('a body that costs more than its budget to inspect', () => {
-  test('a failOpen Persona gets the answer unread (its own automata meet random text first)', async () => {
-    const open = await get('budgeted-open', '/random?bytes=250000&seed=13');
+  test('a failOpen Persona passes the request on unread (its own automata meet random text first)', async () => {
+    const open = await submit('budgeted-open', randomRequest(13));
     assert.equal(open.status, 200, open.text.slice(0, 200));
-    assert.ok(open.text.includes(card), `passed on unread, as the Persona chose: ${open.text.slice(0, 300)}`);
+    assert.deepEqual(JSON.parse(open.text), { received: randomRequest(13).length, rawCard: true }, 'passed on unread, as the Persona chose');
   });
 
-  test('on the event loop (250 KB, under the worker threshold): 503 inspection_over_budget', async () => {
-    assertRefusedOverBudget(await get('budgeted', '/random?bytes=250000&seed=11'), inlineBudgetMs, '250 KB');
+  test('a request body over the event loop\'s budget: 503 inspection_over_budget, never sent upstream', async () => {
+    const before = submitted;
+    assertRefusedOverBudget(await submit('budgeted', randomRequest(11)), inlineBudgetMs, '250 KB request');
+    assert.equal(submitted, before, 'the upstream received nothing');
+  });
+
+  test('an answer over the event loop\'s share moves to the worker and is inspected there', async () => {
+    const answer = await get('budgeted', '/random?bytes=250000&seed=14');
+    assert.equal(answer.status, 200, answer.text.slice(0, 200));
+    assert.ok(answer.text.startsWith(`{"card":"${maskedCard}"`) && !answer.text.includes(card), answer.text.slice(0, 100));
+    const log = readFileSync(join(gateway.dataDir, 'logs', 'ext-proc.log'), 'utf8');
+    assert.match(log, /body_inspection_moved/, 'it left the event loop for the worker');
   });
 
   test('on the worker (3 MB): 503 inspection_over_budget, and a small answer meanwhile is masked as usual', async () => {
@@ -99,7 +135,10 @@ describe('a body that costs more than its budget to inspect', () => {
     assertRefusedOverBudget(await large, workerBudgetMs, '3 MB');
   });
 
-  test('an ordinary answer of the same sizes is inspected and masked within the same budgets', async () => {
+  test('ordinary bodies of the same sizes are inspected and masked within the same budgets', async () => {
+    const sent = await submit('budgeted', JSON.stringify({ note: `card ${card}`, text: 'the order shipped on time and the customer was told '.repeat(4800) }));
+    assert.equal(sent.status, 200, sent.text.slice(0, 200));
+    assert.equal((JSON.parse(sent.text) as { rawCard: boolean }).rawCard, false, 'masked before the upstream');
     for (const bytes of [250_000, 3_000_000]) {
       const answer = await get('budgeted', `/prose?bytes=${bytes}`);
       assert.equal(answer.status, 200, `${bytes}: ${answer.text.slice(0, 200)}`);
