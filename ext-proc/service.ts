@@ -77,10 +77,10 @@ export interface ExtProcOptions {
 export const defaultBodyInspectionThresholdBytes = 256 * 1024;
 
 /**
- * Inspection budgets (dlp/budget.ts, docs/benchmarks.md "Bodies built to cost the most"). On the
- * event loop a body is under the worker threshold: the costliest legitimate one measured, a 256 KiB
- * MCP image result (base64) met for the first time, took about 0.5 s. On the worker, a 1.4 MB image
- * result took 0.5-0.9 s, and Envoy waits 10 s for the worker.
+ * Inspection budgets (dlp/budget.ts, docs/benchmarks.md "The inspection budget"). On the event loop a
+ * body is under the worker threshold: the costliest legitimate one measured, an MCP image result
+ * (base64) of 250 KiB met for the first time, took 0.27-0.47 s. On the worker, one of 4 MiB took
+ * 1.3-1.9 s, and Envoy waits 10 s for the worker.
  */
 export const defaultInspectionBudgetMs = 1000;
 export const defaultWorkerInspectionBudgetMs = 5000;
