@@ -426,6 +426,10 @@ test('an answer that costs more than its budget to inspect is refused (inspectio
     const open = answer(deps(policy), { failOpen: true });
     assert.throws(() => open.processor.handle(open.request), isOverBudget);
     assert.equal(open.processor.internalError(open.request, new (await import('./dlp/budget.ts')).InspectionOverBudget(1))?.immediate_response, undefined, 'failOpen: passed on');
+    const monitored = answer(deps(policy), { mode: 'monitor' });
+    assert.throws(() => monitored.processor.handle(monitored.request), isOverBudget);
+    assert.equal(monitored.processor.internalError(monitored.request, new (await import('./dlp/budget.ts')).InspectionOverBudget(1))?.immediate_response, undefined, 'monitor mode: passed on');
+    assert.equal((monitored.decisions.at(-1) as { enforced?: boolean }).enforced, false, 'recorded as not enforced');
     // With a worker: over the event loop's share, the answer moves to the worker and is inspected there under its own budget.
     const roomy = createBodyInspectionPool({ thresholdBytes: result.length + 1, budgetMs: 60_000, log: () => {} });
     const moved: string[] = [];

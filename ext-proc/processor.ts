@@ -1784,11 +1784,13 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
   function internalError(request: ProcessingRequest, error: unknown): ProcessingResponse | null {
     const failOpen = persona?.persona.failOpen === true;
     if (isOverBudget(error)) {
-      // A body that costs more to inspect than its budget (dlp/budget.ts): refused, or passed unread where the Persona fails open.
+      // A body that costs more to inspect than its budget (dlp/budget.ts): refused, or passed unread where
+      // the Persona fails open or only monitors (as an answer too large to read is).
+      const passes = failOpen || persona?.persona.mode === 'monitor';
       const budgetMs = (error as InspectionOverBudget).budgetMs;
       const message = `inspecting this ${request.request === 'response_body' ? 'answer' : 'request'} took longer than the data-protection budget of ${budgetMs} ms`;
-      recordDenial({ ...makeDecision(mcpCall('inspection-over-budget'), { stage: 'data-protection', code: 'inspection_over_budget', message }), enforced: !failOpen });
-      if (failOpen) return passThrough(request);
+      recordDenial({ ...makeDecision(mcpCall('inspection-over-budget'), { stage: 'data-protection', code: 'inspection_over_budget', message }), enforced: !passes });
+      if (passes) return passThrough(request);
       answered = true;
       finish();
       return immediate(503, problem(503, { stage: 'data-protection', code: 'inspection_over_budget', message: `${message}; refused (fail closed)` }), [['content-type', 'application/problem+json']], 'inspection_over_budget');
