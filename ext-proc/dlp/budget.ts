@@ -3,7 +3,8 @@
 // a time) and checks the clock between them: a body built to cost the most (random text, where the
 // Sets' automata meet a new state at every byte) is stopped at the budget plus one step, instead of
 // holding ext_proc's event loop or the inspection worker for seconds. Exceeding the budget is an
-// error the caller answers as a refusal (fail closed; a Persona's failOpen passes the body unread).
+// error the caller answers as a refusal (fail closed; a failOpen or monitor-mode Persona passes the
+// body unread), or, for a whole answer on the event loop, by moving it to the worker (processor.ts).
 //
 // One deadline at a time: inspection is synchronous, and a nested inspection (a decoded segment, a
 // reading of the same text) keeps the outer one's deadline. The budget is the thread's: ext_proc sets
