@@ -688,21 +688,24 @@ test('a body that is not UTF-8 is read as windows-1252 as well: no-break space b
   assert.ok(!m.value.toString('latin1').includes('4539'));
 });
 
-test('a binary body (a NUL byte, or many control bytes) is read for its printable ASCII: a card in it is masked byte for byte, the rest stays', () => {
+test('a binary body (a NUL byte, or many control bytes) is read for its strings (8 printable ASCII bytes in a row or more): a card in one is masked byte for byte, the rest stays', () => {
   const compiled = compileDataProtection({ profiles: ['pci-dss'], defaultAction: 'mask' } as never);
   const noise = (n: number, seed: number) => Buffer.from(Array.from({ length: n }, (_, i) => ((i * 7919 + seed * 104729) % 251) ^ 0x80));
-  const body = Buffer.concat([noise(300, 1), Buffer.from([0]), Buffer.from(` card 4539\xa01488\xa00343\xa06467 `, 'latin1'), noise(300, 2)]);
+  const body = Buffer.concat([noise(300, 1), Buffer.from([0]), Buffer.from(` card 4539 1488 0343 6467 `, 'latin1'), noise(300, 2)]);
   const r = inspectBody(compiled, body, response);
   assert.deepEqual(r.findings.map((f) => f.detector), ['payment-card-visa']);
   assert.equal(r.value.length, body.length);
   const at = body.indexOf('4539');
-  assert.equal(r.value.subarray(at, at + 19).toString('latin1'), '****\xa0****\xa0****\xa06467');
+  assert.equal(r.value.subarray(at, at + 19).toString('latin1'), '**** **** **** 6467');
   assert.ok(r.value.subarray(0, at).equals(body.subarray(0, at)) && r.value.subarray(at + 19).equals(body.subarray(at + 19)), 'the other bytes stay');
   // A placeholder of another length would break the file: the body is blocked instead.
   const redacting = compileDataProtection({ profiles: ['pci-dss'], defaultAction: 'redact' } as never);
   const blocked = inspectBody(redacting, body, response);
   assert.deepEqual(blocked.blocked, { group: 'financial', detector: 'payment-card-visa' });
   assert.ok(blocked.value.equals(body));
+  // Shorter runs are not read: groups of digits between control bytes spell nothing a reader sees.
+  const scattered = Buffer.concat([noise(100, 4), Buffer.from('\x004539\x001488\x000343\x006467\x00', 'latin1'), noise(100, 5)]);
+  assert.deepEqual(inspectBody(compiled, scattered, response).findings, []);
   // Control bytes (not NUL) past one in ten make a body binary too; a clean one passes as it is.
   const controls = Buffer.concat([Buffer.from('\x01\x02\x03\x04\x05 ok \xff', 'latin1'), noise(40, 3)]);
   const clean = inspectBody(compiled, controls, response);
