@@ -12,6 +12,7 @@ const context = { direction: 'response' as const, upstream: 'u' };
 const kinds: Record<string, (n: number) => Buffer> = {
   'random printable ASCII': (n) => Buffer.from(randomBytes(n).map((x) => 0x20 + (x % 0x5f))),
   'random bytes 0x20-0xff': (n) => Buffer.from(randomBytes(n).map((x) => 0x20 + (x % 0xe0))),
+  'random bytes (binary: a compressed file)': (n) => randomBytes(n),
   'MCP image result (base64 of random bytes)': (n) => Buffer.from(JSON.stringify({ jsonrpc: '2.0', id: 1, result: { content: [{ type: 'image', mimeType: 'image/png', data: randomBytes(Math.floor((n * 3) / 4)).toString('base64') }] } })),
 };
 
