@@ -131,9 +131,9 @@ const maxEmbeddedDepth = 3;
 
 /**
  * The fewest printable bytes in a row that a binary body's reading keeps (inspectBinary). In random
- * bytes (compressed data) runs of 8 are rare (0.24% of the bytes of 4 MiB are in one), and what is detected is longer
- * (a key, an address, a card with its spaces, `ssn: ` and its number). 4 MiB of random bytes: 14-16 s
- * read whole, 6-8 s with runs of 4, 2.9-3.6 s with 6, 1.6 s with 8.
+ * bytes (compressed data) runs of 8 are rare (0.24% of the bytes of 4 MiB are in one), and what is
+ * detected is longer (a key, an address, a card with its spaces, `ssn: ` and its number). 4 MiB of
+ * random bytes: 14-16 s read whole, 6-8 s with runs of 4, 2.9-3.6 s with 6, 1.6 s with 8.
  */
 const binaryStringBytes = 8;
 
