@@ -291,19 +291,16 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
         }
         const pool = deps.bodyInspection;
         if (pool && responseMode === 'buffered' && body.length >= pool.thresholdBytes && protectsBufferedResponse()) return onLargeBufferedResponse(body, pool);
+        // A whole answer may hold the event loop for a shorter time than the thread's budget: one that
+        // costs more (random text, a first-time image) moves to the worker, with the worker's budget.
+        const movable = pool && responseMode === 'buffered' && protectsBufferedResponse();
         let response: ProcessingResponse;
-        if (pool && responseMode === 'buffered' && protectsBufferedResponse()) {
-          // A whole answer may hold the event loop for a shorter time than the thread's budget: one that
-          // costs more (random text, a first-time image) moves to the worker, with the worker's budget.
-          try {
-            response = withInspectionBudget(() => timed(() => onResponseBody(body, request.response_body?.end_of_stream === true)), Math.min(answerInlineBudgetMs, inspectionBudgetMs()));
-          } catch (error) {
-            if (!isOverBudget(error)) throw error;
-            deps.log?.('body_inspection_moved', { bytes: body.length });
-            return onLargeBufferedResponse(body, pool);
-          }
-        } else {
-          response = timed(() => onResponseBody(body, request.response_body?.end_of_stream === true));
+        try {
+          response = withInspectionBudget(() => timed(() => onResponseBody(body, request.response_body?.end_of_stream === true)), movable ? Math.min(answerInlineBudgetMs, inspectionBudgetMs()) : Infinity);
+        } catch (error) {
+          if (!movable || !isOverBudget(error)) throw error;
+          deps.log?.('body_inspection_moved', { bytes: body.length });
+          return onLargeBufferedResponse(body, pool);
         }
         // External DLP sees whole buffered bodies, and an event stream's messages one by one.
         if (responseMode === 'buffered') return withExternalDlp('response', body, response);
@@ -1786,22 +1783,21 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
     if (isOverBudget(error)) {
       // A body that costs more to inspect than its budget (dlp/budget.ts): refused, or passed unread where
       // the Persona fails open or only monitors (as an answer too large to read is).
-      const passes = failOpen || persona?.persona.mode === 'monitor';
-      const budgetMs = (error as InspectionOverBudget).budgetMs;
-      const message = `inspecting this ${request.request === 'response_body' ? 'answer' : 'request'} took longer than the data-protection budget of ${budgetMs} ms`;
-      recordDenial({ ...makeDecision(mcpCall('inspection-over-budget'), { stage: 'data-protection', code: 'inspection_over_budget', message }), enforced: !passes });
-      if (passes) return passThrough(request);
-      answered = true;
-      finish();
-      return immediate(503, problem(503, { stage: 'data-protection', code: 'inspection_over_budget', message: `${message}; refused (fail closed)` }), [['content-type', 'application/problem+json']], 'inspection_over_budget');
+      const message = `inspecting this ${request.request === 'response_body' ? 'answer' : 'request'} took longer than the data-protection budget of ${(error as InspectionOverBudget).budgetMs} ms`;
+      return refusedOnError(request, 503, { stage: 'data-protection', code: 'inspection_over_budget', message }, `${message}; refused (fail closed)`, failOpen || persona?.persona.mode === 'monitor');
     }
     // The exception's message may quote what it was reading: only its class and place are recorded.
     const message = `internal error while processing ${request.request ?? 'a message'}: ${errorClassAndPlace(error)}`;
-    recordDenial({ ...makeDecision(mcpCall('internal-error'), { stage: 'availability', code: 'internal_error', message }), enforced: !failOpen });
-    if (failOpen) return passThrough(request);
+    return refusedOnError(request, 500, { stage: 'availability', code: 'internal_error', message }, 'the policy service failed while processing this request; refused (fail closed)', failOpen);
+  }
+
+  /** Records `reason`; then passes the message on (`passes`), or ends the exchange with `status` and `told` as the agent's message. */
+  function refusedOnError(request: ProcessingRequest, status: number, reason: DecisionReason, told: string, passes: boolean): ProcessingResponse | null {
+    recordDenial({ ...makeDecision(mcpCall(reason.code.replaceAll('_', '-')), reason), enforced: !passes });
+    if (passes) return passThrough(request);
     answered = true;
     finish();
-    return immediate(500, problem(500, { stage: 'availability', code: 'internal_error', message: 'the policy service failed while processing this request; refused (fail closed)' }), [['content-type', 'application/problem+json']], 'internal_error');
+    return immediate(status, problem(status, { ...reason, message: told }), [['content-type', 'application/problem+json']], reason.code);
   }
 
   return { handle, finish, internalError };

@@ -10,7 +10,7 @@ import { detectorGroups, type DetectorDefinition } from './detector.ts';
 import { loosenedForSet, mayMatchLineFeed, requirementOf, type Requirement } from './prefilter.ts';
 import { lookAlikeSetSource } from './look-alikes.ts';
 import { checkInspectionBudget } from './budget.ts';
-import { boundedPrefix, longestMatchBytes, UnreadablePattern } from './pattern-span.ts';
+import { UnreadablePattern, witnessOf } from './pattern-span.ts';
 
 /** Candidate shape for keyword-gated identifiers without a pattern of their own. */
 const identifierShape = '[A-Za-z0-9](?:[A-Za-z0-9]|[ ./-][A-Za-z0-9]){3,26}';
@@ -163,15 +163,13 @@ function quietCut(text: Buffer, at: number, reach: number): number {
  * (loosenedForSet). `witnessBytes` is the widest match of the cut gate; Infinity if it was not read.
  */
 export function setEntrySource(gate: string, loosen: boolean): { source: string; witnessBytes: number } {
-  let cut = gate;
-  let witnessBytes = Infinity;
+  let witness = { source: gate, bytes: Infinity };
   try {
-    cut = boundedPrefix(gate);
-    witnessBytes = longestMatchBytes(cut);
+    witness = witnessOf(gate);
   } catch (error) {
     if (!(error instanceof UnreadablePattern)) throw error;
   }
-  return { source: loosen ? loosenedForSet(cut) : cut, witnessBytes };
+  return { source: loosen ? loosenedForSet(witness.source) : witness.source, witnessBytes: witness.bytes };
 }
 
 /** The Set source starts with three literal characters (after an optional `(?i)`, `\b` and group opening). */

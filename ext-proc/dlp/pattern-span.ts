@@ -12,7 +12,7 @@
 // The reading is conservative: byte lengths assume the widest UTF-8 a construct can match; a
 // construct it does not know makes it throw, and the caller then scans in one piece.
 
-import { patternPieces, type PatternPiece } from './prefilter.ts';
+import { countedRepetition, patternPieces, type PatternPiece } from './prefilter.ts';
 
 type SpanNode =
   | { kind: 'sequence'; items: SpanNode[] }
@@ -36,8 +36,16 @@ export function longestMatchBytes(source: string): number {
  * text the result matches.
  */
 export function boundedPrefix(source: string): string {
+  return witnessOf(source).source;
+}
+
+/** The bounded prefix of a pattern (boundedPrefix) and its widest match in bytes, read once. */
+export function witnessOf(source: string): { source: string; bytes: number } {
   const tree = parse(source);
-  return Number.isFinite(widest(tree)) ? source : render(cut(tree).node);
+  const bytes = widest(tree);
+  if (Number.isFinite(bytes)) return { source, bytes };
+  const prefix = cut(tree).node;
+  return { source: render(prefix), bytes: widest(prefix) };
 }
 
 function parse(source: string): SpanNode {
@@ -71,12 +79,10 @@ function parse(source: string): SpanNode {
       [min, max] = q.text === '*' ? [0, Infinity] : q.text === '+' ? [1, Infinity] : [0, 1];
       text = q.text;
     } else if (q.text === '{') {
-      const m = /^\{(\d+)(?:(,)(\d*))?\}/.exec(source.slice(q.start, q.start + 16));
-      if (m === null) throw new UnreadablePattern(`a "{" that is no repetition at ${q.start}`);
-      min = Number(m[1]);
-      max = m[2] === undefined ? min : m[3] === '' ? Infinity : Number(m[3]);
-      text = m[0];
-      const end = q.start + m[0].length;
+      const counted = countedRepetition(source, q.start);
+      if (counted === null) throw new UnreadablePattern(`a "{" that is no repetition at ${q.start}`);
+      ({ min, max, text } = counted);
+      const end = q.start + text.length;
       while (i < pieces.length && pieces[i]!.start < end) i++;
     } else {
       return node;

@@ -156,10 +156,10 @@ class Reader {
     } else if (c === '+') {
       this.i++;
     } else if (c === '{') {
-      const m = /^\{(\d+)(,(\d*))?\}/.exec(this.s.slice(this.i));
-      if (!m) throw new GiveUp();
-      this.i += m[0].length;
-      n = repeat(atom, Number(m[1]));
+      const counted = countedRepetition(this.s, this.i);
+      if (!counted) throw new GiveUp();
+      this.i += counted.text.length;
+      n = repeat(atom, counted.min);
     } else {
       return n;
     }
@@ -369,18 +369,24 @@ export function loosenedForSet(source: string, bound = setRepetitionBound): stri
   for (const piece of patternPieces(source)) {
     if (piece.start < skipTo) continue;
     if (piece.text === '{' && !piece.escape && !piece.inClass) {
-      const m = /^\{(\d+)(?:(,)(\d*))?\}/.exec(source.slice(piece.start, piece.start + 16));
-      if (m !== null) {
-        const min = Number(m[1]);
-        const max = m[2] === undefined ? min : m[3] === '' ? Infinity : Number(m[3]);
-        out += max > bound ? `{${Math.min(min, bound)},}` : m[0];
-        skipTo = piece.start + m[0].length;
+      const counted = countedRepetition(source, piece.start);
+      if (counted !== null) {
+        out += counted.max > bound ? `{${Math.min(counted.min, bound)},}` : counted.text;
+        skipTo = piece.start + counted.text.length;
         continue;
       }
     }
     out += piece.text;
   }
   return out;
+}
+
+/** The counted repetition (`{m}`, `{m,}`, `{m,n}`) that starts at `at` in a pattern's text, or null. */
+export function countedRepetition(source: string, at: number): { min: number; max: number; text: string } | null {
+  const m = /^\{(\d+)(?:(,)(\d*))?\}/.exec(source.slice(at, at + 16));
+  if (m === null) return null;
+  const min = Number(m[1]);
+  return { min, max: m[2] === undefined ? min : m[3] === '' ? Infinity : Number(m[3]), text: m[0] };
 }
 
 /** A piece of a pattern's text: an escape (`\b`, `\.`, `\x{2028}`, `\p{L}`) or one other character. */
