@@ -30,6 +30,8 @@ const streamedCard = '4716 3915 8245 7610';
 let gateway: GatewayFixture;
 let billing: RecordingMcpServer;
 let mailer: RecordingMcpServer;
+let screens: RecordingMcpServer;
+let screensStream: RecordingMcpServer;
 let devbox: RecordingMcpServer;
 let restEcho: RestEchoServer;
 let sseUpstream: Server;
@@ -54,13 +56,24 @@ before(async () => {
     // Takes such an export the other way, in its arguments.
     save_export: () => 'saved',
   });
+  // Screenshots, as a browser tool returns them: an image content item beside a text one.
+  const screenshotAnswers = {
+    take_screenshot: (args: Record<string, unknown>) => ({
+      content: [
+        { type: 'text' as const, text: 'Screenshot of the billing page' },
+        { type: 'image' as const, data: screenshot(Number(args['id'] ?? 60_000), args['text'] === 'clean' ? '' : `\x00Card on file: ${billingCard}\x00`).toString('base64'), mimeType: 'image/png' },
+      ],
+    }),
+  };
+  screens = createRecordingMcpServer(screenshotAnswers);
+  screensStream = createRecordingMcpServer(screenshotAnswers, { eventStream: true });
   mailer = createRecordingMcpServer({ send_email: () => 'sent' });
   devbox = createRecordingMcpServer({ store_note: () => 'stored' });
   restEcho = createRestEchoServer({ secretInAnswer: otherCard, streamedSecret: streamedCard });
   sseUpstream = createSplitSseUpstream({ resultText: `Card on file: ${streamedCard}`, splitInside: streamedCard, offset: 7, pauseMs: 150 });
   charsetUpstream = createFramedAnswerUpstream(charsetAnswer);
-  const [billingPort, mailerPort, devboxPort, restPort, ssePort, charsetPort] = await Promise.all([
-    listen(billing.server), listen(mailer.server), listen(devbox.server), listen(restEcho.server), listen(sseUpstream), listen(charsetUpstream),
+  const [billingPort, mailerPort, devboxPort, restPort, ssePort, charsetPort, screensPort, screensStreamPort] = await Promise.all([
+    listen(billing.server), listen(mailer.server), listen(devbox.server), listen(restEcho.server), listen(sseUpstream), listen(charsetUpstream), listen(screens.server), listen(screensStream.server),
   ]);
   gateway = await startGatewayFixture({ demo: false });
   const upstream = (name: string, port: number, environment: string, protocol = 'mcp', path = '/mcp') => ({ kind: 'Upstream', name, protocol, url: `http://127.0.0.1:${port}${path}`, environment });
@@ -70,6 +83,8 @@ before(async () => {
     { upstream: 'devbox', tools: [{ name: 'store_note' }] },
     { upstream: 'billing-stream', tools: [{ name: 'read_card' }] },
     { upstream: 'billing-charsets', tools: [{ name: 'read_card' }] },
+    { upstream: 'screens', tools: [{ name: 'take_screenshot' }] },
+    { upstream: 'screens-stream', tools: [{ name: 'take_screenshot' }] },
     { upstream: 'notes-api', operations: [{ method: 'POST', path: '/notes' }, { method: 'GET', path: '/notes' }, { method: 'GET', path: '/events' }, { method: 'GET', path: '/keys/{key}' }, { method: 'GET', path: '/download' }] },
   ];
   await gateway.apply([
@@ -78,6 +93,8 @@ before(async () => {
     upstream('devbox', devboxPort!, 'development'),
     upstream('billing-stream', ssePort!, 'production'),
     upstream('billing-charsets', charsetPort!, 'production'),
+    upstream('screens', screensPort!, 'production'),
+    upstream('screens-stream', screensStreamPort!, 'production'),
     { ...upstream('notes-api', restPort!, 'production', 'rest', '/api'), forwardHeaders: ['x-ticket-note'] },
     { kind: 'Persona', name: 'dlp-guard', description: 'Masks cards and credentials, refuses GitHub tokens.', grants: allTools, dataProtection },
     { kind: 'Persona', name: 'dlp-monitor', description: 'Same data protection, monitored only.', mode: 'monitor', grants: allTools, dataProtection },
@@ -109,7 +126,7 @@ before(async () => {
 
 after(async () => {
   await gateway?.stop();
-  for (const server of [billing?.server, mailer?.server, devbox?.server, restEcho?.server, sseUpstream, charsetUpstream]) if (server) await close(server);
+  for (const server of [billing?.server, screens?.server, screensStream?.server, mailer?.server, devbox?.server, restEcho?.server, sseUpstream, charsetUpstream]) if (server) await close(server);
 });
 
 const endpoint = (persona: string, upstream: string) => `/personas/${persona}/${upstream}`;
@@ -152,6 +169,45 @@ async function rawToolCallBytes(persona: string, upstream: string, args: Record<
 function resultText(result: object): string {
   return (result as { content: { text: string }[] }).content.map((c) => c.text).join('\n');
 }
+
+/** Image bytes: a PNG signature, noise with a NUL every fifth byte (no 8 printable bytes in a row), and `inside` at the middle. */
+function screenshot(size: number, inside: string): Buffer {
+  const noise = (n: number, seed: number) => Buffer.from(Array.from({ length: n }, (_, i) => (i % 5 === 0 ? 0 : ((i * 7919 + seed * 104729) % 251) ^ 0x80)));
+  const half = Math.floor((size - inside.length) / 2);
+  return Buffer.concat([Buffer.from('89504e470d0a1a0a0000000d49484452', 'hex'), noise(half - 16, 1), Buffer.from(inside, 'latin1'), noise(size - half - inside.length, 2)]);
+}
+
+describe('an image in a tool result', () => {
+  test('is read as a file: a card in its bytes is masked byte for byte, the image otherwise arrives as sent; a clean one arrives untouched (JSON and SSE, inline and on the worker)', async () => {
+    for (const upstream of ['screens', 'screens-stream']) {
+      const client = await gateway.mcpClient(endpoint('dlp-guard', upstream), tokens['dlp-guard']!);
+      // 60 KB is inspected on the event loop; 400 KB (over 256 KiB) on the worker.
+      for (const size of [60_000, 400_000]) {
+        const sent = screenshot(size, `\x00Card on file: ${billingCard}\x00`);
+        const result = (await client.callTool({ name: 'take_screenshot', arguments: { id: String(size) } })) as { content: { type: string; text?: string; data?: string; mimeType?: string }[] };
+        assert.equal(result.content[0]!.text, 'Screenshot of the billing page', `${upstream} ${size}`);
+        assert.equal(result.content[1]!.mimeType, 'image/png');
+        const received = Buffer.from(result.content[1]!.data!, 'base64');
+        assert.equal(received.length, sent.length, `${upstream} ${size}: the image arrived whole`);
+        const at = sent.indexOf('Card on file: ');
+        assert.equal(received.subarray(at, at + 33).toString('latin1'), 'Card on file: **** **** **** 6467', `${upstream} ${size}`);
+        assert.ok(received.subarray(0, at).equals(sent.subarray(0, at)) && received.subarray(at + 33).equals(sent.subarray(at + 33)), `${upstream} ${size}: every other byte as sent`);
+        const clean = (await client.callTool({ name: 'take_screenshot', arguments: { id: String(size), text: 'clean' } })) as { content: { data?: string }[] };
+        assert.ok(Buffer.from(clean.content[1]!.data!, 'base64').equals(screenshot(size, '')), `${upstream} ${size}: a clean image arrives untouched`);
+      }
+      await client.close();
+    }
+    // Each answer audited with what was found in it, and never the value.
+    const isScreenshot = (e: { kind: string; tool?: string | null }) => e.kind === 'response' && e.tool === 'take_screenshot';
+    const rows = (await auditRows(gateway, 'dlp-guard', (r) => r.filter(isScreenshot).length >= 8)).filter(isScreenshot);
+    assert.equal(rows.length, 8);
+    for (const row of rows) {
+      const body = row.body as { maskedArguments: { text?: string }; findingTypes: string[] };
+      assert.deepEqual(body.findingTypes, body.maskedArguments.text === 'clean' ? [] : ['payment-card-visa/financial'], JSON.stringify(body));
+    }
+    assert.ok(!JSON.stringify(rows).includes(billingCard), 'no raw card in the audit trail');
+  });
+});
 
 describe('a large answer', () => {
   test('a 480 KB export with a card on every line is masked whole, inspected off the event loop while a small call goes through', async () => {

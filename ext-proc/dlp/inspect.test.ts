@@ -713,6 +713,80 @@ test('a binary body (a NUL byte, or many control bytes) is read for its strings 
   assert.ok(clean.value.equals(controls));
 });
 
+/** Bytes of an image: a PNG signature, noise with no 8 printable bytes in a row, and `inside` (latin1) at the middle. */
+function imageBytes(size: number, inside = ''): Buffer {
+  const noise = (n: number, seed: number) => Buffer.from(Array.from({ length: n }, (_, i) => (i % 5 === 0 ? 0 : ((i * 7919 + seed * 104729) % 251) ^ 0x80)));
+  const half = Math.floor((size - inside.length) / 2);
+  return Buffer.concat([Buffer.from('89504e470d0a1a0a0000000d49484452', 'hex'), noise(half - 16, 1), Buffer.from(inside, 'latin1'), noise(size - half - inside.length, 2)]);
+}
+
+function imageResult(image: Buffer, text = 'Screenshot taken', key = 'data'): object {
+  return { jsonrpc: '2.0', id: 3, result: { content: [{ type: 'text', text }, { type: 'image', [key]: image.toString('base64'), mimeType: 'image/png' }] } };
+}
+
+test('an MCP image (base64 in a content item of type image) is read as a file: its strings, masked byte for byte and encoded again; the rest of the result as before', () => {
+  const compiled = compile({ profiles: ['pci-dss', 'gdpr-pii'], defaultAction: 'mask' });
+  const image = imageBytes(40_000, `\x00card ${card} for jane.doe@example.com\x00`);
+  const body = imageResult(image, 'Sent to jane.doe@example.com');
+  for (const [path, r] of [
+    ['raw', (() => { const x = inspectBody(compiled, Buffer.from(JSON.stringify(body)), response); return { ...x, value: JSON.parse(x.value.toString()) }; })()],
+    ['parsed', inspectJson(compiled, body, response)],
+  ] as const) {
+    assert.deepEqual(r.findings.map((f) => `${f.detector} ${f.location}`).sort(), ['email-address $.result.content[0].text', 'email-address $.result.content[1].data (base64)', 'payment-card-visa $.result.content[1].data (base64)'], path);
+    const out = r.value as { result: { content: [{ text: string }, { data: string; mimeType: string }] } };
+    assert.equal(out.result.content[0].text, 'Sent to ****.***@*******.***', path);
+    const back = Buffer.from(out.result.content[1].data, 'base64');
+    assert.equal(back.length, image.length, path);
+    const at = image.indexOf('card ');
+    assert.equal(back.subarray(at, at + 49).toString('latin1'), 'card **** **** **** 6467 for ****.***@*******.***', path);
+    assert.ok(back.subarray(0, at).equals(image.subarray(0, at)) && back.subarray(at + 49).equals(image.subarray(at + 49)), `${path}: the other bytes stay`);
+    assert.equal(out.result.content[1].mimeType, 'image/png');
+  }
+  // A clean image and its result pass as they are, the body's bytes untouched.
+  const clean = Buffer.from(JSON.stringify(imageResult(imageBytes(40_000))));
+  const c = inspectBody(compiled, clean, response);
+  assert.equal(c.changed, false);
+  assert.deepEqual(c.findings, []);
+  assert.ok(c.value.equals(clean));
+});
+
+test('a file in JSON: a block in it refuses the body, a redaction (another length) refuses it too, monitor mode records, and a resource blob is read like an image', () => {
+  const image = imageBytes(30_000, `\x00card ${card}\x00`);
+  const blocking = compile({ profiles: ['pci-dss'], defaultAction: 'block' });
+  const blocked = inspectBody(blocking, Buffer.from(JSON.stringify(imageResult(image))), response);
+  assert.deepEqual(blocked.blocked, { group: 'financial', detector: 'payment-card-visa' });
+  const redacting = compile({ profiles: ['pci-dss'], defaultAction: 'redact' });
+  assert.deepEqual(inspectBody(redacting, Buffer.from(JSON.stringify(imageResult(image))), response).blocked, { group: 'financial', detector: 'payment-card-visa' });
+  const monitor = compile({ profiles: ['pci-dss'], defaultAction: 'block' }, { monitor: true });
+  const watched = inspectBody(monitor, Buffer.from(JSON.stringify(imageResult(image))), response);
+  assert.equal(watched.blocked, null);
+  assert.deepEqual(watched.wouldBlock, { group: 'financial', detector: 'payment-card-visa' });
+  assert.equal(watched.changed, false);
+  const masking = compile({ profiles: ['pci-dss'], defaultAction: 'mask' });
+  const resource = { jsonrpc: '2.0', id: 4, result: { contents: [{ uri: 'file:///report.pdf', mimeType: 'application/pdf', blob: image.toString('base64') }] } };
+  const r = inspectJson(masking, resource, response);
+  assert.deepEqual(r.findings.map((f) => f.location), ['$.result.contents[0].blob (base64)']);
+  assert.ok(Buffer.from(r.value.result.contents[0]!.blob, 'base64').toString('latin1').includes('card **** **** **** 6467'));
+});
+
+test('only what is declared a file and decodes to one is set aside: text in an image field, a data field of another type, and escaped base64 are read as before', () => {
+  const compiled = compile({ profiles: ['pci-dss'], defaultAction: 'mask' });
+  // Base64 of text (not a file) in an image's data: decoded and read as encoded text, as any base64 run.
+  const text = Buffer.from(`card ${card} `.repeat(1000));
+  const disguised = inspectJson(compiled, imageResult(text), response);
+  assert.ok(disguised.findings.some((f) => f.location === '$.result.content[1].data (base64)'));
+  // A file's bytes under "data" of an item that is no image: the field is read as text (its base64
+  // characters); the card inside the bytes is not read from there.
+  const image = imageBytes(30_000, `\x00card ${card}\x00`);
+  const other = { result: { content: [{ type: 'text', text: 'ok' }, { type: 'document', data: image.toString('base64') }] } };
+  assert.deepEqual(inspectJson(compiled, other, response).findings, []);
+  // The same base64 with its slashes escaped ("\/", as some encoders write them) is no plain value: read as text too.
+  const escaped = Buffer.from(JSON.stringify(imageResult(image)).replaceAll('/', '\\/'));
+  const e = inspectBody(compiled, escaped, response);
+  assert.deepEqual(e.findings, []);
+  assert.equal(e.changed, false);
+});
+
 test('a body of many byte order marks is read, not recursed into; escapes a lenient reader decodes (line continuations, \\v, \\0) reach the engine from raw bytes too', () => {
   const marks = Buffer.concat([Buffer.from('\uFEFF'.repeat(10000)), Buffer.from(`{"card":"${card}"}`)]);
   const r = inspectBody(all, marks, request);

@@ -156,11 +156,15 @@ function inspectJsonNow<T>(compiled: CompiledDataProtection, value: T, context: 
   if (text === undefined) return emptyResult(value);
   // The Set reads bytes: a string would be converted (and copied into a new native buffer) on every call.
   const bytes = Buffer.from(text);
+  const r = (mayHoldFile(bytes) ? withFilesSetAside(compiled, text, context, (rest) => inspectSerialized(compiled, rest, Buffer.from(rest), context)) : null) ?? inspectSerialized(compiled, text, bytes, context);
+  return { ...r, value: r.changed ? (JSON.parse(r.value) as T) : value };
+}
+
+/** A value serialized as JSON (`text`, and its UTF-8 `bytes`), inspected; the result's value is the text, edited. */
+function inspectSerialized(compiled: CompiledDataProtectionOk, text: string, bytes: Buffer, context: InspectContext): InspectResult<string> {
   const pass = setPass(compiled, bytes, bytes.length === text.length ? () => text : () => bytes.toString('latin1'), true);
-  if (pass === clean) return emptyResult(value);
-  const r = inspectJsonText(compiled, text, context, pass, null);
-  if (r === null) return emptyResult(value);
-  return { ...r, value: r.changed ? (JSON.parse(r.value as string) as T) : value };
+  if (pass === clean) return emptyResult(text);
+  return (inspectJsonText(compiled, text, context, pass, null) as InspectResult<string> | null) ?? emptyResult(text);
 }
 
 /** For non-JSON bodies: scans and rewrites the whole text as one segment. */
@@ -276,8 +280,144 @@ function inspectBodyNow(compiled: CompiledDataProtection, body: Buffer, context:
 function inspectUnmarked(compiled: CompiledDataProtectionOk, body: Buffer, context: InspectContext): InspectResult<Buffer> {
   const asciiBytes = isAscii(body);
   if (!asciiBytes && !isUtf8(body)) return isBinaryBytes(body) ? inspectBinary(compiled, body, context) : inspectNotUtf8(compiled, body, context);
+  if (mayHoldFile(body)) {
+    // Read and written as one character per byte when the body is ASCII (as inspectUtf8 does).
+    const encoding = asciiBytes && compiled.policy.maskCharacter.charCodeAt(0) < 128 ? 'latin1' : 'utf8';
+    const r = withFilesSetAside(compiled, body.toString(encoding), context, (rest) => {
+      const inspected = inspectUtf8(compiled, Buffer.from(rest, encoding), context, asciiBytes);
+      return { ...inspected, value: inspected.changed ? inspected.value.toString(encoding) : rest };
+    });
+    if (r !== null) return { ...r, value: r.changed ? Buffer.from(r.value, encoding) : body };
+  }
   return inspectUtf8(compiled, body, context, asciiBytes);
 }
+
+/**
+ * Files inside JSON. MCP carries images and audio as base64 in the `data` of a content item whose
+ * `type` is `image` or `audio`, and files in the `blob` of a resource's contents. Such a value is
+ * random base64 to the Sets, the costliest text they meet (a 250 KiB screenshot: 60-200 ms of the
+ * Sets and the patterns they then run), and spells nothing: what a reader could find in a file are
+ * its strings, as in a binary body (inspectBinary). A value so declared that decodes (as canonical
+ * base64) to bytes a binary body would be made of is set aside: the rest of the document is
+ * inspected without it, the file's bytes as a binary body, and a masked file is encoded again in
+ * its place (same length: a binary body is masked byte for byte). Anything else in such a field
+ * (text, an escaped or non-canonical value) is read as before. Null when the text holds no such file.
+ */
+function withFilesSetAside(
+  compiled: CompiledDataProtectionOk,
+  text: string,
+  context: InspectContext,
+  inspectRest: (rest: string) => InspectResult<string>,
+): InspectResult<string> | null {
+  const fields = fileFieldsOf(text, true);
+  if (fields === null || !fields.some((f) => f.file !== null)) return null;
+  let rest = '';
+  let at = 0;
+  for (const f of fields) {
+    if (f.file === null) continue;
+    rest += text.slice(at, f.start);
+    at = f.end;
+  }
+  rest += text.slice(at);
+  const outer = inspectRest(rest);
+  const findings = [...outer.findings];
+  const fingerprints = [...outer.fingerprints];
+  let blocked = outer.blocked;
+  let wouldBlock = outer.wouldBlock;
+  const encoded: (string | null)[] = fields.map((f) => {
+    if (f.file === null) return null;
+    const r = inspectBinary(compiled, f.file, context);
+    for (const finding of r.findings) findings.push({ ...finding, location: f.location });
+    fingerprints.push(...r.fingerprints);
+    blocked ??= r.blocked;
+    wouldBlock ??= r.wouldBlock;
+    return r.changed ? r.value.toString('base64') : null;
+  });
+  if (blocked !== null) return { value: text, changed: false, findings, blocked, wouldBlock: null, fingerprints };
+  if (!outer.changed && encoded.every((e) => e === null)) return { value: text, changed: false, findings, blocked: null, wouldBlock, fingerprints };
+  // The files go back where they were taken out: found again in the inspected rest by the same
+  // reading (edits change string values, never the structure), each now an empty string.
+  const places = outer.changed ? fileFieldsOf(outer.value, false) : null;
+  if (outer.changed && (places === null || places.length !== fields.length)) return null;
+  if (places !== null && fields.some((f, k) => f.file !== null && places[k]!.start !== places[k]!.end)) return null;
+  let value = '';
+  at = 0;
+  let removed = 0;
+  fields.forEach((f, k) => {
+    if (f.file === null) return;
+    const place = places?.[k]!.start ?? f.start - removed;
+    removed += f.end - f.start;
+    value += outer.value.slice(at, place) + (encoded[k] ?? text.slice(f.start, f.end));
+    at = place;
+  });
+  value += outer.value.slice(at);
+  return { value, changed: true, findings, blocked: null, wouldBlock, fingerprints };
+}
+
+/** A value in a field that holds a file (fileFieldsOf): where it stands in the text, and its bytes when it is one. */
+interface FileField {
+  start: number;
+  end: number;
+  location: string;
+  /** The decoded bytes, when the value is canonical base64 of bytes a binary body would be made of. */
+  file: Buffer | null;
+}
+
+/** The string values of the text (not of JSON nested in it) in fields that hold a file, in document order; null when the text is not JSON. */
+function fileFieldsOf(text: string, decode: boolean): FileField[] | null {
+  const doc = readJson(text, false);
+  if (doc === null) return null;
+  const typeOf = new Map<PathNode, string>();
+  for (let seg = 0; seg < doc.count; seg++) {
+    const parent = doc.parent[seg];
+    if (parent && doc.part[seg] === 'type' && (doc.mode[seg]! & 3) !== Mode.number) typeOf.set(parent, doc.texts[doc.text[seg]!]!.slice(doc.start[seg], doc.end[seg]));
+  }
+  const fields: FileField[] = [];
+  for (let seg = 0; seg < doc.count; seg++) {
+    if (doc.text[seg] !== 0 || (doc.mode[seg]! & 3) !== Mode.string) continue;
+    const part = doc.part[seg];
+    const parent = doc.parent[seg];
+    if (part !== 'blob' && !(part === 'data' && parent && (typeOf.get(parent) === 'image' || typeOf.get(parent) === 'audio'))) continue;
+    const start = doc.start[seg]!;
+    const end = doc.end[seg]!;
+    fields.push({ start, end, location: decode ? locationOf(doc, { segment: seg, encoding: 'base64' } as Match) : '', file: decode ? fileBytes(text.slice(start, end)) : null });
+  }
+  return fields;
+}
+
+/** The bytes of a canonical base64 value when a body of them would be read as binary (inspectUnmarked), else null. */
+function fileBytes(base64: string): Buffer | null {
+  if (base64.length % 4 !== 0) return null;
+  const bytes = Buffer.from(base64, 'base64');
+  if (bytes.toString('base64') !== base64) return null;
+  return !isUtf8(bytes) && isBinaryBytes(bytes) ? bytes : null;
+}
+
+/** Where a body is probed for a run of base64 (mayHoldFile): every this many bytes. */
+const fileProbeStride = 8192;
+/** How many base64 characters in a row at a probe make a body worth reading for files. */
+const fileProbeBytes = 64;
+
+/**
+ * Whether a JSON body may hold a file worth setting aside (withFilesSetAside): one of at least
+ * `fileProbeStride + fileProbeBytes` characters has `fileProbeBytes` base64 characters in a row at one
+ * of the probes, every `fileProbeStride` bytes. A few bytes read per probe in ordinary JSON (its
+ * quotes, spaces and punctuation end a probe at once), where one search for a field name in the
+ * whole body would cost a tenth of its Set passes. Smaller files are read as text, as before.
+ */
+function mayHoldFile(body: Uint8Array): boolean {
+  if (body.length < fileProbeStride + fileProbeBytes || !looksLikeJson(body)) return false;
+  for (let probe = fileProbeStride; probe + fileProbeBytes <= body.length; probe += fileProbeStride) {
+    let i = probe;
+    while (i < probe + fileProbeBytes && base64Byte[body[i]!] === 1) i++;
+    if (i === probe + fileProbeBytes) return true;
+  }
+  return false;
+}
+
+/** The characters of standard base64, padding included, by byte. */
+const base64Byte = new Uint8Array(256);
+for (const c of 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=') base64Byte[c.charCodeAt(0)] = 1;
 
 /**
  * A body that is neither UTF-8 nor text in a single-byte charset (see isBinaryBytes): a file, or bytes
@@ -487,7 +627,7 @@ function hasLineContinuation(bytes: Buffer): boolean {
 }
 
 /** First and last non-blank bytes are {} or []. */
-function looksLikeJson(bytes: Buffer): boolean {
+function looksLikeJson(bytes: Uint8Array): boolean {
   let i = 0;
   let j = bytes.length - 1;
   while (i < j && isBlank(bytes[i]!)) i++;

@@ -22,8 +22,15 @@ export interface RecordingMcpServer {
   urls: string[];
 }
 
-/** Tool name -> the text its result carries (or an error result). */
-export type ToolAnswers = Record<string, (args: Record<string, unknown>) => string | { error: string }>;
+/** An image content item of a tool result: base64 bytes and their type. */
+export interface ImageContent {
+  type: 'image';
+  data: string;
+  mimeType: string;
+}
+
+/** Tool name -> the text its result carries (or an error result, or content items of the test's choosing). */
+export type ToolAnswers = Record<string, (args: Record<string, unknown>) => string | { error: string } | { content: ({ type: 'text'; text: string } | ImageContent)[] }>;
 
 // Every tool takes any of these optional string arguments.
 const argumentShape = {
@@ -54,7 +61,8 @@ export function createRecordingMcpServer(answers: ToolAnswers, options: { eventS
     for (const [name, answer] of Object.entries(answers)) {
       mcp.registerTool(name, { description: name.replace(/_/g, ' '), inputSchema: argumentShape }, async (args) => {
         const result = answer(args as Record<string, unknown>);
-        return typeof result === 'string' ? { content: [{ type: 'text', text: result }] } : { content: [{ type: 'text', text: result.error }], isError: true };
+        if (typeof result === 'string') return { content: [{ type: 'text', text: result }] };
+        return 'error' in result ? { content: [{ type: 'text', text: result.error }], isError: true } : result;
       });
     }
     const transport = new StreamableHTTPServerTransport({ sessionIdGenerator: undefined, enableJsonResponse: options.eventStream !== true });
