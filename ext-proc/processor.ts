@@ -137,8 +137,8 @@ const largeBodyWaitMs = 10_000;
 /**
  * The most a whole answer under the worker threshold may take on the event loop before it moves to
  * the worker (dlp/budget.ts); at most the thread's budget. Answers are what an upstream controls and
- * the bulk of what is inspected; what costs more than this is rare in ordinary traffic (a first-time
- * image result of 250 KiB: about 0.3 s) and then costs this much more.
+ * the bulk of what is inspected; what costs more than this is rare in ordinary traffic (a 250 KiB
+ * answer of text unlike any before it) and then costs this much more.
  */
 const answerInlineBudgetMs = 250;
 
@@ -292,7 +292,7 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
         const pool = deps.bodyInspection;
         if (pool && responseMode === 'buffered' && body.length >= pool.thresholdBytes && protectsBufferedResponse()) return onLargeBufferedResponse(body, pool);
         // A whole answer may hold the event loop for a shorter time than the thread's budget: one that
-        // costs more (random text, a first-time image) moves to the worker, with the worker's budget.
+        // costs more (random text) moves to the worker, with the worker's budget.
         const movable = pool && responseMode === 'buffered' && protectsBufferedResponse();
         let response: ProcessingResponse;
         try {
