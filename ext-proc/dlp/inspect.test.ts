@@ -769,6 +769,17 @@ test('a file in JSON: a block in it refuses the body, a redaction (another lengt
   assert.ok(Buffer.from(r.value.result.contents[0]!.blob, 'base64').toString('latin1').includes('card **** **** **** 6467'));
 });
 
+test('what an agent sends is read whole: a key written into the base64 text of an image in tool arguments is found', () => {
+  const compiled = compile({ profiles: ['secrets'], defaultAction: 'mask' });
+  const data = imageBytes(30_000).toString('base64');
+  const awsKey = 'AKIAZ3MQ7HW2XK4JLP5R';
+  const hidden = `${data.slice(0, 20_000)}+${awsKey}/${data.slice(20_022)}`;
+  assert.equal(Buffer.from(hidden, 'base64').toString('base64'), hidden, 'still canonical base64');
+  const r = inspectJson(compiled, { name: 'upload', arguments: { image: { type: 'image', data: hidden, mimeType: 'image/png' } } }, request);
+  assert.deepEqual(r.findings.map((f) => `${f.detector} ${f.location}`), ['aws-access-key-id $.arguments.image.data']);
+  assert.ok(!(r.value.arguments.image.data as string).includes(awsKey));
+});
+
 test('only what is declared a file and decodes to one is set aside: text in an image field, a data field of another type, and escaped base64 are read as before', () => {
   const compiled = compile({ profiles: ['pci-dss'], defaultAction: 'mask' });
   // Base64 of text (not a file) in an image's data: decoded and read as encoded text, as any base64 run.

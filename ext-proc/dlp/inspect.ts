@@ -301,7 +301,9 @@ function inspectUnmarked(compiled: CompiledDataProtectionOk, body: Buffer, conte
  * base64) to bytes a binary body would be made of is set aside: the rest of the document is
  * inspected without it, the file's bytes as a binary body, and a masked file is encoded again in
  * its place (same length: a binary body is masked byte for byte). Anything else in such a field
- * (text, an escaped or non-canonical value) is read as before. Null when the text holds no such file.
+ * (text, an escaped or non-canonical value) is read as before. Only in answers: what an agent sends
+ * is read whole, base64 included, since a value written into the base64 text itself (between a "+"
+ * and a "/") would otherwise pass unread. Null when the text holds no such file.
  */
 function withFilesSetAside(
   compiled: CompiledDataProtectionOk,
@@ -309,6 +311,7 @@ function withFilesSetAside(
   context: InspectContext,
   inspectRest: (rest: string) => InspectResult<string>,
 ): InspectResult<string> | null {
+  if (context.direction !== 'response') return null;
   const fields = fileFieldsOf(text, true);
   if (fields === null || !fields.some((f) => f.file !== null)) return null;
   let rest = '';
