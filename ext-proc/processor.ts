@@ -132,7 +132,7 @@ export interface ProcessorDependencies {
 }
 
 /** How long Envoy is asked to wait for a body inspected on the worker thread (a 64 MiB body at the slowest measured rate). */
-const largeBodyWaitMs = 10_000;
+export const largeBodyWaitMs = 10_000;
 
 /**
  * The most a whole answer under the worker threshold may take on the event loop before it moves to
@@ -600,7 +600,7 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
     const failures: unknown[] = [];
     const deferred = Promise.all(
       parts.map((part) =>
-        pool.inspect(dp, part.subject, requestInspectContext(part.to)).then(
+        pool.inspect(dp, part.subject, requestInspectContext(part.to), `agent ${route!.persona} ${credential?.id ?? ''}`).then(
           (result) => void inspectedAhead.set(part.key, { tool: part.to.tool, result }),
           (error: unknown) => void failures.push(error),
         ),
@@ -1360,7 +1360,7 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
     const body = bufferedResponseToInspect(original);
     const context = responseInspectContext();
     const deferred = pool
-      .inspect(persona!.dataProtection, body, context)
+      .inspect(persona!.dataProtection, body, context, `upstream ${route!.upstream}`)
       .catch((error: unknown) => {
         // Over its budget: refused (internalError), not inspected again here.
         if (isOverBudget(error)) throw error;

@@ -17,6 +17,7 @@ import { auditTraceOf } from './audit/trace-context.ts';
 import { createJwksCache, type JwksCache } from './authentication/jwks.ts';
 import { metricFamily } from '../config/prometheus-text.ts';
 import { createBodyInspectionPool } from './dlp/body-inspection.ts';
+import { largeBodyWaitMs } from './processor.ts';
 import { setInspectionBudget } from './dlp/budget.ts';
 import { grpcServerCredentials, type ServerTlsFiles } from '../config/grpc-tls.ts';
 import { handleAuditApi } from './audit/http-api.ts';
@@ -130,7 +131,13 @@ export async function startExtProc(options: ExtProcOptions): Promise<ExtProcServ
   const bodyInspection =
     options.bodyInspectionThresholdBytes === 0
       ? null
-      : createBodyInspectionPool({ thresholdBytes: options.bodyInspectionThresholdBytes ?? defaultBodyInspectionThresholdBytes, budgetMs: options.workerInspectionBudgetMs ?? defaultWorkerInspectionBudgetMs, log });
+      : createBodyInspectionPool({
+          thresholdBytes: options.bodyInspectionThresholdBytes ?? defaultBodyInspectionThresholdBytes,
+          budgetMs: options.workerInspectionBudgetMs ?? defaultWorkerInspectionBudgetMs,
+          // A body still queued when Envoy stops waiting for it is not inspected.
+          queueWaitMs: largeBodyWaitMs,
+          log,
+        });
   const policy = followPolicyStream({
     url: `${options.controlPlaneUrl}/internal/v1/policy/stream`,
     token: options.internalToken,

@@ -71,6 +71,8 @@ before(async () => {
     { kind: 'Persona', name: 'budgeted-open', description: 'The same, failing open.', grants, dataProtection: { ...dataProtection, profiles: [...dataProtection.profiles, 'hipaa'] }, failOpen: true },
   ]);
   for (const persona of ['budgeted', 'budgeted-open']) tokens[persona] = (await gateway.issueToken(persona, `${persona}-agent`)).token;
+  // A second agent of the same Persona: its bodies queue for the worker apart from the first one's.
+  tokens['budgeted-second'] = (await gateway.issueToken('budgeted', 'budgeted-second-agent')).token;
 });
 
 after(async () => {
@@ -85,9 +87,9 @@ async function get(persona: string, path: string): Promise<{ status: number; tex
   return { status: response.status, text, ms: performance.now() - started };
 }
 
-async function submit(persona: string, body: string): Promise<{ status: number; text: string; ms: number }> {
+async function submit(persona: string, body: string, token = tokens[persona]): Promise<{ status: number; text: string; ms: number }> {
   const started = performance.now();
-  const response = await fetch(`${gateway.gatewayUrl}/personas/${persona}/noisy-api/submit`, { method: 'POST', headers: { authorization: `Bearer ${tokens[persona]}`, 'content-type': 'application/json' }, body });
+  const response = await fetch(`${gateway.gatewayUrl}/personas/${persona}/noisy-api/submit`, { method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body });
   const text = await response.text();
   return { status: response.status, text, ms: performance.now() - started };
 }
@@ -133,6 +135,25 @@ describe('a body that costs more than its budget to inspect', () => {
     assert.equal(small.status, 200, small.text.slice(0, 200));
     assert.ok(small.text.includes(maskedCard) && !small.text.includes(card), small.text.slice(0, 200));
     assertRefusedOverBudget(await large, workerBudgetMs, '3 MB');
+  });
+
+  test('the worker takes agents in turn: an agent sending costly bodies delays at most one body of another agent', async () => {
+    const done: string[] = [];
+    // Three 3 MB random requests (each refused at the worker's budget), then another agent's 300 KB note.
+    const costly = [21, 22, 23].map((seed) =>
+      submit('budgeted', JSON.stringify({ note: `card ${card}`, text: randomText(3_000_000, seed) })).then((answer) => {
+        done.push(`costly ${seed}`);
+        return answer;
+      }),
+    );
+    await new Promise((r) => setTimeout(r, 300));
+    const ordinary = await submit('budgeted', JSON.stringify({ note: `card ${card}`, text: 'the order shipped on time and the customer was told '.repeat(6000) }), tokens['budgeted-second']);
+    done.push('ordinary');
+    assert.equal(ordinary.status, 200, ordinary.text.slice(0, 200));
+    assert.equal((JSON.parse(ordinary.text) as { rawCard: boolean }).rawCard, false, 'masked before the upstream');
+    for (const [i, answer] of (await Promise.all(costly)).entries()) assertRefusedOverBudget(answer, workerBudgetMs, `costly ${i + 1}`);
+    // In arrival order the other agent's note would have waited for all three.
+    assert.ok(done.indexOf('ordinary') <= 1, `answered before the first agent's later bodies: ${done.join(', ')}`);
   });
 
   test('ordinary bodies of the same sizes are inspected and masked within the same budgets', async () => {

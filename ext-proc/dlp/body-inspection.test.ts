@@ -93,3 +93,53 @@ test('a body inspected on the worker gives what inline inspection gives: bytes, 
     await pool.stop();
   }
 });
+
+/** Random printable text: what costs the worker the most per byte (each body meets new automaton states). */
+function costly(bytes: number): Buffer {
+  return Buffer.from(randomBytes(bytes).map((x) => 0x20 + (x % 0x5f)));
+}
+
+test('the worker takes senders in turn: a sender of costly bodies delays at most one body of another sender', async () => {
+  // Each costly body is stopped at the worker's budget (150 ms); the other sender's body is small.
+  const pool = createBodyInspectionPool({ thresholdBytes: 0, budgetMs: 150, log: () => {} });
+  try {
+    const dp = compile();
+    await pool.inspect(dp, Buffer.from('{"warm":"up"}'), response); // the worker starts and compiles
+    const done: string[] = [];
+    const settle = (name: string, p: Promise<unknown>) => p.then(() => done.push(name), () => done.push(name));
+    const hostile = [1, 2, 3].map((i) => settle(`hostile ${i}`, pool.inspect(dp, costly(256 * 1024), request, 'agent a')));
+    const other = settle('other', pool.inspect(dp, Buffer.from(JSON.stringify({ note: `card ${card}` })), request, 'agent b'));
+    await Promise.all([...hostile, other]);
+    assert.deepEqual(done, ['hostile 1', 'other', 'hostile 2', 'hostile 3']);
+    // Without a sender every body is in one queue, first come first served.
+    const order: string[] = [];
+    await Promise.all([
+      ...[1, 2].map((i) => pool.inspect(dp, costly(256 * 1024), request).then(() => order.push(`costly ${i}`), () => order.push(`costly ${i}`))),
+      pool.inspect(dp, Buffer.from('{"note":"ok"}'), request).then(() => order.push('small')),
+    ]);
+    assert.deepEqual(order, ['costly 1', 'costly 2', 'small']);
+  } finally {
+    await pool.stop();
+  }
+});
+
+test('a body that waited for the worker as long as Envoy waits is refused unread, as over budget', async () => {
+  const events: string[] = [];
+  const pool = createBodyInspectionPool({ thresholdBytes: 0, budgetMs: 300, queueWaitMs: 200, log: (event) => events.push(event) });
+  try {
+    const dp = compile();
+    await pool.inspect(dp, Buffer.from('{"warm":"up"}'), response);
+    const first = pool.inspect(dp, costly(256 * 1024), request, 'agent a');
+    const queued = pool.inspect(dp, Buffer.from(JSON.stringify({ note: `card ${card}` })), request, 'agent b');
+    await assert.rejects(first, (error: Error & { code?: string }) => error.code === 'inspection_over_budget');
+    const firstRefused = performance.now();
+    await assert.rejects(queued, (error: Error & { code?: string; name?: string }) => error.code === 'inspection_over_budget' && error.name === 'InspectionQueueExpired' && /waited \d+ ms for the inspection worker/.test(error.message));
+    assert.ok(performance.now() - firstRefused < 50, 'refused when its turn came, not sent to the worker');
+    assert.deepEqual(events, ['body_inspection_expired']);
+    // The worker is free again: a body sent now is inspected.
+    const after = await pool.inspect(dp, Buffer.from(JSON.stringify({ note: `card ${card}` })), request, 'agent b');
+    assert.equal(after.findings[0]?.detector, 'payment-card-visa');
+  } finally {
+    await pool.stop();
+  }
+});

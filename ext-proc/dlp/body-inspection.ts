@@ -4,6 +4,12 @@
 // event loop. Small bodies, most of the traffic, stay inline: handing a body over costs
 // more than inspecting a few KiB. A worker that fails or dies is replaced; the caller then
 // inspects inline, so a body is never passed unread.
+//
+// The worker takes one body at a time, so the pool keeps the queue: one per sender (an agent's
+// requests, an upstream's answers), served in turn, so a sender of costly bodies (each up to the
+// worker's budget) delays its own bodies and at most one body of every other sender's. A body that
+// has waited as long as Envoy waits for it is not inspected: it is refused (fail closed; Envoy has
+// given up on it anyway), so a backlog cannot hold the worker long after its senders are gone.
 import { Worker } from 'node:worker_threads';
 import type { DataProtection } from '../../config/data-protection-schema.ts';
 import type { CompiledDataProtectionOk } from './compile.ts';
@@ -52,9 +58,32 @@ export function unpackResult(result: PackedInspectResult): InspectResult<Uint8Ar
 export interface BodyInspectionPool {
   /** Bodies of at least this many bytes go to the worker. */
   readonly thresholdBytes: number;
-  /** inspectBody for a Buffer, inspectJson for a parsed JSON value, on the worker thread. */
-  inspect<T>(dp: CompiledDataProtectionOk, subject: T, context: InspectContext): Promise<InspectResult<T>>;
+  /**
+   * inspectBody for a Buffer, inspectJson for a parsed JSON value, on the worker thread. `sender`
+   * names whose body it is (the queues take senders in turn); one queue for all when absent.
+   */
+  inspect<T>(dp: CompiledDataProtectionOk, subject: T, context: InspectContext, sender?: string): Promise<InspectResult<T>>;
   stop(): Promise<void>;
+}
+
+/** A body waiting for the worker, or on it. */
+interface Job {
+  /** Its place in the turns of its sender's bodies (see pump). */
+  turn: number;
+  request: InspectionRequest;
+  transfer: ArrayBuffer[];
+  queuedAt: number;
+  resolve: (r: InspectResult<Uint8Array | InspectedJson>) => void;
+  reject: (e: Error) => void;
+}
+
+/** A body that waited for the worker as long as Envoy waits for it: refused as over budget, never inspected. */
+export class InspectionQueueExpired extends InspectionOverBudget {
+  constructor(waitedMs: number) {
+    super(waitedMs);
+    this.message = `the body waited ${waitedMs} ms for the inspection worker, as long as Envoy waits for it; not inspected`;
+    this.name = 'InspectionQueueExpired';
+  }
 }
 
 const configKeys = new WeakMap<CompiledDataProtectionOk, string>();
@@ -68,17 +97,78 @@ function configKeyOf(dp: CompiledDataProtectionOk): string {
 /**
  * `budgetMs`: how long the worker may take per body (budget.ts); a body over it is rejected with
  * InspectionOverBudget, which callers refuse rather than inspect again on the event loop.
+ * `queueWaitMs`: how long a body may wait for the worker before it is refused unread
+ * (InspectionQueueExpired); by default without limit.
  */
-export function createBodyInspectionPool(options: { thresholdBytes: number; budgetMs?: number; log: (event: string, fields: Record<string, unknown>) => void }): BodyInspectionPool {
+export function createBodyInspectionPool(options: {
+  thresholdBytes: number;
+  budgetMs?: number;
+  queueWaitMs?: number;
+  log: (event: string, fields: Record<string, unknown>) => void;
+}): BodyInspectionPool {
   let worker: Worker | null = null;
   let nextId = 1;
-  const waiting = new Map<number, { resolve: (r: InspectResult<Uint8Array | InspectedJson>) => void; reject: (e: Error) => void }>();
+  /** The body on the worker, by request id (one at a time). */
+  const waiting = new Map<number, Job>();
+  /** Bodies not yet sent, oldest first, per sender. */
+  const queues = new Map<string, Job[]>();
+  /** The turn of each sender's last body queued; the turn of the body last sent to the worker. */
+  const lastTurns = new Map<string, number>();
+  let turn = 0;
+  const queueWaitMs = options.queueWaitMs ?? Infinity;
   let stopped = false;
 
   const failAll = (error: Error) => {
     for (const entry of waiting.values()) entry.reject(error);
     waiting.clear();
   };
+
+  /**
+   * Sends the next body when the worker is free; bodies that waited too long are refused. A sender's
+   * bodies take turns n, n+1, n+2... from the turn being served when they arrive (start-time fair
+   * queuing), and the lowest turn goes first (the older body on a tie): a sender arriving while
+   * another's tenth body is inspected goes before its eleventh.
+   */
+  function pump(): void {
+    while (!stopped && waiting.size === 0 && queues.size > 0) {
+      let next: Job[] | null = null;
+      let nextSender = '';
+      for (const [sender, queue] of queues) {
+        const head = queue[0]!;
+        if (next === null || head.turn < next[0]!.turn || (head.turn === next[0]!.turn && head.request.id < next[0]!.request.id)) {
+          next = queue;
+          nextSender = sender;
+        }
+      }
+      const job = next!.shift()!;
+      if (next!.length === 0) queues.delete(nextSender);
+      turn = job.turn;
+      // A sender with nothing queued whose last turn is past is as one never seen.
+      for (const [sender, last] of lastTurns) if (last < turn && !queues.has(sender)) lastTurns.delete(sender);
+      const waited = performance.now() - job.queuedAt;
+      if (waited >= queueWaitMs) {
+        options.log('body_inspection_expired', { waitedMs: Math.round(waited), queued: queuedCount() });
+        job.reject(new InspectionQueueExpired(Math.round(waited)));
+        continue;
+      }
+      waiting.set(job.request.id, job);
+      try {
+        const target = ensureWorker();
+        target.ref();
+        target.postMessage(job.request, job.transfer);
+      } catch (error) {
+        waiting.delete(job.request.id);
+        job.reject(error as Error);
+      }
+    }
+    if (waiting.size === 0 && queues.size === 0) worker?.unref();
+  }
+
+  function queuedCount(): number {
+    let n = 0;
+    for (const queue of queues.values()) n += queue.length;
+    return n;
+  }
 
   function ensureWorker(): Worker {
     if (worker) return worker;
@@ -88,6 +178,8 @@ export function createBodyInspectionPool(options: { thresholdBytes: number; budg
       const entry = waiting.get(reply.id);
       if (!entry) return;
       waiting.delete(reply.id);
+      // The next body goes to the worker before this one's result is read.
+      pump();
       if (!reply.ok) {
         entry.reject(reply.code === 'inspection_over_budget' ? new InspectionOverBudget(reply.budgetMs ?? options.budgetMs ?? 0) : new Error(reply.error));
         return;
@@ -102,9 +194,13 @@ export function createBodyInspectionPool(options: { thresholdBytes: number; budg
       entry.resolve(result);
     });
     const lost = (why: string) => {
-      if (worker === started) worker = null;
-      if (!stopped) options.log('body_inspection_worker_lost', { reason: why, pending: waiting.size });
+      // Once per worker ('error' is followed by 'exit'), and not for one already replaced or stopped.
+      if (worker !== started) return;
+      worker = null;
+      if (!stopped) options.log('body_inspection_worker_lost', { reason: why, pending: waiting.size, queued: queuedCount() });
+      // The body it was inspecting fails (its caller inspects it inline); the queued ones go to a new worker.
       failAll(new Error(`the inspection worker stopped (${why})`));
+      pump();
     };
     started.on('error', (error) => lost(errorClassAndPlace(error)));
     started.on('exit', (code) => lost(`exit code ${code}`));
@@ -114,7 +210,7 @@ export function createBodyInspectionPool(options: { thresholdBytes: number; budg
 
   return {
     thresholdBytes: options.thresholdBytes,
-    inspect<T>(dp: CompiledDataProtectionOk, subject: T, context: InspectContext): Promise<InspectResult<T>> {
+    inspect<T>(dp: CompiledDataProtectionOk, subject: T, context: InspectContext, sender = ''): Promise<InspectResult<T>> {
       if (stopped) return Promise.reject(new Error('the inspection pool is stopped'));
       const id = nextId++;
       // Bytes are copied and moved; a JSON value is copied by postMessage (structured clone keeps its members and their order).
@@ -125,28 +221,25 @@ export function createBodyInspectionPool(options: { thresholdBytes: number; budg
       }
       const request: InspectionRequest = { id, configKey: configKeyOf(dp), config: dp.policy, monitor: dp.monitor, fingerprintKey: dp.fingerprintKey ? new Uint8Array(dp.fingerprintKey) : null, subject: sent, context };
       return new Promise<InspectResult<Uint8Array | InspectedJson>>((resolve, reject) => {
-        waiting.set(id, { resolve, reject });
-        try {
-          const target = ensureWorker();
-          target.ref();
-          target.postMessage(request, sent instanceof Uint8Array ? [sent.buffer] : []);
-        } catch (error) {
-          waiting.delete(id);
-          reject(error as Error);
-        }
-      })
-        .then((result): InspectResult<T> => {
-          // Unchanged: the caller's own value, as inline inspection returns it.
-          if (!result.changed) return { ...result, value: subject };
-          const value = result.value instanceof Uint8Array ? Buffer.from(result.value.buffer, result.value.byteOffset, result.value.byteLength) : result.value.json;
-          return { ...result, value: value as T };
-        })
-        .finally(() => {
-          if (waiting.size === 0) worker?.unref();
-        });
+        const jobTurn = Math.max(turn, (lastTurns.get(sender) ?? -1) + 1);
+        lastTurns.set(sender, jobTurn);
+        const job: Job = { turn: jobTurn, request, transfer: sent instanceof Uint8Array ? [sent.buffer] : [], queuedAt: performance.now(), resolve, reject };
+        const queue = queues.get(sender);
+        if (queue) queue.push(job);
+        else queues.set(sender, [job]);
+        pump();
+      }).then((result): InspectResult<T> => {
+        // Unchanged: the caller's own value, as inline inspection returns it.
+        if (!result.changed) return { ...result, value: subject };
+        const value = result.value instanceof Uint8Array ? Buffer.from(result.value.buffer, result.value.byteOffset, result.value.byteLength) : result.value.json;
+        return { ...result, value: value as T };
+      });
     },
     async stop() {
       stopped = true;
+      for (const queue of queues.values()) for (const job of queue) job.reject(new Error('the inspection pool is stopped'));
+      queues.clear();
+      lastTurns.clear();
       failAll(new Error('the inspection pool is stopped'));
       const current = worker;
       worker = null;
