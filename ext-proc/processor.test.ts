@@ -459,6 +459,43 @@ test('an answer that costs more than its budget to inspect is refused (inspectio
   }
 });
 
+test('a request body over its share of the event loop moves to the worker: its parts inspected there, the stages run once on them; an ordinary one stays inline', async () => {
+  const { createBodyInspectionPool } = await import('./dlp/body-inspection.ts');
+  const { inspectionBudgetMs, setInspectionBudget } = await import('./dlp/budget.ts');
+  let seed = 5;
+  const noise = Array.from({ length: 100_000 }, () => String.fromCharCode(0x20 + ((seed = (seed * 1103515245 + 12345) % 2147483648) % 0x5f))).join('');
+  const pool = createBodyInspectionPool({ thresholdBytes: 1 << 20, budgetMs: 60_000, log: () => {} });
+  const before = inspectionBudgetMs();
+  // The share of the event loop is at most its budget: 1 ms moves anything costly.
+  setInspectionBudget(1);
+  try {
+    const events: string[] = [];
+    const decisions: Decision[] = [];
+    const processor = createStreamProcessor(route, { ...deps(policyWith({ dataProtection: { profiles: ['pci-dss'] } }), decisions), bodyInspection: pool, log: (event) => events.push(event) });
+    startHeaders(processor);
+    const outcome = processor.handle(toolCallBody({ id: 9, params: { name: 'save_note', arguments: { note: `card ${card}`, text: noise } } }));
+    assert.ok(outcome !== null && 'deferred' in outcome, 'moved to the worker');
+    assert.deepEqual(events, ['body_inspection_moved']);
+    const mutation = (await outcome.deferred)?.request_body?.response?.body_mutation as { body: Buffer };
+    const sent = JSON.parse(mutation.body.toString('utf8')) as { params: { arguments: { note: string; text: string } } };
+    assert.equal(sent.params.arguments.note, 'card **** **** **** 6467', 'masked on the worker before the upstream');
+    assert.equal(sent.params.arguments.text, noise);
+    assert.equal(decisions.length, 1, 'one decision: the stages ran once');
+    assert.deepEqual(decisions[0]!.findings.map((f) => f.detector), ['payment-card-visa']);
+    // An ordinary call is inspected on the event loop, within its share.
+    setInspectionBudget(before);
+    const quick = createStreamProcessor(route, { ...deps(policyWith({ dataProtection: { profiles: ['pci-dss'] } })), bodyInspection: pool, log: (event) => events.push(event) });
+    startHeaders(quick);
+    const inline = quick.handle(toolCallBody({ id: 9, params: { name: 'save_note', arguments: { note: `card ${card}` } } }));
+    assert.ok(inline !== null && !('deferred' in inline), 'answered inline');
+    assert.match((inline.request_body?.response?.body_mutation as { body: Buffer }).body.toString('utf8'), /card \*\*\*\* \*\*\*\* \*\*\*\* 6467/);
+    assert.deepEqual(events, ['body_inspection_moved']);
+  } finally {
+    setInspectionBudget(before);
+    await pool.stop();
+  }
+});
+
 test('a large answer asks Envoy to wait for the worker and the inline external DLP, within its 30 s ceiling; the services get what the worker left', async () => {
   // A webhook that never answers: only the time it is given decides when its fail mode applies.
   const hanging = createHttpServer(() => undefined);

@@ -49,7 +49,7 @@ import { flowSessionOf, type FlowSignal, type FlowTracker } from './dlp/flow.ts'
 import { declaredCharset, decodeSingleByte, encodeSingleByte, type SingleByteCharset } from './dlp/charset.ts';
 import { createStreamInspector, isBinaryType, isJsonLinesType, looksBinary, type StreamInspector } from './dlp/stream.ts';
 import { behaviourResultOf, checkBehaviour, recordBehaviourResult } from './pipeline/behaviour.ts';
-import { dataBlockedCode, inspectJson, maskFoundText, type InspectContext, type InspectResult } from './dlp/inspect.ts';
+import { dataBlockedCode, inspectBody, inspectJson, maskFoundText, type InspectContext, type InspectResult } from './dlp/inspect.ts';
 import { inspectionBudgetMs, isOverBudget, withInspectionBudget, type InspectionOverBudget } from './dlp/budget.ts';
 import {
   blockedReason,
@@ -135,12 +135,12 @@ export interface ProcessorDependencies {
 export const largeBodyWaitMs = 10_000;
 
 /**
- * The most a whole answer under the worker threshold may take on the event loop before it moves to
- * the worker (dlp/budget.ts); at most the thread's budget. Answers are what an upstream controls and
- * the bulk of what is inspected; what costs more than this is rare in ordinary traffic (a 250 KiB
- * answer of text unlike any before it) and then costs this much more.
+ * The most inspecting a request body or a whole answer under the worker threshold may take on the
+ * event loop before it moves to the worker (dlp/budget.ts); at most the thread's budget. What costs
+ * more than this is rare in ordinary traffic (250 KiB of text unlike any before it) and then costs
+ * this much more; a sender of costly bodies holds the event loop this long per body, not the budget.
  */
-const answerInlineBudgetMs = 250;
+const inlineShareMs = 250;
 
 const mcpBatchProtocol = '2025-03-26';
 const statelessProtocols = new Set(['2026-07-28']);
@@ -274,7 +274,7 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
       case 'request_body': {
         const body = request.request_body?.body ?? Buffer.alloc(0);
         const pool = deps.bodyInspection;
-        if (pool && body.length >= pool.thresholdBytes && persona?.dataProtection.active) return onLargeRequestBody(body, pool);
+        if (pool && persona?.dataProtection.active) return body.length >= pool.thresholdBytes ? onLargeRequestBody(body, pool) : onRequestBodyInlineFirst(body, pool);
         return withExternalDlp('request', body, timed(() => onRequestBody(body)));
       }
       case 'response_headers':
@@ -296,7 +296,7 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
         const movable = pool && responseMode === 'buffered' && protectsBufferedResponse();
         let response: ProcessingResponse;
         try {
-          response = withInspectionBudget(() => timed(() => onResponseBody(body, request.response_body?.end_of_stream === true)), movable ? Math.min(answerInlineBudgetMs, inspectionBudgetMs()) : Infinity);
+          response = withInspectionBudget(() => timed(() => onResponseBody(body, request.response_body?.end_of_stream === true)), movable ? Math.min(inlineShareMs, inspectionBudgetMs()) : Infinity);
         } catch (error) {
           if (!movable || !isOverBudget(error)) throw error;
           deps.log?.('body_inspection_moved', { bytes: body.length });
@@ -594,6 +594,47 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
     const read = timed(() => readRequest(received));
     const parts = requestPartsToInspect(read);
     if (parts.length === 0) return withExternalDlp('request', received, timed(() => assessRequestBody(read)));
+    return inspectPartsOnWorker(received, read, parts, pool);
+  }
+
+  /**
+   * A request body under the worker threshold: its parts are inspected first, on the event loop, for
+   * at most `inlineShareMs`; parts that cost more (random text an agent sent) move to the worker, as a
+   * large body's do. The stages then run once, on those results, either way.
+   */
+  function onRequestBodyInlineFirst(received: Buffer, pool: BodyInspectionPool): ProcessingResponse | null | DeferredAnswer {
+    const read = timed(() => readRequest(received));
+    const parts = requestPartsToInspect(read);
+    const dp = persona!.dataProtection;
+    try {
+      withInspectionBudget(
+        () =>
+          timed(() => {
+            for (const part of parts) {
+              const context = requestInspectContext(part.to);
+              const result = Buffer.isBuffer(part.subject) ? inspectBody(dp, part.subject, context) : inspectJson(dp, part.subject, context);
+              inspectedAhead.set(part.key, { tool: part.to.tool, result });
+            }
+          }),
+        Math.min(inlineShareMs, inspectionBudgetMs()),
+      );
+    } catch (error) {
+      inspectedAhead.clear();
+      if (!isOverBudget(error)) throw error;
+      deps.log?.('body_inspection_moved', { bytes: received.length });
+      return inspectPartsOnWorker(received, read, parts, pool);
+    }
+    let response: ProcessingResponse;
+    try {
+      response = timed(() => assessRequestBody(read));
+    } finally {
+      inspectedAhead.clear();
+    }
+    return withExternalDlp('request', received, response);
+  }
+
+  /** The parts inspected on the worker (dlp/body-inspection.ts), then the stages on those results, then external DLP. */
+  function inspectPartsOnWorker(received: Buffer, read: RequestBodyRead, parts: RequestPart[], pool: BodyInspectionPool): DeferredAnswer {
     // Envoy waits for the worker and then for the request's inline external DLP services.
     const { waitMs, servicesDeadline } = messageWait(largeBodyWaitMs + inlineWaitMs(externalServices('request')));
     const dp = persona!.dataProtection;

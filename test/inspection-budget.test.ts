@@ -1,10 +1,10 @@
 // The data-protection budget through the real Envoy (ext-proc/dlp/budget.ts), with bodies built to cost
 // the most to inspect (random printable text, where the detectors' automata meet a new state at almost
-// every byte): a request body over the event loop's budget is refused with 503 inspection_over_budget
-// and never reaches the upstream; an answer over the event loop's share moves to the worker and is
-// inspected there; one over the worker's budget is refused, nothing of it reaching the agent, while a
-// small answer sent meanwhile is masked as usual; ordinary bodies of the same sizes are inspected and
-// masked; a failOpen Persona passes the request on unread; the refusals are audited.
+// every byte): a request body or an answer over the event loop's share moves to the worker and is
+// inspected there; one over the worker's budget is refused with 503 inspection_over_budget, nothing of
+// it reaching the upstream or the agent, while a small answer sent meanwhile is masked as usual; the
+// worker takes agents in turn; ordinary bodies of the same sizes are inspected and masked; a failOpen
+// Persona passes the request on unread; the refusals are audited.
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
@@ -108,15 +108,24 @@ function assertRefusedOverBudget(answer: { status: number; text: string; ms: num
 }
 
 describe('a body that costs more than its budget to inspect', () => {
-  test('a failOpen Persona passes the request on unread (its own automata meet random text first)', async () => {
-    const open = await submit('budgeted-open', randomRequest(13));
+  test('a failOpen Persona passes a request over the worker\'s budget on unread (its own automata meet random text first)', async () => {
+    const body = JSON.stringify({ note: `card ${card}`, text: randomText(3_000_000, 13) });
+    const open = await submit('budgeted-open', body);
     assert.equal(open.status, 200, open.text.slice(0, 200));
-    assert.deepEqual(JSON.parse(open.text), { received: randomRequest(13).length, rawCard: true }, 'passed on unread, as the Persona chose');
+    assert.deepEqual(JSON.parse(open.text), { received: body.length, rawCard: true }, 'passed on unread, as the Persona chose');
   });
 
-  test('a request body over the event loop\'s budget: 503 inspection_over_budget, never sent upstream', async () => {
+  test('a request body over the event loop\'s share moves to the worker and is inspected there: masked before the upstream', async () => {
+    const sent = await submit('budgeted', randomRequest(11));
+    assert.equal(sent.status, 200, sent.text.slice(0, 200));
+    assert.deepEqual(JSON.parse(sent.text), { received: randomRequest(11).length, rawCard: false });
+    const log = readFileSync(join(gateway.dataDir, 'logs', 'ext-proc.log'), 'utf8');
+    assert.match(log, /body_inspection_moved/, 'it left the event loop for the worker');
+  });
+
+  test('a request body over the worker\'s budget: 503 inspection_over_budget, never sent upstream', async () => {
     const before = submitted;
-    assertRefusedOverBudget(await submit('budgeted', randomRequest(11)), inlineBudgetMs, '250 KB request');
+    assertRefusedOverBudget(await submit('budgeted', JSON.stringify({ note: `card ${card}`, text: randomText(3_000_000, 15) })), workerBudgetMs, '3 MB request');
     assert.equal(submitted, before, 'the upstream received nothing');
   });
 
