@@ -137,6 +137,14 @@ const maxEmbeddedDepth = 3;
  */
 const binaryStringBytes = 8;
 
+/**
+ * The fewest spaces a binary body's reading keeps between two of its strings (inspectBinary), raised to
+ * the Sets' overlap: more than a Set entry's widest witness (797 bytes with the built-in catalogue,
+ * pattern-span.ts), the context looked back at (64) and a keyword's region (320), so strings further
+ * apart relate as before.
+ */
+const binaryGapBytes = 1024;
+
 /** A string with this many escaped quotes is long escaped JSON: its end is guessed (see readDocument). */
 const longEscapedString = 256;
 
@@ -427,36 +435,77 @@ for (const c of 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+
  * sent to cost the most. Read as windows-1252 it would be a text of random characters, the worst case
  * of the Sets (docs/benchmarks.md: 256 KiB of random bytes, 1.7 s). What a person or a program reads
  * out of such bytes is their strings: runs of at least `binaryStringBytes` printable ASCII bytes, as
- * `strings(1)` lists them. Every other byte stands as a space in a copy of the same length (byte i is
- * character i), the copy is inspected as text, and what it masks is masked in the body byte for byte.
- * (Compressed data, most of a file, is random bytes: a third of them printable, scattered in short
- * runs that spell nothing, which made 4 MiB of it cost 14-16 s.) A value to be replaced by a
- * placeholder of another length (redact, or a mask character outside ASCII) cannot be without
+ * `strings(1)` lists them. Every other byte stands as a space, the text so made is inspected, and what
+ * it masks is masked in the body byte for byte. (Compressed data, most of a file, is random bytes: a
+ * third of them printable, scattered in short runs that spell nothing, which made 4 MiB of it cost
+ * 14-16 s.) The spaces between two strings are at most `binaryGapBytes`, more than anything the
+ * engine relates across (a pattern's widest witness, the context it looks back at, a keyword's
+ * region): two strings further apart are read as they were, at a fraction of the length (random
+ * bytes hold a string every few KiB). A value to be replaced by a placeholder (redact), or masked
+ * into another length (a mask character outside ASCII, a credential masked whole), cannot be without
  * breaking the file: such a body is blocked.
  */
 function inspectBinary(compiled: CompiledDataProtectionOk, body: Buffer, context: InspectContext): InspectResult<Buffer> {
-  const printable = Buffer.allocUnsafe(body.length);
-  let run = 0;
-  for (let i = 0; i <= body.length; i++) {
-    const b = i < body.length ? body[i]! : 0;
-    if ((b >= 0x20 && b < 0x7f) || b === 0x09 || b === 0x0a || b === 0x0d) {
-      printable[i] = b;
-      run++;
-      continue;
+  const text = Buffer.allocUnsafe(body.length);
+  // Wider than the compiled Sets' overlap, which bounds every entry's witness (Infinity: not bounded).
+  const gapBytes = Math.max(binaryGapBytes, compiled.set!.overlapBytes);
+  /** Each string kept: where it starts in the body, where in the text, and its length. */
+  const strings: number[] = [];
+  let length = 0;
+  let gap = 0;
+  for (let i = 0; i < body.length; ) {
+    let end = i;
+    while (end < body.length && isStringByte(body[end]!)) end++;
+    if (end - i >= binaryStringBytes) {
+      const spaces = Math.min(gap, gapBytes);
+      text.fill(0x20, length, length + spaces);
+      length += spaces;
+      gap = 0;
+      body.copy(text, length, i, end);
+      strings.push(i, length, end - i);
+      length += end - i;
+    } else {
+      gap += end - i;
     }
-    if (run > 0 && run < binaryStringBytes) printable.fill(0x20, i - run, i);
-    run = 0;
-    if (i < body.length) printable[i] = 0x20;
+    i = end;
+    while (i < body.length && !isStringByte(body[i]!)) {
+      gap++;
+      i++;
+    }
   }
-  const r = inspectUtf8(compiled, printable, context, true);
+  const spaces = Math.min(gap, gapBytes);
+  text.fill(0x20, length, length + spaces);
+  length += spaces;
+  const read = text.subarray(0, length);
+  const r = inspectUtf8(compiled, read, context, true);
   if (!r.changed) return { ...r, value: body };
-  if (r.value.length !== body.length) {
+  if (!maskedInPlace(r.value, read, compiled.policy.maskCharacter.charCodeAt(0)) || r.findings.some((x) => x.action === 'redact')) {
     const f = r.findings.find((x) => x.action === 'redact') ?? r.findings[0]!;
     return { ...r, value: body, changed: false, blocked: { group: f.group, detector: f.detector } };
   }
+  // Masks change the characters of values, which stand only in strings.
   const value = Buffer.from(body);
-  for (let i = 0; i < value.length; i++) if (r.value[i] !== printable[i]) value[i] = r.value[i]!;
+  for (let k = 0; k < strings.length; k += 3) {
+    const [at, from, n] = [strings[k]!, strings[k + 1]!, strings[k + 2]!];
+    for (let j = 0; j < n; j++) if (r.value[from + j] !== read[from + j]) value[at + j] = r.value[from + j]!;
+  }
   return { ...r, value };
+}
+
+/**
+ * The edited text is the text with characters turned into the mask character, each where it was: the
+ * same length, and no other byte changed. (Edits of different lengths could add up to the same
+ * length: a credential masked whole to 32 characters, a placeholder. Those would shift the file.)
+ */
+function maskedInPlace(edited: Buffer, text: Buffer, maskByte: number): boolean {
+  if (edited.length !== text.length) return false;
+  for (let i = 0; i < text.length; i++) if (edited[i] !== text[i] && edited[i] !== maskByte) return false;
+  return true;
+}
+
+/** A byte of a binary body's strings: printable ASCII, tab, line feed, carriage return. */
+function isStringByte(b: number): boolean {
+  return (b >= 0x20 && b < 0x7f) || b === 0x09 || b === 0x0a || b === 0x0d;
 }
 
 /**
