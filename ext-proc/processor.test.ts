@@ -19,6 +19,7 @@ import { createStreamProcessor, type DecisionOutcome, type ProcessorDependencies
 import { MemoryAlertSink } from './sequence/alerts.ts';
 import { createBehaviourEngine } from './sequence/engine.ts';
 import { InMemorySessionStateStore } from './sequence/state-store.ts';
+import { randomText } from '../test/support/random-text.ts';
 
 const secret = 'A'.repeat(43);
 const token = `mnd_0123456789ab_${secret}`;
@@ -395,8 +396,7 @@ test('an answer that costs more than its budget to inspect is refused (inspectio
   const { createBodyInspectionPool } = await import('./dlp/body-inspection.ts');
   const { inspectionBudgetMs, isOverBudget, setInspectionBudget } = await import('./dlp/budget.ts');
   // Random printable text as a tool result: every byte is new to the Sets' automata.
-  let seed = 3;
-  const text = `card ${card} ` + Array.from({ length: 200_000 }, () => String.fromCharCode(0x20 + ((seed = (seed * 1103515245 + 12345) % 2147483648) % 0x5f))).join('');
+  const text = `card ${card} ${randomText(200_000, 3)}`;
   const result = Buffer.from(JSON.stringify({ jsonrpc: '2.0', id: 9, result: { content: [{ type: 'text', text }] } }));
   const answer = (dependencies: ProcessorDependencies, persona: Record<string, unknown> = {}) => {
     const decisions: Decision[] = [];
@@ -462,8 +462,7 @@ test('an answer that costs more than its budget to inspect is refused (inspectio
 test('a request body over its share of the event loop moves to the worker: its parts inspected there, the stages run once on them; an ordinary one stays inline', async () => {
   const { createBodyInspectionPool } = await import('./dlp/body-inspection.ts');
   const { inspectionBudgetMs, setInspectionBudget } = await import('./dlp/budget.ts');
-  let seed = 5;
-  const noise = Array.from({ length: 100_000 }, () => String.fromCharCode(0x20 + ((seed = (seed * 1103515245 + 12345) % 2147483648) % 0x5f))).join('');
+  const noise = randomText(100_000, 5);
   const pool = createBodyInspectionPool({ thresholdBytes: 1 << 20, budgetMs: 60_000, log: () => {} });
   const before = inspectionBudgetMs();
   // The share of the event loop is at most its budget: 1 ms moves anything costly.

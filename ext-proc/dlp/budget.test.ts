@@ -3,22 +3,17 @@ import assert from 'node:assert/strict';
 import { InspectionOverBudget, isOverBudget, setInspectionBudget, withInspectionBudget, inspectionBudgetMs } from './budget.ts';
 import { compileDataProtection } from './compile.ts';
 import { inspectBody } from './inspect.ts';
+import { randomPrintable } from '../../test/support/random-text.ts';
 
 const compiled = compileDataProtection({} as never);
 const context = { direction: 'request' as const, upstream: 'u' };
 
-/** Printable ASCII that no automaton state has met: the costliest kind of body. */
-function randomText(bytes: number, seed: number): Buffer {
-  const out = Buffer.alloc(bytes);
-  for (let i = 0; i < bytes; i++) out[i] = 0x20 + ((seed = (seed * 1103515245 + 12345) % 2147483648) % 0x5f);
-  return out;
-}
 
 test('an inspection that outlasts its budget stops with InspectionOverBudget; the next one starts afresh', () => {
   const before = inspectionBudgetMs();
   try {
     setInspectionBudget(1);
-    assert.throws(() => inspectBody(compiled, randomText(256 * 1024, 1), context), (error: unknown) => error instanceof InspectionOverBudget && isOverBudget(error) && error.budgetMs === 1);
+    assert.throws(() => inspectBody(compiled, randomPrintable(256 * 1024, 1), context), (error: unknown) => error instanceof InspectionOverBudget && isOverBudget(error) && error.budgetMs === 1);
     setInspectionBudget(Infinity);
     const r = inspectBody(compiled, Buffer.from('{"note":"card 4111 1111 1111 1111"}'), context);
     assert.equal(r.findings.length, 1, 'no deadline left behind');
