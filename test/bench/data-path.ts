@@ -7,6 +7,8 @@ import { createHash } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { configBundleSchema } from '../../config/bundle.ts';
 import { FlowTracker } from '../../ext-proc/dlp/flow.ts';
+import { createBodyInspectionPool } from '../../ext-proc/dlp/body-inspection.ts';
+import { defaultBodyInspectionThresholdBytes } from '../../ext-proc/service.ts';
 import { compilePolicy } from '../../ext-proc/policy/compile-policy.ts';
 import { createStreamProcessor, type ProcessorDependencies } from '../../ext-proc/processor.ts';
 import { MemoryAlertSink } from '../../ext-proc/sequence/alerts.ts';
@@ -19,7 +21,8 @@ const token = `mnd_0123456789ab_${secret}`;
 const dataProtection = { profiles: ['pci-dss', 'secrets'], defaultAction: 'mask', flow: { enabled: true } };
 const behaviour = { rules: [{ name: 'reads-then-send', steps: [{ match: { class: ['read'] }, atLeast: 50 }, { match: { class: ['egress'] }, within: '10m' }], action: 'block' }] };
 
-function setup(extra: Record<string, unknown>) {
+/** `worker`: with the inspection worker as ext_proc runs (small bodies stay on the event loop, a request's parts inspected first). */
+function setup(extra: Record<string, unknown>, worker = false) {
   const bundle = configBundleSchema.parse({
     upstreams: [{ kind: 'Upstream', name: 'tickets', protocol: 'mcp', url: 'http://127.0.0.1:1/mcp' }],
     personas: [{ kind: 'Persona', name: 'p', description: 'bench', grants: [{ upstream: 'tickets', tools: [{ name: '*' }] }], ...extra }],
@@ -34,6 +37,7 @@ function setup(extra: Record<string, unknown>) {
     wallClock: () => Date.now(),
     flow: new FlowTracker({ now: () => Date.now(), maxFingerprintsPerSession: 4096, ttlMs: 3_600_000, gradualCollectionThreshold: 1_000_000 }),
     behaviour: createBehaviourEngine({ clock: () => Date.now(), store: new InMemorySessionStateStore(), alertSink: new MemoryAlertSink() }),
+    ...(worker ? { bodyInspection: createBodyInspectionPool({ thresholdBytes: defaultBodyInspectionThresholdBytes, log: () => {} }) } : {}),
   };
   return deps;
 }
@@ -69,10 +73,13 @@ const n = Number(process.argv[2] ?? 5000);
 // Warm the JIT on every path first, so the order of the runs does not decide the numbers.
 run('', setup({ dataProtection, behaviour }), true, 2000, true);
 run('', setup({}), false, 2000, true);
+run('', setup({ dataProtection }, true), true, 2000, true);
 run('no stages', setup({}), false, n);
 run('data protection, clean payload', setup({ dataProtection }), false, n);
 run('data protection, card in arguments (masked)', setup({ dataProtection }), true, n);
 run('data protection + behaviour, clean payload', setup({ dataProtection, behaviour }), false, n);
+run('data protection, clean payload, with the worker', setup({ dataProtection }, true), false, n);
+run('data protection, card in arguments, with the worker', setup({ dataProtection }, true), true, n);
 // Tool results the engine has not met: each a different 4 KiB slice of the installed packages' docs
 // and sources (the payloads above repeat, so the RE2.Sets run on states built for them).
 const slices = installedTextSlices(4096, n);
