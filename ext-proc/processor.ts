@@ -641,7 +641,7 @@ export function createStreamProcessor(route: RouteIdentity | null, deps: Process
     const failures: unknown[] = [];
     const deferred = Promise.all(
       parts.map((part) =>
-        pool.inspect(dp, part.subject, requestInspectContext(part.to), `agent ${route!.persona} ${credential?.id ?? ''}`).then(
+        pool.inspect(dp, part.subject, requestInspectContext(part.to), `agent ${route!.persona} ${credential?.agent ?? ''}`).then(
           (result) => void inspectedAhead.set(part.key, { tool: part.to.tool, result }),
           (error: unknown) => void failures.push(error),
         ),
