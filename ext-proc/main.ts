@@ -9,6 +9,7 @@ import { serverTlsFromEnv } from '../config/grpc-tls.ts';
 import { jsonEventLog, parseHostPort, runService, StartupError } from '../config/service-process.ts';
 import { flowKeySetting } from './dlp/flow-key.ts';
 import { startExtProc } from './service.ts';
+import { parseInspectionWorkers } from './dlp/body-inspection.ts';
 
 const log = jsonEventLog('ext-proc');
 
@@ -31,6 +32,7 @@ await runService(log, () => {
     ...(env.MANDATE_DLP_WORKER_THRESHOLD_BYTES !== undefined ? { bodyInspectionThresholdBytes: parseByteCount(env.MANDATE_DLP_WORKER_THRESHOLD_BYTES, 'MANDATE_DLP_WORKER_THRESHOLD_BYTES') } : {}),
     ...(env.MANDATE_DLP_BUDGET_MS !== undefined ? { inspectionBudgetMs: parseMilliseconds(env.MANDATE_DLP_BUDGET_MS, 'MANDATE_DLP_BUDGET_MS') } : {}),
     ...(env.MANDATE_DLP_WORKER_BUDGET_MS !== undefined ? { workerInspectionBudgetMs: parseMilliseconds(env.MANDATE_DLP_WORKER_BUDGET_MS, 'MANDATE_DLP_WORKER_BUDGET_MS') } : {}),
+    ...(env.MANDATE_DLP_WORKERS !== undefined ? { inspectionWorkers: parseInspectionWorkers(env.MANDATE_DLP_WORKERS) } : {}),
     auditDir: resolve(env.MANDATE_AUDIT_DIR ?? join(dataDir, 'audit')),
     ...(configuredToken(env, 'MANDATE_AUDIT_DIGEST_KEY') !== null ? { argumentsDigestKey: configuredToken(env, 'MANDATE_AUDIT_DIGEST_KEY')! } : {}),
     ...(flowKey.key !== null ? { flowKey: flowKey.key } : {}),

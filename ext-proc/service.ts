@@ -63,6 +63,8 @@ export interface ExtProcOptions {
   inspectionBudgetMs?: number;
   /** The same on the inspection worker. Default 5000: below the 10 s Envoy is asked to wait for it. */
   workerInspectionBudgetMs?: number;
+  /** Worker threads inspecting large bodies, each one body at a time. Default 1. */
+  inspectionWorkers?: number;
   /**
    * The key of the audit trail's arguments digests (MANDATE_AUDIT_DIGEST_KEY or _FILE; the same on every
    * replica for digests that compare across replicas). Default: a random key kept in the audit directory.
@@ -136,6 +138,7 @@ export async function startExtProc(options: ExtProcOptions): Promise<ExtProcServ
           budgetMs: options.workerInspectionBudgetMs ?? defaultWorkerInspectionBudgetMs,
           // A body still queued when Envoy stops waiting for it is not inspected.
           queueWaitMs: largeBodyWaitMs,
+          workers: options.inspectionWorkers ?? 1,
           log,
         });
   const policy = followPolicyStream({

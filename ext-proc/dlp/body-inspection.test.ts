@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { compileDataProtection, type CompiledDataProtectionOk } from './compile.ts';
 import { inspectBody, inspectJson, type InspectContext, type InspectResult } from './inspect.ts';
-import { createBodyInspectionPool, packResult, unpackResult } from './body-inspection.ts';
+import { createBodyInspectionPool, maxInspectionWorkers, packResult, parseInspectionWorkers, unpackResult } from './body-inspection.ts';
 import { packFindings, packFingerprints, unpackFindings, unpackFingerprints } from './packed-findings.ts';
 
 const card = '4539 1488 0343 6467';
@@ -141,5 +141,32 @@ test('a body that waited for the worker as long as Envoy waits is refused unread
     assert.equal(after.findings[0]?.detector, 'payment-card-visa');
   } finally {
     await pool.stop();
+  }
+});
+
+test('with two workers two bodies are inspected at once: neither waits in the queue', async () => {
+  for (const workers of [1, 2]) {
+    const pool = createBodyInspectionPool({ thresholdBytes: 0, budgetMs: 200, queueWaitMs: 100, workers, log: () => {} });
+    try {
+      const dp = compile();
+      const outcomes = await Promise.allSettled([pool.inspect(dp, costly(256 * 1024), request, 'agent a'), pool.inspect(dp, costly(256 * 1024), request, 'agent b')]);
+      const names = outcomes.map((o) => (o.status === 'rejected' ? (o.reason as Error).name : 'inspected'));
+      // One worker: the second body waited for the first (200 ms, past the 100 ms it may wait) and was refused unread.
+      assert.deepEqual(names, workers === 1 ? ['InspectionOverBudget', 'InspectionQueueExpired'] : ['InspectionOverBudget', 'InspectionOverBudget'], `${workers} worker(s)`);
+      // Both workers stay usable.
+      const again = await Promise.all([1, 2].map(() => pool.inspect(dp, Buffer.from(JSON.stringify({ note: `card ${card}` })), request)));
+      assert.deepEqual(again.map((r) => r.findings[0]?.detector), ['payment-card-visa', 'payment-card-visa']);
+    } finally {
+      await pool.stop();
+    }
+  }
+});
+
+test('MANDATE_DLP_WORKERS takes a whole number of threads from 1 to 64; anything else stops startup with invalid_inspection_workers', () => {
+  assert.equal(parseInspectionWorkers('1'), 1);
+  assert.equal(parseInspectionWorkers('4'), 4);
+  assert.equal(parseInspectionWorkers(String(maxInspectionWorkers)), maxInspectionWorkers);
+  for (const bad of ['0', '-1', '1.5', '65', '', ' ', 'two', '1e1', '0x2']) {
+    assert.throws(() => parseInspectionWorkers(bad), (error: Error & { code?: string }) => error.code === 'invalid_inspection_workers' && error.message.includes(`not "${bad}"`), JSON.stringify(bad));
   }
 });

@@ -5,11 +5,12 @@
 // more than inspecting a few KiB. A worker that fails or dies is replaced; the caller then
 // inspects inline, so a body is never passed unread.
 //
-// The worker takes one body at a time, so the pool keeps the queue: one per sender (an agent's
-// requests, an upstream's answers), served in turn, so a sender of costly bodies (each up to the
-// worker's budget) delays its own bodies and at most one body of every other sender's. A body that
-// has waited as long as Envoy waits for it is not inspected: it is refused (fail closed; Envoy has
-// given up on it anyway), so a backlog cannot hold the worker long after its senders are gone.
+// Each worker takes one body at a time (one worker by default), so the pool keeps the queue: one per
+// sender (an agent's requests, an upstream's answers), served in turn, so a sender of costly bodies
+// (each up to the worker's budget) delays its own bodies and at most the ones on the workers for every
+// other sender. A body that has waited as long as Envoy waits for it is not inspected: it is refused
+// (fail closed; Envoy has given up on it anyway), so a backlog cannot hold the workers long after its
+// senders are gone.
 import { Worker } from 'node:worker_threads';
 import type { DataProtection } from '../../config/data-protection-schema.ts';
 import type { CompiledDataProtectionOk } from './compile.ts';
@@ -17,6 +18,7 @@ import type { InspectContext, InspectResult } from './inspect.ts';
 import { packFindings, packFingerprints, unpackFindings, unpackFingerprints, type PackedRecords } from './packed-findings.ts';
 import { errorClassAndPlace } from '../error-description.ts';
 import { InspectionOverBudget } from './budget.ts';
+import { StartupError } from '../../config/service-process.ts';
 
 export interface InspectionRequest {
   id: number;
@@ -77,6 +79,18 @@ interface Job {
   reject: (e: Error) => void;
 }
 
+/** The most inspection worker threads a pool may have (MANDATE_DLP_WORKERS). */
+export const maxInspectionWorkers = 64;
+
+/** MANDATE_DLP_WORKERS: how many worker threads inspect large bodies, 1 to maxInspectionWorkers. */
+export function parseInspectionWorkers(text: string): number {
+  const value = Number(text);
+  if (!/^\d+$/.test(text.trim()) || !Number.isInteger(value) || value < 1 || value > maxInspectionWorkers) {
+    throw new StartupError('invalid_inspection_workers', `MANDATE_DLP_WORKERS must be a whole number of worker threads from 1 to ${maxInspectionWorkers}, not "${text}"`);
+  }
+  return value;
+}
+
 /** A body that waited for the worker as long as Envoy waits for it: refused as over budget, never inspected. */
 export class InspectionQueueExpired extends InspectionOverBudget {
   constructor(waitedMs: number) {
@@ -104,33 +118,31 @@ export function createBodyInspectionPool(options: {
   thresholdBytes: number;
   budgetMs?: number;
   queueWaitMs?: number;
+  /** Worker threads, each inspecting one body at a time (default 1). */
+  workers?: number;
   log: (event: string, fields: Record<string, unknown>) => void;
 }): BodyInspectionPool {
-  let worker: Worker | null = null;
+  /** One per worker thread: the thread (started when first needed) and the body it is inspecting. */
+  const slots: { worker: Worker | null; job: Job | null }[] = Array.from({ length: Math.max(1, options.workers ?? 1) }, () => ({ worker: null, job: null }));
   let nextId = 1;
-  /** The body on the worker, by request id (one at a time). */
-  const waiting = new Map<number, Job>();
   /** Bodies not yet sent, oldest first, per sender. */
   const queues = new Map<string, Job[]>();
-  /** The turn of each sender's last body queued; the turn of the body last sent to the worker. */
+  /** The turn of each sender's last body queued; the turn of the body last sent to a worker. */
   const lastTurns = new Map<string, number>();
   let turn = 0;
   const queueWaitMs = options.queueWaitMs ?? Infinity;
   let stopped = false;
 
-  const failAll = (error: Error) => {
-    for (const entry of waiting.values()) entry.reject(error);
-    waiting.clear();
-  };
-
   /**
-   * Sends the next body when the worker is free; bodies that waited too long are refused. A sender's
+   * Sends the next bodies while a worker is free; bodies that waited too long are refused. A sender's
    * bodies take turns n, n+1, n+2... from the turn being served when they arrive (start-time fair
    * queuing), and the lowest turn goes first (the older body on a tie): a sender arriving while
    * another's tenth body is inspected goes before its eleventh.
    */
   function pump(): void {
-    while (!stopped && waiting.size === 0 && queues.size > 0) {
+    for (;;) {
+      const slot = stopped ? undefined : slots.find((s) => s.job === null);
+      if (slot === undefined || queues.size === 0) break;
       let next: Job[] | null = null;
       let nextSender = '';
       for (const [sender, queue] of queues) {
@@ -151,17 +163,16 @@ export function createBodyInspectionPool(options: {
         job.reject(new InspectionQueueExpired(Math.round(waited)));
         continue;
       }
-      waiting.set(job.request.id, job);
+      slot.job = job;
       try {
-        const target = ensureWorker();
+        const target = workerOf(slot);
         target.ref();
         target.postMessage(job.request, job.transfer);
       } catch (error) {
-        waiting.delete(job.request.id);
+        slot.job = null;
         job.reject(error as Error);
       }
     }
-    if (waiting.size === 0 && queues.size === 0) worker?.unref();
   }
 
   function queuedCount(): number {
@@ -170,14 +181,16 @@ export function createBodyInspectionPool(options: {
     return n;
   }
 
-  function ensureWorker(): Worker {
-    if (worker) return worker;
+  /** The slot's worker thread, started when first needed (and again after one is lost). */
+  function workerOf(slot: (typeof slots)[number]): Worker {
+    if (slot.worker) return slot.worker;
     const started = new Worker(new URL('./inspection-worker.ts', import.meta.url), { name: 'mandate-body-inspection', workerData: { budgetMs: options.budgetMs ?? Infinity } });
     started.unref();
     started.on('message', (reply: InspectionReply) => {
-      const entry = waiting.get(reply.id);
-      if (!entry) return;
-      waiting.delete(reply.id);
+      const entry = slot.job;
+      if (slot.worker !== started || entry === null || entry.request.id !== reply.id) return;
+      slot.job = null;
+      started.unref();
       // The next body goes to the worker before this one's result is read.
       pump();
       if (!reply.ok) {
@@ -195,16 +208,18 @@ export function createBodyInspectionPool(options: {
     });
     const lost = (why: string) => {
       // Once per worker ('error' is followed by 'exit'), and not for one already replaced or stopped.
-      if (worker !== started) return;
-      worker = null;
-      if (!stopped) options.log('body_inspection_worker_lost', { reason: why, pending: waiting.size, queued: queuedCount() });
-      // The body it was inspecting fails (its caller inspects it inline); the queued ones go to a new worker.
-      failAll(new Error(`the inspection worker stopped (${why})`));
+      if (slot.worker !== started) return;
+      slot.worker = null;
+      const entry = slot.job;
+      slot.job = null;
+      if (!stopped) options.log('body_inspection_worker_lost', { reason: why, pending: entry === null ? 0 : 1, queued: queuedCount() });
+      // The body it was inspecting fails (its caller inspects it inline); the queued ones go on.
+      entry?.reject(new Error(`the inspection worker stopped (${why})`));
       pump();
     };
     started.on('error', (error) => lost(errorClassAndPlace(error)));
     started.on('exit', (code) => lost(`exit code ${code}`));
-    worker = started;
+    slot.worker = started;
     return started;
   }
 
@@ -237,13 +252,18 @@ export function createBodyInspectionPool(options: {
     },
     async stop() {
       stopped = true;
-      for (const queue of queues.values()) for (const job of queue) job.reject(new Error('the inspection pool is stopped'));
+      const stoppedError = new Error('the inspection pool is stopped');
+      for (const queue of queues.values()) for (const job of queue) job.reject(stoppedError);
       queues.clear();
       lastTurns.clear();
-      failAll(new Error('the inspection pool is stopped'));
-      const current = worker;
-      worker = null;
-      await current?.terminate();
+      const running = slots.map((slot) => {
+        slot.job?.reject(stoppedError);
+        slot.job = null;
+        const current = slot.worker;
+        slot.worker = null;
+        return current?.terminate();
+      });
+      await Promise.all(running);
     },
   };
 }
