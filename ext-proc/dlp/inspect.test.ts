@@ -804,6 +804,57 @@ test('what an agent sends is read whole: a key written into the base64 text of a
   assert.ok(!(r.value.arguments.image.data as string).includes(awsKey));
 });
 
+test('files inside JSON, generated at random (files, text in file fields, duplicate keys, escapes, nesting): never a throw, the JSON stays valid, every card in text is masked, a file keeps its length', () => {
+  const compiled = compile({ profiles: ['pci-dss'], defaultAction: 'mask' });
+  let s = 7;
+  const next = (n: number) => {
+    s ^= s << 13;
+    s ^= s >>> 17;
+    s ^= s << 5;
+    return (s >>> 0) % n;
+  };
+  const fileData = () => imageBytes(9_000 + next(20_000), next(2) === 0 ? `\x00card ${card}\x00` : '').toString('base64');
+  const item = (): string => {
+    switch (next(6)) {
+      case 0:
+        return `{"type":"image","data":"${fileData()}","mimeType":"image/png"}`;
+      case 1:
+        return `{"type":"audio","mimeType":"audio/wav","data":"${fileData()}"}`;
+      case 2:
+        return `{"uri":"file:///a.bin","blob":"${fileData()}"}`;
+      case 3:
+        // A duplicate data key, the second one text.
+        return `{"type":"image","data":"${fileData()}","data":"card ${card}"}`;
+      case 4:
+        // Escaped slashes: not a plain value, read as text.
+        return `{"type":"image","data":"${fileData().replaceAll('/', '\\/')}"}`;
+      default:
+        return `{"type":"text","text":"note ${next(2) === 0 ? `card ${card}` : 'nothing'} ${'x'.repeat(next(9000))}"}`;
+    }
+  };
+  let checked = 0;
+  for (let round = 0; round < 40; round++) {
+    const items = Array.from({ length: 1 + next(4) }, item);
+    const text = `{"jsonrpc":"2.0","id":${round},"result":{"content":[${items.join(',')}],"nested":"${next(2) === 0 ? JSON.stringify(JSON.parse(items[0]!)).replaceAll('"', '\\"').slice(0, 2000) : ''}"}}`;
+    if (!(() => { try { JSON.parse(text); return true; } catch { return false; } })()) continue;
+    checked++;
+    const body = Buffer.from(text);
+    const r = inspectBody(compiled, body, response);
+    const out = r.value.toString();
+    assert.doesNotThrow(() => JSON.parse(out), `round ${round}: the JSON stays valid`);
+    assert.ok(!out.includes(card), `round ${round}: no card in text passes`);
+    const before = JSON.parse(text) as { result: { content: Record<string, string>[] } };
+    const after = JSON.parse(out) as { result: { content: Record<string, string>[] } };
+    before.result.content.forEach((c, i) => {
+      for (const key of ['data', 'blob']) {
+        if (c[key] === undefined || c[key]!.includes('card')) continue;
+        assert.equal(Buffer.from(after.result.content[i]![key]!, 'base64').length, Buffer.from(c[key]!, 'base64').length, `round ${round}: item ${i} keeps its length`);
+      }
+    });
+  }
+  assert.ok(checked >= 30, `${checked} of 40 generated bodies were JSON`);
+});
+
 test('only what is declared a file and decodes to one is set aside: text in an image field, a data field of another type, and escaped base64 are read as before', () => {
   const compiled = compile({ profiles: ['pci-dss'], defaultAction: 'mask' });
   // Base64 of text (not a file) in an image's data: decoded and read as encoded text, as any base64 run.
