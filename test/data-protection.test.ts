@@ -17,6 +17,7 @@ import { auditRows, filesContaining } from './support/audit-reader.ts';
 import { close, createRecordingMcpServer, listen, type RecordingMcpServer } from './support/recording-mcp-server.ts';
 import { createRestEchoServer, type RestEchoServer } from './support/rest-echo-server.ts';
 import { createSplitSseUpstream } from './support/split-sse-upstream.ts';
+import { imageBytes } from './support/binary-bytes.ts';
 import { createFramedAnswerUpstream, resultFor, type FramedAnswer, type JsonRpcRequest } from './support/framed-answer-upstream.ts';
 
 // Test values with valid shapes and checksums (they are not real credentials or cards).
@@ -61,7 +62,7 @@ before(async () => {
     take_screenshot: (args: Record<string, unknown>) => ({
       content: [
         { type: 'text' as const, text: 'Screenshot of the billing page' },
-        { type: 'image' as const, data: screenshot(Number(args['id'] ?? 60_000), args['text'] === 'clean' ? '' : `\x00Card on file: ${billingCard}\x00`).toString('base64'), mimeType: 'image/png' },
+        { type: 'image' as const, data: imageBytes(Number(args['id'] ?? 60_000), args['text'] === 'clean' ? '' : `\x00Card on file: ${billingCard}\x00`).toString('base64'), mimeType: 'image/png' },
       ],
     }),
   };
@@ -170,20 +171,13 @@ function resultText(result: object): string {
   return (result as { content: { text: string }[] }).content.map((c) => c.text).join('\n');
 }
 
-/** Image bytes: a PNG signature, noise with a NUL every fifth byte (no 8 printable bytes in a row), and `inside` at the middle. */
-function screenshot(size: number, inside: string): Buffer {
-  const noise = (n: number, seed: number) => Buffer.from(Array.from({ length: n }, (_, i) => (i % 5 === 0 ? 0 : ((i * 7919 + seed * 104729) % 251) ^ 0x80)));
-  const half = Math.floor((size - inside.length) / 2);
-  return Buffer.concat([Buffer.from('89504e470d0a1a0a0000000d49484452', 'hex'), noise(half - 16, 1), Buffer.from(inside, 'latin1'), noise(size - half - inside.length, 2)]);
-}
-
 describe('an image in a tool result', () => {
   test('is read as a file: a card in its bytes is masked byte for byte, the image otherwise arrives as sent; a clean one arrives untouched (JSON and SSE, inline and on the worker)', async () => {
     for (const upstream of ['screens', 'screens-stream']) {
       const client = await gateway.mcpClient(endpoint('dlp-guard', upstream), tokens['dlp-guard']!);
       // 60 KB is inspected on the event loop; 400 KB (over 256 KiB) on the worker.
       for (const size of [60_000, 400_000]) {
-        const sent = screenshot(size, `\x00Card on file: ${billingCard}\x00`);
+        const sent = imageBytes(size, `\x00Card on file: ${billingCard}\x00`);
         const result = (await client.callTool({ name: 'take_screenshot', arguments: { id: String(size) } })) as { content: { type: string; text?: string; data?: string; mimeType?: string }[] };
         assert.equal(result.content[0]!.text, 'Screenshot of the billing page', `${upstream} ${size}`);
         assert.equal(result.content[1]!.mimeType, 'image/png');
@@ -193,7 +187,7 @@ describe('an image in a tool result', () => {
         assert.equal(received.subarray(at, at + 33).toString('latin1'), 'Card on file: **** **** **** 6467', `${upstream} ${size}`);
         assert.ok(received.subarray(0, at).equals(sent.subarray(0, at)) && received.subarray(at + 33).equals(sent.subarray(at + 33)), `${upstream} ${size}: every other byte as sent`);
         const clean = (await client.callTool({ name: 'take_screenshot', arguments: { id: String(size), text: 'clean' } })) as { content: { data?: string }[] };
-        assert.ok(Buffer.from(clean.content[1]!.data!, 'base64').equals(screenshot(size, '')), `${upstream} ${size}: a clean image arrives untouched`);
+        assert.ok(Buffer.from(clean.content[1]!.data!, 'base64').equals(imageBytes(size, '')), `${upstream} ${size}: a clean image arrives untouched`);
       }
       await client.close();
     }

@@ -5,6 +5,7 @@ import { inspectBody, inspectJson, inspectText } from './inspect.ts';
 import { lookAlikeSetSource } from './look-alikes.ts';
 import { checksummedToken } from './detectors/secrets.ts';
 import RE2 from 're2';
+import { imageBytes, noiseBytes } from '../../test/support/binary-bytes.ts';
 
 const response = { direction: 'response' as const, upstream: 'billing' };
 const request = { direction: 'request' as const, upstream: 'mailer', tool: 'send_email' };
@@ -715,9 +716,7 @@ test('a binary body (a NUL byte, or many control bytes) is read for its strings 
 
 test('a binary body is read with long runs between its strings shortened: values far into it are masked at their own bytes, context far away still does not count, and edits that would move bytes block', () => {
   const compiled = compileDataProtection({ defaultAction: 'mask' } as never);
-  // No 8 printable bytes in a row: a NUL every fifth byte.
-  const noise = (n: number, seed: number) => Buffer.from(Array.from({ length: n }, (_, i) => (i % 5 === 0 ? 0 : ((i * 7919 + seed * 104729) % 251) ^ 0x80)));
-  const body = Buffer.concat([noise(50_000, 1), Buffer.from(`\x00card ${card}\x00`, 'latin1'), noise(20_000, 2), Buffer.from('\x00mail jane.doe@example.com\x00', 'latin1'), noise(9_000, 3)]);
+  const body = Buffer.concat([noiseBytes(50_000, 1), Buffer.from(`\x00card ${card}\x00`, 'latin1'), noiseBytes(20_000, 2), Buffer.from('\x00mail jane.doe@example.com\x00', 'latin1'), noiseBytes(9_000, 3)]);
   const r = inspectBody(compiled, body, response);
   assert.deepEqual(r.findings.map((f) => f.detector).sort(), ['email-address', 'payment-card-visa']);
   assert.equal(r.value.length, body.length);
@@ -728,7 +727,7 @@ test('a binary body is read with long runs between its strings shortened: values
   const same = (a: number, b: number) => r.value.subarray(a, b).equals(body.subarray(a, b));
   assert.ok(same(0, cardAt) && same(cardAt + 19, mailAt) && same(mailAt + 20, body.length), 'every other byte stays');
   // A context word 30 bytes before a routing number lifts it over the bar; 3,000 bytes before, it does not.
-  const routing = (gap: number) => inspectBody(compiled, Buffer.concat([noise(200, 4), Buffer.from('\x00routing number', 'latin1'), noise(gap, 5), Buffer.from('\x00021000021 \x00', 'latin1'), noise(200, 6)]), request).findings.map((f) => f.detector);
+  const routing = (gap: number) => inspectBody(compiled, Buffer.concat([noiseBytes(200, 4), Buffer.from('\x00routing number', 'latin1'), noiseBytes(gap, 5), Buffer.from('\x00021000021 \x00', 'latin1'), noiseBytes(200, 6)]), request).findings.map((f) => f.detector);
   assert.deepEqual(routing(30), ['us-aba-routing-number']);
   assert.deepEqual(routing(3000), []);
   // A placeholder as long as the value it replaces would still not be a mask: blocked.
@@ -736,13 +735,6 @@ test('a binary body is read with long runs between its strings shortened: values
   const blocked = inspectBody(redacting, body, response);
   assert.ok(blocked.blocked !== null && !blocked.changed && blocked.value.equals(body));
 });
-
-/** Bytes of an image: a PNG signature, noise with no 8 printable bytes in a row, and `inside` (latin1) at the middle. */
-function imageBytes(size: number, inside = ''): Buffer {
-  const noise = (n: number, seed: number) => Buffer.from(Array.from({ length: n }, (_, i) => (i % 5 === 0 ? 0 : ((i * 7919 + seed * 104729) % 251) ^ 0x80)));
-  const half = Math.floor((size - inside.length) / 2);
-  return Buffer.concat([Buffer.from('89504e470d0a1a0a0000000d49484452', 'hex'), noise(half - 16, 1), Buffer.from(inside, 'latin1'), noise(size - half - inside.length, 2)]);
-}
 
 function imageResult(image: Buffer, text = 'Screenshot taken', key = 'data'): object {
   return { jsonrpc: '2.0', id: 3, result: { content: [{ type: 'text', text }, { type: 'image', [key]: image.toString('base64'), mimeType: 'image/png' }] } };

@@ -453,14 +453,18 @@ function inspectBinary(compiled: CompiledDataProtectionOk, body: Buffer, context
   const strings: number[] = [];
   let length = 0;
   let gap = 0;
+  /** The bytes since the last string, as spaces: at most gapBytes of them. */
+  const writeGap = () => {
+    const spaces = Math.min(gap, gapBytes);
+    text.fill(0x20, length, length + spaces);
+    length += spaces;
+    gap = 0;
+  };
   for (let i = 0; i < body.length; ) {
     let end = i;
     while (end < body.length && isStringByte(body[end]!)) end++;
     if (end - i >= binaryStringBytes) {
-      const spaces = Math.min(gap, gapBytes);
-      text.fill(0x20, length, length + spaces);
-      length += spaces;
-      gap = 0;
+      writeGap();
       body.copy(text, length, i, end);
       strings.push(i, length, end - i);
       length += end - i;
@@ -473,9 +477,7 @@ function inspectBinary(compiled: CompiledDataProtectionOk, body: Buffer, context
       i++;
     }
   }
-  const spaces = Math.min(gap, gapBytes);
-  text.fill(0x20, length, length + spaces);
-  length += spaces;
+  writeGap();
   const read = text.subarray(0, length);
   const r = inspectUtf8(compiled, read, context, true);
   if (!r.changed) return { ...r, value: body };
