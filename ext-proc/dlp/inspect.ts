@@ -289,8 +289,7 @@ function inspectUnmarked(compiled: CompiledDataProtectionOk, body: Buffer, conte
   const asciiBytes = isAscii(body);
   if (!asciiBytes && !isUtf8(body)) return isBinaryBytes(body) ? inspectBinary(compiled, body, context) : inspectNotUtf8(compiled, body, context);
   if (mayHoldFile(body)) {
-    // Read and written as one character per byte when the body is ASCII (as inspectUtf8 does).
-    const encoding = asciiBytes && compiled.policy.maskCharacter.charCodeAt(0) < 128 ? 'latin1' : 'utf8';
+    const encoding = readsByteForByte(compiled, asciiBytes) ? 'latin1' : 'utf8';
     const r = withFilesSetAside(compiled, body.toString(encoding), context, (rest) => {
       const inspected = inspectUtf8(compiled, Buffer.from(rest, encoding), context, asciiBytes);
       return { ...inspected, value: inspected.changed ? inspected.value.toString(encoding) : rest };
@@ -542,10 +541,17 @@ function inspectNotUtf8(compiled: CompiledDataProtectionOk, body: Buffer, contex
   };
 }
 
+/**
+ * An ASCII body (the usual JSON) is read and written as one character per byte, which is cheaper than
+ * UTF-8 both ways, unless a mask character outside ASCII would be written into it.
+ */
+function readsByteForByte(compiled: CompiledDataProtectionOk, asciiBytes: boolean): boolean {
+  return asciiBytes && compiled.policy.maskCharacter.charCodeAt(0) < 128;
+}
+
 /** A UTF-8 body (`asciiBytes`: all of it ASCII). */
 function inspectUtf8(compiled: CompiledDataProtectionOk, body: Buffer, context: InspectContext, asciiBytes: boolean): InspectResult<Buffer> {
-  // ASCII bodies (the usual JSON) convert byte for byte, which is cheaper than UTF-8 both ways.
-  const ascii = asciiBytes && compiled.policy.maskCharacter.charCodeAt(0) < 128;
+  const ascii = readsByteForByte(compiled, asciiBytes);
   // The text is made only when the Set pass needs its latin1 reading (see setPass) or something may match.
   let text: string | null = null;
   const pass = setPass(compiled, body, ascii ? () => (text ??= body.toString('latin1')) : () => body.toString('latin1'), looksLikeJson(body));
